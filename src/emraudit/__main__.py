@@ -1,0 +1,3 @@
+from emraudit.cli import main
+
+main()

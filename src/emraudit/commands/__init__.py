@@ -1,0 +1,1 @@
+"""CLI verbs, one module per feature; each exposes `register(group)`."""

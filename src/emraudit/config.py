@@ -1,0 +1,185 @@
+"""`emraudit.toml`: load, validate, resolve paths.
+
+The file is validated with pydantic models that forbid unknown keys, so a typo is an error
+naming the file and the key, never a silent fall-back to a default. Relative paths resolve
+against the config file's folder. Detector overrides are checked later against the detector
+declarations (see `emraudit.detectors.profile`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from emraudit.errors import ConfigError
+from emraudit.model import TABLES
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class SiteConfig(_Strict):
+    name: str = "Hospital"
+    timezone: str = "Asia/Shanghai"
+    office_hours: tuple[int, int] = (8, 18)   # hours [start, end) for users without a roster
+    workdays: tuple[int, ...] = (0, 1, 2, 3, 4)  # Monday=0
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
+        try:
+            ZoneInfo(v)
+        except Exception as exc:  # noqa: BLE001 - any failure means an unknown zone
+            raise ValueError(f"unknown timezone '{v}' (expected an IANA name such as "
+                             "Asia/Shanghai)") from exc
+        return v
+
+
+class StoreConfig(_Strict):
+    url: str = "sqlite:///emraudit.db"
+    lake: str = "lake"
+
+
+class SourceConfig(_Strict):
+    connector: Literal["csv", "jsonl", "sql", "fhir"] = "csv"
+    table: str | None = None          # canonical table; defaults to the section name
+    path: str | None = None           # csv/jsonl/fhir: a file, a folder or a glob
+    url: str | None = None            # sql: SQLAlchemy URL, may contain {password}
+    password_env: str | None = None   # sql: environment variable holding the password
+    query: str | None = None          # sql: a read-only SELECT
+    sql_table: str | None = None      # sql: a table name (validated, never pasted)
+    watermark: str | None = None      # sql: column that grows (id or time) for incremental reads
+    profile: str = "canonical"
+    encoding: str | None = None       # csv: utf-8, utf-8-sig, gb18030 …; detected when absent
+    delimiter: str | None = None      # csv: detected when absent
+    batch_rows: int = Field(default=500_000, gt=0)
+    expected_daily: bool | None = None  # coverage: warn on days with no events
+    enabled: bool = True
+
+
+class ReportsConfig(_Strict):
+    dir: str = "reports"
+    lang: Literal["zh", "en"] = "zh"
+    mask_patients: bool = True
+    deadline_days: int = Field(default=30, gt=0)
+    responsible: str | None = None    # default responsible party in the ledger
+
+
+class ScanConfig(_Strict):
+    lookback_days: int = Field(default=35, ge=1)  # history loaded for baselines
+    window_days: int = Field(default=1, ge=1)     # default scan window when nothing is new
+
+
+class Config(BaseModel):
+    """The whole validated configuration, with the file it came from."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: Path
+    site: SiteConfig = SiteConfig()
+    store: StoreConfig = StoreConfig()
+    sources: dict[str, SourceConfig] = {}
+    detectors: dict[str, Any] = {}
+    reports: ReportsConfig = ReportsConfig()
+    scan: ScanConfig = ScanConfig()
+
+    @property
+    def base(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, p: str | os.PathLike) -> Path:
+        p = Path(os.path.expanduser(str(p)))
+        return p if p.is_absolute() else (self.base / p)
+
+    @property
+    def store_url(self) -> str:
+        url = os.environ.get("EMRAUDIT_STORE_URL") or self.store.url
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            rel = url[len("sqlite:///"):]
+            if rel and rel != ":memory:":
+                url = "sqlite:///" + str(self.resolve(rel))
+        return url
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.resolve(os.environ.get("EMRAUDIT_LAKE") or self.store.lake)
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.resolve(self.reports.dir)
+
+    @property
+    def tz(self) -> str:
+        return self.site.timezone
+
+    def source_table(self, name: str) -> str:
+        return self.sources[name].table or name
+
+
+def _format_loc(loc: tuple) -> str:
+    return ".".join(str(x) for x in loc)
+
+
+def _explain(err: dict) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "literal_error":
+        return f"expected {err.get('ctx', {}).get('expected', 'one of the allowed values')}"
+    return err.get("msg", "invalid value").replace("Value error, ", "")
+
+
+def parse_config(data: dict, path: Path) -> Config:
+    try:
+        cfg = Config(path=path, **data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(_explain(first) + (f" (got {first.get('input')!r})"
+                                              if first.get("type") != "extra_forbidden"
+                                              and not isinstance(first.get("input"), dict)
+                                              else ""),
+                          file=str(path), key=_format_loc(first["loc"])) from None
+    except TypeError as exc:
+        raise ConfigError(str(exc), file=str(path)) from None
+    for name in cfg.sources:
+        table = cfg.source_table(name)
+        if table not in TABLES:
+            raise ConfigError(f"unknown table '{table}' (expected one of {', '.join(TABLES)}; "
+                              "name the section after a table or set table = …)",
+                              file=str(path), key=f"sources.{name}")
+        src = cfg.sources[name]
+        if src.connector in ("csv", "jsonl", "fhir") and not src.path:
+            raise ConfigError(f"the {src.connector} connector needs 'path'", file=str(path),
+                              key=f"sources.{name}.path")
+        if src.connector == "sql" and not src.url:
+            raise ConfigError("the sql connector needs 'url'", file=str(path),
+                              key=f"sources.{name}.url")
+        if src.connector == "sql" and not (src.query or src.sql_table):
+            raise ConfigError("the sql connector needs 'query' or 'sql_table'", file=str(path),
+                              key=f"sources.{name}")
+    return cfg
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Read and validate a config file; every mistake is a ConfigError naming file and key."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError("config file not found", file=str(p))
+    try:
+        with p.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", file=str(p)) from None
+    except UnicodeDecodeError:
+        raise ConfigError("not valid TOML: the file must be UTF-8", file=str(p)) from None
+    return parse_config(data, p.resolve())
+
+
+def default_config(base: Path) -> Config:
+    """A config with every default, rooted at `base` (used by tests and `demo`)."""
+    return Config(path=base / "emraudit.toml")

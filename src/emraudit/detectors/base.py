@@ -1,0 +1,252 @@
+"""The detector contract: declarations, parameters, the context detectors read, findings.
+
+A detector is declared, not hard-wired (DESIGN.md, STYLE.md): a class with an id, English and
+Chinese names, the rectification item it evidences, a default severity, the tables it needs,
+its parameters (type, default, unit, doc, range), a triage note and its known false positives.
+It registers itself with `@register`. `run(ctx)` is a pure function of the frames in `ctx`: no
+file or database access inside. It returns a findings frame built with `findings_frame()`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from emraudit.model import RECTIFICATION_ITEMS, SEVERITIES, dumps
+
+FINDING_COLUMNS = ["finding_id", "detector", "severity", "score", "user_id", "patient_id",
+                   "start", "end", "event_ids", "rectification_item", "summary", "evidence"]
+
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tunable parameter of a detector, documented where it is declared."""
+
+    name: str
+    type: type
+    default: Any
+    doc: str
+    unit: str = ""
+    min: float | None = None
+    max: float | None = None
+    choices: tuple | None = None
+
+    def check(self, value: Any) -> Any:
+        """Return the value coerced to the declared type, or raise ValueError saying why."""
+        t = self.type
+        if t is bool:
+            if not isinstance(value, bool):
+                raise ValueError(f"expected true or false, got {value!r}")
+        elif t is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"expected a whole number, got {value!r}")
+        elif t is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"expected a number, got {value!r}")
+            value = float(value)
+        elif t is str:
+            if not isinstance(value, str):
+                raise ValueError(f"expected a string, got {value!r}")
+        elif t is list:
+            if not isinstance(value, list):
+                raise ValueError(f"expected a list, got {value!r}")
+        elif t is dict:
+            if not isinstance(value, dict):
+                raise ValueError(f"expected a table, got {value!r}")
+        if self.min is not None and isinstance(value, (int, float)) and value < self.min:
+            raise ValueError(f"must be at least {self.min}, got {value!r}")
+        if self.max is not None and isinstance(value, (int, float)) and value > self.max:
+            raise ValueError(f"must be at most {self.max}, got {value!r}")
+        if self.choices is not None:
+            vals = value if isinstance(value, list) else [value]
+            bad = [v for v in vals if v not in self.choices]
+            if bad:
+                raise ValueError(f"expected one of {', '.join(map(str, self.choices))}, "
+                                 f"got {bad[0]!r}")
+        return value
+
+
+class Detector:
+    """Base class. Subclasses set the class attributes and implement `run`."""
+
+    id: ClassVar[str]
+    name_en: ClassVar[str]
+    name_zh: ClassVar[str]
+    item: ClassVar[str]                       # "8", "9" or "6": the default rectification item
+    severity: ClassVar[str] = "medium"        # default severity
+    needs: ClassVar[tuple[str, ...]] = ("access_log",)   # tables without which it is skipped
+    uses: ClassVar[tuple[str, ...]] = ()      # optional tables that sharpen it
+    params: ClassVar[tuple[Param, ...]] = ()
+    lookback_days: ClassVar[int] = 0          # history before the scan window it needs
+    kind: ClassVar[str] = "rule"              # rule | anomaly
+    description: ClassVar[str] = ""           # what it looks for, one paragraph
+    note: ClassVar[str] = ""                  # triage note shown to the reviewer
+    false_positives: ClassVar[tuple[str, ...]] = ()
+    measure_zh: ClassVar[str] = ""            # suggested rectification measure (ledger)
+    measure_en: ClassVar[str] = ""
+
+    def __init__(self, **overrides: Any):
+        values = {p.name: p.default for p in self.params}
+        known = {p.name: p for p in self.params}
+        for k, v in overrides.items():
+            if k not in known:
+                raise KeyError(k)
+            values[k] = known[k].check(v)
+        self.p = _Params(values)
+
+    def effective_lookback_days(self) -> int:
+        """Days of history before the window this instance needs (may depend on params)."""
+        return self.lookback_days
+
+    def run(self, ctx: "Context") -> pd.DataFrame:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # helpers for subclasses -------------------------------------------------------------
+    def findings(self, rows: pd.DataFrame | list[dict]) -> pd.DataFrame:
+        return findings_frame(self.id, rows, default_item=self.item,
+                              default_severity=self.severity)
+
+    @classmethod
+    def declaration(cls) -> dict:
+        """The declaration as plain data (for `emraudit detectors`, docs and reports)."""
+        return {
+            "id": cls.id, "name_en": cls.name_en, "name_zh": cls.name_zh, "item": cls.item,
+            "item_text": RECTIFICATION_ITEMS.get(cls.item, ""), "severity": cls.severity,
+            "kind": cls.kind, "needs": list(cls.needs), "uses": list(cls.uses),
+            "lookback_days": cls.lookback_days, "description": cls.description,
+            "note": cls.note, "false_positives": list(cls.false_positives),
+            "measure_zh": cls.measure_zh, "measure_en": cls.measure_en,
+            "params": [{"name": p.name, "type": p.type.__name__, "default": p.default,
+                        "doc": p.doc, "unit": p.unit, "min": p.min, "max": p.max,
+                        "choices": list(p.choices) if p.choices else None}
+                       for p in cls.params],
+        }
+
+
+class _Params(dict):
+    """Parameter values, readable as attributes: `self.p.grace_days`."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+@dataclass
+class Context:
+    """What a detector may read. Built by the scan pipeline; detectors never do I/O.
+
+    `events` holds the access log for the scan window *and* the look-back before it, sorted
+    by `ts`, with a boolean `in_window`. Findings must involve at least one in-window event.
+    Reference tables are None when not loaded. `memo` shares work between detectors (the
+    care-relation explanations, the duty schedule) within one scan.
+    """
+
+    events: pd.DataFrame
+    window_start: pd.Timestamp
+    window_end: pd.Timestamp
+    tz: str = "Asia/Shanghai"
+    users: pd.DataFrame | None = None
+    patients: pd.DataFrame | None = None
+    care_relations: pd.DataFrame | None = None
+    patient_contacts: pd.DataFrame | None = None
+    shifts: pd.DataFrame | None = None
+    workstations: pd.DataFrame | None = None
+    office_hours: tuple[int, int] = (8, 18)
+    workdays: tuple[int, ...] = (0, 1, 2, 3, 4)
+    baseline: dict[str, Any] = field(default_factory=dict)  # stored state (features, models)
+    memo: dict[str, Any] = field(default_factory=dict)
+    detector_params: dict[str, dict] = field(default_factory=dict)  # id -> params in force
+    notes: list[str] = field(default_factory=list)
+
+    def table(self, name: str) -> pd.DataFrame | None:
+        if name == "access_log":
+            return self.events
+        return getattr(self, name)
+
+    def has(self, name: str) -> bool:
+        t = self.table(name)
+        return t is not None
+
+    def cached(self, key: str, fn: Callable[[], Any]) -> Any:
+        if key not in self.memo:
+            self.memo[key] = fn()
+        return self.memo[key]
+
+    @property
+    def window_events(self) -> pd.DataFrame:
+        return self.events[self.events["in_window"]]
+
+
+def finding_id(detector_id: str, key: str) -> str:
+    """Deterministic id: the same detector and key always give the same id."""
+    return "F" + hashlib.sha1(f"{detector_id}\x1f{key}".encode("utf-8")).hexdigest()[:19]
+
+
+def _iso(ts: Any) -> str:
+    if ts is None or (isinstance(ts, float) and np.isnan(ts)) or ts is pd.NaT:
+        return ""
+    return pd.Timestamp(ts).isoformat()
+
+
+def findings_frame(detector_id: str, rows: pd.DataFrame | list[dict], *,
+                   default_item: str, default_severity: str) -> pd.DataFrame:
+    """Normalize a detector's output to the findings contract.
+
+    `rows` needs `key` (what makes the finding unique for this detector, e.g.
+    "user|patient|day"), `user_id`, `event_ids` (list), `start`, `end`, `summary`; optional
+    `patient_id`, `severity`, `score`, `rectification_item`, `evidence` (dict).
+    """
+    df = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
+    if df.empty:
+        return empty_findings()
+    missing = [c for c in ("key", "user_id", "event_ids", "start", "end", "summary")
+               if c not in df.columns]
+    if missing:
+        raise ValueError(f"{detector_id}: findings lack {missing}")
+    out = pd.DataFrame({
+        "finding_id": [finding_id(detector_id, str(k)) for k in df["key"]],
+        "detector": detector_id,
+        "severity": df["severity"] if "severity" in df else default_severity,
+        "score": pd.to_numeric(df["score"], errors="coerce").fillna(0.0).astype(float)
+        if "score" in df else 1.0,
+        "user_id": df["user_id"].astype("string"),
+        "patient_id": (df["patient_id"].astype("string").fillna("")
+                       if "patient_id" in df else ""),
+        "start": [_iso(t) for t in df["start"]],
+        "end": [_iso(t) for t in df["end"]],
+        "event_ids": [sorted(map(str, e)) for e in df["event_ids"]],
+        "rectification_item": (df["rectification_item"].astype(str)
+                               if "rectification_item" in df else default_item),
+        "summary": df["summary"].astype(str),
+        "evidence": df["evidence"] if "evidence" in df else [{} for _ in range(len(df))],
+    })
+    bad = ~out["severity"].isin(SEVERITIES)
+    if bad.any():
+        raise ValueError(f"{detector_id}: unknown severity {out.loc[bad, 'severity'].iloc[0]!r}")
+    out = out.drop_duplicates("finding_id", keep="last")
+    return out.sort_values(["start", "finding_id"]).reset_index(drop=True)
+
+
+def empty_findings() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in FINDING_COLUMNS})
+
+
+def raise_severity(sev: str | pd.Series, steps: int | pd.Series = 1) -> Any:
+    """Severity `steps` levels higher, capped at critical (works on scalars and Series)."""
+    if isinstance(sev, pd.Series):
+        rank = sev.map(SEVERITY_RANK).fillna(0).astype(int) + steps
+        return rank.clip(upper=len(SEVERITIES) - 1).map(dict(enumerate(SEVERITIES)))
+    return SEVERITIES[min(SEVERITY_RANK[sev] + int(steps), len(SEVERITIES) - 1)]
+
+
+def finding_to_json(row: dict) -> str:
+    """One finding as the JSON line of findings.jsonl (the contract)."""
+    return dumps({c: row.get(c) for c in FINDING_COLUMNS})

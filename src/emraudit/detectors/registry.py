@@ -1,0 +1,61 @@
+"""The detector registry: built-ins register through the same mechanism a plugin would.
+
+Built-in modules are listed in BUILTIN_MODULES (datasette's DEFAULT_PLUGINS habit); third
+parties can add detectors through the `emraudit.detectors` entry-point group. Importing a
+module runs its `@register` decorators.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+
+from emraudit.detectors.base import Detector
+
+_REGISTRY: dict[str, type[Detector]] = {}
+_LOADED = False
+
+BUILTIN_MODULES = (
+    "emraudit.detectors.care",
+    "emraudit.detectors.cred",
+    "emraudit.detectors.bulk",
+    "emraudit.detectors.copy",
+    "emraudit.detectors.snoop",
+    "emraudit.detectors.btg",
+    "emraudit.detectors.anomaly",
+)
+
+
+def register(cls: type[Detector]) -> type[Detector]:
+    """Class decorator: add a detector to the registry under its id."""
+    for attr in ("id", "name_en", "name_zh", "item"):
+        if not getattr(cls, attr, None):
+            raise TypeError(f"{cls.__name__} must declare '{attr}'")
+    if cls.id in _REGISTRY and _REGISTRY[cls.id] is not cls:
+        raise TypeError(f"detector id {cls.id!r} registered twice")
+    _REGISTRY[cls.id] = cls
+    return cls
+
+
+def load_builtins() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    for name in BUILTIN_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:   # a real import error inside the module
+                raise
+    for ep in entry_points(group="emraudit.detectors"):
+        ep.load()
+    _LOADED = True
+
+
+def all_detectors() -> dict[str, type[Detector]]:
+    load_builtins()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get(detector_id: str) -> type[Detector]:
+    return all_detectors()[detector_id]

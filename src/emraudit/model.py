@@ -1,0 +1,395 @@
+"""Canonical tables: the schema every connector produces and every detector consumes.
+
+This module is the contract of DESIGN.md "Canonical tables". It declares each table's columns
+(name, kind, required, allowed values) and validates a frame against them in one vectorized
+pass: ids become strings, times become timezone-aware in the site timezone, enumerations are
+normalized, and rows that cannot be coerced go to quarantine with the reason. Unknown extra
+columns are kept untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from emraudit.timeparse import parse_timestamps
+
+ACTIONS = (
+    "view", "query", "create", "update", "delete", "sign", "print", "export", "copy",
+    "download", "login", "logout", "login_failed", "break_glass",
+)
+PATIENT_ACTIONS = ("view", "query", "create", "update", "delete", "sign", "print", "export",
+                   "copy", "download", "break_glass")
+OUTPUT_ACTIONS = ("print", "export", "copy", "download")
+ROLES = ("physician", "nurse", "technician", "pharmacist", "trainee", "medical_records",
+         "quality_control", "insurance", "admin", "it", "other")
+USER_STATUSES = ("active", "leave", "terminated")
+RELATION_KINDS = ("admission", "outpatient", "consult", "order", "appointment", "care_team",
+                  "transfer", "document", "access_request")
+SHIFT_KINDS = ("duty", "leave", "surgery", "offsite")
+OUTCOMES = ("success", "failure")
+SEVERITIES = ("low", "medium", "high", "critical")
+RECTIFICATION_ITEMS = {
+    "8": "（八）泄露患者隐私问题",
+    "9": "（九）电子病历系统管理不到位问题",
+    "6": "（六）医疗文书书写、管理不规范问题",
+}
+
+# Words seen in HIS staff masters, mapped onto the normalized roles. Matching is on the
+# lower-cased, stripped value; anything unmatched becomes "other" and keeps `role_raw`.
+ROLE_SYNONYMS = {
+    "physician": "physician", "doctor": "physician", "md": "physician", "attending": "physician",
+    "resident": "physician", "医生": "physician", "医师": "physician", "主治医师": "physician",
+    "住院医师": "physician", "主任医师": "physician", "副主任医师": "physician",
+    "nurse": "nurse", "rn": "nurse", "护士": "nurse", "护师": "nurse", "护士长": "nurse",
+    "technician": "technician", "tech": "technician", "技师": "technician", "医技": "technician",
+    "pharmacist": "pharmacist", "药师": "pharmacist", "药剂师": "pharmacist",
+    "trainee": "trainee", "student": "trainee", "intern": "trainee", "进修生": "trainee",
+    "实习生": "trainee", "规培": "trainee",
+    "medical_records": "medical_records", "records": "medical_records", "病案室": "medical_records",
+    "病案": "medical_records",
+    "quality_control": "quality_control", "qc": "quality_control", "质控科": "quality_control",
+    "质控": "quality_control",
+    "insurance": "insurance", "医保办": "insurance", "医保": "insurance",
+    "admin": "admin", "administrator": "admin", "医务处": "admin", "行政": "admin",
+    "it": "it", "信息科": "it", "vendor": "it", "工程师": "it",
+    "other": "other",
+}
+USER_STATUS_SYNONYMS = {
+    "active": "active", "在职": "active", "正常": "active", "1": "active",
+    "leave": "leave", "休假": "leave", "停薪": "leave",
+    "terminated": "terminated", "离职": "terminated", "停用": "terminated", "inactive": "terminated",
+    "disabled": "terminated", "0": "terminated",
+}
+TRUE_WORDS = {"1", "true", "t", "yes", "y", "是", "x"}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One canonical column: `kind` is id|str|ts|int|bool|enum."""
+
+    name: str
+    kind: str = "str"
+    required: bool = False
+    allowed: tuple[str, ...] | None = None
+    default: object = None
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = ()
+    doc: str = ""
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+
+def _c(name, kind="str", required=False, allowed=None, default=None, doc=""):
+    return Column(name, kind, required, allowed, default, doc)
+
+
+ACCESS_LOG = TableSchema("access_log", (
+    _c("event_id", "id", doc="unique id; derived from source and row when absent"),
+    _c("ts", "ts", True, doc="when"),
+    _c("user_id", "id", True, doc="the account used (工号 / login)"),
+    _c("patient_id", "id", doc="the patient whose record was touched"),
+    _c("action", "enum", True, ACTIONS, doc="canonical action"),
+    _c("action_raw", "str", doc="the source's own word for it"),
+    _c("module", "str", doc="part of the record (病历, 医嘱, 影像 …)"),
+    _c("workstation", "str"), _c("ip", "str"), _c("session_id", "str"),
+    _c("record_count", "int", default=1, doc="records in one print/export"),
+    _c("encounter_id", "id"), _c("facility", "str"),
+    _c("acting_user_id", "id", doc="the person acting when recorded apart from the account"),
+    _c("outcome", "enum", allowed=OUTCOMES, default="success"),
+    _c("reason", "str", doc="reason given (break-the-glass, access request)"),
+), key=("event_id",), doc="one row per access to the EMR")
+
+USERS = TableSchema("users", (
+    _c("user_id", "id", True), _c("name"), _c("role", "enum", allowed=ROLES, default="other"),
+    _c("department"), _c("ward"),
+    _c("status", "enum", allowed=USER_STATUSES, default="active"),
+    _c("start_date", "ts"), _c("end_date", "ts"), _c("access_until", "ts"),
+    _c("supervisor_id", "id"), _c("patient_id", "id"), _c("address"), _c("phone"),
+), key=("user_id",), doc="staff master")
+
+PATIENTS = TableSchema("patients", (
+    _c("patient_id", "id", True), _c("name"), _c("sex"), _c("birth_date", "ts"), _c("address"),
+    _c("phone"),
+    _c("vip", "bool", default=False), _c("sensitive", "bool", default=False),
+    _c("watch", "bool", default=False, doc="records sealed after an incident (封存)"),
+    _c("watch_team", "str", doc="user ids allowed to read a sealed record, separated by ';'"),
+    _c("deceased_date", "ts"), _c("employee_user_id", "id"),
+), key=("patient_id",), doc="patient master")
+
+CARE_RELATIONS = TableSchema("care_relations", (
+    _c("patient_id", "id", True), _c("user_id", "id"), _c("department"), _c("ward"),
+    _c("kind", "enum", True, RELATION_KINDS), _c("start", "ts", True), _c("end", "ts"),
+    _c("encounter_id", "id"),
+), doc="time-bounded care relationships; empty user_id relates the department or ward")
+
+PATIENT_CONTACTS = TableSchema("patient_contacts", (
+    _c("patient_id", "id", True), _c("name"), _c("relation"), _c("phone"), _c("address"),
+), doc="next of kin and contacts")
+
+SHIFTS = TableSchema("shifts", (
+    _c("user_id", "id", True), _c("start", "ts", True), _c("end", "ts", True),
+    _c("kind", "enum", allowed=SHIFT_KINDS, default="duty"), _c("ward"), _c("location"),
+), doc="duty roster, leave, surgery and offsite blocks")
+
+WORKSTATIONS = TableSchema("workstations", (
+    _c("workstation", "str", True), _c("ip"), _c("department"), _c("campus"), _c("location"),
+), doc="where terminals are")
+
+TABLES: dict[str, TableSchema] = {t.name: t for t in (
+    ACCESS_LOG, USERS, PATIENTS, CARE_RELATIONS, PATIENT_CONTACTS, SHIFTS, WORKSTATIONS)}
+REFERENCE_TABLES = tuple(n for n in TABLES if n != "access_log")
+
+# Columns the lake stores as dictionary-encoded categoricals (few distinct values).
+CATEGORICAL = ("action", "outcome", "module", "facility")
+
+EVENT_ID_FIELDS = ("ts", "user_id", "patient_id", "action", "action_raw", "module",
+                   "workstation", "ip", "session_id", "record_count", "encounter_id",
+                   "acting_user_id")
+
+SOURCE_REF = "_source_ref"   # "file:line" or "table:key": where the raw row came from
+SOURCE = "_source"           # the source name (config section)
+
+
+@dataclass
+class Validated:
+    """The outcome of validating one batch: what was accepted and what was quarantined."""
+
+    accepted: pd.DataFrame
+    quarantine: pd.DataFrame  # columns: source, source_ref, reason, raw
+    read: int = 0
+    duplicates: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"read": self.read, "accepted": len(self.accepted),
+                "quarantined": len(self.quarantine), "duplicates": self.duplicates}
+
+
+def _blank(s: pd.Series) -> pd.Series:
+    """True where a value is missing or only whitespace."""
+    if s.dtype == object or pd.api.types.is_string_dtype(s):
+        st = s.astype("string")
+        return st.isna() | (st.str.strip() == "")
+    return s.isna()
+
+
+def to_id(s: pd.Series) -> pd.Series:
+    """Ids are strings: 1234.0 read as a float becomes '1234'; blanks become missing."""
+    if pd.api.types.is_float_dtype(s):
+        out = s.astype("Int64").astype("string")
+    elif pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
+        out = s.astype("string")
+    else:
+        out = s.astype("string").str.strip()
+        # a float-looking id (from a spreadsheet) loses its ".0"
+        out = out.str.replace(r"^(\d+)\.0$", r"\1", regex=True)
+    return out.mask(out == "", pd.NA)
+
+
+def to_bool(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(s):
+        return s.fillna(False).astype(bool)
+    st = s.astype("string").str.strip().str.lower()
+    return st.isin(TRUE_WORDS).fillna(False).astype(bool)
+
+
+def _normalize_enum(col: Column, s: pd.Series) -> pd.Series:
+    st = s.astype("string").str.strip()
+    lowered = st.str.lower()
+    if col.name == "role":
+        mapped = lowered.map(ROLE_SYNONYMS)
+        return mapped.where(mapped.notna() | st.isna(), "other").fillna(col.default or "other")
+    if col.name == "status":
+        mapped = lowered.map(USER_STATUS_SYNONYMS)
+        return mapped.where(mapped.notna(), lowered)
+    return lowered
+
+
+def derive_event_ids(df: pd.DataFrame, source: str) -> pd.Series:
+    """Deterministic ids from the source name and the canonical fields of each row.
+
+    Two 64-bit hashes with different keys give 128 bits, so collisions are negligible even
+    over years of events; the same row from the same source always gets the same id.
+    """
+    cols = [c for c in EVENT_ID_FIELDS if c in df.columns]
+    frame = pd.DataFrame({c: df[c].astype("string").fillna("\x00") for c in cols})
+    if "ts" in df.columns and isinstance(df["ts"].dtype, pd.DatetimeTZDtype):
+        frame["ts"] = df["ts"].dt.tz_convert("UTC").astype("int64").astype("string")
+    frame.insert(0, "_src", source)
+    h1 = pd.util.hash_pandas_object(frame, index=False, hash_key="emraudit-evt-001")
+    h2 = pd.util.hash_pandas_object(frame, index=False, hash_key="emraudit-evt-002")
+    a = np.char.mod("%016x", h1.to_numpy(np.uint64))
+    b = np.char.mod("%016x", h2.to_numpy(np.uint64))
+    return pd.Series(np.char.add(a, b), index=df.index, dtype="string")
+
+
+def _raw_json(df: pd.DataFrame) -> pd.Series:
+    """The quarantined rows as JSON text, for the officer reading the quarantine."""
+    if df.empty:
+        return pd.Series([], dtype="string")
+    keep = [c for c in df.columns if c not in (SOURCE_REF, SOURCE)]
+    lines = df[keep].astype("string").to_json(orient="records", lines=True,
+                                              force_ascii=False).splitlines()
+    return pd.Series(lines, index=df.index, dtype="string")
+
+
+def empty_quarantine() -> pd.DataFrame:
+    return pd.DataFrame({"source": pd.Series(dtype="string"),
+                         "source_ref": pd.Series(dtype="string"),
+                         "reason": pd.Series(dtype="string"),
+                         "raw": pd.Series(dtype="string")})
+
+
+def empty_table(table: str, tz: str = "Asia/Shanghai") -> pd.DataFrame:
+    """An empty frame with the table's canonical columns and dtypes."""
+    schema = TABLES[table]
+    data = {}
+    for c in schema.columns:
+        if c.kind == "ts":
+            data[c.name] = pd.Series(dtype=f"datetime64[ns, {tz}]")
+        elif c.kind == "int":
+            data[c.name] = pd.Series(dtype="int64")
+        elif c.kind == "bool":
+            data[c.name] = pd.Series(dtype=bool)
+        else:
+            data[c.name] = pd.Series(dtype="string")
+    return pd.DataFrame(data)
+
+
+def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
+    """Coerce `df` (canonical column names, strings or typed) to the table's schema.
+
+    `df` may carry `_source_ref` (where each row came from); it is kept on accepted rows and
+    copied to the quarantine. Rows are quarantined, never dropped silently; duplicates (same
+    event_id, or the same key for keyed reference tables) are counted apart.
+    """
+    schema = TABLES[table]
+    n = len(df)
+    original = df
+    df = df.copy()
+    if SOURCE_REF not in df.columns:
+        df[SOURCE_REF] = (source + ":" + pd.Series(np.arange(1, n + 1), index=df.index)
+                          .astype("string"))
+        original = df
+    reasons = pd.Series(pd.NA, index=df.index, dtype="string")
+
+    def fail(mask: pd.Series, why: str | pd.Series):
+        nonlocal reasons
+        mask = mask.fillna(False) & reasons.isna()
+        if mask.any():
+            reasons = reasons.mask(mask, why if isinstance(why, str) else why[mask])
+
+    for col in schema.columns:
+        if col.name not in df.columns:
+            if col.required and not (col.name == "event_id"):
+                raise KeyError(col.name)
+            if col.default is not None:
+                df[col.name] = col.default
+            continue
+        s = df[col.name]
+        if col.kind == "ts":
+            parsed = parse_timestamps(s, tz)
+            bad = parsed.isna() & ~_blank(s)
+            fail(bad, "unparseable time in '" + col.name + "': " + s.astype("string").str.slice(0, 40))
+            df[col.name] = parsed
+        elif col.kind == "id":
+            df[col.name] = to_id(s)
+        elif col.kind == "int":
+            num = pd.to_numeric(s, errors="coerce")
+            bad = num.isna() & ~_blank(s)
+            fail(bad, f"'{col.name}' is not a whole number")
+            df[col.name] = num.fillna(col.default if col.default is not None else 0).astype("int64")
+        elif col.kind == "bool":
+            df[col.name] = to_bool(s)
+        elif col.kind == "enum":
+            norm = _normalize_enum(col, s)
+            if col.default is not None:
+                norm = norm.fillna(col.default)
+            if col.allowed:
+                bad = ~norm.isin(col.allowed) & norm.notna()
+                fail(bad, f"unknown {col.name} '" + norm.astype("string").fillna("") + "'")
+            df[col.name] = norm.astype("string")
+        else:
+            st = s.astype("string")
+            df[col.name] = st.mask(st.str.strip() == "", pd.NA)
+        if col.required and col.name != "event_id":
+            fail(df[col.name].isna() & reasons.isna(), f"missing required '{col.name}'")
+
+    if table == "access_log":
+        if "outcome" in df.columns:
+            df.loc[df["action"] == "login_failed", "outcome"] = "failure"
+        needs_patient = df["action"].isin(PATIENT_ACTIONS) & (df["action"] != "break_glass")
+        if "patient_id" not in df.columns:
+            df["patient_id"] = pd.Series(pd.NA, index=df.index, dtype="string")
+        fail(needs_patient & df["patient_id"].isna(),
+             "no patient for a patient action '" + df["action"].astype("string").fillna("") + "'")
+        ev = df["event_id"] if "event_id" in df.columns else pd.Series(pd.NA, index=df.index,
+                                                                         dtype="string")
+        derived = derive_event_ids(df, source)
+        df["event_id"] = ev.fillna(derived).astype("string")
+    if table == "care_relations" and "end" in df.columns:
+        fail(df["end"].notna() & (df["end"] < df["start"]), "care relation ends before it starts")
+    if table == "shifts":
+        fail(df["end"] <= df["start"], "shift ends before it starts")
+
+    bad = reasons.notna()
+    quarantine = empty_quarantine()
+    if bad.any():
+        qdf = df.loc[bad]
+        quarantine = pd.DataFrame({
+            "source": source,
+            "source_ref": qdf[SOURCE_REF].astype("string"),
+            "reason": reasons[bad],
+            "raw": _raw_json(original.loc[bad]) if len(original) == len(df) else _raw_json(qdf),
+        }).reset_index(drop=True)
+    accepted = df.loc[~bad]
+    duplicates = 0
+    key = list(schema.key)
+    if key and all(k in accepted.columns for k in key):
+        dup = accepted.duplicated(subset=key, keep="first")
+        duplicates = int(dup.sum())
+        accepted = accepted.loc[~dup]
+    for c in CATEGORICAL:
+        if c in accepted.columns and table == "access_log":
+            accepted[c] = accepted[c].astype("string")
+    return Validated(accepted.reset_index(drop=True), quarantine, read=n, duplicates=duplicates)
+
+
+def describe_schema() -> str:
+    """A plain-text description of every table, for `emraudit schema` and the docs."""
+    out = []
+    for t in TABLES.values():
+        out.append(f"{t.name}: {t.doc}")
+        for c in t.columns:
+            flags = "required" if c.required else "optional"
+            allowed = f" one of {', '.join(c.allowed)}" if c.allowed else ""
+            out.append(f"  {c.name:16} {c.kind:5} {flags}{allowed}{'  — ' + c.doc if c.doc else ''}")
+    return "\n".join(out)
+
+
+def dumps(obj) -> str:
+    """Compact, stable JSON used for evidence and ids."""
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str, separators=(",", ":"))

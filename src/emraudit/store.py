@@ -1,0 +1,304 @@
+"""The state database: ingestion runs, quarantine, watermarks, coverage, scans, findings,
+cases, dispositions, allowlists, stored features and models, and the scan lock.
+
+SQLAlchemy Core on any URL (SQLite by default, PostgreSQL supported). The schema is declared
+here once for every feature; feature modules (cases, allow, anomaly, reports) read and write
+these tables through the helpers below or their own Core statements. Events themselves live
+in the Parquet lake (`emraudit.lake`), not here.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Iterator
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from emraudit.errors import ConfigError
+
+metadata = sa.MetaData()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+TS = sa.DateTime(timezone=True)
+
+ingest_runs = sa.Table(
+    "ingest_runs", metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("source", sa.String(200), nullable=False, index=True),
+    sa.Column("table_name", sa.String(64), nullable=False),
+    sa.Column("started", TS, nullable=False),
+    sa.Column("finished", TS),
+    sa.Column("status", sa.String(20), nullable=False),   # running | committed | failed
+    sa.Column("read", sa.BigInteger, default=0),
+    sa.Column("accepted", sa.BigInteger, default=0),
+    sa.Column("quarantined", sa.BigInteger, default=0),
+    sa.Column("duplicates", sa.BigInteger, default=0),
+    sa.Column("watermark_before", sa.Text),
+    sa.Column("watermark_after", sa.Text),
+    sa.Column("detail", sa.Text),                          # JSON: files, notes
+)
+
+quarantine = sa.Table(
+    "quarantine", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), nullable=False, index=True),
+    sa.Column("source", sa.String(200), nullable=False, index=True),
+    sa.Column("source_ref", sa.Text),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw", sa.Text),
+)
+
+watermarks = sa.Table(
+    "watermarks", metadata,
+    sa.Column("source", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text),           # JSON: connector-specific position
+    sa.Column("updated", TS),
+)
+
+coverage = sa.Table(
+    "coverage", metadata,
+    sa.Column("source", sa.String(200), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("fields", sa.Text),          # JSON: column -> share of rows with a value
+)
+
+scans = sa.Table(
+    "scans", metadata,
+    sa.Column("scan_id", sa.String(64), primary_key=True),
+    sa.Column("started", TS, nullable=False),
+    sa.Column("finished", TS),
+    sa.Column("status", sa.String(20), nullable=False),   # running | committed | failed
+    sa.Column("window_start", TS),
+    sa.Column("window_end", TS),
+    sa.Column("stage", sa.String(40)),
+    sa.Column("unmasked", sa.Boolean, default=False),
+    sa.Column("report_dir", sa.Text),
+    sa.Column("summary", sa.Text),                        # JSON: counts per detector
+    sa.Column("params", sa.Text),                         # JSON: options and detector settings
+)
+
+findings = sa.Table(
+    "findings", metadata,
+    sa.Column("finding_id", sa.String(40), primary_key=True),
+    sa.Column("detector", sa.String(80), nullable=False, index=True),
+    sa.Column("severity", sa.String(10), nullable=False),
+    sa.Column("score", sa.Float),
+    sa.Column("user_id", sa.String(200), index=True),
+    sa.Column("patient_id", sa.String(200), index=True),
+    sa.Column("start", sa.String(40), index=True),   # ISO-8601 text, as in the contract
+    sa.Column("end", sa.String(40)),
+    sa.Column("event_ids", sa.Text),                 # JSON list
+    sa.Column("rectification_item", sa.String(8)),
+    sa.Column("summary", sa.Text),
+    sa.Column("evidence", sa.Text),                  # JSON object
+    sa.Column("case_id", sa.String(40), index=True),
+    sa.Column("suppressed_by", sa.Integer),          # allowlist id, when suppressed
+    sa.Column("first_scan", sa.String(64)),
+    sa.Column("last_scan", sa.String(64)),
+    sa.Column("created", TS),
+    sa.Column("updated", TS),
+)
+
+cases = sa.Table(
+    "cases", metadata,
+    sa.Column("case_id", sa.String(40), primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),      # patient | account
+    sa.Column("user_id", sa.String(200), index=True),
+    sa.Column("patient_id", sa.String(200)),
+    sa.Column("day", sa.String(10)),                       # account cases: the day
+    sa.Column("severity", sa.String(10)),
+    sa.Column("score", sa.Float),
+    sa.Column("detectors", sa.Text),                       # JSON list
+    sa.Column("items", sa.Text),                           # JSON list of rectification items
+    sa.Column("first_seen", sa.String(40)),
+    sa.Column("last_seen", sa.String(40)),
+    sa.Column("n_findings", sa.Integer),
+    sa.Column("n_events", sa.Integer),
+    sa.Column("summary", sa.Text),
+    sa.Column("status", sa.String(20), nullable=False, default="open"),  # open|resolved|suppressed
+    sa.Column("disposition", sa.String(20)),   # confirmed|false_positive|justified|training
+    sa.Column("reviewer", sa.String(200)),
+    sa.Column("note", sa.Text),
+    sa.Column("resolved_at", TS),
+    sa.Column("reopened", sa.Boolean, default=False),
+    sa.Column("version", sa.Integer, nullable=False, default=1),  # optimistic concurrency
+    sa.Column("created", TS),
+    sa.Column("updated", TS),
+)
+
+case_history = sa.Table(
+    "case_history", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("case_id", sa.String(40), nullable=False, index=True),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("by", sa.String(200)),
+    sa.Column("action", sa.String(40), nullable=False),   # opened|resolved|reopened|updated
+    sa.Column("field", sa.String(40)),
+    sa.Column("old", sa.Text),
+    sa.Column("new", sa.Text),
+    sa.Column("note", sa.Text),
+    sa.Column("scan_id", sa.String(64)),
+)
+
+allowlist = sa.Table(
+    "allowlist", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.String(200), nullable=False, index=True),
+    sa.Column("patient_id", sa.String(200)),
+    sa.Column("department", sa.String(200)),
+    sa.Column("detector", sa.String(80)),
+    sa.Column("until", TS, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created", TS, nullable=False),
+    sa.Column("removed", TS),
+    sa.Column("removed_by", sa.String(200)),
+)
+
+user_day_features = sa.Table(
+    "user_day_features", metadata,
+    sa.Column("user_id", sa.String(200), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("role", sa.String(40)),
+    sa.Column("department", sa.String(200)),
+    sa.Column("features", sa.Text, nullable=False),   # JSON: feature -> value
+    sa.Column("scan_id", sa.String(64)),
+)
+
+models = sa.Table(
+    "models", metadata,
+    sa.Column("model_id", sa.String(64), primary_key=True),
+    sa.Column("detector", sa.String(80), nullable=False, index=True),
+    sa.Column("trained_at", TS, nullable=False),
+    sa.Column("window_start", sa.String(10)),
+    sa.Column("window_end", sa.String(10)),
+    sa.Column("features", sa.Text),                   # JSON list
+    sa.Column("params", sa.Text),                     # JSON
+    sa.Column("blob", sa.LargeBinary),                # what scoring needs, not training rows
+)
+
+locks = sa.Table(
+    "locks", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("acquired", TS, nullable=False),
+    sa.Column("heartbeat", TS, nullable=False),
+)
+
+
+class Store:
+    """The state database behind one configuration."""
+
+    def __init__(self, url: str, *, create: bool = True):
+        self.url = url
+        try:
+            kwargs: dict[str, Any] = {"future": True}
+            if url.startswith("sqlite"):
+                kwargs["connect_args"] = {"timeout": 30}
+            self.engine: Engine = sa.create_engine(url, **kwargs)
+            if url.startswith("sqlite"):
+                sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            if create:
+                metadata.create_all(self.engine)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+            raise ConfigError(f"bad store URL: {exc}", key="store.url") from None
+        except sa.exc.OperationalError as exc:
+            raise ConfigError(f"cannot open the store: {exc.orig}", key="store.url") from None
+
+    @property
+    def safe_url(self) -> str:
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    @contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # watermarks ---------------------------------------------------------------------------
+    def get_watermark(self, source: str) -> Any:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(watermarks.c.value)
+                            .where(watermarks.c.source == source)).first()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def set_watermark(self, conn: sa.Connection, source: str, value: Any) -> None:
+        upsert(conn, watermarks, {"source": source, "value": json.dumps(value, default=str),
+                                  "updated": _now()}, ["source"])
+
+    # reading helpers ---------------------------------------------------------------------
+    def read_table(self, table: sa.Table, where=None, order_by=None) -> pd.DataFrame:
+        stmt = sa.select(table)
+        if where is not None:
+            stmt = stmt.where(where)
+        if order_by is not None:
+            stmt = stmt.order_by(order_by)
+        with self.engine.connect() as c:
+            res = c.execute(stmt)
+            return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+
+    def read_findings(self, where=None) -> pd.DataFrame:
+        """Stored findings in the contract's shape (event_ids a list, evidence a dict)."""
+        df = self.read_table(findings, where, findings.c.start)
+        if not df.empty:
+            df["event_ids"] = df["event_ids"].map(lambda s: json.loads(s) if s else [])
+            df["evidence"] = df["evidence"].map(lambda s: json.loads(s) if s else {})
+        return df
+
+    def committed_runs(self) -> set[str]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(ingest_runs.c.run_id)
+                             .where(ingest_runs.c.status == "committed")).fetchall()
+        return {r[0] for r in rows}
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def upsert(conn: sa.Connection, table: sa.Table, row: dict | list[dict],
+           key: list[str]) -> None:
+    """Insert or update by primary key, on SQLite and PostgreSQL alike."""
+    rows = row if isinstance(row, list) else [row]
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        cols = [c for c in rows[0] if c not in key]
+        for chunk_start in range(0, len(rows), 500):
+            chunk = rows[chunk_start:chunk_start + 500]
+            stmt = insert(table).values(chunk)
+            stmt = (stmt.on_conflict_do_update(index_elements=key,
+                                               set_={c: stmt.excluded[c] for c in cols})
+                    if cols else stmt.on_conflict_do_nothing(index_elements=key))
+            conn.execute(stmt)
+        return
+    for r in rows:  # generic fallback for other databases
+        cond = sa.and_(*[table.c[k] == r[k] for k in key])
+        if conn.execute(sa.select(table.c[key[0]]).where(cond)).first():
+            conn.execute(table.update().where(cond).values(**r))
+        else:
+            conn.execute(table.insert().values(**r))
+
+
+def now_utc() -> datetime:
+    return _now()

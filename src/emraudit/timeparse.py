@@ -1,0 +1,109 @@
+"""Vectorized timestamp parsing for the formats hospital exports use.
+
+Seen in the field: `2025-07-01 08:03:15`, `2025/07/01 8:03`, `20250701080315`, ISO-8601 with
+an offset or `Z`, epoch seconds and epoch milliseconds, and Caché `$H` day counts (handled by
+profiles). Naive values are read in the site timezone; aware ones are converted to it. The
+common layouts go through fast fixed-format parsers; only leftovers take the slow mixed path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+_OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
+_FAST_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f",
+                 "%Y-%m-%d %H:%M", "%Y-%m-%d")
+UNIT = "ns"
+
+
+def _localize(ts: pd.Series, tz: str) -> pd.Series:
+    return ts.dt.tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward")
+
+
+def parse_timestamps(s: pd.Series, tz: str) -> pd.Series:
+    """Parse a column to `datetime64[ns, tz]`; values that cannot be parsed become NaT."""
+    dtype = f"datetime64[{UNIT}, {tz}]"
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        return s.dt.tz_convert(tz).astype(dtype)
+    if pd.api.types.is_datetime64_dtype(s.dtype):
+        return _localize(s, tz).astype(dtype)
+    out = pd.Series(pd.NaT, index=s.index, dtype=dtype)
+    if len(s) == 0:
+        return out
+    if pd.api.types.is_numeric_dtype(s.dtype):
+        return _from_epoch(pd.to_numeric(s, errors="coerce"), tz).astype(dtype)
+    st = s.astype("string").str.strip()
+    st = st.mask(st == "", pd.NA)
+    todo = st.notna()
+
+    # all digits: compact YYYYMMDDhhmmss / YYYYMMDD, or epoch seconds / milliseconds
+    digits = todo & st.str.fullmatch(r"\d+(\.\d+)?").fillna(False)
+    if digits.any():
+        d = st[digits]
+        lens = d.str.len()
+        compact14 = d.str.fullmatch(r"(19|20|21)\d{12}").fillna(False)
+        compact8 = d.str.fullmatch(r"(19|20|21)\d{6}").fillna(False) & (lens == 8)
+        if compact14.any():
+            p = pd.to_datetime(d[compact14], format="%Y%m%d%H%M%S", errors="coerce")
+            out[p.index] = _localize(p, tz).astype(dtype)
+        if compact8.any():
+            p = pd.to_datetime(d[compact8], format="%Y%m%d", errors="coerce")
+            out[p.index] = _localize(p, tz).astype(dtype)
+        epoch = ~(compact14 | compact8)
+        if epoch.any():
+            num = pd.to_numeric(d[epoch], errors="coerce")
+            out[num.index] = _from_epoch(num, tz).astype(dtype)
+        todo &= ~digits
+
+    if todo.any():
+        rest = st[todo].str.replace("/", "-", regex=False)
+        aware = rest.str.contains(_OFFSET, regex=True).fillna(False)
+        naive = rest[~aware]
+        if len(naive):
+            parsed = pd.Series(pd.NaT, index=naive.index, dtype="datetime64[ns]")
+            left = naive
+            for fmt in _FAST_FORMATS:
+                p = pd.to_datetime(left, format=fmt, errors="coerce")
+                ok = p.notna()
+                parsed[ok[ok].index] = p[ok]
+                left = left[~ok]
+                if left.empty:
+                    break
+            if len(left):
+                p = pd.to_datetime(left, format="mixed", errors="coerce")
+                parsed[p.index] = p
+            out[parsed.index] = _localize(parsed, tz).astype(dtype)
+        if aware.any():
+            a = rest[aware]
+            p = pd.to_datetime(a, format="ISO8601", errors="coerce", utc=True)
+            miss = p.isna()
+            if miss.any():
+                p[miss] = pd.to_datetime(a[miss], format="mixed", errors="coerce", utc=True)
+            out[p.index] = p.dt.tz_convert(tz).astype(dtype)
+    return out
+
+
+def _from_epoch(num: pd.Series, tz: str) -> pd.Series:
+    """Epoch seconds (10 digits) or milliseconds (13 digits), told apart by magnitude."""
+    ms = num.abs() >= 1e11
+    secs = num.where(~ms, num / 1000.0)
+    # keep sub-second precision without float rounding surprises
+    ns = (secs * 1e9).round().astype("Int64")
+    ok = ns.notna() & (secs.abs() < 8e9)
+    res = pd.to_datetime(ns.where(ok, pd.NA).astype("float64"), unit="ns", utc=True,
+                         errors="coerce")
+    return res.dt.tz_convert(tz)
+
+
+def cache_horolog_days(s: pd.Series) -> pd.Series:
+    """Caché `$H` day counts (days since 1840-12-31) to naive dates."""
+    num = pd.to_numeric(s, errors="coerce")
+    return pd.Timestamp("1840-12-31") + pd.to_timedelta(num, unit="D")
+
+
+def now(tz: str) -> pd.Timestamp:
+    return pd.Timestamp.now(tz=tz)
+
+
+__all__ = ["parse_timestamps", "cache_horolog_days", "now", "np"]
