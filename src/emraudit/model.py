@@ -288,12 +288,11 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
     """
     schema = TABLES[table]
     n = len(df)
-    original = df
-    df = df.copy()
     if SOURCE_REF not in df.columns:
-        df[SOURCE_REF] = (source + ":" + pd.Series(np.arange(1, n + 1), index=df.index)
-                          .astype("string"))
-        original = df
+        df = df.assign(**{SOURCE_REF: source + ":" + pd.Series(np.arange(1, n + 1),
+                                                                 index=df.index).astype("string")})
+    original = df          # raw values, for the quarantine
+    df = df.copy()
     reasons = pd.Series(pd.NA, index=df.index, dtype="string")
 
     def fail(mask: pd.Series, why: str | pd.Series):
@@ -363,7 +362,7 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
             "source": source,
             "source_ref": qdf[SOURCE_REF].astype("string"),
             "reason": reasons[bad],
-            "raw": _raw_json(original.loc[bad]) if len(original) == len(df) else _raw_json(qdf),
+            "raw": _raw_json(original.loc[bad]),
         }).reset_index(drop=True)
     accepted = df.loc[~bad]
     duplicates = 0
