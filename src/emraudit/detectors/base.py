@@ -165,6 +165,10 @@ class Context:
     memo: dict[str, Any] = field(default_factory=dict)
     detector_params: dict[str, dict] = field(default_factory=dict)  # id -> params in force
     notes: list[str] = field(default_factory=list)
+    # state a detector wants persisted by the pipeline after the scan commits (e.g. the
+    # "user_day_features" frame, fitted "models" rows); the detector never writes it itself
+    outputs: dict[str, Any] = field(default_factory=dict)
+    site_name: str = ""
 
     def table(self, name: str) -> pd.DataFrame | None:
         if name == "access_log":
@@ -179,6 +183,15 @@ class Context:
         if key not in self.memo:
             self.memo[key] = fn()
         return self.memo[key]
+
+    def params_for(self, detector_id: str) -> dict:
+        """Parameters in force for another detector (e.g. the care-relation settings that
+        the snooping detectors share), falling back to its declared defaults."""
+        if detector_id in self.detector_params:
+            return self.detector_params[detector_id]
+        from emraudit.detectors.registry import all_detectors
+        cls = all_detectors().get(detector_id)
+        return {p.name: p.default for p in cls.params} if cls else {}
 
     @property
     def window_events(self) -> pd.DataFrame:
