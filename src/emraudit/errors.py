@@ -35,6 +35,4 @@ class SourceError(UserError):
 
 
 class LockedError(UserError):
-    """Another scan holds the store's lock."""
-
-    exit_code = 3
+    """Another scan holds the store's lock: this scan could not run (exit code 2)."""

@@ -43,7 +43,9 @@ ingest_runs = sa.Table(
     sa.Column("duplicates", sa.BigInteger, default=0),
     sa.Column("watermark_before", sa.Text),
     sa.Column("watermark_after", sa.Text),
-    sa.Column("detail", sa.Text),                          # JSON: files, notes
+    sa.Column("detail", sa.Text),                          # JSON: files, days, notes
+    sa.Column("days", sa.Text),                            # JSON list of lake days written
+    sa.Column("scanned_by", sa.String(64), index=True),    # the scan that covered this run
 )
 
 quarantine = sa.Table(
@@ -104,6 +106,7 @@ findings = sa.Table(
     sa.Column("suppressed_by", sa.Integer),          # allowlist id, when suppressed
     sa.Column("first_scan", sa.String(64)),
     sa.Column("last_scan", sa.String(64)),
+    sa.Column("retracted_scan", sa.String(64)),     # a rescan no longer produced it
     sa.Column("created", TS),
     sa.Column("updated", TS),
 )
@@ -248,8 +251,14 @@ class Store:
             res = c.execute(stmt)
             return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
 
-    def read_findings(self, where=None) -> pd.DataFrame:
-        """Stored findings in the contract's shape (event_ids a list, evidence a dict)."""
+    def read_findings(self, where=None, *, include_retracted: bool = False) -> pd.DataFrame:
+        """Stored findings in the contract's shape (event_ids a list, evidence a dict).
+
+        Findings a later rescan no longer produced (retracted) are left out unless asked for.
+        """
+        if not include_retracted:
+            live = findings.c.retracted_scan.is_(None)
+            where = live if where is None else sa.and_(where, live)
         df = self.read_table(findings, where, findings.c.start)
         if not df.empty:
             df["event_ids"] = df["event_ids"].map(lambda s: json.loads(s) if s else [])
