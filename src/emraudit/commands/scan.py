@@ -1,0 +1,65 @@
+"""`emraudit scan` (the nightly job) and `emraudit unlock`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from emraudit.commands._common import config_option, get_config
+
+
+def _setup_log(cfg) -> None:
+    """A log file beside the reports: counts and stages only, never patient data."""
+    cfg.reports_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(cfg.reports_dir / "emraudit.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger("emraudit")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+
+
+@click.command("scan")
+@config_option
+@click.option("--since", help="Rescan from this day (inclusive), e.g. 2025-07-01.")
+@click.option("--until", help="Rescan up to this day (exclusive).")
+@click.option("--full", is_flag=True, help="Rescan every stored day.")
+@click.option("--unmask", is_flag=True,
+              help="Show patient names and ids unmasked in reports (recorded in the scan).")
+@click.option("--no-ingest", is_flag=True, help="Scan stored events without reading sources.")
+def scan_cmd(config_path, since, until, full, unmask, no_ingest) -> None:
+    """Ingest what is new, run every enabled detector, store findings and cases, write reports.
+
+    Exit codes: 0 ran (whatever it found); 1 ran but some source or detector failed (named
+    in the summary); 2 could not run (bad config, unreadable store, another scan running).
+    """
+    from emraudit.scan import format_summary, run_scan
+
+    cfg = get_config(config_path)
+    _setup_log(cfg)
+    log = logging.getLogger("emraudit.scan")
+    log.info("scan started (config %s)", cfg.path)
+    echo = (lambda m: click.echo(m, err=True)) if sys.stderr.isatty() else (lambda m: None)
+    res = run_scan(cfg, since=since, until=until, full=full, unmask=unmask,
+                   skip_ingest=no_ingest, echo=echo)
+    click.echo(format_summary(res))
+    log.info("scan %s finished: %d findings, %d cases touched, exit %d", res.scan_id,
+             res.findings, res.cases, res.exit_code)
+    raise SystemExit(res.exit_code)
+
+
+@click.command("unlock")
+@config_option
+def unlock_cmd(config_path) -> None:
+    """Remove a stale scan lock (after a crashed scan on another host)."""
+    from emraudit.lock import force_unlock
+    from emraudit.store import Store
+
+    cfg = get_config(config_path)
+    click.echo("lock removed" if force_unlock(Store(cfg.store_url)) else "no lock was held")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(scan_cmd)
+    group.add_command(unlock_cmd)

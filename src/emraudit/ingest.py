@@ -1,0 +1,226 @@
+"""Ingest: connectors → validation → the lake and the state database, batch by batch.
+
+Each batch is one ingestion run: its events are written to the lake under the run id, then
+its quarantine, coverage, watermark and counts are committed in one transaction. Files of a
+run that never committed are invisible and removed by the next ingest, so a crash leaves no
+partial batch and a rerun resumes after the last complete one. Counts always reconcile:
+read = accepted + quarantined + duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+import pandas as pd
+import sqlalchemy as sa
+
+from emraudit.config import Config
+from emraudit.errors import UserError
+from emraudit.lake import Lake
+from emraudit.model import SOURCE, empty_quarantine, validate
+from emraudit.store import Store, coverage, ingest_runs, now_utc, quarantine, upsert
+from emraudit.testhooks import maybe_kill
+
+
+@dataclass
+class SourceResult:
+    """What one source contributed to an ingest."""
+
+    name: str
+    table: str
+    read: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    status: str = "ok"           # ok | unchanged | failed | disabled
+    error: str = ""
+    days: set[str] = field(default_factory=set)
+    runs: list[str] = field(default_factory=list)
+
+    def add(self, read: int, accepted: int, quarantined: int, duplicates: int) -> None:
+        self.read += read
+        self.accepted += accepted
+        self.quarantined += quarantined
+        self.duplicates += duplicates
+        self.batches += 1
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("r%Y%m%dT%H%M%S") + secrets.token_hex(3)
+
+
+def _begin_run(store: Store, run_id: str, name: str, table: str, wm_before) -> None:
+    with store.begin() as c:
+        c.execute(ingest_runs.insert().values(
+            run_id=run_id, source=name, table_name=table, started=now_utc(), status="running",
+            watermark_before=json.dumps(wm_before, default=str)))
+
+
+def _fail_stale_runs(store: Store) -> None:
+    """Runs left 'running' by a crash are marked failed (their files are orphans)."""
+    with store.begin() as c:
+        c.execute(ingest_runs.update().where(ingest_runs.c.status == "running")
+                  .values(status="failed", finished=now_utc()))
+
+
+def _merge_coverage(conn: sa.Connection, rows: pd.DataFrame) -> None:
+    """Add a batch's per-day coverage to what the store holds (weighted field shares)."""
+    if rows.empty:
+        return
+    keys = list(zip(rows["source"], rows["day"]))
+    existing = {}
+    for src in rows["source"].unique():
+        res = conn.execute(sa.select(coverage).where(coverage.c.source == src,
+                                                     coverage.c.day.in_(list(rows["day"]))))
+        for r in res:
+            existing[(r.source, r.day)] = (r.events, json.loads(r.fields or "{}"))
+    out = []
+    for (src, day), (_, row) in zip(keys, rows.iterrows()):
+        n_new = int(row["events"])
+        f_new = json.loads(row["fields"]) if isinstance(row["fields"], str) else dict(row["fields"])
+        if (src, day) in existing:
+            n_old, f_old = existing[(src, day)]
+            total = n_old + n_new
+            merged = {k: round((f_old.get(k, 0.0) * n_old + f_new.get(k, 0.0) * n_new) / total, 4)
+                      for k in set(f_old) | set(f_new)} if total else f_new
+            out.append({"source": src, "day": day, "events": total,
+                        "fields": json.dumps(merged, sort_keys=True)})
+        else:
+            out.append({"source": src, "day": day, "events": n_new,
+                        "fields": json.dumps(f_new, sort_keys=True)})
+    upsert(conn, coverage, out, ["source", "day"])
+
+
+def _quarantine_rows(q: pd.DataFrame, run_id: str, name: str) -> list[dict]:
+    if q.empty:
+        return []
+    q = q.astype("object").where(q.notna(), None)
+    return [{"run_id": run_id, "source": r["source"] or name, "source_ref": r["source_ref"],
+             "reason": r["reason"], "raw": r["raw"]} for r in q.to_dict("records")]
+
+
+def ingest_source(config: Config, store: Store, lake: Lake, name: str,
+                  committed: set[str], on_batch: Callable[[SourceResult], None] | None = None
+                  ) -> SourceResult:
+    """Ingest everything new from one source; raises UserError for user mistakes."""
+    from emraudit.connectors import open_connector
+    from emraudit.coverage import day_coverage
+
+    table = config.source_table(name)
+    res = SourceResult(name, table)
+    src = config.sources[name]
+    if not src.enabled:
+        res.status = "disabled"
+        return res
+    connector = open_connector(name, config)
+    wm = store.get_watermark(name)
+    ref_frames: list[pd.DataFrame] = []
+    ref_quarantine: list[pd.DataFrame] = []
+    ref_read = 0
+    ref_position = None
+    for batch in connector.batches(wm):
+        if table != "access_log":
+            ref_frames.append(batch.frame)
+            ref_quarantine.append(batch.quarantine)
+            ref_read += batch.read
+            ref_position = batch.position
+            continue
+        run_id = new_run_id()
+        _begin_run(store, run_id, name, table, wm)
+        v = validate(table, batch.frame, config.tz, name)
+        acc = v.accepted
+        acc[SOURCE] = name
+        days = sorted(acc["ts"].dt.tz_convert(config.tz).dt.strftime("%Y-%m-%d").unique()) \
+            if len(acc) else []
+        known = lake.existing_event_ids(committed, days)
+        dup = acc["event_id"].isin(known) if len(known) else pd.Series(False, index=acc.index)
+        acc = acc.loc[~dup]
+        files = lake.write_events(acc, run_id)
+        maybe_kill("ingest:after-lake-write")
+        q = pd.concat([x for x in (batch.quarantine, v.quarantine) if len(x)] or
+                      [empty_quarantine()], ignore_index=True)
+        counts = dict(read=batch.read, accepted=len(acc), quarantined=len(q),
+                      duplicates=v.duplicates + int(dup.sum()))
+        written_days = sorted({f.parent.name[4:] for f in files})
+        with store.begin() as c:
+            rows = _quarantine_rows(q, run_id, name)
+            if rows:
+                c.execute(quarantine.insert(), rows)
+            _merge_coverage(c, day_coverage(acc, name, config.tz))
+            store.set_watermark(c, name, batch.position)
+            c.execute(ingest_runs.update().where(ingest_runs.c.run_id == run_id).values(
+                status="committed", finished=now_utc(),
+                watermark_after=json.dumps(batch.position, default=str),
+                days=json.dumps(written_days),
+                detail=json.dumps({"files": [str(f.relative_to(lake.root)) for f in files],
+                                   "notes": batch.notes}, ensure_ascii=False),
+                **counts))
+        committed.add(run_id)
+        wm = batch.position
+        res.add(**counts)
+        res.days.update(written_days)
+        res.runs.append(run_id)
+        if on_batch:
+            on_batch(res)
+    if table != "access_log" and ref_frames:
+        run_id = new_run_id()
+        _begin_run(store, run_id, name, table, wm)
+        frame = pd.concat(ref_frames, ignore_index=True)
+        v = validate(table, frame, config.tz, name)
+        q = pd.concat([x for x in (*ref_quarantine, v.quarantine) if len(x)] or
+                      [empty_quarantine()], ignore_index=True)
+        lake.write_snapshot(table, v.accepted, run_id)
+        counts = dict(read=ref_read, accepted=len(v.accepted), quarantined=len(q),
+                      duplicates=v.duplicates)
+        with store.begin() as c:
+            rows = _quarantine_rows(q, run_id, name)
+            if rows:
+                c.execute(quarantine.insert(), rows)
+            store.set_watermark(c, name, ref_position)
+            c.execute(ingest_runs.update().where(ingest_runs.c.run_id == run_id).values(
+                status="committed", finished=now_utc(),
+                watermark_after=json.dumps(ref_position, default=str), **counts))
+        committed.add(run_id)
+        res.add(**counts)
+        res.runs.append(run_id)
+    if res.batches == 0:
+        res.status = "unchanged"
+    return res
+
+
+def ingest(config: Config, store: Store, lake: Lake, *, only: list[str] | None = None,
+           on_batch: Callable[[SourceResult], None] | None = None) -> list[SourceResult]:
+    """Ingest every enabled source (reference tables first, then access logs).
+
+    A source that fails (unreadable, malformed beyond quarantine) is reported with its error
+    and the others go on; configuration mistakes are raised before anything is read.
+    """
+    _fail_stale_runs(store)
+    committed = store.committed_runs()
+    lake.remove_orphans(committed)
+    names = [n for n in config.sources if only is None or n in only]
+    names.sort(key=lambda n: (config.source_table(n) == "access_log", n))
+    results = []
+    for name in names:
+        try:
+            results.append(ingest_source(config, store, lake, name, committed, on_batch))
+        except UserError as err:
+            results.append(SourceResult(name, config.source_table(name), status="failed",
+                                        error=str(err)))
+    return results
+
+
+def format_results(results: list[SourceResult]) -> str:
+    """The per-source table `emraudit ingest` and `scan` print."""
+    lines = [f"{'source':24} {'table':16} {'read':>10} {'accepted':>10} {'quarantined':>11} "
+             f"{'duplicate':>10}  status"]
+    for r in results:
+        status = r.status if not r.error else f"FAILED: {r.error}"
+        lines.append(f"{r.name:24} {r.table:16} {r.read:>10,} {r.accepted:>10,} "
+                     f"{r.quarantined:>11,} {r.duplicates:>10,}  {status}")
+    return "\n".join(lines)

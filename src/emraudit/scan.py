@@ -1,0 +1,401 @@
+"""The nightly scan: ingest what is new, detect, store findings and cases, write reports.
+
+Incremental by ingestion, not by clock: the days to scan are the days that runs committed
+since the last scan wrote events into (late-arriving events of earlier days included).
+Detectors see those days plus the look-back they declare. Runs are marked scanned only after
+findings, cases and reports are committed, so a scan killed anywhere and run again produces
+exactly what an uninterrupted scan would: findings and cases are upserted by stable ids.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import sqlalchemy as sa
+
+from emraudit.config import Config
+from emraudit.detectors.base import Context, empty_findings
+from emraudit.detectors.profile import DetectorSetting, resolve_detectors
+from emraudit.errors import UserError
+from emraudit.ingest import SourceResult, ingest
+from emraudit.lake import Lake
+from emraudit.lock import scan_lock
+from emraudit.model import REFERENCE_TABLES
+from emraudit.store import Store, findings as findings_t, ingest_runs, now_utc, scans, upsert
+from emraudit.testhooks import maybe_kill
+
+log = logging.getLogger("emraudit.scan")
+
+
+@dataclass
+class DetectorStatus:
+    id: str
+    status: str              # ran | skipped | disabled | failed
+    findings: int = 0
+    seconds: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class ScanResult:
+    scan_id: str
+    sources: list[SourceResult] = field(default_factory=list)
+    days: list[str] = field(default_factory=list)
+    detectors: list[DetectorStatus] = field(default_factory=list)
+    findings: int = 0
+    new_findings: int = 0
+    suppressed: int = 0
+    retracted: int = 0
+    cases: int = 0
+    report_dir: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        failed = any(s.status == "failed" for s in self.sources) or \
+            any(d.status == "failed" for d in self.detectors)
+        return 1 if failed else 0
+
+
+def new_scan_id() -> str:
+    return datetime.now(timezone.utc).strftime("s%Y%m%dT%H%M%S") + secrets.token_hex(2)
+
+
+def _day(ts: pd.Timestamp, tz: str) -> str:
+    return ts.tz_convert(tz).strftime("%Y-%m-%d")
+
+
+def _day_start(day: str, tz: str) -> pd.Timestamp:
+    return pd.Timestamp(day).tz_localize(tz)
+
+
+def unscanned_days(store: Store) -> tuple[list[str], list[str]]:
+    """Days written by committed access-log runs that no committed scan has covered yet."""
+    with store.engine.connect() as c:
+        rows = c.execute(sa.select(ingest_runs.c.run_id, ingest_runs.c.days).where(
+            ingest_runs.c.status == "committed", ingest_runs.c.table_name == "access_log",
+            ingest_runs.c.scanned_by.is_(None))).fetchall()
+    days = sorted({d for r in rows for d in json.loads(r.days or "[]")})
+    return days, [r.run_id for r in rows]
+
+
+def window_days(config: Config, store: Store, lake: Lake, *, since: str | None,
+                until: str | None, full: bool) -> tuple[list[str], list[str]]:
+    """The days this scan covers and the runs it will mark as scanned."""
+    new_days, runs = unscanned_days(store)
+    if full:
+        return lake.days(store.committed_runs()), runs
+    if since or until:
+        all_days = lake.days(store.committed_runs())
+        lo = _parse_day(since, "--since") if since else "0000-00-00"
+        hi = _parse_day(until, "--until") if until else "9999-99-99"
+        return [d for d in all_days if lo <= d < hi], runs
+    return new_days, runs
+
+
+def _parse_day(value: str, option: str) -> str:
+    try:
+        return pd.Timestamp(value).strftime("%Y-%m-%d")
+    except (ValueError, TypeError):
+        raise UserError(f"{option}: expected a date such as 2025-07-01, got {value!r}") from None
+
+
+def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Timestamp,
+                  window_end: pd.Timestamp, settings: dict[str, DetectorSetting],
+                  days: list[str] | None = None) -> Context:
+    """Load the events of the window plus the look-back the enabled detectors need."""
+    tz = config.tz
+    enabled = [s for s in settings.values() if s.enabled]
+    lookback = max([s.instantiate().effective_lookback_days() for s in enabled] or [0])
+    lookback = min(lookback, config.scan.lookback_days)
+    committed = store.committed_runs()
+    start = window_start - pd.Timedelta(days=lookback)
+    events = lake.read_events(committed, start, window_end)
+    day = events["ts"].dt.tz_convert(tz).dt.strftime("%Y-%m-%d")
+    in_window = (events["ts"] >= window_start) & (events["ts"] < window_end)
+    if days is not None:
+        in_window &= day.isin(days)
+    events["in_window"] = in_window.to_numpy()
+    refs = {t: lake.read_snapshot(t, committed) for t in REFERENCE_TABLES}
+    ctx = Context(events=events, window_start=window_start, window_end=window_end, tz=tz,
+                  office_hours=tuple(config.site.office_hours),
+                  workdays=tuple(config.site.workdays),
+                  detector_params={i: dict(s.params) for i, s in settings.items()},
+                  site_name=config.site.name, **refs)
+    try:
+        from emraudit.anomaly_state import load_baseline
+    except ImportError:
+        load_baseline = None
+    if load_baseline is not None:
+        ctx.baseline = load_baseline(store, _day(start, tz), _day(window_end, tz))
+    return ctx
+
+
+def run_detectors(ctx: Context, settings: dict[str, DetectorSetting],
+                  on_detector: Callable[[DetectorStatus], None] | None = None
+                  ) -> tuple[pd.DataFrame, dict[str, DetectorStatus]]:
+    """Run every enabled detector; one that fails is reported and the others go on."""
+    out = []
+    status: dict[str, DetectorStatus] = {}
+    window_ids = set(ctx.events.loc[ctx.events["in_window"], "event_id"].astype(str)) \
+        if len(ctx.events) else set()
+    for det_id, st in settings.items():
+        if not st.enabled:
+            status[det_id] = DetectorStatus(det_id, "disabled")
+            continue
+        missing = [t for t in st.cls.needs if ctx.table(t) is None]
+        if missing:
+            status[det_id] = DetectorStatus(
+                det_id, "skipped", message=f"needs table {', '.join(missing)} (not loaded)")
+            if on_detector:
+                on_detector(status[det_id])
+            continue
+        t0 = time.perf_counter()
+        try:
+            det = st.instantiate()
+            found = det.run(ctx)
+        except Exception as exc:  # noqa: BLE001 - one detector must not sink the scan
+            log.exception("detector %s failed", det_id)
+            status[det_id] = DetectorStatus(det_id, "failed", seconds=time.perf_counter() - t0,
+                                            message=f"{type(exc).__name__}: {exc}")
+            if on_detector:
+                on_detector(status[det_id])
+            continue
+        if len(found):
+            keep = [bool(window_ids.intersection(map(str, ids))) for ids in found["event_ids"]]
+            found = found.loc[keep]
+        status[det_id] = DetectorStatus(det_id, "ran", len(found), time.perf_counter() - t0)
+        if on_detector:
+            on_detector(status[det_id])
+        if len(found):
+            out.append(found)
+    frame = pd.concat(out, ignore_index=True) if out else empty_findings()
+    return frame, status
+
+
+def _finding_rows(df: pd.DataFrame, scan_id: str, first_scan: dict[str, str],
+                  now) -> list[dict]:
+    rows = []
+    for r in df.to_dict("records"):
+        rows.append({
+            "finding_id": r["finding_id"], "detector": r["detector"], "severity": r["severity"],
+            "score": float(r["score"]), "user_id": r["user_id"],
+            "patient_id": r["patient_id"] or "", "start": r["start"], "end": r["end"],
+            "event_ids": json.dumps(list(r["event_ids"])),
+            "rectification_item": r["rectification_item"], "summary": r["summary"],
+            "evidence": json.dumps(r["evidence"], ensure_ascii=False, default=str,
+                                   sort_keys=True),
+            "suppressed_by": (int(r["suppressed_by"]) if pd.notna(r.get("suppressed_by"))
+                              else None),
+            "first_scan": first_scan.get(r["finding_id"], scan_id), "last_scan": scan_id,
+            "retracted_scan": None, "created": now, "updated": now,
+        })
+    return rows
+
+
+def store_findings(conn: sa.Connection, found: pd.DataFrame, scan_id: str, ran: list[str],
+                   window_start: pd.Timestamp, window_end: pd.Timestamp,
+                   days: list[str] | None = None) -> tuple[int, int]:
+    """Upsert findings by id; retract earlier findings of the window no longer produced.
+
+    Returns (new findings, retracted findings).
+    """
+    now = now_utc()
+    ids = list(found["finding_id"]) if len(found) else []
+    first_scan: dict[str, str] = {}
+    for chunk in range(0, len(ids), 500):
+        part = ids[chunk:chunk + 500]
+        for fid, fs, created in conn.execute(
+                sa.select(findings_t.c.finding_id, findings_t.c.first_scan, findings_t.c.created)
+                .where(findings_t.c.finding_id.in_(part))):
+            first_scan[fid] = fs
+    rows = _finding_rows(found, scan_id, first_scan, now)
+    for r in rows:
+        if r["finding_id"] in first_scan:
+            r.pop("created")
+    fresh = [r for r in rows if "created" in r]
+    known = [r for r in rows if "created" not in r]
+    upsert(conn, findings_t, fresh, ["finding_id"])
+    upsert(conn, findings_t, known, ["finding_id"])
+    ws, we = window_start.isoformat(), window_end.isoformat()
+    stale = sa.and_(findings_t.c.detector.in_(ran), findings_t.c.start >= ws,
+                    findings_t.c.end < we, findings_t.c.retracted_scan.is_(None),
+                    findings_t.c.last_scan != scan_id)
+    candidates = conn.execute(sa.select(findings_t.c.finding_id, findings_t.c.start,
+                                        findings_t.c.end).where(stale)).fetchall()
+    # only findings lying wholly in scanned days: a day outside the set was not re-detected
+    covered = set(days) if days is not None else None
+    gone = [r.finding_id for r in candidates
+            if covered is None or (r.start[:10] in covered and r.end[:10] in covered)]
+    for i in range(0, len(gone), 500):
+        conn.execute(findings_t.update().where(findings_t.c.finding_id.in_(gone[i:i + 500]))
+                     .values(retracted_scan=scan_id, updated=now))
+    return len(fresh), len(gone)
+
+
+def _apply_allowlist(conn, found: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    try:
+        from emraudit.allow import apply_allowlist
+    except ImportError:
+        found["suppressed_by"] = None
+        return found
+    return apply_allowlist(conn, found, now_utc(), ctx.users)
+
+
+def _update_cases(conn, found: pd.DataFrame, scan_id: str) -> int:
+    try:
+        from emraudit.cases import update_cases
+    except ImportError:
+        return 0
+    touched = update_cases(conn, found, scan_id, now_utc())
+    return len(touched)
+
+
+def _write_reports(config: Config, store: Store, lake: Lake, scan_id: str,
+                   found: pd.DataFrame, unmask: bool) -> Path:
+    try:
+        from emraudit.reports import write_scan_reports
+    except ImportError:
+        write_scan_reports = None
+    if write_scan_reports is not None:
+        return write_scan_reports(config, store, lake, scan_id, unmask=unmask)
+    from emraudit.detectors.base import finding_to_json
+    out = config.reports_dir / scan_id
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with (out / "findings.jsonl").open("w", encoding="utf-8") as fh:
+        for r in found.to_dict("records"):
+            fh.write(finding_to_json(r) + "\n")
+    return out
+
+
+def run_scan(config: Config, *, since: str | None = None, until: str | None = None,
+             full: bool = False, unmask: bool = False, skip_ingest: bool = False,
+             echo: Callable[[str], None] = print) -> ScanResult:
+    """The whole nightly job. Raises UserError when it cannot run at all."""
+    settings = resolve_detectors(config.detectors, config.path)   # config errors first
+    store = Store(config.store_url)
+    lake = Lake(config.lake_dir, config.tz)
+    with scan_lock(store):
+        scan_id = new_scan_id()
+        res = ScanResult(scan_id)
+        t0 = time.perf_counter()
+        with store.begin() as c:
+            c.execute(scans.insert().values(
+                scan_id=scan_id, started=now_utc(), status="running", stage="ingest",
+                unmasked=unmask, params=json.dumps({"since": since, "until": until,
+                                                    "full": full, "unmask": unmask})))
+        if not skip_ingest:
+            res.sources = ingest(config, store, lake)
+        res.timings["ingest"] = time.perf_counter() - t0
+        days, runs = window_days(config, store, lake, since=since, until=until, full=full)
+        res.days = days
+        if not days:
+            res.notes.append("nothing new to scan (use --full or --since/--until to rescan)")
+            _finish(store, scan_id, res, runs=runs)
+            return res
+        ws, we = _day_start(days[0], config.tz), _day_start(days[-1], config.tz) + \
+            pd.Timedelta(days=1)
+        t1 = time.perf_counter()
+        ctx = build_context(config, store, lake, ws, we, settings, days)
+        res.timings["load"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        found, status = run_detectors(ctx, settings)
+        res.timings["detect"] = time.perf_counter() - t2
+        res.detectors = list(status.values())
+        maybe_kill("scan:after-detectors")
+        t3 = time.perf_counter()
+        with store.begin() as c:
+            found = _apply_allowlist(c, found, ctx)
+            res.suppressed = int(found["suppressed_by"].notna().sum()) if len(found) else 0
+            ran = [d.id for d in res.detectors if d.status == "ran"]
+            res.new_findings, res.retracted = store_findings(c, found, scan_id, ran, ws, we,
+                                                              days)
+            res.cases = _update_cases(c, found, scan_id)
+            _save_outputs(c, ctx, scan_id)
+            c.execute(scans.update().where(scans.c.scan_id == scan_id).values(
+                stage="findings", window_start=ws.to_pydatetime(),
+                window_end=we.to_pydatetime()))
+        res.findings = len(found)
+        res.timings["store"] = time.perf_counter() - t3
+        maybe_kill("scan:after-findings")
+        t4 = time.perf_counter()
+        res.report_dir = _write_reports(config, store, lake, scan_id, found, unmask)
+        res.timings["reports"] = time.perf_counter() - t4
+        maybe_kill("scan:after-reports")
+        _finish(store, scan_id, res, runs=runs)
+        res.timings["total"] = time.perf_counter() - t0
+        return res
+
+
+def _save_outputs(conn, ctx: Context, scan_id: str) -> None:
+    if not ctx.outputs:
+        return
+    try:
+        from emraudit.anomaly_state import save_outputs
+    except ImportError:
+        return
+    save_outputs(conn, ctx.outputs, scan_id)
+
+
+def _finish(store: Store, scan_id: str, res: ScanResult, *, runs: list[str]) -> None:
+    """Commit the scan: only now are the runs it covered marked as scanned."""
+    summary = {
+        "days": res.days, "findings": res.findings, "new": res.new_findings,
+        "suppressed": res.suppressed, "retracted": res.retracted, "cases": res.cases,
+        "detectors": {d.id: {"status": d.status, "findings": d.findings,
+                             "seconds": round(d.seconds, 3), "message": d.message}
+                      for d in res.detectors},
+        "sources": {s.name: {"read": s.read, "accepted": s.accepted,
+                             "quarantined": s.quarantined, "duplicates": s.duplicates,
+                             "status": s.status, "error": s.error} for s in res.sources},
+        "timings": {k: round(v, 3) for k, v in res.timings.items()},
+        "notes": res.notes,
+    }
+    with store.begin() as c:
+        if runs:
+            for i in range(0, len(runs), 500):
+                c.execute(ingest_runs.update().where(ingest_runs.c.run_id.in_(runs[i:i + 500]))
+                          .values(scanned_by=scan_id))
+        c.execute(scans.update().where(scans.c.scan_id == scan_id).values(
+            status="committed", stage="done", finished=now_utc(),
+            report_dir=str(res.report_dir) if res.report_dir else None,
+            summary=json.dumps(summary, ensure_ascii=False, default=str)))
+
+
+def format_summary(res: ScanResult) -> str:
+    """The one-screen summary printed at the end of a scan."""
+    from emraudit.ingest import format_results
+    lines = [f"scan {res.scan_id}"]
+    if res.sources:
+        lines += ["", format_results(res.sources)]
+    if res.days:
+        lines += ["", f"days scanned: {res.days[0]} .. {res.days[-1]} ({len(res.days)} days)"]
+    if res.detectors:
+        lines += ["", f"{'detector':28} {'status':9} {'findings':>8} {'seconds':>8}"]
+        for d in res.detectors:
+            extra = f"  {d.message}" if d.message else ""
+            lines.append(f"{d.id:28} {d.status:9} {d.findings:>8} {d.seconds:>8.2f}{extra}")
+    lines += ["", f"findings: {res.findings} ({res.new_findings} new, {res.suppressed} "
+                  f"suppressed by allowlist, {res.retracted} retracted)  cases touched: "
+                  f"{res.cases}"]
+    if res.report_dir:
+        lines.append(f"report: {res.report_dir}")
+    lines += res.notes
+    return "\n".join(lines)
+
+
+def detector_settings(config: Config) -> dict[str, DetectorSetting]:
+    return resolve_detectors(config.detectors, config.path)
+
+
+__all__ = ["run_scan", "build_context", "run_detectors", "format_summary", "ScanResult",
+           "Any"]
