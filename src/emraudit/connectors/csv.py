@@ -1,0 +1,269 @@
+"""CSV/TSV exports: any delimiter, UTF-8 (with or without BOM) or GB18030/GBK, in bounded blocks.
+
+Each block of whole records is scanned once with numpy (newlines, quotes, delimiters) to find
+each record's line number and field count: records with the wrong number of fields (a
+truncated last line, a row with an extra column, an unterminated quote) go to the quarantine
+with their line number, the others are parsed by pyarrow in one call, all as strings. The
+profile then maps the columns; `model.validate` (run by the pipeline) coerces the types.
+"""
+
+from __future__ import annotations
+
+import csv as pycsv
+import io
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from emraudit.connectors.base import Batch, Connector
+from emraudit.connectors.files import (SAMPLE_BYTES, BadLine, Block, block_bytes_for,
+                                       detect_encoding, display_names, file_state, fingerprint,
+                                       list_files, normalize_encoding, plan_file, read_blocks)
+from emraudit.errors import SourceError
+from emraudit.model import SOURCE_REF, empty_quarantine
+
+DELIMITERS = (",", "\t", ";", "|")
+_STRING = pd.StringDtype("pyarrow")
+
+
+def _types_mapper(t: pa.DataType):
+    return _STRING if pa.types.is_string(t) or pa.types.is_large_string(t) else None
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter that splits the header and the next lines into the same number of
+    fields (most fields wins); ',' when nothing splits."""
+    lines = [ln for ln in text.splitlines()[:20] if ln.strip()]
+    if not lines:
+        return ","
+    best, best_score = ",", (0, 0)
+    for d in DELIMITERS:
+        counts = [ln.count(d) for ln in lines]
+        if counts[0] == 0:
+            continue
+        consistent = sum(c == counts[0] for c in counts)
+        score = (consistent, counts[0])
+        if score > best_score:
+            best, best_score = d, score
+    return best
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        n = n.strip()
+        if n in seen:
+            seen[n] += 1
+            out.append(f"{n}.{seen[n]}")
+        else:
+            seen[n] = 0
+            out.append(n)
+    return out
+
+
+class CsvConnector(Connector):
+    kind = "csv"
+
+    def describe(self) -> str:
+        return f"csv:{self.source.path}"
+
+    # --- per file setup ------------------------------------------------------------------------
+    def _open(self, path: Path) -> dict | None:
+        """Encoding, delimiter, header and where the data starts; None for a 0-byte file."""
+        with open(path, "rb") as fh:
+            sample = fh.read(SAMPLE_BYTES)
+        if not sample.strip():
+            return None
+        enc_name = self.source.encoding or self.profile.encoding
+        if enc_name:
+            enc = normalize_encoding(enc_name, str(path))
+            bom = 3 if sample.startswith(b"\xef\xbb\xbf") and enc == "utf-8" else 0
+        else:
+            enc, bom = detect_encoding(sample)
+            enc = normalize_encoding(enc, str(path))
+        nl = sample.find(b"\n")
+        header_raw = sample[bom:] if nl < 0 else sample[bom:nl + 1]
+        try:
+            header_text = header_raw.decode(enc)
+        except UnicodeDecodeError:
+            raise SourceError(f"the header line is not valid {enc} text (set 'encoding' in the "
+                              "source)", file=str(path), line=1) from None
+        delim = self.source.delimiter or self.profile.delimiter
+        if delim in ("\\t", "tab", "TAB"):
+            delim = "\t"
+        if not delim:
+            delim = sniff_delimiter(sample[bom:].decode(enc, errors="ignore"))
+        if len(delim.encode("utf-8")) != 1:
+            raise SourceError(f"delimiter {delim!r} must be one ASCII character", file=str(path))
+        header = next(pycsv.reader([header_text.strip("\r\n")], delimiter=delim), [])
+        header = _unique([h for h in header])
+        if not any(header):
+            raise SourceError("the first line is empty (expected a header line with column "
+                              "names)", file=str(path), line=1)
+        return {"enc": enc, "delim": delim, "header": header, "data_start": bom + len(header_raw),
+                "sample": sample}
+
+    # --- the batches ----------------------------------------------------------------------------
+    def batches(self, watermark) -> Iterator[Batch]:
+        files = list_files(self.source.path, self.config.base)
+        names = display_names(files)
+        reference = self.table != "access_log"
+        prev_files = {} if reference or not watermark else dict(watermark.get("files", {}))
+        state = {k: v for k, v in prev_files.items() if Path(k) in set(files)}
+        yielded = False
+        for path in files:
+            key = str(path)
+            action, offset, line = plan_file(path, prev_files.get(key))
+            if action == "skip":
+                continue
+            notes = []
+            if action == "reread":
+                notes.append(f"{names[path]} changed since the last run (not only appended): "
+                             "read again from the start")
+            info = self._open(path)
+            if info is None:
+                state[key] = file_state(path, path.stat().st_size, 1)
+                yielded = True
+                yield self._empty(self._position(state, files, reference),
+                                  notes + [f"{names[path]} is empty (0 bytes)"])
+                continue
+            self.profile.check_columns(self.table, info["header"], names[path])
+            if offset < info["data_start"]:
+                offset, line = info["data_start"], 2
+            got_rows = False
+            block_bytes = block_bytes_for(self.source.batch_rows, info["sample"])
+            for block in read_blocks(path, info["enc"], offset, line, block_bytes, quoted=True):
+                frame, quarantine, read = self._parse(block, info, names[path])
+                state[key] = file_state(path, block.end_offset, block.end_line)
+                got_rows = True
+                yielded = True
+                yield Batch(frame, self._position(state, files, reference), read, quarantine,
+                            notes + block.notes)
+                notes = []
+            if not got_rows:
+                state[key] = file_state(path, path.stat().st_size, line)
+                yielded = True
+                yield self._empty(self._position(state, files, reference), notes)
+        if not yielded and reference:
+            yield self._empty(self._position(state, files, reference), [])
+
+    def _position(self, state: dict, files: list[Path], reference: bool) -> dict:
+        if reference:
+            return fingerprint(files)
+        return {"files": {k: dict(v) for k, v in state.items()}}
+
+    def _empty(self, position, notes) -> Batch:
+        cols = self.profile.output_columns(self.table, [])
+        frame = pd.DataFrame({c: pd.Series(dtype=_STRING) for c in cols + [SOURCE_REF]})
+        return Batch(frame, position, 0, empty_quarantine(), notes)
+
+    def _parse(self, block: Block, info: dict, fname: str):
+        """One block → (canonical frame, quarantine, rows read)."""
+        header, delim = info["header"], info["delim"]
+        ncols = len(header)
+        buf = block.data
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        nl = np.flatnonzero(arr == 10)
+        quoted = b'"' in buf
+        if quoted:
+            q = np.flatnonzero(arr == 34)
+            rec_end = nl[(np.searchsorted(q, nl) % 2) == 0]
+        else:
+            q = None
+            rec_end = nl
+        if len(buf) and (len(rec_end) == 0 or rec_end[-1] != len(buf) - 1):
+            rec_end = np.append(rec_end, len(buf))          # last record without a newline
+        rec_start = np.concatenate(([0], rec_end[:-1] + 1)).astype(np.int64)
+        lines = block.first_line + np.searchsorted(nl, rec_start)
+        # content length without the line ending
+        clen = rec_end - rec_start
+        if len(clen):
+            end_idx = np.minimum(rec_end, len(buf)) - 1
+            has_cr = (end_idx >= rec_start) & (arr[np.clip(end_idx, 0, None)] == 13) \
+                if len(arr) else np.zeros(len(clen), bool)
+            clen = clen - has_cr
+        blank = clen <= 0
+        dpos = np.flatnonzero(arr == ord(delim))
+        if quoted and len(dpos):
+            dpos = dpos[(np.searchsorted(q, dpos) % 2) == 0]
+        fields = np.searchsorted(dpos, rec_end) - np.searchsorted(dpos, rec_start) + 1
+        wrong = (fields != ncols) & ~blank
+        open_quote = np.zeros(len(rec_start), bool)
+        if block.open_quote and len(open_quote):
+            open_quote[-1] = True
+            wrong[-1] = ~blank[-1]
+        keep = ~blank & ~wrong
+
+        qrows = []
+        for i in np.flatnonzero(wrong):
+            s, e = int(rec_start[i]), int(min(rec_end[i], len(buf)))
+            text = buf[s:e].decode("utf-8", errors="replace").rstrip("\r\n")
+            if open_quote[i]:
+                why = "unterminated quoted field at the end of the file"
+            elif fields[i] < ncols:
+                why = (f"line has {fields[i]} field(s), expected {ncols}"
+                       + (" (truncated last line)" if i == len(rec_start) - 1 and block.eof else ""))
+            else:
+                why = f"line has {fields[i]} fields, expected {ncols} (extra field)"
+            qrows.append((int(lines[i]), why, text[:2000]))
+        for b in block.bad:
+            qrows.append((b.line, b.reason, b.raw))
+        quarantine = empty_quarantine()
+        if qrows:
+            qrows.sort()
+            quarantine = pd.DataFrame({
+                "source": pd.Series([self.name] * len(qrows), dtype="string"),
+                "source_ref": pd.Series([f"{fname}:{ln}" for ln, _, _ in qrows], dtype="string"),
+                "reason": pd.Series([w for _, w, _ in qrows], dtype="string"),
+                "raw": pd.Series([r for _, _, r in qrows], dtype="string"),
+            })
+
+        n_keep = int(keep.sum())
+        if n_keep == 0:
+            table = pa.table({h: pa.array([], pa.string()) for h in header})
+        else:
+            if keep.all():
+                good = buf
+            else:
+                # contiguous runs of kept records, joined without the rejected ones
+                idx = np.flatnonzero(keep)
+                breaks = np.flatnonzero(np.diff(idx) != 1)
+                run_first = np.concatenate(([idx[0]], idx[breaks + 1]))
+                run_last = np.concatenate((idx[breaks], [idx[-1]]))
+                parts = []
+                for a, b in zip(run_first, run_last):
+                    e = int(rec_end[b])
+                    piece = buf[int(rec_start[a]):e + 1]
+                    parts.append(piece if piece.endswith(b"\n") else piece + b"\n")
+                good = b"".join(parts)
+            if not good.endswith(b"\n"):
+                good += b"\n"
+            table = pacsv.read_csv(
+                io.BytesIO(good),
+                read_options=pacsv.ReadOptions(column_names=header, use_threads=True,
+                                               block_size=min(max(len(good) // 2 + 1, 1 << 20),
+                                                              64 << 20)),
+                parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=quoted,
+                                                 ignore_empty_lines=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={h: pa.string() for h in header}, strings_can_be_null=False,
+                    quoted_strings_can_be_null=False))
+            if table.num_rows != n_keep:  # pragma: no cover - the scan and pyarrow disagree
+                raise SourceError(f"could not split lines {block.first_line}-{block.end_line} "
+                                  f"into records ({table.num_rows} parsed, {n_keep} expected)",
+                                  file=fname)
+        df = table.to_pandas(types_mapper=_types_mapper)
+        df[SOURCE_REF] = pd.Series(fname + ":", index=df.index, dtype=_STRING) + \
+            pd.Series(lines[keep], index=df.index).astype(_STRING)
+        notes = block.notes
+        frame = self.profile.apply(self.table, df, notes)
+        read = n_keep + len(quarantine)
+        return frame, quarantine, read
+
+
+__all__ = ["CsvConnector", "sniff_delimiter", "BadLine"]
