@@ -1,0 +1,76 @@
+"""Render a detector profile from the declarations: every detector, every parameter, each
+with its documentation as a comment. `detectors/default.toml` is this output, kept in sync by
+a test, so the default profile always documents every parameter.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from emraudit.detectors.registry import all_detectors
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(k, ensure_ascii=False)} = {_toml_value(x)}"
+                                for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def _wrap(text: str, prefix: str = "# ", width: int = 96) -> list[str]:
+    import textwrap
+    return [prefix + line for line in textwrap.wrap(text, width - len(prefix))] or [prefix]
+
+
+def render_default_profile() -> str:
+    out = [
+        "# emraudit default detector profile.",
+        "#",
+        "# Every detector and every parameter, with its default and what it means. Copy this",
+        "# file, edit it, and point [detectors] profile = \"my-profile.toml\" at the copy, or",
+        "# override single keys under [detectors.\"<id>\"] in emraudit.toml. Each table also",
+        "# takes `enabled = false` and `severity = \"low|medium|high|critical\"`.",
+        "# Generated from the detector declarations (python -m emraudit.detectors.profile_doc);",
+        "# a test keeps it in sync.",
+        "",
+    ]
+    for det_id, cls in all_detectors().items():
+        out.append("# " + "-" * 94)
+        out.append(f"# {det_id} — {cls.name_en} / {cls.name_zh}")
+        out.append(f"# rectification item {cls.item}; default severity {cls.severity}; "
+                   f"kind {cls.kind}; needs {', '.join(cls.needs)}"
+                   + (f"; uses {', '.join(cls.uses)}" if cls.uses else ""))
+        if cls.description:
+            out += _wrap(cls.description)
+        if cls.false_positives:
+            out.append("# known false positives:")
+            for fp in cls.false_positives:
+                out += _wrap(fp, "#   - ")
+        out.append(f'["{det_id}"]')
+        out.append("enabled = true")
+        for p in cls.params:
+            rng = []
+            if p.min is not None:
+                rng.append(f">= {p.min}")
+            if p.max is not None:
+                rng.append(f"<= {p.max}")
+            if p.choices:
+                rng.append("one of " + ", ".join(map(str, p.choices)))
+            meta = ", ".join(x for x in (p.unit, "; ".join(rng)) if x)
+            out += _wrap(p.doc + (f" ({meta})" if meta else ""))
+            out.append(f"{p.name} = {_toml_value(p.default)}")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # regenerate: python -m emraudit.detectors.profile_doc > default.toml
+    print(render_default_profile())
