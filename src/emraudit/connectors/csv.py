@@ -24,7 +24,7 @@ from emraudit.connectors.files import (SAMPLE_BYTES, BadLine, Block, block_bytes
                                        detect_encoding, display_names, file_state, fingerprint,
                                        list_files, normalize_encoding, plan_file, read_blocks)
 from emraudit.errors import SourceError
-from emraudit.model import SOURCE_REF, empty_quarantine
+from emraudit.model import SOURCE_REF, TABLES, empty_quarantine
 
 DELIMITERS = (",", "\t", ";", "|")
 _STRING = pd.StringDtype("pyarrow")
@@ -64,6 +64,12 @@ def _unique(names: list[str]) -> list[str]:
             seen[n] = 0
             out.append(n)
     return out
+
+
+def empty_frame(profile, table: str) -> pd.DataFrame:
+    """No rows, but every canonical column (so validation of an empty batch works)."""
+    cols = list(dict.fromkeys(TABLES[table].names + profile.output_columns(table, [])))
+    return pd.DataFrame({c: pd.Series(dtype=_STRING) for c in cols + [SOURCE_REF]})
 
 
 class CsvConnector(Connector):
@@ -158,8 +164,7 @@ class CsvConnector(Connector):
         return {"files": {k: dict(v) for k, v in state.items()}}
 
     def _empty(self, position, notes) -> Batch:
-        cols = self.profile.output_columns(self.table, [])
-        frame = pd.DataFrame({c: pd.Series(dtype=_STRING) for c in cols + [SOURCE_REF]})
+        frame = empty_frame(self.profile, self.table)
         return Batch(frame, position, 0, empty_quarantine(), notes)
 
     def _parse(self, block: Block, info: dict, fname: str):
