@@ -52,7 +52,7 @@ class Lake:
         written = []
         for d, part in df.groupby(day, sort=True):
             folder = self.events_dir / f"day={d}"
-            folder.mkdir(parents=True, exist_ok=True)
+            self._mkdir(folder)
             path = folder / f"part-{run_id}.parquet"
             n = 0
             while path.exists():   # several batches of one run touching the same day
@@ -64,10 +64,16 @@ class Lake:
 
     def write_snapshot(self, table: str, df: pd.DataFrame, run_id: str) -> Path:
         folder = self.ref_dir(table)
-        folder.mkdir(parents=True, exist_ok=True)
+        self._mkdir(folder)
         path = folder / f"snapshot-{run_id}.parquet"
         _atomic_write(df, path)
         return path
+
+    def _mkdir(self, folder: Path) -> None:
+        """Lake folders hold patient data: owner-only permissions."""
+        if not self.root.exists():
+            self.root.mkdir(parents=True, mode=0o700)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     # reading ------------------------------------------------------------------------------
     def event_files(self, committed: set[str], start_day: str | None = None,
@@ -163,6 +169,7 @@ def _atomic_write(df: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".tmp-{path.name}")
     table = pa.Table.from_pandas(df, preserve_index=False)
     pq.write_table(table, tmp, compression="zstd")
+    os.chmod(tmp, 0o600)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)

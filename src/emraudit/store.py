@@ -207,6 +207,7 @@ class Store:
             kwargs: dict[str, Any] = {"future": True}
             if url.startswith("sqlite"):
                 kwargs["connect_args"] = {"timeout": 30}
+                _private_sqlite_file(url)
             self.engine: Engine = sa.create_engine(url, **kwargs)
             if url.startswith("sqlite"):
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -270,6 +271,16 @@ class Store:
             rows = c.execute(sa.select(ingest_runs.c.run_id)
                              .where(ingest_runs.c.status == "committed")).fetchall()
         return {r[0] for r in rows}
+
+
+def _private_sqlite_file(url: str) -> None:
+    """The state database holds patient ids: create it readable by its owner only."""
+    import os
+    path = sa.engine.make_url(url).database
+    if path and path != ":memory:" and not os.path.exists(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
