@@ -1,0 +1,392 @@
+"""Daily behaviour features: one row per user and site-local day, computed vectorized.
+
+The anomaly detectors compare a user's day with their peers' days and with their own recent
+days. This module turns the access log (plus the care-relation explanations and the duty
+schedule, when those engines are available) into that table. Everything is a group-by on
+integer codes: ids are factorized once, a (user, day) pair becomes one integer, and counts
+are `np.bincount`s; there is no Python loop per event.
+
+`FEATURES` documents every feature in one place; reports read it for labels and meanings.
+
+Definitions worth knowing:
+- *day* is the site's calendar day (`ctx.tz`) of the event's `ts`.
+- *new patient*: a patient this user did not access in the `history_days` calendar days
+  before this day. Where `ctx.events` does not reach `history_days` back from a day (the
+  first days of a look-back), the value is unknown (NaN) rather than inflated.
+- *department / ward of a patient* at an access: those of the patient's latest care relation
+  (any kind, any user) that started at or before the access; when none started yet, the
+  patient's earliest relation. A patient with no relation counts under no department.
+- *longest burst*: the most distinct patients accessed within any `burst_minutes` window of
+  that day (windows do not cross midnight).
+- *unexplained share* comes from the explanation engine (`emraudit.detectors.explain`),
+  *off-duty share* from the duty schedule (`emraudit.detectors.schedule`). When an engine is
+  not installed or fails, its feature is NaN for every row and a note says so; the models
+  then treat it as "at the peer median" (no information), never as zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from emraudit.model import OUTPUT_ACTIONS
+
+NS_PER_DAY = 86_400 * 10**9
+
+# name -> documentation. `kind`: count (log-scaled by models) or share (0..1).
+# `item`: the rectification item the feature evidences when it drives an anomaly.
+FEATURES: dict[str, dict[str, Any]] = {
+    "events": dict(kind="count", item="9", en="events", zh="操作次数",
+                   doc="access-log rows of this user on this day (every action)"),
+    "patients": dict(kind="count", item="9", en="distinct patients", zh="涉及患者数",
+                     doc="distinct patients whose records the user touched"),
+    "new_patients": dict(kind="count", item="9", en="new patients", zh="新接触患者数",
+                         doc="distinct patients this user had not accessed in the previous "
+                             "history_days days (NaN where the history does not reach back)"),
+    "unexplained": dict(kind="count", item="9", en="unexplained accesses", zh="无诊疗关系查阅次数",
+                        doc="patient accesses the care-relation engine could not explain"),
+    "unexplained_share": dict(kind="share", item="9", en="share unexplained",
+                              zh="无诊疗关系查阅占比",
+                              doc="unexplained patient accesses / patient accesses"),
+    "off_duty_share": dict(kind="share", item="9", en="share off duty", zh="非当班操作占比",
+                           doc="events outside the user's duty hours (roster or inferred) / events"),
+    "outputs": dict(kind="count", item="8", en="prints/exports/copies", zh="打印导出复制次数",
+                    doc="print, export, copy and download actions"),
+    "output_records": dict(kind="count", item="8", en="records output", zh="打印导出记录数",
+                           doc="records in those prints/exports (sum of record_count)"),
+    "departments": dict(kind="count", item="9", en="patient departments", zh="涉及科室数",
+                        doc="distinct departments of the patients touched"),
+    "wards": dict(kind="count", item="9", en="patient wards", zh="涉及病区数",
+                  doc="distinct wards of the patients touched"),
+    "workstations": dict(kind="count", item="9", en="workstations", zh="终端数",
+                         doc="distinct workstations used"),
+    "ips": dict(kind="count", item="9", en="IP addresses", zh="IP地址数",
+                doc="distinct IP addresses used"),
+    "vip_accesses": dict(kind="count", item="8", en="VIP accesses", zh="VIP患者查阅次数",
+                         doc="accesses to patients flagged VIP"),
+    "employee_accesses": dict(kind="count", item="8", en="employee-patient accesses",
+                              zh="职工患者查阅次数",
+                              doc="accesses to patients who are staff members"),
+    "sensitive_accesses": dict(kind="count", item="8", en="sensitive-record accesses",
+                               zh="敏感病历查阅次数",
+                               doc="accesses to patients flagged sensitive"),
+    "burst_patients": dict(kind="count", item="9", en="longest burst", zh="30分钟内最多患者数",
+                           doc="most distinct patients within any burst_minutes window"),
+    "queries": dict(kind="count", item="9", en="searches", zh="检索次数",
+                    doc="search/query actions (patient look-ups)"),
+}
+FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
+KEY_COLUMNS = ("user_id", "day", "role", "department")
+
+
+def _codes(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes (-1 for missing) and the distinct values, cheaply for categoricals."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return s.cat.codes.to_numpy(np.int64), pd.Index(s.cat.categories)
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    return codes.astype(np.int64, copy=False), pd.Index(uniques)
+
+
+def _local_day_ns(ts: pd.Series, tz: str) -> np.ndarray:
+    """Wall-clock nanoseconds in the site timezone (naive), as int64."""
+    if isinstance(ts.dtype, pd.DatetimeTZDtype):
+        ts = ts.dt.tz_convert(tz).dt.tz_localize(None)
+    return ts.to_numpy("datetime64[ns]").view(np.int64)
+
+
+def _distinct_per_group(group: np.ndarray, value: np.ndarray, n_groups: int) -> np.ndarray:
+    """Number of distinct non-negative `value`s per group (both integer arrays)."""
+    ok = value >= 0
+    if not ok.any():
+        return np.zeros(n_groups)
+    nv = int(value[ok].max()) + 1
+    pairs = pd.unique(group[ok].astype(np.int64) * nv + value[ok])
+    return np.bincount(pairs // nv, minlength=n_groups).astype(float)
+
+
+def _relation_codes(rel: pd.DataFrame, col: str, p_index: pd.Index, p_code: np.ndarray,
+                    when: np.ndarray) -> np.ndarray:
+    """Code of `col` (department or ward) of each access's patient at `when` (-1: none)."""
+    out = np.full(len(p_code), -1, dtype=np.int64)
+    r = rel[rel[col].notna()]
+    if r.empty or len(p_code) == 0:
+        return out
+    rp = p_index.get_indexer(r["patient_id"])
+    keep = rp >= 0
+    if not keep.any():
+        return out
+    vcode, _ = pd.factorize(r[col].astype("string").to_numpy()[keep])
+    start = _local_day_ns(r["start"], "UTC")[keep]
+    right = pd.DataFrame({"p": rp[keep], "t": start, "v": vcode}).sort_values(["t", "p"])
+    left = pd.DataFrame({"p": p_code, "t": when, "i": np.arange(len(p_code))}).sort_values("t")
+    m = pd.merge_asof(left, right, on="t", by="p", direction="backward")
+    got = m["v"].to_numpy(float)
+    res = np.where(np.isnan(got), -1, got).astype(np.int64)
+    # no relation started yet: the patient's earliest relation
+    first = right.drop_duplicates("p", keep="first").set_index("p")["v"]
+    miss = res < 0
+    if miss.any():
+        fb = first.reindex(m["p"].to_numpy()[miss]).to_numpy(float)
+        res[miss] = np.where(np.isnan(fb), -1, fb).astype(np.int64)
+    out[m["i"].to_numpy()] = res
+    return out
+
+
+def _engine_explained(ctx) -> pd.DataFrame | None:
+    """The explanation engine's verdicts, or None (with a note) when it is unavailable."""
+    try:
+        from emraudit.detectors.explain import explain_accesses
+    except ImportError:
+        ctx.notes.append("features: explanation engine not installed; unexplained_share is NaN")
+        return None
+    try:
+        return explain_accesses(ctx)
+    except Exception as exc:  # an optional input must not stop the behaviour features
+        ctx.notes.append(f"features: explanation engine failed ({type(exc).__name__}: {exc}); "
+                         "unexplained_share is NaN")
+        return None
+
+
+def _engine_on_duty(ctx, events: pd.DataFrame) -> np.ndarray | None:
+    try:
+        from emraudit.detectors.schedule import duty_mask
+    except ImportError:
+        ctx.notes.append("features: duty schedule not installed; off_duty_share is NaN")
+        return None
+    try:
+        on_duty, _basis = duty_mask(ctx, events)
+    except Exception as exc:
+        ctx.notes.append(f"features: duty schedule failed ({type(exc).__name__}: {exc}); "
+                         "off_duty_share is NaN")
+        return None
+    return pd.Series(on_duty).reindex(events.index).fillna(True).to_numpy(bool)
+
+
+def empty_features() -> pd.DataFrame:
+    data = {"user_id": pd.Series(dtype="string"), "day": pd.Series(dtype="string"),
+            "role": pd.Series(dtype="string"), "department": pd.Series(dtype="string")}
+    data.update({f: pd.Series(dtype=float) for f in FEATURE_NAMES})
+    data["in_window"] = pd.Series(dtype=bool)
+    return pd.DataFrame(data)
+
+
+def user_day_features(ctx, *, history_days: int = 30, burst_minutes: int = 30,
+                      events: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (user, site-local day) present in `ctx.events` (look-back and window).
+
+    Columns: user_id, day ("YYYY-MM-DD"), role, department (from ctx.users; "" when unknown),
+    one float column per FEATURES entry, and in_window (the day holds an in-window event).
+    Sorted by (day, user_id).
+    """
+    ev = ctx.events if events is None else events
+    if ev is None or len(ev) == 0:
+        return empty_features()
+    n = len(ev)
+    local = _local_day_ns(ev["ts"], ctx.tz)
+    day_abs = local // NS_PER_DAY
+    d0 = int(day_abs.min())
+    dayi = (day_abs - d0).astype(np.int64)
+    nd = int(dayi.max()) + 1
+    ucode, users = _codes(ev["user_id"])
+    nu = len(users)
+    if (ucode < 0).any():  # validated logs always carry a user; be safe anyway
+        ucode = np.where(ucode < 0, nu, ucode)
+        users = users.append(pd.Index([""]))
+        nu += 1
+    ud_full = ucode * nd + dayi
+    present_counts = np.bincount(ud_full, minlength=nu * nd)
+    present = np.flatnonzero(present_counts)
+    remap = np.full(nu * nd, -1, dtype=np.int64)
+    remap[present] = np.arange(len(present))
+    ud = remap[ud_full]
+    G = len(present)
+    feats: dict[str, np.ndarray] = {}
+    feats["events"] = present_counts[present].astype(float)
+
+    # actions -------------------------------------------------------------------------
+    if "action" in ev.columns:
+        acode, acts = _codes(ev["action"].astype("string") if not isinstance(
+            ev["action"].dtype, pd.CategoricalDtype) else ev["action"])
+        acts_l = pd.Index(acts.astype(str))
+        is_out_a = np.append(acts_l.isin(OUTPUT_ACTIONS), False)
+        is_q_a = np.append(acts_l == "query", False)
+        is_out = is_out_a[acode]
+        is_query = is_q_a[acode]
+    else:
+        is_out = np.zeros(n, bool)
+        is_query = np.zeros(n, bool)
+    feats["outputs"] = np.bincount(ud, weights=is_out, minlength=G)
+    if "record_count" in ev.columns:
+        rc = pd.to_numeric(ev["record_count"], errors="coerce").to_numpy(float)
+        rc = np.where(np.isnan(rc), 1.0, rc)
+    else:
+        rc = np.ones(n)
+    feats["output_records"] = np.bincount(ud, weights=np.where(is_out, rc, 0.0), minlength=G)
+    feats["queries"] = np.bincount(ud, weights=is_query, minlength=G)
+
+    # where from ----------------------------------------------------------------------
+    for col, name in (("workstation", "workstations"), ("ip", "ips")):
+        if col in ev.columns:
+            c, _ = _codes(ev[col])
+            feats[name] = _distinct_per_group(ud, c, G)
+        else:
+            feats[name] = np.full(G, np.nan)
+
+    # patient accesses ----------------------------------------------------------------
+    if "patient_id" in ev.columns:
+        pcode_all, pats = _codes(ev["patient_id"])
+    else:
+        pcode_all, pats = np.full(n, -1, np.int64), pd.Index([])
+    np_ = max(len(pats), 1)
+    prow = np.flatnonzero(pcode_all >= 0)
+    ts_ns = local  # wall-clock ns are fine for ordering and gaps within a day
+    pair = ucode[prow] * np_ + pcode_all[prow]
+    order0 = np.argsort(ts_ns[prow], kind="stable")
+    order = order0[np.argsort(pair[order0], kind="stable")]
+    rows = prow[order]                   # patient rows sorted by (user, patient, ts)
+    s_pair = pair[order]
+    s_day = dayi[rows]
+    s_ts = ts_ns[rows]
+    s_ud = ud[rows]
+    m = len(rows)
+    same_pair = np.zeros(m, bool)
+    same_pair[1:] = s_pair[1:] == s_pair[:-1]
+    first_of_day = np.ones(m, bool)
+    first_of_day[1:] = ~(same_pair[1:] & (s_day[1:] == s_day[:-1]))
+    f = np.flatnonzero(first_of_day)
+    feats["patients"] = np.bincount(s_ud[f], minlength=G).astype(float)
+
+    prev_day = np.full(m, -10**9, dtype=np.int64)
+    prev_day[1:] = s_day[:-1]
+    seen_recently = same_pair & (s_day - prev_day <= history_days)
+    is_new = first_of_day & ~seen_recently
+    new_cnt = np.bincount(s_ud, weights=is_new, minlength=G)
+    ud_day = present % nd
+    feats["new_patients"] = np.where(ud_day >= history_days, new_cnt, np.nan)
+
+    # longest burst: merged [first, last + W) intervals per (user, patient, day), swept
+    W = int(burst_minutes) * 60 * 10**9
+    gap_ok = np.zeros(m, bool)
+    gap_ok[1:] = (s_ts[1:] - s_ts[:-1]) < W
+    run_start = first_of_day | ~gap_ok
+    rs = np.flatnonzero(run_start)
+    re = np.append(rs[1:] - 1, m - 1) if m else rs
+    if len(rs):
+        r_ud = s_ud[rs]
+        t = np.concatenate([s_ts[rs], s_ts[re] + W])
+        delta = np.concatenate([np.ones(len(rs), np.int64), -np.ones(len(rs), np.int64)])
+        g = np.concatenate([r_ud, r_ud])
+        o = np.lexsort((delta, t, g))   # ends (-1) before starts at the same instant
+        cum = np.cumsum(delta[o])
+        burst = np.zeros(G)
+        starts = delta[o] > 0
+        gs = g[o][starts]
+        vals = cum[starts]
+        bnd = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
+        burst[gs[bnd]] = np.maximum.reduceat(vals, bnd)
+        feats["burst_patients"] = burst
+    else:
+        feats["burst_patients"] = np.zeros(G)
+
+    # patient flags ------------------------------------------------------------------
+    pt = getattr(ctx, "patients", None)
+    for flag, name in (("vip", "vip_accesses"), ("sensitive", "sensitive_accesses"),
+                       ("employee_user_id", "employee_accesses")):
+        if pt is None or flag not in pt.columns:
+            feats[name] = np.full(G, np.nan)
+            continue
+        arr = np.zeros(np_, bool)
+        idx = pats.get_indexer(pt["patient_id"]) if len(pats) else np.full(len(pt), -1)
+        vals = (pt[flag].notna() & (pt[flag].astype("string").str.strip() != "")).to_numpy(bool) \
+            if flag == "employee_user_id" else pt[flag].fillna(False).astype(bool).to_numpy()
+        ok = idx >= 0
+        arr[idx[ok]] = vals[ok]
+        feats[name] = np.bincount(ud[prow], weights=arr[pcode_all[prow]], minlength=G)
+
+    # departments and wards of the patients touched (first access of the patient that day)
+    rel = getattr(ctx, "care_relations", None)
+    for col, name in (("department", "departments"), ("ward", "wards")):
+        if rel is None or col not in rel.columns or len(pats) == 0:
+            feats[name] = np.full(G, np.nan)
+            continue
+        fr = rows[f]
+        vc = _relation_codes(rel, col, pats, pcode_all[fr],
+                             _local_day_ns(ev["ts"].iloc[fr], "UTC"))
+        feats[name] = _distinct_per_group(s_ud[f], vc, G)
+
+    # explanation engine and duty schedule ---------------------------------------------
+    ex = _engine_explained(ctx)
+    if ex is not None and len(ex):
+        eu = users.get_indexer(ex["user_id"].astype("string"))
+        eday = _local_day_ns(ex["ts"], ctx.tz) // NS_PER_DAY - d0
+        ok = (eu >= 0) & (eday >= 0) & (eday < nd)
+        eud = remap[eu[ok] * nd + eday[ok]]
+        ok2 = eud >= 0
+        eud = eud[ok2]
+        unexp = ~ex["explained"].to_numpy(bool)[ok][ok2]
+        tot = np.bincount(eud, minlength=G).astype(float)
+        une = np.bincount(eud, weights=unexp, minlength=G)
+        feats["unexplained"] = une
+        feats["unexplained_share"] = np.divide(une, tot, out=np.zeros(G), where=tot > 0)
+    elif ex is not None:
+        feats["unexplained"] = np.zeros(G)
+        feats["unexplained_share"] = np.zeros(G)
+    else:
+        feats["unexplained"] = np.full(G, np.nan)
+        feats["unexplained_share"] = np.full(G, np.nan)
+    on = _engine_on_duty(ctx, ev)
+    if on is not None:
+        off = np.bincount(ud, weights=~on, minlength=G)
+        feats["off_duty_share"] = off / feats["events"]
+    else:
+        feats["off_duty_share"] = np.full(G, np.nan)
+
+    # assemble ------------------------------------------------------------------------
+    u_of = present // nd
+    day_str = pd.Index(pd.to_datetime((np.arange(nd) + d0) * NS_PER_DAY).strftime("%Y-%m-%d"))
+    uid = pd.Series(users.to_numpy()[u_of], dtype="string")
+    role, dept = _user_attrs(ctx, uid)
+    if "in_window" in ev.columns:
+        inw = np.bincount(ud, weights=ev["in_window"].to_numpy(bool), minlength=G) > 0
+    else:
+        inw = np.ones(G, bool)
+    out = pd.DataFrame({"user_id": uid, "day": pd.Series(day_str.to_numpy()[ud_day],
+                                                         dtype="string"),
+                        "role": role, "department": dept})
+    for name in FEATURE_NAMES:
+        out[name] = feats[name].astype(float)
+    out["in_window"] = inw
+    return out.sort_values(["day", "user_id"], kind="stable").reset_index(drop=True)
+
+
+def _user_attrs(ctx, uid: pd.Series) -> tuple[pd.Series, pd.Series]:
+    users = getattr(ctx, "users", None)
+    if users is None or "user_id" not in users.columns:
+        blank = pd.Series("", index=uid.index, dtype="string")
+        return pd.Series("other", index=uid.index, dtype="string"), blank
+    u = users.drop_duplicates("user_id", keep="last").set_index(
+        users.drop_duplicates("user_id", keep="last")["user_id"].astype("string"))
+    role = (u["role"].astype("string") if "role" in u.columns else
+            pd.Series("other", index=u.index, dtype="string"))
+    dept = (u["department"].astype("string") if "department" in u.columns else
+            pd.Series("", index=u.index, dtype="string"))
+    r = role.reindex(uid.to_numpy()).fillna("other").astype("string")
+    d = dept.reindex(uid.to_numpy()).fillna("").astype("string")
+    return r.reset_index(drop=True), d.reset_index(drop=True)
+
+
+def day_event_rows(ctx, user_id: str, day: str) -> pd.DataFrame:
+    """The events of one user-day (for a finding's evidence; called once per finding)."""
+    ev = ctx.events
+    key = "features.rows_by_user"
+    if key not in ctx.memo:
+        ctx.memo[key] = ev.groupby(ev["user_id"].astype("string"), sort=False).indices
+    idx = ctx.memo[key].get(user_id)
+    if idx is None:
+        return ev.iloc[0:0]
+    sub = ev.iloc[idx]
+    d = sub["ts"].dt.tz_convert(ctx.tz).dt.strftime("%Y-%m-%d") if isinstance(
+        sub["ts"].dtype, pd.DatetimeTZDtype) else sub["ts"].dt.strftime("%Y-%m-%d")
+    return sub[d.to_numpy() == day]
