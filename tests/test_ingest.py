@@ -1,0 +1,114 @@
+"""Ingest: counts reconcile, re-ingest adds nothing, appended rows are picked up, a crash
+mid-batch leaves nothing visible and the rerun resumes."""
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from emraudit.cli import main
+from emraudit.config import load_config
+from emraudit.ingest import ingest
+from emraudit.lake import Lake
+from emraudit.store import Store, quarantine
+
+HEADER = "event_id,ts,user_id,patient_id,action,workstation\n"
+
+
+@pytest.fixture
+def site(tmp_path):
+    (tmp_path / "access_log.csv").write_text(
+        HEADER
+        + "E1,2025-07-01 08:00:00,u1,p1,view,ws1\n"
+        + "E2,2025-07-01 23:59:59,u1,p2,view,ws1\n"
+        + "E3,not-a-time,u1,p2,view,ws1\n"
+        + "E4,2025-07-02 00:00:00,u2,p2,print,ws2\n"
+        + "E4,2025-07-02 00:00:00,u2,p2,print,ws2\n", encoding="utf-8")
+    (tmp_path / "users.csv").write_text("user_id,name,role,department\nu1,张三,医生,心内科\n"
+                                        "u2,李四,护士,心内科\n", encoding="utf-8")
+    (tmp_path / "emraudit.toml").write_text(
+        '[sources.access_log]\npath = "access_log.csv"\n[sources.users]\npath = "users.csv"\n',
+        encoding="utf-8")
+    return tmp_path
+
+
+def _run(site):
+    cfg = load_config(site / "emraudit.toml")
+    store, lake = Store(cfg.store_url), Lake(cfg.lake_dir, cfg.tz)
+    return cfg, store, lake, {r.name: r for r in ingest(cfg, store, lake)}
+
+
+def test_counts_reconcile_and_days_follow_site_timezone(site):
+    cfg, store, lake, res = _run(site)
+    r = res["access_log"]
+    assert (r.read, r.accepted, r.quarantined, r.duplicates) == (5, 3, 1, 1)
+    assert r.read == r.accepted + r.quarantined + r.duplicates
+    assert sorted(r.days) == ["2025-07-01", "2025-07-02"]   # 23:59:59 stays on the 1st
+    q = store.read_table(quarantine)
+    assert list(q["source_ref"]) == ["access_log.csv:4"]
+    assert "unparseable time" in q["reason"].iloc[0]
+    ev = lake.read_events(store.committed_runs())
+    assert list(ev["event_id"]) == ["E1", "E2", "E4"]
+    assert str(ev["ts"].dt.tz) == "Asia/Shanghai"
+    assert set(ev["_source_ref"]) == {"access_log.csv:2", "access_log.csv:3", "access_log.csv:5"}
+
+
+def test_reingest_adds_nothing_and_appended_rows_are_read(site):
+    cfg, store, lake, _ = _run(site)
+    _, _, _, res = _run(site)
+    assert res["access_log"].accepted == 0 and res["access_log"].status == "unchanged"
+    assert res["users"].status == "unchanged"
+    with (site / "access_log.csv").open("a", encoding="utf-8") as fh:
+        fh.write("E5,2025-07-02 10:00:00,u2,p3,view,ws2\n")
+    _, _, _, res = _run(site)
+    assert res["access_log"].accepted == 1 and res["access_log"].read == 1
+    assert len(lake.read_events(store.committed_runs())) == 4
+
+
+def test_same_events_from_a_rewritten_file_are_duplicates(site):
+    cfg, store, lake, _ = _run(site)
+    text = (site / "access_log.csv").read_text(encoding="utf-8")
+    (site / "access_log.csv").write_text(text + "E6,2025-07-03 10:00:00,u2,p3,view,ws2\n",
+                                         encoding="utf-8")
+    os.utime(site / "access_log.csv", (1, 1))   # looks rewritten, not appended
+    _, _, _, res = _run(site)
+    r = res["access_log"]
+    assert r.read == r.accepted + r.quarantined + r.duplicates
+    assert len(lake.read_events(store.committed_runs())) == 4
+
+
+def test_crash_after_lake_write_leaves_nothing_and_rerun_resumes(site):
+    env = dict(os.environ, EMRAUDIT_TEST_KILL_AT="ingest:after-lake-write")
+    proc = subprocess.run([sys.executable, "-m", "emraudit", "ingest", "--config",
+                           str(site / "emraudit.toml")], env=env, capture_output=True)
+    assert proc.returncode == -9
+    cfg = load_config(site / "emraudit.toml")
+    store, lake = Store(cfg.store_url), Lake(cfg.lake_dir, cfg.tz)
+    orphans = list((site / "lake" / "access_log").rglob("*.parquet"))
+    assert orphans, "the killed run had written its files"
+    assert lake.read_events(store.committed_runs()).empty   # invisible: never committed
+    _, _, _, res = _run(site)
+    assert res["access_log"].accepted == 3
+    assert len(lake.read_events(store.committed_runs())) == 3
+    assert not any(p.exists() for p in orphans)             # orphans removed
+
+
+def test_ingest_cli_prints_counts_and_missing_file_is_exit_2(site):
+    res = CliRunner().invoke(main, ["ingest", "--config", str(site / "emraudit.toml")])
+    assert res.exit_code == 0, res.output
+    assert "access_log" in res.output and "quarantine" in res.output
+    (site / "users.csv").unlink()
+    res = CliRunner().invoke(main, ["ingest", "--config", str(site / "emraudit.toml")])
+    assert res.exit_code == 1 and "FAILED" in res.output and "users.csv" in res.output
+    res = CliRunner().invoke(main, ["ingest", "--config", str(site / "emraudit.toml"),
+                                    "--source", "nope"])
+    assert res.exit_code == 2 and "unknown source 'nope'" in res.output
+
+
+def test_lake_is_readable_as_plain_parquet(site):
+    cfg, store, lake, _ = _run(site)
+    df = pd.read_parquet(site / "lake" / "access_log")   # hive partitions, pandas alone
+    assert len(df) == 3 and "day" in df.columns
