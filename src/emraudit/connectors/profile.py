@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -46,10 +47,10 @@ from emraudit.errors import ConfigError, SourceError
 from emraudit.model import SOURCE_REF, TABLES
 from emraudit.timeparse import cache_horolog_days
 
-PROFILE_KEYS = {"description", "encoding", "delimiter", "format", "tables"}
+PROFILE_KEYS = {"description", "encoding", "delimiter", "format", "watermark"}
 TABLE_KEYS = {"columns", "combine", "json", "missing", "values", "patterns", "constants",
-              "ignore_case", "keep_raw"}
-COMBINE_KEYS = {"date", "time", "date_kind", "time_kind", "columns", "sep"}
+              "ignore_case", "keep_raw", "optional"}
+COMBINE_KEYS = {"date", "time", "date_kind", "time_kind", "columns", "sep", "prefix"}
 JSON_KEYS = {"column", "key"}
 DATE_KINDS = ("auto", "text", "horolog")
 TIME_KINDS = ("auto", "text", "seconds")
@@ -70,6 +71,7 @@ class TableRules:
     constants: dict[str, Any] = field(default_factory=dict)
     ignore_case: bool = True
     keep_raw: bool = True
+    optional: list[str] = field(default_factory=list)   # source columns that may be absent
 
 
 @dataclass
@@ -82,6 +84,7 @@ class ConnectorProfile:
     encoding: str | None = None
     delimiter: str | None = None
     format: str | None = None
+    watermark: str | None = None
     tables: dict[str, TableRules] = field(default_factory=dict)
 
     def rules(self, table: str) -> TableRules:
@@ -91,7 +94,7 @@ class ConnectorProfile:
     def source_columns(self, table: str) -> dict[str, str]:
         """Every source column the profile reads for `table`, keyed by the profile key naming it."""
         r = self.rules(table)
-        need = {f"{table}.columns.{k}": v for k, v in r.columns.items()}
+        need = {f"{table}.columns.{k}": v for k, v in r.columns.items() if v not in r.optional}
         for k, spec in r.combine.items():
             for part in ("date", "time"):
                 if spec.get(part):
@@ -124,6 +127,7 @@ class ConnectorProfile:
         r = self.rules(table)
         renamed = {v: k for k, v in r.columns.items()}
         out = [renamed.get(c, c) for c in source_columns]
+        out += [k for k, v in r.columns.items() if v in source_columns]
         out += list(r.combine) + list(r.json) + list(r.constants)
         if r.keep_raw and table == "access_log" and "action" in out:
             out.append("action_raw")
@@ -140,6 +144,9 @@ class ConnectorProfile:
             prov[k] = f"{self.name}: combine {' + '.join(parts)}"
         for k, spec in r.json.items():
             prov.setdefault(k, f"{self.name}: json {spec['column']}.{spec['key']}")
+        for k, vals in r.missing.items():
+            prov[k] = prov.get(k, f"{self.name}: column '{k}'" if k != ALL_COLUMNS else "*") + \
+                f" → {', '.join(repr(v) for v in vals)} as missing"
         for k in r.values:
             prov[k] = prov.get(k, k) + " → values map"
         for k in r.patterns:
@@ -152,7 +159,6 @@ class ConnectorProfile:
     def apply(self, table: str, df: pd.DataFrame, notes: list[str] | None = None) -> pd.DataFrame:
         """Map a frame of raw source columns (strings) onto canonical names and values."""
         r = self.rules(table)
-        canon = set(TABLES[table].names)
         out = df
         if r.columns:
             # a source column that already carries a canonical name being produced by the
@@ -163,7 +169,8 @@ class ConnectorProfile:
             out = out.drop(columns=drop)
             inv: dict[str, list[str]] = {}
             for k, v in r.columns.items():
-                inv.setdefault(v, []).append(k)
+                if v in out.columns:     # absent ones are `optional` (checked on the header)
+                    inv.setdefault(v, []).append(k)
             new = {}
             for v, ks in inv.items():
                 for k in ks[1:]:          # one source column mapped to several canonical ones
@@ -196,8 +203,7 @@ class ConnectorProfile:
             res = st.where(~mapped, hit.astype("string"))
             via_pattern = pd.Series(False, index=out.index)
             for rx, value in r.patterns.get(k, []):
-                m = st.str.contains(rx, regex=True, flags=re.I if r.ignore_case else 0) \
-                    .fillna(False).astype(bool) & ~mapped & ~via_pattern
+                m = _contains(st, rx, r.ignore_case) & ~mapped & ~via_pattern
                 res = res.mask(m, value)
                 via_pattern |= m
             out[k] = res
@@ -212,23 +218,33 @@ class ConnectorProfile:
             res = st
             done = pd.Series(False, index=out.index)
             for rx, value in pats:
-                m = st.str.contains(rx, regex=True, flags=re.I if r.ignore_case else 0) \
-                    .fillna(False).astype(bool) & ~done
+                m = _contains(st, rx, r.ignore_case) & ~done
                 res = res.mask(m, value)
                 done |= m
             out[k] = res
+        if table == "access_log" and "action" in out.columns and "outcome" in out.columns:
+            # a failed login is its own canonical action
+            failed = (out["action"].astype("string") == "login") & \
+                (out["outcome"].astype("string").str.strip().str.lower() == "failure")
+            if failed.any():
+                out["action"] = out["action"].astype("string").mask(failed.fillna(False),
+                                                                    "login_failed")
         for k, value in r.constants.items():
             if k in out.columns:
                 out[k] = out[k].where(~_blank(out[k]), str(value))
             else:
                 out[k] = pd.Series(str(value), index=out.index, dtype="string")
-        unknown = [c for c in out.columns if c not in canon and c != SOURCE_REF]
-        if unknown and notes is not None and not getattr(self, "_noted_extra", False):
-            pass  # extra columns are kept as they are (DESIGN: never break a read)
-        return out
+        return out   # extra source columns are kept as they are (DESIGN: never break a read)
 
 
 # --- steps -----------------------------------------------------------------------------------
+
+def _contains(st: pd.Series, rx: str, ignore_case: bool) -> pd.Series:
+    with warnings.catch_warnings():      # groups in a pattern are fine: we only test a match
+        warnings.simplefilter("ignore", UserWarning)
+        m = st.str.contains(rx, regex=True, flags=re.I if ignore_case else 0)
+    return m.fillna(False).astype(bool)
+
 
 def _blank(s: pd.Series) -> pd.Series:
     st = s.astype("string")
@@ -250,7 +266,11 @@ def _combine(out: pd.DataFrame, raw: pd.DataFrame, spec: dict) -> pd.Series:
         res = parts[0]
         for p in parts[1:]:
             res = res + spec.get("sep", " ") + p
-        return res.str.strip().mask(res.str.strip() == "", pd.NA)
+        res = res.str.strip()
+        empty = res == ""
+        if spec.get("prefix"):
+            res = spec["prefix"] + res
+        return res.mask(empty, pd.NA)
     date = raw[spec["date"]].astype("string").str.strip()
     d = _date_part(date, spec.get("date_kind", "auto"))
     if spec.get("time"):
@@ -338,8 +358,6 @@ def parse_profile(data: bytes, name: str, file: str) -> ConnectorProfile:
                 if k not in PROFILE_KEYS:
                     raise ConfigError(f"unknown key (expected one of {', '.join(sorted(PROFILE_KEYS))})",
                                       file=file, key=f"profile.{k}")
-                if k == "tables":
-                    continue
                 _str(v, file, f"profile.{k}")
                 setattr(prof, k, v)
             if prof.delimiter is not None and (len(prof.delimiter.encode()) != 1):
@@ -378,6 +396,11 @@ def _parse_table(table: str, sec: dict, file: str) -> TableRules:
         if k not in TABLE_KEYS:
             raise ConfigError(f"unknown key (expected one of {', '.join(sorted(TABLE_KEYS))})",
                               file=file, key=key)
+        if k == "optional":
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise ConfigError("expected a list of source column names", file=file, key=key)
+            r.optional = list(v)
+            continue
         if k in ("ignore_case", "keep_raw"):
             if not isinstance(v, bool):
                 raise ConfigError(f"expected true or false (got {v!r})", file=file, key=key)
@@ -406,7 +429,7 @@ def _parse_table(table: str, sec: dict, file: str) -> TableRules:
                         or not all(isinstance(c, str) for c in spec["columns"])):
                     raise ConfigError("expected a list of column names", file=file,
                                       key=f"{ck}.columns")
-                for sk in ("date", "time", "sep"):
+                for sk in ("date", "time", "sep", "prefix"):
                     if sk in spec:
                         _str(spec[sk], file, f"{ck}.{sk}")
                 if spec.get("date_kind", "auto") not in DATE_KINDS:

@@ -1,0 +1,223 @@
+"""The csv connector: encodings, delimiters, malformed lines, incremental reads, errors."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from emraudit import model
+from emraudit.config import load_config
+from emraudit.connectors import open_connector
+from emraudit.errors import ConfigError, SourceError, UserError
+
+HEADER = "event_id,ts,user_id,patient_id,action,module,ip\n"
+ROWS = [
+    "e1,2025-07-01 08:03:15,u1,p1,view,病历,10.0.0.1\n",
+    "e2,2025/07/01 8:03,u2,p2,print,医嘱,10.0.0.2\n",
+    "e3,20250701080315,u3,p3,export,病历,\n",
+]
+
+
+def make(tmp_path, files: dict, source: str = "", table: str = "access_log"):
+    for name, content in files.items():
+        p = tmp_path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    cfg = tmp_path / "emraudit.toml"
+    first = next(iter(files))
+    body = source or f'path = "{first}"'
+    cfg.write_text(f"[sources.{table}]\n{body}\n", encoding="utf-8")
+    return load_config(cfg)
+
+
+def read_all(cfg, name="access_log", wm=None):
+    batches = list(open_connector(name, cfg).batches(wm))
+    frame = pd.concat([b.frame for b in batches], ignore_index=True) if batches else pd.DataFrame()
+    quarantine = pd.concat([b.quarantine for b in batches], ignore_index=True) \
+        if batches else model.empty_quarantine()
+    for b in batches:
+        assert b.read == len(b.frame) + len(b.quarantine)
+    return batches, frame, quarantine
+
+
+def test_canonical_csv_reads_every_row_with_line_refs(tmp_path):
+    cfg = make(tmp_path, {"access_log.csv": HEADER + "".join(ROWS)})
+    batches, frame, q = read_all(cfg)
+    assert list(frame["event_id"]) == ["e1", "e2", "e3"]
+    assert list(frame["_source_ref"]) == ["access_log.csv:2", "access_log.csv:3",
+                                          "access_log.csv:4"]
+    assert q.empty
+    v = model.validate("access_log", frame, cfg.tz, "access_log")
+    assert len(v.accepted) == 3 and v.quarantine.empty
+    assert v.accepted["ts"].dt.hour.tolist() == [8, 8, 8]
+
+
+def test_gb18030_file_with_chinese_headers_is_detected(tmp_path):
+    text = ("操作时间,操作人工号,患者ID,操作类型\n"
+            "2025-07-01 08:00:00,0101,P1,查看\n2025-07-01 09:00:00,0102,P2,打印\n")
+    cfg = make(tmp_path, {"his.csv": text.encode("gb18030")},
+               'path = "his.csv"\nprofile = "his-zh"')
+    _, frame, q = read_all(cfg)
+    assert q.empty
+    assert list(frame["action"]) == ["view", "print"]
+    assert list(frame["action_raw"]) == ["查看", "打印"]
+    assert list(frame["user_id"]) == ["0101", "0102"]
+
+
+def test_utf8_bom_and_tab_delimiter_are_detected(tmp_path):
+    text = "\ufeff" + HEADER.replace(",", "\t") + "".join(r.replace(",", "\t") for r in ROWS)
+    cfg = make(tmp_path, {"a.tsv": text})
+    _, frame, q = read_all(cfg)
+    assert "event_id" in frame.columns and len(frame) == 3 and q.empty
+
+
+def test_semicolon_and_quoted_fields_with_newlines(tmp_path):
+    text = ('event_id;ts;user_id;patient_id;action;module;reason\n'
+            'e1;2025-07-01 08:00:00;u1;p1;view;病历;"two\nlines; and a ""quote"""\n'
+            'e2;2025-07-01 08:01:00;u1;p2;view;病历;plain\n')
+    cfg = make(tmp_path, {"a.csv": text})
+    _, frame, q = read_all(cfg)
+    assert q.empty
+    assert frame["reason"].tolist() == ['two\nlines; and a "quote"', "plain"]
+    assert frame["_source_ref"].tolist() == ["a.csv:2", "a.csv:4"]
+
+
+def test_zero_byte_and_header_only_files_give_no_rows(tmp_path):
+    cfg = make(tmp_path, {"logs/a.csv": b"", "logs/b.csv": HEADER},
+               'path = "logs"')
+    batches, frame, q = read_all(cfg)
+    assert len(frame) == 0 and q.empty and sum(b.read for b in batches) == 0
+    assert any("empty" in n for b in batches for n in b.notes)
+    v = model.validate("access_log", frame, cfg.tz, "access_log")   # empty batch validates
+    assert len(v.accepted) == 0
+
+
+def test_truncated_last_line_and_extra_column_are_quarantined(tmp_path):
+    text = (HEADER + ROWS[0] + "e9,2025-07-01 08:05:00,u3,p3,view,病历,10.0.0.3,extra\n"
+            + ROWS[1] + "e4,2025-07-01 09:00")
+    cfg = make(tmp_path, {"access_log.csv": text})
+    batches, frame, q = read_all(cfg)
+    assert list(frame["event_id"]) == ["e1", "e2"]
+    assert list(frame["_source_ref"]) == ["access_log.csv:2", "access_log.csv:4"]
+    assert list(q["source_ref"]) == ["access_log.csv:3", "access_log.csv:5"]
+    assert "extra field" in q["reason"][0] and "truncated" in q["reason"][1]
+    assert q["raw"][1] == "e4,2025-07-01 09:00"
+    assert sum(b.read for b in batches) == 4
+
+
+def test_duplicate_event_and_bad_timestamp_through_validate(tmp_path):
+    text = HEADER + ROWS[0] + ROWS[0] + "e5,not a time,u1,p1,view,病历,\n"
+    cfg = make(tmp_path, {"access_log.csv": text})
+    _, frame, _ = read_all(cfg)
+    v = model.validate("access_log", frame, cfg.tz, "access_log")
+    assert v.counts == {"read": 3, "accepted": 1, "quarantined": 1, "duplicates": 1}
+    assert v.quarantine["source_ref"].tolist() == ["access_log.csv:4"]
+    assert "unparseable time" in v.quarantine["reason"][0]
+
+
+def test_late_non_utf8_line_falls_back_without_crashing(tmp_path):
+    good = HEADER + "".join(ROWS) * 2000     # the sample is plain UTF-8
+    late = "e9,2025-07-02 08:00:00,u9,p9,view,病历,1.1.1.1\n".encode("gb18030")
+    cfg = make(tmp_path, {"access_log.csv": good.encode("utf-8") + late})
+    _, frame, q = read_all(cfg)
+    assert q.empty
+    assert frame["module"].iloc[-1] == "病历"
+
+
+def test_undecodable_line_is_quarantined_with_reason(tmp_path):
+    raw = (HEADER + ROWS[0]).encode() + b"e9,\xff\xff\xff,u,p,view,x,y\n" + ROWS[1].encode()
+    cfg = make(tmp_path, {"access_log.csv": raw}, 'path = "access_log.csv"\nencoding = "utf-8"')
+    _, frame, q = read_all(cfg)
+    assert len(frame) == 3 or len(q) == 1  # either fell back to GB18030 or quarantined
+    assert len(frame) + len(q) == 3
+
+
+def test_small_batches_bounded_and_position_resumes_after_growth(tmp_path):
+    rows = [f"e{i},2025-07-01 08:{i % 60:02d}:00,u{i},p{i},view,病历,10.0.0.1\n"
+            for i in range(3000)]
+    cfg = make(tmp_path, {"access_log.csv": HEADER + "".join(rows)},
+               'path = "access_log.csv"\nbatch_rows = 500')
+    batches, frame, _ = read_all(cfg)
+    assert len(batches) >= 3 and len(frame) == 3000
+    assert frame["_source_ref"].iloc[-1] == "access_log.csv:3001"
+    pos = batches[-1].position
+    # unchanged: nothing new
+    assert read_all(cfg, wm=pos)[1].empty
+    # grown: only the new rows, with the right line numbers
+    with open(tmp_path / "access_log.csv", "a", encoding="utf-8") as fh:
+        fh.write("n1,2025-07-02 08:00:00,u1,p1,view,病历,10.0.0.1\n")
+    b2, f2, _ = read_all(cfg, wm=pos)
+    assert f2["event_id"].tolist() == ["n1"] and f2["_source_ref"].tolist() == ["access_log.csv:3002"]
+    # rewritten: read again from the start
+    (tmp_path / "access_log.csv").write_text(HEADER + ROWS[0], encoding="utf-8")
+    b3, f3, _ = read_all(cfg, wm=b2[-1].position)
+    assert f3["event_id"].tolist() == ["e1"]
+    assert any("changed" in n for b in b3 for n in b.notes)
+
+
+def test_folder_and_glob_read_files_in_sorted_order(tmp_path):
+    cfg = make(tmp_path, {"logs/2025-07-02.csv": HEADER + ROWS[1],
+                          "logs/2025-07-01.csv": HEADER + ROWS[0]},
+               'path = "logs/*.csv"')
+    _, frame, _ = read_all(cfg)
+    assert frame["event_id"].tolist() == ["e1", "e2"]
+    assert frame["_source_ref"].tolist() == ["2025-07-01.csv:2", "2025-07-02.csv:2"]
+
+
+def test_missing_file_is_a_source_error_naming_it(tmp_path):
+    cfg = make(tmp_path, {"x.txt": ""}, 'path = "nope.csv"')
+    with pytest.raises(SourceError, match="nope.csv.*not found"):
+        list(open_connector("access_log", cfg).batches(None))
+
+
+def test_missing_required_column_names_file_and_column(tmp_path):
+    cfg = make(tmp_path, {"a.csv": "ts,patient_id,action\n2025-07-01,p,view\n"})
+    with pytest.raises(SourceError, match=r"a\.csv.*'user_id'"):
+        list(open_connector("access_log", cfg).batches(None))
+
+
+def test_unknown_profile_is_a_config_error(tmp_path):
+    cfg = make(tmp_path, {"a.csv": HEADER}, 'path = "a.csv"\nprofile = "nosuch"')
+    with pytest.raises(ConfigError, match="unknown connector profile 'nosuch'"):
+        open_connector("access_log", cfg)
+
+
+def test_reference_table_is_read_whole_every_time(tmp_path):
+    users = "user_id,name,role,department\nu1,张三,主治医师,心内科\nu2,李四,护士,心内科\n"
+    cfg = make(tmp_path, {"users.csv": users}, table="users")
+    b1, f1, _ = read_all(cfg, "users")
+    b2, f2, _ = read_all(cfg, "users", wm=b1[-1].position)
+    assert len(f1) == len(f2) == 2
+    assert b1[-1].position == b2[-1].position       # a fingerprint
+    v = model.validate("users", f2, cfg.tz, "users")
+    assert v.accepted["role"].tolist() == ["physician", "nurse"]
+
+
+def test_cli_ingest_quarantine_and_coverage(tmp_path):
+    from click.testing import CliRunner
+
+    from emraudit.cli import main
+    text = HEADER + "".join(ROWS) + "e9,2025-07-01 08:05:00,u3,p3,view,病历,1,extra\n"
+    make(tmp_path, {"access_log.csv": text})
+    cfgp = str(tmp_path / "emraudit.toml")
+    runner = CliRunner()
+    r = runner.invoke(main, ["ingest", "--config", cfgp])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["quarantine", "--config", cfgp])
+    assert r.exit_code == 0, r.output
+    assert "access_log.csv:5" in r.output and "extra field" in r.output
+    assert "extra" not in r.output.split("extra field")[-1]    # raw only with --raw
+    r = runner.invoke(main, ["quarantine", "--config", cfgp, "--raw"])
+    assert "raw:" in r.output
+    r = runner.invoke(main, ["coverage", "--config", cfgp])
+    assert r.exit_code == 0, r.output
+    assert "2025-07-01" in r.output and "67%" in r.output     # ip on 2 of 3 rows
+    r = runner.invoke(main, ["quarantine", "--config", str(tmp_path / "missing.toml")])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_user_error_is_raised_not_traceback(tmp_path):
+    cfg = make(tmp_path, {"a.csv": b""}, 'path = "a.csv"\ndelimiter = "::"')
+    (tmp_path / "a.csv").write_text(HEADER + ROWS[0])
+    with pytest.raises(UserError, match="one ASCII character"):
+        list(open_connector("access_log", cfg).batches(None))

@@ -1,0 +1,166 @@
+"""Connector profiles: every built-in profile loads and maps a small fixture; mistakes in a
+profile are errors naming the file and key."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from emraudit import model
+from emraudit.connectors.profile import builtin_profiles, load_profile, parse_profile
+from emraudit.errors import ConfigError, SourceError
+
+TZ = "Asia/Shanghai"
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows).astype("string")
+    df["_source_ref"] = [f"f.csv:{i + 2}" for i in range(len(df))]
+    return df
+
+
+# one small raw fixture per built-in profile: (rows, expected actions after validation)
+FIXTURES = {
+    "canonical": ([
+        {"ts": "2025-07-01 08:00:00", "user_id": "u1", "patient_id": "p1", "action": "view",
+         "ip": "NULL"},
+    ], ["view"]),
+    "his-zh": ([
+        {"操作时间": "2025-07-01 08:00:00", "操作人工号": "0101", "操作人姓名": "张三", "科室": "心内科",
+         "患者ID": "P1", "住院号": "Z1", "操作类型": "查看", "操作内容": "病历", "终端IP": "UNKNOW",
+         "计算机名": "PC-01"},
+        {"操作时间": "2025-07-01 08:01:00", "操作人工号": "0101", "操作人姓名": "张三", "科室": "心内科",
+         "患者ID": "P1", "住院号": "Z1", "操作类型": "紧急授权", "操作内容": "病历", "终端IP": "10.1.1.1",
+         "计算机名": "PC-01"},
+    ], ["view", "break_glass"]),
+    "emr-cache-grid": ([
+        {"患者姓名": "王某", "登记号": "0000123", "病案号": "B1", "操作名称": "EMR.OP.Print.OK",
+         "日期": "67387", "时间": "29000", "操作者": "ys01", "科室": "心内科", "安全组": "医生",
+         "IP地址": "10.0.0.9", "MAC地址": "aa", "计算机名": "WS1",
+         "详情": '{"patientID":"123","episodeID":"E9","userID":"ys01"}'},
+        {"患者姓名": "王某", "登记号": "", "病案号": "B1", "操作名称": "EMR.OP.Export.PDF",
+         "日期": "2025-07-01", "时间": "08:03", "操作者": "ys01", "科室": "心内科", "安全组": "医生",
+         "IP地址": "UNKNOW", "MAC地址": "aa", "计算机名": "WS1",
+         "详情": '{"patientID":"123","episodeID":"E9"}'},
+    ], ["print", "export"]),
+    "emr-blsjrz": ([
+        {"JLXH": "1", "CZGH": "0101", "RZNR": "打开病历", "SJXM": "1006", "XTSJ": "2025-07-01 08:00:00",
+         "YWID1": "Z100", "IPDZ": "UNKNOW", "JSJM": "UNKNOW", "JGID": "H1"},
+        {"JLXH": "2", "CZGH": "0101", "RZNR": "签名", "SJXM": "1004", "XTSJ": "2025-07-01 08:05:00",
+         "YWID1": "Z100", "IPDZ": "10.0.0.1", "JSJM": "PC", "JGID": "H1"},
+    ], ["view", "sign"]),
+    "openemr": ([
+        {"id": "10", "date": "2025-07-01 08:00:00", "event": "patient-record-select",
+         "category": "patient-record", "user": "admin", "groupname": "Default", "comments": "",
+         "patient_id": "4", "success": "1"},
+        {"id": "11", "date": "2025-07-01 08:01:00", "event": "login", "category": "login",
+         "user": "admin", "groupname": "Default", "comments": "failure: 10.0.0.1",
+         "patient_id": "0", "success": "0"},
+    ], ["view", "login_failed"]),
+    "fhir-auditevent": ([
+        {"ts": "2025-07-01T08:00:00Z", "user_id": "95", "patient_id": "example", "action": "vread",
+         "outcome": "0"},
+    ], ["view"]),
+}
+
+
+def test_every_builtin_profile_has_a_fixture():
+    assert set(builtin_profiles()) == set(FIXTURES)
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_builtin_profile_maps_its_fixture(name):
+    prof = load_profile(name)
+    rows, actions = FIXTURES[name]
+    raw = frame(rows)
+    prof.check_columns("access_log", [c for c in raw.columns if c != "_source_ref"], "f.csv")
+    notes: list[str] = []
+    mapped = prof.apply("access_log", raw, notes)
+    v = model.validate("access_log", mapped, TZ, name)
+    assert v.quarantine.empty, v.quarantine.to_dict("records")
+    assert v.accepted["action"].tolist() == actions
+    assert v.accepted["ts"].notna().all()
+    assert prof.provenance("access_log")   # an audit trail of where columns came from
+
+
+def test_cache_grid_horolog_and_seconds_and_json_fallback():
+    prof = load_profile("emr-cache-grid")
+    out = prof.apply("access_log", frame(FIXTURES["emr-cache-grid"][0]))
+    v = model.validate("access_log", out, TZ, "grid")
+    # $H 67387 = 2025-07-01; 29000 s = 08:03:20
+    assert str(v.accepted["ts"][0]) == "2025-07-01 08:03:20+08:00"
+    assert str(v.accepted["ts"][1]) == "2025-07-01 08:03:00+08:00"
+    assert v.accepted["patient_id"].tolist() == ["0000123", "123"]   # JSON fills the blank
+    assert v.accepted["encounter_id"].tolist() == ["E9", "E9"]
+    assert v.accepted["ip"].isna().tolist() == [False, True]         # UNKNOW is missing
+    assert v.accepted["action_raw"].tolist() == ["EMR.OP.Print.OK", "EMR.OP.Export.PDF"]
+
+
+def test_blsjrz_placeholders_and_prefixed_ids():
+    prof = load_profile("emr-blsjrz")
+    v = model.validate("access_log", prof.apply("access_log", frame(FIXTURES["emr-blsjrz"][0])),
+                       TZ, "bl")
+    assert v.accepted["event_id"].tolist() == ["EMR_BLSJRZ:1", "EMR_BLSJRZ:2"]
+    assert v.accepted["ip"].isna().tolist() == [True, False]
+    assert v.accepted["workstation"].isna().tolist() == [True, False]
+    assert v.accepted["patient_id"].tolist() == ["Z100", "Z100"]
+
+
+def test_openemr_zero_patient_and_failed_login():
+    prof = load_profile("openemr")
+    v = model.validate("access_log", prof.apply("access_log", frame(FIXTURES["openemr"][0])),
+                       TZ, "oe")
+    assert v.accepted["patient_id"].isna().tolist() == [False, True]
+    assert v.accepted["outcome"].tolist() == ["success", "failure"]
+
+
+def test_unknown_word_keeps_raw_and_is_quarantined():
+    prof = load_profile("his-zh")
+    rows = [dict(FIXTURES["his-zh"][0][0], 操作类型="偷看")]
+    notes: list[str] = []
+    v = model.validate("access_log", prof.apply("access_log", frame(rows), notes), TZ, "his")
+    assert v.quarantine["reason"].tolist() == ["unknown action '偷看'"]
+    assert any("1 unmapped" in n for n in notes)
+
+
+PROFILE_ERRORS = [
+    ('[profile]\ncolour = "x"\n', "profile.colour"),
+    ('[access_log]\ncolumn = { ts = "a" }\n', "access_log.column"),
+    ('[access_log.columns]\ntimestamp = "a"\n', "access_log.columns.timestamp"),
+    ('[access_log.values.action]\n"看" = "peek"\n', "access_log.values.action.看"),
+    ('[acces_log.columns]\nts = "a"\n', "acces_log"),
+    ('[access_log.combine.ts]\ndate = "d"\nzone = "x"\n', "access_log.combine.ts.zone"),
+    ('[access_log.patterns.action]\n"(" = "view"\n', "access_log.patterns.action.("),
+    ('[access_log.json.patient_id]\ncolumn = "d"\n', "access_log.json.patient_id"),
+]
+
+
+@pytest.mark.parametrize("text,key", PROFILE_ERRORS)
+def test_profile_mistakes_name_file_and_key(text, key):
+    with pytest.raises(ConfigError) as err:
+        parse_profile(text.encode(), "mine", "/x/mine.toml")
+    assert err.value.file == "/x/mine.toml" and err.value.key == key, str(err.value)
+
+
+def test_mapping_to_a_column_the_source_lacks_names_profile_key(tmp_path):
+    p = tmp_path / "mine.toml"
+    p.write_text('[access_log.columns]\nts = "时间"\nuser_id = "工号"\naction = "类型"\n',
+                 encoding="utf-8")
+    prof = load_profile(str(p))
+    with pytest.raises(ConfigError) as err:
+        prof.check_columns("access_log", ["时间", "工号", "操作"], "log.csv")
+    assert err.value.key == "access_log.columns.action" and "log.csv" in str(err.value)
+    assert "类型" in str(err.value)
+
+
+def test_missing_required_column_after_mapping_is_a_source_error():
+    prof = load_profile("canonical")
+    with pytest.raises(SourceError, match="'user_id'"):
+        prof.check_columns("access_log", ["ts", "action"], "log.csv")
+
+
+def test_profile_file_not_found_and_unknown_builtin(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_profile("nothere.toml", tmp_path)
+    with pytest.raises(ConfigError, match="unknown connector profile"):
+        load_profile("his-xx")
