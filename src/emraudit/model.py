@@ -205,7 +205,8 @@ def to_id(s: pd.Series) -> pd.Series:
     else:
         out = s.astype("string").str.strip()
         # a float-looking id (from a spreadsheet) loses its ".0"
-        out = out.str.replace(r"^(\d+)\.0$", r"\1", regex=True)
+        if out.str.endswith(".0").any():
+            out = out.str.replace(r"^(\d+)\.0$", r"\1", regex=True)
     return out.mask(out == "", pd.NA)
 
 
@@ -228,22 +229,33 @@ def _normalize_enum(col: Column, s: pd.Series) -> pd.Series:
     return lowered
 
 
+_HEX = np.array([f"{i:02x}" for i in range(256)], dtype="U2")
+
+
 def derive_event_ids(df: pd.DataFrame, source: str) -> pd.Series:
     """Deterministic ids from the source name and the canonical fields of each row.
 
     Two 64-bit hashes with different keys give 128 bits, so collisions are negligible even
     over years of events; the same row from the same source always gets the same id.
     """
-    cols = [c for c in EVENT_ID_FIELDS if c in df.columns]
-    frame = pd.DataFrame({c: df[c].astype("string").fillna("\x00") for c in cols})
-    if "ts" in df.columns and isinstance(df["ts"].dtype, pd.DatetimeTZDtype):
-        frame["ts"] = df["ts"].dt.tz_convert("UTC").astype("int64").astype("string")
+    if len(df) == 0:
+        return pd.Series([], index=df.index, dtype="string")
+    cols = [c for c in EVENT_ID_FIELDS if c in df.columns and c != "ts"]
+    frame = pd.DataFrame({c: df[c].astype("string").fillna("\x00") for c in cols},
+                         index=df.index)
+    if "ts" in df.columns:
+        ts = df["ts"]
+        frame["ts"] = (ts.dt.tz_convert("UTC").astype("int64") if isinstance(
+            ts.dtype, pd.DatetimeTZDtype) else ts.astype("string").fillna("\x00"))
     frame.insert(0, "_src", source)
     h1 = pd.util.hash_pandas_object(frame, index=False, hash_key="emraudit-evt-001")
     h2 = pd.util.hash_pandas_object(frame, index=False, hash_key="emraudit-evt-002")
-    a = np.char.mod("%016x", h1.to_numpy(np.uint64))
-    b = np.char.mod("%016x", h2.to_numpy(np.uint64))
-    return pd.Series(np.char.add(a, b), index=df.index, dtype="string")
+    both = np.empty((len(df), 2), dtype=">u8")
+    both[:, 0] = h1.to_numpy(np.uint64)
+    both[:, 1] = h2.to_numpy(np.uint64)
+    hexed = _HEX[both.view(np.uint8).reshape(len(df), 16)]   # (n, 16) two-char pieces
+    ids = np.ascontiguousarray(hexed).view("U32").ravel()
+    return pd.Series(ids, index=df.index, dtype="string")
 
 
 def _raw_json(df: pd.DataFrame) -> pd.Series:
@@ -347,8 +359,11 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
              "no patient for a patient action '" + df["action"].astype("string").fillna("") + "'")
         ev = df["event_id"] if "event_id" in df.columns else pd.Series(pd.NA, index=df.index,
                                                                          dtype="string")
-        derived = derive_event_ids(df, source)
-        df["event_id"] = ev.fillna(derived).astype("string")
+        missing = ev.isna()
+        if missing.any():
+            ev = ev.copy()
+            ev[missing] = derive_event_ids(df.loc[missing], source)
+        df["event_id"] = ev.astype("string")
     if table == "care_relations" and "end" in df.columns:
         fail(df["end"].notna() & (df["end"] < df["start"]), "care relation ends before it starts")
     if table == "shifts":
