@@ -294,7 +294,9 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
                 unmasked=unmask, params=json.dumps({"since": since, "until": until,
                                                     "full": full, "unmask": unmask})))
         if not skip_ingest:
-            res.sources = ingest(config, store, lake)
+            echo("ingesting sources …")
+            res.sources = ingest(config, store, lake, on_batch=lambda r: echo(
+                f"  {r.name}: {r.read:,} rows read in {r.batches} batch(es)"))
         res.timings["ingest"] = time.perf_counter() - t0
         days, runs = window_days(config, store, lake, since=since, until=until, full=full)
         res.days = days
@@ -305,10 +307,13 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
         ws, we = _day_start(days[0], config.tz), _day_start(days[-1], config.tz) + \
             pd.Timedelta(days=1)
         t1 = time.perf_counter()
+        echo(f"loading events {days[0]} .. {days[-1]} and look-back …")
         ctx = build_context(config, store, lake, ws, we, settings, days)
         res.timings["load"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        found, status = run_detectors(ctx, settings)
+        echo(f"running detectors on {len(ctx.events):,} events …")
+        found, status = run_detectors(ctx, settings, on_detector=lambda d: echo(
+            f"  {d.id}: {d.status}, {d.findings} findings, {d.seconds:.1f}s"))
         res.timings["detect"] = time.perf_counter() - t2
         res.detectors = list(status.values())
         maybe_kill("scan:after-detectors")
@@ -328,6 +333,7 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
         res.timings["store"] = time.perf_counter() - t3
         maybe_kill("scan:after-findings")
         t4 = time.perf_counter()
+        echo("writing reports …")
         res.report_dir = _write_reports(config, store, lake, scan_id, found, unmask)
         res.timings["reports"] = time.perf_counter() - t4
         maybe_kill("scan:after-reports")
