@@ -260,3 +260,83 @@ def test_count_cases_matches_grouping():
     df = frame(F("F1", "a", "u1", "p1"), F("F2", "b", "u1", "p1"), F("F3", "a", "u1", ""),
                F("F4", "a", "u2", "p1", suppressed_by=1))
     assert C.count_cases(df) == 2
+
+
+def test_retracted_findings_leave_their_case(store):
+    scan(store, frame(F("F1", "a", "u1", "p1"), F("F2", "b", "u1", "p1", events=("e2",))), "S1")
+    cid = C.case_id_for("patient", "u1", "p1")
+    # the rescan S2 produced only F1: the pipeline marks F2 retracted, then calls update_cases
+    with store.begin() as conn:
+        conn.execute(findings_t.update().where(findings_t.c.finding_id == "F2")
+                     .values(retracted_scan="S2"))
+    scan(store, frame(F("F1", "a", "u1", "p1")), "S2")
+    row = case_rows(store).loc[cid]
+    assert row["n_findings"] == 1 and json.loads(row["detectors"]) == ["a"]
+    assert row["severity"] == "medium"
+    # nothing at all produced any more: the case leaves the queue
+    with store.begin() as conn:
+        conn.execute(findings_t.update().where(findings_t.c.finding_id == "F1")
+                     .values(retracted_scan="S3"))
+    with store.begin() as conn:
+        C.update_cases(conn, frame(F("F0", "a", "u9", "p9")).iloc[0:0], "S3", NOW)
+    assert case_rows(store).loc[cid, "status"] == "retracted"
+
+
+# -- CLI ------------------------------------------------------------------------------------
+def _cli_store(tmp_path, mask=True):
+    cfg = tmp_path / "emraudit.toml"
+    cfg.write_text('[store]\nurl = "sqlite:///cli.db"\n[reports]\nmask_patients = '
+                   f'{"true" if mask else "false"}\n', encoding="utf-8")
+    store = Store(f"sqlite:///{tmp_path / 'cli.db'}")
+    scan(store, frame(F("F1", "care.no_relationship", "u1", "P0012345", severity="high"),
+                      F("F2", "snoop.vip", "u1", "P0012345", events=("e2",)),
+                      F("F3", "bulk.off_hours", "u2", "", severity="low")), "S1")
+    return str(cfg), store
+
+
+def test_cli_list_show_resolve(tmp_path):
+    from click.testing import CliRunner
+    from emraudit.cli import main
+    cfg, store = _cli_store(tmp_path)
+    cid = C.case_id_for("patient", "u1", "P0012345")
+    run = CliRunner()
+    r = run.invoke(main, ["cases", "list", "--config", cfg])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert cid in lines[2] and "critical" in lines[2]       # most severe first
+    assert "P0****45" in r.output and "P0012345" not in r.output
+    assert "2 cases" in r.output
+    r = run.invoke(main, ["cases", "list", "--config", cfg, "--detector", "snoop.vip",
+                          "--format", "json", "--unmask"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert [d["case_id"] for d in data] == [cid] and data[0]["patient_id"] == "P0012345"
+    r = run.invoke(main, ["cases", "resolve", "--config", cfg, cid[:9], "--disposition",
+                          "confirmed", "--note", "interviewed; no clinical reason",
+                          "--by", "officer.li"])
+    assert r.exit_code == 0, r.output
+    r = run.invoke(main, ["cases", "list", "--config", cfg, "--user", "u1"])
+    assert "no cases (open)" in r.output
+    r = run.invoke(main, ["cases", "list", "--config", cfg, "--status", "resolved"])
+    assert cid in r.output and "confirmed" in r.output
+    r = run.invoke(main, ["cases", "show", "--config", cfg, cid])
+    assert r.exit_code == 0, r.output
+    assert "confirmed by officer.li" in r.output
+    assert "resolved" in r.output and "opened" in r.output and "(scan S1)" in r.output
+    assert "snoop.vip" in r.output and "P0012345" not in r.output
+    r = run.invoke(main, ["cases", "show", "--config", cfg, cid, "--format", "json"])
+    data = json.loads(r.output)
+    assert [h["action"] for h in data["history"]] == ["opened", "resolved"]
+    assert data["history"][1]["by"] == "officer.li" and data["version"] == 2
+    assert len(data["findings"]) == 2
+
+
+def test_cli_resolve_errors_exit_2(tmp_path):
+    from click.testing import CliRunner
+    from emraudit.cli import main
+    cfg, _ = _cli_store(tmp_path)
+    r = CliRunner().invoke(main, ["cases", "resolve", "--config", cfg, "Cnope1234",
+                                  "--disposition", "confirmed", "--note", "x", "--by", "y"])
+    assert r.exit_code == 2 and "no case 'Cnope1234'" in r.output
+    r = CliRunner().invoke(main, ["cases", "list", "--config", cfg, "--since", "July"])
+    assert r.exit_code == 2 and "--since" in r.output

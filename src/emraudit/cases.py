@@ -23,6 +23,10 @@ count towards it; a case with only suppressed findings has status "suppressed" a
 the review queue (`cases list --status suppressed` shows them). When unsuppressed findings
 arrive later, it becomes open.
 
+Findings a rescan no longer produces (`retracted_scan` set by the pipeline) leave their case;
+an open or suppressed case left without findings gets status "retracted" (out of the review
+queue); a resolved one keeps its disposition.
+
 Every change is versioned (`version`, optimistic concurrency) and recorded in `case_history`,
 which is only ever appended to. A rescan of the same data changes nothing and writes no
 history.
@@ -45,7 +49,7 @@ from emraudit.model import SEVERITIES
 from emraudit.store import Store, case_history, cases, findings as findings_t, now_utc
 
 DISPOSITIONS = ("confirmed", "false_positive", "justified", "training")
-STATUSES = ("open", "resolved", "suppressed")
+STATUSES = ("open", "resolved", "suppressed", "retracted")
 CASE_COLUMNS = [c.name for c in cases.columns]
 # fields whose change is recorded as an "updated" history row
 _TRACKED = ("status", "severity", "detectors", "n_findings", "n_events")
@@ -216,9 +220,9 @@ def confirmed_cases(conn: sa.Connection, user_ids: list[str]) -> dict[str, set[s
 
 
 def _dt(now: Any) -> datetime:
+    """A UTC datetime (SQLite drops the offset, so everything is stored in UTC)."""
     ts = pd.Timestamp(now)
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return ts.to_pydatetime()
 
 
@@ -246,12 +250,10 @@ def update_cases(conn: sa.Connection, findings: pd.DataFrame, scan_id: str, now:
     findings again change nothing and append no history.
     """
     at = _dt(now)
-    if findings is None or findings.empty:
-        if findings is not None:
-            findings["case_id"] = pd.Series(dtype="object", index=findings.index)
-        return _empty_result()
+    if findings is None:
+        findings = pd.DataFrame(columns=_FINDING_FIELDS[:-2])
     assigned = assign_cases(findings, tz)
-    findings["case_id"] = assigned["case_id"].values
+    findings["case_id"] = assigned["case_id"].astype(object).values
     new = findings.copy()
     if "suppressed_by" not in new:
         new["suppressed_by"] = None
@@ -265,7 +267,11 @@ def update_cases(conn: sa.Connection, findings: pd.DataFrame, scan_id: str, now:
     prior_case = dict(zip(prior["finding_id"], prior["case_id"]))
     target = dict(zip(new["finding_id"], new["case_id"]))
     moved_from = {c for f, c in prior_case.items() if c and c != target.get(f)}
-    touched = sorted(set(new["case_id"]) | moved_from)
+    # cases whose findings this scan retracted (a rescan no longer produced them)
+    retracted = {r[0] for r in conn.execute(
+        sa.select(findings_t.c.case_id).distinct().where(
+            findings_t.c.retracted_scan == scan_id, findings_t.c.case_id.is_not(None)))}
+    touched = sorted(set(new["case_id"]) | moved_from | retracted)
 
     result = []
     for cid in touched:
@@ -298,7 +304,8 @@ def _try_update_one(conn: sa.Connection, cid: str, new: pd.DataFrame, at: dateti
                     scan_id: str) -> dict | None | bool:
     row = conn.execute(sa.select(cases).where(cases.c.case_id == cid)).mappings().first()
     row = dict(row) if row else None
-    stored = _select_in(conn, findings_t, "case_id", [cid], _FINDING_FIELDS)
+    stored = _select_in(conn, findings_t, "case_id", [cid], _FINDING_FIELDS + ["retracted_scan"])
+    stored = stored[stored["retracted_scan"].isna()].drop(columns="retracted_scan")
     mine = new[new["case_id"] == cid]
     previously_here = set(stored["finding_id"])
     # findings that moved elsewhere (same finding id, another case now) leave this case
@@ -314,10 +321,12 @@ def _try_update_one(conn: sa.Connection, cid: str, new: pd.DataFrame, at: dateti
         if row is None:
             return None
         agg = {"n_findings": 0, "n_events": 0, "detectors": "[]", "items": "[]"}
+        if row["status"] in ("open", "suppressed"):
+            agg["status"] = "retracted"   # nothing left to review
         updates = {k: v for k, v in agg.items() if row.get(k) != v}
         if not updates:
             return _result(row, "unchanged", 0, row.get("severity"), [])
-        return _write(conn, row, updates, at, scan_id, "updated", None, 0,
+        return _write(conn, row, updates, at, scan_id, "updated", 0,
                       row.get("severity"), [])
 
     kind = str(mine["case_kind"].iloc[0]) if len(mine) else str(row["kind"])
@@ -365,9 +374,9 @@ def _try_update_one(conn: sa.Connection, cid: str, new: pd.DataFrame, at: dateti
         updates.update({"status": "open", "reopened": True, "disposition": None,
                         "reviewer": None, "note": None, "resolved_at": None})
         change = "reopened"
-    elif row["status"] == "open" and agg["all_suppressed"]:
+    elif row["status"] in ("open", "retracted") and agg["all_suppressed"]:
         updates["status"] = "suppressed"
-    elif row["status"] == "suppressed" and not agg["all_suppressed"]:
+    elif row["status"] in ("suppressed", "retracted") and not agg["all_suppressed"]:
         updates["status"] = "open"
     if not updates:
         return _result(row, "unchanged", 0, agg["severity_base"], agg["severity_reasons"])

@@ -1,0 +1,228 @@
+"""`emraudit cases list|show|resolve`: the review queue and reviewers' dispositions."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+
+import click
+import pandas as pd
+
+from emraudit.commands._common import config_option, get_config
+
+
+# -- small output helpers (shared by allow, tune and detectors commands) --------------------
+def _width(s: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
+
+
+def _cell(v) -> str:
+    if v is None or (isinstance(v, float) and v != v) or v is pd.NaT:
+        return ""
+    return str(v).replace("\n", " ")
+
+
+def echo_table(df: pd.DataFrame, cols: list[tuple[str, str]], max_width: int = 60) -> None:
+    """Print a plain aligned table (CJK-aware widths); long cells are cut with '…'."""
+    rows = [[_cell(r.get(c)) for c, _ in cols] for r in df.to_dict("records")]
+    rows = [[v if _width(v) <= max_width else v[:max_width - 1] + "…" for v in r]
+            for r in rows]
+    heads = [h for _, h in cols]
+    widths = [max([_width(h)] + [_width(r[i]) for r in rows]) for i, h in enumerate(heads)]
+
+    def line(vals):
+        return "  ".join(v + " " * (w - _width(v)) for v, w in zip(vals, widths)).rstrip()
+
+    click.echo(line(heads))
+    click.echo(line(["-" * w for w in widths]))
+    for r in rows:
+        click.echo(line(r))
+
+
+def mask_id(value) -> str:
+    """Partly masked patient id: first two and last two characters kept."""
+    s = _cell(value)
+    if len(s) <= 2:
+        return "*" * len(s)
+    if len(s) <= 4:
+        return s[0] + "*" * (len(s) - 1)
+    return s[:2] + "*" * (len(s) - 4) + s[-2:]
+
+
+def _jsonable(v):
+    if v is None or (isinstance(v, float) and v != v) or v is pd.NaT:
+        return None
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    if hasattr(v, "item"):
+        return v.item()
+    return v
+
+
+unmask_option = click.option("--unmask", is_flag=True,
+                             help="Show patient ids in full (masked by default when "
+                                  "[reports] mask_patients is on).")
+
+
+def _mask(cfg, unmask: bool):
+    return (lambda v: _cell(v)) if unmask or not cfg.reports.mask_patients else mask_id
+
+
+# -- verbs --------------------------------------------------------------------------------
+@click.group("cases")
+def cases_group() -> None:
+    """Review cases: list the queue, show one, record a disposition."""
+
+
+@cases_group.command("list")
+@config_option
+@click.option("--status", type=click.Choice(["open", "resolved", "suppressed", "retracted",
+                                             "all"]), default="open", show_default=True)
+@click.option("--detector", help="Only cases with a finding of this detector.")
+@click.option("--user", help="Only cases of this account.")
+@click.option("--since", help="Only cases seen on or after this day, e.g. 2025-07-01.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@unmask_option
+def list_cmd(config_path, status, detector, user, since, fmt, unmask) -> None:
+    """Cases, most severe first."""
+    from emraudit.cases import list_cases
+    from emraudit.store import Store
+
+    cfg = get_config(config_path)
+    if since:
+        import re
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", since.strip()):
+            from emraudit.errors import UserError
+            raise UserError(f"--since: expected a date such as 2025-07-01, got {since!r}")
+        since = since.strip()
+    df = list_cases(Store(cfg.store_url), status=status, detector=detector, user=user,
+                    since=since)
+    mask = _mask(cfg, unmask)
+    if fmt == "json":
+        out = []
+        for r in df.to_dict("records"):
+            r = {k: _jsonable(v) for k, v in r.items()}
+            r["detectors"] = json.loads(r["detectors"] or "[]")
+            r["items"] = json.loads(r["items"] or "[]")
+            if r.get("patient_id"):
+                r["patient_id"] = mask(r["patient_id"])
+            out.append(r)
+        click.echo(json.dumps(out, ensure_ascii=False, indent=1))
+        return
+    if df.empty:
+        click.echo(f"no cases ({'any status' if status == 'all' else status})")
+        return
+    df = df.assign(
+        whom=[mask(p) if p else f"day {d}" for p, d in zip(df["patient_id"], df["day"])],
+        dets=df["detectors"].map(lambda s: ", ".join(json.loads(s or "[]"))),
+        seen=df["last_seen"].map(lambda s: _cell(s)[:16].replace("T", " ")),
+        state=[s + (" (reopened)" if r and s == "open" else "") + (f": {d}" if d else "")
+               for s, r, d in zip(df["status"], df["reopened"], df["disposition"])])
+    echo_table(df, [("case_id", "case"), ("severity", "severity"), ("user_id", "user"),
+                    ("whom", "patient/day"), ("dets", "detectors"), ("n_findings", "findings"),
+                    ("seen", "last seen"), ("state", "status")])
+    click.echo(f"\n{len(df)} case{'s' if len(df) != 1 else ''}")
+
+
+@cases_group.command("show")
+@config_option
+@click.argument("case")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@unmask_option
+def show_cmd(config_path, case, fmt, unmask) -> None:
+    """One case: its findings, the user's other cases, and the full history."""
+    from emraudit.cases import case_history_of, find_case, user_history
+    from emraudit.store import Store, findings
+
+    cfg = get_config(config_path)
+    store = Store(cfg.store_url)
+    with store.engine.connect() as c:
+        row = find_case(c, case)
+    cid = row["case_id"]
+    fnd = store.read_findings(findings.c.case_id == cid)
+    hist = case_history_of(store, cid)
+    others = user_history(store, row["user_id"])
+    others = others[others["case_id"] != cid]
+    mask = _mask(cfg, unmask)
+    if fmt == "json":
+        out = {k: _jsonable(v) for k, v in row.items()}
+        out["detectors"] = json.loads(out["detectors"] or "[]")
+        out["items"] = json.loads(out["items"] or "[]")
+        if out.get("patient_id"):
+            out["patient_id"] = mask(out["patient_id"])
+        out["findings"] = [
+            {"finding_id": f["finding_id"], "detector": f["detector"],
+             "severity": f["severity"], "start": f["start"], "end": f["end"],
+             "summary": f["summary"], "event_ids": f["event_ids"],
+             "suppressed_by": _jsonable(f["suppressed_by"])}
+            for f in fnd.to_dict("records")]
+        out["history"] = [{k: _jsonable(v) for k, v in h.items() if k != "id"}
+                          for h in hist.to_dict("records")]
+        out["user_cases"] = [{"case_id": o["case_id"], "status": o["status"],
+                              "disposition": o["disposition"], "severity": o["severity"],
+                              "last_seen": o["last_seen"]} for o in others.to_dict("records")]
+        click.echo(json.dumps(out, ensure_ascii=False, indent=1))
+        return
+    whom = f"patient {mask(row['patient_id'])}" if row["kind"] == "patient" \
+        else f"day {row['day']}"
+    click.echo(f"case {cid}  [{row['severity']}]  {row['status']}"
+               + (" (reopened)" if row["reopened"] else ""))
+    click.echo(f"user {row['user_id']}, {whom}")
+    click.echo(f"seen {row['first_seen']} .. {row['last_seen']}; {row['n_findings']} "
+               f"finding(s), {row['n_events']} event(s); items "
+               f"{', '.join(json.loads(row['items'] or '[]'))}")
+    click.echo(f"summary: {row['summary']}")
+    if row["disposition"]:
+        click.echo(f"disposition: {row['disposition']} by {row['reviewer']} at "
+                   f"{row['resolved_at']}: {row['note'] or ''}")
+    click.echo("")
+    if len(fnd):
+        fnd = fnd.assign(n=fnd["event_ids"].map(len),
+                         sup=fnd["suppressed_by"].map(lambda s: f"#{int(s)}" if pd.notna(s)
+                                                      else ""))
+        echo_table(fnd, [("detector", "detector"), ("severity", "severity"),
+                         ("start", "start"), ("n", "events"), ("sup", "allowlisted"),
+                         ("summary", "summary")], max_width=90)
+    click.echo("\nhistory:")
+    for h in hist.to_dict("records"):
+        change = f" {h['field']}: {_cell(h['old']) or '-'} -> {_cell(h['new'])}" \
+            if h["field"] else ""
+        scan = f" (scan {h['scan_id']})" if h["scan_id"] else ""
+        note = f" — {h['note']}" if h["note"] else ""
+        click.echo(f"  {_cell(h['at'])[:19]}  {h['action']:9} by {h['by'] or '-'}"
+                   f"{change}{scan}{note}")
+    if len(others):
+        confirmed = int((others["disposition"] == "confirmed").sum())
+        click.echo(f"\nother cases of {row['user_id']}: {len(others)} "
+                   f"({confirmed} confirmed)")
+        for o in others.head(20).to_dict("records"):
+            click.echo(f"  {o['case_id']}  {o['severity']:8} {o['status']:9} "
+                       f"{o['disposition'] or '':14} {_cell(o['last_seen'])[:10]}")
+
+
+@cases_group.command("resolve")
+@config_option
+@click.argument("case")
+@click.option("--disposition", required=True,
+              type=click.Choice(["confirmed", "false_positive", "justified", "training"]))
+@click.option("--note", required=True, help="What the review found.")
+@click.option("--by", "by", required=True, help="The reviewer's name.")
+@click.option("--expect-version", type=int, default=None,
+              help="Fail instead of applying on top when the case changed since this "
+                   "version (shown by `cases show --format json`).")
+def resolve_cmd(config_path, case, disposition, note, by, expect_version) -> None:
+    """Record a disposition (kept with time and reviewer in the case's history)."""
+    from emraudit.cases import resolve_case
+    from emraudit.store import Store
+
+    cfg = get_config(config_path)
+    row = resolve_case(Store(cfg.store_url), case, disposition, note, by,
+                       expected_version=expect_version)
+    click.echo(f"case {row['case_id']} resolved: {disposition} by {by} "
+               f"(version {row['version']})")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(cases_group)
