@@ -19,12 +19,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from emraudit.connectors.base import Batch, Connector
-from emraudit.connectors.files import (SAMPLE_BYTES, BadLine, Block, block_bytes_for,
-                                       detect_encoding, display_names, file_state, fingerprint,
-                                       list_files, normalize_encoding, plan_file, read_blocks)
+from emraudit.connectors.filebase import LineFileConnector
+from emraudit.connectors.files import (SAMPLE_BYTES, BadLine, Block, detect_encoding,
+                                       normalize_encoding)
 from emraudit.errors import SourceError
-from emraudit.model import SOURCE_REF, TABLES, empty_quarantine
+from emraudit.model import SOURCE_REF, empty_quarantine
 
 DELIMITERS = (",", "\t", ";", "|")
 _STRING = pd.StringDtype("pyarrow")
@@ -66,14 +65,9 @@ def _unique(names: list[str]) -> list[str]:
     return out
 
 
-def empty_frame(profile, table: str) -> pd.DataFrame:
-    """No rows, but every canonical column (so validation of an empty batch works)."""
-    cols = list(dict.fromkeys(TABLES[table].names + profile.output_columns(table, [])))
-    return pd.DataFrame({c: pd.Series(dtype=_STRING) for c in cols + [SOURCE_REF]})
-
-
-class CsvConnector(Connector):
+class CsvConnector(LineFileConnector):
     kind = "csv"
+    quoted = True
 
     def describe(self) -> str:
         return f"csv:{self.source.path}"
@@ -112,60 +106,7 @@ class CsvConnector(Connector):
             raise SourceError("the first line is empty (expected a header line with column "
                               "names)", file=str(path), line=1)
         return {"enc": enc, "delim": delim, "header": header, "data_start": bom + len(header_raw),
-                "sample": sample}
-
-    # --- the batches ----------------------------------------------------------------------------
-    def batches(self, watermark) -> Iterator[Batch]:
-        files = list_files(self.source.path, self.config.base)
-        names = display_names(files)
-        reference = self.table != "access_log"
-        prev_files = {} if reference or not watermark else dict(watermark.get("files", {}))
-        state = {k: v for k, v in prev_files.items() if Path(k) in set(files)}
-        yielded = False
-        for path in files:
-            key = str(path)
-            action, offset, line = plan_file(path, prev_files.get(key))
-            if action == "skip":
-                continue
-            notes = []
-            if action == "reread":
-                notes.append(f"{names[path]} changed since the last run (not only appended): "
-                             "read again from the start")
-            info = self._open(path)
-            if info is None:
-                state[key] = file_state(path, path.stat().st_size, 1)
-                yielded = True
-                yield self._empty(self._position(state, files, reference),
-                                  notes + [f"{names[path]} is empty (0 bytes)"])
-                continue
-            self.profile.check_columns(self.table, info["header"], names[path])
-            if offset < info["data_start"]:
-                offset, line = info["data_start"], 2
-            got_rows = False
-            block_bytes = block_bytes_for(self.source.batch_rows, info["sample"])
-            for block in read_blocks(path, info["enc"], offset, line, block_bytes, quoted=True):
-                frame, quarantine, read = self._parse(block, info, names[path])
-                state[key] = file_state(path, block.end_offset, block.end_line)
-                got_rows = True
-                yielded = True
-                yield Batch(frame, self._position(state, files, reference), read, quarantine,
-                            notes + block.notes)
-                notes = []
-            if not got_rows:
-                state[key] = file_state(path, path.stat().st_size, line)
-                yielded = True
-                yield self._empty(self._position(state, files, reference), notes)
-        if not yielded and reference:
-            yield self._empty(self._position(state, files, reference), [])
-
-    def _position(self, state: dict, files: list[Path], reference: bool) -> dict:
-        if reference:
-            return fingerprint(files)
-        return {"files": {k: dict(v) for k, v in state.items()}}
-
-    def _empty(self, position, notes) -> Batch:
-        frame = empty_frame(self.profile, self.table)
-        return Batch(frame, position, 0, empty_quarantine(), notes)
+                "data_line": 2, "sample": sample}
 
     def _parse(self, block: Block, info: dict, fname: str):
         """One block → (canonical frame, quarantine, rows read)."""
@@ -218,15 +159,7 @@ class CsvConnector(Connector):
             qrows.append((int(lines[i]), why, text[:2000]))
         for b in block.bad:
             qrows.append((b.line, b.reason, b.raw))
-        quarantine = empty_quarantine()
-        if qrows:
-            qrows.sort()
-            quarantine = pd.DataFrame({
-                "source": pd.Series([self.name] * len(qrows), dtype="string"),
-                "source_ref": pd.Series([f"{fname}:{ln}" for ln, _, _ in qrows], dtype="string"),
-                "reason": pd.Series([w for _, w, _ in qrows], dtype="string"),
-                "raw": pd.Series([r for _, _, r in qrows], dtype="string"),
-            })
+        quarantine = self.quarantine_frame(qrows, fname)
 
         n_keep = int(keep.sum())
         if n_keep == 0:
