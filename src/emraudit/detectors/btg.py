@@ -1,0 +1,222 @@
+"""Break-the-glass abuse (`btg.unjustified`).
+
+Two patterns, one detector:
+
+1. A break-the-glass (action `break_glass`) on a patient with no care relation for that user,
+   their department or their ward active at the time or starting within `justify_hours` after
+   it (an emergency admission is usually registered after the glass is broken). A BTG whose
+   justification period has not yet elapsed at the data horizon (the later of the window end
+   and the newest care-relation start) is left pending and judged by the next scan, which
+   therefore also looks at BTGs from the look-back that were still pending at its start: such
+   a finding may consist of look-back events only — the one exception to the in-window rule,
+   so a BTG near the end of a scan window is judged exactly once.
+2. A user's break-the-glass rate (BTGs per 100 patient-days of access) far above their peers'
+   (role + department) over the look-back and the window, with at least one in-window BTG.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from emraudit.detectors.base import Context, Detector, Param, empty_findings, raise_severity
+from emraudit.detectors.bulk import (PEER_PARAMS, day_codes, in_window, patient_events,
+                                     peer_groups, user_info)
+from emraudit.detectors.registry import register
+from emraudit.model import OUTPUT_ACTIONS
+
+
+@register
+class BtgUnjustified(Detector):
+    id = "btg.unjustified"
+    name_en = "Unjustified break-the-glass"
+    name_zh = "紧急授权滥用"
+    item = "9"
+    severity = "medium"
+    needs = ("access_log",)
+    uses = ("care_relations", "users")
+    lookback_days = 28
+    params = (
+        Param("justify_hours", float, 24.0, "a care relation for the user, their department or "
+              "ward starting within this many hours after the break-the-glass justifies it",
+              "hours", 0.0, 720.0),
+        Param("before_grace_hours", float, 0.0, "a relation that ended at most this long before "
+              "the break-the-glass still justifies it", "hours", 0.0, 720.0),
+        Param("rate_min_count", int, 5, "fewest break-the-glass events (look-back and window) "
+              "for the rate test", "events", 1, 10000),
+        Param("rate_min", float, 5.0, "the user's rate must be at least this many "
+              "break-the-glass per 100 patient-days of access", "per 100", 0.0, 100.0),
+        Param("rate_multiple", float, 3.0, "and above this multiple of the peer percentile",
+              "×", 1.0, 100.0),
+        Param("rate_peer_quantile", float, 0.95, "percentile of the peers' rates", "", 0.5, 1.0),
+        *PEER_PARAMS,
+    )
+    description = ("Break-the-glass with no care relation for the user, their department or "
+                   "ward active then or starting within justify_hours after it; and a user's "
+                   "break-the-glass rate far above their peers'.")
+    note = ("Read the reason given. An emergency with no admission, consult or order afterwards "
+            "is rarely real; check what was viewed, printed or exported after the glass was "
+            "broken. For the rate pattern, compare with colleagues in the same department.")
+    false_positives = ("Emergency care whose admission is registered in another department or "
+                       "later than justify_hours.",
+                       "Patients who died or left before a relation was recorded.",
+                       "Emergency departments where breaking the glass is routine (peers share "
+                       "the rate).")
+    measure_zh = "规范紧急授权使用，事后48小时内补录事由并由科主任审核，定期通报滥用情况。"
+    measure_en = ("Require a reason and a department head's review for every break-the-glass, "
+                  "and report abuse regularly.")
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        rows = self._unjustified(ctx) + self._rate(ctx)
+        return self.findings(rows) if rows else empty_findings()
+
+    # ------------------------------------------------------------------ single events
+    def _unjustified(self, ctx: Context) -> list[dict]:
+        p = self.p
+        ev = ctx.events
+        justify = pd.Timedelta(hours=p.justify_hours)
+        btg = ev[(ev["action"] == "break_glass").to_numpy(dtype=bool) & ev["patient_id"].notna()
+                 .to_numpy(dtype=bool)]
+        if "outcome" in btg.columns:
+            btg = btg[btg["outcome"].astype("string").fillna("success") != "failure"]
+        if btg.empty:
+            return []
+        rel = ctx.care_relations
+        horizon = ctx.window_end
+        if rel is not None and len(rel) and rel["start"].notna().any():
+            horizon = max(horizon, rel["start"].max())
+        # in the window, or pending at the start of the window (judged now)
+        due = (btg["ts"] + justify <= horizon).to_numpy()
+        fresh = (btg["ts"] + justify > ctx.window_start).to_numpy()
+        pending = int((~due & in_window(ctx, btg)).sum())
+        if pending:
+            ctx.notes.append(f"btg.unjustified: {pending} break-the-glass event(s) still within "
+                             f"their {p.justify_hours:g} h justification period; judged next scan")
+        btg = btg[due & fresh & (in_window(ctx, btg) | fresh)]
+        if btg.empty:
+            return []
+        info = user_info(ctx, btg["user_id"].astype(str).unique())
+        b = pd.DataFrame({"bi": np.arange(len(btg)), "patient_id": btg["patient_id"].astype(str)
+                          .to_numpy(), "user_id": btg["user_id"].astype(str).to_numpy(),
+                          "ts": btg["ts"].to_numpy()})
+        b["dept"] = info["department"].reindex(b["user_id"]).to_numpy()
+        b["ward"] = info["ward"].reindex(b["user_id"]).to_numpy()
+        justified = np.zeros(len(b), dtype=bool)
+        how = np.full(len(b), "", dtype=object)
+        if rel is not None and len(rel):
+            r = pd.DataFrame({"patient_id": rel["patient_id"].astype(str).to_numpy(),
+                              "r_user": rel["user_id"].astype("string").fillna("").to_numpy(),
+                              "r_dept": (rel["department"].astype("string").fillna("")
+                                         if "department" in rel else pd.Series("", index=rel.index)
+                                         ).to_numpy(),
+                              "r_ward": (rel["ward"].astype("string").fillna("")
+                                         if "ward" in rel else pd.Series("", index=rel.index)
+                                         ).to_numpy(),
+                              "kind": rel["kind"].astype(str).to_numpy(),
+                              "start": rel["start"].to_numpy(), "end": rel["end"].to_numpy()})
+            m = b.merge(r, on="patient_id", how="inner")
+            if len(m):
+                who = ((m["r_user"] == m["user_id"]) |
+                       ((m["r_dept"] != "") & (m["r_dept"] == m["dept"].fillna(""))) |
+                       ((m["r_ward"] != "") & (m["r_ward"] == m["ward"].fillna(""))))
+                ts = pd.to_datetime(m["ts"])
+                start = pd.to_datetime(m["start"])
+                end = pd.to_datetime(m["end"])
+                grace = pd.Timedelta(hours=p.before_grace_hours)
+                when = (start <= ts + justify) & (end.isna() | (end >= ts - grace))
+                ok = (who & when).to_numpy(dtype=bool)
+                if ok.any():
+                    hit = m.loc[ok].sort_values("start")
+                    first = hit.drop_duplicates("bi")
+                    justified[first["bi"].to_numpy()] = True
+                    how[first["bi"].to_numpy()] = first["kind"].to_numpy()
+        bad = b[~justified]
+        if bad.empty:
+            return []
+        # what the user did with the patient during the justification period
+        acc = patient_events(ctx, ("view", "query", "create", "update", "sign", *OUTPUT_ACTIONS))
+        acc = acc[acc["user_id"].astype(str).isin(bad["user_id"]) &
+                  acc["patient_id"].astype(str).isin(bad["patient_id"])]
+        rows = []
+        src = btg.iloc[bad["bi"].to_numpy()]
+        for (_, r), (_, e) in zip(bad.iterrows(), src.iterrows()):
+            after = acc[(acc["user_id"].astype(str) == r["user_id"]) &
+                        (acc["patient_id"].astype(str) == r["patient_id"]) &
+                        (acc["ts"] >= e["ts"]) & (acc["ts"] <= e["ts"] + justify)]
+            outputs = bool(after["action"].isin(list(OUTPUT_ACTIONS)).any())
+            sev = raise_severity(self.severity) if outputs else self.severity
+            reason = str(e["reason"]) if "reason" in e.index and pd.notna(e["reason"]) else ""
+            rows.append({
+                "key": f"event|{e['event_id']}", "user_id": r["user_id"],
+                "patient_id": r["patient_id"],
+                "event_ids": [str(e["event_id"]), *after["event_id"].astype(str).tolist()],
+                "start": e["ts"], "end": max([e["ts"], *after["ts"].tolist()]),
+                "severity": sev, "score": 2.0 + (1.0 if outputs else 0.0),
+                "summary": (f"{r['user_id']} broke the glass on patient {r['patient_id']} and no "
+                            f"care relation for the user, department or ward followed within "
+                            f"{p.justify_hours:g} h."),
+                "evidence": {
+                    "pattern": "no relation after break-the-glass",
+                    "reason_given": reason, "justify_hours": float(p.justify_hours),
+                    "relations_looked_for": "user, department "
+                    f"'{r['dept'] or '-'}', ward '{r['ward'] or '-'}': active at the time or "
+                    "starting within the justification period",
+                    "care_relations_loaded": rel is not None,
+                    "accesses_after": int(len(after)), "outputs_after": outputs,
+                    "judged_after_window_start": not bool(in_window(ctx, src.loc[[e.name]])[0]),
+                },
+            })
+        return rows
+
+    # ------------------------------------------------------------------ rate
+    def _rate(self, ctx: Context) -> list[dict]:
+        p = self.p
+        ev = ctx.events
+        is_btg = (ev["action"] == "break_glass").to_numpy(dtype=bool) & \
+            ev["patient_id"].notna().to_numpy(dtype=bool)
+        if not (is_btg & in_window(ctx, ev)).any():
+            return []
+        acc = patient_events(ctx, ("view", "query", "create", "update", "sign", "print",
+                                   "export", "copy", "download", "break_glass"))
+        pdays = pd.DataFrame({"user_id": acc["user_id"].astype(str).to_numpy(),
+                              "patient_id": acc["patient_id"].astype(str).to_numpy(),
+                              "day": day_codes(acc["ts"])}).drop_duplicates()
+        denom = pdays.groupby("user_id").size()
+        b = ev[is_btg]
+        num = b.groupby(b["user_id"].astype(str)).size()
+        rate = (num.reindex(denom.index).fillna(0) / denom * 100.0)
+        groups = peer_groups(ctx, denom.index, p.peer_min_size)
+        peer = rate.groupby(groups.reindex(rate.index).to_numpy()).quantile(p.rate_peer_quantile)
+        users_win = set(b.loc[in_window(ctx, b), "user_id"].astype(str))
+        info = user_info(ctx, list(users_win))
+        rows = []
+        date = str(ctx.window_start.date())
+        for uid in sorted(users_win):
+            n = int(num.get(uid, 0))
+            r = float(rate.get(uid, 0.0))
+            g = str(groups.get(uid, "all"))
+            pr = float(peer.get(g, 0.0))
+            required = max(p.rate_min, p.rate_multiple * pr)
+            if n < p.rate_min_count or r <= required:
+                continue
+            ub = b[b["user_id"].astype(str) == uid]
+            rows.append({
+                "key": f"rate|{uid}|{date}", "user_id": uid, "patient_id": "",
+                "event_ids": ub["event_id"].astype(str).tolist(), "start": ub["ts"].min(),
+                "end": ub["ts"].max(), "severity": "medium",
+                "score": round(r / max(required, 1e-9), 3),
+                "summary": (f"{uid} ({info.loc[uid, 'role'] or 'unknown role'}) broke the glass "
+                            f"{n} times ({r:.1f} per 100 patient-days), above the required "
+                            f"{required:.1f} for peers '{g}'."),
+                "evidence": {
+                    "pattern": "break-the-glass rate above peers",
+                    "btg_count": n, "patient_days": int(denom.get(uid, 0)),
+                    "rate_per_100_patient_days": round(r, 2),
+                    "thresholds": {"min_count": int(p.rate_min_count),
+                                   "floor_rate": float(p.rate_min),
+                                   "peer_group": g, "peer_percentile_rate": round(pr, 2),
+                                   "peer_required": round(p.rate_multiple * pr, 2),
+                                   "required": round(required, 2)},
+                },
+            })
+        return rows

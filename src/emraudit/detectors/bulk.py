@@ -1,0 +1,535 @@
+"""Bulk viewing: many distinct patients in a short time, off duty (`bulk.off_hours`) or at
+any hour against the user's own and their peers' baselines (`bulk.volume`).
+
+Also holds the helpers the copy, snoop and btg detectors share: the patient accesses that
+count, the explanation flags from the explanation engine, peer groups (role + department,
+falling back to role when the group is small) and an exact sliding-window distinct count.
+
+Thresholds are always the largest of three: an absolute floor, a multiple of the user's own
+look-back baseline and a percentile of their peer group, so that busy roles (therapists who
+serve every ward, records staff) are measured against people who do the same job.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from emraudit.detectors.base import Context, Detector, Param, empty_findings
+from emraudit.detectors.registry import register
+from emraudit.detectors.schedule import DAY_NS, MINUTE_NS, duty_mask, get_schedule, local_ns, utc_ns
+from emraudit.model import OUTPUT_ACTIONS
+
+COUNTED_ACTIONS = ("view", "query", "create", "update", "sign", "delete", "print", "export",
+                   "copy", "download")
+
+
+# --------------------------------------------------------------------------- shared helpers
+def patient_events(ctx: Context, actions=COUNTED_ACTIONS, successful: bool = True) -> pd.DataFrame:
+    """Accesses to a patient's record with one of `actions` (failures left out by default)."""
+    ev = ctx.events
+    m = ev["patient_id"].notna() & ev["user_id"].notna() & ev["action"].isin(list(actions))
+    if successful and "outcome" in ev.columns:
+        m &= ev["outcome"].astype("string").fillna("success") != "failure"
+    return ev[m.to_numpy(dtype=bool)]
+
+
+def in_window(ctx: Context, events: pd.DataFrame) -> np.ndarray:
+    if "in_window" in events.columns:
+        return events["in_window"].to_numpy(dtype=bool)
+    return ((events["ts"] >= ctx.window_start) & (events["ts"] < ctx.window_end)).to_numpy()
+
+
+def explanations(ctx: Context) -> pd.DataFrame:
+    """The explanation engine's verdict per patient access (cached in ctx.memo['explain'])."""
+    if "explain" in ctx.memo:
+        return ctx.memo["explain"]
+    from emraudit.detectors.explain import explain_accesses
+    return explain_accesses(ctx)
+
+
+def explained_flags(ctx: Context, events: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(explained, explanation) for each row of `events` (a subset of ctx.events)."""
+    ex = explanations(ctx)
+    if ex is None or len(ex) == 0:
+        return (pd.Series(False, index=events.index),
+                pd.Series("", index=events.index, dtype="string"))
+    flag = ex["explained"].reindex(events.index).fillna(False).astype(bool)
+    why = ex["explanation"].reindex(events.index).astype("string").fillna("")
+    return flag, why
+
+
+def peer_groups(ctx: Context, user_ids, min_size: int) -> pd.Series:
+    """Peer group label per user: 'role|department' when that group has at least `min_size`
+    active users, else 'role' (records and QC staff always stay among their own role)."""
+    ids = pd.Index(pd.unique(pd.Series(list(user_ids), dtype="string").dropna()).astype(str))
+    if ctx.users is None or not len(ctx.users):
+        return pd.Series("all", index=ids, dtype="string")
+    u = ctx.users.drop_duplicates("user_id").set_index(ctx.users.drop_duplicates("user_id")[
+        "user_id"].astype(str))
+    role = (u["role"].astype("string") if "role" in u.columns else pd.Series(dtype="string"))
+    dept = (u["department"].astype("string") if "department" in u.columns
+            else pd.Series(dtype="string"))
+    role = role.reindex(ids).fillna("other")
+    dept = dept.reindex(ids).fillna("")
+    rd = role + "|" + dept
+    size_rd = rd.map(rd.value_counts())
+    out = rd.where(size_rd >= min_size, role)
+    return out.astype("string")
+
+
+def user_info(ctx: Context, user_ids) -> pd.DataFrame:
+    """role, department, ward, name per user id (blank when unknown)."""
+    ids = pd.Index(pd.Series(list(user_ids), dtype="string").dropna().astype(str).unique())
+    cols = ["role", "department", "ward", "name"]
+    if ctx.users is None or not len(ctx.users):
+        return pd.DataFrame({c: pd.Series("", index=ids, dtype="string") for c in cols})
+    u = ctx.users.drop_duplicates("user_id")
+    u = u.set_index(u["user_id"].astype(str))
+    return pd.DataFrame({c: (u[c].astype("string") if c in u.columns
+                             else pd.Series(dtype="string")).reindex(ids).fillna("")
+                         for c in cols})
+
+
+def sliding_distinct(u: np.ndarray, p: np.ndarray, t: np.ndarray, window_ns: int) -> pd.DataFrame:
+    """Distinct `p` per `u` in every window (t - W, t], exactly, without a loop.
+
+    Each (u, p) event covers the window ends [t, t + W); overlapping covers of one pair merge
+    into one interval, and a sweep over interval starts (+1) and ends (-1) per user gives the
+    number of distinct p at each interval start — which is where the maxima are. Returns one
+    row per interval start: u, t, n.
+    """
+    if len(u) == 0:
+        return pd.DataFrame({"u": np.array([], dtype=np.int64), "t": np.array([], dtype=np.int64),
+                             "n": np.array([], dtype=np.int64)})
+    order = np.lexsort((t, p, u))
+    us, ps, ts = u[order], p[order], t[order]
+    same = np.r_[False, (us[1:] == us[:-1]) & (ps[1:] == ps[:-1])]
+    close = np.r_[False, (ts[1:] - ts[:-1]) < window_ns]
+    new = ~(same & close)
+    first = np.flatnonzero(new)
+    last = np.r_[first[1:] - 1, len(ts) - 1]
+    pu = np.r_[us[first], us[first]]
+    pt = np.r_[ts[first], ts[last] + window_ns]
+    delta = np.r_[np.ones(len(first), np.int64), -np.ones(len(first), np.int64)]
+    o = np.lexsort((delta, pt, pu))             # ends (-1) before starts at the same instant
+    n = np.cumsum(delta[o])
+    keep = delta[o] == 1
+    return pd.DataFrame({"u": pu[o][keep], "t": pt[o][keep], "n": n[keep]})
+
+
+def distinct_at_events(u: np.ndarray, p: np.ndarray, t: np.ndarray, window_ns: int) -> np.ndarray:
+    """Distinct `p` of the same `u` in (t - W, t] at each event's own time (input order)."""
+    n = len(u)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((t, p, u))
+    us, ps, ts = u[order], p[order], t[order]
+    same = np.r_[False, (us[1:] == us[:-1]) & (ps[1:] == ps[:-1])]
+    close = np.r_[False, (ts[1:] - ts[:-1]) < window_ns]
+    new = ~(same & close)
+    first = np.flatnonzero(new)
+    last = np.r_[first[1:] - 1, len(ts) - 1]
+    k = len(first)
+    pu = np.r_[us[first], us[first], u]
+    pt = np.r_[ts[first], ts[last] + window_ns, t]
+    kind = np.r_[np.ones(k, np.int64), np.zeros(k, np.int64), np.full(n, 2, np.int64)]
+    delta = np.r_[np.ones(k, np.int64), -np.ones(k, np.int64), np.zeros(n, np.int64)]
+    qpos = np.r_[np.full(2 * k, -1, np.int64), np.arange(n)]
+    o = np.lexsort((kind, pt, pu))              # ends, then starts, then queries
+    c = np.cumsum(delta[o])
+    isq = kind[o] == 2
+    out = np.zeros(n, dtype=np.int64)
+    out[qpos[o][isq]] = c[isq]
+    return out
+
+
+def episodes(points: pd.DataFrame, window_ns: int) -> pd.DataFrame:
+    """Chain flagged window ends of a user less than a window apart into one episode:
+    columns u, lo (exclusive), hi, peak, peak_t."""
+    if points.empty:
+        return pd.DataFrame(columns=["u", "lo", "hi", "peak", "peak_t"])
+    pts = points.sort_values(["u", "t"], kind="stable")
+    u = pts["u"].to_numpy()
+    t = pts["t"].to_numpy()
+    new = np.r_[True, (u[1:] != u[:-1]) | ((t[1:] - t[:-1]) > window_ns)]
+    pts = pts.assign(ep=np.cumsum(new))
+    i_peak = pts.groupby("ep")["n"].idxmax()
+    agg = pts.groupby("ep").agg(u=("u", "first"), first=("t", "min"), hi=("t", "max"),
+                                peak=("n", "max"))
+    agg["peak_t"] = pts.loc[i_peak.to_numpy(), "t"].to_numpy()
+    agg["lo"] = agg["first"] - window_ns
+    return agg.reset_index(drop=True)[["u", "lo", "hi", "peak", "peak_t"]]
+
+
+def assign_episodes(u: np.ndarray, t: np.ndarray, eps: pd.DataFrame) -> np.ndarray:
+    """Episode number (row of `eps`) for each event (u, t), -1 when none: lo < t <= hi."""
+    out = np.full(len(u), -1, dtype=np.int64)
+    if eps.empty or len(u) == 0:
+        return out
+    left = pd.DataFrame({"u": u, "t": t, "pos": np.arange(len(u))}).sort_values("t", kind="stable")
+    right = pd.DataFrame({"u": eps["u"].to_numpy(np.int64), "lo": eps["lo"].to_numpy(np.int64),
+                          "hi": eps["hi"].to_numpy(np.int64), "ep": np.arange(len(eps))})
+    right = right.sort_values("lo", kind="stable")
+    m = pd.merge_asof(left, right, left_on="t", right_on="lo", by="u", direction="backward",
+                      allow_exact_matches=False)
+    ok = m["ep"].notna().to_numpy() & (m["t"].to_numpy() <= m["hi"].to_numpy(dtype="float64",
+                                                                             na_value=-1))
+    out[m["pos"].to_numpy()[ok]] = m["ep"].to_numpy()[ok].astype(np.int64)
+    return out
+
+
+def day_codes(ts: pd.Series) -> np.ndarray:
+    return local_ns(ts) // DAY_NS
+
+
+def group_quantile(values: pd.Series, groups: pd.Series, q: float) -> pd.Series:
+    """Quantile of `values` (indexed by user) pooled per group label; index = group."""
+    if values.empty:
+        return pd.Series(dtype="float64")
+    return values.groupby(groups.reindex(values.index).to_numpy()).quantile(q)
+
+
+def _fmt_day(day_code: int) -> str:
+    return str(pd.Timestamp(int(day_code) * DAY_NS).date())
+
+
+def user_day_activity(ctx: Context, events: pd.DataFrame) -> pd.DataFrame:
+    """Distinct (user_id, day) pairs of look-back activity: the days a baseline counts."""
+    lb = events[~in_window(ctx, events)]
+    return pd.DataFrame({"user_id": lb["user_id"].astype(str).to_numpy(),
+                         "day": day_codes(lb["ts"])}).drop_duplicates()
+
+
+def baseline_thresholds(daily: pd.DataFrame, active: pd.DataFrame, users: pd.Index,
+                        groups: pd.Series, *, own_q: float, own_mult: float, peer_q: float,
+                        peer_mult: float, floor: float) -> pd.DataFrame:
+    """Per user: own baseline, peer baseline and the three thresholds, on look-back days.
+
+    `daily`: user_id, day, value — the user's measure on look-back days where it is non-zero;
+    `active`: user_id, day — every look-back day the user was active (value 0 when absent).
+    A value fires when it is >= floor, > own_mult * own baseline and > peer_mult * peer
+    percentile: `required` is the smallest whole number meeting all three.
+    """
+    full = active.merge(daily, on=["user_id", "day"], how="left")
+    full["value"] = full["value"].fillna(0.0)
+    own = full.groupby("user_id")["value"].quantile(own_q) if len(full) else pd.Series(dtype=float)
+    own_days = full.groupby("user_id").size() if len(full) else pd.Series(dtype=float)
+    per_user = full.set_index("user_id")["value"]
+    peer = group_quantile(per_user, groups, peer_q)
+    out = pd.DataFrame(index=users)
+    out["group"] = groups.reindex(users).fillna("all")
+    out["own_days"] = own_days.reindex(users).fillna(0).astype(int)
+    out["own"] = own.reindex(users).fillna(0.0)
+    out["peer"] = out["group"].map(peer).astype("float64").fillna(0.0)
+    out["t_floor"] = float(floor)
+    out["t_own"] = np.floor(own_mult * out["own"]) + 1
+    out["t_peer"] = np.floor(peer_mult * out["peer"]) + 1
+    out["required"] = out[["t_floor", "t_own", "t_peer"]].max(axis=1)
+    return out
+
+
+def _thresholds_evidence(row, unit: str) -> dict:
+    return {
+        "floor": {"value": float(row["t_floor"]), "unit": unit},
+        "own_baseline": {"value": round(float(row["own"]), 2), "days": int(row["own_days"]),
+                         "required": float(row["t_own"])},
+        "peer_percentile": {"group": str(row["group"]), "value": round(float(row["peer"]), 2),
+                            "required": float(row["t_peer"])},
+        "required": float(row["required"]),
+    }
+
+
+PEER_PARAMS = (
+    Param("peer_min_size", int, 5, "fewest active users for a role+department peer group; "
+          "smaller groups fall back to the role", "users", 1, 1000),
+)
+
+
+# --------------------------------------------------------------------------- bulk.off_hours
+@register
+class BulkOffHours(Detector):
+    id = "bulk.off_hours"
+    name_en = "Bulk viewing outside duty hours"
+    name_zh = "非工作时间批量查阅"
+    item = "9"
+    severity = "medium"
+    needs = ("access_log",)
+    uses = ("shifts", "users", "care_relations")
+    lookback_days = 28
+    params = (
+        Param("window_minutes", int, 60, "length of the sliding window (windows straddle "
+              "midnight)", "minutes", 5, 1440),
+        Param("min_patients", int, 10, "absolute floor: fewest distinct patients in one "
+              "off-duty window", "patients", 2, 10000),
+        Param("own_multiple", float, 3.0, "must exceed this multiple of the user's own usual "
+              "off-duty distinct patients per window", "×", 1.0, 100.0),
+        Param("own_quantile", float, 0.9, "quantile of the user's daily off-duty maxima taken "
+              "as their usual level", "", 0.5, 1.0),
+        Param("peer_quantile", float, 0.99, "percentile of the peer group's daily off-duty "
+              "maxima that must be exceeded", "", 0.5, 1.0),
+        Param("peer_multiple", float, 1.0, "multiple applied to the peer percentile", "×",
+              1.0, 100.0),
+        *PEER_PARAMS,
+        Param("actions", list, list(COUNTED_ACTIONS), "actions counted as viewing a patient",
+              choices=COUNTED_ACTIONS),
+        Param("max_explained_share", float, 0.95, "without a roster, a burst whose patients are "
+              "at least this share explained by care relations is taken as unrostered work, "
+              "not off-hours viewing (1.0 never suppresses)", "", 0.0, 1.0),
+        Param("roster_slack_minutes", int, 60, "duty extends this long before and after each "
+              "rostered shift (handover, late charting)", "minutes", 0, 720),
+        Param("infer_min_days", int, 3, "an hour of the day is a duty hour of a user without a "
+              "roster when they were active in it on at least this many days", "days", 1, 60),
+        Param("infer_min_active_days", int, 7, "fewest active days in the look-back to infer "
+              "a schedule; fewer falls back to office hours", "days", 1, 60),
+        Param("infer_smooth_hours", int, 1, "inferred duty hours are widened by this many hours "
+              "each side", "hours", 0, 6),
+        Param("infer_lookback_days", int, 28, "history used to infer duty hours", "days", 1, 365),
+    )
+    description = ("Distinct patients whose records a user opened outside their own duty "
+                   "(roster, inferred schedule or office hours) within a sliding window, above "
+                   "the largest of a floor, a multiple of the user's own off-duty baseline and "
+                   "a percentile of their peers (role + department).")
+    note = ("Check the duty basis in the evidence: with 'inferred' or 'office_hours' the user may "
+            "have worked an unrostered shift. Look at the patients: their own ward's patients "
+            "suggest work; patients across the hospital, prints or exports suggest harvesting. "
+            "Item 8 when the burst includes prints/exports or is at least twice the threshold; "
+            "item 9 otherwise.")
+    false_positives = (
+        "Extra shifts missing from the roster (or, without a roster, a first night shift).",
+        "Covering another ward at night during an emergency or mass-casualty event.",
+        "Batch documentation or coding done from home under remote access.",
+    )
+    measure_zh = "核实非工作时间批量查阅的事由，规范排班与远程访问管理，必要时限制非当班账号的批量查阅权限。"
+    measure_en = ("Verify the purpose of the off-duty bulk viewing, keep rosters complete, and "
+                  "restrict bulk access from off-duty accounts.")
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = self.p
+        ev = patient_events(ctx, p.actions)
+        if ev.empty or not in_window(ctx, ev).any():
+            return empty_findings()
+        on, basis = duty_mask(ctx)
+        on = on.reindex(ev.index).fillna(True).to_numpy(dtype=bool)
+        basis = basis.reindex(ev.index)
+        off = ev[~on]
+        if off.empty or not in_window(ctx, off).any():
+            return empty_findings()
+        W = int(p.window_minutes) * MINUTE_NS
+        ucodes, users = pd.factorize(off["user_id"].astype(str))
+        pcodes, _ = pd.factorize(off["patient_id"].astype(str))
+        t = utc_ns(off["ts"])
+        pts = sliding_distinct(ucodes.astype(np.int64), pcodes.astype(np.int64), t, W)
+        users = pd.Index(users)
+        pts["user_id"] = users[pts["u"].to_numpy()]
+        start_ns = int(pd.Timestamp(ctx.window_start).value)
+        pts["day"] = (pts["t"].to_numpy() + _tz_offset_ns(ctx, pts["t"].to_numpy())) // DAY_NS
+        lb = pts[pts["t"] < start_ns]
+        daily = (lb.groupby(["user_id", "day"])["n"].max().rename("value").reset_index())
+        active = user_day_activity(ctx, ev)
+        all_users = pd.Index(ev["user_id"].astype(str).unique())
+        groups = peer_groups(ctx, all_users, p.peer_min_size)
+        th = baseline_thresholds(daily, active, users, groups, own_q=p.own_quantile,
+                                 own_mult=p.own_multiple, peer_q=p.peer_quantile,
+                                 peer_mult=p.peer_multiple, floor=p.min_patients)
+        req = th["required"].to_numpy()[pts["u"].to_numpy()]
+        flagged = pts[pts["n"].to_numpy() >= req]
+        if flagged.empty:
+            return empty_findings()
+        eps = episodes(flagged[["u", "t", "n"]], W)
+        ep_of = assign_episodes(ucodes.astype(np.int64), t, eps)
+        sel = ep_of >= 0
+        if not sel.any():
+            return empty_findings()
+        cols = ["event_id", "user_id", "patient_id", "ts", "action"]
+        part = off.loc[sel, cols].copy()
+        part["ep"] = ep_of[sel]
+        part["in_win"] = in_window(ctx, off)[sel]
+        part["basis"] = basis.reindex(part.index).astype("string").fillna("office_hours")
+        expl, why = explained_flags(ctx, part)
+        part["explained"] = expl.to_numpy()
+        sched = get_schedule(ctx)
+        info = user_info(ctx, users)
+        rows = []
+        for ep, g in part.groupby("ep", sort=True):
+            if not g["in_win"].any():
+                continue
+            e = eps.iloc[int(ep)]
+            uid = str(users[int(e["u"])])
+            row = th.loc[uid]
+            pats = g.drop_duplicates("patient_id")
+            n_pat = len(pats)
+            pat_expl = g.groupby("patient_id")["explained"].any()
+            share = float(pat_expl.mean()) if len(pat_expl) else 0.0
+            bases = sorted(set(g["basis"].astype(str)))
+            base = "roster" if "roster" in bases else bases[0]
+            if base != "roster" and share >= p.max_explained_share and p.max_explained_share < 1:
+                continue
+            outputs = bool(g["action"].isin(list(OUTPUT_ACTIONS)).any())
+            peak = int(e["peak"])
+            big = peak >= 2 * row["required"]
+            item = "8" if (outputs or big) else "9"
+            sev = "high" if (outputs or big) else "medium"
+            if base != "roster" and share >= 0.5 and not (outputs or big):
+                sev = "low"
+            start, end = g["ts"].min(), g["ts"].max()
+            duty = ({"basis": base} if base == "roster" else
+                    {"basis": base, **({"inferred": sched.explain(uid)} if base == "inferred"
+                                       else {"office_hours": list(ctx.office_hours),
+                                             "workdays": list(ctx.workdays)})})
+            rows.append({
+                "key": f"{uid}|{g['ts'].min().isoformat()}",
+                "user_id": uid, "patient_id": "",
+                "event_ids": g["event_id"].astype(str).tolist(),
+                "start": start, "end": end, "severity": sev,
+                "score": round(peak / max(row["required"], 1.0), 3),
+                "rectification_item": item,
+                "summary": (f"{uid} ({info.loc[uid, 'role'] or 'unknown role'}) opened "
+                            f"{peak} distinct patients within {p.window_minutes} min while off "
+                            f"duty ({base} schedule), {n_pat} in the whole burst; the "
+                            f"threshold was {int(row['required'])}."),
+                "evidence": {
+                    "window_minutes": int(p.window_minutes),
+                    "peak_distinct_patients": peak,
+                    "peak_window_end": pd.Timestamp(int(e["peak_t"]), tz="UTC")
+                    .tz_convert(ctx.tz).isoformat(),
+                    "distinct_patients": n_pat,
+                    "events": int(len(g)),
+                    "duty": duty,
+                    "thresholds": _thresholds_evidence(row, "patients"),
+                    "explained_patient_share": round(share, 3),
+                    "outputs": outputs,
+                    "item_rule": "8 when prints/exports or >= 2x threshold, else 9",
+                    "department": str(info.loc[uid, "department"]),
+                },
+            })
+        return self.findings(rows) if rows else empty_findings()
+
+
+def _tz_offset_ns(ctx: Context, t_utc: np.ndarray) -> np.ndarray:
+    """UTC → local wall-clock offset for each instant (handles DST zones too)."""
+    if len(t_utc) == 0:
+        return np.zeros(0, dtype=np.int64)
+    s = pd.to_datetime(pd.Series(t_utc), utc=True).dt.tz_convert(ctx.tz)
+    return local_ns(s) - t_utc
+
+
+# --------------------------------------------------------------------------- bulk.volume
+@register
+class BulkVolume(Detector):
+    id = "bulk.volume"
+    name_en = "Bulk viewing"
+    name_zh = "批量查阅"
+    item = "8"
+    severity = "medium"
+    needs = ("access_log",)
+    uses = ("users", "care_relations")
+    lookback_days = 28
+    params = (
+        Param("min_patients", int, 30, "absolute floor: fewest distinct patients in one day",
+              "patients", 2, 100000),
+        Param("own_multiple", float, 2.0, "must exceed this multiple of the user's own usual "
+              "daily distinct patients", "×", 1.0, 100.0),
+        Param("own_quantile", float, 0.95, "quantile of the user's own look-back days taken as "
+              "their usual level (days active without counted accesses count as 0)", "",
+              0.5, 1.0),
+        Param("peer_quantile", float, 0.99, "percentile of the peer group's user-days that must "
+              "be exceeded", "", 0.5, 1.0),
+        Param("peer_multiple", float, 1.5, "multiple applied to the peer percentile", "×",
+              1.0, 100.0),
+        *PEER_PARAMS,
+        Param("actions", list, list(COUNTED_ACTIONS), "actions counted as viewing a patient",
+              choices=COUNTED_ACTIONS),
+        Param("max_explained_share", float, 0.95, "a day whose patients are at least this share "
+              "explained by care relations is not reported (1.0 never suppresses)", "",
+              0.0, 1.0),
+    )
+    description = ("Distinct patients per user per day at any hour, above the largest of a "
+                   "floor, a multiple of the user's own daily baseline and a percentile of "
+                   "their peers (role + department; records and QC staff form their own group).")
+    note = ("Compare with the user's usual day and their peers' in the evidence. Look at whether "
+            "the patients belong to the user's department or are spread over the hospital, and "
+            "at prints or exports on the same day (copy.bulk_export).")
+    false_positives = (
+        "On-call or weekend cover of a whole department by one physician.",
+        "A new job (role change) whose peers are not yet in the staff master.",
+        "Audits, coding or quality reviews by staff whose role is recorded as clinical.",
+    )
+    measure_zh = "核查批量查阅的业务需要，按岗位最小授权，对超常规查阅量设置预警与审批。"
+    measure_en = ("Check the business need for the bulk viewing, grant access by post on least "
+                  "privilege, and require approval beyond the usual volume.")
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = self.p
+        ev = patient_events(ctx, p.actions)
+        if ev.empty or not in_window(ctx, ev).any():
+            return empty_findings()
+        ucodes, users = pd.factorize(ev["user_id"].astype(str))
+        pcodes, _ = pd.factorize(ev["patient_id"].astype(str))
+        day = day_codes(ev["ts"])
+        d0 = int(day.min())
+        span = int(day.max()) - d0 + 1
+        ud = ucodes.astype(np.int64) * span + (day - d0)
+        key = np.unique(ud * (int(pcodes.max()) + 1) + pcodes)
+        cnt = np.bincount(key // (int(pcodes.max()) + 1))
+        nz = np.flatnonzero(cnt)
+        users = pd.Index(users)
+        daily_all = pd.DataFrame({"user_id": users[nz // span], "day": nz % span + d0,
+                                  "value": cnt[nz].astype(float)})
+        win = in_window(ctx, ev)
+        win_days = set(np.unique(day[win]).tolist())
+        lb_days = set(np.unique(day[~win]).tolist()) - win_days
+        daily = daily_all[daily_all["day"].isin(list(lb_days))]
+        active = user_day_activity(ctx, ev)
+        active = active[active["day"].isin(list(lb_days))]
+        groups = peer_groups(ctx, users, p.peer_min_size)
+        th = baseline_thresholds(daily, active, users, groups, own_q=p.own_quantile,
+                                 own_mult=p.own_multiple, peer_q=p.peer_quantile,
+                                 peer_mult=p.peer_multiple, floor=p.min_patients)
+        cand = daily_all[daily_all["day"].isin(list(win_days))]
+        cand = cand[cand["value"].to_numpy() >= th["required"].reindex(cand["user_id"]).to_numpy()]
+        if cand.empty:
+            return empty_findings()
+        ev_day = pd.DataFrame({"user_id": ev["user_id"].astype(str).to_numpy(), "day": day},
+                              index=ev.index)
+        sel = ev_day.merge(cand[["user_id", "day"]], on=["user_id", "day"], how="left",
+                           indicator=True)["_merge"].eq("both").to_numpy()
+        part = ev.loc[sel, ["event_id", "user_id", "patient_id", "ts", "action"]].copy()
+        part["day"] = day[sel]
+        part["in_win"] = win[sel]
+        expl, _ = explained_flags(ctx, part)
+        part["explained"] = expl.to_numpy()
+        info = user_info(ctx, users)
+        rows = []
+        for (uid, d), g in part.groupby(["user_id", "day"], sort=True):
+            if not g["in_win"].any():
+                continue
+            row = th.loc[uid]
+            pat_expl = g.groupby("patient_id")["explained"].any()
+            n_pat = len(pat_expl)
+            share = float(pat_expl.mean())
+            if share >= p.max_explained_share and p.max_explained_share < 1:
+                continue
+            ratio = n_pat / max(row["required"], 1.0)
+            sev = "high" if ratio >= 2 else "medium"
+            if share >= 0.5 and ratio < 2:
+                sev = "low"
+            date = _fmt_day(d)
+            rows.append({
+                "key": f"{uid}|{date}", "user_id": uid, "patient_id": "",
+                "event_ids": g["event_id"].astype(str).tolist(),
+                "start": g["ts"].min(), "end": g["ts"].max(), "severity": sev,
+                "score": round(ratio, 3),
+                "summary": (f"{uid} ({info.loc[uid, 'role'] or 'unknown role'}) opened "
+                            f"{n_pat} distinct patients on {date}; the threshold was "
+                            f"{int(row['required'])} (own usual {row['own']:.0f}, peers "
+                            f"{row['peer']:.0f})."),
+                "evidence": {
+                    "date": date, "distinct_patients": n_pat, "events": int(len(g)),
+                    "thresholds": _thresholds_evidence(row, "patients per day"),
+                    "explained_patient_share": round(share, 3),
+                    "outputs": bool(g["action"].isin(list(OUTPUT_ACTIONS)).any()),
+                    "department": str(info.loc[uid, "department"]),
+                },
+            })
+        return self.findings(rows) if rows else empty_findings()

@@ -1,0 +1,186 @@
+"""Bulk printing, exporting, copying and downloading of records (`copy.bulk_export`).
+
+Output actions are summed by `record_count` per user in a sliding window and compared with
+the largest of a floor, a multiple of the user's own look-back level and a percentile of their
+peers (role + department: records staff who copy records for patients all day are measured
+against each other). A handful of patients is required too, so one patient's own copy request
+is not "bulk". Imaging exports and exports of patients the user has no relation to raise the
+severity.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from emraudit.detectors.base import Context, Detector, Param, empty_findings, raise_severity
+from emraudit.detectors.bulk import (PEER_PARAMS, _fmt_day, _thresholds_evidence, _tz_offset_ns,
+                                     assign_episodes, baseline_thresholds, distinct_at_events, episodes,
+                                     explained_flags, in_window, patient_events, peer_groups,
+                                     sliding_distinct, user_day_activity, user_info)
+from emraudit.detectors.registry import register
+from emraudit.detectors.schedule import DAY_NS, MINUTE_NS, utc_ns
+from emraudit.model import OUTPUT_ACTIONS
+
+IMAGING_PATTERN = r"影像|放射|pacs|dicom|imaging|image|radiolog|ct|mri|x-?ray"
+
+
+def window_sums(u: np.ndarray, t: np.ndarray, w: np.ndarray, window_ns: int) -> np.ndarray:
+    """Sum of `w` over each user's events in (t - W, t], for every event (sorted by u, t)."""
+    cs = np.cumsum(w)
+    if len(t) == 0:
+        return cs
+    # one sorted key per (user, time): users laid end to end, times in whole seconds
+    sec = (t - t.min()) // 10**9
+    w_sec = max(int(window_ns // 10**9), 1)
+    span = int(sec.max()) + w_sec + 1
+    k = u.astype(np.int64) * span + sec             # monotone when sorted by (u, t)
+    lo = np.searchsorted(k, k - w_sec, side="right")
+    prev = np.where(lo > 0, cs[lo - 1], 0)
+    return cs - prev
+
+
+@register
+class CopyBulkExport(Detector):
+    id = "copy.bulk_export"
+    name_en = "Bulk printing, export or copying"
+    name_zh = "批量打印/导出/复制"
+    item = "8"
+    severity = "medium"
+    needs = ("access_log",)
+    uses = ("users", "care_relations")
+    lookback_days = 28
+    params = (
+        Param("window_minutes", int, 240, "length of the sliding window", "minutes", 5, 10080),
+        Param("min_records", int, 50, "absolute floor: fewest records (record_count summed) "
+              "printed/exported/copied/downloaded in one window", "records", 1, 1000000),
+        Param("min_patients", int, 3, "fewest distinct patients in the window (one patient's "
+              "own copy request is not bulk)", "patients", 1, 10000),
+        Param("own_multiple", float, 3.0, "must exceed this multiple of the user's usual "
+              "records per window", "×", 1.0, 100.0),
+        Param("own_quantile", float, 0.95, "quantile of the user's daily maxima taken as their "
+              "usual level", "", 0.5, 1.0),
+        Param("peer_quantile", float, 0.99, "percentile of the peer group's daily maxima that "
+              "must be exceeded", "", 0.5, 1.0),
+        Param("peer_multiple", float, 1.5, "multiple applied to the peer percentile", "×",
+              1.0, 100.0),
+        *PEER_PARAMS,
+        Param("unrelated_share", float, 0.5, "share of exported patients with no explained "
+              "access that raises the severity", "", 0.0, 1.0),
+        Param("imaging_pattern", str, IMAGING_PATTERN, "regular expression (case-insensitive) "
+              "on the module naming imaging exports, which raise the severity"),
+    )
+    description = ("Print, export, copy and download actions summed by record_count per user "
+                   "in a sliding window, above the largest of a floor, a multiple of the user's "
+                   "own level and a percentile of their peers, over several patients.")
+    note = ("Ask what was printed or exported and where it went. Imaging exports (whole studies "
+            "on disc or USB) and exports of patients the user has no relation to are the most "
+            "serious; records-office copying for patients' requests is normal.")
+    false_positives = ("Ward staff printing discharge summaries for a busy discharge day.",
+                       "Records office copying for insurers or courts when the role is "
+                       "recorded as clinical.",
+                       "Teaching or M&M conference preparation.")
+    measure_zh = "规范病历打印、导出、复制审批与登记，限制批量导出与移动介质使用，核查去向。"
+    measure_en = ("Require approval and registration of printing, export and copying, restrict "
+                  "bulk export and removable media, and trace where the copies went.")
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = self.p
+        ev = patient_events(ctx, OUTPUT_ACTIONS)
+        if ev.empty or not in_window(ctx, ev).any():
+            return empty_findings()
+        W = int(p.window_minutes) * MINUTE_NS
+        ucodes, users = pd.factorize(ev["user_id"].astype(str))
+        users = pd.Index(users)
+        pcodes, _ = pd.factorize(ev["patient_id"].astype(str))
+        t = utc_ns(ev["ts"])
+        rc = (ev["record_count"].fillna(1).clip(lower=1).to_numpy(dtype=np.int64)
+              if "record_count" in ev.columns else np.ones(len(ev), dtype=np.int64))
+        order = np.lexsort((t, ucodes))
+        u_s, t_s, rc_s = ucodes[order].astype(np.int64), t[order], rc[order]
+        sums = window_sums(u_s, t_s, rc_s, W)
+        pts = pd.DataFrame({"u": u_s, "t": t_s, "n": sums})
+        pts["day"] = (pts["t"].to_numpy() + _tz_offset_ns(ctx, pts["t"].to_numpy())) // DAY_NS
+        pts["user_id"] = users[pts["u"].to_numpy()]
+        start_ns = int(pd.Timestamp(ctx.window_start).value)
+        lb = pts[pts["t"] < start_ns]
+        daily = lb.groupby(["user_id", "day"])["n"].max().rename("value").reset_index()
+        all_ev = patient_events(ctx)
+        active = user_day_activity(ctx, all_ev)
+        groups = peer_groups(ctx, all_ev["user_id"].astype(str).unique(), p.peer_min_size)
+        th = baseline_thresholds(daily, active, users, groups, own_q=p.own_quantile,
+                                 own_mult=p.own_multiple, peer_q=p.peer_quantile,
+                                 peer_mult=p.peer_multiple, floor=p.min_records)
+        # distinct patients in the same windows, at each event
+        npat = distinct_at_events(u_s, pcodes[order].astype(np.int64), t_s, W)
+        req = th["required"].to_numpy()[pts["u"].to_numpy()]
+        flagged = pts[(pts["n"].to_numpy() >= req) & (npat >= p.min_patients)]
+        if flagged.empty:
+            return empty_findings()
+        eps = episodes(flagged[["u", "t", "n"]], W)
+        ep_of = assign_episodes(ucodes.astype(np.int64), t, eps)
+        sel = ep_of >= 0
+        part = ev.loc[sel, ["event_id", "user_id", "patient_id", "ts", "action"]].copy()
+        part["module"] = (ev.loc[sel, "module"].astype("string").fillna("")
+                          if "module" in ev.columns else "")
+        part["rc"] = rc[sel]
+        part["ep"] = ep_of[sel]
+        part["in_win"] = in_window(ctx, ev)[sel]
+        info = user_info(ctx, users)
+        # relation: was the patient's access by this user explained (any access that day)?
+        acc = patient_events(ctx, ("view", "query", "create", "update", "sign", *OUTPUT_ACTIONS))
+        expl, _ = explained_flags(ctx, acc)
+        rel = pd.DataFrame({"user_id": acc["user_id"].astype(str).to_numpy(),
+                            "patient_id": acc["patient_id"].astype(str).to_numpy(),
+                            "explained": expl.to_numpy()})
+        rel = rel[rel["explained"]].drop_duplicates(["user_id", "patient_id"])
+        rows = []
+        for ep, g in part.groupby("ep", sort=True):
+            if not g["in_win"].any():
+                continue
+            e = eps.iloc[int(ep)]
+            uid = str(users[int(e["u"])])
+            row = th.loc[uid]
+            pats = pd.Index(g["patient_id"].astype(str).unique())
+            related = rel[rel["user_id"] == uid]["patient_id"]
+            unrelated = int((~pats.isin(related)).sum())
+            share = unrelated / max(len(pats), 1)
+            imaging = bool(g["module"].astype(str).str.contains(p.imaging_pattern, case=False,
+                                                                regex=True).any())
+            sev = self.severity
+            raised = []
+            if imaging:
+                sev = raise_severity(sev)
+                raised.append("imaging export")
+            if share >= p.unrelated_share:
+                sev = raise_severity(sev)
+                raised.append("patients without a care relation")
+            records = int(g["rc"].sum())
+            rows.append({
+                "key": f"{uid}|{g['ts'].min().isoformat()}", "user_id": uid, "patient_id": "",
+                "event_ids": g["event_id"].astype(str).tolist(), "start": g["ts"].min(),
+                "end": g["ts"].max(), "severity": sev,
+                "score": round(float(e["peak"]) / max(row["required"], 1.0), 3),
+                "summary": (f"{uid} ({info.loc[uid, 'role'] or 'unknown role'}) printed/"
+                            f"exported {records} records of {len(pats)} patients "
+                            f"({int(e['peak'])} within {p.window_minutes} min); the threshold "
+                            f"was {int(row['required'])}."),
+                "evidence": {
+                    "window_minutes": int(p.window_minutes),
+                    "peak_records_in_window": int(e["peak"]),
+                    "records": records, "distinct_patients": int(len(pats)),
+                    "actions": g.groupby("action")["rc"].sum().astype(int).to_dict(),
+                    "modules": sorted(set(g["module"].astype(str)) - {""}),
+                    "thresholds": _thresholds_evidence(row, "records per window"),
+                    "min_patients": int(p.min_patients),
+                    "imaging": imaging, "unrelated_patients": unrelated,
+                    "unrelated_share": round(share, 3), "severity_raised_by": raised,
+                    "date": _fmt_day(int(local_day(g["ts"].min()))),
+                    "department": str(info.loc[uid, "department"]),
+                },
+            })
+        return self.findings(rows) if rows else empty_findings()
+
+
+def local_day(ts: pd.Timestamp) -> int:
+    return pd.Timestamp(ts.tz_localize(None)).value // DAY_NS

@@ -1,0 +1,625 @@
+"""Snooping: staff opening the records of people they know or who draw attention — VIPs,
+coworkers, family, neighbours, themselves, the long dead, and sealed records.
+
+Each detector first finds the (user, patient) pairs at stake from the reference tables (small
+joins on normalized addresses, phones and ids), then looks at the accesses of those pairs. All
+except `snoop.self` and `snoop.watchlist` count only accesses the explanation engine could not
+explain (a care relation, a consult, duty on the patient's ward, …). One finding per user,
+patient and site-local day. A look-up by name (a `query` on the patient) followed by opening
+the record raises the severity one step, and the evidence says so.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import numpy as np
+import pandas as pd
+
+from emraudit.detectors.base import Context, Detector, Param, empty_findings, raise_severity
+from emraudit.detectors.bulk import explanations, user_info
+from emraudit.detectors.registry import register
+from emraudit.detectors.schedule import DAY_NS, MINUTE_NS, local_ns, utc_ns
+from emraudit.detectors.surnames import (COMMON_SHARE, is_common, normalize_name, surname,
+                                         surname_bits, surname_share)
+
+_ADDR_STRIP = re.compile(r"[\s,，.。、;；:：\-—_#＃()（）\[\]【】/\\'\"“”]+")
+
+
+# --------------------------------------------------------------------------- normalizers
+def normalize_address(s: pd.Series) -> pd.Series:
+    """NFKC, lower case, punctuation and spaces removed: '北京市 朝阳区 1号' == '北京市朝阳区1号'."""
+    st = s.astype("string").fillna("")
+    st = st.map(lambda v: unicodedata.normalize("NFKC", v), na_action="ignore")
+    st = st.astype("string").str.lower().str.replace(_ADDR_STRIP, "", regex=True)
+    return st.mask(st == "", pd.NA)
+
+
+def normalize_phone(s: pd.Series) -> pd.Series:
+    """Digits only, country code 86 dropped, fewer than 7 digits ignored."""
+    d = s.astype("string").fillna("").str.replace(r"\D+", "", regex=True)
+    d = d.str.replace(r"^(?:0086|86)(1\d{10})$", r"\1", regex=True)
+    return d.mask(d.str.len() < 7, pd.NA)
+
+
+def specific(keys: pd.Series, max_share: int) -> pd.Series:
+    """Keys held by at most `max_share` distinct patients: a dormitory, a nursing home or a
+    hospital switchboard shared by many is no evidence of a household."""
+    counts = keys.value_counts()
+    return keys.map(counts).le(max_share).fillna(False).astype(bool)
+
+
+# --------------------------------------------------------------------------- shared engine
+SHARED_PARAMS = (
+    Param("lookup_minutes", int, 30, "a name look-up (query) followed within this many minutes "
+          "by opening the record raises the severity", "minutes", 0, 1440),
+)
+
+
+def _accesses(ctx: Context) -> pd.DataFrame:
+    """Patient accesses with the engine's verdict and the action (index of ctx.events)."""
+    ex = explanations(ctx)
+    if ex is None or len(ex) == 0:
+        return pd.DataFrame(columns=["event_id", "user_id", "patient_id", "ts", "in_window",
+                                     "explained", "explanation", "action"])
+    acc = ex[["event_id", "user_id", "patient_id", "ts", "in_window", "explained",
+              "explanation"]].copy()
+    acc["action"] = ctx.events["action"].reindex(acc.index).astype("string")
+    acc["user_id"] = acc["user_id"].astype("string")
+    acc["patient_id"] = acc["patient_id"].astype("string")
+    if "outcome" in ctx.events.columns:
+        acc["failed"] = ctx.events["outcome"].reindex(acc.index).astype("string").eq("failure")
+    else:
+        acc["failed"] = False
+    return acc
+
+
+def _for_pairs(acc: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Accesses of the (user_id, patient_id) pairs in `pairs` (extra columns carried over)."""
+    if pairs.empty or acc.empty:
+        return acc.iloc[0:0].assign(**{c: pd.Series(dtype="object") for c in pairs.columns
+                                       if c not in ("user_id", "patient_id")})
+    pairs = pairs.drop_duplicates(["user_id", "patient_id"]).astype(
+        {"user_id": "string", "patient_id": "string"})
+    m = acc.reset_index().merge(pairs, on=["user_id", "patient_id"], how="inner")
+    return m.set_index("index")
+
+
+def _looked_up(g: pd.DataFrame, minutes: int) -> bool:
+    """A query on the patient followed within `minutes` by a non-query access."""
+    q = g.loc[g["action"] == "query", "ts"]
+    o = g.loc[g["action"] != "query", "ts"]
+    if q.empty or o.empty:
+        return False
+    qt = np.sort(utc_ns(q))
+    ot = utc_ns(o)
+    i = np.searchsorted(qt, ot, side="right") - 1      # latest query at or before each open
+    ok = i >= 0
+    return bool(((ot[ok] - qt[i[ok]]) <= minutes * MINUTE_NS).any())
+
+
+def group_findings(det: Detector, ctx: Context, hits: pd.DataFrame, *, summary, evidence,
+                   severity=None, only_unexplained: bool = True) -> pd.DataFrame:
+    """One finding per (user, patient, local day) of `hits` with an in-window hit.
+
+    `hits` are the accesses that match the detector's condition (columns of `_accesses` plus
+    whatever the callbacks read). `summary(g, ctx)`, `evidence(g)` and `severity(g)` are
+    called once per finding (a loop per finding, not per event)."""
+    if hits.empty:
+        return empty_findings()
+    hits = hits[~hits["failed"].astype(bool)] if "failed" in hits.columns else hits
+    if only_unexplained:
+        hits = hits[~hits["explained"].astype(bool)]
+    if hits.empty or not hits["in_window"].astype(bool).any():
+        return empty_findings()
+    hits = hits.assign(day=local_ns(hits["ts"]) // DAY_NS)
+    win_groups = hits.loc[hits["in_window"].astype(bool), ["user_id", "patient_id", "day"]]
+    win_groups = win_groups.drop_duplicates()
+    hits = hits.merge(win_groups, on=["user_id", "patient_id", "day"], how="inner")
+    minutes = det.p.get("lookup_minutes", 30)
+    rows = []
+    for (uid, pid, day), g in hits.groupby(["user_id", "patient_id", "day"], sort=True):
+        g = g.sort_values("ts", kind="stable")
+        sev = severity(g) if severity else det.severity
+        lookup = _looked_up(g, minutes) if minutes else False
+        if lookup:
+            sev = raise_severity(sev)
+        date = str(pd.Timestamp(int(day) * DAY_NS).date())
+        ev = {"date": date, "accesses": int(len(g)),
+              "actions": sorted(set(g["action"].astype(str))),
+              "explanations_tried": "explanation engine (care relation, unit, duty ward, "
+                                    "consult/order, prior treatment, documentation, "
+                                    "break-the-glass, record role)",
+              "explained": bool(g["explained"].any()),
+              "explanation": "; ".join(sorted(set(g["explanation"].astype(str)) - {""})),
+              "name_lookup_then_open": lookup}
+        ev.update(evidence(g))
+        summ = summary(g, ctx)
+        if lookup:
+            summ += " The record was opened right after a look-up by name."
+        rows.append({"key": f"{uid}|{pid}|{date}", "user_id": uid, "patient_id": pid,
+                     "event_ids": g["event_id"].astype(str).tolist(), "start": g["ts"].min(),
+                     "end": g["ts"].max(), "severity": sev,
+                     "score": float(ev.get("score", 1.0)) + (1.0 if lookup else 0.0),
+                     "summary": summ, "evidence": ev})
+    return det.findings(rows)
+
+
+def _patients(ctx: Context) -> pd.DataFrame:
+    p = ctx.patients.drop_duplicates("patient_id").copy()
+    p["patient_id"] = p["patient_id"].astype("string")
+    return p
+
+
+def _users(ctx: Context) -> pd.DataFrame:
+    u = ctx.users.drop_duplicates("user_id").copy()
+    u["user_id"] = u["user_id"].astype("string")
+    return u
+
+
+def employee_links(ctx: Context) -> pd.DataFrame:
+    """(patient_id, employee_user_id): patients who are staff, from either master."""
+    parts = []
+    if ctx.patients is not None and "employee_user_id" in ctx.patients.columns:
+        p = _patients(ctx)
+        parts.append(pd.DataFrame({"patient_id": p["patient_id"],
+                                   "employee_user_id": p["employee_user_id"].astype("string")}))
+    if ctx.users is not None and "patient_id" in ctx.users.columns:
+        u = _users(ctx)
+        parts.append(pd.DataFrame({"patient_id": u["patient_id"].astype("string"),
+                                   "employee_user_id": u["user_id"]}))
+    if not parts:
+        return pd.DataFrame({"patient_id": pd.Series(dtype="string"),
+                             "employee_user_id": pd.Series(dtype="string")})
+    links = pd.concat(parts, ignore_index=True).dropna().drop_duplicates()
+    return links
+
+
+# --------------------------------------------------------------------------- snoop.vip
+@register
+class SnoopVip(Detector):
+    id = "snoop.vip"
+    name_en = "Unexplained access to a VIP patient"
+    name_zh = "无故查阅重点人员病历"
+    item = "8"
+    severity = "high"
+    needs = ("access_log", "patients")
+    uses = ("care_relations", "users", "shifts")
+    lookback_days = 30
+    params = SHARED_PARAMS
+    description = ("Accesses to patients flagged VIP (public figures, officials, famous "
+                   "patients) that no care relation, consult, duty or record role explains.")
+    note = ("Ask the user why they opened the record; check whether they were asked to help "
+            "(an informal consult) and whether anything was printed or shared.")
+    false_positives = ("Informal consults not registered as a consult request.",
+                       "Care relations missing from the source (late admission entry).")
+    measure_zh = "对重点人员病历设置访问提醒与二次确认，核实查阅事由，违规者按制度处理。"
+    measure_en = ("Add an access warning and confirmation for VIP records, verify the reason, "
+                  "and apply sanctions to violations.")
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = _patients(ctx)
+        vip = p.loc[p["vip"].fillna(False).astype(bool), "patient_id"]
+        if vip.empty:
+            return empty_findings()
+        acc = _accesses(ctx)
+        hits = acc[acc["patient_id"].isin(vip.tolist())]
+        return group_findings(
+            self, ctx, hits,
+            summary=lambda g, c: (f"{g['user_id'].iloc[0]} opened the record of VIP patient "
+                                  f"{g['patient_id'].iloc[0]} {len(g)} time(s) with no care "
+                                  f"relation or other explanation."),
+            evidence=lambda g: {"vip": True, "score": 3.0})
+
+
+# --------------------------------------------------------------------------- snoop.coworker
+@register
+class SnoopCoworker(Detector):
+    id = "snoop.coworker"
+    name_en = "Unexplained access to a coworker's record"
+    name_zh = "无故查阅同事病历"
+    item = "8"
+    severity = "medium"
+    needs = ("access_log",)
+    uses = ("users", "patients", "care_relations", "shifts")
+    lookback_days = 30
+    params = SHARED_PARAMS
+    description = ("Accesses to a patient who is a member of staff (patients.employee_user_id "
+                   "or users.patient_id), by another member of staff, with no explanation. "
+                   "Higher when both work in the same department.")
+    note = ("Coworkers in the same department are the usual victims. Check whether the patient "
+            "asked the user for help, and whether the access was during the patient's stay.")
+    false_positives = ("A colleague asked informally for advice about their own case.",
+                       "Occupational health staff whose role is recorded as clinical.")
+    measure_zh = "加强员工病历的访问控制与告知，核实查阅事由，开展隐私保护教育。"
+    measure_en = ("Tighten access to staff members' records, verify the reason and train staff "
+                  "on privacy.")
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        if ctx.patients is None and ctx.users is None:
+            return empty_findings()
+        links = employee_links(ctx)
+        if links.empty:
+            return empty_findings()
+        acc = _accesses(ctx)
+        hits = acc.reset_index().merge(links, on="patient_id", how="inner").set_index("index")
+        hits = hits[hits["employee_user_id"] != hits["user_id"]]
+        # the same patient may be linked to several user ids: drop the access if any is self
+        own = links.rename(columns={"employee_user_id": "user_id"}).assign(_self=True)
+        hits = (hits.reset_index().merge(own, on=["user_id", "patient_id"], how="left")
+                .set_index("index"))
+        hits = hits[hits["_self"].isna()].drop(columns="_self")
+        hits = hits[~hits.index.duplicated(keep="first")]
+        info = user_info(ctx, pd.concat([hits["user_id"], hits["employee_user_id"]]))
+
+        def same_dept(g):
+            a = info.loc[str(g["user_id"].iloc[0]), "department"]
+            b = info.loc[str(g["employee_user_id"].iloc[0]), "department"]
+            return bool(a) and a == b
+
+        return group_findings(
+            self, ctx, hits,
+            severity=lambda g: "high" if same_dept(g) else "medium",
+            summary=lambda g, c: (f"{g['user_id'].iloc[0]} opened the record of coworker "
+                                  f"{g['employee_user_id'].iloc[0]} (patient "
+                                  f"{g['patient_id'].iloc[0]}) with no care relation or other "
+                                  f"explanation."),
+            evidence=lambda g: {"employee_user_id": str(g["employee_user_id"].iloc[0]),
+                                "same_department": same_dept(g),
+                                "score": 3.0 if same_dept(g) else 2.0})
+
+
+# --------------------------------------------------------------------------- snoop.self
+@register
+class SnoopSelf(Detector):
+    id = "snoop.self"
+    name_en = "Access to one's own record"
+    name_zh = "查阅本人病历"
+    item = "8"
+    severity = "medium"
+    needs = ("access_log",)
+    uses = ("users", "patients")
+    lookback_days = 0
+    params = SHARED_PARAMS
+    description = ("A user opening their own patient record (users.patient_id or "
+                   "patients.employee_user_id). A policy finding: it fires even when the access "
+                   "is otherwise explained, because staff obtain their own records through the "
+                   "records office, not with their work account.")
+    note = ("Usually curiosity about one's own results; confirm and remind the user of the "
+            "procedure. Edits to one's own record are serious (possible tampering).")
+    false_positives = ("Staff treated in their own department, where policy allows it.",
+                       "Wrong employee_user_id / patient_id link in the masters.")
+    measure_zh = "明确职工本人病历须经病案室申请查阅复印，禁止使用工作账号查阅本人病历。"
+    measure_en = ("Require staff to obtain their own records through the records office, never "
+                  "with their work account.")
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        links = employee_links(ctx)
+        if links.empty:
+            return empty_findings()
+        acc = _accesses(ctx)
+        pairs = links.rename(columns={"employee_user_id": "user_id"})
+        hits = _for_pairs(acc, pairs)
+
+        def sev(g):
+            return "high" if g["action"].isin(["update", "delete", "create", "sign"]).any() \
+                else self.severity
+
+        return group_findings(
+            self, ctx, hits, only_unexplained=False, severity=sev,
+            summary=lambda g, c: (f"{g['user_id'].iloc[0]} opened their own patient record "
+                                  f"{g['patient_id'].iloc[0]} ({len(g)} access(es))."),
+            evidence=lambda g: {"own_record": True,
+                                "edited": bool(g["action"].isin(["update", "delete", "create",
+                                                                 "sign"]).any()),
+                                "score": 1.0})
+
+
+# --------------------------------------------------------------------------- family/neighbor
+def household_pairs(ctx: Context, max_share: int) -> pd.DataFrame:
+    """(user_id, patient_id, same_address, same_phone, same_surname, surname, declared, ...)
+    for every staff member and patient who share a specific address or phone, or whose
+    patient_contacts declare the staff member (name + phone or address)."""
+    cols = ["user_id", "patient_id", "same_address", "same_phone", "same_surname", "surname",
+            "declared", "relation"]
+    if ctx.users is None or ctx.patients is None:
+        return pd.DataFrame(columns=cols)
+    u = _users(ctx)
+    p = _patients(ctx)
+    ua = pd.DataFrame({"user_id": u["user_id"],
+                       "addr": normalize_address(u["address"]) if "address" in u else pd.NA,
+                       "phone": normalize_phone(u["phone"]) if "phone" in u else pd.NA,
+                       "uname": u["name"].map(normalize_name) if "name" in u else "",
+                       "own_patient": u["patient_id"].astype("string")
+                       if "patient_id" in u else pd.NA})
+    pa = pd.DataFrame({"patient_id": p["patient_id"],
+                       "addr": normalize_address(p["address"]) if "address" in p else pd.NA,
+                       "phone": normalize_phone(p["phone"]) if "phone" in p else pd.NA,
+                       "pname": p["name"].map(normalize_name) if "name" in p else "",
+                       "employee": p["employee_user_id"].astype("string")
+                       if "employee_user_id" in p else pd.NA})
+    # a key is specific when few distinct patients (and staff) share it
+    pa["addr"] = pa["addr"].where(specific(pa["addr"], max_share))
+    pa["phone"] = pa["phone"].where(specific(pa["phone"], max_share))
+    parts = []
+    for k in ("addr", "phone"):
+        m = ua.dropna(subset=[k]).merge(pa.dropna(subset=[k]), on=k, how="inner")
+        m["via"] = k
+        parts.append(m[["user_id", "patient_id", "via", "uname", "pname", "own_patient",
+                        "employee"]])
+    links = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    decl = pd.DataFrame(columns=["user_id", "patient_id", "relation"])
+    pc = ctx.patient_contacts
+    if pc is not None and len(pc) and "name" in pc.columns:
+        c = pd.DataFrame({"patient_id": pc["patient_id"].astype("string"),
+                          "uname": pc["name"].map(normalize_name),
+                          "c_addr": normalize_address(pc["address"]) if "address" in pc else pd.NA,
+                          "c_phone": normalize_phone(pc["phone"]) if "phone" in pc else pd.NA,
+                          "relation": pc["relation"].astype("string").fillna("")
+                          if "relation" in pc else ""})
+        c = c[c["uname"].astype(bool)]
+        m = c.merge(ua[ua["uname"].astype(bool)], on="uname", how="inner")
+        ok = ((m["c_addr"].notna() & (m["c_addr"] == m["addr"])).fillna(False) |
+              (m["c_phone"].notna() & (m["c_phone"] == m["phone"])).fillna(False))
+        decl = m.loc[ok.astype(bool), ["user_id", "patient_id", "relation"]]
+    if links.empty and decl.empty:
+        return pd.DataFrame(columns=cols)
+    if not links.empty:
+        links = links[(links["own_patient"].fillna("") != links["patient_id"]) &
+                      (links["employee"].fillna("") != links["user_id"])]
+        g = links.groupby(["user_id", "patient_id"], sort=False)
+        out = g.agg(uname=("uname", "first"), pname=("pname", "first"))
+        vias = g["via"].agg(lambda s: set(s))
+        out["same_address"] = vias.map(lambda s: "addr" in s)
+        out["same_phone"] = vias.map(lambda s: "phone" in s)
+        out = out.reset_index()
+    else:
+        out = pd.DataFrame(columns=["user_id", "patient_id", "uname", "pname", "same_address",
+                                    "same_phone"])
+    if not decl.empty:
+        d = decl.groupby(["user_id", "patient_id"], sort=False)["relation"].agg(
+            lambda s: ";".join(sorted(set(s) - {""}))).reset_index()
+        out = out.merge(d, on=["user_id", "patient_id"], how="outer")
+        out["declared"] = out["relation"].notna()
+    else:
+        out["declared"] = False
+        out["relation"] = ""
+    out["relation"] = out["relation"].fillna("")
+    # names for declared pairs found only through contacts
+    names_u = ua.set_index("user_id")["uname"]
+    names_p = pa.set_index("patient_id")["pname"]
+    out["uname"] = out["user_id"].map(names_u)
+    out["pname"] = out["patient_id"].map(names_p)
+    su = out["uname"].map(surname)
+    sp = out["pname"].map(surname)
+    out["same_surname"] = (su == sp) & su.astype(bool)
+    out["surname"] = su.where(out["same_surname"], "")
+    for c in ("same_address", "same_phone", "declared"):
+        out[c] = out[c].fillna(False).astype(bool)
+    out["user_id"] = out["user_id"].astype("string")
+    out["patient_id"] = out["patient_id"].astype("string")
+    return out[cols]
+
+
+def family_mask(pairs: pd.DataFrame) -> pd.Series:
+    """Family: a declared contact, or the same surname AND the same address or phone."""
+    return pairs["declared"] | (pairs["same_surname"] & (pairs["same_address"] |
+                                                         pairs["same_phone"]))
+
+
+HOUSEHOLD_PARAMS = (
+    Param("max_shared_by", int, 5, "an address or phone held by more distinct patients than "
+          "this (dormitory, nursing home, switchboard) is not evidence of a household",
+          "patients", 1, 1000),
+)
+
+
+@register
+class SnoopFamily(Detector):
+    id = "snoop.family"
+    name_en = "Unexplained access to a family member's record"
+    name_zh = "无故查阅亲属病历"
+    item = "8"
+    severity = "high"
+    needs = ("access_log", "users", "patients")
+    uses = ("patient_contacts", "care_relations", "shifts")
+    lookback_days = 30
+    params = (*SHARED_PARAMS, *HOUSEHOLD_PARAMS)
+    description = ("Accesses with no explanation to a patient who is family of the user: a "
+                   "declared contact in patient_contacts matching the staff member by name and "
+                   "phone or address, or the same surname AND the same address or phone. A "
+                   "shared surname is weighed by its rarity (王, 李, 张 … are shared by "
+                   "millions); a surname alone never fires.")
+    note = ("Family members often ask staff to 'have a look'. Confirm the relation and whether "
+            "the patient consented; a rare surname with the same address is strong evidence.")
+    false_positives = ("A staff member accompanying a relative at their request (consent "
+                       "should then be on record).",
+                       "Same surname and address in a large shared building with a poorly "
+                       "normalized address.")
+    measure_zh = "禁止无诊疗关系查阅亲属病历，亲属查阅须经患者授权并走病案复印流程。"
+    measure_en = ("Forbid viewing relatives' records without a care relation; relatives' access "
+                  "goes through patient consent and the records office.")
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        pairs = household_pairs(ctx, self.p.max_shared_by)
+        if pairs.empty:
+            return empty_findings()
+        pairs = pairs[family_mask(pairs)]
+        hits = _for_pairs(_accesses(ctx), pairs)
+
+        def sev(g):
+            r = g.iloc[0]
+            if r["declared"] or r["same_phone"]:
+                return "high"
+            return "medium" if is_common(str(r["surname"])) else "high"
+
+        def evidence(g):
+            r = g.iloc[0]
+            sn = str(r["surname"])
+            bits = surname_bits(sn) if r["same_surname"] else 0.0
+            basis = [k for k, v in (("declared contact", r["declared"]),
+                                    ("same surname", r["same_surname"]),
+                                    ("same address", r["same_address"]),
+                                    ("same phone", r["same_phone"])) if v]
+            return {"basis": basis, "declared_relation": str(r["relation"]),
+                    "surname": sn, "surname_share_percent": surname_share(sn) if sn else None,
+                    "surname_common": bool(sn) and surname_share(sn) >= COMMON_SHARE,
+                    "surname_bits": bits,
+                    "score": round(bits / 4 + (3 if r["declared"] else 0) +
+                                   (2 if r["same_phone"] else 0) +
+                                   (1 if r["same_address"] else 0), 2)}
+
+        def summary(g, c):
+            r = g.iloc[0]
+            why = ("a declared contact" if r["declared"] else
+                   "the same surname and " + ("phone" if r["same_phone"] else "address"))
+            return (f"{r['user_id']} opened the record of patient {r['patient_id']}, family by "
+                    f"{why}, with no care relation or other explanation.")
+
+        return group_findings(self, ctx, hits, severity=sev, summary=summary,
+                              evidence=evidence)
+
+
+@register
+class SnoopNeighbor(Detector):
+    id = "snoop.neighbor"
+    name_en = "Unexplained access to a neighbour's record"
+    name_zh = "无故查阅邻居病历"
+    item = "8"
+    severity = "medium"
+    needs = ("access_log", "users", "patients")
+    uses = ("care_relations", "shifts")
+    lookback_days = 30
+    params = (*SHARED_PARAMS, *HOUSEHOLD_PARAMS)
+    description = ("Accesses with no explanation to a patient who lives at the user's address "
+                   "(normalized: spaces, punctuation and full-width forms ignored) and is not "
+                   "family by snoop.family's rule.")
+    note = ("Neighbours, landlords and flatmates. Check the address match in the evidence "
+            "before contacting the user.")
+    false_positives = ("Addresses normalized to the same building but different flats when the "
+                       "flat number is missing from one of them.",)
+    measure_zh = "禁止无诊疗关系查阅熟人病历，核实查阅事由并开展隐私教育。"
+    measure_en = ("Forbid viewing acquaintances' records without a care relation; verify the "
+                  "reason and train staff.")
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        pairs = household_pairs(ctx, self.p.max_shared_by)
+        if pairs.empty:
+            return empty_findings()
+        pairs = pairs[pairs["same_address"] & ~family_mask(pairs)]
+        hits = _for_pairs(_accesses(ctx), pairs)
+        return group_findings(
+            self, ctx, hits,
+            summary=lambda g, c: (f"{g['user_id'].iloc[0]} opened the record of patient "
+                                  f"{g['patient_id'].iloc[0]}, who lives at the user's "
+                                  f"address, with no care relation or other explanation."),
+            evidence=lambda g: {"basis": ["same address"], "score": 2.0})
+
+
+# --------------------------------------------------------------------------- snoop.deceased
+@register
+class SnoopDeceased(Detector):
+    id = "snoop.deceased"
+    name_en = "Unexplained access long after death"
+    name_zh = "无故查阅已故患者病历"
+    item = "8"
+    severity = "medium"
+    needs = ("access_log", "patients")
+    uses = ("care_relations", "users", "shifts")
+    lookback_days = 30
+    params = (
+        Param("days_after_death", int, 30, "accesses this many days or more after the date of "
+              "death count", "days", 0, 3650),
+        *SHARED_PARAMS,
+    )
+    description = ("Accesses to a deceased patient's record at least N days after death with "
+                   "no explanation (death reviews, coding and claims by records, quality and "
+                   "insurance staff are explained by their role).")
+    note = ("Death case reviews (死亡病例讨论) and litigation requests are legitimate: check for "
+            "a request or a review meeting before contacting the user.")
+    false_positives = ("Death case reviews by clinicians without a registered relation.",
+                       "Research or teaching use approved outside the EMR.")
+    measure_zh = "已故患者病历归档后仅限授权查阅，核实查阅事由。"
+    measure_en = "Restrict archived records of deceased patients to authorized use."
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = _patients(ctx)
+        if "deceased_date" not in p.columns:
+            return empty_findings()
+        dead = p.loc[p["deceased_date"].notna(), ["patient_id", "deceased_date"]]
+        if dead.empty:
+            return empty_findings()
+        acc = _accesses(ctx)
+        hits = acc.reset_index().merge(dead, on="patient_id", how="inner").set_index("index")
+        n = int(self.p.days_after_death)
+        late = hits["ts"] >= hits["deceased_date"] + pd.Timedelta(days=n)
+        hits = hits[late.to_numpy(dtype=bool)]
+        hits = hits.assign(days=((hits["ts"] - hits["deceased_date"]).dt.total_seconds()
+                                 // 86400).astype("int64"))
+        return group_findings(
+            self, ctx, hits,
+            severity=lambda g: "high" if g["days"].max() >= 365 else self.severity,
+            summary=lambda g, c: (f"{g['user_id'].iloc[0]} opened the record of patient "
+                                  f"{g['patient_id'].iloc[0]} {int(g['days'].max())} days "
+                                  f"after their death with no explanation."),
+            evidence=lambda g: {"deceased_date": str(g["deceased_date"].iloc[0].date()),
+                                "days_after_death": int(g["days"].max()),
+                                "threshold_days": n, "score": 1.0 + min(g["days"].max(), 3650)
+                                / 365})
+
+
+# --------------------------------------------------------------------------- snoop.watchlist
+@register
+class SnoopWatchlist(Detector):
+    id = "snoop.watchlist"
+    name_en = "Access to a sealed record"
+    name_zh = "封存病历查阅"
+    item = "8"
+    severity = "high"
+    needs = ("access_log", "patients")
+    uses = ("care_relations", "users")
+    lookback_days = 0
+    params = SHARED_PARAMS
+    description = ("Any access to a patient whose records are sealed after an incident "
+                   "(patients.watch), by anyone outside the named team (patients.watch_team, "
+                   "user ids separated by ';'), explained or not. Unexplained ones are critical.")
+    note = ("Sealed records may only be read by the named team. Even an explained access by an "
+            "outsider needs the incident lead's confirmation; keep watch_team up to date.")
+    false_positives = ("A clinician newly caring for the patient not yet added to the team.",)
+    measure_zh = "严格执行病历封存制度，封存期间仅限指定人员查阅，超范围查阅立即核查。"
+    measure_en = ("Enforce record sealing: only the named team may read sealed records; any "
+                  "other access is investigated at once.")
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = _patients(ctx)
+        if "watch" not in p.columns:
+            return empty_findings()
+        w = p.loc[p["watch"].fillna(False).astype(bool)]
+        if w.empty:
+            return empty_findings()
+        team = (w["watch_team"].astype("string").fillna("") if "watch_team" in w.columns
+                else pd.Series("", index=w.index))
+        members = pd.DataFrame({"patient_id": w["patient_id"].to_numpy(),
+                                "user_id": team.str.split(r"[;,；，\s]+", regex=True)
+                                .to_numpy()}).explode("user_id")
+        members = members[members["user_id"].astype(str).str.len() > 0]
+        acc = _accesses(ctx)
+        hits = acc[acc["patient_id"].isin(w["patient_id"].tolist())]
+        if not members.empty and not hits.empty:
+            inside = members.astype({"user_id": "string", "patient_id": "string"})
+            inside = inside.drop_duplicates().assign(_team=True)
+            hits = (hits.reset_index().merge(inside, on=["user_id", "patient_id"], how="left")
+                    .set_index("index"))
+            hits = hits[hits["_team"].isna()].drop(columns="_team")
+        teams = dict(zip(w["patient_id"].astype(str), team.astype(str)))
+        return group_findings(
+            self, ctx, hits, only_unexplained=False,
+            severity=lambda g: "high" if g["explained"].all() else "critical",
+            summary=lambda g, c: (f"{g['user_id'].iloc[0]} opened the sealed record of patient "
+                                  f"{g['patient_id'].iloc[0]} without being on its team"
+                                  + ("" if g["explained"].all() else
+                                     " and with no care relation") + "."),
+            evidence=lambda g: {"sealed": True,
+                                "watch_team": teams.get(str(g["patient_id"].iloc[0]), ""),
+                                "score": 3.0 if g["explained"].all() else 4.0})
