@@ -1,0 +1,114 @@
+"""Stored state of the anomaly detectors: daily features and fitted models.
+
+The scan pipeline calls `load_baseline` before running detectors (the result becomes
+`ctx.baseline`) and `save_outputs` inside the transaction that commits the scan (with
+`ctx.outputs`). Detectors never touch the database themselves.
+
+- `ctx.baseline["user_day_features"]`: DataFrame, one row per (user_id, day) with user_id,
+  day ("YYYY-MM-DD"), role, department and one float column per `features.FEATURES` entry
+  (NaN where a feature was unknown), for the days in [start_day, end_day].
+- `ctx.baseline["models"]`: {detector_id: model row}, the newest row of table `models` per
+  detector: model_id, detector, trained_at, window_start, window_end, features (list),
+  params (dict), blob (bytes).
+- `ctx.outputs["user_day_features"]`: DataFrame of the same shape (extra columns ignored),
+  upserted by (user_id, day).
+- `ctx.outputs["models"]`: list of model rows as above, upserted by model_id.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from emraudit.features import FEATURE_NAMES
+from emraudit.store import Store, models, upsert, user_day_features
+
+
+def _clean(v: Any) -> Any:
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    if math.isnan(f) or math.isinf(f):
+        return None
+    return int(f) if f.is_integer() else f
+
+
+def load_baseline(store: Store, start_day: str, end_day: str) -> dict:
+    """Stored user-day features for start_day..end_day (inclusive) and the newest model per
+    detector. Days are the site's calendar days as "YYYY-MM-DD"."""
+    t = user_day_features
+    stmt = (sa.select(t.c.user_id, t.c.day, t.c.role, t.c.department, t.c.features)
+            .where(t.c.day >= start_day, t.c.day <= end_day)
+            .order_by(t.c.day, t.c.user_id))
+    with store.engine.connect() as c:
+        rows = c.execute(stmt).fetchall()
+        mrows = c.execute(sa.select(models).order_by(models.c.detector,
+                                                     models.c.trained_at.desc(),
+                                                     models.c.model_id)).fetchall()
+    base = pd.DataFrame({
+        "user_id": pd.Series([r[0] for r in rows], dtype="string"),
+        "day": pd.Series([r[1] for r in rows], dtype="string"),
+        "role": pd.Series([r[2] or "other" for r in rows], dtype="string"),
+        "department": pd.Series([r[3] or "" for r in rows], dtype="string"),
+    })
+    parsed = [json.loads(r[4]) if r[4] else {} for r in rows]
+    for f in FEATURE_NAMES:
+        base[f] = np.array([np.nan if d.get(f) is None else float(d[f]) for d in parsed],
+                           dtype=float)
+    out_models: dict[str, dict] = {}
+    for r in mrows:
+        m = r._mapping
+        if m["detector"] in out_models:
+            continue
+        out_models[m["detector"]] = {
+            "model_id": m["model_id"], "detector": m["detector"],
+            "trained_at": m["trained_at"], "window_start": m["window_start"],
+            "window_end": m["window_end"],
+            "features": json.loads(m["features"]) if m["features"] else [],
+            "params": json.loads(m["params"]) if m["params"] else {},
+            "blob": bytes(m["blob"]) if m["blob"] is not None else b"",
+        }
+    return {"user_day_features": base, "models": out_models}
+
+
+def save_outputs(conn: sa.Connection, outputs: dict, scan_id: str) -> dict[str, int]:
+    """Persist what detectors left in ctx.outputs; returns counts written per table."""
+    counts = {"user_day_features": 0, "models": 0}
+    feats = outputs.get("user_day_features")
+    if feats is not None and len(feats):
+        cols = [f for f in FEATURE_NAMES if f in feats.columns]
+        vals = feats[cols].to_numpy(float)
+        rows = []
+        for i, (uid, day, role, dept) in enumerate(zip(
+                feats["user_id"].astype(str), feats["day"].astype(str),
+                feats["role"].astype("string").fillna("other"),
+                feats["department"].astype("string").fillna(""))):
+            rows.append({"user_id": uid, "day": day, "role": str(role),
+                         "department": str(dept),
+                         "features": json.dumps({c: _clean(v) for c, v in zip(cols, vals[i])},
+                                                sort_keys=True, separators=(",", ":")),
+                         "scan_id": scan_id})
+        upsert(conn, user_day_features, rows, ["user_id", "day"])
+        counts["user_day_features"] = len(rows)
+    mrows = []
+    for m in outputs.get("models") or []:
+        trained = m.get("trained_at") or datetime.now().astimezone()
+        mrows.append({"model_id": m["model_id"], "detector": m["detector"],
+                      "trained_at": trained, "window_start": m.get("window_start"),
+                      "window_end": m.get("window_end"),
+                      "features": json.dumps(list(m.get("features") or [])),
+                      "params": json.dumps(m.get("params") or {}, sort_keys=True, default=str),
+                      "blob": m.get("blob")})
+    if mrows:
+        upsert(conn, models, mrows, ["model_id"])
+        counts["models"] = len(mrows)
+    return counts

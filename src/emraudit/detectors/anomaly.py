@@ -1,0 +1,433 @@
+"""Anomaly detectors: a user's day against their peers and their own past (`anomaly.user_day`),
+and users whose patients no similar colleague shares (`anomaly.relational`, in
+`anomaly_relational`).
+
+`anomaly.user_day` reads the daily behaviour features (`emraudit.features`). Features of the
+scanned days are computed from `ctx.events`; earlier days come from the stored baseline
+(`ctx.baseline["user_day_features"]`, loaded by `emraudit.anomaly_state.load_baseline`), so a
+nightly scan never re-reads weeks of raw events. When the store has no baseline yet (the
+first scan, tests), the look-back days of `ctx.events` are used instead and the detector asks
+the pipeline to store them (`ctx.outputs["user_day_features"]`). A scan whose window spans
+several days walks forward: each day is scored by a model fitted on the `baseline_days` before
+it (refitted nightly or weekly). Fitted models come from and go to `ctx.baseline["models"]` /
+`ctx.outputs["models"]`. The detector itself does no I/O.
+
+The decision is an explicit alert budget: a user-day is reported when its score is above the
+`min_percentile` of the baseline's scores *and* it is among the `max_per_day` highest of its
+day. PyOD's `contamination` is never used.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+from emraudit.detectors.anomaly_models import MODEL_KINDS, UserDayModel, own_medians, \
+    peer_group_of
+from emraudit.detectors.base import Context, Detector, Param
+from emraudit.detectors.registry import register
+from emraudit.features import FEATURE_NAMES, FEATURES, day_event_rows, empty_features, \
+    user_day_features
+from emraudit.model import OUTPUT_ACTIONS
+
+SCORES_MEMO = "anomaly.user_day.scores"
+
+
+def _d(s: str) -> date:
+    return date.fromisoformat(s)
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    v = float(v)
+    return f"{v:.2f}" if abs(v - round(v)) > 1e-9 and abs(v) < 10 else f"{v:.0f}"
+
+
+@register
+class UserDayAnomaly(Detector):
+    id = "anomaly.user_day"
+    name_en = "User-day behaviour unlike peers"
+    name_zh = "用户日行为异常（同岗位对比）"
+    item = "9"
+    severity = "medium"
+    kind = "anomaly"
+    needs = ("access_log",)
+    uses = ("users", "patients", "care_relations", "shifts")
+    lookback_days = 14
+    params = (
+        Param("model", str, "ecod", "outlier model: ecod, copod, iforest, hbos, or ensemble "
+              "(mean baseline rank of all four)", choices=MODEL_KINDS),
+        Param("baseline_days", int, 30, "days before a scanned day the model is fitted on",
+              unit="days", min=7, max=365),
+        Param("min_baseline_days", int, 7, "fewer baseline days than this: the day is not "
+              "scored (a note says so)", unit="days", min=1, max=365),
+        Param("refit", str, "weekly", "refit the model every scan (nightly) or when it is a "
+              "week old (weekly); a changed setting always refits", choices=("nightly", "weekly")),
+        Param("min_peer_users", int, 5, "a role+department peer group needs this many users "
+              "in the baseline, else the role is the peer group, else everyone",
+              unit="users", min=1, max=10000),
+        Param("own_baseline", bool, True, "also compare each feature with the user's own "
+              "baseline median (keeps habitual behaviour such as a therapist's many wards "
+              "from dominating)"),
+        Param("min_own_days", int, 5, "baseline days a user needs for an own median",
+              unit="days", min=1, max=365),
+        Param("max_per_day", int, 5, "alert budget: at most this many user-days per day "
+              "(0: no daily cap)", unit="user-days", min=0, max=100000),
+        Param("min_percentile", float, 99.5, "alert budget: a user-day must score above this "
+              "percentile of the baseline user-days", unit="%", min=0.0, max=100.0),
+        Param("history_days", int, 14, "look-back for 'new patient' and, on a first scan, the "
+              "days of raw events the baseline is computed from", unit="days", min=1, max=365),
+        Param("burst_minutes", int, 30, "window of the longest-burst feature", unit="minutes",
+              min=1, max=1440),
+        Param("random_state", int, 0, "seed of the randomized models (IForest)", min=0,
+              max=2**31 - 1),
+        Param("max_drivers", int, 4, "features listed as driving a finding", min=1, max=17),
+        Param("driver_p", float, 0.02, "a feature drives the score when the baseline share at "
+              "or above its value is below this", min=0.0, max=1.0),
+        Param("max_event_ids", int, 200, "event ids listed per finding (the count is kept)",
+              unit="events", min=1, max=100000),
+    )
+    description = ("Builds daily behaviour features for every user (events, patients, new "
+                   "patients, unexplained and off-duty share, prints/exports, departments and "
+                   "wards touched, workstations, VIP/employee/sensitive accesses, longest burst, "
+                   "searches), scales them within the peer group (role and department) and "
+                   "against the user's own baseline, and scores each scanned day with an outlier "
+                   "model fitted on the preceding baseline window. Reports at most a fixed number "
+                   "of user-days per day.")
+    note = ("Read the drivers first: each shows the day's value against the peer median and "
+            "99th percentile and against the user's own baseline median. Open the listed "
+            "events (unexplained accesses, exports) and check them against the schedule and "
+            "care relations; an anomaly is a lead, not a verdict.")
+    false_positives = (
+        "first days on a new unit or after a rotation (many new patients; no own baseline yet)",
+        "a surge shift (mass-casualty event, ICU night with many admissions)",
+        "staff who legitimately serve every ward (therapists, dietitians, consult teams) "
+        "when their role has few peers",
+        "quality-control or records staff doing an audit sweep",
+    )
+    measure_zh = "核查当日异常行为涉及的病历查阅与导出，约谈当事人，必要时调整其访问权限并开展隐私保护培训"
+    measure_en = ("Review the day's unusual accesses and exports with the user and their "
+                  "supervisor; restrict access where unjustified; retrain.")
+
+    def effective_lookback_days(self) -> int:
+        return int(self.p.history_days)
+
+    # ------------------------------------------------------------------------------------
+    def features(self, ctx: Context) -> pd.DataFrame:
+        key = f"features.user_day:{self.p.history_days}:{self.p.burst_minutes}"
+        return ctx.cached(key, lambda: user_day_features(
+            ctx, history_days=self.p.history_days, burst_minutes=self.p.burst_minutes))
+
+    def _all_features(self, ctx: Context) -> tuple[pd.DataFrame, list[str]]:
+        """Stored baseline days plus computed days; computed days the store lacks (and the
+        scanned days) go to ctx.outputs for the pipeline to persist."""
+        comp = self.features(ctx)
+        scan_days = sorted(comp.loc[comp["in_window"], "day"].unique())
+        stored = ctx.baseline.get("user_day_features")
+        if stored is None or len(stored) == 0:
+            stored = empty_features().drop(columns="in_window")
+        stored_days = set(stored["day"].unique()) - set(scan_days)
+        use_comp = comp[~comp["day"].isin(stored_days)]
+        use_stored = stored[stored["day"].isin(stored_days)]
+        cols = ["user_id", "day", "role", "department", *FEATURE_NAMES]
+        for c in FEATURE_NAMES:
+            if c not in use_stored.columns:
+                use_stored = use_stored.assign(**{c: np.nan})
+        frames = [f[cols] for f in (use_stored, use_comp) if len(f)]
+        allf = (pd.concat(frames, ignore_index=True) if frames else
+                empty_features().drop(columns="in_window"))
+        allf = allf.astype({c: float for c in FEATURE_NAMES})
+        prev = ctx.outputs.get("user_day_features")
+        out = use_comp[cols]
+        if prev is not None and len(prev):
+            out = pd.concat([prev, out], ignore_index=True).drop_duplicates(
+                ["user_id", "day"], keep="last")
+        ctx.outputs["user_day_features"] = out.reset_index(drop=True)
+        return allf.sort_values(["day", "user_id"], kind="stable").reset_index(drop=True), \
+            scan_days
+
+    def _new_model(self) -> UserDayModel:
+        p = self.p
+        return UserDayModel(kind=p.model, feats=list(FEATURE_NAMES), own=p.own_baseline,
+                            min_peer_users=p.min_peer_users, min_own_days=p.min_own_days,
+                            seed=p.random_state)
+
+    def _stored_model(self, ctx: Context) -> UserDayModel | None:
+        row = (ctx.baseline.get("models") or {}).get(self.id)
+        if not row:
+            return None
+        try:
+            m = UserDayModel.from_row(row)
+        except (ValueError, KeyError, OSError) as exc:
+            ctx.notes.append(f"{self.id}: stored model not reusable ({exc}); refitting")
+            return None
+        return m if m.config_key() == self._new_model().config_key() else None
+
+    def _stale(self, m: UserDayModel | None, day: str) -> bool:
+        if m is None:
+            return True
+        end = _d(m.window[1])
+        target_end = _d(day) - timedelta(days=1)
+        if end > target_end:               # trained on this day or later: never score with it
+            return True
+        age = (target_end - end).days
+        return age > 0 if self.p.refit == "nightly" else age >= 7
+
+    # ------------------------------------------------------------------------------------
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = self.p
+        allf, scan_days = self._all_features(ctx)
+        if not scan_days:
+            return self.findings([])
+        model = self._stored_model(ctx)
+        fitted: list[UserDayModel] = []
+        scored: list[pd.DataFrame] = []
+        rows_out: list[dict] = []
+        skipped = []
+        for day in scan_days:
+            lo = (_d(day) - timedelta(days=p.baseline_days)).isoformat()
+            base = allf[(allf["day"] >= lo) & (allf["day"] < day)]
+            if base["day"].nunique() < p.min_baseline_days:
+                skipped.append(day)
+                continue
+            if self._stale(model, day):
+                model = self._new_model()
+                model.window = (base["day"].min(), base["day"].max())
+                model.fit(base, own_medians(base, list(FEATURE_NAMES), p.min_own_days))
+                fitted.append(model)
+            own = own_medians(base, list(FEATURE_NAMES), p.min_own_days)
+            today = allf[allf["day"] == day].reset_index(drop=True)
+            res = model.score(today, own)
+            thr_rank = p.min_percentile / 100.0
+            frame = today[["user_id", "day", "role", "department"]].assign(
+                score=res["score"], rank=res["rank"])
+            order = np.lexsort((frame["user_id"].to_numpy(str), -frame["score"].to_numpy()))
+            over = frame["rank"].to_numpy()[order] > thr_rank
+            chosen = order[over]
+            if p.max_per_day:
+                chosen = chosen[:p.max_per_day]
+            frame["flagged"] = False
+            frame.loc[chosen, "flagged"] = True
+            scored.append(frame)
+            for i in chosen:
+                rows_out.append(self._finding(ctx, model, today.iloc[i], res, i, own))
+        if skipped:
+            ctx.notes.append(f"{self.id}: {len(skipped)} day(s) not scored, baseline shorter "
+                             f"than {p.min_baseline_days} days ({skipped[0]} … {skipped[-1]})")
+        if fitted:
+            now = pd.Timestamp.now(tz="UTC").to_pydatetime()
+            ctx.outputs.setdefault("models", [])
+            ctx.outputs["models"] = [r for r in ctx.outputs["models"]
+                                     if r.get("detector") != self.id]
+            ctx.outputs["models"].append(fitted[-1].to_row(self.id, now))
+        ctx.memo[SCORES_MEMO] = (pd.concat(scored, ignore_index=True) if scored else
+                                 pd.DataFrame(columns=["user_id", "day", "role", "department",
+                                                       "score", "rank", "flagged"]))
+        return self.findings(rows_out)
+
+    # ------------------------------------------------------------------------------------
+    def _drivers(self, model: UserDayModel, row: pd.Series, res: dict, i: int,
+                 own: pd.DataFrame) -> list[dict]:
+        cells = res["cells"][i]
+        X = res["X"][i]
+        cols = model.columns
+        g, gkeys = peer_group_of(model.peers, row.to_frame().T.reset_index(drop=True))
+        g = int(g[0])
+        per = []
+        for j, f in enumerate(model.feats):
+            cp = cells[cols.index(f"peer:{f}")] if X[cols.index(f"peer:{f}")] > 0 else 0.0
+            co = 0.0
+            if f"own:{f}" in cols:
+                k = cols.index(f"own:{f}")
+                co = cells[k] if X[k] > 0 else 0.0
+            per.append((max(cp, co), f, j, cp, co))
+        per.sort(key=lambda t: (-t[0], t[1]))
+        lim = -math.log(self.p.driver_p) if self.p.driver_p > 0 else float("inf")
+        chosen = [t for t in per if t[0] >= lim][: self.p.max_drivers] or per[:1]
+        out = []
+        uid = str(row["user_id"])
+        for contrib, f, j, cp, co in chosen:
+            own_med = (float(own.at[uid, f]) if uid in own.index and not
+                       pd.isna(own.at[uid, f]) else None)
+            own_days = int(own.at[uid, "_days"]) if uid in own.index else 0
+            val = float(row[f]) if not pd.isna(row[f]) else None
+            pm = float(model.peers.raw_med[g, j])
+            p99 = float(model.peers.raw_p99[g, j])
+            d = FEATURES[f]
+            text = (f"{d['en']}: {_fmt(val)} vs peer median {_fmt(pm)} / p99 {_fmt(p99)}; "
+                    f"vs own {model_days(own_days)} median {_fmt(own_med)}")
+            out.append({"feature": f, "label_en": d["en"], "label_zh": d["zh"],
+                        "item": d["item"], "value": val, "peer_group": gkeys[0],
+                        "peer_median": pm, "peer_p99": p99, "own_median": own_med,
+                        "own_days": own_days, "peer_tail_p": round(math.exp(-cp), 6),
+                        "own_tail_p": round(math.exp(-co), 6) if co else None,
+                        "text": text})
+        return out
+
+    def _finding(self, ctx: Context, model: UserDayModel, row: pd.Series, res: dict, i: int,
+                 own: pd.DataFrame) -> dict:
+        p = self.p
+        uid, day = str(row["user_id"]), str(row["day"])
+        drivers = self._drivers(model, row, res, i, own)
+        sub = day_event_rows(ctx, uid, day)
+        carried = driver_events(ctx, sub, [d["feature"] for d in drivers], p)
+        ids: list[str] = []
+        for d in drivers:
+            lst = carried.get(d["feature"], [])
+            d["event_count"] = len(lst)
+            d["event_ids"] = lst[: p.max_event_ids]
+            for e in lst:
+                if len(ids) >= p.max_event_ids:
+                    break
+                if e not in ids:
+                    ids.append(e)
+        if not ids:
+            ids = sub["event_id"].astype(str).tolist()[: p.max_event_ids]
+        item = drivers[0]["item"]
+        rank = float(res["rank"][i])
+        score = float(res["score"][i])
+        sev = "high" if rank > 1.0 else self.severity
+        pct = min(rank, 1.0) * 100
+        summary = (f"{uid} ({row['role']}, {row['department'] or '-'}) on {day} behaved unlike "
+                   f"peers and their own past: " + "; ".join(d["text"] for d in drivers) +
+                   f" (score above {pct:.2f}% of baseline user-days).")
+        start = sub["ts"].min() if len(sub) else pd.Timestamp(day, tz=ctx.tz)
+        end = sub["ts"].max() if len(sub) else start
+        evidence = {
+            "model": model.kind, "score": round(score, 6), "baseline_rank": round(rank, 6),
+            "threshold_percentile": p.min_percentile, "max_per_day": p.max_per_day,
+            "training_window": list(model.window), "features": list(model.feats),
+            "peer_group": drivers[0]["peer_group"], "drivers": drivers,
+            "events_total": int(len(sub)), "event_ids_listed": len(ids),
+            "feature_values": {f: (None if pd.isna(row[f]) else float(row[f]))
+                               for f in FEATURE_NAMES if f in row.index},
+        }
+        return {"key": f"{uid}|{day}", "user_id": uid, "patient_id": "", "start": start,
+                "end": end, "event_ids": ids, "summary": summary, "score": score,
+                "severity": sev, "rectification_item": item, "evidence": evidence}
+
+
+def model_days(n: int) -> str:
+    return f"{n}-day"
+
+
+def driver_events(ctx: Context, sub: pd.DataFrame, feats: list[str], p) -> dict[str, list[str]]:
+    """For each driving feature, the event ids of the user-day that carry it."""
+    out: dict[str, list[str]] = {}
+    if sub.empty:
+        return out
+    sub = sub.sort_values("ts", kind="stable")
+    eid = sub["event_id"].astype(str)
+    act = sub["action"].astype("string") if "action" in sub else pd.Series("", index=sub.index)
+    pat = sub["patient_id"] if "patient_id" in sub else pd.Series(pd.NA, index=sub.index)
+    has_p = pat.notna().to_numpy()
+    for f in feats:
+        if f in ("outputs", "output_records"):
+            m = act.isin(OUTPUT_ACTIONS).fillna(False).to_numpy()
+        elif f == "queries":
+            m = (act == "query").fillna(False).to_numpy()
+        elif f in ("unexplained", "unexplained_share"):
+            m = _unexplained_mask(ctx, sub)
+        elif f == "off_duty_share":
+            m = _off_duty_mask(ctx, sub)
+        elif f in ("vip_accesses", "sensitive_accesses", "employee_accesses"):
+            m = _flag_mask(ctx, sub, f)
+        elif f == "new_patients":
+            m = _new_patient_mask(ctx, sub, p.history_days)
+        elif f == "burst_patients":
+            m = _burst_mask(sub, p.burst_minutes)
+        elif f in ("workstations", "ips"):
+            col = "workstation" if f == "workstations" else "ip"
+            m = (~sub[col].duplicated() & sub[col].notna()).to_numpy() if col in sub else \
+                np.zeros(len(sub), bool)
+        elif f == "events":
+            m = np.ones(len(sub), bool)
+        else:  # patients, departments, wards: the first access of each patient
+            m = has_p & ~pat.duplicated().to_numpy()
+        out[f] = eid[np.asarray(m, bool)].tolist()
+    return out
+
+
+def _unexplained_mask(ctx, sub) -> np.ndarray:
+    key = "anomaly.unexplained_ids"
+    if key not in ctx.memo:
+        try:
+            from emraudit.detectors.explain import explain_accesses
+            ex = explain_accesses(ctx)
+            ctx.memo[key] = set(ex.loc[~ex["explained"].astype(bool), "event_id"].astype(str))
+        except Exception:
+            ctx.memo[key] = set()
+    return sub["event_id"].astype(str).isin(ctx.memo[key]).to_numpy()
+
+
+def _off_duty_mask(ctx, sub) -> np.ndarray:
+    try:
+        from emraudit.detectors.schedule import duty_mask
+        on, _ = duty_mask(ctx, sub)
+    except Exception:
+        return np.zeros(len(sub), bool)
+    return ~pd.Series(on).reindex(sub.index).fillna(True).to_numpy(bool)
+
+
+def _flag_mask(ctx, sub, f) -> np.ndarray:
+    pt = ctx.patients
+    if pt is None or "patient_id" not in sub:
+        return np.zeros(len(sub), bool)
+    col = {"vip_accesses": "vip", "sensitive_accesses": "sensitive",
+           "employee_accesses": "employee_user_id"}[f]
+    if col not in pt:
+        return np.zeros(len(sub), bool)
+    if col == "employee_user_id":
+        ids = set(pt.loc[pt[col].notna(), "patient_id"].astype(str))
+    else:
+        ids = set(pt.loc[pt[col].fillna(False).astype(bool), "patient_id"].astype(str))
+    return sub["patient_id"].astype("string").isin(ids).fillna(False).to_numpy(bool)
+
+
+def _new_patient_mask(ctx, sub, history_days) -> np.ndarray:
+    uid = str(sub["user_id"].iloc[0])
+    day0 = sub["ts"].dt.tz_convert(ctx.tz).dt.normalize().iloc[0]
+    hist = day_event_rows_before(ctx, uid, day0, history_days)
+    seen = set(hist["patient_id"].dropna().astype(str))
+    pat = sub["patient_id"].astype("string")
+    return (pat.notna() & ~pat.isin(seen) & ~pat.duplicated()).fillna(False).to_numpy(bool)
+
+
+def day_event_rows_before(ctx, uid, day0, history_days) -> pd.DataFrame:
+    ev = ctx.events
+    key = "features.rows_by_user"
+    if key not in ctx.memo:
+        ctx.memo[key] = ev.groupby(ev["user_id"].astype("string"), sort=False).indices
+    idx = ctx.memo[key].get(uid)
+    if idx is None:
+        return ev.iloc[0:0]
+    u = ev.iloc[idx]
+    lo = day0 - pd.Timedelta(days=history_days)
+    return u[(u["ts"] >= lo) & (u["ts"] < day0)]
+
+
+def _burst_mask(sub, minutes) -> np.ndarray:
+    """The events of the densest `minutes` window (most distinct patients)."""
+    m = np.zeros(len(sub), bool)
+    has = sub["patient_id"].notna().to_numpy()
+    if not has.any():
+        return m
+    pos = np.flatnonzero(has)
+    t = sub["ts"].to_numpy("datetime64[ns]").view(np.int64)[pos]
+    pc, _ = pd.factorize(sub["patient_id"].to_numpy()[pos])
+    W = minutes * 60 * 10**9
+    best, best_lo, best_hi = -1, 0, 0
+    for i in range(len(t)):  # one user-day only: a loop per event of one finding is fine
+        lo = np.searchsorted(t, t[i] - W, side="right")
+        k = len(np.unique(pc[lo:i + 1]))
+        if k > best:
+            best, best_lo, best_hi = k, lo, i
+    m[pos[best_lo:best_hi + 1]] = True
+    return m
+
+
+from emraudit.detectors import anomaly_relational  # noqa: E402,F401  (registers anomaly.relational)

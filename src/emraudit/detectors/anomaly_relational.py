@@ -1,0 +1,199 @@
+"""`anomaly.relational`: users whose patients no colleague of their role shares.
+
+Community-based anomaly detection for collaborative systems (Chen & Malin): in a hospital,
+people who treat a patient form a community around them; a user whose patients are rarely
+touched by any other user of similar role does not belong to any care community. We build the
+user × patient access matrix (scipy sparse) over the look-back and the window, weight each
+patient by rarity (idf: a patient everyone touched says little), L2-normalize the rows and take
+cosine similarities — on the sparse matrix itself, or on a truncated-SVD embedding
+(`method = "svd"`). A user's score is 1 − the mean similarity to their `neighbours` most
+similar colleagues of the same role (all users when the role has fewer than `min_role_users`).
+Only users active in the window with at least `min_patients` patients in it are scored.
+The decision is an alert budget: at most `max_findings` users per scan, and only those whose
+similarity is at most `max_similarity` and whose score is above the `min_percentile` of the
+scored users.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from emraudit.detectors.base import Context, Detector, Param
+from emraudit.detectors.registry import register
+
+
+@register
+class RelationalAnomaly(Detector):
+    id = "anomaly.relational"
+    name_en = "Patients not shared with any colleague"
+    name_zh = "查阅患者与同岗位同事无交集（关系异常）"
+    item = "9"
+    severity = "medium"
+    kind = "anomaly"
+    needs = ("access_log",)
+    uses = ("users",)
+    lookback_days = 30
+    params = (
+        Param("graph_days", int, 30, "days of look-back the access graph is built from",
+              unit="days", min=1, max=365),
+        Param("method", str, "cosine", "similarity: cosine on the sparse access matrix, or "
+              "cosine on a truncated-SVD embedding", choices=("cosine", "svd")),
+        Param("svd_components", int, 50, "dimensions of the SVD embedding", min=2, max=1000),
+        Param("neighbours", int, 5, "nearest colleagues a user is compared with", min=1,
+              max=100),
+        Param("min_role_users", int, 5, "a role with fewer users than this is compared with "
+              "everyone", unit="users", min=1, max=100000),
+        Param("min_patients", int, 10, "distinct patients in the window a user needs to be "
+              "scored", unit="patients", min=1, max=100000),
+        Param("max_similarity", float, 0.2, "report only users whose mean similarity to their "
+              "nearest colleagues is at most this", min=0.0, max=1.0),
+        Param("min_percentile", float, 99.0, "report only users scoring above this percentile "
+              "of the scored users", unit="%", min=0.0, max=100.0),
+        Param("max_findings", int, 5, "alert budget: at most this many users per scan",
+              unit="users", min=0, max=100000),
+        Param("random_state", int, 0, "seed of the SVD", min=0, max=2**31 - 1),
+        Param("max_event_ids", int, 200, "event ids listed per finding (the count is kept)",
+              unit="events", min=1, max=100000),
+    )
+    description = ("Builds the user × patient access graph over the look-back and the window "
+                   "and scores each active user by how little their patients overlap with "
+                   "those of their most similar colleagues of the same role.")
+    note = ("Look at the patients no neighbour touched: are they on the user's ward, ordered "
+            "by the user, or scattered across the hospital? A newly created role or a "
+            "one-person service can look isolated.")
+    false_positives = (
+        "a one-person service (the only dietitian, a rare specialist) whose role has peers "
+        "elsewhere doing other work",
+        "outpatient clinicians whose patients are seen by no one else in the window",
+        "new staff in their first days, before their patients overlap with the team's",
+    )
+    measure_zh = "核查该用户查阅的无人共享患者是否有诊疗依据，按最小必要原则收紧访问权限"
+    measure_en = ("Check whether the user had a reason to open the patients no colleague "
+                  "shares; tighten access to the minimum necessary.")
+
+    def effective_lookback_days(self) -> int:
+        return int(self.p.graph_days)
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = self.p
+        ev = ctx.events
+        if ev is None or ev.empty or "patient_id" not in ev:
+            return self.findings([])
+        lo = ctx.window_start - pd.Timedelta(days=p.graph_days)
+        ev = ev[ev["patient_id"].notna() & (ev["ts"] >= lo)]
+        if ev.empty:
+            return self.findings([])
+        ucode, users = pd.factorize(ev["user_id"].astype("string"))
+        pcode, pats = pd.factorize(ev["patient_id"].astype("string"))
+        nu, npat = len(users), len(pats)
+        A = sp.csr_matrix((np.ones(len(ev)), (ucode, pcode)), shape=(nu, npat))
+        A.data[:] = 1.0                                   # binary: who touched whom
+        dfp = np.asarray((A > 0).sum(axis=0)).ravel()
+        idf = np.log((1.0 + nu) / (1.0 + dfp)) + 1.0
+        W = A @ sp.diags(idf)
+        norms = np.sqrt(np.asarray(W.multiply(W).sum(axis=1)).ravel())
+        Wn = sp.diags(1.0 / np.maximum(norms, 1e-12)) @ W
+        Wn = sp.csr_matrix(Wn)
+        inw = ev["in_window"].to_numpy(bool)
+        win_pat = sp.csr_matrix((np.ones(inw.sum()), (ucode[inw], pcode[inw])),
+                                shape=(nu, npat))
+        win_pat.data[:] = 1.0
+        n_win = np.asarray((win_pat > 0).sum(axis=1)).ravel()
+        cand = np.flatnonzero(n_win >= p.min_patients)
+        if len(cand) == 0:
+            return self.findings([])
+        role = _roles(ctx, users)
+        emb = None
+        if p.method == "svd":
+            from sklearn.decomposition import TruncatedSVD
+            k = max(1, min(p.svd_components, min(Wn.shape) - 1))
+            emb = TruncatedSVD(n_components=k, random_state=p.random_state).fit_transform(Wn)
+            emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        role_counts = pd.Series(role).value_counts()
+        scores = np.zeros(len(cand))
+        neigh: dict[int, list[tuple[int, float]]] = {}
+        for b0 in range(0, len(cand), 512):          # blocks of users, not a loop per event
+            blk = cand[b0:b0 + 512]
+            S = (emb[blk] @ emb.T) if emb is not None else (Wn[blk] @ Wn.T).toarray()
+            S = np.asarray(S, float)
+            S[np.arange(len(blk)), blk] = -np.inf
+            for r, u in enumerate(blk):          # per user: pick comparable colleagues
+                if role_counts.get(role[u], 0) >= p.min_role_users:
+                    row = np.where(role == role[u], S[r], -np.inf)
+                else:
+                    row = S[r]
+                k = min(p.neighbours, int(np.isfinite(row).sum()))
+                if k == 0:
+                    scores[b0 + r] = 1.0
+                    neigh[u] = []
+                    continue
+                top = np.argpartition(-row, k - 1)[:k]
+                top = top[np.lexsort((top, -row[top]))]
+                sims = np.clip(row[top], 0, 1)
+                scores[b0 + r] = 1.0 - float(sims.mean())
+                neigh[u] = [(int(t), float(s)) for t, s in zip(top, sims)]
+        pct_thr = np.percentile(scores, p.min_percentile) if len(scores) > 1 else -np.inf
+        ok = (scores >= pct_thr) & (1.0 - scores <= p.max_similarity)
+        order = np.lexsort((users.to_numpy(str)[cand], -scores))
+        chosen = [i for i in order if ok[i]][: p.max_findings] if p.max_findings else []
+        rows = []
+        for i in chosen:
+            u = int(cand[i])
+            rows.append(self._finding(ctx, ev, A, win_pat, users, pats, role, u, neigh[u],
+                                      float(scores[i]), ucode, pcode, inw, len(cand)))
+        ctx.memo["anomaly.relational.scores"] = pd.DataFrame({
+            "user_id": users.to_numpy()[cand], "role": role[cand], "score": scores,
+            "window_patients": n_win[cand]})
+        return self.findings(rows)
+
+    def _finding(self, ctx, ev, A, win_pat, users, pats, role, u, nb, score, ucode, pcode,
+                 inw, n_scored) -> dict:
+        p = self.p
+        mine = win_pat[u].indices
+        nb_ids = [t for t, _ in nb]
+        touched = np.asarray(A[nb_ids].sum(axis=0)).ravel() > 0 if nb_ids else \
+            np.zeros(A.shape[1], bool)
+        anyone = np.asarray((A > 0).sum(axis=0)).ravel() - 1 > 0
+        lonely = mine[~touched[mine]]
+        lonely_ids = sorted(pats.to_numpy()[lonely].astype(str))
+        rows = np.flatnonzero((ucode == u) & inw & np.isin(pcode, lonely))
+        sub = ev.iloc[rows]
+        eids = sub["event_id"].astype(str).tolist()
+        if not eids:
+            rows = np.flatnonzero((ucode == u) & inw)
+            sub = ev.iloc[rows]
+            eids = sub["event_id"].astype(str).tolist()
+        uid = str(users[u])
+        neighbours = [{"user_id": str(users[t]), "role": str(role[t]),
+                       "similarity": round(s, 4),
+                       "shared_patients": int((A[u].multiply(A[t]) > 0).sum())}
+                      for t, s in nb]
+        sim = 1.0 - score
+        summary = (f"{uid} ({role[u]}) opened {len(mine)} patients in the window, "
+                   f"{len(lonely)} of which none of their {len(nb)} most similar "
+                   f"{role[u]} colleagues touched (mean similarity {sim:.2f}).")
+        evidence = {
+            "method": p.method, "similarity": round(sim, 4), "score": round(score, 4),
+            "neighbours": neighbours, "window_patients": int(len(mine)),
+            "patients_no_neighbour_touched": int(len(lonely)),
+            "patients_nobody_else_touched": int((~anyone[mine]).sum()),
+            "patients_listed": lonely_ids[: p.max_event_ids],
+            "event_count": len(eids), "users_scored": int(n_scored),
+            "max_similarity": p.max_similarity, "min_percentile": p.min_percentile,
+            "graph_days": p.graph_days,
+        }
+        return {"key": f"{uid}|{ctx.window_start.date()}|{ctx.window_end.date()}",
+                "user_id": uid, "patient_id": "", "start": sub["ts"].min(),
+                "end": sub["ts"].max(), "event_ids": eids[: p.max_event_ids],
+                "summary": summary, "score": score, "evidence": evidence}
+
+
+def _roles(ctx: Context, users: pd.Index) -> np.ndarray:
+    if ctx.users is None or "role" not in ctx.users:
+        return np.full(len(users), "other", dtype=object)
+    m = ctx.users.drop_duplicates("user_id", keep="last")
+    r = pd.Series(m["role"].astype("string").to_numpy(),
+                  index=m["user_id"].astype("string").to_numpy())
+    return r.reindex(users.to_numpy()).fillna("other").to_numpy(str)
