@@ -1,0 +1,127 @@
+"""`emraudit detectors [list|diff]`: what every detector looks for and the settings in force,
+and what an edited profile would change before it is put in use."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import click
+
+from emraudit.commands._common import get_config
+
+optional_config = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+    envvar="EMRAUDIT_CONFIG", show_envvar=True,
+    help="Path to emraudit.toml (without it: the built-in default profile).")
+format_option = click.option("--format", "fmt", type=click.Choice(["table", "json"]),
+                             default="table", show_default=True)
+
+
+def detector_listing(config_path: str | None) -> list[dict]:
+    """Every registered detector: its declaration, enabled, severity and parameter values in
+    force (declared default ← profile ← config overrides)."""
+    from emraudit.detectors.profile import resolve_detectors
+
+    if config_path:
+        cfg = get_config(config_path)
+        settings = resolve_detectors(cfg.detectors, cfg.path)
+    else:
+        settings = resolve_detectors({}, None)
+    out = []
+    for det_id, st in settings.items():
+        d = st.cls.declaration()
+        d["enabled"] = st.enabled
+        d["default_severity"] = d["severity"]
+        d["severity"] = st.severity or st.cls.severity
+        for p in d["params"]:
+            p["value"] = st.params.get(p["name"], p["default"])
+            p["changed"] = p["value"] != p["default"]
+        try:
+            d["lookback_days"] = st.instantiate().effective_lookback_days()
+        except Exception:  # noqa: BLE001 - a declaration is still worth listing
+            pass
+        out.append(d)
+    return out
+
+
+def _fmt(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, ensure_ascii=False)
+    return str(v)
+
+
+def print_listing(items: list[dict]) -> None:
+    for d in items:
+        state = "enabled" if d["enabled"] else "DISABLED"
+        sev = d["severity"] + ("" if d["severity"] == d["default_severity"]
+                               else f" (default {d['default_severity']})")
+        click.echo(f"{d['id']}  [{state}]  item {d['item']}  severity {sev}  ({d['kind']})")
+        click.echo(f"  {d['name_en']} / {d['name_zh']}")
+        needs = ", ".join(d["needs"]) + (f"; sharpened by {', '.join(d['uses'])}"
+                                         if d["uses"] else "")
+        click.echo(f"  needs {needs}; look-back {d['lookback_days']} days")
+        for line in textwrap.wrap(d["description"], 92):
+            click.echo(f"  {line}")
+        for p in d["params"]:
+            unit = f" {p['unit']}" if p["unit"] else ""
+            mark = f"   (default {_fmt(p['default'])})" if p["changed"] else ""
+            click.echo(f"    {p['name']} = {_fmt(p['value'])}{unit}{mark}")
+            for line in textwrap.wrap(p["doc"], 84):
+                click.echo(f"        {line}")
+        click.echo("")
+    on = sum(d["enabled"] for d in items)
+    click.echo(f"{len(items)} detectors, {on} enabled")
+
+
+@click.group("detectors", invoke_without_command=True)
+@optional_config
+@format_option
+@click.pass_context
+def detectors_group(ctx, config_path, fmt) -> None:
+    """List every detector with its parameters in force (default), or compare profiles."""
+    if ctx.invoked_subcommand is None:
+        _list(config_path, fmt)
+
+
+def _list(config_path, fmt) -> None:
+    items = detector_listing(config_path)
+    if fmt == "json":
+        click.echo(json.dumps(items, ensure_ascii=False, indent=1, default=str))
+    else:
+        print_listing(items)
+
+
+@detectors_group.command("list")
+@optional_config
+@format_option
+def list_cmd(config_path, fmt) -> None:
+    """Every detector: id, names, item, severity, enabled, parameters in force, docs."""
+    _list(config_path, fmt)
+
+
+@detectors_group.command("diff")
+@click.argument("profile")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              envvar="EMRAUDIT_CONFIG", show_envvar=True, help="Path to emraudit.toml.")
+@click.option("--days", type=click.IntRange(1, 3660), default=30, show_default=True,
+              help="Replay the last N stored days.")
+@format_option
+def diff_cmd(profile, config_path, days, fmt) -> None:
+    """What PROFILE (a detector profile file or built-in name) would change against the
+    settings in force, replayed on the last N days: findings and cases added and removed per
+    detector, and the parameters that differ. Writes nothing to the store."""
+    from emraudit.tune import diff_profiles, format_diff
+
+    cfg = get_config(config_path)
+    result = diff_profiles(cfg, profile, days=days)
+    if fmt == "json":
+        click.echo(json.dumps(result, ensure_ascii=False, indent=1, default=str))
+    else:
+        click.echo(format_diff(result))
+
+
+def register(group: click.Group) -> None:
+    group.add_command(detectors_group)
