@@ -26,6 +26,13 @@ from emraudit.detectors.registry import register
 from emraudit.model import OUTPUT_ACTIONS
 
 
+def _naive_utc(s: pd.Series) -> np.ndarray:
+    """Instants as timezone-free UTC datetime64 (NaT kept), for mixing frames safely."""
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+    return s.astype("datetime64[ns]").to_numpy()
+
+
 @register
 class BtgUnjustified(Detector):
     id = "btg.unjustified"
@@ -98,7 +105,7 @@ class BtgUnjustified(Detector):
         info = user_info(ctx, btg["user_id"].astype(str).unique())
         b = pd.DataFrame({"bi": np.arange(len(btg)), "patient_id": btg["patient_id"].astype(str)
                           .to_numpy(), "user_id": btg["user_id"].astype(str).to_numpy(),
-                          "ts": btg["ts"].to_numpy()})
+                          "ts": _naive_utc(btg["ts"])})
         b["dept"] = info["department"].reindex(b["user_id"]).to_numpy()
         b["ward"] = info["ward"].reindex(b["user_id"]).to_numpy()
         justified = np.zeros(len(b), dtype=bool)
@@ -113,15 +120,15 @@ class BtgUnjustified(Detector):
                                          if "ward" in rel else pd.Series("", index=rel.index)
                                          ).to_numpy(),
                               "kind": rel["kind"].astype(str).to_numpy(),
-                              "start": rel["start"].to_numpy(), "end": rel["end"].to_numpy()})
+                              "start": _naive_utc(rel["start"]),
+                              "end": (_naive_utc(rel["end"]) if "end" in rel.columns else
+                                      np.full(len(rel), np.datetime64("NaT"), "datetime64[ns]"))})
             m = b.merge(r, on="patient_id", how="inner")
             if len(m):
                 who = ((m["r_user"] == m["user_id"]) |
                        ((m["r_dept"] != "") & (m["r_dept"] == m["dept"].fillna(""))) |
                        ((m["r_ward"] != "") & (m["r_ward"] == m["ward"].fillna(""))))
-                ts = pd.to_datetime(m["ts"])
-                start = pd.to_datetime(m["start"])
-                end = pd.to_datetime(m["end"])
+                ts, start, end = m["ts"], m["start"], m["end"]
                 grace = pd.Timedelta(hours=p.before_grace_hours)
                 when = (start <= ts + justify) & (end.isna() | (end >= ts - grace))
                 ok = (who & when).to_numpy(dtype=bool)
@@ -186,7 +193,7 @@ class BtgUnjustified(Detector):
         num = b.groupby(b["user_id"].astype(str)).size()
         rate = (num.reindex(denom.index).fillna(0) / denom * 100.0)
         groups = peer_groups(ctx, denom.index, p.peer_min_size)
-        peer = rate.groupby(groups.reindex(rate.index).to_numpy()).quantile(p.rate_peer_quantile)
+        gl = groups.reindex(rate.index).fillna("all")
         users_win = set(b.loc[in_window(ctx, b), "user_id"].astype(str))
         info = user_info(ctx, list(users_win))
         rows = []
@@ -195,7 +202,8 @@ class BtgUnjustified(Detector):
             n = int(num.get(uid, 0))
             r = float(rate.get(uid, 0.0))
             g = str(groups.get(uid, "all"))
-            pr = float(peer.get(g, 0.0))
+            others = rate[(gl == g).to_numpy() & (rate.index != uid)]    # peers, not self
+            pr = float(others.quantile(p.rate_peer_quantile)) if len(others) else 0.0
             required = max(p.rate_min, p.rate_multiple * pr)
             if n < p.rate_min_count or r <= required:
                 continue

@@ -1,0 +1,90 @@
+"""btg.unjustified: a relation for the user, department or ward active or starting within
+justify_hours after the break-the-glass justifies it; pending ones wait for the next scan;
+the rate pattern against peers."""
+
+from __future__ import annotations
+
+import pytest
+
+from detector_frames import ev, make_ctx, run
+
+WINDOW = ("2025-07-22", "2025-07-23")
+USERS = [{"user_id": "e1", "role": "physician", "department": "急诊科", "ward": "EW"},
+         {"user_id": "e2", "role": "physician", "department": "急诊科", "ward": "EW"}]
+
+
+def btg_ctx(relations, events=None, window=WINDOW):
+    events = events or [ev("e1", "P1", "2025-07-22 02:00", action="break_glass",
+                           event_id="btg1", reason="抢救"),
+                        ev("e1", "P1", "2025-07-22 02:01", event_id="view1")]
+    return make_ctx(events, window=window, users=USERS, care_relations=relations)
+
+
+@pytest.mark.parametrize("rel,fires", [
+    ({"user_id": "e1", "kind": "admission", "start": "2025-07-22 20:00"}, False),   # 18 h later
+    ({"department": "急诊科", "kind": "admission", "start": "2025-07-23 01:59"}, False),  # 23:59
+    ({"ward": "EW", "kind": "admission", "start": "2025-07-22 03:00"}, False),
+    ({"user_id": "e1", "kind": "admission", "start": "2025-07-20 00:00",
+      "end": "2025-07-25 00:00"}, False),                                              # active
+    ({"department": "急诊科", "kind": "admission", "start": "2025-07-23 02:01"}, True),  # 24h01
+    ({"department": "骨科", "kind": "admission", "start": "2025-07-22 03:00"}, True),   # other dept
+    ({"user_id": "e1", "kind": "admission", "start": "2025-07-10 00:00",
+      "end": "2025-07-15 00:00"}, True),                                               # ended
+])
+def test_btg_justified_by_a_relation_within_24h(rel, fires):
+    rels = [{"patient_id": "P1", **rel},
+            # an unrelated later relation keeps the horizon past the justification period
+            {"patient_id": "PX", "user_id": "x", "kind": "admission", "start": "2025-07-25"}]
+    f = run("btg.unjustified", btg_ctx(rels))
+    assert (len(f) == 1) is fires
+    if fires:
+        r = f.iloc[0]
+        assert r["patient_id"] == "P1" and r["rectification_item"] == "9"
+        assert sorted(r["event_ids"]) == ["btg1", "view1"]
+        assert r["evidence"]["reason_given"] == "抢救"
+
+
+def test_btg_without_care_relations_table_fires():
+    f = run("btg.unjustified", btg_ctx(None, window=("2025-07-22", "2025-07-24")))
+    assert len(f) == 1 and f.iloc[0]["evidence"]["care_relations_loaded"] is False
+
+
+def test_btg_still_within_its_period_is_pending_then_judged_next_scan():
+    ctx = btg_ctx(None)                   # window ends 22 h after the BTG
+    assert run("btg.unjustified", ctx).empty
+    assert any("justification period" in n for n in ctx.notes)
+    nxt = btg_ctx(None, window=("2025-07-23", "2025-07-24"))
+    f = run("btg.unjustified", nxt)
+    assert len(f) == 1 and f.iloc[0]["evidence"]["judged_after_window_start"] is True
+    # the scan after that does not judge it again
+    assert run("btg.unjustified", btg_ctx(None, window=("2025-07-24", "2025-07-25"))).empty
+
+
+def test_btg_followed_by_print_is_raised():
+    evs = [ev("e1", "P1", "2025-07-22 02:00", action="break_glass", event_id="b"),
+           ev("e1", "P1", "2025-07-22 02:05", action="print", event_id="pr")]
+    f = run("btg.unjustified", btg_ctx(None, evs, window=("2025-07-22", "2025-07-24")))
+    assert f.iloc[0]["severity"] == "high" and f.iloc[0]["evidence"]["outputs_after"] is True
+
+
+def test_btg_rate_far_above_peers():
+    users = [{"user_id": f"d{i}", "role": "physician", "department": "心内科"} for i in range(6)]
+    evs, rels = [], []
+    for i in range(6):
+        for d in range(10, 22):
+            evs.append(ev(f"d{i}", f"P{i}_{d}", f"2025-07-{d:02d} 10:00"))
+    for k in range(6):   # d0 breaks the glass on 6 of its patients, each justified
+        evs.append(ev("d0", f"P0_{10 + k}", f"2025-07-{10 + k:02d} 09:59", action="break_glass"))
+    evs.append(ev("d0", "P0_22", "2025-07-22 09:59", action="break_glass"))
+    evs.append(ev("d0", "P0_22", "2025-07-22 10:00"))
+    rels = [{"patient_id": f"P0_{d}", "user_id": "d0", "kind": "admission",
+             "start": f"2025-07-{d:02d} 09:00"} for d in range(10, 23)]
+    ctx = make_ctx(evs, window=WINDOW, users=users, care_relations=rels)
+    f = run("btg.unjustified", ctx)
+    assert len(f) == 1
+    r = f.iloc[0]
+    assert r["user_id"] == "d0" and r["patient_id"] == ""
+    assert r["evidence"]["pattern"] == "break-the-glass rate above peers"
+    assert r["evidence"]["btg_count"] == 7
+    # below the minimum count: no rate finding
+    assert run("btg.unjustified", ctx, rate_min_count=8).empty
