@@ -35,8 +35,12 @@ def open_connector(name: str, config) -> Connector:
                           file=str(config.path), key=f"sources.{name}")
     source = config.sources[name]
     table = config.source_table(name)
+    ref = source.profile
+    if source.connector == "fhir" and ref == "canonical" and \
+            "profile" not in source.model_fields_set:
+        ref = "fhir-auditevent"      # the natural default for FHIR sources
     try:
-        profile = load_profile(source.profile, config.base)
+        profile = load_profile(ref, config.base)
     except ConfigError as err:
         if err.key == "profile" and not err.file:
             raise ConfigError(err.message, file=str(config.path),

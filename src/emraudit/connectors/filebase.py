@@ -117,11 +117,12 @@ class LineFileConnector(Connector):
         """(line, reason, raw) tuples → the quarantine's columns."""
         if not qrows:
             return empty_quarantine()
-        qrows = sorted(qrows, key=lambda r: r[0])
+        refs = refs or [f"{fname}:{ln}" for ln, _, _ in qrows]
+        pairs = sorted(zip(qrows, refs), key=lambda p: p[0][0])
+        qrows, refs = [p[0] for p in pairs], [p[1] for p in pairs]
         return pd.DataFrame({
             "source": pd.Series([self.name] * len(qrows), dtype="string"),
-            "source_ref": pd.Series(refs or [f"{fname}:{ln}" for ln, _, _ in qrows],
-                                    dtype="string"),
+            "source_ref": pd.Series(refs, dtype="string"),
             "reason": pd.Series([w for _, w, _ in qrows], dtype="string"),
             "raw": pd.Series([r for _, _, r in qrows], dtype="string"),
         })
