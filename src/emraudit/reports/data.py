@@ -1,0 +1,154 @@
+"""Reading what reports show: findings, cases, history, events, reference tables.
+
+Reports never recompute a finding (DESIGN.md): they read the store's findings, cases and
+case_history, the events behind the findings from the lake (only the days involved, filtered
+by event id or user while reading), and the reference snapshots. Findings without a stored
+case (cases not built yet) are grouped with `emraudit.cases.assign_cases` for display.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from emraudit.lake import Lake
+from emraudit.store import Store, case_history, cases, findings, scans
+
+_CHUNK = 500
+
+
+def _select_in(store: Store, table: sa.Table, col: str, values: Iterable,
+               extra=None) -> pd.DataFrame:
+    vals = sorted({str(v) for v in values if v is not None and str(v) != ""})
+    frames = []
+    for i in range(0, len(vals), _CHUNK):
+        cond = table.c[col].in_(vals[i:i + _CHUNK])
+        if extra is not None:
+            cond = sa.and_(cond, extra)
+        frames.append(store.read_table(table, cond))
+    if not frames:
+        return pd.DataFrame(columns=[c.name for c in table.columns])
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _decode_findings(df: pd.DataFrame) -> pd.DataFrame:
+    if len(df):
+        df = df.copy()
+        df["event_ids"] = df["event_ids"].map(lambda s: json.loads(s) if s else [])
+        df["evidence"] = df["evidence"].map(lambda s: json.loads(s) if s else {})
+    return df
+
+
+def scan_row(store: Store, scan_id: str) -> dict | None:
+    with store.engine.connect() as c:
+        row = c.execute(sa.select(scans).where(scans.c.scan_id == scan_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def latest_scan_id(store: Store) -> str | None:
+    with store.engine.connect() as c:
+        row = c.execute(sa.select(scans.c.scan_id).where(scans.c.status == "committed")
+                        .order_by(scans.c.started.desc(), scans.c.scan_id.desc())).first()
+    return row[0] if row else None
+
+
+def scan_findings(store: Store, scan_id: str) -> pd.DataFrame:
+    """The findings this scan produced or confirmed (`last_scan == scan_id`), live only."""
+    return store.read_findings(findings.c.last_scan == scan_id)
+
+
+def with_case_ids(df: pd.DataFrame, tz: str) -> pd.DataFrame:
+    """Fill a missing `case_id` the way the case builder would (display only)."""
+    if df.empty:
+        if "case_id" not in df.columns:
+            df = df.assign(case_id=pd.Series(dtype="object"))
+        return df
+    missing = df["case_id"].isna() | (df["case_id"].astype("string") == "") \
+        if "case_id" in df.columns else pd.Series(True, index=df.index)
+    if missing.any():
+        from emraudit.cases import assign_cases
+        ids = assign_cases(df.loc[missing], tz)["case_id"]
+        df = df.copy()
+        if "case_id" not in df.columns:
+            df["case_id"] = None
+        df["case_id"] = df["case_id"].astype(object)
+        df.loc[missing, "case_id"] = ids.values
+    return df
+
+
+def case_findings(store: Store, case_ids: Iterable[str]) -> pd.DataFrame:
+    """Every live finding of these cases (earlier scans included)."""
+    df = _select_in(store, findings, "case_id", case_ids, findings.c.retracted_scan.is_(None))
+    return _decode_findings(df)
+
+
+def read_cases(store: Store, case_ids: Iterable[str]) -> pd.DataFrame:
+    return _select_in(store, cases, "case_id", case_ids)
+
+
+def read_history(store: Store, case_ids: Iterable[str]) -> pd.DataFrame:
+    df = _select_in(store, case_history, "case_id", case_ids)
+    return df.sort_values("id") if len(df) else df
+
+
+def user_cases(store: Store, user_ids: Iterable[str]) -> pd.DataFrame:
+    return _select_in(store, cases, "user_id", user_ids)
+
+
+def all_live_findings(store: Store, columns=("case_id", "start", "last_scan")) -> pd.DataFrame:
+    stmt = sa.select(*[findings.c[c] for c in columns]).where(
+        findings.c.retracted_scan.is_(None))
+    with store.engine.connect() as c:
+        res = c.execute(stmt)
+        return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+
+
+def read_lake(lake: Lake, committed: set[str], days: Iterable[str],
+              columns: list[str] | None = None, filters=None) -> pd.DataFrame:
+    """Events of the given site-local days, filtered while reading (pyarrow filters)."""
+    days = sorted(set(days))
+    if not days:
+        return pd.DataFrame(columns=columns or [])
+    keep = set(days)
+    files = [f for f in lake.event_files(committed, days[0], days[-1])
+             if f.parent.name[4:] in keep]
+    tables = []
+    for f in files:
+        try:
+            schema = pq.read_schema(f)
+            cols = [c for c in columns if c in schema.names] if columns else None
+            tables.append(pq.read_table(f, columns=cols, filters=filters))
+        except (pa.ArrowInvalid, KeyError):
+            continue
+    if not tables:
+        return pd.DataFrame(columns=columns or [])
+    df = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    if "ts" in df.columns and len(df):
+        df["ts"] = pd.to_datetime(df["ts"], utc=True).dt.tz_convert(lake.tz)
+        df = df.sort_values(["ts", "event_id"] if "event_id" in df.columns else ["ts"],
+                            kind="stable")
+    return df.reset_index(drop=True)
+
+
+def days_between(start: str, end: str) -> list[str]:
+    if not start:
+        return []
+    return [d.strftime("%Y-%m-%d") for d in pd.date_range(start[:10], (end or start)[:10])]
+
+
+def snapshot(lake: Lake, committed: set[str], table: str) -> pd.DataFrame | None:
+    try:
+        df = lake.read_snapshot(table, committed)
+    except (OSError, pa.ArrowInvalid):
+        return None
+    if df is None:
+        return None
+    for c in df.columns:
+        if c.endswith("_id") or c in ("name", "department", "role", "ward", "workstation"):
+            df[c] = df[c].astype("string")
+    return df

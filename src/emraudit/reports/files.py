@@ -1,0 +1,95 @@
+"""Private report files: owner-only folders (0700) and files (0600), atomic swaps.
+
+Reports name staff and (masked) patients: nobody but the account running emraudit may read
+them. A scan's folder is written under a temporary name and renamed into place at the end,
+so a crash never leaves half a report; `reports/latest` then points at it (a relative
+symlink, or a one-line redirect page where symlinks are not available).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) owner-only; tighten it if we just created it."""
+    path = Path(path)
+    if not path.exists():
+        path.mkdir(parents=True, mode=DIR_MODE, exist_ok=True)
+        os.chmod(path, DIR_MODE)
+    return path
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as fh:
+            fd = -1
+            fh.write(data)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def temp_dir(root: Path, name: str) -> Path:
+    """A fresh owner-only folder `root/.tmp-<name>-<random>`; stale ones (>1 h) removed."""
+    private_dir(root)
+    now = time.time()
+    for old in root.glob(".tmp-*"):
+        try:
+            if old.is_dir() and now - old.stat().st_mtime > 3600:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+    tmp = root / f".tmp-{name}-{secrets.token_hex(4)}"
+    tmp.mkdir(mode=DIR_MODE)
+    os.chmod(tmp, DIR_MODE)
+    return tmp
+
+
+def swap_into_place(tmp: Path, final: Path) -> Path:
+    """Rename `tmp` to `final`, replacing an earlier rendering of the same report."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".tmp-old-{final.name}-{secrets.token_hex(4)}")
+        os.rename(final, old)
+    os.rename(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def point_latest(root: Path, target: Path) -> Path:
+    """Make `root/latest` lead to `target`: a relative symlink, else a redirect page."""
+    latest = root / "latest"
+    link_tmp = root / f".tmp-latest-{secrets.token_hex(4)}"
+    try:
+        os.symlink(target.name, link_tmp, target_is_directory=True)
+        if latest.is_dir() and not latest.is_symlink():
+            shutil.rmtree(latest)
+        os.replace(link_tmp, latest)
+        return latest
+    except (OSError, NotImplementedError):
+        if link_tmp.is_symlink():
+            link_tmp.unlink()
+    if latest.is_symlink():
+        latest.unlink()
+    private_dir(latest)
+    href = f"../{target.name}/index.html"
+    write_text(latest / "index.html",
+               '<!DOCTYPE html><meta charset="utf-8">'
+               f'<meta http-equiv="refresh" content="0; url={href}">'
+               f'<a href="{href}">{target.name}</a>\n')
+    return latest

@@ -1,0 +1,84 @@
+"""Labels for codes shown in reports (severity, status, disposition, action, role, item).
+
+Each label is an English source string marked with `N_` so that the catalog extraction sees
+it; it is translated where shown (`Lang.gettext`). The rectification items keep their
+official Chinese wording in every language, with an English gloss beside it.
+"""
+
+from __future__ import annotations
+
+from emraudit.model import RECTIFICATION_ITEMS
+from emraudit.reports.i18n import N_, Lang
+
+SEVERITY = {"critical": N_("critical"), "high": N_("high"), "medium": N_("medium"),
+            "low": N_("low")}
+SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+STATUS = {"open": N_("open"), "resolved": N_("resolved"), "suppressed": N_("suppressed"),
+          "reopened": N_("reopened")}
+DISPOSITION = {"confirmed": N_("confirmed"), "false_positive": N_("false positive"),
+               "justified": N_("justified"), "training": N_("training")}
+HISTORY_ACTION = {"opened": N_("opened"), "resolved": N_("resolved"),
+                  "reopened": N_("reopened"), "updated": N_("updated")}
+ACTION = {
+    "view": N_("view"), "query": N_("query"), "create": N_("create"), "update": N_("update"),
+    "delete": N_("delete"), "sign": N_("sign"), "print": N_("print"), "export": N_("export"),
+    "copy": N_("copy"), "download": N_("download"), "login": N_("login"),
+    "logout": N_("logout"), "login_failed": N_("failed login"),
+    "break_glass": N_("break the glass"),
+}
+ROLE = {
+    "physician": N_("physician"), "nurse": N_("nurse"), "technician": N_("technician"),
+    "pharmacist": N_("pharmacist"), "trainee": N_("trainee"),
+    "medical_records": N_("medical records"), "quality_control": N_("quality control"),
+    "insurance": N_("insurance office"), "admin": N_("administration"), "it": N_("IT"),
+    "other": N_("other"),
+}
+USER_STATUS = {"active": N_("active"), "leave": N_("on leave"),
+               "terminated": N_("terminated")}
+KIND = {"patient": N_("patient case"), "account": N_("account case")}
+PATIENT_FLAGS = {"vip": N_("VIP"), "employee": N_("employee"), "sensitive": N_("sensitive"),
+                 "watch": N_("sealed record"), "deceased": N_("deceased")}
+
+ITEM_GLOSS = {
+    "8": "Item 8 — leaking patient privacy: staff retaining, photographing, copying or "
+         "spreading patient images and medical record information",
+    "9": "Item 9 — inadequate management of the electronic medical record system: unrelated "
+         "staff freely viewing patient records; login keys and passwords lent to others",
+    "6": "Item 6 — non-standard writing and management of medical documents: forged or "
+         "altered records",
+}
+ITEM_SHORT = {"8": N_("Item 8: patient privacy leak"),
+              "9": N_("Item 9: EMR system management"),
+              "6": N_("Item 6: medical documents")}
+
+
+def label(table: dict, code, lang: Lang) -> str:
+    if code is None or str(code) == "" or str(code) == "nan":
+        return ""
+    return lang.gettext(table[code]) if code in table else str(code)
+
+
+def item_info(code: str, lang: Lang) -> dict:
+    code = str(code)
+    return {"code": code, "zh": RECTIFICATION_ITEMS.get(code, code),
+            "en": ITEM_GLOSS.get(code, ""),
+            "short": lang.gettext(ITEM_SHORT[code]) if code in ITEM_SHORT else code}
+
+
+def detector_info(det_id: str, lang: Lang) -> dict:
+    """The declaration of a detector for display; a detector no longer installed still
+    shows by id."""
+    try:
+        from emraudit.detectors.registry import get
+        cls = get(det_id)
+    except Exception:  # noqa: BLE001 - unknown or broken detector: show the id
+        return {"id": det_id, "name": det_id, "name_zh": det_id, "name_en": det_id,
+                "description": "", "note": "", "false_positives": [], "measure": "",
+                "measure_zh": "", "measure_en": "", "item": "", "kind": ""}
+    zh, en = cls.name_zh or cls.id, cls.name_en or cls.id
+    mzh, men = cls.measure_zh or cls.measure_en, cls.measure_en or cls.measure_zh
+    return {"id": det_id, "name": zh if lang.code == "zh" else en, "name_zh": zh,
+            "name_en": en, "description": cls.description, "note": cls.note,
+            "false_positives": list(cls.false_positives),
+            "measure": mzh if lang.code == "zh" else men, "measure_zh": mzh,
+            "measure_en": men, "item": cls.item, "kind": cls.kind}

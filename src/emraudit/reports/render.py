@@ -1,0 +1,610 @@
+"""The per-scan report folder: dashboard, one page per case, findings.jsonl and the ledger.
+
+`write_scan_reports(config, store, lake, scan_id, unmask=False)` is what the scan pipeline
+calls once findings and cases are committed; `emraudit report scan` calls it again to
+re-render a stored scan. It reads (never recomputes) the scan's findings, their cases, the
+case history and the events behind them, builds plain view models here, and renders them
+with the jinja2 templates of this package in the configured language.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from emraudit.config import Config
+from emraudit.detectors.base import finding_to_json
+from emraudit.lake import Lake
+from emraudit.reports import charts, data, files
+from emraudit.reports.evidence import render_evidence
+from emraudit.reports.i18n import Lang, make_env
+from emraudit.reports.labels import (ACTION, DISPOSITION, HISTORY_ACTION, KIND, PATIENT_FLAGS,
+                                     ROLE, SEVERITY, SEVERITY_RANK, STATUS, USER_STATUS,
+                                     detector_info, item_info, label)
+from emraudit.reports.masking import Masker
+from emraudit.store import Store, scans
+
+log = logging.getLogger("emraudit.reports")
+
+MAX_EVENTS_SHOWN = 300
+TREND_DAYS = 60
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _static(name: str) -> str:
+    return (resources.files("emraudit.reports") / "static" / name).read_text("utf-8")
+
+
+def _csp(script: str) -> str:
+    digest = hashlib.sha256(script.encode("utf-8")).digest()
+    import base64
+    h = base64.b64encode(digest).decode("ascii")
+    return ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+            f"script-src 'sha256-{h}'; base-uri 'none'; form-action 'none'")
+
+
+def _s(v) -> str:
+    """A display string: missing values become ''."""
+    if v is None:
+        return ""
+    try:
+        if pd.isna(v):
+            return ""
+    except (TypeError, ValueError):
+        pass
+    return str(v)
+
+
+def _json_list(v) -> list:
+    if isinstance(v, list):
+        return v
+    if isinstance(v, str) and v:
+        try:
+            out = json.loads(v)
+            return out if isinstance(out, list) else [out]
+        except json.JSONDecodeError:
+            return [v]
+    return []
+
+
+class Fmt:
+    """Timestamps in the site's timezone, for reading."""
+
+    def __init__(self, tz: str):
+        self.tz = tz
+
+    def ts(self, v, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+        if v is None or _s(v) == "":
+            return ""
+        try:
+            t = pd.Timestamp(v)
+        except (ValueError, TypeError):
+            return str(v)
+        if t is pd.NaT:
+            return ""
+        t = t.tz_localize("UTC") if t.tzinfo is None else t
+        return t.tz_convert(self.tz).strftime(fmt)
+
+    def day(self, v) -> str:
+        return self.ts(v, "%Y-%m-%d")
+
+    def minute(self, v) -> str:
+        return self.ts(v, "%Y-%m-%d %H:%M")
+
+
+@dataclass
+class Ref:
+    """Reference snapshots indexed by id, with masking applied on the way out."""
+
+    users: pd.DataFrame | None
+    patients: pd.DataFrame | None
+    lang: Lang
+    masker: Masker
+    _u: dict = field(default_factory=dict)
+    _p: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.users is not None and len(self.users):
+            self._u = {str(r["user_id"]): r for r in
+                       self.users.drop_duplicates("user_id", keep="last").to_dict("records")}
+        if self.patients is not None and len(self.patients):
+            self._p = {str(r["patient_id"]): r for r in
+                       self.patients.drop_duplicates("patient_id", keep="last")
+                       .to_dict("records")}
+
+    def user(self, uid) -> dict:
+        uid = _s(uid)
+        r = self._u.get(uid, {})
+        role = _s(r.get("role"))
+        status = _s(r.get("status"))
+        return {"id": uid, "name": _s(r.get("name")), "role": role,
+                "role_label": label(ROLE, role, self.lang), "department": _s(r.get("department")),
+                "ward": _s(r.get("ward")), "status": status,
+                "status_label": label(USER_STATUS, status, self.lang),
+                "known": bool(r)}
+
+    def department(self, uid) -> str:
+        return _s(self._u.get(_s(uid), {}).get("department"))
+
+    def patient(self, pid) -> dict:
+        pid = _s(pid)
+        r = self._p.get(pid, {})
+        flags = []
+        for key in ("vip", "sensitive", "watch"):
+            if bool(r.get(key)) and _s(r.get(key)) not in ("", "False", "0"):
+                flags.append({"key": key, "label": label(PATIENT_FLAGS, key, self.lang)})
+        if _s(r.get("employee_user_id")):
+            flags.insert(1 if flags and flags[0]["key"] == "vip" else 0,
+                         {"key": "employee", "label": label(PATIENT_FLAGS, "employee", self.lang)})
+        if _s(r.get("deceased_date")):
+            flags.append({"key": "deceased", "label": label(PATIENT_FLAGS, "deceased",
+                                                            self.lang)})
+        return {"id": self.masker.pid(pid), "name": self.masker.name(r.get("name")),
+                "sex": _s(r.get("sex")), "flags": flags, "known": bool(r)}
+
+
+# -- loading ------------------------------------------------------------------------------------
+def _synth_case(cid: str, group: pd.DataFrame) -> dict:
+    """A display-only case for findings whose case the store does not hold (yet)."""
+    sev = max(group["severity"], key=lambda s: SEVERITY_RANK.get(s, 0))
+    pid = _s(group["patient_id"].iloc[0])
+    return {"case_id": cid, "kind": "patient" if pid else "account",
+            "user_id": _s(group["user_id"].iloc[0]), "patient_id": pid,
+            "day": "" if pid else _s(group["start"].min())[:10], "severity": sev,
+            "score": float(pd.to_numeric(group["score"], errors="coerce").max()),
+            "detectors": json.dumps(sorted(set(group["detector"]))),
+            "items": json.dumps(sorted(set(group["rectification_item"].astype(str)))),
+            "first_seen": _s(group["start"].min()), "last_seen": _s(group["end"].max()),
+            "n_findings": len(group), "n_events": len({e for ids in group["event_ids"]
+                                                       for e in ids}),
+            "summary": _s(group.sort_values("score", ascending=False)["summary"].iloc[0]),
+            "status": "open", "disposition": None, "reviewer": None, "note": None,
+            "resolved_at": None, "reopened": False, "created": None}
+
+
+@dataclass
+class Loaded:
+    scan: dict
+    findings: pd.DataFrame          # this scan's findings (the contract file)
+    case_findings: pd.DataFrame     # every live finding of the cases shown
+    cases: list[dict]
+    events: pd.DataFrame            # events behind the findings
+    activity: pd.DataFrame          # the case users' events over the chart days
+    history: pd.DataFrame
+    earlier: pd.DataFrame           # every case of the users shown
+    ref: Ref
+    committed: set[str]
+
+
+def load_scan(config: Config, store: Store, lake: Lake, scan_id: str, lang: Lang,
+              masker: Masker) -> Loaded:
+    tz = config.tz
+    scan = data.scan_row(store, scan_id) or {"scan_id": scan_id}
+    committed = store.committed_runs()
+    found = data.with_case_ids(data.scan_findings(store, scan_id), tz)
+    case_ids = sorted(set(found["case_id"].dropna().astype(str))) if len(found) else []
+    cf = data.case_findings(store, case_ids)
+    cf = pd.concat([cf, found], ignore_index=True) if len(cf) else found.copy()
+    if len(cf):
+        cf = data.with_case_ids(cf, tz).drop_duplicates("finding_id", keep="first")
+        cf = cf[cf["case_id"].astype(str).isin(case_ids)]
+    stored = data.read_cases(store, case_ids)
+    stored_rows = {r["case_id"]: r for r in stored.to_dict("records")}
+    cases_list = []
+    for cid in case_ids:
+        row = stored_rows.get(cid)
+        if row is None:
+            row = _synth_case(cid, cf[cf["case_id"] == cid])
+        cases_list.append(row)
+
+    event_ids = sorted({str(e) for ids in cf["event_ids"] for e in ids}) if len(cf) else []
+    days = set()
+    for s, e in zip(cf.get("start", []), cf.get("end", [])):
+        days.update(data.days_between(_s(s), _s(e) or _s(s)))
+    events = data.read_lake(lake, committed, days, None,
+                            [("event_id", "in", event_ids)]) if event_ids else pd.DataFrame()
+
+    users = sorted({_s(c["user_id"]) for c in cases_list} - {""})
+    chart_days = set()
+    for c in cases_list:
+        focus = _s(c.get("last_seen"))[:10] or _s(c.get("first_seen"))[:10]
+        if focus:
+            chart_days.update(pd.date_range(end=focus, periods=30).strftime("%Y-%m-%d"))
+    activity = data.read_lake(lake, committed, chart_days,
+                              ["ts", "user_id", "event_id", "action", "patient_id"],
+                              [("user_id", "in", users)]) if users and chart_days else \
+        pd.DataFrame(columns=["ts", "user_id", "event_id"])
+
+    ref = Ref(data.snapshot(lake, committed, "users"),
+              data.snapshot(lake, committed, "patients"), lang, masker)
+    pids = {c.get("patient_id") for c in cases_list}
+    if len(events) and "patient_id" in events.columns:
+        pids |= set(events["patient_id"].dropna().astype(str))
+    masker.learn_patients(ref.patients, pids)
+    return Loaded(scan, found, cf, cases_list, events, activity,
+                  data.read_history(store, case_ids), data.user_cases(store, users), ref,
+                  committed)
+
+
+# -- view models --------------------------------------------------------------------------------
+def _status(row: dict, lang: Lang) -> dict:
+    status = _s(row.get("status")) or "open"
+    disp = _s(row.get("disposition"))
+    reopened = bool(row.get("reopened")) and status == "open"
+    key = "reopened" if reopened else status
+    text = label(STATUS, key, lang)
+    if status == "resolved" and disp:
+        text += " · " + label(DISPOSITION, disp, lang)
+    return {"status": status, "key": key, "label": text, "disposition": disp,
+            "disposition_label": label(DISPOSITION, disp, lang), "reopened": reopened}
+
+
+def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
+              fmt: Fmt, in_report: set[str], scan_id: str, detailed: bool = True) -> dict:
+    cid = row["case_id"]
+    cf = ld.case_findings[ld.case_findings["case_id"] == cid] if len(ld.case_findings) else \
+        ld.case_findings
+    detectors = [str(d) for d in _json_list(row.get("detectors"))]
+    if not detectors and len(cf):
+        detectors = sorted(set(cf["detector"].astype(str)))
+    det = [detector_info(d, lang) for d in detectors]
+    item_codes = [str(i) for i in _json_list(row.get("items"))]
+    if not item_codes and len(cf):
+        item_codes = sorted(set(cf["rectification_item"].astype(str)))
+    items = [item_info(i, lang) for i in item_codes]
+    user = ld.ref.user(row.get("user_id"))
+    patient = ld.ref.patient(row.get("patient_id")) if _s(row.get("patient_id")) else None
+    sev = _s(row.get("severity")) or "low"
+    found_at = row.get("created") or row.get("first_seen")
+    view = {
+        "id": cid, "href": f"cases/{cid}.html", "kind": _s(row.get("kind")),
+        "kind_label": label(KIND, _s(row.get("kind")), lang),
+        "severity": sev, "severity_label": label(SEVERITY, sev, lang),
+        "severity_rank": SEVERITY_RANK.get(sev, 0),
+        "score": float(row["score"]) if _s(row.get("score")) else 0.0,
+        "summary": masker.scrub(row.get("summary")),
+        "detectors": det, "rect_items": items, "user": user, "patient": patient,
+        "day": _s(row.get("day")),
+        "first_seen": fmt.ts(row.get("first_seen")), "last_seen": fmt.ts(row.get("last_seen")),
+        "first_seen_raw": _s(row.get("first_seen")),
+        "found": fmt.day(found_at), "found_raw": found_at,
+        "n_findings": int(row.get("n_findings") or len(cf)),
+        "n_events": int(row.get("n_events") or 0),
+        "status": _status(row, lang), "reviewer": _s(row.get("reviewer")),
+        "note": masker.scrub(row.get("note")), "resolved_at": fmt.minute(row.get("resolved_at")),
+    }
+    ev = ld.events
+    ids = {str(e) for e_ids in cf["event_ids"] for e in e_ids} if len(cf) else set()
+    flagged_by: dict[str, list[str]] = {}
+    for r in cf.to_dict("records") if len(cf) else []:
+        for e in r["event_ids"]:
+            flagged_by.setdefault(str(e), []).append(r["detector"])
+    mine = ev[ev["event_id"].astype(str).isin(ids)] if len(ev) else ev
+    view["events_total"] = len(ids)
+    view["events"] = []
+    view["event_lines"] = []
+    if len(mine):
+        names = {d["id"]: d["name"] for d in det}
+        for r in mine.head(MAX_EVENTS_SHOWN).to_dict("records"):
+            action = _s(r.get("action"))
+            e = {"time": fmt.ts(r.get("ts")), "action": label(ACTION, action, lang),
+                 "action_raw": _s(r.get("action_raw")), "module": _s(r.get("module")),
+                 "workstation": _s(r.get("workstation")), "ip": _s(r.get("ip")),
+                 "source_ref": _s(r.get("_source_ref")), "source": _s(r.get("_source")),
+                 "patient": masker.pid(r.get("patient_id")),
+                 "record_count": _s(r.get("record_count")),
+                 "reason": masker.scrub(r.get("reason")),
+                 "by": ", ".join(sorted({names.get(d, d) for d in
+                                         flagged_by.get(str(r["event_id"]), [])}))}
+            view["events"].append(e)
+        for r in mine.head(20).to_dict("records"):
+            view["event_lines"].append(
+                f"{fmt.ts(r.get('ts'))} {_s(r.get('action'))} {_s(r.get('module'))} "
+                f"@{_s(r.get('workstation')) or _s(r.get('ip'))} ({_s(r.get('_source_ref'))})")
+    view["events_missing"] = len(ids) - len(mine)
+    if not detailed:
+        return view
+
+    # why: each finding with its evidence
+    fl = []
+    names = {d["id"]: d["name"] for d in det}
+    order = cf.assign(_r=cf["severity"].map(SEVERITY_RANK).fillna(0)).sort_values(
+        ["_r", "start"], ascending=[False, True]) if len(cf) else cf
+    for r in order.to_dict("records") if len(order) else []:
+        s = _s(r.get("severity"))
+        fl.append({"id": r["finding_id"], "detector": r["detector"],
+                   "detector_name": names.get(r["detector"], r["detector"]),
+                   "severity": s, "severity_label": label(SEVERITY, s, lang),
+                   "score": round(float(r.get("score") or 0), 3),
+                   "summary": masker.scrub(r.get("summary")), "start": fmt.ts(r.get("start")),
+                   "end": fmt.ts(r.get("end")), "n_events": len(r["event_ids"]),
+                   "item": item_info(_s(r.get("rectification_item")), lang),
+                   "evidence": render_evidence(r.get("evidence") or {}, lang, masker),
+                   "suppressed": _s(r.get("suppressed_by")) != "",
+                   "new": _s(r.get("last_scan")) == scan_id})
+    view["findings"] = fl
+
+    # charts
+    uid = user["id"]
+    act = ld.activity[ld.activity["user_id"].astype(str) == uid] if len(ld.activity) else \
+        ld.activity
+    flagged_ts = mine["ts"] if len(mine) else pd.Series([], dtype=object)
+    focus = None
+    if len(flagged_ts):
+        d = flagged_ts.dt.strftime("%Y-%m-%d")
+        focus = d.value_counts().sort_index().idxmax()
+        flagged_days = set(d)
+    else:
+        focus = _s(row.get("last_seen"))[:10] or _s(row.get("first_seen"))[:10]
+        flagged_days = {focus} if focus else set()
+    view["chart_day"] = focus
+    if focus:
+        day_act = act[act["ts"].dt.strftime("%Y-%m-%d") == focus] if len(act) else act
+        hours = _hours(day_act["ts"]) if len(day_act) else []
+        fday = flagged_ts[flagged_ts.dt.strftime("%Y-%m-%d") == focus] if len(flagged_ts) \
+            else flagged_ts
+        tips = [f"{t:%H:%M:%S}" for t in fday] if len(fday) else []
+        view["day_chart"] = charts.day_chart(
+            hours, _hours(fday) if len(fday) else [], office_hours=tuple(config.site.office_hours),
+            title=lang.gettext("Accesses by %(user)s on %(day)s, by hour", user=uid, day=focus),
+            flagged_label=lang.gettext("flagged access"),
+            office_label=lang.gettext("office hours"), tooltips=tips)
+        days = list(pd.date_range(end=focus, periods=30).strftime("%Y-%m-%d"))
+        counts = act["ts"].dt.strftime("%Y-%m-%d").value_counts() if len(act) else {}
+        view["days_chart"] = charts.days_chart(
+            days, [int(counts.get(d, 0)) for d in days], flagged_days,
+            title=lang.gettext("Accesses by %(user)s per day, last 30 days", user=uid),
+            flagged_label=lang.gettext("day with flagged accesses"))
+        view["day_total"] = len(day_act)
+    # the user's other cases
+    earlier = []
+    if len(ld.earlier):
+        mine_cases = ld.earlier[(ld.earlier["user_id"].astype(str) == uid)
+                                & (ld.earlier["case_id"] != cid)]
+        mine_cases = mine_cases.sort_values("first_seen", ascending=False)
+        for r in mine_cases.head(20).to_dict("records"):
+            st = _status(r, lang)
+            earlier.append({"id": r["case_id"],
+                            "href": f"{r['case_id']}.html" if r["case_id"] in in_report else "",
+                            "first_seen": fmt.day(r.get("first_seen")),
+                            "severity": _s(r.get("severity")),
+                            "severity_label": label(SEVERITY, _s(r.get("severity")), lang),
+                            "detectors": ", ".join(detector_info(d, lang)["name"]
+                                                   for d in _json_list(r.get("detectors"))),
+                            "patient": masker.pid(r.get("patient_id")),
+                            "status": st, "reviewer": _s(r.get("reviewer")),
+                            "note": masker.scrub(r.get("note"))})
+    view["earlier"] = earlier
+    view["earlier_confirmed"] = sum(1 for e in earlier if e["status"]["disposition"] == "confirmed")
+    hist = []
+    if len(ld.history):
+        for r in ld.history[ld.history["case_id"] == cid].to_dict("records"):
+            fld, old, new = _s(r.get("field")), _s(r.get("old")), _s(r.get("new"))
+            if fld == "disposition":
+                old, new = label(DISPOSITION, old, lang), label(DISPOSITION, new, lang)
+            elif fld == "status":
+                old, new = label(STATUS, old, lang), label(STATUS, new, lang)
+            elif fld == "severity":
+                old, new = label(SEVERITY, old, lang), label(SEVERITY, new, lang)
+            hist.append({"at": fmt.minute(r.get("at")), "by": _s(r.get("by")),
+                         "action": label(HISTORY_ACTION, _s(r.get("action")), lang),
+                         "field": fld, "old": masker.scrub(old), "new": masker.scrub(new),
+                         "note": masker.scrub(r.get("note")), "scan": _s(r.get("scan_id"))})
+    view["history"] = hist
+    return view
+
+
+def _hours(ts: pd.Series) -> list[float]:
+    return list((ts.dt.hour + ts.dt.minute / 60.0 + ts.dt.second / 3600.0).astype(float))
+
+
+# -- dashboard aggregates -----------------------------------------------------------------------
+def _totals(views: list[dict], key, label_of) -> list[dict]:
+    counts: dict[str, dict] = {}
+    for v in views:
+        for k in key(v):
+            c = counts.setdefault(k, {"key": k, "label": label_of(k), "cases": 0,
+                                      "people": set()})
+            c["cases"] += 1
+            c["people"].add(v["user"]["id"])
+    out = sorted(counts.values(), key=lambda c: (-c["cases"], str(c["key"])))
+    top = max([c["cases"] for c in out] or [1])
+    for c in out:
+        c["people"] = len(c["people"])
+        c["pct"] = round(100.0 * c["cases"] / top, 1)
+    return out
+
+
+def dashboard_model(views: list[dict], ld: Loaded, config: Config, store: Store,
+                    lang: Lang, fmt: Fmt) -> dict:
+    sev_order = ["critical", "high", "medium", "low"]
+    by_sev = {s: 0 for s in sev_order}
+    for v in views:
+        by_sev[v["severity"]] = by_sev.get(v["severity"], 0) + 1
+    det_names = {}
+    for v in views:
+        for d in v["detectors"]:
+            det_names[d["id"]] = d["name"]
+    items = {}
+    for v in views:
+        for i in v["rect_items"]:
+            items[i["code"]] = i
+    totals = {
+        "item": _totals(views, lambda v: [i["code"] for i in v["rect_items"]],
+                        lambda k: items[k]["zh"]),
+        "detector": _totals(views, lambda v: [d["id"] for d in v["detectors"]],
+                            lambda k: det_names.get(k, k)),
+        "severity": [{"key": s, "label": label(SEVERITY, s, lang), "cases": by_sev[s],
+                      "pct": round(100.0 * by_sev[s] / max(1, max(by_sev.values())), 1)}
+                     for s in sev_order],
+        "department": _totals(views, lambda v: [v["user"]["department"] or "—"], lambda k: k),
+    }
+    rows = [{"id": v["id"], "href": v["href"], "sev": v["severity"],
+             "sevRank": v["severity_rank"], "sevLabel": v["severity_label"],
+             "score": round(v["score"], 3),
+             "user": v["user"]["id"], "userName": v["user"]["name"],
+             "role": v["user"]["role_label"], "dept": v["user"]["department"],
+             "patient": (v["patient"]["name"] + " " + v["patient"]["id"]).strip()
+             if v["patient"] else "",
+             "flags": " ".join(f["label"] for f in v["patient"]["flags"]) if v["patient"] else "",
+             "detectors": ", ".join(d["name"] for d in v["detectors"]),
+             "item": ", ".join(i["code"] for i in v["rect_items"]),
+             "first": v["first_seen"][:16], "firstSort": v["first_seen_raw"],
+             "events": v["n_events"], "status": v["status"]["key"],
+             "statusLabel": v["status"]["label"], "summary": v["summary"]}
+            for v in views]
+    rows.sort(key=lambda r: (-r["sevRank"], -r["score"], r["id"]))
+    # trend: distinct cases per day of their findings, across every scan
+    live = data.all_live_findings(store)
+    trend = None
+    if len(live):
+        live = live[live["case_id"].notna() & live["start"].notna()]
+    if len(live):
+        live = live.assign(day=live["start"].astype(str).str[:10])
+        per_day = live.groupby("day")["case_id"].nunique()
+        last = per_day.index.max()
+        span = (pd.Timestamp(last) - pd.Timestamp(per_day.index.min())).days + 1
+        days = list(pd.date_range(end=last, periods=min(TREND_DAYS, max(14, span)))
+                    .strftime("%Y-%m-%d"))
+        this = set(live.loc[live["last_scan"] == ld.scan.get("scan_id"), "day"])
+        trend = charts.trend_chart(days, [int(per_day.get(d, 0)) for d in days], this,
+                                   title=lang.gettext("Cases per day"),
+                                   highlight_label=lang.gettext("days in this scan"))
+    people = {v["user"]["id"] for v in views}
+    patients = {v["patient"]["id"] for v in views if v["patient"]}
+    kpi = {"cases": len(views), "open": sum(1 for v in views if v["status"]["status"] == "open"),
+           "findings": len(ld.findings), "people": len(people), "patients": len(patients),
+           "urgent": by_sev["critical"] + by_sev["high"]}
+    return {"totals": totals, "rows": rows, "trend": trend, "kpi": kpi,
+            "coverage": _coverage(store, config), "scans": _recent_scans(store, fmt),
+            "top": [v for v in sorted(views, key=lambda v: (-v["severity_rank"], -v["score"],
+                                                            v["id"]))[:5]]}
+
+
+def _coverage(store: Store, config: Config) -> list[dict]:
+    try:
+        from emraudit.coverage import coverage_report
+        rep = coverage_report(store, config)
+    except Exception:  # noqa: BLE001 - coverage is informative; never sink the report
+        log.warning("coverage not available", exc_info=True)
+        return []
+    out = []
+    if rep is None or rep.empty:
+        return out
+    for src, part in rep.groupby("source", sort=True):
+        shares: dict[str, list[float]] = {}
+        for f in part["fields"]:
+            for k, v in (f or {}).items():
+                shares.setdefault(k, []).append(float(v))
+        low_fields = sorted(k for k, v in shares.items()
+                            if k in ("workstation", "ip", "module") and np.mean(v) < 0.5)
+        out.append({"source": src, "first": part["day"].min(), "last": part["day"].max(),
+                    "days": int((part["events"] > 0).sum()),
+                    "events": int(part["events"].sum()),
+                    "gaps": list(part.loc[part["status"] == "gap", "day"])[:10],
+                    "n_gaps": int((part["status"] == "gap").sum()),
+                    "n_low": int((part["status"] == "low").sum()),
+                    "fields": {k: round(100 * float(np.mean(v))) for k, v in shares.items()
+                               if k in ("module", "workstation", "ip", "session_id")},
+                    "low_fields": low_fields})
+    return out
+
+
+def _recent_scans(store: Store, fmt: Fmt, n: int = 10) -> list[dict]:
+    with store.engine.connect() as c:
+        rows = c.execute(sa.select(scans).order_by(scans.c.started.desc()).limit(n)) \
+            .mappings().all()
+    out = []
+    for r in rows:
+        summ = {}
+        try:
+            summ = json.loads(r["summary"]) if r["summary"] else {}
+        except json.JSONDecodeError:
+            pass
+        days = summ.get("days") or []
+        out.append({"id": r["scan_id"], "started": fmt.minute(r["started"]),
+                    "status": r["status"], "findings": summ.get("findings", ""),
+                    "cases": summ.get("cases", ""),
+                    "days": f"{days[0]} … {days[-1]}" if days else "",
+                    "unmasked": bool(r["unmasked"])})
+    return out
+
+
+# -- writing ------------------------------------------------------------------------------------
+def _page_globals(config: Config, lang: Lang, masker: Masker, scan: dict, fmt: Fmt) -> dict:
+    js = _static("report.js")
+    return {"site": config.site.name, "css": _static("report.css"), "js": js,
+            "csp": _csp(js), "masked": masker.enabled, "scan": scan,
+            "generated": datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M"),
+            "window": (fmt.day(scan.get("window_start")), fmt.day(
+                pd.Timestamp(scan["window_end"]) - pd.Timedelta(seconds=1)))
+            if scan.get("window_start") is not None and scan.get("window_end") is not None
+            else ("", "")}
+
+
+def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *,
+                       unmask: bool = False) -> Path:
+    """Write reports/<scan_id>/ (dashboard, case pages, findings.jsonl, ledger) and point
+    reports/latest at it. Returns the folder."""
+    from emraudit.reports import ledger
+
+    lang = Lang(config.reports.lang)
+    masker = Masker(enabled=config.reports.mask_patients and not unmask)
+    if not masker.enabled:
+        with store.begin() as c:
+            c.execute(scans.update().where(scans.c.scan_id == scan_id).values(unmasked=True))
+    fmt = Fmt(config.tz)
+    ld = load_scan(config, store, lake, scan_id, lang, masker)
+    in_report = {c["case_id"] for c in ld.cases}
+    views = [case_view(c, ld, config, lang, masker, fmt, in_report, scan_id)
+             for c in ld.cases]
+    views.sort(key=lambda v: (-v["severity_rank"], -v["score"], v["id"]))
+    env = make_env(lang)
+    g = _page_globals(config, lang, masker, ld.scan, fmt)
+
+    root = files.private_dir(config.reports_dir)
+    tmp = files.temp_dir(root, scan_id)
+    try:
+        dash = dashboard_model(views, ld, config, store, lang, fmt)
+        files.write_text(tmp / "index.html",
+                         env.get_template("index.html").render(**g, d=dash, cases=views))
+        case_dir = tmp / "cases"
+        case_dir.mkdir(mode=files.DIR_MODE)
+        tpl = env.get_template("case.html")
+        for v in views:
+            files.write_text(case_dir / f"{v['id']}.html", tpl.render(**g, c=v))
+        lines = [finding_to_json(r) for r in ld.findings.to_dict("records")] \
+            if len(ld.findings) else []
+        files.write_text(tmp / "findings.jsonl", "".join(line + "\n" for line in lines))
+        rows = ledger.ledger_rows(views, config, lang)
+        ledger.write_csv(tmp / "ledger.csv", rows, lang)
+        ledger.write_xlsx(tmp / "ledger.xlsx", rows, lang,
+                          title=f"{config.site.name} {scan_id}")
+    except BaseException:
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    final = files.swap_into_place(tmp, root / scan_id)
+    files.point_latest(root, final)
+    log.info("report written: %s (%d cases)", final, len(views))
+    return final
+
+
+def case_views_for(config: Config, store: Store, lake: Lake, scan_id: str, lang: Lang,
+                   masker: Masker) -> list[dict]:
+    """The case view models of a scan (for tests and other renderers)."""
+    fmt = Fmt(config.tz)
+    ld = load_scan(config, store, lake, scan_id, lang, masker)
+    in_report = {c["case_id"] for c in ld.cases}
+    return [case_view(c, ld, config, lang, masker, fmt, in_report, scan_id) for c in ld.cases]
+
+
+__all__ = ["write_scan_reports", "case_views_for", "Fmt", "Ref"]
