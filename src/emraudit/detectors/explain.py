@@ -30,6 +30,8 @@ Parameters are those of `care.no_relationship` (ctx.params_for).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 
@@ -99,70 +101,145 @@ def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
     return np.asarray(codes, dtype=np.int64)
 
 
-def interval_hit(akey: np.ndarray, at: np.ndarray, rkey: np.ndarray, rlo: np.ndarray,
-                 rhi: np.ndarray, rid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each access (key, t): is some interval [lo, hi] of the same key covering t?
+class KeySpace:
+    """Accesses (key, t) sorted once by key then time, for many sorted interval searches.
 
-    Returns (hit, which) where `which` is the id of the interval with the latest end among
-    those started by t (-1 when none). Sorted join on `lo` with a running max of `hi` per key:
-    O((n + m) log(n + m)), no cross product.
+    Keys and times are packed into one int64 (a dense key code in the high bits, the time
+    offset in the low bits at the finest resolution — µs, ms or s — that fits), so each search
+    is one `np.searchsorted` of the sorted accesses into sorted points: no per-key loop, no
+    cross product. Point times outside the accesses' span are clipped to just beyond it,
+    which keeps every comparison with an access time intact.
     """
-    n = len(akey)
-    hit = np.zeros(n, dtype=bool)
-    which = np.full(n, -1, dtype=np.int64)
-    rmask = rkey >= 0
-    amask = akey >= 0
-    if not rmask.any() or not amask.any():
+
+    def __init__(self, akey: np.ndarray, at: np.ndarray):
+        self.n = len(akey)
+        valid = akey >= 0
+        vpos = np.flatnonzero(valid)
+        code, uniq = pd.factorize(akey[valid])
+        self.index = pd.Index(uniq)
+        t = at[valid]
+        lo, hi = (int(t.min()), int(t.max())) if len(t) else (0, 0)
+        kbits = max(int(len(uniq)).bit_length(), 1)
+        for unit in (1, 1000, 1_000_000):
+            span = (hi - lo) // unit + 4
+            if span.bit_length() + kbits <= 62:
+                break
+        else:  # pragma: no cover - more than 2**30 keys
+            raise ValueError("too many keys for a packed sort")
+        self.unit, self.lo, self.span, self.tbits = unit, lo, span, span.bit_length()
+        qp = self._pack(code, t)
+        order = np.argsort(qp, kind="stable")
+        self.qsorted = qp[order]
+        self.qpos = vpos[order]              # access position of each sorted query
+        self.qt = at[self.qpos]              # exact time of each sorted query
+        self.qkey = self.qsorted >> self.tbits
+        self.all_sorted, self.all_pos = self.qsorted, self.qpos   # every access, as points
+
+    def restrict(self, mask: np.ndarray) -> "KeySpace":
+        """The same key space with queries limited to accesses where `mask` holds (points
+        taken from accesses still range over all of them)."""
+        ks = copy.copy(self)
+        m = mask[self.qpos]
+        ks.qsorted, ks.qpos, ks.qt, ks.qkey = (self.qsorted[m], self.qpos[m], self.qt[m],
+                                               self.qkey[m])
+        return ks
+
+    def _pack(self, code: np.ndarray, t: np.ndarray) -> np.ndarray:
+        off = np.clip((t - self.lo) // self.unit + 2, 0, self.span - 1)
+        return (code.astype(np.int64) << self.tbits) | off
+
+    def points_from_keys(self, keys: np.ndarray, times: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Pack (key, time) points (e.g. relation starts); returns (packed sorted, their
+        original positions). Points whose key no access has are dropped."""
+        code = self.index.get_indexer(keys) if len(self.index) else np.full(len(keys), -1)
+        ok = (code >= 0) & (keys >= 0)
+        pos = np.flatnonzero(ok)
+        pp = self._pack(code[ok], times[ok])
+        order = np.argsort(pp, kind="stable")
+        return pp[order], pos[order]
+
+    def points_from_accesses(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The accesses where `mask` holds, as points (already sorted)."""
+        m = mask[self.all_pos]
+        return self.all_sorted[m], self.all_pos[m]
+
+    def before(self, pp: np.ndarray, strict: bool = False) -> np.ndarray:
+        """Per sorted query: index of the last point of the same key at (or strictly before)
+        its time, -1 when none."""
+        j = np.searchsorted(pp, self.qsorted, side="left" if strict else "right") - 1
+        ok = j >= 0
+        ok[ok] &= (pp[j[ok]] >> self.tbits) == self.qkey[ok]
+        return np.where(ok, j, -1)
+
+    def after(self, pp: np.ndarray) -> np.ndarray:
+        j = np.searchsorted(pp, self.qsorted, side="left")
+        ok = j < len(pp)
+        ok[ok] &= (pp[j[ok]] >> self.tbits) == self.qkey[ok]
+        return np.where(ok, j, -1)
+
+    def scatter(self, values: np.ndarray, fill) -> np.ndarray:
+        """Per-sorted-query values back to access order (length n)."""
+        out = np.full(self.n, fill, dtype=np.asarray(values).dtype if len(values) else bool)
+        out[self.qpos] = values
+        return out
+
+
+def interval_hit(ks: KeySpace, rkey: np.ndarray, rlo: np.ndarray, rhi: np.ndarray,
+                 rid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each access: is some interval [lo, hi] of the same key covering its time?
+
+    Returns (hit, which) in access order; `which` is the id of the interval with the latest
+    end among those of the key started by then (-1 when none). Running max of `hi` over the
+    intervals sorted by `lo`, one sorted search: O((n + m) log m).
+    """
+    hit = np.zeros(ks.n, dtype=bool)
+    which = np.full(ks.n, -1, dtype=np.int64)
+    if not len(rkey) or not len(ks.qsorted):
         return hit, which
-    r = pd.DataFrame({"k": rkey[rmask], "lo": rlo[rmask], "hi": rhi[rmask],
-                      "rid": rid[rmask]})
-    r = r.sort_values(["k", "lo", "hi"], kind="stable")
-    r["cm"] = r.groupby("k", sort=False)["hi"].cummax()
-    best = pd.Series(np.where(r["hi"].to_numpy() == r["cm"].to_numpy(), r["rid"].to_numpy(),
-                              -1), index=r.index)
-    best = best.where(best >= 0)
-    r["best"] = best.groupby(r["k"].to_numpy(), sort=False).ffill()
-    r = r.sort_values("lo", kind="stable")
-    pos = np.flatnonzero(amask)
-    a = pd.DataFrame({"k": akey[amask], "t": at[amask], "pos": pos})
-    a = a.sort_values("t", kind="stable")
-    m = pd.merge_asof(a, r[["k", "lo", "cm", "best"]], left_on="t", right_on="lo", by="k",
-                      direction="backward")
-    cm = m["cm"].to_numpy(dtype="float64", na_value=np.nan)
-    ok = cm >= m["t"].to_numpy(dtype="float64")
-    p = m["pos"].to_numpy()
-    hit[p] = ok
-    b = m["best"].to_numpy(dtype="float64", na_value=np.nan)
-    which[p] = np.where(np.isnan(b), -1, b).astype(np.int64)
+    pp, pos = ks.points_from_keys(rkey, rlo)
+    if not len(pp):
+        return hit, which
+    hi_s, lo_s, rid_s = rhi[pos], rlo[pos], rid[pos]
+    k = pp >> ks.tbits
+    cm = pd.Series(hi_s).groupby(k, sort=False).cummax().to_numpy()
+    holder = pd.Series(np.where(hi_s == cm, np.arange(len(cm)), -1))
+    holder = holder.where(holder >= 0).groupby(k, sort=False).ffill()
+    holder = holder.fillna(-1).to_numpy().astype(np.int64)
+    j = ks.before(pp)
+    ok = j >= 0
+    jj = np.where(ok, j, 0)
+    ok &= lo_s[jj] <= ks.qt        # exact, whatever the packing resolution
+    res = ok & (cm[jj] >= ks.qt)
+    hit[ks.qpos] = res
+    h = holder[jj]
+    which[ks.qpos] = np.where(ok & (h >= 0), rid_s[np.clip(h, 0, None)], -1)
     return hit, which
 
 
-def nearest_within(akey: np.ndarray, at: np.ndarray, bkey: np.ndarray, bt: np.ndarray,
-                   before_us: int, after_us: int, *, strict_before: bool = False
-                   ) -> np.ndarray:
-    """Does some point (same key) fall within [t - before_us, t + after_us] of each access?"""
-    n = len(akey)
-    hit = np.zeros(n, dtype=bool)
-    bmask = bkey >= 0
-    amask = akey >= 0
-    if not bmask.any() or not amask.any():
+def nearest_within(ks: KeySpace, mask: np.ndarray, at: np.ndarray, before_us: int,
+                   after_us: int, *, strict_before: bool = False) -> np.ndarray:
+    """Is there an access where `mask` holds, same key, within [t - before, t + after]?
+
+    With strict_before a point at exactly t does not count on the "before" side (prior
+    treatment: an access must not explain itself).
+    """
+    hit = np.zeros(ks.n, dtype=bool)
+    if not mask.any() or not len(ks.qsorted):
         return hit
-    b = pd.DataFrame({"k": bkey[bmask], "bt": bt[bmask]}).sort_values("bt", kind="stable")
-    pos = np.flatnonzero(amask)
-    a = pd.DataFrame({"k": akey[amask], "t": at[amask], "pos": pos}).sort_values(
-        "t", kind="stable")
-    res = np.zeros(len(a), dtype=bool)
-    t = a["t"].to_numpy(dtype="float64")
-    if before_us > 0 or not strict_before:
-        m = pd.merge_asof(a, b, left_on="t", right_on="bt", by="k", direction="backward",
-                          allow_exact_matches=not strict_before)
-        bt_ = m["bt"].to_numpy(dtype="float64", na_value=np.nan)
-        res |= (t - bt_) <= before_us
+    pp, ppos = ks.points_from_accesses(mask)
+    bt = at[ppos]
+    t = ks.qt
+    j = ks.before(pp, strict=strict_before)
+    ok = j >= 0
+    d = t - bt[np.where(ok, j, 0)]
+    res = ok & (d <= before_us) & ((d > 0) if strict_before else (d >= 0))
     if after_us > 0:
-        m = pd.merge_asof(a, b, left_on="t", right_on="bt", by="k", direction="forward")
-        bt_ = m["bt"].to_numpy(dtype="float64", na_value=np.nan)
-        res |= (bt_ - t) <= after_us
-    hit[a["pos"].to_numpy()] = res
+        j = ks.after(pp)
+        ok = j >= 0
+        d = bt[np.where(ok, j, 0)] - t
+        res |= ok & (d >= 0) & (d <= after_us)
+    hit[ks.qpos] = res
     return hit
 
 
@@ -170,8 +247,10 @@ def _fmt_day(us: np.ndarray, tz: str) -> np.ndarray:
     """Microsecond times as 'YYYY-MM-DD' in the site timezone ('' when open-ended)."""
     us = np.asarray(us, dtype=np.int64)
     far = us >= _FAR
-    ts = pd.to_datetime(np.where(far, 0, us), unit="us", utc=True).tz_convert(tz)
-    out = np.asarray(ts.strftime("%Y-%m-%d"), dtype=object)
+    local = (pd.to_datetime(np.where(far, 0, us), unit="us", utc=True).tz_convert(tz)
+             .tz_localize(None))
+    days = np.asarray(local.to_numpy(dtype="datetime64[ns]"), dtype="datetime64[D]")
+    out = np.datetime_as_string(days).astype(object)
     out[far] = ""
     return out
 
@@ -183,32 +262,29 @@ def _explain(ctx: Context) -> pd.DataFrame:
     ev = ctx.events
     tz = ctx.tz
     mask = ev["patient_id"].notna() & ev["action"].isin(PATIENT_ACTIONS)
-    acc = ev.loc[mask]
+    cols = [c for c in ("event_id", "user_id", "patient_id", "ts", "in_window", "action",
+                        "encounter_id") if c in ev.columns]
+    acc = ev.loc[mask, cols]
     n = len(acc)
     out = pd.DataFrame({
-        "event_id": acc["event_id"].astype("string"),
-        "user_id": acc["user_id"].astype("string"),
-        "patient_id": acc["patient_id"].astype("string"),
-        "ts": acc["ts"],
-        "in_window": acc["in_window"].astype(bool) if "in_window" in acc.columns else True,
+        "event_id": acc["event_id"], "user_id": acc["user_id"],
+        "patient_id": acc["patient_id"], "ts": acc["ts"],
+        "in_window": (acc["in_window"].to_numpy(dtype=bool) if "in_window" in acc.columns
+                      else np.ones(n, dtype=bool)),
     }, index=acc.index)
     flags = {name: np.zeros(n, dtype=bool) for name in EXPLANATIONS}
-    detail = np.full(n, "", dtype=object)
     if n == 0:
-        return _assemble(out, flags, detail)
+        return _assemble(out, flags, pd.Categorical([], categories=[""]))
 
     # integer codes ---------------------------------------------------------------------------
-    ucode, uidx = pd.factorize(acc["user_id"].astype("string"))
-    pcode, pidx = pd.factorize(acc["patient_id"].astype("string"))
-    uidx, pidx = pd.Index(uidx), pd.Index(pidx)
+    ucode, uidx = pd.factorize(acc["user_id"])
+    pcode, pidx = pd.factorize(acc["patient_id"])
+    uidx, pidx = pd.Index(uidx, dtype="string"), pd.Index(pidx, dtype="string")
     ucode = ucode.astype(np.int64)
     pcode = pcode.astype(np.int64)
     npat = len(pidx) + 1
     akey_up = ucode * npat + pcode
     at = _us(acc["ts"])
-    action = acc["action"].astype("string").to_numpy(dtype=object, na_value="")
-    enc = (acc["encounter_id"].astype("string") if "encounter_id" in acc.columns
-           else pd.Series(pd.NA, index=acc.index, dtype="string"))
 
     rel = ctx.care_relations
     if rel is None:
@@ -223,7 +299,6 @@ def _explain(ctx: Context) -> pd.DataFrame:
     r_has_user = rel["user_id"].notna().to_numpy()
     r_id = np.arange(len(rel), dtype=np.int64)
     r_ok = (r_p >= 0)
-    r_desc = _relation_desc(rel, tz)
 
     gb = int(p["grace_before_days"] * _DAY_US)
     ga = int(p["grace_after_days"] * _DAY_US)
@@ -233,24 +308,36 @@ def _explain(ctx: Context) -> pd.DataFrame:
     hi_kga = np.where(r_end >= _FAR, _FAR, r_end + kga)
     is_req = np.isin(r_kind, REQUEST_KINDS)
     which_rel = np.full(n, -1, dtype=np.int64)
+    # Explanations cascade: each is tested only on accesses no earlier one explained, so
+    # the common case (an own or unit relation) costs one search and the rest run on few rows.
+    done = np.zeros(n, dtype=bool)
+
+    def record(name: str, hit: np.ndarray, which: np.ndarray | None = None) -> None:
+        nonlocal which_rel, done
+        hit = hit & ~done
+        flags[name] |= hit
+        if which is not None:
+            which_rel = np.where(hit & (which_rel < 0), which, which_rel)
+        done |= hit
 
     # 1. own relation --------------------------------------------------------------------------
     own = r_ok & r_has_user & (r_u >= 0) & ~is_req
     rkey = np.where(own, r_u * npat + r_p, -1)
-    hit, which = interval_hit(akey_up, at, rkey, r_start - gb, hi_ga, r_id)
-    flags["own_relation"] = hit
-    which_rel = np.where(hit & (which_rel < 0), which, which_rel)
+    ks_up = KeySpace(akey_up, at)
+    hit, which = interval_hit(ks_up, rkey, r_start - gb, hi_ga, r_id)
+    record("own_relation", hit, which)
 
     # 2. the user's department or ward ---------------------------------------------------------
     users = ctx.users
     u_dept = np.full(len(uidx), -1, dtype=np.int64)
     u_ward = np.full(len(uidx), -1, dtype=np.int64)
     u_role = np.full(len(uidx), "", dtype=object)
+    no_str = pd.Series([], dtype="string")
     units = pd.Index(pd.concat([
         rel["department"].astype("string"), rel["ward"].astype("string"),
-        users["department"].astype("string") if users is not None else pd.Series([], dtype="string"),
-        users["ward"].astype("string") if users is not None else pd.Series([], dtype="string"),
-    ], ignore_index=True).dropna().unique())
+        users["department"].astype("string") if users is not None else no_str,
+        users["ward"].astype("string") if users is not None else no_str,
+    ], ignore_index=True).dropna().unique(), dtype="string")
     nunit = len(units) + 1
     if users is not None and len(users):
         uu = users.drop_duplicates("user_id", keep="last")
@@ -265,135 +352,185 @@ def _explain(ctx: Context) -> pd.DataFrame:
     acc_dept = u_dept[ucode]
     acc_ward = u_ward[ucode]
     for a_unit, r_unit in ((acc_dept, r_dept), (acc_ward, r_ward)):
-        akey = np.where(a_unit >= 0, pcode * nunit + a_unit, -1)
+        akey = np.where((a_unit >= 0) & ~done, pcode * nunit + a_unit, -1)
         rk = np.where(unit_rows & (r_unit >= 0), r_p * nunit + r_unit, -1)
-        hit, which = interval_hit(akey, at, rk, r_start - gb, hi_ga, r_id)
-        flags["unit_relation"] |= hit
-        which_rel = np.where(hit & (which_rel < 0), which, which_rel)
+        if (akey >= 0).any() and (rk >= 0).any():
+            hit, which = interval_hit(KeySpace(akey, at), rk, r_start - gb, hi_ga, r_id)
+            record("unit_relation", hit, which)
 
     # 3. on duty on the patient's ward ---------------------------------------------------------
     duty_ward = np.full(n, -1, dtype=np.int64)
     sh = ctx.shifts
-    if sh is not None and len(sh):
+    if sh is not None and len(sh) and not done.all():
         d = sh[(sh["kind"].astype("string") == "duty") & sh["ward"].notna()]
         if len(d):
             dg = int(p["duty_grace_minutes"] * 60 * _US)
             s_u = _codes(d["user_id"], uidx)
             s_w = _codes(d["ward"], units)
             s_id = np.arange(len(d), dtype=np.int64)
-            hit, which = interval_hit(ucode, at, np.where(s_w >= 0, s_u, -1),
+            hit, which = interval_hit(KeySpace(np.where(done, -1, ucode), at),
+                                      np.where(s_w >= 0, s_u, -1),
                                       _us(d["start"]) - dg, _us(d["end"]) + dg, s_id)
             duty_ward = np.where(hit, s_w[np.clip(which, 0, None)], -1)
             akey = np.where(duty_ward >= 0, pcode * nunit + duty_ward, -1)
             rk = np.where(r_ok & (r_ward >= 0), r_p * nunit + r_ward, -1)
-            hit2, which2 = interval_hit(akey, at, rk, r_start - gb, hi_ga, r_id)
-            flags["duty_ward"] = hit2
-            which_rel = np.where(hit2 & (which_rel < 0), which2, which_rel)
+            if (akey >= 0).any():
+                hit2, which2 = interval_hit(KeySpace(akey, at), rk, r_start - gb, hi_ga, r_id)
+                record("duty_ward", hit2, which2)
 
     # 4. consult / order / appointment / access request --------------------------------------
     req = r_ok & r_has_user & (r_u >= 0) & is_req
-    rkey = np.where(req, r_u * npat + r_p, -1)
-    hit, which = interval_hit(akey_up, at, rkey, r_start - kgb, hi_kga, r_id)
-    flags["request_relation"] = hit
-    which_rel = np.where(hit & (which_rel < 0), which, which_rel)
+    if req.any() and not done.all():
+        rkey = np.where(req, r_u * npat + r_p, -1)
+        hit, which = interval_hit(ks_up.restrict(~done), rkey, r_start - kgb, hi_kga, r_id)
+        record("request_relation", hit, which)
+    base = done.copy()
 
     # 6. documentation (computed before 5, which builds on it) -------------------------------
-    is_doc = np.isin(action, DOC_ACTIONS)
-    if p["documentation_explains"]:
+    action = acc["action"]
+    is_doc = action.isin(DOC_ACTIONS).to_numpy(dtype=bool)
+    doc = np.zeros(n, dtype=bool)
+    if p["documentation_explains"] and is_doc.any() and not done.all():
         w = int(p["documentation_window_hours"] * _HOUR_US)
-        flags["documentation"] = nearest_within(akey_up, at, np.where(is_doc, akey_up, -1), at,
-                                                w, w)
-        has_enc = enc.notna().to_numpy()
-        if has_enc.any() and is_doc.any():
-            ecode, _ = pd.factorize(enc)
-            ekey = pd.Series(akey_up.astype(np.int64) * (ecode.max() + 2) + ecode)
-            doc_keys = set(ekey[is_doc & has_enc].tolist())
-            flags["documentation"] |= has_enc & ekey.isin(doc_keys).to_numpy()
+        doc = nearest_within(ks_up.restrict(~done), is_doc, at, w, w)
+        if "encounter_id" in acc.columns:
+            enc = acc["encounter_id"]
+            has_enc = enc.notna().to_numpy()
+            if (has_enc & is_doc).any():
+                ecode, _ = pd.factorize(enc)
+                ekey = pd.Series(akey_up * (int(ecode.max()) + 2) + ecode)
+                doc_keys = pd.unique(ekey[is_doc & has_enc])
+                doc |= has_enc & ~done & ekey.isin(doc_keys).to_numpy()
+        base |= doc
 
     # 5. prior treatment: an own relation that ended, or an explained access, in the look-back
-    lb = int(p["lookback_days"] * _DAY_US)
-    anyown = r_ok & r_has_user & (r_u >= 0)
-    rkey = np.where(anyown, r_u * npat + r_p, -1)
-    hit, _ = interval_hit(akey_up, at, rkey, r_start, np.where(r_end >= _FAR, _FAR, r_end + lb),
-                          r_id)
-    base = (flags["own_relation"] | flags["unit_relation"] | flags["duty_ward"]
-            | flags["request_relation"] | flags["documentation"])
-    hit |= nearest_within(akey_up, at, np.where(base, akey_up, -1), at, lb, 0,
-                          strict_before=True)
-    flags["prior_treatment"] = hit
+    if not done.all():
+        lb = int(p["lookback_days"] * _DAY_US)
+        anyown = r_ok & r_has_user & (r_u >= 0)
+        rkey = np.where(anyown, r_u * npat + r_p, -1)
+        ks_todo = ks_up.restrict(~done)
+        hit, _ = interval_hit(ks_todo, rkey, r_start,
+                              np.where(r_end >= _FAR, _FAR, r_end + lb), r_id)
+        hit |= nearest_within(ks_todo, base, at, lb, 0, strict_before=True)
+        record("prior_treatment", hit)
+    record("documentation", doc)
 
     # 7. break the glass shortly before -------------------------------------------------------
-    btg = action == "break_glass"
-    if btg.any():
+    btg = (action == "break_glass").to_numpy(dtype=bool)
+    if btg.any() and not done.all():
         w = int(p["btg_window_hours"] * _HOUR_US)
-        flags["break_glass"] = nearest_within(akey_up, at, np.where(btg, akey_up, -1), at, w, 0)
+        record("break_glass", nearest_within(ks_up.restrict(~done), btg, at, w, 0))
 
     # 8. record-reading roles within their office hours --------------------------------------
     roles = list(p["record_roles"] or [])
     acc_role = u_role[ucode]
-    rr = np.isin(acc_role, roles)
+    rr = np.isin(acc_role, roles) & ~done
     if rr.any():
-        local = acc["ts"].dt.tz_convert(tz)
+        local = acc["ts"].iloc[np.flatnonzero(rr)].dt.tz_convert(tz)
         hour = (local.dt.hour + local.dt.minute / 60.0).to_numpy()
         wd = local.dt.dayofweek.to_numpy()
         hours = p.get("record_role_hours") or {}
         lo = np.array([float(hours.get(r, ctx.office_hours)[0]) for r in acc_role[rr]])
         hi = np.array([float(hours.get(r, ctx.office_hours)[1]) for r in acc_role[rr]])
-        inside = (hour[rr] >= lo) & (hour[rr] < hi)
+        inside = (hour >= lo) & (hour < hi)
         if p["record_roles_workdays_only"]:
-            inside &= np.isin(wd[rr], list(ctx.workdays))
+            inside &= np.isin(wd, list(ctx.workdays))
         res = np.zeros(n, dtype=bool)
         res[rr] = inside
-        flags["record_role"] = res
+        record("record_role", res)
 
-    # details ----------------------------------------------------------------------------------
-    first = _first(flags)
-    has_rel = which_rel >= 0
-    rel_based = np.isin(first, ["own_relation", "unit_relation", "duty_ward", "request_relation"])
-    use = rel_based & has_rel
+    # details: a categorical column (few distinct texts, 10M rows) ---------------------------
+    first = _FirstView(_first_code(flags))
+    cats: list[str] = []
+    codes = np.full(n, -1, dtype=np.int64)
+
+    def put(mask: np.ndarray, texts: np.ndarray | str) -> None:
+        if not mask.any():
+            return
+        if isinstance(texts, str):
+            codes[mask] = len(cats)
+            cats.append(texts)
+            return
+        c, u = pd.factorize(pd.Series(texts, dtype=object))
+        codes[mask] = c + len(cats)
+        cats.extend(str(x) for x in u)
+
+    rel_based = (first == "own_relation") | (first == "unit_relation") | \
+        (first == "request_relation")
+    use = rel_based & (which_rel >= 0)
     if use.any():
-        detail[use] = r_desc[which_rel[use]]
-    simple = {
-        "prior_treatment": f"treated this patient within the last {p['lookback_days']:g} days",
-        "documentation": "documented on this patient (create/update/sign) within "
-                         f"{p['documentation_window_hours']:g} h or in the same encounter",
-        "break_glass": f"break-the-glass on this patient within {p['btg_window_hours']:g} h "
-                       "before",
-    }
-    for name, text in simple.items():
-        detail[first == name] = text
+        ids, inv = np.unique(which_rel[use], return_inverse=True)
+        desc = _relation_desc(rel.iloc[ids], tz)
+        codes[use] = inv + len(cats)
+        cats.extend(desc.tolist())
+    dm = first == "duty_ward"
+    if dm.any():
+        unit_names = np.asarray(list(units) + [""], dtype=object)
+        pair = duty_ward[dm] * (len(rel) + 1) + which_rel[dm]
+        ids, first_pos, inv = np.unique(pair, return_index=True, return_inverse=True)
+        wards = unit_names[duty_ward[dm][first_pos]].astype(str)
+        rids = which_rel[dm][first_pos]
+        desc = _relation_desc(rel.iloc[np.clip(rids, 0, None)], tz).astype(str)
+        codes[dm] = inv + len(cats)
+        cats.extend(("on duty on ward " + wards + "; patient: " + desc).tolist())
+    put(first == "prior_treatment",
+        f"treated this patient within the last {p['lookback_days']:g} days")
+    put(first == "documentation", "documented on this patient (create/update/sign) within "
+        f"{p['documentation_window_hours']:g} h or in the same encounter")
+    put(first == "break_glass",
+        f"break-the-glass on this patient within {p['btg_window_hours']:g} h before")
     rrm = first == "record_role"
-    if rrm.any():
-        detail[rrm] = np.char.add("role ", acc_role[rrm].astype(str)).astype(object) + \
-            " within office hours"
-    if "duty_ward" in first:
-        dm = first == "duty_ward"
-        wards = np.asarray(units, dtype=object)[np.clip(duty_ward[dm], 0, None)]
-        detail[dm] = np.char.add(np.char.add("on duty on ward ", wards.astype(str)),
-                                 np.char.add("; ", detail[dm].astype(str))).astype(object)
+    put(rrm, "role " + acc_role[rrm].astype(str) + " within office hours")
     none = first == ""
     if none.any():
-        detail[none] = _why_not(ctx, p, acc, none, rel, r_desc, r_p, r_start, r_end, pcode,
-                                acc_dept, acc_ward, units, acc_role, duty_ward, roles)
-    return _assemble(out, flags, detail, first)
+        put(none, _why_not(p, none, rel, r_p, r_start, pcode, acc_dept, acc_ward, units,
+                           acc_role, duty_ward, roles, tz))
+    put(codes < 0, "")
+    categories = _dedupe(cats, codes)
+    detail = pd.Categorical.from_codes(codes, categories=categories)
+    return _assemble(out, flags, detail)
+
+
+def _dedupe(cats: list[str], codes: np.ndarray) -> pd.Index:
+    """Categories must be unique: remap duplicate texts onto their first code (in place)."""
+    idx = pd.Index(cats, dtype=object)
+    if idx.is_unique:
+        return idx
+    c, u = pd.factorize(idx)
+    codes[:] = c[codes]
+    return pd.Index(u, dtype=object)
+
+
+class _FirstView:
+    """`first == "name"` on the int8 first-explanation codes, without an object array."""
+
+    def __init__(self, code: np.ndarray):
+        self.code = code
+
+    def __eq__(self, name):  # type: ignore[override]
+        return self.code == (EXPLANATIONS.index(name) + 1 if name else 0)
+
+
+def _first_code(flags: dict[str, np.ndarray]) -> np.ndarray:
+    """Per access: 1 + index in EXPLANATIONS of the first explanation that held, 0 if none."""
+    n = len(next(iter(flags.values())))
+    code = np.zeros(n, dtype=np.int8)
+    for i in range(len(EXPLANATIONS) - 1, -1, -1):
+        code[flags[EXPLANATIONS[i]]] = i + 1
+    return code
 
 
 def _first(flags: dict[str, np.ndarray]) -> np.ndarray:
-    n = len(next(iter(flags.values())))
-    first = np.full(n, "", dtype=object)
-    for name in reversed(EXPLANATIONS):
-        first[flags[name]] = name
-    return first
+    """Per access: the name of the first explanation that held ('' if none)."""
+    names = np.asarray(("",) + EXPLANATIONS, dtype=object)
+    return names[_first_code(flags)]
 
 
-def _assemble(out: pd.DataFrame, flags: dict, detail: np.ndarray,
-              first: np.ndarray | None = None) -> pd.DataFrame:
-    if first is None:
-        first = _first(flags) if len(out) else np.array([], dtype=object)
-    out = out.copy()
-    out["explained"] = first != ""
-    out["explanation"] = pd.array(first.astype(str) if len(first) else [], dtype="string")
-    out["detail"] = pd.array(detail.astype(str) if len(detail) else [], dtype="string")
+def _assemble(out: pd.DataFrame, flags: dict, detail) -> pd.DataFrame:
+    code = _first_code(flags) if len(out) else np.zeros(0, dtype=np.int8)
+    out["explained"] = code > 0
+    out["explanation"] = pd.Categorical.from_codes(code, categories=("",) + EXPLANATIONS)
+    out["detail"] = detail
     for name in EXPLANATIONS:
         out["x_" + name] = flags[name]
     return out
@@ -414,21 +551,23 @@ def _relation_desc(rel: pd.DataFrame, tz: str) -> np.ndarray:
     return s.astype(str).to_numpy(dtype=object)
 
 
-def _why_not(ctx, p, acc, none, rel, r_desc, r_p, r_start, r_end, pcode, acc_dept, acc_ward,
-             units, acc_role, duty_ward, roles) -> np.ndarray:
-    """Why each unexplained access failed every explanation (only for the few that did)."""
+def _why_not(p, none, rel, r_p, r_start, pcode, acc_dept, acc_ward, units, acc_role,
+             duty_ward, roles, tz) -> np.ndarray:
+    """Why each unexplained access failed every explanation (vectorized over them)."""
     idx = np.flatnonzero(none)
     unit_names = np.asarray(list(units) + [""], dtype=object)
     dept = np.where(acc_dept[idx] >= 0, unit_names[acc_dept[idx]], "")
     ward = np.where(acc_ward[idx] >= 0, unit_names[acc_ward[idx]], "")
-    # the patient's relations, to say where the patient was instead (few rows per patient)
-    pr = pd.DataFrame({"p": r_p, "desc": r_desc if len(r_desc) else np.array([], dtype=object),
-                       "start": r_start, "end": r_end})
-    pr = pr[pr["p"] >= 0]
+    # the patient's relations, to say where the patient was instead
+    wanted = np.unique(pcode[idx])
+    sel = np.flatnonzero(np.isin(r_p, wanted))
+    pr = pd.DataFrame({"p": r_p[sel], "start": r_start[sel],
+                       "desc": _relation_desc(rel.iloc[sel], tz) if len(sel)
+                       else np.array([], dtype=object)})
     per_patient: dict[int, str] = {}
     wanted = set(pcode[idx].tolist())
     if len(pr):
-        pr = pr[pr["p"].isin(wanted)].sort_values(["p", "start"])
+        pr = pr.sort_values(["p", "start"])
         for pc, grp in pr.groupby("p", sort=False):   # one per unexplained patient, not event
             descs = grp["desc"].tolist()
             more = f" (+{len(descs) - 3} more)" if len(descs) > 3 else ""
