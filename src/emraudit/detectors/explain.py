@@ -94,6 +94,23 @@ def _us(s: pd.Series) -> np.ndarray:
     return out
 
 
+def complete(df: pd.DataFrame | None, table: str, tz: str) -> pd.DataFrame | None:
+    """The frame with every canonical column of `table` (optional ones absent from the
+    source are added empty with their canonical dtype)."""
+    if df is None:
+        return None
+    from emraudit.model import empty_table
+    empty = empty_table(table, tz)
+    missing = [c for c in empty.columns if c not in df.columns]
+    if not missing:
+        return df
+    df = df.copy()
+    for c in missing:
+        df[c] = pd.Series(pd.NA if empty[c].dtype == "string" else None, index=df.index,
+                          dtype=empty[c].dtype) if empty[c].dtype != bool else False
+    return df
+
+
 def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
     """Integer code of each value in `index`, -1 when missing or unknown."""
     v = values.astype("string")
@@ -290,7 +307,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
     if rel is None:
         from emraudit.model import empty_table
         rel = empty_table("care_relations", tz)
-    rel = rel.reset_index(drop=True)
+    rel = complete(rel, "care_relations", tz).reset_index(drop=True)
     r_u = _codes(rel["user_id"], uidx)
     r_p = _codes(rel["patient_id"], pidx)
     r_start = _us(rel["start"])
@@ -328,7 +345,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
     record("own_relation", hit, which)
 
     # 2. the user's department or ward ---------------------------------------------------------
-    users = ctx.users
+    users = complete(ctx.users, "users", tz)
     u_dept = np.full(len(uidx), -1, dtype=np.int64)
     u_ward = np.full(len(uidx), -1, dtype=np.int64)
     u_role = np.full(len(uidx), "", dtype=object)
@@ -360,7 +377,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
 
     # 3. on duty on the patient's ward ---------------------------------------------------------
     duty_ward = np.full(n, -1, dtype=np.int64)
-    sh = ctx.shifts
+    sh = complete(ctx.shifts, "shifts", tz)
     if sh is not None and len(sh) and not done.all():
         d = sh[(sh["kind"].astype("string") == "duty") & sh["ward"].notna()]
         if len(d):

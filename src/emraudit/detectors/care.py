@@ -1,0 +1,274 @@
+"""care.no_relationship — records opened with no care relationship (无诊疗关系查阅, item 9).
+
+The work is done by the explanation engine (detectors/explain.py), which tries every
+legitimate reason in order; this module groups what no reason explains into one finding per
+user, patient and site-local day, and grades it: more accesses, a special patient (VIP,
+sensitive, staff member, deceased) or a name look-up just before opening the record all
+raise the severity. The parameters declared here are also the engine's settings, shared with
+the snooping detectors through `ctx.params_for("care.no_relationship")`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from emraudit.detectors.base import Context, Detector, Param, raise_severity
+from emraudit.detectors.explain import EXPLANATIONS, explain_accesses, explanation_evidence
+from emraudit.detectors.registry import register
+from emraudit.model import ROLES
+
+
+@dataclass(frozen=True)
+class RoleHoursParam(Param):
+    """A table role -> [start_hour, end_hour), e.g. {medical_records = [8, 17.5]}."""
+
+    def check(self, value):
+        value = super().check(value)
+        for role, hours in value.items():
+            if role not in ROLES:
+                raise ValueError(f"unknown role {role!r} (expected one of {', '.join(ROLES)})")
+            if (not isinstance(hours, list) or len(hours) != 2
+                    or not all(isinstance(h, (int, float)) and not isinstance(h, bool)
+                               for h in hours)
+                    or not 0 <= hours[0] < hours[1] <= 24):
+                raise ValueError(f"{role}: expected [start_hour, end_hour] with "
+                                 f"0 <= start < end <= 24, got {hours!r}")
+        return value
+
+
+# Parameters of the explanation engine (shared with snoop.* through params_for).
+EXPLAIN_PARAMS = (
+    Param("grace_before_days", float, 3.0, "care may start before the relation is recorded "
+          "(pre-admission work-up, registration entered late)", "days", 0, 365),
+    Param("grace_after_days", float, 30.0, "follow-up after discharge or the end of a "
+          "relation (results, discharge summary, outpatient review)", "days", 0, 3650),
+    Param("kind_grace_before_days", float, 1.0, "grace before a consult, order, appointment "
+          "or access request starts", "days", 0, 365),
+    Param("kind_grace_after_days", float, 14.0, "grace after a consult, order, appointment or "
+          "access request ends (results and reports come later)", "days", 0, 3650),
+    Param("unit_match_user_rows", bool, True, "a department/ward also counts as related "
+          "through relations that name one of its members (not only rows with empty "
+          "user_id): covering colleagues of the same unit are explained"),
+    Param("duty_grace_minutes", float, 60.0, "slack around a rostered duty shift (handover, "
+          "late charting) for the float-cover explanation", "minutes", 0, 720),
+    Param("lookback_days", float, 30.0, "prior treatment: an own relation that ended, or an "
+          "explained access, within this many days before explains the access", "days",
+          0, 365),
+    Param("documentation_explains", bool, True, "the user documented on the patient "
+          "(create/update/sign) nearby or in the same encounter; charting is strong evidence "
+          "of care (known limitation: a note written to cover a look-up explains it too)"),
+    Param("documentation_window_hours", float, 24.0, "how close (before or after) the "
+          "documentation must be", "hours", 0, 720),
+    Param("btg_window_hours", float, 12.0, "a break-the-glass by the user on the patient this "
+          "long before explains the access (btg.unjustified judges it instead)", "hours",
+          0, 168),
+    Param("record_roles", list, ["medical_records", "quality_control", "insurance"],
+          "roles whose job is to read records (病案室, 质控科, 医保办): explained within their "
+          "office hours", choices=ROLES),
+    RoleHoursParam("record_role_hours", dict, {}, "office hours per record role as "
+                   "[start_hour, end_hour); roles not listed use [site] office_hours",
+                   "hours"),
+    Param("record_roles_workdays_only", bool, True, "record roles are explained only on "
+          "[site] workdays"),
+)
+
+DETECTOR_PARAMS = (
+    Param("min_accesses", int, 1, "unexplained accesses of one patient by one user in one "
+          "day needed for a finding", "accesses", 1, 10000),
+    Param("medium_accesses", int, 3, "accesses from which the finding is medium",
+          "accesses", 1, 10000),
+    Param("high_accesses", int, 10, "accesses from which the finding is high", "accesses",
+          1, 100000),
+    Param("critical_accesses", int, 50, "accesses from which the finding is critical",
+          "accesses", 1, 1000000),
+    Param("special_patient_steps", int, 1, "severity steps added for a VIP, sensitive, "
+          "employee or deceased patient", "levels", 0, 3),
+    Param("query_window_minutes", float, 30.0, "a look-up (query) of the same patient by the "
+          "same user this long before opening the record raises the severity", "minutes",
+          0, 1440),
+    Param("query_lookup_steps", int, 1, "severity steps added for a look-up before opening",
+          "levels", 0, 3),
+    Param("count_queries", bool, False, "count unexplained look-ups (query) themselves as "
+          "accesses; off: a search result is not an opened record, but it still raises the "
+          "severity of an opening that follows"),
+    Param("include_failed", bool, False, "count failed (denied) accesses"),
+)
+
+
+@register
+class NoRelationship(Detector):
+    id = "care.no_relationship"
+    name_en = "Record viewed without a care relationship"
+    name_zh = "无诊疗关系查阅"
+    item = "9"
+    severity = "medium"
+    needs = ("access_log", "care_relations")
+    uses = ("users", "patients", "shifts")
+    lookback_days = 30
+    params = EXPLAIN_PARAMS + DETECTOR_PARAMS
+    description = (
+        "Every patient access is tested against the legitimate reasons for it, in order: the "
+        "user's own care relation (with grace before and after), the user's department or "
+        "ward, a duty shift on the patient's ward (float cover), a consult/order/appointment/"
+        "access request, prior treatment within a look-back, documentation on the patient, a "
+        "break-the-glass just before, and record-reading roles within office hours. Accesses "
+        "no reason explains are grouped per user, patient and site-local day.")
+    note = (
+        "Read the explanations tried: a relation that ended just before the grace period, a "
+        "department name spelled differently in the staff master and the ADT feed, or a "
+        "missing roster usually shows there. Ask the user's department head whether the user "
+        "was covering the patient; a name look-up right before opening the record (noted in "
+        "the evidence) and a VIP, staff or deceased patient make a legitimate reason less "
+        "likely.")
+    false_positives = (
+        "cover staff not on the roster (informal swaps, on-call from home)",
+        "relations recorded late or in a system not loaded (outside consults, MDT meetings)",
+        "department or ward names that differ between the staff master and care relations",
+        "teaching, research and audit reading without an access request on file",
+        "therapists and technicians serving every ward who read before charting",
+    )
+    measure_zh = ("核实查阅目的；无正当理由的，对当事人批评教育并按院内规定处理；"
+                  "按岗位最小授权收紧病历查阅权限，科室外病历查阅须经权限申请。")
+    measure_en = ("Verify the purpose with the user; where there was none, counsel and "
+                  "discipline per hospital policy; tighten record access to least privilege by "
+                  "post and require an access request for patients outside the user's unit.")
+
+    def effective_lookback_days(self) -> int:
+        return int(math.ceil(self.p.lookback_days))
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = self.p
+        x = explain_accesses(ctx)
+        if not len(x):
+            return self.findings([])
+        ev = ctx.events
+        action = ev.loc[x.index, "action"].astype("string")
+        cand = ~x["explained"].to_numpy() & x["in_window"].to_numpy()
+        if not p.include_failed and "outcome" in ev.columns:
+            cand &= (ev.loc[x.index, "outcome"].astype("string") != "failure").fillna(True) \
+                .to_numpy()
+        is_query = (action == "query").fillna(False).to_numpy()
+        counted = cand & (action != "break_glass").fillna(False).to_numpy()
+        if not p.count_queries:
+            counted &= ~is_query
+        if not counted.any():
+            return self.findings([])
+        u = x.loc[counted].copy()
+        u["action"] = action[counted].to_numpy()
+        u["day"] = u["ts"].dt.tz_convert(ctx.tz).dt.strftime("%Y-%m-%d")
+
+        # a look-up by name shortly before opening, itself unexplained
+        u["lookup"] = pd.Series(pd.NaT, index=u.index, dtype=x["ts"].dtype)
+        u["lookup_event"] = pd.Series(pd.NA, index=u.index, dtype="string")
+        lookups = x.loc[~x["explained"].to_numpy() & is_query,
+                        ["user_id", "patient_id", "ts", "event_id"]]
+        if len(lookups) and p.query_window_minutes > 0:
+            left = u[["user_id", "patient_id", "ts"]].reset_index().sort_values("ts")
+            right = lookups.rename(columns={"ts": "lookup", "event_id": "lookup_event"}) \
+                .sort_values("lookup")
+            right["lookup_ts"] = right["lookup"]
+            m = pd.merge_asof(left, right, left_on="ts", right_on="lookup_ts",
+                              by=["user_id", "patient_id"], direction="backward",
+                              tolerance=pd.Timedelta(minutes=p.query_window_minutes))
+            u.loc[m["index"].to_numpy(), "lookup"] = m["lookup"].to_numpy()
+            u.loc[m["index"].to_numpy(), "lookup_event"] = m["lookup_event"].to_numpy()
+
+        g = u.groupby(["user_id", "patient_id", "day"], sort=True, observed=True)
+        agg = g.agg(n=("event_id", "size"), start=("ts", "min"), end=("ts", "max"),
+                    lookup=("lookup", "min"))
+        agg = agg[agg["n"] >= p.min_accesses]
+        if not len(agg):
+            return self.findings([])
+        ids = g["event_id"].agg(list)
+        looked = g["lookup_event"].agg(lambda s: sorted(set(s.dropna())))
+        acts = g["action"].agg(lambda s: s.value_counts().to_dict())
+        first_row = g.head(1).set_index(["user_id", "patient_id", "day"])
+        agg = agg.join(ids.rename("event_ids")).join(acts.rename("actions")) \
+            .join(looked.rename("lookup_events"))
+        agg = agg.reset_index()
+
+        n = agg["n"].to_numpy()
+        sev = np.where(n >= p.critical_accesses, "critical",
+                       np.where(n >= p.high_accesses, "high",
+                                np.where(n >= p.medium_accesses, "medium", "low")))
+        agg["severity"] = sev
+        flags = _patient_flags(ctx, agg)
+        special = flags.map(bool)
+        agg["severity"] = raise_severity(agg["severity"],
+                                         special.astype(int) * p.special_patient_steps)
+        has_lookup = agg["lookup"].notna()
+        agg["severity"] = raise_severity(agg["severity"],
+                                         has_lookup.astype(int) * p.query_lookup_steps)
+        agg["score"] = (np.log2(1 + n) + 1.0 * special.to_numpy() + 1.0 * has_lookup.to_numpy())
+
+        users = _user_info(ctx)
+        rows = []
+        thresholds = {k: p[k] for k in ("min_accesses", "medium_accesses", "high_accesses",
+                                        "critical_accesses", "grace_before_days",
+                                        "grace_after_days", "lookback_days")}
+        for r in agg.itertuples(index=False):    # one per finding
+            fr = first_row.loc[(r.user_id, r.patient_id, r.day)]
+            tried = explanation_evidence(fr)
+            info = users.get(r.user_id, {})
+            pf = flags.iloc[len(rows)]
+            summary = (f"{r.user_id} opened the record of patient {r.patient_id} {r.n} "
+                       f"time{'s' if r.n != 1 else ''} on {r.day} with no care relationship "
+                       f"({len(EXPLANATIONS)} explanations tried, none held)")
+            if pf:
+                summary += f"; patient is {', '.join(pf)}"
+            if pd.notna(r.lookup):
+                summary += "; looked the patient up by name just before"
+            ev_ = {
+                "day": r.day, "accesses": int(r.n), "actions": r.actions,
+                "explanations": tried, "patient_flags": pf,
+                "user": info, "thresholds": thresholds,
+                "query_lookup": ({"at": pd.Timestamp(r.lookup).isoformat(),
+                                  "event_ids": list(r.lookup_events),
+                                  "window_minutes": p.query_window_minutes,
+                                  "note": "a look-up (query) of this patient by the same user "
+                                          "with no relation, shortly before opening the record"}
+                                 if pd.notna(r.lookup) else None),
+            }
+            rows.append({"key": f"{r.user_id}|{r.patient_id}|{r.day}", "user_id": r.user_id,
+                         "patient_id": r.patient_id, "start": r.start, "end": r.end,
+                         "event_ids": list(r.event_ids) + list(r.lookup_events),
+                         "severity": r.severity,
+                         "score": float(r.score), "summary": summary, "evidence": ev_})
+        return self.findings(rows)
+
+
+def _patient_flags(ctx: Context, agg: pd.DataFrame) -> pd.Series:
+    """Per finding: the special categories of the patient (vip, sensitive, employee,
+    deceased — the last only when the access was after the death)."""
+    out = pd.Series([[] for _ in range(len(agg))], index=agg.index, dtype=object)
+    pt = ctx.patients
+    if pt is None or not len(pt):
+        return out
+    pt = pt.drop_duplicates("patient_id", keep="last").set_index("patient_id")
+    j = agg[["patient_id", "start"]].join(pt, on="patient_id")
+    parts = []
+    for col, label in (("vip", "VIP"), ("sensitive", "sensitive"),
+                       ("watch", "sealed (封存)")):
+        if col in j.columns:
+            parts.append((j[col].fillna(False).astype(bool).to_numpy(), label))
+    if "employee_user_id" in j.columns:
+        parts.append((j["employee_user_id"].notna().to_numpy(), "a staff member"))
+    if "deceased_date" in j.columns:
+        dd = j["deceased_date"]
+        parts.append(((dd.notna() & (dd <= j["start"])).to_numpy(), "deceased"))
+    vals = [[label for mask, label in parts if mask[i]] for i in range(len(j))]
+    return pd.Series(vals, index=agg.index, dtype=object)
+
+
+def _user_info(ctx: Context) -> dict[str, dict]:
+    users = ctx.users
+    if users is None or not len(users):
+        return {}
+    cols = [c for c in ("role", "department", "ward") if c in users.columns]
+    u = users.drop_duplicates("user_id", keep="last").set_index("user_id")[cols]
+    return {k: {c: (None if pd.isna(v[c]) else str(v[c])) for c in cols}
+            for k, v in u.to_dict("index").items()}
