@@ -1,0 +1,214 @@
+"""The per-scan report folder: contents, permissions, contract, escaping, masking, ledger,
+languages, grouping display and crash safety."""
+
+from __future__ import annotations
+
+import csv
+import html as html_mod
+import json
+import re
+import stat
+from datetime import date, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from emraudit.detectors.base import FINDING_COLUMNS
+from emraudit.reports import write_scan_reports
+from emraudit.store import findings, scans
+from test_report_fixture import (CASE_A, CASE_OLD, CASE_P, FORMULA_DEPT, PATIENT, PATIENT_NAME,
+                                 SCAN1, XSS_EVIDENCE, XSS_MODULE, XSS_USER, build)
+
+ZH_HEADERS = ["序号", "整改事项", "问题描述", "涉及人员（工号/姓名/科室）", "患者", "发现时间",
+              "证据（事件及来源）", "整改措施", "责任部门", "责任人", "整改时限", "整改状态", "案件编号"]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """One zh rendering shared by the read-only tests of this module."""
+    tmp = tmp_path_factory.mktemp("rep")
+    cfg, store, lake = build(tmp, lang="zh")
+    out = write_scan_reports(cfg, store, lake, SCAN1)
+    return cfg, store, lake, out
+
+
+def _read(p):
+    return p.read_text(encoding="utf-8")
+
+
+def test_folder_contents_permissions_and_latest(rendered):
+    cfg, _, _, out = rendered
+    assert out == cfg.reports_dir / SCAN1
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*")}
+    assert names == {"index.html", "findings.jsonl", "ledger.csv", "ledger.xlsx", "cases",
+                     f"cases/{CASE_P}.html", f"cases/{CASE_A}.html"}
+    for p in [out, out / "cases", cfg.reports_dir]:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o700, p
+    for p in out.rglob("*"):
+        if p.is_file():
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    latest = cfg.reports_dir / "latest"
+    assert latest.resolve() == out.resolve()
+    assert not list(cfg.reports_dir.glob(".tmp-*"))
+
+
+def test_findings_jsonl_is_exactly_the_contract(rendered):
+    _, store, _, out = rendered
+    lines = _read(out / "findings.jsonl").splitlines()
+    objs = [json.loads(line) for line in lines]
+    assert all(list(o) == sorted(FINDING_COLUMNS) or set(o) == set(FINDING_COLUMNS)
+               for o in objs)
+    assert all(set(o) == set(FINDING_COLUMNS) for o in objs)
+    with store.engine.connect() as c:
+        want = {r[0] for r in c.execute(sa.select(findings.c.finding_id)
+                                        .where(findings.c.last_scan == SCAN1))}
+    assert {o["finding_id"] for o in objs} == want and len(objs) == 2
+    assert all(isinstance(o["event_ids"], list) and isinstance(o["evidence"], dict)
+               for o in objs)
+
+
+def test_log_values_are_escaped_everywhere(rendered):
+    _, _, _, out = rendered
+    index = _read(out / "index.html")
+    case = _read(out / "cases" / f"{CASE_P}.html")
+    for page in (index, case):
+        assert "<script>alert" not in page and "<img src=x" not in page
+        assert "</script><script>" not in page
+    # server-rendered: HTML entities
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in case
+    assert "&lt;img src=x onerror=alert(3)&gt;" in case
+    assert "&lt;/script&gt;&lt;script&gt;alert(4)&lt;/script&gt;" in case
+    assert "审核员&lt;i&gt;x&lt;/i&gt;" in _read(out / "cases" / f"{CASE_A}.html")
+    # inline JSON for the table script: \u escapes, cannot close the script block
+    block = re.search(r'<script type="application/json" id="case-data">(.*?)</script>', index,
+                      re.S).group(1)
+    assert "<" not in block and ">" not in block and "&" not in block
+    assert "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in block
+    rows = json.loads(block)
+    assert {r["userName"] for r in rows} >= {XSS_USER}
+    # exactly the two script elements we write (data block + table script); none in cases
+    assert index.count("<script") == 2 and case.count("<script") == 0
+
+
+def test_no_external_resources_and_csp(rendered):
+    _, _, _, out = rendered
+    for page in out.rglob("*.html"):
+        html = _read(page)
+        assert not re.search(r'(src|href|action)\s*=\s*["\']?\s*(https?:)?//', html, re.I), page
+        assert "@import" not in html and not re.search(r"url\(\s*['\"]?(https?:)?//", html)
+        csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html)
+        assert csp and "default-src 'none'" in html_mod.unescape(csp.group(1))
+
+
+def test_patients_masked_in_pages_and_ledger(rendered):
+    _, _, _, out = rendered
+    texts = [_read(p) for p in out.rglob("*.html")] + [_read(out / "ledger.csv")]
+    for t in texts:
+        assert PATIENT_NAME not in t and PATIENT not in t
+    case = _read(out / "cases" / f"{CASE_P}.html")
+    assert "张*明" in case and "P0*****67" in case
+
+
+def test_unmask_is_explicit_and_recorded(tmp_path):
+    cfg, store, lake = build(tmp_path, lang="en")
+    out = write_scan_reports(cfg, store, lake, SCAN1, unmask=True)
+    case = _read(out / "cases" / f"{CASE_P}.html")
+    assert PATIENT_NAME in case and PATIENT in case and 'id="unmasked-banner"' in case
+    with store.engine.connect() as c:
+        assert c.execute(sa.select(scans.c.unmasked).where(scans.c.scan_id == SCAN1)).scalar()
+
+
+def test_case_page_tells_who_whom_what_why(rendered):
+    _, _, _, out = rendered
+    case = _read(out / "cases" / f"{CASE_P}.html")
+    for needle in ["VIP", "本院职工",                       # whom + flags
+                   "access_log.csv:2", "WS-ICU-01", "10.0.0.7",  # what, source reference
+                   "不成立", "no admission",                    # explanations tried, why failed
+                   "宽限天数", ">7<",                           # thresholds with numbers
+                   "（八）泄露患者隐私问题", "Item 8 — leaking patient privacy",
+                   CASE_OLD, "属实",                            # earlier confirmed case
+                   "重新打开", "有正当理由",                     # history and disposition
+                   '<svg class="chart"', 'class="flag"']:
+        assert needle in case, needle
+    from emraudit.detectors.registry import get
+    assert get("snoop.vip").measure_zh in case and get("snoop.vip").note in case
+    account = _read(out / "cases" / f"{CASE_A}.html")
+    assert "审核员" in account and "@SUM(A1) talked to him" in account
+
+
+def test_ledger_csv_and_xlsx(rendered):
+    cfg, _, _, out = rendered
+    raw = (out / "ledger.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(raw.decode("utf-8-sig").splitlines()))
+    assert rows[0] == ZH_HEADERS
+    body = {r[-1]: dict(zip(ZH_HEADERS, r)) for r in rows[1:]}
+    assert set(body) == {CASE_P, CASE_A}
+    p = body[CASE_P]
+    assert p["责任部门"] == "'" + FORMULA_DEPT            # neutralized
+    assert p["责任人"] == "'@owner"
+    assert FORMULA_DEPT in p["涉及人员（工号/姓名/科室）"]  # inside text: harmless
+    assert p["患者"].startswith("张*明 P0*****67")
+    assert p["整改事项"] == "（八）泄露患者隐私问题；（九）电子病历系统管理不到位问题"
+    assert "access_log.csv:2" in p["证据（事件及来源）"]
+    found = date.fromisoformat(p["发现时间"])
+    assert date.fromisoformat(p["整改时限"]) == found + timedelta(days=cfg.reports.deadline_days)
+    assert body[CASE_A]["整改状态"] == "已处理 · 属实"
+    for r in rows[1:]:
+        assert all(not c[:1] in ("=", "+", "-", "@") for c in r), r
+
+    from openpyxl import load_workbook
+    ws = load_workbook(out / "ledger.xlsx").active
+    head = [c.value for c in ws[1]]
+    assert head == ZH_HEADERS
+    cells = [c for row in ws.iter_rows(min_row=2) for c in row]
+    assert all(c.data_type != "f" for c in cells)
+    strings = [c.value for c in cells if isinstance(c.value, str)]
+    assert "'" + FORMULA_DEPT in strings and "'@owner" in strings
+    assert not any(s[:1] in ("=", "+", "-", "@") for s in strings)
+
+
+def test_both_languages_render(tmp_path):
+    cfg, store, lake = build(tmp_path / "en", lang="en")
+    out = write_scan_reports(cfg, store, lake, SCAN1)
+    index, case = _read(out / "index.html"), _read(out / "cases" / f"{CASE_P}.html")
+    assert '<html lang="en">' in index and "EMR access audit" in index
+    assert "Why: findings and evidence" in case and "failed" in case
+    assert "（八）泄露患者隐私问题" in case            # the official wording stays Chinese
+    with open(out / "ledger.csv", encoding="utf-8-sig") as fh:
+        assert next(csv.reader(fh))[:3] == ["No.", "Rectification item", "Problem description"]
+    cfg2, store2, lake2 = build(tmp_path / "zh", lang="zh")
+    out2 = write_scan_reports(cfg2, store2, lake2, SCAN1)
+    index2 = _read(out2 / "index.html")
+    assert '<html lang="zh-CN">' in index2 and "电子病历访问审计" in index2
+    assert "EMR access audit" not in index2
+
+
+def test_findings_without_a_stored_case_are_grouped_for_display(tmp_path):
+    """Findings the case builder has not grouped yet still get their case page, grouped by
+    (user, patient) like emraudit.cases would."""
+    cfg, store, lake = build(tmp_path, lang="en")
+    from emraudit.cases import case_id_for
+    with store.begin() as c:
+        c.execute(sa.delete(__import__("emraudit.store", fromlist=["cases"]).cases))
+        c.execute(findings.update().values(case_id=None))
+    out = write_scan_reports(cfg, store, lake, SCAN1)
+    pages = {p.stem for p in (out / "cases").glob("*.html")}
+    assert pages == {case_id_for("patient", "U001", PATIENT),
+                     case_id_for("account", "U002", "2025-07-03")}
+
+
+def test_a_crash_leaves_no_half_report(tmp_path, monkeypatch):
+    cfg, store, lake = build(tmp_path, lang="en")
+    first = write_scan_reports(cfg, store, lake, SCAN1)
+    before = (first / "index.html").read_bytes()
+    from emraudit.reports import ledger
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(ledger, "write_xlsx", boom)
+    with pytest.raises(RuntimeError):
+        write_scan_reports(cfg, store, lake, SCAN1)
+    assert (first / "index.html").read_bytes() == before       # the earlier one intact
+    assert (first / "ledger.xlsx").exists()
+    assert not list(cfg.reports_dir.glob(".tmp-*"))
