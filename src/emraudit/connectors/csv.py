@@ -17,6 +17,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from emraudit.connectors.filebase import LineFileConnector
@@ -68,6 +69,7 @@ def _unique(names: list[str]) -> list[str]:
 class CsvConnector(LineFileConnector):
     kind = "csv"
     quoted = True
+    trust_utf8 = True           # pyarrow validates UTF-8; bad bytes → Block.decode()
 
     def describe(self) -> str:
         return f"csv:{self.source.path}"
@@ -110,6 +112,21 @@ class CsvConnector(LineFileConnector):
 
     def _parse(self, block: Block, info: dict, fname: str):
         """One block → (canonical frame, quarantine, rows read)."""
+        tried = False
+        if block.unchecked:
+            try:
+                fast = self._fast(block, info, fname)
+                tried = True
+                if fast is not None:
+                    return fast
+            except pa.ArrowInvalid as exc:
+                if "utf8" not in str(exc).lower():
+                    raise
+            block = block.decode()
+        if not tried:
+            fast = self._fast(block, info, fname)
+            if fast is not None:
+                return fast
         header, delim = info["header"], info["delim"]
         ncols = len(header)
         buf = block.data
@@ -181,27 +198,58 @@ class CsvConnector(LineFileConnector):
                 good = b"".join(parts)
             if not good.endswith(b"\n"):
                 good += b"\n"
-            table = pacsv.read_csv(
-                io.BytesIO(good),
-                read_options=pacsv.ReadOptions(column_names=header, use_threads=True,
-                                               block_size=min(max(len(good) // 2 + 1, 1 << 20),
-                                                              64 << 20)),
-                parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=quoted,
-                                                 ignore_empty_lines=True),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={h: pa.string() for h in header}, strings_can_be_null=False,
-                    quoted_strings_can_be_null=False))
+            table = self._read_arrow(good, info, quoted)
             if table.num_rows != n_keep:  # pragma: no cover - the scan and pyarrow disagree
                 raise SourceError(f"could not split lines {block.first_line}-{block.end_line} "
                                   f"into records ({table.num_rows} parsed, {n_keep} expected)",
                                   file=fname)
+        return self._finish(table, lines[keep], block, fname, quarantine)
+
+    def _read_arrow(self, data: bytes, info: dict, quoted: bool, handler=None) -> pa.Table:
+        header = info["header"]
+        return pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=header, use_threads=True,
+                                           block_size=min(max(len(data) // 2 + 1, 1 << 20),
+                                                          64 << 20)),
+            parse_options=pacsv.ParseOptions(delimiter=info["delim"], newlines_in_values=quoted,
+                                             ignore_empty_lines=True,
+                                             invalid_row_handler=handler),
+            convert_options=pacsv.ConvertOptions(
+                column_types={h: pa.string() for h in header}, strings_can_be_null=False,
+                quoted_strings_can_be_null=False))
+
+    def _fast(self, block: Block, info: dict, fname: str):
+        """The common case in one pyarrow call: no quotes, no blank or undecodable lines and
+        every row with the right number of fields, so row i is line first_line + i. Returns
+        None (use the scanning path) as soon as any of that does not hold."""
+        buf = block.data
+        if block.bad or block.open_quote or not buf or b'"' in buf or b"\n\n" in buf or \
+                b"\n\r\n" in buf or buf.startswith((b"\n", b"\r\n")):
+            return None
+        invalid = []
+
+        def handler(row):
+            invalid.append(row)
+            return "skip"
+
+        table = self._read_arrow(buf if buf.endswith(b"\n") else buf + b"\n", info, False,
+                                 handler)
+        n_lines = buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
+        if invalid or table.num_rows != n_lines:
+            return None    # (a block of only blanks parses to fewer rows than lines, too)
+        lines = block.first_line + np.arange(table.num_rows, dtype=np.int64)
+        quarantine = self.quarantine_frame([], fname)
+        return self._finish(table, lines, block, fname, quarantine)
+
+    def _finish(self, table: pa.Table, lines: np.ndarray, block: Block, fname: str,
+                quarantine: pd.DataFrame):
+        """Arrow table of raw strings + line numbers → (canonical frame, quarantine, read)."""
+        refs = pc.binary_join_element_wise(fname + ":", pc.cast(pa.array(lines), pa.string()), "")
+        table = table.append_column(SOURCE_REF, refs)
         df = table.to_pandas(types_mapper=_types_mapper)
-        df[SOURCE_REF] = pd.Series(fname + ":", index=df.index, dtype=_STRING) + \
-            pd.Series(lines[keep], index=df.index).astype(_STRING)
-        notes = block.notes
-        frame = self.profile.apply(self.table, df, notes)
-        read = n_keep + len(quarantine)
-        return frame, quarantine, read
+        frame = self.profile.apply(self.table, df, block.notes)
+        return frame, quarantine, len(frame) + len(quarantine)
 
 
 __all__ = ["CsvConnector", "sniff_delimiter", "BadLine"]

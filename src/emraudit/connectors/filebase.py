@@ -32,6 +32,7 @@ class LineFileConnector(Connector):
     returning (frame, quarantine, read)."""
 
     quoted = False
+    trust_utf8 = False          # the parser validates UTF-8 itself (see files.read_blocks)
     suffixes: tuple[str, ...] = ()
 
     def describe(self) -> str:
@@ -89,7 +90,7 @@ class LineFileConnector(Connector):
             got_rows = False
             block_bytes = block_bytes_for(self.source.batch_rows, info["sample"])
             for block in read_blocks(path, info["enc"], offset, line, block_bytes,
-                                     quoted=self.quoted):
+                                     quoted=self.quoted, trust_utf8=self.trust_utf8):
                 frame, quarantine, read = self._parse(block, info, names[path])
                 state[key] = file_state(path, block.end_offset, block.end_line)
                 got_rows = True

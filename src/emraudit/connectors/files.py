@@ -115,6 +115,15 @@ class Block:
     notes: list[str] = field(default_factory=list)
     eof: bool = False
     open_quote: bool = False    # the block ends inside a quoted field (unterminated at EOF)
+    unchecked: bool = False     # UTF-8 not yet validated (the parser validates; see decode())
+
+    def decode(self) -> "Block":
+        """Validate/repair UTF-8 now (after the parser found an invalid byte)."""
+        if not self.unchecked:
+            return self
+        data, bad, notes = _decode(self.data, "utf-8", self.first_line)
+        return Block(data, self.first_line, self.end_offset, self.end_line, self.bad + bad,
+                     self.notes + notes, self.eof, self.open_quote, False)
 
 
 def _decode(raw: bytes, enc: str, first_line: int) -> tuple[bytes, list[BadLine], list[str]]:
@@ -180,9 +189,11 @@ def _cut(buf: bytes, quoted: bool) -> int:
 
 
 def read_blocks(path: Path, enc: str, start_offset: int, start_line: int, block_bytes: int,
-                *, quoted: bool = False) -> Iterator[Block]:
+                *, quoted: bool = False, trust_utf8: bool = False) -> Iterator[Block]:
     """Whole-line blocks from `start_offset` on; at most about `block_bytes` each (a quoted
-    field spanning lines may stretch a block)."""
+    field spanning lines may stretch a block). With `trust_utf8`, UTF-8 blocks are passed on
+    unvalidated (`Block.unchecked`): a parser that validates anyway calls `Block.decode()`
+    only when it meets an invalid byte."""
     block_bytes = max(MIN_BLOCK, min(MAX_BLOCK, block_bytes))
     offset, line = start_offset, start_line
     carry = b""
@@ -202,12 +213,13 @@ def read_blocks(path: Path, enc: str, start_offset: int, start_line: int, block_
                 carry = buf
                 continue
             raw, carry = buf[:cut], buf[cut:]
-            data, bad, notes = _decode(raw, enc, line)
+            unchecked = trust_utf8 and enc == "utf-8"
+            data, bad, notes = (raw, [], []) if unchecked else _decode(raw, enc, line)
             n_lines = raw.count(b"\n")
             end_line = line + n_lines + (0 if raw.endswith(b"\n") else 1)
             open_quote = quoted and eof and raw.count(b'"') % 2 == 1
             yield Block(data, line, offset + len(raw), end_line, bad, notes, eof and not carry,
-                        open_quote)
+                        open_quote, unchecked)
             offset += len(raw)
             line = end_line
         if carry:

@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from emraudit.errors import ConfigError, SourceError
 from emraudit.model import SOURCE_REF, TABLES
@@ -252,12 +254,29 @@ def _blank(s: pd.Series) -> pd.Series:
 
 
 def _mask_placeholders(s: pd.Series, placeholders: list[str]) -> pd.Series:
-    st = s.astype("string")
-    stripped = st.str.strip()
-    bad = stripped.isin([p.strip() for p in placeholders]).fillna(False).astype(bool)
-    if "" in placeholders:
-        bad |= (stripped == "").fillna(False).astype(bool)
-    return st.mask(bad, pd.NA)
+    """Values equal (after trimming) to a placeholder become missing; one pyarrow pass."""
+    values = sorted({p.strip() for p in placeholders})
+    arr = _arrow(s)
+    trimmed = pc.utf8_trim_whitespace(arr)
+    hit = pc.is_in(trimmed, value_set=pa.array(values, pa.string()))
+    if not pc.any(hit).as_py():
+        return s if _arrow_backed(s) else pd.Series(pd.arrays.ArrowStringArray(arr), index=s.index)
+    out = pc.if_else(hit, pa.scalar(None, pa.string()), arr)
+    return pd.Series(pd.arrays.ArrowStringArray(out), index=s.index)
+
+
+def _arrow_backed(s: pd.Series) -> bool:
+    return isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow"
+
+
+def _arrow(s: pd.Series) -> pa.ChunkedArray:
+    """The column as an Arrow string array (zero-copy when it already is one)."""
+    if not _arrow_backed(s):
+        s = s.astype(pd.StringDtype("pyarrow"))
+    arr = s.array.__arrow_array__()
+    if arr.type != pa.string():
+        arr = arr.cast(pa.string())
+    return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
 
 
 def _combine(out: pd.DataFrame, raw: pd.DataFrame, spec: dict) -> pd.Series:
