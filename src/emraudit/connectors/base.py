@@ -54,3 +54,7 @@ class Connector:
     def describe(self) -> str:
         """Where the data comes from, safe to print (no password)."""
         return f"{self.kind}:{self.source.path or ''}"
+
+    def provenance(self) -> dict[str, str]:
+        """Which profile step produces each canonical column (for run details and reports)."""
+        return self.profile.provenance(self.table) if self.profile is not None else {}
