@@ -45,6 +45,10 @@ def _rows(table, rows: list[dict]) -> list[dict]:
 
 def build(tmp: Path, *, lang: str = "en", mask: bool = True):
     """(config, store, lake) for a tiny hospital with findings, cases and history."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "emraudit.toml").write_text(
+        f'[reports]\nlang = "{lang}"\nmask_patients = {str(mask).lower()}\n'
+        'responsible = "@owner"\n', encoding="utf-8")
     cfg = default_config(tmp)
     cfg = cfg.model_copy(update={"reports": cfg.reports.model_copy(
         update={"lang": lang, "mask_patients": mask, "responsible": "@owner"})})
@@ -62,6 +66,9 @@ def build(tmp: Path, *, lang: str = "en", mask: bool = True):
             ev.append(dict(event_id=f"n{d}{h}", ts=f"2025-07-0{d} {h:02d}:05:00",
                            user_id="U001", patient_id=f"P9{d}{h}", action="view", module="医嘱",
                            workstation="WS-1", ip="10.0.0.8"))
+    # U002, the attending, views the VIP patient: explained by the admission
+    ev.append(dict(event_id="ok1", ts="2025-07-01 10:00:00", user_id="U002", patient_id=PATIENT,
+                   action="view", module="病历", workstation="WS-2", ip="10.0.0.9"))
     # U002 opens 40 patients in 20 minutes on 07-03
     for k in range(40):
         ev.append(dict(event_id=f"b{k:02d}", ts=f"2025-07-03 02:{k // 2:02d}:{(k % 2) * 30:02d}",
@@ -81,6 +88,11 @@ def build(tmp: Path, *, lang: str = "en", mask: bool = True):
         dict(patient_id=PATIENT, name=PATIENT_NAME, vip="1", employee_user_id="U777"),
         dict(patient_id="P50001", name=XSS_PATIENT, sensitive="1"),
     ]), TZ, "patients").accepted
+    rel = validate("care_relations", pd.DataFrame([
+        dict(patient_id=PATIENT, user_id="U002", department="骨科", kind="admission",
+             start="2025-06-30 08:00:00"),
+    ]), TZ, "care_relations").accepted
+    lake.write_snapshot("care_relations", rel, run)
     lake.write_snapshot("users", users, run)
     lake.write_snapshot("patients", patients, run)
     now = datetime(2025, 7, 3, 20, tzinfo=timezone.utc)

@@ -121,9 +121,10 @@ def days_chart(days: Sequence[str], counts: Sequence[int], flagged_days: Iterabl
                    f'fill="{AXIS}" text-anchor="middle">{escape(str(days[i])[5:])}</text>')
     out.append(f'<text x="{left - 4}" y="{top + 4}" font-size="11" fill="{AXIS}" '
                f'text-anchor="end">{int(ymax)}</text>')
-    out.append(f'<rect x="{left}" y="{h - 12}" width="10" height="10" fill="{FLAG}"/>'
-               f'<text x="{left + 14}" y="{h - 3}" font-size="11" fill="{AXIS}">'
-               f"{escape(flagged_label)}</text>")
+    if flagged_label:
+        out.append(f'<rect x="{left}" y="{h - 12}" width="10" height="10" fill="{FLAG}"/>'
+                   f'<text x="{left + 14}" y="{h - 3}" font-size="11" fill="{AXIS}">'
+                   f"{escape(flagged_label)}</text>")
     out.append("</svg>")
     return Markup("".join(out))
 

@@ -1,0 +1,85 @@
+"""`emraudit report scan|patient|summary`: re-render a scan's reports, the patient access
+report and the period summary."""
+
+from __future__ import annotations
+
+import click
+
+from emraudit.commands._common import config_option, get_config
+
+
+def _open(config_path):
+    from emraudit.lake import Lake
+    from emraudit.store import Store
+
+    cfg = get_config(config_path)
+    return cfg, Store(cfg.store_url), Lake(cfg.lake_dir, cfg.tz)
+
+
+@click.group("report")
+def report_group() -> None:
+    """Write reports: a scan's folder, one patient's access report, a period summary."""
+
+
+@report_group.command("scan")
+@config_option
+@click.option("--scan-id", help="The scan to render (default: the latest committed scan).")
+@click.option("--unmask", is_flag=True,
+              help="Show patient names and ids unmasked (recorded in the scan record).")
+def report_scan(config_path, scan_id, unmask) -> None:
+    """Re-render reports/<scan-id>/ (dashboard, case pages, findings.jsonl, ledger) from
+    the store, and point reports/latest at it."""
+    from emraudit.errors import UserError
+    from emraudit.reports import write_scan_reports
+    from emraudit.reports.data import latest_scan_id, scan_row
+
+    cfg, store, lake = _open(config_path)
+    if scan_id is None:
+        scan_id = latest_scan_id(store)
+        if scan_id is None:
+            raise UserError("no committed scan in the store yet (run `emraudit scan` first)")
+    elif scan_row(store, scan_id) is None:
+        raise UserError(f"no scan '{scan_id}' in the store (see the report folders' names)")
+    out = write_scan_reports(cfg, store, lake, scan_id, unmask=unmask)
+    click.echo(str(out / "index.html"))
+
+
+@report_group.command("patient")
+@config_option
+@click.argument("patient_id")
+@click.option("--from", "start", required=True, help="First day, e.g. 2025-07-01.")
+@click.option("--to", "end", required=True, help="Last day (inclusive).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="HTML file to write (a CSV is written beside it).")
+@click.option("--unmask", is_flag=True, help="Show the patient's name and id unmasked.")
+def report_patient(config_path, patient_id, start, end, out, unmask) -> None:
+    """Every access to one patient's record in the period: who (role, department), when,
+    what, and the explanation found for it (or that none was found)."""
+    from emraudit.reports.patient import write_patient_report
+
+    cfg, store, lake = _open(config_path)
+    html, csv_path = write_patient_report(cfg, store, lake, patient_id, start, end, out=out,
+                                          unmask=unmask)
+    click.echo(str(html))
+    click.echo(str(csv_path))
+
+
+@report_group.command("summary")
+@config_option
+@click.option("--from", "start", required=True, help="First day, e.g. 2025-07-01.")
+@click.option("--to", "end", required=True, help="Last day (inclusive).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="HTML file to write (the XLSX is written beside it).")
+def report_summary(config_path, start, end, out) -> None:
+    """The stage report for a period: cases and people per item, detector and department;
+    dispositions and completion rate; recurring patterns; trend by week (HTML + XLSX)."""
+    from emraudit.reports.summary import write_summary
+
+    cfg, store, lake = _open(config_path)
+    html, xlsx = write_summary(cfg, store, lake, start, end, out=out)
+    click.echo(str(html))
+    click.echo(str(xlsx))
+
+
+def register(group: click.Group) -> None:
+    group.add_command(report_group)

@@ -1,0 +1,209 @@
+"""The patient access report: every access to one patient's record in a period.
+
+What a hospital hands a patient who asks who looked at their record, and where an
+investigator starts after a complaint: for each access, who (role, department), when, what,
+and the legitimate reason the explanation engine found for it (the care relation, the
+consult, the order …) or that none was found, plus any finding that flagged it.
+
+The explanation engine (`emraudit.detectors.explain.explain_accesses`) runs on a Context
+built here from the lake: the patient's events over the period and the look-back the
+engine needs (prior treatment), and the reference snapshots restricted to this patient.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from emraudit.config import Config
+from emraudit.errors import UserError
+from emraudit.lake import Lake
+from emraudit.reports import data, files
+from emraudit.reports.i18n import N_, Lang, make_env
+from emraudit.reports.labels import ACTION, ROLE, detector_info, label
+from emraudit.reports.ledger import neutralize
+from emraudit.reports.masking import Masker
+from emraudit.reports.render import Fmt, Ref, _csp, _s, _static
+from emraudit.store import Store, findings
+
+log = logging.getLogger("emraudit.reports")
+
+EXPLANATION_LABELS = {
+    "own_relation": N_("own care relation"),
+    "unit_relation": N_("the department or ward cares for the patient"),
+    "duty_ward": N_("on duty on the patient's ward"),
+    "request_relation": N_("consult, order, appointment or access request"),
+    "prior_treatment": N_("treated the patient before"),
+    "documentation": N_("documented on the patient"),
+    "break_glass": N_("break the glass"),
+    "record_role": N_("records role (medical records, quality control, insurance)"),
+}
+
+
+def parse_day(value: str, option: str) -> pd.Timestamp:
+    try:
+        return pd.Timestamp(str(value)).normalize()
+    except (ValueError, TypeError):
+        raise UserError(f"{option}: expected a date such as 2025-07-01, got {value!r}") \
+            from None
+
+
+def period(start: str, end: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    lo, hi = parse_day(start, "--from"), parse_day(end, "--to")
+    if hi < lo:
+        raise UserError(f"--to ({end}) is before --from ({start})")
+    return lo, hi
+
+
+def _explain(config: Config, events: pd.DataFrame, ws: pd.Timestamp, we: pd.Timestamp,
+             refs: dict) -> pd.DataFrame | None:
+    """The engine's verdict for each event (None when the engine is not installed)."""
+    try:
+        from emraudit.detectors.explain import explain_accesses
+    except ImportError:
+        return None
+    from emraudit.detectors.base import Context
+    try:
+        from emraudit.detectors.profile import resolve_detectors
+        params = {i: dict(s.params) for i, s in
+                  resolve_detectors(config.detectors, config.path).items()}
+    except Exception:  # noqa: BLE001 - defaults are fine for explanations
+        params = {}
+    ev = events.copy()
+    ev["in_window"] = ((ev["ts"] >= ws) & (ev["ts"] < we)).to_numpy()
+    ctx = Context(events=ev, window_start=ws, window_end=we, tz=config.tz,
+                  office_hours=tuple(config.site.office_hours),
+                  workdays=tuple(config.site.workdays), detector_params=params,
+                  site_name=config.site.name, **refs)
+    try:
+        return explain_accesses(ctx)
+    except Exception:  # noqa: BLE001 - an engine failure must not hide the accesses
+        log.warning("explanation engine failed", exc_info=True)
+        return None
+
+
+def build_patient_report(config: Config, store: Store, lake: Lake, patient_id: str,
+                         start: str, end: str, *, unmask: bool = False,
+                         lang: Lang | None = None) -> dict:
+    lang = lang or Lang(config.reports.lang)
+    masker = Masker(enabled=config.reports.mask_patients and not unmask)
+    fmt = Fmt(config.tz)
+    lo, hi = period(start, end)
+    tz = config.tz
+    ws, we = lo.tz_localize(tz), (hi + pd.Timedelta(days=1)).tz_localize(tz)
+    lookback = int(config.scan.lookback_days)
+    committed = store.committed_runs()
+    days = pd.date_range(lo - pd.Timedelta(days=lookback), hi).strftime("%Y-%m-%d")
+    ev = data.read_lake(lake, committed, days, None, [("patient_id", "==", str(patient_id))])
+    refs = {}
+    for t in ("users", "patients", "care_relations", "patient_contacts", "shifts",
+              "workstations"):
+        df = data.snapshot(lake, committed, t)
+        if df is not None and t in ("patients", "care_relations", "patient_contacts") \
+                and "patient_id" in df.columns:
+            df = df[df["patient_id"].astype("string") == str(patient_id)].reset_index(drop=True)
+        if df is not None and t == "shifts" and len(ev) and "user_id" in df.columns:
+            df = df[df["user_id"].astype("string").isin(set(ev["user_id"].astype(str)))]
+        refs[t] = df
+    ref = Ref(refs["users"], refs["patients"], lang, masker)
+    masker.learn_patients(refs["patients"], [patient_id])
+    expl = _explain(config, ev, ws, we, refs) if len(ev) else None
+    if len(ev):
+        ev = ev[(ev["ts"] >= ws) & (ev["ts"] < we)]
+    by_event = {}
+    if expl is not None and len(expl):
+        for r in expl[["event_id", "explained", "explanation", "detail"]].to_dict("records"):
+            by_event[str(r["event_id"])] = r
+    flagged: dict[str, list[str]] = {}
+    fdf = store.read_findings(findings.c.patient_id == str(patient_id))
+    for r in fdf.to_dict("records") if len(fdf) else []:
+        for e in r["event_ids"]:
+            flagged.setdefault(str(e), []).append(r["detector"])
+    rows = []
+    for r in ev.to_dict("records") if len(ev) else []:
+        u = ref.user(r.get("user_id"))
+        x = by_event.get(str(r["event_id"]))
+        if x is None:
+            explained, why, detail = None, "", ""
+        else:
+            explained = bool(x["explained"])
+            key = _s(x.get("explanation"))
+            why = label(EXPLANATION_LABELS, key, lang) if key else ""
+            detail = masker.scrub(x.get("detail")) if explained else ""
+        rows.append({
+            "time": fmt.ts(r.get("ts")), "user": u["id"], "name": u["name"],
+            "role": u["role_label"], "department": u["department"],
+            "action": label(ACTION, _s(r.get("action")), lang), "module": _s(r.get("module")),
+            "workstation": _s(r.get("workstation")), "ip": _s(r.get("ip")),
+            "explained": explained, "explanation": why, "detail": detail,
+            "flagged": ", ".join(sorted({detector_info(d, lang)["name"]
+                                         for d in flagged.get(str(r["event_id"]), [])})),
+            "source_ref": _s(r.get("_source_ref")),
+        })
+    staff: dict[str, dict] = {}
+    for r in rows:
+        s = staff.setdefault(r["user"], {"user": r["user"], "name": r["name"],
+                                         "role": r["role"], "department": r["department"],
+                                         "n": 0, "unexplained": 0, "first": r["time"],
+                                         "last": r["time"], "flagged": False})
+        s["n"] += 1
+        s["unexplained"] += r["explained"] is False
+        s["last"] = r["time"]
+        s["flagged"] = s["flagged"] or bool(r["flagged"])
+    return {
+        "patient": ref.patient(patient_id), "from": lo.strftime("%Y-%m-%d"),
+        "to": hi.strftime("%Y-%m-%d"), "rows": rows,
+        "staff": sorted(staff.values(), key=lambda s: (-s["unexplained"], -s["n"], s["user"])),
+        "n_unexplained": sum(1 for r in rows if r["explained"] is False),
+        "engine": expl is not None, "masked": masker.enabled,
+    }
+
+
+CSV_COLUMNS = [("time", N_("time")), ("user", N_("account")), ("name", N_("name")),
+               ("role", N_("role")), ("department", N_("department")),
+               ("action", N_("action")), ("module", N_("module")),
+               ("workstation", N_("workstation")), ("ip", N_("IP")),
+               ("explanation", N_("explanation found")), ("detail", N_("detail")),
+               ("flagged", N_("flagged by")), ("source_ref", N_("source reference"))]
+
+
+def write_patient_report(config: Config, store: Store, lake: Lake, patient_id: str,
+                         start: str, end: str, *, out: Path | None = None,
+                         unmask: bool = False) -> tuple[Path, Path]:
+    """Write the HTML report and a CSV beside it; returns both paths."""
+    lang = Lang(config.reports.lang)
+    model = build_patient_report(config, store, lake, patient_id, start, end, unmask=unmask,
+                                 lang=lang)
+    if out is None:
+        tag = hashlib.sha1(str(patient_id).encode("utf-8")).hexdigest()[:10]
+        folder = files.private_dir(files.private_dir(config.reports_dir) / "patients")
+        out = folder / f"access-{tag}-{model['from']}-{model['to']}.html"
+    else:
+        out = Path(out)
+        if not out.parent.exists():
+            files.private_dir(out.parent)
+    env = make_env(lang)
+    js = _static("report.js")
+    html = env.get_template("patient.html").render(
+        site=config.site.name, css=_static("report.css"), csp=_csp(js), masked=model["masked"],
+        scan={}, window=(model["from"], model["to"]),
+        generated=datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M"),
+        r=model)
+    files.write_text(out, html)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([lang.gettext(h) for _, h in CSV_COLUMNS])
+    no = lang.gettext("none found")
+    for r in model["rows"]:
+        vals = dict(r, explanation=r["explanation"] or (no if r["explained"] is False else ""))
+        w.writerow([neutralize(_s(vals[k])) for k, _ in CSV_COLUMNS])
+    csv_path = out.with_suffix(".csv")
+    files.write_bytes(csv_path, buf.getvalue().encode("utf-8-sig"))
+    log.info("patient access report written: %d accesses", len(model["rows"]))
+    return out, csv_path
