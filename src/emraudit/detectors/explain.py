@@ -346,6 +346,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
 
     # 2. the user's department or ward ---------------------------------------------------------
     users = complete(ctx.users, "users", tz)
+    sh = complete(ctx.shifts, "shifts", tz)
     u_dept = np.full(len(uidx), -1, dtype=np.int64)
     u_ward = np.full(len(uidx), -1, dtype=np.int64)
     u_role = np.full(len(uidx), "", dtype=object)
@@ -354,6 +355,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
         rel["department"].astype("string"), rel["ward"].astype("string"),
         users["department"].astype("string") if users is not None else no_str,
         users["ward"].astype("string") if users is not None else no_str,
+        sh["ward"].astype("string") if sh is not None else no_str,
     ], ignore_index=True).dropna().unique(), dtype="string")
     nunit = len(units) + 1
     if users is not None and len(users):
@@ -377,7 +379,6 @@ def _explain(ctx: Context) -> pd.DataFrame:
 
     # 3. on duty on the patient's ward ---------------------------------------------------------
     duty_ward = np.full(n, -1, dtype=np.int64)
-    sh = complete(ctx.shifts, "shifts", tz)
     if sh is not None and len(sh) and not done.all():
         d = sh[(sh["kind"].astype("string") == "duty") & sh["ward"].notna()]
         if len(d):
@@ -423,7 +424,8 @@ def _explain(ctx: Context) -> pd.DataFrame:
     # 5. prior treatment: an own relation that ended, or an explained access, in the look-back
     if not done.all():
         lb = int(p["lookback_days"] * _DAY_US)
-        anyown = r_ok & r_has_user & (r_u >= 0)
+        # any own relation but an access request (a permission for a purpose, not treatment)
+        anyown = r_ok & r_has_user & (r_u >= 0) & (r_kind != "access_request")
         rkey = np.where(anyown, r_u * npat + r_p, -1)
         ks_todo = ks_up.restrict(~done)
         hit, _ = interval_hit(ks_todo, rkey, r_start,
@@ -445,7 +447,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
     if rr.any():
         local = acc["ts"].iloc[np.flatnonzero(rr)].dt.tz_convert(tz)
         hour = (local.dt.hour + local.dt.minute / 60.0).to_numpy()
-        wd = local.dt.dayofweek.to_numpy()
+        wd = local.dt.day_of_week.to_numpy()
         hours = p.get("record_role_hours") or {}
         lo = np.array([float(hours.get(r, ctx.office_hours)[0]) for r in acc_role[rr]])
         hi = np.array([float(hours.get(r, ctx.office_hours)[1]) for r in acc_role[rr]])
@@ -590,7 +592,8 @@ def _why_not(p, none, rel, r_p, r_start, pcode, acc_dept, acc_ward, units, acc_r
             more = f" (+{len(descs) - 3} more)" if len(descs) > 3 else ""
             per_patient[int(pc)] = "; ".join(descs[-3:]) + more
     gtxt = f"-{p['grace_before_days']:g}/+{p['grace_after_days']:g} d grace"
-    pat_rel = pd.Series(pcode[idx]).map(per_patient).fillna("none").to_numpy(dtype=object)
+    pat_rel = np.asarray([per_patient.get(int(c), "none") for c in np.unique(pcode[idx])],
+                         dtype=object)[np.searchsorted(np.unique(pcode[idx]), pcode[idx])]
     dw = duty_ward[idx]
     duty_txt = np.where(dw < 0, "duty_ward: no duty shift on a ward at that time",
                         "duty_ward: on duty on ward '" + unit_names[np.clip(dw, 0, None)].astype(str)

@@ -1,0 +1,277 @@
+"""The explanation engine: each explanation at its edges, cascade order, order and index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detector_frames import ev, make_ctx
+from emraudit.detectors.explain import (
+    EXPLANATIONS, KeySpace, _DEFAULTS, explain_accesses, explanation_evidence, interval_hit,
+    nearest_within,
+)
+
+W = ("2025-07-01", "2025-09-01")
+DOC = {"user_id": "doc", "role": "physician", "department": "心内科"}
+NURSE = {"user_id": "rn", "role": "nurse", "ward": "心内科一病区"}
+
+
+def explain(events, **kw):
+    kw.setdefault("window", W)
+    return explain_accesses(make_ctx(events, **kw))
+
+
+def adm(patient="p1", user=None, start="2025-07-05", end="2025-07-10", kind="admission",
+        department=None, ward=None):
+    return {"patient_id": patient, "user_id": user, "kind": kind, "start": start, "end": end,
+            "department": department, "ward": ward}
+
+
+def test_defaults_match_declarations():
+    from emraudit.detectors.care import EXPLAIN_PARAMS
+    assert {p.name: p.default for p in EXPLAIN_PARAMS} == _DEFAULTS
+
+
+@pytest.mark.parametrize("ts,held", [
+    ("2025-07-02 00:00:00", True),       # exactly start - 3 days
+    ("2025-07-01 23:59:59", False),      # one second before the grace
+    ("2025-08-09 00:00:00", True),       # exactly end + 30 days
+    ("2025-08-09 00:00:01", False),
+])
+def test_own_relation_grace_boundaries(ts, held):
+    x = explain([ev("doc", "p1", ts)], care_relations=[adm(user="doc")])
+    assert bool(x["explained"].iloc[0]) is held
+    assert x["explanation"].iloc[0] == ("own_relation" if held else "")
+
+
+def test_ongoing_relation_and_detail_text():
+    x = explain([ev("doc", "p1", "2025-08-30 10:00")],
+                care_relations=[adm(user="doc", end=None, ward="心内科一病区")])
+    assert x["explanation"].iloc[0] == "own_relation"
+    assert x["detail"].iloc[0] == ("admission 2025-07-05..ongoing, ward 心内科一病区, user doc")
+
+
+def test_department_relation_matches_doctor_of_that_department_only():
+    rel = [adm(department="心内科")]
+    users = [DOC, {"user_id": "other", "role": "physician", "department": "骨科"}]
+    x = explain([ev("doc", "p1", "2025-07-06 10:00"), ev("other", "p1", "2025-07-06 10:00")],
+                care_relations=rel, users=users)
+    assert x.set_index("user_id")["explanation"].to_dict() == {"doc": "unit_relation",
+                                                                "other": ""}
+
+
+def test_ward_relation_matches_nurse_by_ward():
+    x = explain([ev("rn", "p1", "2025-07-06 03:00")],
+                care_relations=[adm(user="doc", department="心内科", ward="心内科一病区")],
+                users=[NURSE])
+    assert x["explanation"].iloc[0] == "unit_relation"
+
+
+def test_unit_match_can_exclude_rows_naming_a_user():
+    ctx = make_ctx([ev("rn", "p1", "2025-07-06 03:00")], window=W,
+                   care_relations=[adm(user="doc", ward="心内科一病区")], users=[NURSE],
+                   params={"care.no_relationship": {"unit_match_user_rows": False}})
+    assert not explain_accesses(ctx)["explained"].iloc[0]
+
+
+FLOAT = {"user_id": "float", "role": "nurse", "ward": "骨科病区"}
+
+
+@pytest.mark.parametrize("ts,held", [
+    ("2025-07-06 03:00", True),           # night shift 20:00-08:00, in the middle
+    ("2025-07-06 09:00", True),           # within the 60 min slack after the shift
+    ("2025-07-06 09:00:01", False),
+])
+def test_float_nurse_on_night_duty_on_patient_ward(ts, held):
+    shifts = [{"user_id": "float", "start": "2025-07-05 20:00", "end": "2025-07-06 08:00",
+               "kind": "duty", "ward": "心内科一病区"}]
+    x = explain([ev("float", "p1", ts)], users=[FLOAT], shifts=shifts,
+                care_relations=[adm(ward="心内科一病区")])
+    assert x["explanation"].iloc[0] == ("duty_ward" if held else "")
+    if held:
+        assert "on duty on ward 心内科一病区" in x["detail"].iloc[0]
+
+
+def test_duty_on_another_ward_does_not_explain():
+    shifts = [{"user_id": "float", "start": "2025-07-05 20:00", "end": "2025-07-06 08:00",
+               "kind": "duty", "ward": "儿科病区"}]
+    x = explain([ev("float", "p1", "2025-07-06 03:00")], users=[FLOAT], shifts=shifts,
+                care_relations=[adm(ward="心内科一病区")])
+    assert not x["explained"].iloc[0]
+    assert "on duty on ward '儿科病区', patient not there" in x["detail"].iloc[0]
+
+
+@pytest.mark.parametrize("ts,held", [
+    ("2025-07-06 00:00", True),     # consult 07-07, 1 day before is inside
+    ("2025-07-05 23:59", False),
+    ("2025-07-22 00:00", True),     # consult ends 07-08, +14 days
+    ("2025-07-22 00:01", False),
+])
+def test_consult_with_its_own_grace(ts, held):
+    rel = [adm(user="cons", kind="consult", start="2025-07-07", end="2025-07-08")]
+    x = explain([ev("cons", "p1", ts)], care_relations=rel,
+                params={"care.no_relationship": {"lookback_days": 0.0}})
+    assert x["explanation"].iloc[0] == ("request_relation" if held else "")
+
+
+def test_access_request_is_not_prior_treatment():
+    rel = [adm(user="aud", kind="access_request", start="2025-07-07", end="2025-07-08")]
+    x = explain([ev("aud", "p1", "2025-07-07 10:00"), ev("aud", "p1", "2025-07-24 10:00")],
+                care_relations=rel)
+    # the access during the request is explained, and is itself prior treatment later
+    assert x["explanation"].tolist() == ["request_relation", "prior_treatment"]
+    x = explain([ev("aud", "p1", "2025-07-24 10:00")], care_relations=rel)
+    assert x["explanation"].tolist() == [""]
+
+
+def test_prior_treatment_within_lookback():
+    rel = [adm(user="doc", start="2025-07-05", end="2025-07-05 12:00")]
+    over = {"care.no_relationship": {"grace_after_days": 0.0}}
+    # relation ended 07-05 12:00 -> +30 days is 08-04 12:00, inclusive; prior-treatment
+    # explanations do not chain (08-04 12:00 does not extend the look-back)
+    events = [ev("doc", "p1", "2025-07-05 10:00"), ev("doc", "p1", "2025-08-04 12:00"),
+              ev("doc", "p1", "2025-08-04 12:00:01")]
+    x = explain_accesses(make_ctx(events, window=W, care_relations=rel, params=over))
+    assert x["explanation"].tolist() == ["own_relation", "prior_treatment", ""]
+
+
+def test_prior_explained_access_within_lookback():
+    # a consult explained the first access; 30 days later the access is prior treatment
+    rel = [adm(user="cons", kind="consult", start="2025-07-05", end="2025-07-05")]
+    over = {"care.no_relationship": {"kind_grace_after_days": 0.0,
+                                     "kind_grace_before_days": 0.0, "lookback_days": 30.0}}
+    events = [ev("cons", "p1", "2025-07-05 00:00"), ev("cons", "p1", "2025-08-04 00:00"),
+              ev("cons", "p1", "2025-08-04 00:00:01")]
+    x = explain_accesses(make_ctx(events, window=W, care_relations=rel, params=over))
+    assert x["explanation"].tolist() == ["request_relation", "prior_treatment", ""]
+
+
+def test_prior_unexplained_access_does_not_explain_later_one():
+    x = explain([ev("u", "p1", "2025-07-05 10:00"), ev("u", "p1", "2025-07-06 10:00")],
+                care_relations=[adm(user="doc")])
+    assert not x["explained"].any()
+
+
+def test_documentation_before_or_after_explains_view():
+    events = [ev("rt", "p1", "2025-07-06 09:00"), ev("rt", "p1", "2025-07-06 10:00", "update"),
+              ev("rt", "p1", "2025-07-07 10:00:01", "view"),
+              ev("rt", "p2", "2025-07-06 09:00")]
+    x = explain(events, care_relations=[adm()])
+    got = dict(zip(x["event_id"], x["explanation"]))
+    assert [got[e["event_id"]] for e in events] == ["documentation", "prior_treatment",
+                                                    "prior_treatment", ""]
+
+
+def test_documentation_window_edge_and_switch_off():
+    events = [ev("rt", "p1", "2025-07-06 10:00", "sign"), ev("rt", "p1", "2025-07-05 10:00")]
+    x = explain(events, care_relations=[adm()])
+    assert x.set_index("ts")["explanation"].iloc[0] == "documentation"   # exactly 24 h before
+    ctx = make_ctx(events, window=W, care_relations=[adm()],
+                   params={"care.no_relationship": {"documentation_explains": False}})
+    assert not explain_accesses(ctx)["explained"].any()
+
+
+def test_documentation_same_encounter():
+    events = [ev("rt", "p1", "2025-07-01 10:00", "create", encounter_id="E1"),
+              ev("rt", "p1", "2025-07-04 10:00", encounter_id="E1"),
+              ev("rt", "p1", "2025-07-04 09:00", encounter_id="E2")]
+    x = explain(events, care_relations=[adm(start="2025-06-01", end="2025-06-02")],
+                params={"care.no_relationship": {"lookback_days": 1.0}})
+    got = dict(zip(x["event_id"], x["explanation"]))
+    assert [got[e["event_id"]] for e in events] == ["documentation", "documentation", ""]
+
+
+def test_break_glass_shortly_before():
+    events = [ev("er", "p1", "2025-07-06 10:00", "break_glass"),
+              ev("er", "p1", "2025-07-06 22:00"), ev("er", "p1", "2025-07-06 22:00:01")]
+    x = explain(events, care_relations=[adm()])
+    assert x["explanation"].tolist() == ["break_glass", "break_glass", ""]
+
+
+@pytest.mark.parametrize("ts,held", [
+    ("2025-07-08 08:00", True),   # Tuesday, office hours start
+    ("2025-07-08 17:59", True),
+    ("2025-07-08 18:00", False),  # end is exclusive
+    ("2025-07-12 10:00", False),  # Saturday
+])
+def test_records_role_inside_office_hours_only(ts, held):
+    users = [{"user_id": "mr", "role": "病案室"}]
+    x = explain([ev("mr", "p1", ts)], users=users, care_relations=[adm()])
+    assert x["explanation"].iloc[0] == ("record_role" if held else "")
+
+
+def test_records_role_hours_per_role():
+    users = [{"user_id": "mr", "role": "medical_records"}]
+    ctx = make_ctx([ev("mr", "p1", "2025-07-08 19:00")], window=W, users=users,
+                   care_relations=[adm()],
+                   params={"care.no_relationship": {
+                       "record_role_hours": {"medical_records": [7, 20]}}})
+    assert explain_accesses(ctx)["explanation"].iloc[0] == "record_role"
+
+
+def test_only_patient_actions_same_order_and_index():
+    events = [ev("doc", None, "2025-07-06 08:00", "login"), ev("doc", "p1", "2025-07-06 09:00"),
+              ev("x", "p2", "2025-07-06 09:30"), ev("doc", "p1", "2025-07-06 10:00", "update")]
+    ctx = make_ctx(events, window=W, care_relations=[adm(user="doc")])
+    x = explain_accesses(ctx)
+    assert list(x.index) == [1, 2, 3]
+    assert x["event_id"].tolist() == ctx.events["event_id"].iloc[1:].tolist()
+    assert list(x.columns[:8]) == ["event_id", "user_id", "patient_id", "ts", "in_window",
+                                   "explained", "explanation", "detail"]
+    assert explain_accesses(ctx) is x          # cached
+
+
+def test_unexplained_detail_lists_every_explanation():
+    x = explain([ev("u", "p1", "2025-07-06 09:00")], care_relations=[adm(department="骨科")])
+    parts = explanation_evidence(x.iloc[0])
+    assert [p["explanation"] for p in parts] == list(EXPLANATIONS)
+    assert all(p["result"] == "failed" and p["detail"] for p in parts)
+    assert "admission 2025-07-05..2025-07-10, department 骨科" in parts[1]["detail"]
+
+
+def test_no_care_relations_table():
+    x = explain([ev("u", "p1", "2025-07-06 09:00", "update")])
+    assert x["explanation"].tolist() == ["documentation"]
+
+
+def test_interval_hit_many_relations_no_cross_product():
+    rng = np.random.default_rng(1)
+    n, m = 20000, 500
+    akey = rng.integers(0, 5, n)
+    at = rng.integers(0, 10**9, n)
+    rkey = rng.integers(0, 5, m)
+    lo = rng.integers(0, 10**9, m)
+    hi = lo + rng.integers(0, 10**7, m)
+    hit, which = interval_hit(KeySpace(akey, at), rkey, lo, hi, np.arange(m))
+    brute = ((akey[:, None] == rkey[None, :]) & (lo[None, :] <= at[:, None])
+             & (hi[None, :] >= at[:, None])).any(axis=1)
+    assert (hit == brute).all()
+    w = which[hit]
+    assert (lo[w] <= at[hit]).all() and (hi[w] >= at[hit]).all()
+
+
+def test_nearest_within_matches_brute_force():
+    rng = np.random.default_rng(2)
+    n = 3000
+    key = rng.integers(0, 7, n)
+    t = rng.integers(0, 10**6, n)
+    mask = rng.random(n) < 0.2
+    got = nearest_within(KeySpace(key, t), mask, t, 5000, 2000, strict_before=True)
+    d = t[:, None] - t[None, :]                       # access minus point
+    same = (key[:, None] == key[None, :]) & mask[None, :]
+    brute = (same & (((d > 0) & (d <= 5000)) | ((d <= 0) & (-d <= 2000)))).any(axis=1)
+    assert (got == brute).all()
+
+
+def test_relation_far_outside_the_access_span_is_clipped_correctly():
+    rel = [adm(user="doc", start="2015-01-01", end=None)]
+    x = explain([ev("doc", "p1", "2025-07-06 09:00")], care_relations=rel)
+    assert x["explanation"].iloc[0] == "own_relation"
+
+
+def test_empty_events():
+    ctx = make_ctx([], window=W, care_relations=[adm()])
+    x = explain_accesses(ctx)
+    assert len(x) == 0 and "explained" in x.columns
+    assert isinstance(x, pd.DataFrame)
