@@ -221,3 +221,63 @@ def test_profile_diff_counts_and_parameters(tmp_path):
     assert res["cases"] == {"current": 2, "new": 1, "added": 0, "removed": 1}
     text = T.format_diff(res)
     assert f"{det_id}.{pname}: {cur_value} -> {new_value}" in text
+
+
+@pytest.mark.slow
+def test_tune_and_diff_replay_a_scanned_hospital_without_writing(tmp_path):
+    """End to end on a small hospital: the replay at the value in force reproduces the scan;
+    other values and an edited profile change the counts; the store is left untouched."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    from click.testing import CliRunner
+    from test_crash_safety import _hand_hospital
+
+    from emraudit.cases import list_cases, resolve_case
+    from emraudit.cli import main
+    from emraudit.config import load_config
+    from emraudit.scan import run_scan
+    from emraudit.store import Store, case_history, cases, findings
+
+    cfg_path = _hand_hospital(tmp_path / "h")
+    cfg = load_config(cfg_path)
+    run_scan(cfg, echo=lambda m: None)
+    store = Store(cfg.store_url)
+    det = "bulk.off_hours"
+    stored = store.read_findings(findings.c.detector == det)
+    assert len(stored) > 0
+    mine = list_cases(store, detector=det)
+    resolve_case(store, mine.iloc[0]["case_id"], "confirmed", "night harvest", "officer")
+
+    def snapshot():
+        return [len(store.read_table(t)) for t in (findings, cases, case_history)] + \
+            [store.read_table(cases)["version"].sum()]
+
+    before = snapshot()
+    r = CliRunner().invoke(main, ["tune", "--config", str(cfg_path), det, "min_patients",
+                                  "5", "20", "40", "--days", "10", "--format", "json",
+                                  "--chart", str(tmp_path / "curve.svg")])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    rows = {x["value"]: x for x in res["rows"]}
+    cur = next(x for x in res["rows"] if x["current"])
+    assert cur["findings"] == len(stored)          # the replay reproduces the scan
+    assert rows[40]["findings"] <= cur["findings"] <= rows[5]["findings"]
+    assert cur["precision"] == 1.0 and cur["recall"] == 1.0
+    ET.parse(tmp_path / "curve.svg")
+    r = CliRunner().invoke(main, ["tune", "--config", str(cfg_path), det, "min_patients",
+                                  "--range", "5:40:35"])
+    assert r.exit_code == 0, r.output
+    assert "precision" in r.output and " *" in r.output
+
+    prof = tmp_path / "edited.toml"
+    prof.write_text(f'["{det}"]\nmin_patients = 200\n', encoding="utf-8")
+    r = CliRunner().invoke(main, ["detectors", "diff", str(prof), "--config", str(cfg_path),
+                                  "--format", "json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["params"][0]["param"] == "min_patients" and d["params"][0]["new"] == 200
+    row = {x["detector"]: x for x in d["detectors"]}[det]
+    assert row["current_findings"] == len(stored) and row["new_findings"] == 0
+    assert row["findings_removed"] == len(stored)
+    assert snapshot() == before

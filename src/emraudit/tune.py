@@ -413,7 +413,7 @@ def chart_svg(res: dict) -> str:
     """A self-contained SVG: findings and cases (left axis) and precision/recall (right
     axis, 0-100%) against the parameter's values; the value in force is marked."""
     rows = res["rows"]
-    W, H, L, R, T, B = 720, 420, 70, 70, 50, 60
+    W, H, L, R, T, B = 720, 450, 70, 70, 50, 90
     pw, ph = W - L - R, H - T - B
     numeric = all(isinstance(r["value"], (int, float)) and not isinstance(r["value"], bool)
                   for r in rows)
@@ -424,7 +424,7 @@ def chart_svg(res: dict) -> str:
     else:
         xs = [L + pw * (i + 0.5) / max(len(rows), 1) for i in range(len(rows))]
     ymax = max([r["findings"] for r in rows] + [r["cases"] for r in rows] + [1])
-    ymax = _nice(ymax)
+    ymax = max(4, math.ceil(_nice(ymax) / 4) * 4)   # whole-number ticks
 
     def yc(v):
         return T + ph * (1 - v / ymax)
@@ -455,7 +455,7 @@ def chart_svg(res: dict) -> str:
                        'stroke="#999" stroke-dasharray="4 3"/>')
             out.append(f'<text x="{x:.1f}" y="{T - 6}" text-anchor="middle" fill="#555">'
                        'in force</text>')
-    out.append(f'<text x="{L + pw / 2}" y="{H - 16}" text-anchor="middle">'
+    out.append(f'<text x="{L + pw / 2}" y="{T + ph + 40}" text-anchor="middle">'
                f'{escape(res["param"])}</text>')
     out.append(f'<text x="18" y="{T + ph / 2}" text-anchor="middle" '
                f'transform="rotate(-90 18 {T + ph / 2})">findings / cases</text>')
@@ -474,8 +474,8 @@ def chart_svg(res: dict) -> str:
                        f'points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in pts)}"/>')
         for x, y in pts:
             out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>')
-        lx = L + 10 + 150 * (n % 4)
-        ly = T + 14 + 16 * (n // 4)
+        lx = L + 150 * (n % 4)
+        ly = H - 22 + 16 * (n // 4) - 16 * ((len(series) - 1) // 4)
         out.append(f'<rect x="{lx}" y="{ly - 9}" width="12" height="4" fill="{color}"/>')
         out.append(f'<text x="{lx + 16}" y="{ly - 3}">{escape(label)}</text>')
     out.append("</svg>")

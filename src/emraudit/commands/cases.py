@@ -114,11 +114,14 @@ def list_cmd(config_path, status, detector, user, since, fmt, unmask) -> None:
         click.echo(f"no cases ({'any status' if status == 'all' else status})")
         return
     df = df.assign(
-        whom=[mask(p) if p else f"day {d}" for p, d in zip(df["patient_id"], df["day"])],
+        whom=[mask(p) if k == "patient" else f"day {d}"
+              for k, p, d in zip(df["kind"], df["patient_id"], df["day"])],
         dets=df["detectors"].map(lambda s: ", ".join(json.loads(s or "[]"))),
         seen=df["last_seen"].map(lambda s: _cell(s)[:16].replace("T", " ")),
-        state=[s + (" (reopened)" if r and s == "open" else "") + (f": {d}" if d else "")
-               for s, r, d in zip(df["status"], df["reopened"], df["disposition"])])
+        state=[s + (" (reopened)" if r is True and s == "open" else "")
+               + (f": {d}" if isinstance(d, str) and d else "")
+               for s, r, d in zip(df["status"], df["reopened"].fillna(False).astype(bool),
+                                  df["disposition"])])
     echo_table(df, [("case_id", "case"), ("severity", "severity"), ("user_id", "user"),
                     ("whom", "patient/day"), ("dets", "detectors"), ("n_findings", "findings"),
                     ("seen", "last seen"), ("state", "status")])
