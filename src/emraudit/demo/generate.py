@@ -216,9 +216,10 @@ def generate(out_dir, seed: int = 7, days: int = 30, size: str | int = "small",
     writers.write_all(w, out, formats)
     w.timings["write"] = time.perf_counter() - t
     w.timings["total"] = time.perf_counter() - clock
-    truth_cases = pd.Series([v for v, _ in w.cases]).value_counts().sort_index()
+    planted = np.unique(w.events["case"][w.events["case"] >= 0])
+    truth_cases = pd.Series([w.cases[i][0] for i in planted]).value_counts().sort_index()
     return {"events": int(len(w.events["ts"])), "users": int(len(w.users)),
-            "patients": int(w.n_pat), "cases": int(len(w.cases)),
+            "patients": int(w.n_pat), "cases": int(len(planted)),
             "planted_events": int((w.events["case"] >= 0).sum()),
             "cases_by_kind": {k: int(v) for k, v in truth_cases.items()},
             "timings": {k: round(v, 2) for k, v in w.timings.items()}}

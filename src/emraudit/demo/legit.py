@@ -116,7 +116,7 @@ def ward_day_staff(w, pdays, buf):
         i = expand(n)
         t = _day_times(rng, pd_.day_start.to_numpy()[i], len(i))
         who = w.roster.pick(pool[i], "p", t, rng.random(len(i)))
-        keep = who >= 0
+        keep = (who >= 0) & (t < pd_.end.to_numpy()[i])
         i, t, who = i[keep], t[keep], who[keep]
         mod = choose(rng, len(i), {M["医嘱"]: 60, M["护理记录"]: 25, M["病程记录"]: 15})
         buf.add(t, who, pd_.patient.to_numpy()[i], choose(rng, len(i), acts), mod,
@@ -214,7 +214,7 @@ def consults(w, pdays, buf, rel_out: list):
     t_come = t_req + rng.integers(1800, 4 * 3600, len(p))
     pool = np.array([w.roster.pools[f"P:{d}"] for d in pick], np.int64)
     doc = w.roster.pick(pool, "p", t_come, rng.random(len(p)))
-    ok = doc >= 0
+    ok = (doc >= 0) & (t_come + 1800 < p.end.to_numpy()) & (t_req > p.start.to_numpy())
     p, pick, t_req, t_come, doc = p[ok], pick[ok], t_req[ok], t_come[ok], doc[ok]
     rel_out.append(pd.DataFrame({"patient": p.patient.to_numpy(), "user": doc,
                                  "department": pick, "ward": None, "kind": "consult",
@@ -259,8 +259,10 @@ def orders(w, pdays, buf, rel_out: list):
     p = pdays[rng.random(len(pdays)) < 0.5 * f].reset_index(drop=True)
     t_ord = p.day_start.to_numpy() - rng.integers(2 * 3600, 10 * 3600, len(p))
     t_ord = np.maximum(t_ord, p.start.to_numpy())
-    rel(p, "检验科", t_ord, t_ord + 36 * H)
     t_res = p.day_start.to_numpy() + 6 * H + rng.integers(0, 4 * 3600, len(p))
+    keep = t_res + 900 < p.end.to_numpy()
+    p, t_ord, t_res = p[keep].reset_index(drop=True), t_ord[keep], t_res[keep]
+    rel(p, "检验科", t_ord, t_ord + 36 * H)
     tech = w.roster.pick(np.full(len(p), pools["S:检验科"]), "h8", t_res, rng.random(len(p)))
     n = np.where(tech >= 0, rng.poisson(1.5 * w.intensity, len(p)), 0)
     i = expand(n)
@@ -271,6 +273,8 @@ def orders(w, pdays, buf, rel_out: list):
     # imaging: radiographer, then the radiologist's report
     p = pdays[rng.random(len(pdays)) < 0.12 * f].reset_index(drop=True)
     t_ord = p.day_start.to_numpy() + 8 * H + rng.integers(0, 8 * 3600, len(p))
+    keep = (t_ord < p.end.to_numpy()) & (t_ord > p.start.to_numpy())
+    p, t_ord = p[keep].reset_index(drop=True), t_ord[keep]
     rel(p, "放射科", t_ord, t_ord + 72 * H)
     t_img = t_ord + rng.integers(1800, 3 * 3600, len(p))
     tech = w.roster.pick(np.full(len(p), pools["S:放射科"]), "h8", t_img, rng.random(len(p)))
@@ -298,7 +302,7 @@ def orders(w, pdays, buf, rel_out: list):
     p = pdays[rng.random(len(pdays)) < 0.35 * f].reset_index(drop=True)
     t = p.day_start.to_numpy() + 9 * H + rng.integers(0, 6 * 3600, len(p))
     ph = w.roster.pick(np.full(len(p), pools["S:药剂科"]), "h8", t, rng.random(len(p)))
-    ok = ph >= 0
+    ok = (ph >= 0) & (t < p.end.to_numpy()) & (t >= p.start.to_numpy())
     buf.add(t[ok], ph[ok], p.patient.to_numpy()[ok],
             choose(rng, int(ok.sum()), {A["view"]: 80, A["sign"]: 20}), M["医嘱"],
             campus_loc("药剂科", p.campus.to_numpy())[ok], p.enc_idx.to_numpy()[ok],
