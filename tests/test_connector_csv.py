@@ -221,3 +221,26 @@ def test_user_error_is_raised_not_traceback(tmp_path):
     (tmp_path / "a.csv").write_text(HEADER + ROWS[0])
     with pytest.raises(UserError, match="one ASCII character"):
         list(open_connector("access_log", cfg).batches(None))
+
+
+def test_crlf_line_endings_and_no_final_newline(tmp_path):
+    text = (HEADER + "".join(ROWS)).replace("\n", "\r\n").rstrip("\r\n")
+    cfg = make(tmp_path, {"a.csv": text.encode("gb18030")})
+    _, frame, q = read_all(cfg)
+    assert q.empty and frame["event_id"].tolist() == ["e1", "e2", "e3"]
+    assert frame["ip"].tolist()[:2] == ["10.0.0.1", "10.0.0.2"]     # no stray '\r'
+    assert frame["_source_ref"].tolist()[-1] == "a.csv:4"
+
+
+def test_blank_lines_are_skipped_not_counted(tmp_path):
+    cfg = make(tmp_path, {"a.csv": HEADER + ROWS[0] + "\n\r\n" + ROWS[1]})
+    batches, frame, q = read_all(cfg)
+    assert q.empty and frame["_source_ref"].tolist() == ["a.csv:2", "a.csv:5"]
+    assert sum(b.read for b in batches) == 2
+
+
+def test_unterminated_quote_at_end_is_quarantined(tmp_path):
+    cfg = make(tmp_path, {"a.csv": HEADER + ROWS[0] + 'e7,2025-07-01 08:00:00,u,p,view,"病历,x\n'})
+    _, frame, q = read_all(cfg)
+    assert frame["event_id"].tolist() == ["e1"]
+    assert q["source_ref"].tolist() == ["a.csv:3"] and "unterminated" in q["reason"][0]
