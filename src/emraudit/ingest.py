@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -41,6 +42,12 @@ class SourceResult:
     error: str = ""
     days: set[str] = field(default_factory=set)
     runs: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)   # read, validate, lake, commit
+
+    def timed(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + now - since
+        return now
 
     def add(self, read: int, accepted: int, quarantined: int, duplicates: int) -> None:
         self.read += read
@@ -123,7 +130,9 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
     ref_quarantine: list[pd.DataFrame] = []
     ref_read = 0
     ref_position = None
+    t = time.perf_counter()
     for batch in connector.batches(wm):
+        t = res.timed("read", t)
         if table != "access_log":
             ref_frames.append(batch.frame)
             ref_quarantine.append(batch.quarantine)
@@ -135,12 +144,14 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
         v = validate(table, batch.frame, config.tz, name)
         acc = v.accepted
         acc[SOURCE] = name
+        t = res.timed("validate", t)
         days = sorted(acc["ts"].dt.tz_convert(config.tz).dt.strftime("%Y-%m-%d").unique()) \
             if len(acc) else []
         known = lake.existing_event_ids(committed, days)
         dup = acc["event_id"].isin(known) if len(known) else pd.Series(False, index=acc.index)
         acc = acc.loc[~dup]
         files = lake.write_events(acc, run_id)
+        t = res.timed("lake", t)
         maybe_kill("ingest:after-lake-write")
         q = pd.concat([x for x in (batch.quarantine, v.quarantine) if len(x)] or
                       [empty_quarantine()], ignore_index=True)
@@ -161,6 +172,7 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
                                    "notes": batch.notes}, ensure_ascii=False),
                 **counts))
         committed.add(run_id)
+        t = res.timed("commit", t)
         wm = batch.position
         res.add(**counts)
         res.days.update(written_days)

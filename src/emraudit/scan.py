@@ -362,7 +362,9 @@ def _finish(store: Store, scan_id: str, res: ScanResult, *, runs: list[str]) -> 
                       for d in res.detectors},
         "sources": {s.name: {"read": s.read, "accepted": s.accepted,
                              "quarantined": s.quarantined, "duplicates": s.duplicates,
-                             "status": s.status, "error": s.error} for s in res.sources},
+                             "status": s.status, "error": s.error,
+                             "timings": {k: round(v, 3) for k, v in s.timings.items()}}
+                    for s in res.sources},
         "timings": {k: round(v, 3) for k, v in res.timings.items()},
         "notes": res.notes,
     }

@@ -12,8 +12,11 @@ from emraudit.commands._common import config_option, get_config
 
 def _setup_log(cfg) -> None:
     """A log file beside the reports: counts and stages only, never patient data."""
+    import os
     cfg.reports_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(cfg.reports_dir / "emraudit.log", encoding="utf-8")
+    path = cfg.reports_dir / "emraudit.log"
+    os.close(os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))
+    handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger("emraudit")
     root.setLevel(logging.INFO)
