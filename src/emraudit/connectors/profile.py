@@ -192,9 +192,13 @@ class ConnectorProfile:
                 [k] if k in out.columns else []
             for c in cols:
                 out[c] = _mask_placeholders(out[c], placeholders)
-        if table == "access_log" and r.keep_raw and "action" in out.columns \
-                and "action_raw" not in out.columns:
-            out["action_raw"] = out["action"].astype("string")
+        if table == "access_log" and r.keep_raw and "action" in out.columns:
+            # the source's own word, before any mapping (kept where the source gave none)
+            if "action_raw" not in out.columns:
+                out["action_raw"] = out["action"].astype("string")
+            else:
+                out["action_raw"] = out["action_raw"].where(~_blank(out["action_raw"]),
+                                                            out["action"].astype("string"))
         for k, mapping in r.values.items():
             if k not in out.columns:
                 continue
