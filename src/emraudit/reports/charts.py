@@ -33,7 +33,7 @@ def day_chart(hours: Sequence[float], flagged_hours: Sequence[float], *,
     `hours`: the local time of every access of the user that day, as fractional hours;
     `flagged_hours`: those of the flagged accesses (drawn as red ticks below the bars).
     """
-    w, h, left, right, top, bottom = 720, 200, 36, 10, 22, 46
+    w, h, left, right, top, bottom = 720, 200, 36, 24, 22, 46
     pw, ph = w - left - right, h - top - bottom
     hrs = np.asarray(list(hours), dtype=float)
     counts = np.bincount(np.clip(hrs.astype(int), 0, 23), minlength=24) if len(hrs) else \

@@ -15,6 +15,7 @@ import re
 from markupsafe import Markup, escape
 
 from emraudit.reports.i18n import N_, Lang
+from emraudit.reports.labels import EXPLANATION_LABELS
 from emraudit.reports.masking import Masker
 
 # common evidence keys, so the catalog can translate their labels
@@ -58,6 +59,9 @@ def _scalar(v, lang: Lang, masker: Masker) -> Markup:
         return escape(f"{v:,.3f}".rstrip("0").rstrip("."))
     if isinstance(v, int):
         return escape(f"{v:,}")
+    if isinstance(v, str) and v in EXPLANATION_LABELS:
+        return Markup('{} <span class="muted code">{}</span>').format(
+            lang.gettext(EXPLANATION_LABELS[v]), v)
     if isinstance(v, str) and v in RESULT_WORDS:
         cls = "yes" if v == "held" else "no"
         return Markup('<span class="{}">{}</span>').format(cls, lang.gettext(RESULT_WORDS[v]))

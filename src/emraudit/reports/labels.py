@@ -39,6 +39,18 @@ KIND = {"patient": N_("patient case"), "account": N_("account case")}
 PATIENT_FLAGS = {"vip": N_("VIP"), "employee": N_("employee"), "sensitive": N_("sensitive"),
                  "watch": N_("sealed record"), "deceased": N_("deceased")}
 
+# the explanation engine's names (emraudit.detectors.explain.EXPLANATIONS)
+EXPLANATION_LABELS = {
+    "own_relation": N_("own care relation"),
+    "unit_relation": N_("the department or ward cares for the patient"),
+    "duty_ward": N_("on duty on the patient's ward"),
+    "request_relation": N_("consult, order, appointment or access request"),
+    "prior_treatment": N_("treated the patient before"),
+    "documentation": N_("documented on the patient"),
+    "break_glass": N_("break the glass"),
+    "record_role": N_("records role (medical records, quality control, insurance)"),
+}
+
 ITEM_GLOSS = {
     "8": "Item 8 — leaking patient privacy: staff retaining, photographing, copying or "
          "spreading patient images and medical record information",

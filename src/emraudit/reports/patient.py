@@ -26,7 +26,7 @@ from emraudit.errors import UserError
 from emraudit.lake import Lake
 from emraudit.reports import data, files
 from emraudit.reports.i18n import N_, Lang, make_env
-from emraudit.reports.labels import ACTION, ROLE, detector_info, label
+from emraudit.reports.labels import ACTION, EXPLANATION_LABELS, detector_info, label
 from emraudit.reports.ledger import neutralize
 from emraudit.reports.masking import Masker
 from emraudit.reports.render import Fmt, Ref, _csp, _s, _static
@@ -34,16 +34,6 @@ from emraudit.store import Store, findings
 
 log = logging.getLogger("emraudit.reports")
 
-EXPLANATION_LABELS = {
-    "own_relation": N_("own care relation"),
-    "unit_relation": N_("the department or ward cares for the patient"),
-    "duty_ward": N_("on duty on the patient's ward"),
-    "request_relation": N_("consult, order, appointment or access request"),
-    "prior_treatment": N_("treated the patient before"),
-    "documentation": N_("documented on the patient"),
-    "break_glass": N_("break the glass"),
-    "record_role": N_("records role (medical records, quality control, insurance)"),
-}
 
 
 def parse_day(value: str, option: str) -> pd.Timestamp:
