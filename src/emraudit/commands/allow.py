@@ -59,8 +59,8 @@ def list_cmd(config_path, include_all, fmt) -> None:
     if fmt == "json":
         cols = ["id", "user_id", "scope", "value", "until_day", "state", "reason",
                 "created_by", "created", "removed", "removed_by", "suppressed"]
-        rows = [{c: (None if r[c] is None or r[c] != r[c] else r[c]) for c in cols}
-                for r in df.to_dict("records")]
+        from emraudit.commands.cases import _jsonable
+        rows = [{c: _jsonable(r[c]) for c in cols} for r in df.to_dict("records")]
         click.echo(json.dumps(rows, ensure_ascii=False, indent=1, default=str))
         return
     if df.empty:

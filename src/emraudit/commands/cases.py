@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from datetime import datetime
 
 import click
 import pandas as pd
@@ -39,6 +40,15 @@ def echo_table(df: pd.DataFrame, cols: list[tuple[str, str]], max_width: int = 6
         click.echo(line(r))
 
 
+def when(v) -> str:
+    """A stored time (UTC; SQLite returns it without its zone) as 'YYYY-MM-DD HH:MM UTC'."""
+    if v is None or v is pd.NaT or (isinstance(v, float) and v != v):
+        return ""
+    t = pd.Timestamp(v)
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return t.strftime("%Y-%m-%d %H:%M UTC")
+
+
 def mask_id(value) -> str:
     """Partly masked patient id: first two and last two characters kept."""
     s = _cell(value)
@@ -52,6 +62,9 @@ def mask_id(value) -> str:
 def _jsonable(v):
     if v is None or (isinstance(v, float) and v != v) or v is pd.NaT:
         return None
+    if isinstance(v, (pd.Timestamp, datetime)):
+        t = pd.Timestamp(v)   # stored in UTC; SQLite returns it without its zone
+        return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).isoformat()
     if hasattr(v, "isoformat"):
         return v.isoformat()
     if hasattr(v, "item"):
@@ -179,7 +192,7 @@ def show_cmd(config_path, case, fmt, unmask) -> None:
     click.echo(f"summary: {row['summary']}")
     if row["disposition"]:
         click.echo(f"disposition: {row['disposition']} by {row['reviewer']} at "
-                   f"{row['resolved_at']}: {row['note'] or ''}")
+                   f"{when(row['resolved_at'])}: {row['note'] or ''}")
     click.echo("")
     if len(fnd):
         fnd = fnd.assign(n=fnd["event_ids"].map(len),
@@ -191,10 +204,10 @@ def show_cmd(config_path, case, fmt, unmask) -> None:
     click.echo("\nhistory:")
     for h in hist.to_dict("records"):
         change = f" {h['field']}: {_cell(h['old']) or '-'} -> {_cell(h['new'])}" \
-            if h["field"] else ""
-        scan = f" (scan {h['scan_id']})" if h["scan_id"] else ""
-        note = f" — {h['note']}" if h["note"] else ""
-        click.echo(f"  {_cell(h['at'])[:19]}  {h['action']:9} by {h['by'] or '-'}"
+            if _cell(h["field"]) else ""
+        scan = f" (scan {h['scan_id']})" if _cell(h["scan_id"]) else ""
+        note = f" — {h['note']}" if _cell(h["note"]) else ""
+        click.echo(f"  {when(h['at'])}  {h['action']:9} by {_cell(h['by']) or '-'}"
                    f"{change}{scan}{note}")
     if len(others):
         confirmed = int((others["disposition"] == "confirmed").sum())
@@ -202,7 +215,7 @@ def show_cmd(config_path, case, fmt, unmask) -> None:
                    f"({confirmed} confirmed)")
         for o in others.head(20).to_dict("records"):
             click.echo(f"  {o['case_id']}  {o['severity']:8} {o['status']:9} "
-                       f"{o['disposition'] or '':14} {_cell(o['last_seen'])[:10]}")
+                       f"{_cell(o['disposition']):14} {_cell(o['last_seen'])[:10]}")
 
 
 @cases_group.command("resolve")
