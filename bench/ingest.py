@@ -31,15 +31,17 @@ import pyarrow.csv as pacsv
 ACTIONS = np.array(["view"] * 14 + ["query"] * 3 + ["update", "print", "export", "login",
                                                     "logout", "sign", "create"])
 MODULES = np.array(["病历", "医嘱", "影像", "检验", "病案首页", "护理"])
-COLUMNS = ["ts", "user_id", "patient_id", "action", "module", "workstation", "ip", "outcome"]
 
 
 def _text(a: np.ndarray) -> pa.Array:
     return pc.cast(pa.array(a), pa.string())
 
 
-def generate(path: Path, rows: int, seed: int = 7, chunk: int = 1_000_000) -> None:
-    """A canonical access_log CSV, written chunk by chunk with vectorized numpy/pyarrow."""
+def generate(path: Path, rows: int, seed: int = 7, chunk: int = 1_000_000,
+             event_id: bool = True) -> None:
+    """A canonical access_log CSV, written chunk by chunk with vectorized numpy/pyarrow.
+    With `event_id` the rows carry the source's own ids (E0000001 …, as most EMR logs have a
+    row id); without, validation derives them by hashing every row."""
     rng = np.random.default_rng(seed)
     start = np.datetime64("2025-07-01T00:00:00", "s")
     span = 30 * 86400
@@ -50,7 +52,10 @@ def generate(path: Path, rows: int, seed: int = 7, chunk: int = 1_000_000) -> No
             secs = np.sort(rng.integers(0, span, n))
             ts = pa.array(start + secs.astype("timedelta64[s]"), pa.timestamp("s"))
             users = rng.integers(0, 5000, n)
+            ids = {"event_id": pc.binary_join_element_wise(
+                "E", _text(np.arange(first + 1, first + n + 1)), "")} if event_id else {}
             table = pa.table({
+                **ids,
                 "ts": pc.strftime(ts, format="%Y-%m-%d %H:%M:%S"),
                 "user_id": pc.binary_join_element_wise("U", _text(users), ""),
                 "patient_id": pc.binary_join_element_wise(
@@ -77,9 +82,11 @@ def peak_rss_mb() -> float:
 def phase_pyarrow(path: Path, batch_rows: int) -> dict:
     """pyarrow alone: stream the file, every column as a string (what the connector asks)."""
     t0 = time.perf_counter()
+    with open(path, encoding="utf-8") as fh:
+        columns = fh.readline().strip().split(",")
     reader = pacsv.open_csv(
         str(path), read_options=pacsv.ReadOptions(block_size=64 << 20),
-        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in COLUMNS}))
+        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns}))
     rows = 0
     for batch in reader:
         rows += batch.num_rows
@@ -127,6 +134,8 @@ def main() -> None:
     ap.add_argument("--out-dir", default=os.path.join(tempfile.gettempdir(), "emraudit-bench"))
     ap.add_argument("--batch-rows", type=int, default=500_000)
     ap.add_argument("--keep", action="store_true", help="keep the generated CSV")
+    ap.add_argument("--no-event-id", action="store_true",
+                    help="leave event_id out, so validation derives every id by hashing")
     ap.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -136,10 +145,10 @@ def main() -> None:
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"access_log_{args.rows}.csv"
+    path = out / f"access_log_{args.rows}{'_noid' if args.no_event_id else ''}.csv"
     if not path.exists():
         t0 = time.perf_counter()
-        generate(path, args.rows)
+        generate(path, args.rows, event_id=not args.no_event_id)
         print(f"generated {args.rows:,} rows, {path.stat().st_size / 1e6:,.0f} MB in "
               f"{time.perf_counter() - t0:.1f}s: {path}")
     try:

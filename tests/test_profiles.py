@@ -125,6 +125,7 @@ def test_unknown_word_keeps_raw_and_is_quarantined():
 
 PROFILE_ERRORS = [
     ('[profile]\ncolour = "x"\n', "profile.colour"),
+    ('[profile]\nformat = "xml"\n', "profile.format"),
     ('[access_log]\ncolumn = { ts = "a" }\n', "access_log.column"),
     ('[access_log.columns]\ntimestamp = "a"\n', "access_log.columns.timestamp"),
     ('[access_log.values.action]\n"看" = "peek"\n', "access_log.values.action.看"),

@@ -4,14 +4,16 @@ A profile is TOML data (see `src/emraudit/profiles/connectors/*.toml`, each docu
 comments). Like a pySigma processing pipeline it is a list of declared steps, applied in this
 order to every batch, all vectorized (Series.map, str ops, one pass per step):
 
-1. `columns`   canonical column = source column (a rename; unmapped source columns are kept)
+1. `columns`   canonical column = source column (a rename; unmapped source columns are kept;
+               source columns listed in `optional` may be absent from a file)
 2. `combine`   build a column from several: date + time (Caché `$H` day counts and
-               seconds-of-day understood), or a plain join with a separator
+               seconds-of-day understood), or a join of `columns` with `sep` and a `prefix`
 3. `json`      pull a key out of a JSON text column (only where the target is still empty)
-4. `missing`   placeholder values (`UNKNOW`, `0.0.0.0`, empty) become missing
+4. `missing`   placeholder values (`UNKNOW`, `0.0.0.0`, empty) become missing ("*": every column)
 5. `values`    exact value maps (查看 → view); `action_raw` keeps the source's word
 6. `patterns`  regular expressions for values no exact map covered (`^EMR\\.OP\\.Print` → print)
-7. `constants` fill a column that is absent or empty
+7. a failed `login` (outcome failure) becomes the canonical `login_failed`
+8. `constants` fill a column that is absent or empty
 
 A value no mapping covers keeps its raw word, so `model.validate` quarantines it with the
 reason ("unknown action 'xxx'"): nothing is silently guessed. Which step produced each
@@ -20,7 +22,8 @@ mapped go to the batch notes.
 
 Layout of a profile file:
 
-    [profile]                   # description, reader defaults (encoding, delimiter, format)
+    [profile]                   # description; reader defaults: encoding, delimiter, format
+                                #   (fhir: json | ndjson), watermark (sql)
     [access_log]                # one section per canonical table; tables without one pass
     columns = { ts = "操作时间" } #   through under their canonical names
     [access_log.values.action]
@@ -383,6 +386,8 @@ def parse_profile(data: bytes, name: str, file: str) -> ConnectorProfile:
                                       file=file, key=f"profile.{k}")
                 _str(v, file, f"profile.{k}")
                 setattr(prof, k, v)
+            if prof.format is not None and prof.format not in ("json", "ndjson"):
+                raise ConfigError("expected 'json' or 'ndjson'", file=file, key="profile.format")
             if prof.delimiter is not None and (len(prof.delimiter.encode()) != 1):
                 raise ConfigError("delimiter must be a single ASCII character", file=file,
                                   key="profile.delimiter")
