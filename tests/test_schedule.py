@@ -121,3 +121,15 @@ def test_mask_is_cached_and_works_on_a_subset():
     assert on.dtype == bool and len(on) == len(ctx.events)
     assert set(basis.astype(str)) <= {"roster", "inferred", "office_hours"}
     assert isinstance(basis, pd.Series)
+
+
+def test_weekly_night_call_is_not_a_night_shift_but_a_week_of_nights_is():
+    days = _history("doc", (9, 12, 15), days=20, first_day=1)
+    calls = [ev("doc", "c", f"2025-07-{d:02d} 02:30") for d in (3, 10, 17)]     # 3/20 days
+    rot = _history("rot", (9, 12, 15), days=13, first_day=1) + \
+        _history("rot", (20, 23, 2, 5), days=7, first_day=14)                        # 7/20 nights
+    evs = days + calls + rot + [ev("doc", "p", "2025-07-22 02:30", event_id="doc2"),
+                                ev("rot", "p", "2025-07-22 02:30", event_id="rot2")]
+    ctx = make_ctx(evs, window=WINDOW)
+    assert _mask_of(ctx, "doc2") == (False, "inferred")
+    assert _mask_of(ctx, "rot2") == (True, "inferred")

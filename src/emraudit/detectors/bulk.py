@@ -280,6 +280,8 @@ class BulkOffHours(Detector):
               "rostered shift (handover, late charting)", "minutes", 0, 720),
         Param("infer_min_days", int, 3, "an hour of the day is a duty hour of a user without a "
               "roster when they were active in it on at least this many days", "days", 1, 60),
+        Param("infer_min_share", float, 0.2, "… and on at least this share of their active "
+              "days (a weekly night call is not a night shift)", "", 0.0, 1.0),
         Param("infer_min_active_days", int, 7, "fewest active days in the look-back to infer "
               "a schedule; fewer falls back to office hours", "days", 1, 60),
         Param("infer_smooth_hours", int, 1, "inferred duty hours are widened by this many hours "

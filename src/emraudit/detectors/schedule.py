@@ -8,8 +8,11 @@ Shared by `bulk.off_hours` and the anomaly features. Three bases, tried in order
   shifts that started before the event, the latest end.
 - ``inferred``: no roster for that date, but the user has enough history in the look-back part
   of ``ctx.events``: the hours of the day in which the user was active on at least ``k``
-  distinct days, widened by ±``smooth`` hours, are their duty hours. Night-shift and rotating
-  staff therefore get their own nights as duty; weekdays are ignored so rotations stay covered.
+  distinct days and on at least a share of their active days (20%: a week of nights a month
+  counts, a weekly night call does not), widened by ±``smooth`` hours, are their duty hours.
+  Night-shift and rotating staff therefore get their own nights as duty; weekdays are
+  ignored so rotations stay covered. Occasional on-call nights stay off duty, and are left
+  to the thresholds (own baseline, peers) and to the explanation engine in bulk.off_hours.
 - ``office_hours``: too little history: the site's office hours on its workdays.
 
 Everything is vectorized (codes, bincount, merge_asof). Parameters are those of the
@@ -32,6 +35,7 @@ MINUTE_NS = 60 * 10**9
 DEFAULTS = {
     "roster_slack_minutes": 60,
     "infer_min_days": 3,
+    "infer_min_share": 0.2,
     "infer_min_active_days": 7,
     "infer_smooth_hours": 1,
     "infer_lookback_days": 28,
@@ -40,17 +44,37 @@ DEFAULTS = {
 BASES = ("roster", "inferred", "office_hours")
 
 
-def local_ns(ts: pd.Series) -> np.ndarray:
-    """Wall-clock nanoseconds in the series' own timezone (so day and hour are local)."""
-    if isinstance(ts.dtype, pd.DatetimeTZDtype):
-        ts = ts.dt.tz_localize(None)
-    return ts.astype("datetime64[ns]").to_numpy().astype("int64")
-
-
 def utc_ns(ts: pd.Series) -> np.ndarray:
-    if isinstance(ts.dtype, pd.DatetimeTZDtype):
-        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
-    return ts.astype("datetime64[ns]").to_numpy().astype("int64")
+    """Instants as int64 nanoseconds since the epoch (UTC); naive times are taken as they are."""
+    if isinstance(ts.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(ts.dtype):
+        if getattr(ts.dtype, "unit", "ns") != "ns":
+            ts = ts.dt.as_unit("ns")
+        return np.asarray(ts.array.asi8, dtype=np.int64)
+    return pd.to_datetime(ts).astype("datetime64[ns]").to_numpy().astype("int64")
+
+
+def local_ns(ts: pd.Series) -> np.ndarray:
+    """Wall-clock nanoseconds in the series' own timezone (so day and hour are local).
+
+    The UTC offset is looked up once per distinct hour (offsets change on hour boundaries),
+    through a dense table over the span, so 10 million events cost one gather, not a tz
+    conversion each."""
+    t = utc_ns(ts)
+    tz = getattr(ts.dtype, "tz", None)
+    if tz is None or len(t) == 0:
+        return t
+    h = t // HOUR_NS
+    h0, h1 = int(h.min()), int(h.max())
+    if h1 - h0 > 2_000_000:         # more than ~228 years: convert directly
+        return local_ns_slow(ts)
+    hours = np.arange(h0, h1 + 1, dtype=np.int64) * HOUR_NS
+    wall = pd.DatetimeIndex(hours.view("datetime64[ns]")).tz_localize("UTC").tz_convert(tz)
+    off = wall.tz_localize(None).asi8 - hours
+    return t + off[h - h0]
+
+
+def local_ns_slow(ts: pd.Series) -> np.ndarray:
+    return ts.dt.tz_localize(None).astype("datetime64[ns]").to_numpy().astype("int64")
 
 
 @dataclass
@@ -112,13 +136,12 @@ def build_schedule(ctx) -> Schedule:
         day = day - day.min()
         hour = (ns % DAY_NS) // HOUR_NS
         span = int(day.max()) + 1
-        key = (codes.astype(np.int64) * span + day) * 24 + hour
-        uk = np.unique(key)
-        u_of = uk // (span * 24)
-        h_of = uk % 24
-        days_per_hour = np.bincount(u_of * 24 + h_of, minlength=nu * 24).reshape(nu, 24)
-        active = np.bincount(np.unique(uk // 24) // span, minlength=nu)
-        regular = days_per_hour >= p["infer_min_days"]
+        seen = np.zeros((nu, span, 24), dtype=bool)      # look-back is bounded: small
+        seen[codes, day, hour] = True
+        days_per_hour = seen.sum(axis=1)
+        active = seen.any(axis=2).sum(axis=1)
+        regular = ((days_per_hour >= p["infer_min_days"]) &
+                   (days_per_hour >= p["infer_min_share"] * np.maximum(active, 1)[:, None]))
         s = int(p["infer_smooth_hours"])
         hours = regular.copy()
         for d in range(1, s + 1):
@@ -155,11 +178,12 @@ def apply_schedule(sched: Schedule, events: pd.DataFrame) -> tuple[pd.Series, pd
     """On-duty flag and basis for each row of `events` (columns user_id, ts)."""
     n = len(events)
     idx = events.index
-    uid = events["user_id"].astype("string").fillna("").astype(str)
+    codes, uniq = pd.factorize(events["user_id"])
+    uniq = pd.Index(pd.Series(uniq, dtype="string").fillna("").astype(str))
     ns = local_ns(events["ts"])
     hour = (ns % DAY_NS) // HOUR_NS
     on = np.zeros(n, dtype=bool)
-    basis = np.full(n, "office_hours", dtype=object)
+    basis = np.full(n, 2, dtype=np.int8)           # index into BASES
 
     # office hours (fallback for everyone; overwritten below)
     start_h, end_h = sched.office_hours
@@ -171,34 +195,40 @@ def apply_schedule(sched: Schedule, events: pd.DataFrame) -> tuple[pd.Series, pd
     on[:] = in_hours & np.isin(weekday, np.array(sched.workdays, dtype=np.int64))
 
     # inferred
-    ui = sched.users.get_indexer(uid) if len(sched.users) else np.full(n, -1)
-    ok = ui >= 0
-    if ok.any():
-        enough = np.zeros(n, dtype=bool)
-        enough[ok] = sched.active_days[ui[ok]] >= sched.params["infer_min_active_days"]
-        inferred_on = np.zeros(n, dtype=bool)
-        inferred_on[enough] = sched.hours[ui[enough], hour[enough]]
-        on[enough] = inferred_on[enough]
-        basis[enough] = "inferred"
+    if len(sched.users) and n:
+        umap = sched.users.get_indexer(uniq)                 # per distinct user only
+        ui = np.where(codes >= 0, umap[np.maximum(codes, 0)], -1)
+        enough = ui >= 0
+        enough[enough] = sched.active_days[ui[enough]] >= sched.params["infer_min_active_days"]
+        on[enough] = sched.hours[ui[enough], hour[enough]]
+        basis[enough] = 1
 
     # roster
     if sched.roster is not None and n:
         t = utc_ns(events["ts"])
         span = sched.roster_span
-        lo = pd.Series(uid).map(span["lo"]).to_numpy(dtype="float64", na_value=np.nan)
-        hi = pd.Series(uid).map(span["hi"]).to_numpy(dtype="float64", na_value=np.nan)
+        lo_u = span["lo"].reindex(uniq).to_numpy(dtype="float64", na_value=np.nan)
+        hi_u = span["hi"].reindex(uniq).to_numpy(dtype="float64", na_value=np.nan)
+        safe = np.maximum(codes, 0)
+        lo = np.where(codes >= 0, lo_u[safe], np.nan)
+        hi = np.where(codes >= 0, hi_u[safe], np.nan)
         covered = (t >= lo) & (t <= hi)       # NaN compares False
         if covered.any():
             pos = np.flatnonzero(covered)
-            left = pd.DataFrame({"user_id": uid.to_numpy()[pos], "t": t[pos], "pos": pos})
+            left = pd.DataFrame({"u": codes[pos].astype(np.int64), "t": t[pos], "pos": pos})
             left = left.sort_values("t", kind="stable")
-            m = pd.merge_asof(left, sched.roster[["user_id", "s", "e"]], left_on="t",
-                              right_on="s", by="user_id", direction="backward")
+            r = sched.roster
+            ru = uniq.get_indexer(r["user_id"])
+            right = pd.DataFrame({"u": ru.astype(np.int64), "s": r["s"].to_numpy(),
+                                  "e": r["e"].to_numpy()})[ru >= 0]
+            m = pd.merge_asof(left, right, left_on="t", right_on="s", by="u",
+                              direction="backward")
             r_on = (m["e"].to_numpy(dtype="float64", na_value=np.nan) >= m["t"].to_numpy())
             on[m["pos"].to_numpy()] = r_on
-            basis[m["pos"].to_numpy()] = "roster"
+            basis[m["pos"].to_numpy()] = 0
+    labels = pd.Categorical.from_codes(basis, categories=list(BASES))
     return (pd.Series(on, index=idx, name="on_duty"),
-            pd.Series(basis, index=idx, name="duty_basis", dtype="string"))
+            pd.Series(labels, index=idx, name="duty_basis"))
 
 
 def duty_mask(ctx, events: pd.DataFrame | None = None) -> tuple[pd.Series, pd.Series]:
