@@ -66,9 +66,9 @@ EXPLAIN_PARAMS = (
     Param("btg_window_hours", float, 12.0, "a break-the-glass by the user on the patient this "
           "long before explains the access (btg.unjustified judges it instead)", "hours",
           0, 168),
-    Param("record_roles", list, ["medical_records", "quality_control", "insurance"],
-          "roles whose job is to read records (病案室, 质控科, 医保办): explained within their "
-          "office hours", choices=ROLES),
+    Param("record_roles", list, ["medical_records", "quality_control", "insurance", "admin"],
+          "roles whose job is to read records (病案室, 质控科, 医保办, 医务处 = admin): explained "
+          "within their office hours", choices=ROLES),
     RoleHoursParam("record_role_hours", dict, {}, "office hours per record role as "
                    "[start_hour, end_hour); roles not listed use [site] office_hours",
                    "hours"),

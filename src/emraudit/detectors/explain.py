@@ -75,7 +75,7 @@ _DEFAULTS = {
     "unit_match_user_rows": True, "duty_grace_minutes": 60.0,
     "lookback_days": 30.0, "documentation_explains": True,
     "documentation_window_hours": 24.0, "btg_window_hours": 12.0,
-    "record_roles": ["medical_records", "quality_control", "insurance"],
+    "record_roles": ["medical_records", "quality_control", "insurance", "admin"],
     "record_role_hours": {}, "record_roles_workdays_only": True,
 }
 

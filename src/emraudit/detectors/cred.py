@@ -1,0 +1,747 @@
+"""Credential misuse (item 9: login keys and passwords lent to others, accounts not managed).
+
+Seven rule detectors over the accounts' activity, each a sorted pass per user (shift(),
+merge_asof, the explanation engine's interval search), never a pairwise cross join:
+
+- cred.concurrent_use    one account active in two places with interleaved activity (A-B-A);
+- cred.impossible_travel consecutive events on campuses further apart than the gap allows;
+- cred.off_duty_use      the account used while its owner is on leave, in surgery or offsite;
+- cred.inactive_account  activity after the owner left, while terminated, or after dormancy;
+- cred.acting_mismatch   the logged-in account differs from the recorded acting person;
+- cred.expired_access    trainees and vendors acting after their access_until.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import math
+
+import numpy as np
+import pandas as pd
+
+from emraudit.detectors.base import Context, Detector, Param
+from emraudit.detectors.explain import KeySpace, _us, complete, interval_hit
+from emraudit.detectors.registry import register
+
+_MIN_US = 60 * 1_000_000
+_DAY_US = 86_400 * 1_000_000
+
+SHARED_HOST_PARAMS = (
+    Param("shared_ip_ranges", list, [], "IP ranges (CIDR, e.g. 10.9.0.0/24) of shared hosts "
+          "— VDI/Citrix gateways, VPN concentrators, terminal servers — whose events say "
+          "nothing about where the user is; they are ignored"),
+    Param("shared_workstations", list, [], "workstation names (shell patterns, e.g. "
+          "'CITRIX-*') of shared hosts, ignored like shared_ip_ranges"),
+)
+
+
+# --- shared helpers ------------------------------------------------------------------------
+
+def _local_day(ts: pd.Series, tz: str) -> pd.Series:
+    return ts.dt.tz_convert(tz).dt.strftime("%Y-%m-%d")
+
+
+def _ip_ints(ip: pd.Series) -> np.ndarray:
+    """IPv4 addresses as integers (-1 when missing or not IPv4); parsed once per distinct."""
+    codes, uniq = pd.factorize(ip.astype("string"))
+    vals = np.full(len(uniq) + 1, -1, dtype=np.int64)
+    for i, s in enumerate(uniq):            # one per distinct address, not per event
+        try:
+            a = ipaddress.ip_address(str(s).strip())
+            vals[i] = int(a) if a.version == 4 else -1
+        except ValueError:
+            vals[i] = -1
+    return vals[np.where(codes < 0, len(uniq), codes)]
+
+
+def _shared_mask(ev: pd.DataFrame, ranges: list[str], names: list[str]) -> np.ndarray:
+    """Events from configured shared hosts (VDI/Citrix/VPN): no evidence of a place."""
+    out = np.zeros(len(ev), dtype=bool)
+    if ranges and "ip" in ev.columns:
+        ipi = _ip_ints(ev["ip"])
+        for r in ranges:
+            net = ipaddress.ip_network(r, strict=False)
+            if net.version != 4:
+                continue
+            lo, hi = int(net.network_address), int(net.broadcast_address)
+            out |= (ipi >= lo) & (ipi <= hi)
+    if names and "workstation" in ev.columns:
+        ws = ev["workstation"].astype("string")
+        codes, uniq = pd.factorize(ws)
+        hit = np.array([any(fnmatch.fnmatchcase(str(u), pat) for pat in names) for u in uniq]
+                       + [False])
+        out |= hit[np.where(codes < 0, len(uniq), codes)]
+    return out
+
+
+def _check_ranges(values: list[str]) -> list[str]:
+    for v in values:
+        try:
+            ipaddress.ip_network(v, strict=False)
+        except ValueError:
+            raise ValueError(f"not an IP range: {v!r} (expected CIDR such as 10.9.0.0/24)")
+    return values
+
+
+def _workstation_info(ctx: Context, ev: pd.DataFrame, column: str) -> pd.Series:
+    """The workstations-table `column` (department, campus, location) of each event, by
+    workstation name, else by IP; missing when unknown."""
+    out = pd.Series(pd.NA, index=ev.index, dtype="string")
+    ws = complete(ctx.workstations, "workstations", ctx.tz)
+    if ws is None or not len(ws) or column not in ws.columns:
+        return out
+    if "workstation" in ev.columns:
+        m = ws.dropna(subset=["workstation"]).drop_duplicates("workstation", keep="last")
+        out = ev["workstation"].astype("string").map(
+            m.set_index("workstation")[column].astype("string")).astype("string")
+    if "ip" in ev.columns and out.isna().any():
+        m = ws.dropna(subset=["ip"]).drop_duplicates("ip", keep="last")
+        by_ip = ev["ip"].astype("string").map(m.set_index("ip")[column].astype("string"))
+        out = out.fillna(by_ip.astype("string"))
+    return out
+
+
+def _place(ctx: Context, ev: pd.DataFrame, level: str) -> pd.Series:
+    """Where each event happened at the configured level, with fallbacks: the workstation
+    table (campus + department or location), else the IP's /24, else the workstation."""
+    campus = _workstation_info(ctx, ev, "campus").fillna("")
+    if level == "campus":
+        place = _workstation_info(ctx, ev, "campus")
+    else:
+        place = _workstation_info(ctx, ev, level)
+        place = (campus + "/" + place).where(place.notna())
+    if "ip" in ev.columns:
+        ip = ev["ip"].astype("string")
+        net = ip.str.extract(r"^(\d+\.\d+\.\d+)\.\d+$", expand=False)
+        place = place.fillna(("net " + net).astype("string"))
+    if "workstation" in ev.columns:
+        bad = ev["workstation"].astype("string").str.upper().isin(["UNKNOW", "UNKNOWN", "-"])
+        place = place.fillna(("ws " + ev["workstation"].astype("string")).where(~bad))
+    return place.astype("string")
+
+
+def _event_rows(ctx: Context) -> pd.DataFrame:
+    """Successful events of known accounts (the log of what each account did)."""
+    ev = ctx.events
+    keep = ev["user_id"].notna()
+    if "outcome" in ev.columns:
+        keep &= (ev["outcome"].astype("string") != "failure").fillna(True)
+    return ev.loc[keep]
+
+
+def _presence_rows(ctx: Context) -> pd.DataFrame:
+    """Events that show someone at the terminal: a logout is left out (it is often written by
+    a time-out or by closing a session from elsewhere, long after the user walked away)."""
+    ev = _event_rows(ctx)
+    return ev.loc[(ev["action"].astype("string") != "logout").fillna(True).to_numpy()]
+
+
+def _ids(df: pd.DataFrame) -> list[str]:
+    return sorted(df["event_id"].astype(str).tolist())
+
+
+# --- cred.concurrent_use -------------------------------------------------------------------
+
+@register
+class ConcurrentUse(Detector):
+    id = "cred.concurrent_use"
+    name_en = "One account active in two places at once"
+    name_zh = "账号多终端同时使用"
+    item = "9"
+    severity = "high"
+    needs = ("access_log",)
+    uses = ("workstations",)
+    params = (
+        Param("window_minutes", float, 10.0, "A-B-A: the account is back in place A at most "
+              "this long after its last event there, with activity in place B in between",
+              "minutes", 0.5, 240),
+        Param("place_level", str, "department", "what counts as a different place: the "
+              "workstation's department, location or campus (workstations table); without it "
+              "the IP's /24 network, else the workstation name",
+              choices=("department", "location", "campus")),
+        Param("min_interleavings", int, 1, "A-B-A patterns in a day needed for a finding",
+              "patterns", 1, 100),
+    ) + SHARED_HOST_PARAMS
+    description = ("One account with interleaved activity in two places (A at 10:00, B at "
+                   "10:03, A again at 10:05): two people are using it, i.e. a shared or lent "
+                   "login. Shared hosts (VDI/Citrix gateways, configurable) are ignored.")
+    note = ("Check both workstations and the session ids in the events: two sessions open at "
+            "once on different wards means two people. Ask who sat at each terminal; a "
+            "password written on a monitor or a session left open for colleagues is common.")
+    false_positives = (
+        "a session left logged in at one terminal that still records automatic refreshes",
+        "thin clients and VDI gateways not listed in shared_ip_ranges/shared_workstations",
+        "a workstations table with wrong departments for some terminals",
+    )
+    measure_zh = "落实一人一号，禁止共用或出借账号；强制会话超时与单点登录互斥；对当事人及科室通报整改。"
+    measure_en = ("Enforce one person one account; forbid sharing or lending logins; enforce "
+                  "session time-outs and single active session; notify the user and unit.")
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        _check_ranges(self.p.shared_ip_ranges)
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = self.p
+        ev = _presence_rows(ctx)
+        if not len(ev):
+            return self.findings([])
+        ev = ev.loc[~_shared_mask(ev, p.shared_ip_ranges, p.shared_workstations)]
+        place = _place(ctx, ev, p.place_level)
+        ev = ev.assign(place=place)[place.notna().to_numpy()]
+        if not len(ev):
+            return self.findings([])
+        ev = ev.sort_values(["user_id", "ts"], kind="stable")
+        u = ev["user_id"].to_numpy()
+        pl = ev["place"].to_numpy()
+        t = _us(ev["ts"])
+        # runs of consecutive events in the same place, per user
+        new_run = np.ones(len(ev), dtype=bool)
+        new_run[1:] = (u[1:] != u[:-1]) | (pl[1:] != pl[:-1])
+        run_id = np.cumsum(new_run) - 1
+        starts = np.flatnonzero(new_run)
+        ends = np.append(starts[1:], len(ev)) - 1
+        r_user, r_place = u[starts], pl[starts]
+        r_t0, r_t1 = t[starts], t[ends]
+        # A (run r-2) ... B (run r-1) ... A (run r), same user, back within the window
+        r = np.arange(2, len(starts))
+        ok = ((r_user[r] == r_user[r - 2]) & (r_user[r] == r_user[r - 1])
+              & (r_place[r] == r_place[r - 2])
+              & (r_t0[r] - r_t1[r - 2] <= p.window_minutes * _MIN_US))
+        hits = r[ok]
+        if not len(hits):
+            return self.findings([])
+        day = _local_day(ev["ts"], ctx.tz).to_numpy()
+        in_win = ev["in_window"].to_numpy(dtype=bool)
+        ids = ev["event_id"].astype(str).to_numpy()
+        pat = pd.DataFrame({"user": r_user[hits], "a": ends[hits - 2], "b0": starts[hits - 1],
+                            "b1": ends[hits - 1], "c": starts[hits]})
+        pat["day"] = day[pat["a"].to_numpy()]
+        rows = []
+        for (user, d), grp in pat.groupby(["user", "day"], sort=True):   # one per finding
+            if len(grp) < p.min_interleavings:
+                continue
+            idx = sorted({i for a, c in zip(grp["a"], grp["c"]) for i in range(a, c + 1)})
+            if not in_win[idx].any():
+                continue
+            first = grp.iloc[0]
+            places = sorted({str(pl[i]) for i in idx})
+            example = [{"place": str(pl[i]), "at": ev["ts"].iloc[i].isoformat(),
+                        "workstation": _get(ev, i, "workstation"), "ip": _get(ev, i, "ip"),
+                        "session_id": _get(ev, i, "session_id"), "event_id": ids[i]}
+                       for i in range(int(first["a"]), int(first["c"]) + 1)][:20]
+            gap = (t[int(first["c"])] - t[int(first["a"])]) / _MIN_US
+            rows.append({
+                "key": f"{user}|{d}", "user_id": user, "patient_id": "",
+                "start": ev["ts"].iloc[idx[0]], "end": ev["ts"].iloc[idx[-1]],
+                "event_ids": [ids[i] for i in idx], "score": float(len(grp)) + len(places),
+                "summary": (f"account {user} was active in {len(places)} places at once on "
+                            f"{d}: {' / '.join(places[:3])} interleaved within "
+                            f"{gap:.0f} min ({len(grp)} time{'s' if len(grp) > 1 else ''})"),
+                "evidence": {"day": d, "places": places, "interleavings": int(len(grp)),
+                             "first_pattern": example,
+                             "thresholds": {"window_minutes": p.window_minutes,
+                                            "place_level": p.place_level,
+                                            "min_interleavings": p.min_interleavings},
+                             "shared_hosts_excluded": {"ip_ranges": p.shared_ip_ranges,
+                                                       "workstations":
+                                                           p.shared_workstations}},
+            })
+        return self.findings(rows)
+
+
+def _get(ev: pd.DataFrame, i: int, col: str):
+    if col not in ev.columns:
+        return None
+    v = ev[col].iloc[i]
+    return None if pd.isna(v) else str(v)
+
+
+# --- cred.impossible_travel ----------------------------------------------------------------
+
+@register
+class ImpossibleTravel(Detector):
+    id = "cred.impossible_travel"
+    name_en = "Impossible travel between campuses"
+    name_zh = "账号跨院区异常切换"
+    item = "9"
+    severity = "high"
+    needs = ("access_log",)
+    uses = ("workstations",)
+    params = (
+        Param("default_travel_minutes", float, 30.0, "least time to get from one campus to "
+              "any other", "minutes", 0, 1440),
+        Param("campus_travel_minutes", dict, {}, "least travel time for given campus pairs, "
+              "'A|B' = minutes (either order), overriding the default", "minutes"),
+    ) + SHARED_HOST_PARAMS
+    description = ("Consecutive events of one account on two campuses closer in time than "
+                   "anyone could travel between them (campus from the workstations table, "
+                   "else the event's facility).")
+    note = ("Compare the two workstations and their sessions; a login used on both campuses "
+            "within minutes is being used by two people. Remote access through a gateway "
+            "not yet listed as shared is the usual innocent cause.")
+    false_positives = ("remote desktop or VPN gateways not listed as shared hosts",
+                       "workstations assigned to the wrong campus in the workstations table")
+    measure_zh = "落实一人一号，禁止出借账号；核查异地登录，必要时启用双因素认证。"
+    measure_en = ("Enforce one person one account; review cross-campus logins and require "
+                  "two-factor authentication where needed.")
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        _check_ranges(self.p.shared_ip_ranges)
+        for k, v in self.p.campus_travel_minutes.items():
+            if "|" not in k or isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ValueError(f"campus_travel_minutes: expected 'A|B' = minutes, got "
+                                 f"{k!r} = {v!r}")
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = self.p
+        ev = _presence_rows(ctx)
+        if not len(ev):
+            return self.findings([])
+        ev = ev.loc[~_shared_mask(ev, p.shared_ip_ranges, p.shared_workstations)]
+        campus = _workstation_info(ctx, ev, "campus")
+        if "facility" in ev.columns:
+            campus = campus.fillna(ev["facility"].astype("string"))
+        ev = ev.assign(campus=campus)[campus.notna().to_numpy()]
+        if not len(ev):
+            return self.findings([])
+        ev = ev.sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)
+        same_user = ev["user_id"].eq(ev["user_id"].shift())
+        prev_campus = ev["campus"].shift()
+        moved = same_user & ev["campus"].ne(prev_campus) & prev_campus.notna()
+        gap = (ev["ts"] - ev["ts"].shift()).dt.total_seconds() / 60.0
+        need = pd.Series(p.default_travel_minutes, index=ev.index, dtype=float)
+        for pair, minutes in p.campus_travel_minutes.items():
+            a, b = (s.strip() for s in pair.split("|", 1))
+            m = ((ev["campus"] == a) & (prev_campus == b)) | ((ev["campus"] == b)
+                                                              & (prev_campus == a))
+            need = need.mask(m.fillna(False), float(minutes))
+        hit = (moved & (gap < need)).fillna(False).to_numpy()
+        if not hit.any():
+            return self.findings([])
+        pos = np.flatnonzero(hit)
+        pairs = pd.DataFrame({"i": pos - 1, "j": pos, "user": ev["user_id"].to_numpy()[pos],
+                              "day": _local_day(ev["ts"].iloc[pos], ctx.tz).to_numpy()})
+        rows = []
+        in_win = ev["in_window"].to_numpy(dtype=bool)
+        for (user, d), grp in pairs.groupby(["user", "day"], sort=True):
+            idx = sorted(set(grp["i"]) | set(grp["j"]))
+            if not in_win[idx].any():
+                continue
+            hops = [{"from": str(ev["campus"].iloc[i]), "to": str(ev["campus"].iloc[j]),
+                     "from_at": ev["ts"].iloc[i].isoformat(), "to_at": ev["ts"].iloc[j].isoformat(),
+                     "minutes": round(float(gap.iloc[j]), 1),
+                     "needed_minutes": float(need.iloc[j]),
+                     "from_workstation": _get(ev, i, "workstation"),
+                     "to_workstation": _get(ev, j, "workstation"),
+                     "event_ids": [str(ev["event_id"].iloc[i]), str(ev["event_id"].iloc[j])]}
+                    for i, j in zip(grp["i"], grp["j"])]
+            h = hops[0]
+            rows.append({
+                "key": f"{user}|{d}", "user_id": user, "patient_id": "",
+                "start": ev["ts"].iloc[idx[0]], "end": ev["ts"].iloc[idx[-1]],
+                "event_ids": ev["event_id"].iloc[idx].astype(str).tolist(),
+                "score": float(len(hops)),
+                "summary": (f"account {user} moved from {h['from']} to {h['to']} in "
+                            f"{h['minutes']:g} min on {d} (at least {h['needed_minutes']:g} "
+                            f"min needed){f', {len(hops)} such hops' if len(hops) > 1 else ''}"),
+                "evidence": {"day": d, "hops": hops[:20],
+                             "thresholds": {"default_travel_minutes": p.default_travel_minutes,
+                                            "campus_travel_minutes":
+                                                p.campus_travel_minutes}},
+            })
+        return self.findings(rows)
+
+
+# --- cred.off_duty_use ---------------------------------------------------------------------
+
+@register
+class OffDutyUse(Detector):
+    id = "cred.off_duty_use"
+    name_en = "Account used while its owner is on leave, in surgery or offsite"
+    name_zh = "休假/手术/外出期间账号被使用"
+    item = "9"
+    severity = "high"
+    needs = ("access_log", "shifts")
+    uses = ("workstations",)
+    params = (
+        Param("kinds", list, ["leave", "surgery", "offsite"], "roster block kinds during "
+              "which use of the account is suspicious", choices=("leave", "surgery",
+                                                                  "offsite")),
+        Param("edge_minutes", float, 15.0, "activity this close to the start or end of a "
+              "block is ignored (clocks, handover, a block entered to the hour)", "minutes",
+              0, 240),
+        Param("surgery_allowed_places", list, ["手术", "麻醉", "OR", "theatre"], "during "
+              "surgery, use from a workstation whose location or department contains one of "
+              "these (the operating theatre) is legitimate; so is the block's own location"),
+        Param("min_events", int, 1, "events in one block needed for a finding", "events",
+              1, 1000),
+    ) + SHARED_HOST_PARAMS
+    description = ("The roster says the account's owner is on leave, in an operation or "
+                   "offsite, yet the account is active. A surgeon's account active at a ward "
+                   "workstation during an operation is the classic lent-login signal.")
+    note = ("Confirm the block with the roster keeper (cancelled leave, operation postponed), "
+            "then ask who used the terminal. Use from the operating theatre during surgery is "
+            "not flagged.")
+    false_positives = ("leave cancelled or an operation moved without updating the roster",
+                       "remote access while on leave that the hospital allows (list VPN "
+                       "gateways as shared hosts to ignore them)")
+    measure_zh = "休假、手术期间账号不得由他人使用；排班变更及时录入；对出借账号者批评教育。"
+    measure_en = ("An account must not be used by others while its owner is away; keep the "
+                  "roster current; counsel those who lend their login.")
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        _check_ranges(self.p.shared_ip_ranges)
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = self.p
+        sh = complete(ctx.shifts, "shifts", ctx.tz)
+        ev = _event_rows(ctx)
+        if sh is None or not len(ev):
+            return self.findings([])
+        blocks = sh[sh["kind"].isin(p.kinds)].reset_index(drop=True)
+        if not len(blocks):
+            return self.findings([])
+        ev = ev.loc[~_shared_mask(ev, p.shared_ip_ranges, p.shared_workstations)]
+        if not len(ev):
+            return self.findings([])
+        ucode, uidx = pd.factorize(ev["user_id"])
+        b_u = pd.Index(uidx).get_indexer(blocks["user_id"].astype("string"))
+        edge = int(p.edge_minutes * _MIN_US)
+        lo = _us(blocks["start"]) + edge
+        hi = _us(blocks["end"]) - edge
+        t = _us(ev["ts"])
+        hit, which = interval_hit(KeySpace(ucode.astype(np.int64), t),
+                                  np.where(lo <= hi, b_u, -1).astype(np.int64), lo, hi,
+                                  np.arange(len(blocks), dtype=np.int64))
+        if not hit.any():
+            return self.findings([])
+        sel = ev.loc[hit].assign(block=which[hit])
+        kind = blocks["kind"].to_numpy()[sel["block"].to_numpy()]
+        sel = sel.assign(kind=kind)
+        # surgery: the operating theatre itself (or the block's own location) is fine
+        surg = kind == "surgery"
+        if surg.any():
+            where = (_workstation_info(ctx, sel, "location").fillna("") + " "
+                     + _workstation_info(ctx, sel, "department").fillna(""))
+            if "workstation" in sel.columns:
+                where = where + " " + sel["workstation"].astype("string").fillna("")
+            allowed = np.zeros(len(sel), dtype=bool)
+            for word in p.surgery_allowed_places:
+                allowed |= where.str.contains(word, regex=False).fillna(False).to_numpy()
+            own = blocks["location"].astype("string").to_numpy()[sel["block"].to_numpy()]
+            # the block's own location (few rows: only events inside surgery blocks)
+            own_ok = np.array([isinstance(o, str) and bool(o) and o in str(w)
+                               for o, w in zip(own, where.to_numpy())], dtype=bool)
+            sel = sel[~(surg & (allowed | own_ok))]
+        rows = []
+        for b, grp in sel.groupby("block", sort=True):       # one per block
+            if len(grp) < p.min_events or not grp["in_window"].any():
+                continue
+            blk = blocks.iloc[int(b)]
+            user = str(blk["user_id"])
+            k = str(blk["kind"])
+            places = sorted(set(_workstation_info(ctx, grp, "location").dropna().astype(str))
+                            | set(grp["workstation"].dropna().astype(str)
+                                  if "workstation" in grp.columns else []))
+            what = {"leave": "on leave", "surgery": "in surgery", "offsite": "offsite"}[k]
+            rows.append({
+                "key": f"{user}|{k}|{blk['start'].isoformat()}", "user_id": user,
+                "patient_id": (grp["patient_id"].dropna().iloc[0]
+                               if grp["patient_id"].notna().sum() and
+                               grp["patient_id"].nunique() == 1 else ""),
+                "start": grp["ts"].min(), "end": grp["ts"].max(), "event_ids": _ids(grp),
+                "severity": "high" if k in ("leave", "surgery") else "medium",
+                "score": float(len(grp)),
+                "summary": (f"account {user} was used {len(grp)} time"
+                            f"{'s' if len(grp) > 1 else ''} while its owner was {what} "
+                            f"({blk['start']:%Y-%m-%d %H:%M}–{blk['end']:%Y-%m-%d %H:%M})"
+                            + (f" from {', '.join(places[:3])}" if places else "")),
+                "evidence": {"block": {"kind": k, "start": blk["start"].isoformat(),
+                                       "end": blk["end"].isoformat(),
+                                       "location": None if pd.isna(blk["location"])
+                                       else str(blk["location"])},
+                             "places": places[:20], "events": int(len(grp)),
+                             "actions": grp["action"].astype(str).value_counts().to_dict(),
+                             "thresholds": {"edge_minutes": p.edge_minutes,
+                                            "min_events": p.min_events}},
+            })
+        return self.findings(rows)
+
+
+# --- cred.inactive_account -----------------------------------------------------------------
+
+@register
+class InactiveAccount(Detector):
+    id = "cred.inactive_account"
+    name_en = "Account of a departed or dormant user in use"
+    name_zh = "离职/停用账号使用"
+    item = "9"
+    severity = "high"
+    needs = ("access_log", "users")
+    uses = ("shifts",)
+    lookback_days = 91
+    params = (
+        Param("end_grace_days", float, 1.0, "activity up to this long after end_date is "
+              "ignored (end_date is usually the last working day)", "days", 0, 90),
+        Param("dormant_days", float, 90.0, "an account with no activity for this long (in a "
+              "history at least this long) whose activity resumes is reported; 0 turns the "
+              "check off", "days", 0, 3650),
+        Param("dormant_severity", str, "medium", "severity of a dormant account resuming",
+              choices=("low", "medium", "high", "critical")),
+    )
+    description = ("Activity after the owner's end_date or while their status is "
+                   "terminated, and the first activity of a long-dormant account. Dormancy "
+                   "needs the look-back history (lookback_days = dormant_days + 1); staff "
+                   "returning from rostered leave and new starters are not dormant.")
+    note = ("A departed user's account in use means someone else has the password or the "
+            "account was never disabled: disable it and find who used it (workstation, "
+            "session). A dormant account resuming is weaker: check with the owner.")
+    false_positives = ("end_date recorded before the real last day (notice period, handover)",
+                       "staff returning from long unrostered leave (maternity, study)",
+                       "rarely used accounts of part-time or visiting staff")
+    measure_zh = "离职、调岗人员账号即时停用；定期清理长期未使用账号；核查停用账号被使用的原因。"
+    measure_en = ("Disable accounts on departure or transfer; review long-unused accounts; "
+                  "investigate any use of a disabled account.")
+
+    def effective_lookback_days(self) -> int:
+        return int(math.ceil(self.p.dormant_days)) + 1 if self.p.dormant_days > 0 else 0
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = self.p
+        users = complete(ctx.users, "users", ctx.tz)
+        ev = _event_rows(ctx)
+        if users is None or not len(ev):
+            return self.findings([])
+        u = users.drop_duplicates("user_id", keep="last").set_index("user_id")
+        rows = []
+        # departed: after end_date (+ grace) or terminated with no end_date
+        end = ev["user_id"].map(u["end_date"])
+        status = ev["user_id"].map(u["status"].astype("string")).astype("string")
+        after_end = end.notna() & (ev["ts"] > end + pd.Timedelta(days=p.end_grace_days))
+        term = (status == "terminated").fillna(False) & end.isna()
+        bad = (after_end | term).fillna(False) & ev["in_window"].astype(bool)
+        sel = ev[bad.to_numpy()]
+        if len(sel):
+            for (user, d), grp in sel.groupby(
+                    [sel["user_id"], _local_day(sel["ts"], ctx.tz)], sort=True):
+                e = u.loc[user, "end_date"]
+                st = u.loc[user, "status"]
+                why = (f"after the end date {e:%Y-%m-%d}" if pd.notna(e)
+                       else "while the account is terminated")
+                rows.append({
+                    "key": f"{user}|departed|{d}", "user_id": user,
+                    "patient_id": _one_patient(grp), "start": grp["ts"].min(),
+                    "end": grp["ts"].max(), "event_ids": _ids(grp),
+                    "score": 2.0 + len(grp) / 10.0,
+                    "summary": (f"account {user} was used {len(grp)} time"
+                                f"{'s' if len(grp) > 1 else ''} on {d} {why}"),
+                    "evidence": {"day": d, "reason": "departed", "status": str(st),
+                                 "end_date": None if pd.isna(e) else e.isoformat(),
+                                 "events": int(len(grp)),
+                                 "patients": int(grp["patient_id"].nunique()),
+                                 "actions": grp["action"].astype(str).value_counts().to_dict(),
+                                 "thresholds": {"end_grace_days": p.end_grace_days}},
+                })
+        if p.dormant_days > 0:
+            rows += self._dormant(ctx, ev[~bad.to_numpy()], u)
+        return self.findings(rows)
+
+    def _dormant(self, ctx: Context, ev: pd.DataFrame, u: pd.DataFrame) -> list[dict]:
+        p = self.p
+        if not len(ev):
+            return []
+        gap_need = pd.Timedelta(days=p.dormant_days)
+        history_start = ctx.events["ts"].min()
+        ev = ev.sort_values(["user_id", "ts"], kind="stable")
+        prev = ev.groupby("user_id", sort=False)["ts"].shift()
+        # a resumption: an in-window event whose previous event is long ago, or which is the
+        # first in a history that reaches back far enough
+        gap_start = prev.fillna(history_start)
+        long_gap = (ev["ts"] - gap_start) >= gap_need
+        covered = (ev["ts"] - history_start) >= gap_need
+        cand = (long_gap & covered & ev["in_window"].astype(bool)).to_numpy()
+        if not cand.any():
+            return []
+        c = ev[cand].assign(gap_start=gap_start[cand], prev=prev[cand])
+        start = c["user_id"].map(u["start_date"]) if "start_date" in u.columns else None
+        if start is not None:   # new starters are not dormant
+            c = c[~(start.notna() & (start >= c["gap_start"] - pd.Timedelta(days=1))).to_numpy()]
+        sh = complete(ctx.shifts, "shifts", ctx.tz)
+        if sh is not None and len(c):   # rostered leave during the gap explains it
+            lv = sh[sh["kind"] == "leave"][["user_id", "start", "end"]]
+            m = c[["user_id", "gap_start", "ts"]].reset_index().merge(lv, on="user_id")
+            overl = m[(m["start"] < m["ts"]) & (m["end"] > m["gap_start"])]
+            c = c[~c.index.isin(overl["index"])]
+        rows = []
+        for r in c.itertuples():
+            # the whole first day of renewed activity supports the finding
+            d = _local_day(pd.Series([r.ts]), ctx.tz).iloc[0]
+            same = ev[(ev["user_id"] == r.user_id) & (ev["ts"] >= r.ts)
+                      & (ev["ts"] < r.ts + pd.Timedelta(days=1))]
+            days = (r.ts - r.gap_start).total_seconds() / 86400
+            rows.append({
+                "key": f"{r.user_id}|dormant|{d}", "user_id": r.user_id,
+                "patient_id": _one_patient(same), "start": same["ts"].min(),
+                "end": same["ts"].max(), "event_ids": _ids(same),
+                "severity": p.dormant_severity, "score": 1.0 + days / 100.0,
+                "summary": (f"account {r.user_id} was used on {d} after {days:.0f} days "
+                            "without any activity"),
+                "evidence": {"day": d, "reason": "dormant", "idle_days": round(days, 1),
+                             "last_activity_before": (None if pd.isna(r.prev)
+                                                      else pd.Timestamp(r.prev).isoformat()),
+                             "thresholds": {"dormant_days": p.dormant_days}},
+            })
+        return rows
+
+
+def _one_patient(grp: pd.DataFrame) -> str:
+    pts = grp["patient_id"].dropna().unique() if "patient_id" in grp.columns else []
+    return str(pts[0]) if len(pts) == 1 else ""
+
+
+# --- cred.acting_mismatch ------------------------------------------------------------------
+
+@register
+class ActingMismatch(Detector):
+    id = "cred.acting_mismatch"
+    name_en = "Logged-in account differs from the acting person"
+    name_zh = "登录人与操作人不一致"
+    item = "9"
+    severity = "high"
+    needs = ("access_log",)
+    uses = ("users",)
+    params = (
+        Param("allow_supervisor_in_trainee_session", bool, True, "a trainee's account with "
+              "the trainee's own supervisor (users.supervisor_id) recorded as acting is the "
+              "teacher reviewing and countersigning at the trainee's terminal, not a lent "
+              "login; the reverse — a trainee acting under the supervisor's account — is "
+              "always reported"),
+        Param("min_events", int, 1, "mismatched events per account, acting person and day",
+              "events", 1, 1000),
+    )
+    description = ("The EMR records the logged-in physician (登录医师) and the acting one "
+                   "(操作医师) separately; when they differ, someone is working under another "
+                   "person's login. A trainee acting under the supervisor's account is the "
+                   "typical lent login; the supervisor countersigning in the trainee's session "
+                   "is allowed by default.")
+    note = ("Ask both people. Working under a senior's login to place orders or sign notes "
+            "that the trainee may not sign alone is the case the rectification plan targets.")
+    false_positives = ("systems that record a proxy (scribe, 代录) with the responsible "
+                       "doctor's account by design",
+                       "supervisors not recorded in users.supervisor_id")
+    measure_zh = "严禁使用他人账号书写、签署病历或开具医嘱；规范上级医师审签流程；对出借者与使用者分别处理。"
+    measure_en = ("Forbid writing, signing or ordering under another person's login; use the "
+                  "countersign workflow; hold both lender and user accountable.")
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = self.p
+        ev = _event_rows(ctx)
+        if "acting_user_id" not in ev.columns or not len(ev):
+            return self.findings([])
+        acting = ev["acting_user_id"].astype("string")
+        mism = (acting.notna() & (acting != ev["user_id"].astype("string"))).fillna(False)
+        mism &= ev["in_window"].astype(bool)
+        sel = ev[mism.to_numpy()]
+        users = complete(ctx.users, "users", ctx.tz)
+        sup = pd.Series(dtype="string")
+        if users is not None and len(users):
+            sup = users.drop_duplicates("user_id", keep="last").set_index("user_id")[
+                "supervisor_id"].astype("string")
+        if p.allow_supervisor_in_trainee_session and len(sel) and len(sup):
+            own_sup = sel["user_id"].map(sup).astype("string")
+            sel = sel[~(own_sup == sel["acting_user_id"].astype("string")).fillna(False)
+                      .to_numpy()]
+        rows = []
+        if not len(sel):
+            return self.findings(rows)
+        for (user, act, d), grp in sel.groupby(
+                [sel["user_id"], sel["acting_user_id"], _local_day(sel["ts"], ctx.tz)],
+                sort=True):
+            if len(grp) < p.min_events:
+                continue
+            v = sup.get(act) if len(sup) else None
+            trainee_on_sup = v is not None and not pd.isna(v) and str(v) == user
+            rows.append({
+                "key": f"{user}|{act}|{d}", "user_id": user, "patient_id": _one_patient(grp),
+                "start": grp["ts"].min(), "end": grp["ts"].max(), "event_ids": _ids(grp),
+                "score": float(len(grp)) + (1.0 if trainee_on_sup else 0.0),
+                "summary": (f"{act} acted {len(grp)} time{'s' if len(grp) > 1 else ''} under "
+                            f"the account of {user} on {d}"
+                            + (" (a trainee under the supervisor's login)" if trainee_on_sup
+                               else "")),
+                "evidence": {"day": d, "account": user, "acting": act,
+                             "events": int(len(grp)),
+                             "patients": int(grp["patient_id"].nunique()),
+                             "actions": grp["action"].astype(str).value_counts().to_dict(),
+                             "trainee_under_supervisor_account": trainee_on_sup,
+                             "thresholds": {"min_events": p.min_events,
+                                            "allow_supervisor_in_trainee_session":
+                                                p.allow_supervisor_in_trainee_session}},
+            })
+        return self.findings(rows)
+
+
+# --- cred.expired_access -------------------------------------------------------------------
+
+@register
+class ExpiredAccess(Detector):
+    id = "cred.expired_access"
+    name_en = "Trainee or vendor acting after their access expired"
+    name_zh = "进修/实习/厂商人员超期使用"
+    item = "9"
+    severity = "medium"
+    needs = ("access_log", "users")
+    params = (
+        Param("grace_days", float, 1.0, "activity up to this long after access_until is "
+              "ignored (access_until is usually the last allowed day)", "days", 0, 90),
+        Param("roles", list, [], "only these roles (empty: everyone with an access_until — "
+              "trainees, vendors, visiting staff)"),
+    )
+    description = ("Trainees' (进修/实习) and vendors' permissions are time-limited: any "
+                   "activity after their access_until is reported.")
+    note = ("Check whether the training or contract was extended without updating "
+            "access_until; otherwise disable the account and find who used it.")
+    false_positives = ("extensions of training or contracts not yet entered in the staff "
+                       "master",)
+    measure_zh = "进修、实习人员权限不超出培训期，厂商人员权限不超出合同期；到期自动停用。"
+    measure_en = ("Trainees' access never beyond their training period, vendors' never beyond "
+                  "their contract; expire accounts automatically.")
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = self.p
+        users = complete(ctx.users, "users", ctx.tz)
+        ev = _event_rows(ctx)
+        if users is None or not len(ev):
+            return self.findings([])
+        u = users.drop_duplicates("user_id", keep="last").set_index("user_id")
+        if p.roles:
+            u = u[u["role"].isin(p.roles)]
+        until = ev["user_id"].map(u["access_until"])
+        bad = (until.notna() & (ev["ts"] > until + pd.Timedelta(days=p.grace_days))).fillna(
+            False) & ev["in_window"].astype(bool)
+        sel = ev[bad.to_numpy()]
+        rows = []
+        for (user, d), grp in sel.groupby([sel["user_id"], _local_day(sel["ts"], ctx.tz)],
+                                          sort=True):
+            lim = u.loc[user, "access_until"]
+            role = u.loc[user, "role"]
+            days = (grp["ts"].min() - lim).total_seconds() / 86400
+            rows.append({
+                "key": f"{user}|{d}", "user_id": user, "patient_id": _one_patient(grp),
+                "start": grp["ts"].min(), "end": grp["ts"].max(), "event_ids": _ids(grp),
+                "severity": "high" if days > 30 else "medium",
+                "score": 1.0 + len(grp) / 10.0 + days / 30.0,
+                "summary": (f"{role} account {user} was used {len(grp)} time"
+                            f"{'s' if len(grp) > 1 else ''} on {d}, {days:.0f} days after its "
+                            f"access ended ({lim:%Y-%m-%d})"),
+                "evidence": {"day": d, "role": None if pd.isna(role) else str(role),
+                             "access_until": lim.isoformat(), "days_after": round(days, 1),
+                             "events": int(len(grp)),
+                             "patients": int(grp["patient_id"].nunique()),
+                             "thresholds": {"grace_days": p.grace_days}},
+            })
+        return self.findings(rows)
