@@ -134,13 +134,14 @@ def test_records_roles_read_in_office_hours_only(hosp):
               & ~log.event_id.isin(t["truth"].event_id)]
     assert len(rec) > 50
     h = rec.ts.dt.hour
-    assert ((h >= 8) & (h < 18)).all() and (rec.ts.dt.weekday < 5).all()
+    assert ((h >= 8) & (h < 18)).all() and (rec.ts.dt.day_of_week < 5).all()
 
 
 def test_night_shift_nurses_chart_at_night(hosp):
     _, _, t = hosp
     log = t["access_log"].merge(t["users"][["user_id", "role"]], on="user_id")
-    night = log[(log.role == "nurse") & log.patient_id.notna() & (log.ts.dt.hour < 6)]
+    night = log[(log.role == "nurse") & log.patient_id.notna() & (log.ts.dt.hour < 6)
+                & ~log.event_id.isin(t["truth"].event_id)]
     assert len(night) > 100
     assert night.action.isin(["create", "update"]).mean() > 0.4
     # each of them is inside the nurse's own night shift
@@ -155,8 +156,8 @@ def test_night_shift_nurses_chart_at_night(hosp):
 def test_false_positive_sources_are_present(hosp):
     _, _, t = hosp
     log, rel, shifts, users = t["access_log"], t["care_relations"], t["shifts"], t["users"]
-    assert (log.action == "break_glass").sum() > (t["truth"].violation == "btg.unjustified"
-                                                  ).sum()
+    legit_btg = log[(log.action == "break_glass") & ~log.event_id.isin(t["truth"].event_id)]
+    assert len(legit_btg) >= 1 and legit_btg.reason.notna().all()
     assert set(rel.kind) >= {"admission", "transfer", "consult", "order", "care_team",
                              "outpatient"}
     assert rel.user_id.isna().any()
@@ -171,11 +172,18 @@ def test_false_positive_sources_are_present(hosp):
 def test_family_shares_surname_and_address_but_surname_alone_is_common(hosp):
     _, _, t = hosp
     users, pats, contacts = t["users"], t["patients"], t["patient_contacts"]
-    fam = contacts.merge(users, left_on=["name", "phone"], right_on=["name", "phone"])
+    staff = users[["user_id", "name", "phone", "address"]].rename(
+        columns={"name": "staff_name", "address": "staff_address"})
+    fam = contacts.merge(staff, left_on=["name", "phone"], right_on=["staff_name", "phone"])
     assert len(fam) >= 5
-    fp = fam.merge(pats, left_on="patient_id_x", right_on="patient_id", suffixes=("", "_p"))
-    assert (fp.address_x == fp.address_p).all() if "address_x" in fp else True
-    # many staff share a surname with hundreds of unrelated patients
+    fp = fam.merge(pats[["patient_id", "name", "address"]].rename(
+        columns={"name": "patient_name", "address": "patient_address"}), on="patient_id")
+    assert (fp.patient_address == fp.staff_address).all()
+    blood = fp[fp.relation.isin(["parent", "child"])]
+    assert len(blood) and (blood.patient_name.str[0] == blood.staff_name.str[0]).all()
+    spouse = fp[fp.relation == "spouse"]
+    assert len(spouse) and (spouse.patient_name.str[0] != spouse.staff_name.str[0]).all()
+    # the big five surnames cover a large share of everyone
     sur = pats.name.str[0]
     assert sur.isin(["王", "李", "张", "刘", "陈"]).mean() > 0.2
 

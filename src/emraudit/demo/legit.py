@@ -485,10 +485,9 @@ def emergency_btg(w, buf):
     m = ((s.kind == "ed") & s["first"] & (s.start >= w.t0 + 3600) & (s.start < w.t_end))
     tod = (s.start - w.t0) % DAY
     night = (tod >= 20 * H) | (tod < 6 * H)
-    admitted = s.enc2.isin(s.loc[s.kind != "ed", "enc2"] - 1) | s.enc.isin(
-        s.loc[s.kind != "ed", "enc"])
+    admitted = s.enc.isin(s.loc[s.kind != "ed", "enc"])
     cand = s[m & night & admitted]
-    cand = cand[rng.random(len(cand)) < 0.15]
+    cand = cand[rng.random(len(cand)) < 0.35]
     r = w.rel[(w.rel.role == "attending") & w.rel.seg.isin(cand.seg)].drop_duplicates("seg")
     seg = s.iloc[r.seg.to_numpy()]
     t = seg.start.to_numpy() - rng.integers(60, 600, len(r))

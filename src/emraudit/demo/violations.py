@@ -311,20 +311,24 @@ class Planter:
     def travel(self, k):
         w, rng = self.w, self.rng
         ws = w.workstations
-        for j in range(k):
+        made = 0
+        for j in range(12 * k):
+            if made >= k:
+                break
             m = w.users.role.isin(["physician"]) & w.users._kind.isin(["attending", "resident"])
             u = self.pick_user(m)
             t = self.duty_times(u, 1, margin=2 * 3600)[0]
             camp = w.users_campus[u]
             other = w.wards[(w.wards.campus != camp) & (w.wards.kind == "ward")]
+            if other.empty:
+                continue
             wrow = other.iloc[rng.integers(0, len(other))]
             loc2 = int(w.locations.loc[w.locations.name == wrow.ward, "loc_idx"].iloc[0])
             ws2 = int(ws[(ws["loc"] == loc2) & (ws._tag == "D")].index[0])
-            own = list(self.rel_dept.get(w.users.at[u, "department"], set()))
-            op = self.inpatients_at(t)
-            op = op[op.patient.isin(own)].patient.to_numpy()
+            op = self._own_patients_at(u, t)
             if not len(op):
                 continue
+            made += 1
             # a legitimate-looking view at home, then the same account on the other campus
             self.buf.add(np.array([t]), u, op[:1], A["view"], M["病程记录"], self.home_loc(u),
                          np.array([self.enc_of(int(op[0]))]), src=SRC["violation"])
