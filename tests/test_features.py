@@ -115,7 +115,7 @@ def test_features_exact(engines):
     a = row(df, "u1", "2025-03-01")
     assert (a["role"], a["department"]) == ("physician", "A")
     expect_a = dict(events=7, patients=4, unexplained=3, unexplained_share=3 / 7,
-                    off_duty_share=1 / 7, outputs=1, output_records=5, departments=3, wards=3,
+                    off_duty_share=1 / 7, outputs=1, output_records=5, departments=3, wards=2,
                     workstations=2, ips=2, vip_accesses=0, employee_accesses=0,
                     sensitive_accesses=2, burst_patients=3, queries=1)
     for k, v in expect_a.items():
@@ -125,7 +125,7 @@ def test_features_exact(engines):
 
     b = row(df, "u1", "2025-03-02")
     expect_b = dict(events=3, patients=3, new_patients=1, unexplained=0, unexplained_share=0,
-                    off_duty_share=1 / 3, outputs=1, output_records=3, departments=2, wards=2,
+                    off_duty_share=1 / 3, outputs=1, output_records=3, departments=2, wards=1,
                     workstations=1, ips=1, vip_accesses=0, employee_accesses=1,
                     sensitive_accesses=0, burst_patients=2, queries=0)
     for k, v in expect_b.items():

@@ -14,8 +14,9 @@ Definitions worth knowing:
   before this day. Where `ctx.events` does not reach `history_days` back from a day (the
   first days of a look-back), the value is unknown (NaN) rather than inflated.
 - *department / ward of a patient* at an access: those of the patient's latest care relation
-  (any kind, any user) that started at or before the access; when none started yet, the
-  patient's earliest relation. A patient with no relation counts under no department.
+  (any kind, any user) that started at or before the patient's first access by this user that
+  day; when none started yet, the patient's earliest relation. A relation without a ward
+  leaves the ward unknown; a patient with no relation counts under no department.
 - *longest burst*: the most distinct patients accessed within any `burst_minutes` window of
   that day (windows do not cross midnight).
 - *unexplained share* comes from the explanation engine (`emraudit.detectors.explain`),
@@ -106,31 +107,37 @@ def _distinct_per_group(group: np.ndarray, value: np.ndarray, n_groups: int) -> 
     return np.bincount(pairs // nv, minlength=n_groups).astype(float)
 
 
-def _relation_codes(rel: pd.DataFrame, col: str, p_index: pd.Index, p_code: np.ndarray,
-                    when: np.ndarray) -> np.ndarray:
-    """Code of `col` (department or ward) of each access's patient at `when` (-1: none)."""
-    out = np.full(len(p_code), -1, dtype=np.int64)
-    r = rel[rel[col].notna()]
-    if r.empty or len(p_code) == 0:
+def _relation_codes(rel: pd.DataFrame, p_index: pd.Index, p_code: np.ndarray,
+                    when: np.ndarray, tz: str) -> dict[str, np.ndarray]:
+    """Department and ward codes (-1: none) of each access's patient at `when` (site-local
+    wall-clock ns): those of the patient's latest relation started at or before it, else of
+    the patient's earliest relation. A sorted search on one int64 key (patient, second)
+    instead of a join: no sort of the accesses is needed."""
+    out = {c: np.full(len(p_code), -1, dtype=np.int64) for c in ("department", "ward")}
+    if rel is None or rel.empty or len(p_code) == 0:
         return out
-    rp = p_index.get_indexer(r["patient_id"])
+    rp = p_index.get_indexer(rel["patient_id"])
     keep = rp >= 0
     if not keep.any():
         return out
-    vcode, _ = pd.factorize(r[col].astype("string").to_numpy()[keep])
-    start = _local_day_ns(r["start"], "UTC")[keep]
-    right = pd.DataFrame({"p": rp[keep], "t": start, "v": vcode}).sort_values(["t", "p"])
-    left = pd.DataFrame({"p": p_code, "t": when, "i": np.arange(len(p_code))}).sort_values("t")
-    m = pd.merge_asof(left, right, on="t", by="p", direction="backward")
-    got = m["v"].to_numpy(float)
-    res = np.where(np.isnan(got), -1, got).astype(np.int64)
-    # no relation started yet: the patient's earliest relation
-    first = right.drop_duplicates("p", keep="first").set_index("p")["v"]
-    miss = res < 0
-    if miss.any():
-        fb = first.reindex(m["p"].to_numpy()[miss]).to_numpy(float)
-        res[miss] = np.where(np.isnan(fb), -1, fb).astype(np.int64)
-    out[m["i"].to_numpy()] = res
+    r = rel[keep]
+    rp = rp[keep]
+    start_s = _local_day_ns(r["start"], tz) // 10**9
+    t0 = min(int(start_s.min()), int(when.min() // 10**9)) - 1
+    key_r = rp.astype(np.int64) * (1 << 32) + np.clip(start_s - t0, 0, (1 << 32) - 1)
+    o = np.argsort(key_r, kind="stable")
+    key_r, rp_s = key_r[o], rp[o]
+    key_l = p_code.astype(np.int64) * (1 << 32) + np.clip(when // 10**9 - t0, 0, (1 << 32) - 1)
+    i = np.searchsorted(key_r, key_l, side="right") - 1
+    hit = (i >= 0) & (rp_s[np.clip(i, 0, None)] == p_code)
+    j = np.searchsorted(key_r, p_code.astype(np.int64) * (1 << 32), side="left")
+    j_ok = (j < len(key_r)) & (rp_s[np.clip(j, None, len(key_r) - 1)] == p_code)
+    pick = np.where(hit, i, np.where(j_ok, j, -1))
+    for c in ("department", "ward"):
+        if c not in r.columns:
+            continue
+        vcode, _ = pd.factorize(r[c].astype("string").to_numpy()[o], use_na_sentinel=True)
+        out[c] = np.where(pick >= 0, vcode[np.clip(pick, 0, None)], -1).astype(np.int64)
     return out
 
 
@@ -162,6 +169,24 @@ def _engine_on_duty(ctx, events: pd.DataFrame) -> np.ndarray | None:
                          "off_duty_share is NaN")
         return None
     return pd.Series(on_duty).reindex(events.index).fillna(True).to_numpy(bool)
+
+
+def _aligned_positions(ev: pd.DataFrame, ex: pd.DataFrame) -> np.ndarray | None:
+    """Row positions of `ex` in `ev` when ex kept ev's RangeIndex labels (checked on a
+    sample of event ids), else None."""
+    if not isinstance(ev.index, pd.RangeIndex) or ev.index.start != 0 or ev.index.step != 1:
+        return None
+    if "event_id" not in ex.columns or "event_id" not in ev.columns:
+        return None
+    if not pd.api.types.is_integer_dtype(ex.index.dtype):
+        return None
+    pos = ex.index.to_numpy(np.int64)
+    if len(pos) and (pos.min() < 0 or pos.max() >= len(ev)):
+        return None
+    probe = np.linspace(0, len(pos) - 1, num=min(len(pos), 1000)).astype(np.int64)
+    a = ev["event_id"].to_numpy()[pos[probe]].astype(str)
+    b = ex["event_id"].to_numpy()[probe].astype(str)
+    return pos if (a == b).all() else None
 
 
 def empty_features() -> pd.DataFrame:
@@ -243,8 +268,12 @@ def user_day_features(ctx, *, history_days: int = 30, burst_minutes: int = 30,
     prow = np.flatnonzero(pcode_all >= 0)
     ts_ns = local  # wall-clock ns are fine for ordering and gaps within a day
     pair = ucode[prow] * np_ + pcode_all[prow]
-    order0 = np.argsort(ts_ns[prow], kind="stable")
-    order = order0[np.argsort(pair[order0], kind="stable")]
+    tsp = ts_ns[prow]
+    if len(tsp) and (np.diff(tsp) < 0).any():          # ctx.events is sorted by ts already
+        order0 = np.argsort(tsp, kind="stable")
+        order = order0[np.argsort(pair[order0], kind="stable")]
+    else:
+        order = np.argsort(pair, kind="stable")
     rows = prow[order]                   # patient rows sorted by (user, patient, ts)
     s_pair = pair[order]
     s_day = dayi[rows]
@@ -275,13 +304,21 @@ def user_day_features(ctx, *, history_days: int = 30, burst_minutes: int = 30,
     re = np.append(rs[1:] - 1, m - 1) if m else rs
     if len(rs):
         r_ud = s_ud[rs]
-        t = np.concatenate([s_ts[rs], s_ts[re] + W])
+        day_start = s_day[rs] * NS_PER_DAY + d0 * NS_PER_DAY
+        t = np.concatenate([s_ts[rs] - day_start, s_ts[re] + W - day_start])
         delta = np.concatenate([np.ones(len(rs), np.int64), -np.ones(len(rs), np.int64)])
         g = np.concatenate([r_ud, r_ud])
-        o = np.lexsort((delta, t, g))   # ends (-1) before starts at the same instant
-        cum = np.cumsum(delta[o])
+        t_us = t // 1000                    # microseconds since the day's midnight
+        if G < (1 << 24) and t_us.max() < (1 << 38):
+            # one int64 key (user-day, time, end-before-start): a single sort
+            key = (g << 39) | (t_us << 1) | (delta > 0)
+            o = np.argsort(key)
+        else:
+            o = np.lexsort((delta, t, g))   # ends (-1) before starts at the same instant
+        d_o = delta[o]
+        cum = np.cumsum(d_o)
         burst = np.zeros(G)
-        starts = delta[o] > 0
+        starts = d_o > 0
         gs = g[o][starts]
         vals = cum[starts]
         bnd = np.flatnonzero(np.r_[True, gs[1:] != gs[:-1]])
@@ -292,40 +329,48 @@ def user_day_features(ctx, *, history_days: int = 30, burst_minutes: int = 30,
 
     # patient flags ------------------------------------------------------------------
     pt = getattr(ctx, "patients", None)
+    ud_p = ud[prow]
+    p_idx = (pats.get_indexer(pt["patient_id"]) if pt is not None and len(pats)
+             else np.full(0 if pt is None else len(pt), -1))
     for flag, name in (("vip", "vip_accesses"), ("sensitive", "sensitive_accesses"),
                        ("employee_user_id", "employee_accesses")):
         if pt is None or flag not in pt.columns:
             feats[name] = np.full(G, np.nan)
             continue
         arr = np.zeros(np_, bool)
-        idx = pats.get_indexer(pt["patient_id"]) if len(pats) else np.full(len(pt), -1)
+        idx = p_idx
         vals = (pt[flag].notna() & (pt[flag].astype("string").str.strip() != "")).to_numpy(bool) \
             if flag == "employee_user_id" else pt[flag].fillna(False).astype(bool).to_numpy()
         ok = idx >= 0
         arr[idx[ok]] = vals[ok]
-        feats[name] = np.bincount(ud[prow], weights=arr[pcode_all[prow]], minlength=G)
+        feats[name] = np.bincount(ud_p, weights=arr[pcode_all[prow]], minlength=G)
 
     # departments and wards of the patients touched (first access of the patient that day)
     rel = getattr(ctx, "care_relations", None)
+    fr = rows[f]
+    codes = (_relation_codes(rel, pats, pcode_all[fr], ts_ns[fr], ctx.tz)
+             if rel is not None and len(pats) else {})
     for col, name in (("department", "departments"), ("ward", "wards")):
         if rel is None or col not in rel.columns or len(pats) == 0:
             feats[name] = np.full(G, np.nan)
             continue
-        fr = rows[f]
-        vc = _relation_codes(rel, col, pats, pcode_all[fr],
-                             _local_day_ns(ev["ts"].iloc[fr], "UTC"))
-        feats[name] = _distinct_per_group(s_ud[f], vc, G)
+        feats[name] = _distinct_per_group(s_ud[f], codes[col], G)
 
     # explanation engine and duty schedule ---------------------------------------------
     ex = _engine_explained(ctx)
     if ex is not None and len(ex):
-        eu = users.get_indexer(ex["user_id"].astype("string"))
-        eday = _local_day_ns(ex["ts"], ctx.tz) // NS_PER_DAY - d0
-        ok = (eu >= 0) & (eday >= 0) & (eday < nd)
-        eud = remap[eu[ok] * nd + eday[ok]]
-        ok2 = eud >= 0
-        eud = eud[ok2]
-        unexp = ~ex["explained"].to_numpy(bool)[ok][ok2]
+        pos = _aligned_positions(ev, ex)
+        if pos is not None:        # the engine kept ctx.events' row labels: no string lookups
+            eud = ud[pos]
+            unexp = ~ex["explained"].to_numpy(bool)
+        else:
+            eu = users.get_indexer(ex["user_id"].astype("string"))
+            eday = _local_day_ns(ex["ts"], ctx.tz) // NS_PER_DAY - d0
+            ok = (eu >= 0) & (eday >= 0) & (eday < nd)
+            eud = remap[eu[ok] * nd + eday[ok]]
+            ok2 = eud >= 0
+            eud = eud[ok2]
+            unexp = ~ex["explained"].to_numpy(bool)[ok][ok2]
         tot = np.bincount(eud, minlength=G).astype(float)
         une = np.bincount(eud, weights=unexp, minlength=G)
         feats["unexplained"] = une
