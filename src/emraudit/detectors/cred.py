@@ -720,6 +720,9 @@ class ExpiredAccess(Detector):
         u = users.drop_duplicates("user_id", keep="last").set_index("user_id")
         if p.roles:
             u = u[u["role"].isin(p.roles)]
+        u = u[u["access_until"].notna()]
+        if not len(u):
+            return self.findings([])
         until = ev["user_id"].map(u["access_until"])
         bad = (until.notna() & (ev["ts"] > until + pd.Timedelta(days=p.grace_days))).fillna(
             False) & ev["in_window"].astype(bool)
