@@ -244,3 +244,13 @@ def test_unterminated_quote_at_end_is_quarantined(tmp_path):
     _, frame, q = read_all(cfg)
     assert frame["event_id"].tolist() == ["e1"]
     assert q["source_ref"].tolist() == ["a.csv:3"] and "unterminated" in q["reason"][0]
+
+
+def test_quoted_field_spanning_a_block_boundary(tmp_path):
+    long = "x" * 70_000 + "\n" + "y" * 70_000          # a field with a newline, > one block
+    text = HEADER.replace("ip", "reason") + ROWS[0] + \
+        f'e8,2025-07-01 08:00:00,u,p,view,病历,"{long}"\n' + ROWS[1]
+    cfg = make(tmp_path, {"a.csv": text}, 'path = "a.csv"\nbatch_rows = 10')
+    _, frame, q = read_all(cfg)
+    assert q.empty and frame["event_id"].tolist() == ["e1", "e8", "e2"]
+    assert frame["reason"][1] == long and frame["_source_ref"].tolist()[2] == "a.csv:5"

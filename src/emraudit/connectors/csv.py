@@ -180,7 +180,7 @@ class CsvConnector(LineFileConnector):
 
         n_keep = int(keep.sum())
         if n_keep == 0:
-            table = pa.table({h: pa.array([], pa.string()) for h in header})
+            table = pa.table({h: pa.array([], pa.large_string()) for h in header})
         else:
             if keep.all():
                 good = buf
@@ -216,7 +216,7 @@ class CsvConnector(LineFileConnector):
                                              ignore_empty_lines=True,
                                              invalid_row_handler=handler),
             convert_options=pacsv.ConvertOptions(
-                column_types={h: pa.string() for h in header}, strings_can_be_null=False,
+                column_types={h: pa.large_string() for h in header}, strings_can_be_null=False,
                 quoted_strings_can_be_null=False))
 
     def _fast(self, block: Block, info: dict, fname: str):
@@ -224,8 +224,8 @@ class CsvConnector(LineFileConnector):
         every row with the right number of fields, so row i is line first_line + i. Returns
         None (use the scanning path) as soon as any of that does not hold."""
         buf = block.data
-        if block.bad or block.open_quote or not buf or b'"' in buf or b"\n\n" in buf or \
-                b"\n\r\n" in buf or buf.startswith((b"\n", b"\r\n")):
+        # blank lines need no search: pyarrow skips them, so the row count falls short below
+        if block.bad or block.open_quote or not buf or b'"' in buf:
             return None
         invalid = []
 
@@ -235,7 +235,7 @@ class CsvConnector(LineFileConnector):
 
         table = self._read_arrow(buf if buf.endswith(b"\n") else buf + b"\n", info, False,
                                  handler)
-        n_lines = buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
+        n_lines = block.n_lines
         if invalid or table.num_rows != n_lines:
             return None    # (a block of only blanks parses to fewer rows than lines, too)
         lines = block.first_line + np.arange(table.num_rows, dtype=np.int64)
@@ -245,7 +245,9 @@ class CsvConnector(LineFileConnector):
     def _finish(self, table: pa.Table, lines: np.ndarray, block: Block, fname: str,
                 quarantine: pd.DataFrame):
         """Arrow table of raw strings + line numbers → (canonical frame, quarantine, read)."""
-        refs = pc.binary_join_element_wise(fname + ":", pc.cast(pa.array(lines), pa.string()), "")
+        refs = pc.binary_join_element_wise(pa.scalar(fname + ":", pa.large_string()),
+                                           pc.cast(pa.array(lines), pa.large_string()),
+                                           pa.scalar("", pa.large_string()))
         table = table.append_column(SOURCE_REF, refs)
         df = table.to_pandas(types_mapper=_types_mapper)
         frame = self.profile.apply(self.table, df, block.notes)

@@ -117,6 +117,11 @@ class Block:
     open_quote: bool = False    # the block ends inside a quoted field (unterminated at EOF)
     unchecked: bool = False     # UTF-8 not yet validated (the parser validates; see decode())
 
+    @property
+    def n_lines(self) -> int:
+        """Lines in the block (a last line without a newline counts)."""
+        return self.end_line - self.first_line
+
     def decode(self) -> "Block":
         """Validate/repair UTF-8 now (after the parser found an invalid byte)."""
         if not self.unchecked:
@@ -207,12 +212,22 @@ def read_blocks(path: Path, enc: str, start_offset: int, start_line: int, block_
                 rest = fh.read(1)  # file may have grown since: stop at what we saw
                 eof = not rest
                 chunk += rest
-            buf = carry + chunk if carry else chunk
-            cut = len(buf) if eof else _cut(buf, quoted)
-            if cut == 0:
-                carry = buf
-                continue
-            raw, carry = buf[:cut], buf[cut:]
+            plain = not quoted or (b'"' not in chunk and carry.count(b'"') % 2 == 0)
+            if not plain:
+                buf = carry + chunk if carry else chunk
+                cut = len(buf) if eof else _cut(buf, quoted)
+                if cut == 0:
+                    carry = buf
+                    continue
+                raw, carry = buf[:cut], buf[cut:]
+            else:
+                # plain lines: cut the chunk itself and copy once
+                cut = len(chunk) if eof else chunk.rfind(b"\n") + 1
+                if cut == 0:
+                    carry = carry + chunk
+                    continue
+                raw = b"".join((carry, memoryview(chunk)[:cut]))
+                carry = chunk[cut:]
             unchecked = trust_utf8 and enc == "utf-8"
             data, bad, notes = (raw, [], []) if unchecked else _decode(raw, enc, line)
             n_lines = raw.count(b"\n")

@@ -261,14 +261,19 @@ def _blank(s: pd.Series) -> pd.Series:
 
 
 def _mask_placeholders(s: pd.Series, placeholders: list[str]) -> pd.Series:
-    """Values equal (after trimming) to a placeholder become missing; one pyarrow pass."""
+    """Values equal (after trimming) to a placeholder become missing; pyarrow kernels on the
+    column's own Arrow array (no copies unless something is masked)."""
     values = sorted({p.strip() for p in placeholders})
     arr = _arrow(s)
-    trimmed = pc.utf8_trim_whitespace(arr)
-    hit = pc.is_in(trimmed, value_set=pa.array(values, pa.string()))
+    # trimming copies the column: only do it when values are padded (CHAR columns pad all
+    # their values, so a look at the first ones tells)
+    head = arr.slice(0, 2000).to_pylist()
+    padded = any(v is not None and v != v.strip() for v in head)
+    hit = pc.is_in(pc.utf8_trim_whitespace(arr) if padded else arr,
+                   value_set=pa.array(values, arr.type))
     if not pc.any(hit).as_py():
         return s if _arrow_backed(s) else pd.Series(pd.arrays.ArrowStringArray(arr), index=s.index)
-    out = pc.if_else(hit, pa.scalar(None, pa.string()), arr)
+    out = pc.if_else(hit, pa.scalar(None, arr.type), arr)
     return pd.Series(pd.arrays.ArrowStringArray(out), index=s.index)
 
 
@@ -281,8 +286,6 @@ def _arrow(s: pd.Series) -> pa.ChunkedArray:
     if not _arrow_backed(s):
         s = s.astype(pd.StringDtype("pyarrow"))
     arr = s.array.__arrow_array__()
-    if arr.type != pa.string():
-        arr = arr.cast(pa.string())
     return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
 
 
