@@ -1,9 +1,11 @@
 """CSV/TSV exports: any delimiter, UTF-8 (with or without BOM) or GB18030/GBK, in bounded blocks.
 
-Each block of whole records is scanned once with numpy (newlines, quotes, delimiters) to find
-each record's line number and field count: records with the wrong number of fields (a
-truncated last line, a row with an extra column, an unterminated quote) go to the quarantine
-with their line number, the others are parsed by pyarrow in one call, all as strings. The
+A block of clean lines (no quotes, no blank lines, every row with the header's number of
+fields — the usual export) is parsed by pyarrow in one call, all columns as strings, and row
+i is line first_line + i. Otherwise the block is scanned once with numpy (newlines, quotes,
+delimiters) to find each record's line number and field count: records with the wrong number
+of fields (a truncated last line, a row with an extra column, an unterminated quote) go to
+the quarantine with their line number, the others are parsed by pyarrow in one call. The
 profile then maps the columns; `model.validate` (run by the pipeline) coerces the types.
 """
 
@@ -12,7 +14,6 @@ from __future__ import annotations
 import csv as pycsv
 import io
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ from emraudit.connectors.filebase import LineFileConnector
 from emraudit.connectors.files import (SAMPLE_BYTES, BadLine, Block, detect_encoding,
                                        normalize_encoding)
 from emraudit.errors import SourceError
-from emraudit.model import SOURCE_REF, empty_quarantine
+from emraudit.model import SOURCE_REF
 
 DELIMITERS = (",", "\t", ";", "|")
 _STRING = pd.StringDtype("pyarrow")
