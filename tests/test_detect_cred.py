@@ -52,14 +52,26 @@ def test_declarations_are_complete():
 # --- concurrent use ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("back,found", [("10:10", True), ("10:10:01", False)])
-def test_concurrent_use_interleaving_window(back, found):
-    events = [at("u", "2025-07-08 10:00", "A1"), at("u", "2025-07-08 10:03", "B1"),
+def test_concurrent_use_across_campuses_within_window(back, found):
+    events = [at("u", "2025-07-08 10:00", "A1"), at("u", "2025-07-08 10:03", "E1"),
+              at("u", f"2025-07-08 {back}", "A1")]
+    f = cred("cred.concurrent_use", events)
+    assert (len(f) == 1) is found
+    if found:
+        assert sorted(f["evidence"].iloc[0]["places"]) == ["东院/骨科", "本部/心内科"]
+        assert f["event_ids"].iloc[0] == sorted(e["event_id"] for e in events)
+
+
+@pytest.mark.parametrize("b,back,found", [("10:02", "10:04", True),      # both switches 2 min
+                                          ("10:02:01", "10:04", False),  # walkable
+                                          ("10:02", "10:04:01", False)])
+def test_concurrent_use_same_campus_needs_fast_switches(b, back, found):
+    events = [at("u", "2025-07-08 10:00", "A1"), at("u", f"2025-07-08 {b}", "B1"),
               at("u", f"2025-07-08 {back}", "A1")]
     f = cred("cred.concurrent_use", events)
     assert (len(f) == 1) is found
     if found:
         assert sorted(f["evidence"].iloc[0]["places"]) == ["本部/心内科", "本部/骨科"]
-        assert f["event_ids"].iloc[0] == sorted(e["event_id"] for e in events)
 
 
 def test_two_terminals_of_the_same_department_are_one_place():
@@ -77,8 +89,8 @@ def test_moving_once_is_not_concurrent():
 
 
 def test_shared_vdi_host_excluded():
-    events = [at("u", "2025-07-08 10:00", "A1"), at("u", "2025-07-08 10:03", "VDI-01"),
-              at("u", "2025-07-08 10:05", "A1")]
+    events = [at("u", "2025-07-08 10:00", "A1"), at("u", "2025-07-08 10:01", "VDI-01"),
+              at("u", "2025-07-08 10:02", "A1")]
     assert len(cred("cred.concurrent_use", events)) == 1
     assert cred("cred.concurrent_use", events,
                 over={"shared_ip_ranges": ["10.9.0.0/24"]}).empty
@@ -86,14 +98,14 @@ def test_shared_vdi_host_excluded():
 
 
 def test_timed_out_logout_is_not_presence():
-    events = [at("u", "2025-07-08 10:00", "A1"), at("u", "2025-07-08 10:03", "B1"),
-              at("u", "2025-07-08 10:05", "A1", "logout")]
+    events = [at("u", "2025-07-08 10:00", "A1"), at("u", "2025-07-08 10:01", "B1"),
+              at("u", "2025-07-08 10:02", "A1", "logout")]
     assert cred("cred.concurrent_use", events).empty
 
 
 def test_without_workstations_table_ip_networks_are_places():
-    events = [at("u", "2025-07-08 10:00", "A1"), at("u", "2025-07-08 10:03", "B1"),
-              at("u", "2025-07-08 10:05", "A1")]
+    events = [at("u", "2025-07-08 10:00", "A1"), at("u", "2025-07-08 10:01", "B1"),
+              at("u", "2025-07-08 10:02", "A1")]
     f = cred("cred.concurrent_use", events, workstations=None)
     assert f["evidence"].iloc[0]["places"] == ["net 10.1.1", "net 10.1.2"]
 

@@ -156,6 +156,10 @@ class ConcurrentUse(Detector):
         Param("window_minutes", float, 10.0, "A-B-A: the account is back in place A at most "
               "this long after its last event there, with activity in place B in between",
               "minutes", 0.5, 240),
+        Param("move_minutes", float, 2.0, "on one campus a person can walk from A to B and "
+              "back: the interleaving counts only when both switches (A to B, B back to A) "
+              "are at most this fast — quicker than moving and logging in. Places on "
+              "different campuses need only window_minutes", "minutes", 0, 60),
         Param("place_level", str, "department", "what counts as a different place: the "
               "workstation's department, location or campus (workstations table); without it "
               "the IP's /24 network, else the workstation name",
@@ -163,9 +167,12 @@ class ConcurrentUse(Detector):
         Param("min_interleavings", int, 1, "A-B-A patterns in a day needed for a finding",
               "patterns", 1, 100),
     ) + SHARED_HOST_PARAMS
-    description = ("One account with interleaved activity in two places (A at 10:00, B at "
-                   "10:03, A again at 10:05): two people are using it, i.e. a shared or lent "
-                   "login. Shared hosts (VDI/Citrix gateways, configurable) are ignored.")
+    description = ("One account with interleaved activity in two places — A, then B, then A "
+                   "again within window_minutes — that one person cannot produce: on two "
+                   "campuses (A at 10:00, B at 10:03, A at 10:05), or on one campus with both "
+                   "switches faster than walking there and logging in (move_minutes). Two "
+                   "people are using the login. Shared hosts (VDI/Citrix gateways, "
+                   "configurable) are ignored; a logout is not taken as presence.")
     note = ("Check both workstations and the session ids in the events: two sessions open at "
             "once on different wards means two people. Ask who sat at each terminal; a "
             "password written on a monitor or a session left open for colleagues is common.")
@@ -189,12 +196,14 @@ class ConcurrentUse(Detector):
             return self.findings([])
         ev = ev.loc[~_shared_mask(ev, p.shared_ip_ranges, p.shared_workstations)]
         place = _place(ctx, ev, p.place_level)
-        ev = ev.assign(place=place)[place.notna().to_numpy()]
+        campus = _workstation_info(ctx, ev, "campus")
+        ev = ev.assign(place=place, campus=campus)[place.notna().to_numpy()]
         if not len(ev):
             return self.findings([])
         ev = ev.sort_values(["user_id", "ts"], kind="stable")
         u = ev["user_id"].to_numpy()
         pl = ev["place"].to_numpy()
+        cp = ev["campus"].fillna("").to_numpy()
         t = _us(ev["ts"])
         # runs of consecutive events in the same place, per user
         new_run = np.ones(len(ev), dtype=bool)
@@ -202,13 +211,18 @@ class ConcurrentUse(Detector):
         run_id = np.cumsum(new_run) - 1
         starts = np.flatnonzero(new_run)
         ends = np.append(starts[1:], len(ev)) - 1
-        r_user, r_place = u[starts], pl[starts]
+        r_user, r_place, r_campus = u[starts], pl[starts], cp[starts]
         r_t0, r_t1 = t[starts], t[ends]
         # A (run r-2) ... B (run r-1) ... A (run r), same user, back within the window
         r = np.arange(2, len(starts))
         ok = ((r_user[r] == r_user[r - 2]) & (r_user[r] == r_user[r - 1])
               & (r_place[r] == r_place[r - 2])
               & (r_t0[r] - r_t1[r - 2] <= p.window_minutes * _MIN_US))
+        other_campus = ((r_campus[r] != "") & (r_campus[r - 1] != "")
+                        & (r_campus[r] != r_campus[r - 1]))
+        fast = ((r_t0[r - 1] - r_t1[r - 2] <= p.move_minutes * _MIN_US)
+                & (r_t0[r] - r_t1[r - 1] <= p.move_minutes * _MIN_US))
+        ok &= other_campus | fast
         hits = r[ok]
         if not len(hits):
             return self.findings([])
@@ -242,6 +256,7 @@ class ConcurrentUse(Detector):
                 "evidence": {"day": d, "places": places, "interleavings": int(len(grp)),
                              "first_pattern": example,
                              "thresholds": {"window_minutes": p.window_minutes,
+                                            "move_minutes": p.move_minutes,
                                             "place_level": p.place_level,
                                             "min_interleavings": p.min_interleavings},
                              "shared_hosts_excluded": {"ip_ranges": p.shared_ip_ranges,
