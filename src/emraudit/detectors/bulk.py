@@ -26,12 +26,19 @@ COUNTED_ACTIONS = ("view", "query", "create", "update", "sign", "delete", "print
 
 # --------------------------------------------------------------------------- shared helpers
 def patient_events(ctx: Context, actions=COUNTED_ACTIONS, successful: bool = True) -> pd.DataFrame:
-    """Accesses to a patient's record with one of `actions` (failures left out by default)."""
+    """Accesses to a patient's record with one of `actions` (failures left out by default).
+
+    Cached per action set in ctx.memo: several detectors ask for the same rows."""
+    key = ("patient_events", tuple(sorted(actions)), successful)
+    if key in ctx.memo:
+        return ctx.memo[key]
     ev = ctx.events
     m = ev["patient_id"].notna() & ev["user_id"].notna() & ev["action"].isin(list(actions))
     if successful and "outcome" in ev.columns:
         m &= ev["outcome"].astype("string").fillna("success") != "failure"
-    return ev[m.to_numpy(dtype=bool)]
+    out = ev[m.to_numpy(dtype=bool)]
+    ctx.memo[key] = out
+    return out
 
 
 def in_window(ctx: Context, events: pd.DataFrame) -> np.ndarray:
@@ -179,6 +186,15 @@ def assign_episodes(u: np.ndarray, t: np.ndarray, eps: pd.DataFrame) -> np.ndarr
     return out
 
 
+def sorted_unique(a: np.ndarray) -> np.ndarray:
+    """np.unique by sorting: numpy's hash-based unique is pathologically slow on tens of
+    millions of wide int64 keys, a sort is not."""
+    if len(a) == 0:
+        return a
+    s = np.sort(a, kind="stable")
+    return s[np.r_[True, s[1:] != s[:-1]]]
+
+
 def day_codes(ts: pd.Series) -> np.ndarray:
     return local_ns(ts) // DAY_NS
 
@@ -194,11 +210,28 @@ def _fmt_day(day_code: int) -> str:
     return str(pd.Timestamp(int(day_code) * DAY_NS).date())
 
 
-def user_day_activity(ctx: Context, events: pd.DataFrame) -> pd.DataFrame:
-    """Distinct (user_id, day) pairs of look-back activity: the days a baseline counts."""
-    lb = events[~in_window(ctx, events)]
-    return pd.DataFrame({"user_id": lb["user_id"].astype(str).to_numpy(),
-                         "day": day_codes(lb["ts"])}).drop_duplicates()
+def user_day_activity(ctx: Context, events: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Distinct (user_id, day) pairs of look-back activity: the days a baseline counts.
+
+    Any event of the user counts (a day at work without the measured action is a zero day).
+    Computed once per scan from ctx.events with integer codes (cached in ctx.memo);
+    `events` is accepted for symmetry and ignored."""
+    if "user_day_activity" in ctx.memo:
+        return ctx.memo["user_day_activity"]
+    ev = ctx.events
+    lb = ~in_window(ctx, ev) & ev["user_id"].notna().to_numpy()
+    codes, uniq = pd.factorize(ev["user_id"][lb])
+    if len(codes) == 0:
+        out = pd.DataFrame({"user_id": pd.Series(dtype=str), "day": pd.Series(dtype=np.int64)})
+    else:
+        day = day_codes(ev["ts"][lb])
+        d0 = int(day.min())
+        span = int(day.max()) - d0 + 1
+        key = sorted_unique(codes.astype(np.int64) * span + (day - d0))
+        out = pd.DataFrame({"user_id": np.asarray(uniq.astype(str))[key // span],
+                            "day": key % span + d0})
+    ctx.memo["user_day_activity"] = out
+    return out
 
 
 def baseline_thresholds(daily: pd.DataFrame, active: pd.DataFrame, users: pd.Index,
@@ -472,15 +505,17 @@ class BulkVolume(Detector):
         d0 = int(day.min())
         span = int(day.max()) - d0 + 1
         ud = ucodes.astype(np.int64) * span + (day - d0)
-        key = np.unique(ud * (int(pcodes.max()) + 1) + pcodes)
+        key = sorted_unique(ud * (int(pcodes.max()) + 1) + pcodes)
         cnt = np.bincount(key // (int(pcodes.max()) + 1))
         nz = np.flatnonzero(cnt)
         users = pd.Index(users)
         daily_all = pd.DataFrame({"user_id": users[nz // span], "day": nz % span + d0,
                                   "value": cnt[nz].astype(float)})
         win = in_window(ctx, ev)
-        win_days = set(np.unique(day[win]).tolist())
-        lb_days = set(np.unique(day[~win]).tolist()) - win_days
+        present = np.bincount(day - d0, minlength=span).astype(bool)
+        in_win_days = np.bincount(day[win] - d0, minlength=span).astype(bool)
+        win_days = set((np.flatnonzero(in_win_days) + d0).tolist())
+        lb_days = set((np.flatnonzero(present & ~in_win_days) + d0).tolist())
         daily = daily_all[daily_all["day"].isin(list(lb_days))]
         active = user_day_activity(ctx, ev)
         active = active[active["day"].isin(list(lb_days))]

@@ -129,6 +129,8 @@ class CopyBulkExport(Detector):
         info = user_info(ctx, users)
         # relation: was the patient's access by this user explained (any access that day)?
         acc = patient_events(ctx, ("view", "query", "create", "update", "sign", *OUTPUT_ACTIONS))
+        acc = acc[acc["user_id"].isin(part["user_id"].unique())
+                  & acc["patient_id"].isin(part["patient_id"].unique())]
         expl, _ = explained_flags(ctx, acc)
         rel = pd.DataFrame({"user_id": acc["user_id"].astype(str).to_numpy(),
                             "patient_id": acc["patient_id"].astype(str).to_numpy(),

@@ -57,14 +57,17 @@ SHARED_PARAMS = (
 )
 
 
-def _accesses(ctx: Context) -> pd.DataFrame:
-    """Patient accesses with the engine's verdict and the action (index of ctx.events)."""
+def _accesses(ctx: Context, patients) -> pd.DataFrame:
+    """Accesses to `patients` with the engine's verdict and the action (index of ctx.events).
+
+    Filtering on the (few) patients at stake comes first, so the 10 million-row verdict frame
+    is scanned once per detector and never copied."""
+    cols = ["event_id", "user_id", "patient_id", "ts", "in_window", "explained", "explanation"]
     ex = explanations(ctx)
     if ex is None or len(ex) == 0:
-        return pd.DataFrame(columns=["event_id", "user_id", "patient_id", "ts", "in_window",
-                                     "explained", "explanation", "action"])
-    acc = ex[["event_id", "user_id", "patient_id", "ts", "in_window", "explained",
-              "explanation"]].copy()
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in [*cols, "action", "failed"]})
+    wanted = pd.Series(list(patients), dtype="string").dropna().unique()
+    acc = ex.loc[ex["patient_id"].isin(wanted).to_numpy(dtype=bool), cols].copy()
     acc["action"] = ctx.events["action"].reindex(acc.index).astype("string")
     acc["user_id"] = acc["user_id"].astype("string")
     acc["patient_id"] = acc["patient_id"].astype("string")
@@ -203,8 +206,7 @@ class SnoopVip(Detector):
         vip = p.loc[p["vip"].fillna(False).astype(bool), "patient_id"]
         if vip.empty:
             return empty_findings()
-        acc = _accesses(ctx)
-        hits = acc[acc["patient_id"].isin(vip.tolist())]
+        hits = _accesses(ctx, vip)
         return group_findings(
             self, ctx, hits,
             summary=lambda g, c: (f"{g['user_id'].iloc[0]} opened the record of VIP patient "
@@ -242,7 +244,7 @@ class SnoopCoworker(Detector):
         links = employee_links(ctx)
         if links.empty:
             return empty_findings()
-        acc = _accesses(ctx)
+        acc = _accesses(ctx, links["patient_id"])
         hits = acc.reset_index().merge(links, on="patient_id", how="inner").set_index("index")
         hits = hits[hits["employee_user_id"] != hits["user_id"]]
         # the same patient may be linked to several user ids: drop the access if any is self
@@ -298,7 +300,7 @@ class SnoopSelf(Detector):
         links = employee_links(ctx)
         if links.empty:
             return empty_findings()
-        acc = _accesses(ctx)
+        acc = _accesses(ctx, links["patient_id"])
         pairs = links.rename(columns={"employee_user_id": "user_id"})
         hits = _for_pairs(acc, pairs)
 
@@ -446,7 +448,7 @@ class SnoopFamily(Detector):
         if pairs.empty:
             return empty_findings()
         pairs = pairs[family_mask(pairs)]
-        hits = _for_pairs(_accesses(ctx), pairs)
+        hits = _for_pairs(_accesses(ctx, pairs["patient_id"]), pairs)
 
         def sev(g):
             r = g.iloc[0]
@@ -508,7 +510,7 @@ class SnoopNeighbor(Detector):
         if pairs.empty:
             return empty_findings()
         pairs = pairs[pairs["same_address"] & ~family_mask(pairs)]
-        hits = _for_pairs(_accesses(ctx), pairs)
+        hits = _for_pairs(_accesses(ctx, pairs["patient_id"]), pairs)
         return group_findings(
             self, ctx, hits,
             summary=lambda g, c: (f"{g['user_id'].iloc[0]} opened the record of patient "
@@ -550,7 +552,7 @@ class SnoopDeceased(Detector):
         dead = p.loc[p["deceased_date"].notna(), ["patient_id", "deceased_date"]]
         if dead.empty:
             return empty_findings()
-        acc = _accesses(ctx)
+        acc = _accesses(ctx, dead["patient_id"])
         hits = acc.reset_index().merge(dead, on="patient_id", how="inner").set_index("index")
         n = int(self.p.days_after_death)
         late = hits["ts"] >= hits["deceased_date"] + pd.Timedelta(days=n)
@@ -604,8 +606,7 @@ class SnoopWatchlist(Detector):
                                 "user_id": team.str.split(r"[;,；，\s]+", regex=True)
                                 .to_numpy()}).explode("user_id")
         members = members[members["user_id"].astype(str).str.len() > 0]
-        acc = _accesses(ctx)
-        hits = acc[acc["patient_id"].isin(w["patient_id"].tolist())]
+        hits = _accesses(ctx, w["patient_id"])
         if not members.empty and not hits.empty:
             inside = members.astype({"user_id": "string", "patient_id": "string"})
             inside = inside.drop_duplicates().assign(_team=True)
