@@ -106,10 +106,24 @@ def format_report(report: pd.DataFrame, fields: tuple[str, ...] | None = None) -
     head = f"{'source':20} {'day':10} {'events':>9} {'status':6} " + \
         " ".join(f"{f[:10]:>10}" for f in fields)
     lines = [head]
-    for r in report.itertuples(index=False):
+    rows = list(report.itertuples(index=False))
+    i = 0
+    while i < len(rows):
+        r = rows[i]
+        if r.status == "gap":      # a run of empty days is one line
+            j = i
+            while j + 1 < len(rows) and rows[j + 1].status == "gap" and \
+                    rows[j + 1].source == r.source:
+                j += 1
+            if j > i:
+                lines.append(f"{str(r.source)[:20]:20} {r.day:10} {0:>9} gap    "
+                             f"… {rows[j].day} ({j - i + 1} days without events)")
+                i = j + 1
+                continue
         shares = " ".join(f"{(str(round(100 * r.fields[f])) + '%') if f in r.fields else '-':>10}"
                           for f in fields)
         lines.append(f"{str(r.source)[:20]:20} {r.day:10} {int(r.events):>9,} {r.status:6} {shares}")
+        i += 1
     gaps = report[report["status"] == "gap"]
     if len(gaps):
         lines.append("")

@@ -45,9 +45,10 @@ def quarantine_cmd(config_path: str, source: str | None, limit: int, show_raw: b
     if not rows:
         click.echo("no quarantined rows" + (f" for source '{source}'" if source else ""))
         return
-    click.echo(f"{'source':20} {'source_ref':32} reason")
+    width = min(max(len("source_ref"), *(len(str(r.source_ref or "")) for r in rows)), 80)
+    click.echo(f"{'source':20} {'source_ref':{width}} reason")
     for r in rows:
-        click.echo(f"{str(r.source)[:20]:20} {str(r.source_ref or '')[:32]:32} {r.reason}")
+        click.echo(f"{str(r.source)[:20]:20} {str(r.source_ref or '')[:width]:{width}} {r.reason}")
         if show_raw and r.raw:
             click.echo(f"{'':20} raw: {r.raw}")
     if limit and total > len(rows):
