@@ -77,3 +77,16 @@ def test_report_skips_gaps_when_not_expected(tmp_path):
                ["source", "day"])
     rep = coverage_report(store, cfg)
     assert rep["status"].tolist() == ["ok", "ok"]
+
+
+def test_runs_of_empty_days_print_as_one_line(tmp_path):
+    (tmp_path / "emraudit.toml").write_text('[sources.his]\ntable = "access_log"\npath = "x"\n',
+                                            encoding="utf-8")
+    cfg = load_config(tmp_path / "emraudit.toml")
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    with store.begin() as c:
+        upsert(c, coverage, [{"source": "his", "day": "2025-07-01", "events": 5, "fields": "{}"},
+                             {"source": "his", "day": "2025-07-04", "events": 5, "fields": "{}"}],
+               ["source", "day"])
+    text = format_report(coverage_report(store, cfg))
+    assert "2025-07-02" in text and "2025-07-03 (2 days without events)" in text

@@ -140,3 +140,19 @@ def test_broken_files_never_crash(tmp_path, text):
     v, parse_q = ingest(config(tmp_path, "x.json"))
     assert len(v.accepted) == 0
     assert len(parse_q) == (0 if text == "" else 1 if text.startswith("{") else 2)
+
+
+def test_cli_ingest_of_the_published_examples(tmp_path):
+    from click.testing import CliRunner
+
+    from emraudit.cli import main
+    (tmp_path / "emraudit.toml").write_text(
+        f'[sources.fhir_audit]\ntable = "access_log"\nconnector = "fhir"\npath = "{FIXTURES}"\n',
+        encoding="utf-8")
+    cfgp = str(tmp_path / "emraudit.toml")
+    r = CliRunner().invoke(main, ["ingest", "--config", cfgp])
+    assert r.exit_code == 0, r.output
+    line = next(ln for ln in r.output.splitlines() if ln.startswith("fhir_audit"))
+    assert line.split()[2:6] == ["18", "15", "3", "0"]       # read accepted quarantined dup
+    r = CliRunner().invoke(main, ["quarantine", "--config", cfgp])
+    assert "AuditEvent-example-search.json" in r.output and "no patient" in r.output
