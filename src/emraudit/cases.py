@@ -128,52 +128,81 @@ def _event_list(v: Any) -> list:
     return list(v)
 
 
-def _aggregate(group: pd.DataFrame, repeat_confirmed: int) -> dict:
-    """The case fields computed from its findings (suppressed ones excluded when any other)."""
-    suppressed = group["suppressed_by"].notna()
-    active = group[~suppressed]
-    basis = active if len(active) else group
-    ranks = basis["severity"].map(SEVERITY_RANK).fillna(0).astype(int)
-    base = SEVERITIES[int(ranks.max())]
-    detectors = sorted(set(basis["detector"].astype(str)))
-    steps, reasons = 0, []
-    if len(detectors) >= 2:
-        steps += 1
-        reasons.append(f"{len(detectors)} detectors agree")
-    if repeat_confirmed > 0:
-        steps += 1
-        reasons.append(f"repeat offender: {repeat_confirmed} earlier confirmed "
-                       f"case{'s' if repeat_confirmed > 1 else ''}")
-    severity = SEVERITIES[min(SEVERITY_RANK[base] + steps, len(SEVERITIES) - 1)]
-    events = set()
-    for e in basis["event_ids"]:
-        events.update(map(str, _event_list(e)))
-    starts = pd.to_datetime(basis["start"], utc=True, format="ISO8601", errors="coerce")
-    ends = pd.to_datetime(basis["end"].where(basis["end"].astype(str) != "", basis["start"]),
-                          utc=True, format="ISO8601", errors="coerce")
-    pos = pd.RangeIndex(len(basis))
-    starts.index = ends.index = pos
-    first = basis["start"].iloc[int(starts.idxmin())] if starts.notna().any() else ""
-    last_i = int(ends.idxmax()) if ends.notna().any() else 0
-    last = basis["end"].iloc[last_i] or basis["start"].iloc[last_i]
-    score = pd.to_numeric(basis["score"], errors="coerce").fillna(0.0)
-    order = basis.assign(_r=ranks.values, _s=score.values).sort_values(
-        ["_r", "_s", "finding_id"], ascending=[False, False, True])
-    top = order.iloc[0]
-    summary = str(top["summary"])
-    if len(basis) > 1:
-        summary += f" (+{len(basis) - 1} more finding{'s' if len(basis) > 2 else ''})"
-    if reasons:
-        summary += f" Severity raised from {base} to {severity}: {'; '.join(reasons)}."
-    items = sorted(set(basis["rectification_item"].dropna().astype(str)) - {""})
-    return {
-        "severity": severity, "score": round(float(score.max()), 6),
-        "detectors": json.dumps(detectors), "items": json.dumps(items),
-        "first_seen": str(first), "last_seen": str(last),
-        "n_findings": int(len(basis)), "n_events": int(len(events)), "summary": summary,
-        "all_suppressed": bool(len(active) == 0),
-        "severity_base": base, "severity_reasons": reasons,
-    }
+def _lists(keys: pd.Series, values: pd.Series) -> dict[str, list[str]]:
+    """key -> sorted distinct non-empty values (one pass over the distinct pairs)."""
+    pairs = pd.DataFrame({"k": keys.values, "v": values.values}).drop_duplicates()
+    pairs = pairs[pairs["v"] != ""].sort_values(["k", "v"])
+    out: dict[str, list[str]] = {}
+    for k, v in zip(pairs["k"], pairs["v"]):
+        out.setdefault(k, []).append(v)
+    return out
+
+
+def _aggregate_all(members: pd.DataFrame, prior: dict[str, int]) -> dict[str, dict]:
+    """The case fields of every case in `members` (one row per finding, with `case_id`),
+    computed in one vectorized pass. Suppressed findings count only in a case that has
+    nothing else. `prior`: case id -> the user's earlier confirmed cases (repeat offender)."""
+    m = members.copy()
+    m["active"] = m["suppressed_by"].isna()
+    has_active = m.groupby("case_id")["active"].transform("any")
+    b = m[m["active"] | ~has_active].copy()
+    b["rank"] = b["severity"].map(SEVERITY_RANK).fillna(0).astype(int)
+    b["score_n"] = pd.to_numeric(b["score"], errors="coerce").fillna(0.0)
+    start = b["start"].fillna("").astype(str)
+    end = b["end"].fillna("").astype(str)
+    b["end_s"] = end.where(end != "", start)
+    b["ts_start"] = pd.to_datetime(start, utc=True, format="ISO8601", errors="coerce")
+    b["ts_end"] = pd.to_datetime(b["end_s"], utc=True, format="ISO8601", errors="coerce")
+    g = b.groupby("case_id", sort=True)
+    base_rank = g["rank"].max()
+    score = g["score_n"].max()
+    n_find = g.size()
+    dets = _lists(b["case_id"], b["detector"].astype(str))
+    items = _lists(b["case_id"], b["rectification_item"].fillna("").astype(str))
+    first = b.sort_values(["case_id", "ts_start"], kind="stable", na_position="last") \
+        .groupby("case_id")["start"].first()
+    last = b.sort_values(["case_id", "ts_end"], kind="stable", na_position="first") \
+        .groupby("case_id")["end_s"].last()
+    ev = pd.DataFrame({"case_id": b["case_id"].values,
+                       "e": [[str(x) for x in _event_list(v)] for v in b["event_ids"]]})
+    ex = ev.explode("e").dropna().drop_duplicates()
+    n_events = ex.groupby("case_id").size().reindex(n_find.index, fill_value=0)
+    top = b.sort_values(["case_id", "rank", "score_n", "finding_id"],
+                        ascending=[True, False, False, True]).groupby("case_id")["summary"] \
+        .first()
+    all_sup = (~m.groupby("case_id")["active"].any()).to_dict()
+    base_rank, score, n_find = base_rank.to_dict(), score.to_dict(), n_find.to_dict()
+    first, last, n_events, top = first.to_dict(), last.to_dict(), n_events.to_dict(), \
+        top.to_dict()
+    out = {}
+    for cid in n_find:
+        base = SEVERITIES[int(base_rank[cid])]
+        detectors = dets.get(cid, [])
+        steps, reasons = 0, []
+        if len(detectors) >= 2:
+            steps += 1
+            reasons.append(f"{len(detectors)} detectors agree")
+        rep = prior.get(cid, 0)
+        if rep > 0:
+            steps += 1
+            reasons.append(f"repeat offender: {rep} earlier confirmed "
+                           f"case{'s' if rep > 1 else ''}")
+        severity = SEVERITIES[min(SEVERITY_RANK[base] + steps, len(SEVERITIES) - 1)]
+        n = int(n_find[cid])
+        summary = str(top[cid])
+        if n > 1:
+            summary += f" (+{n - 1} more finding{'s' if n > 2 else ''})"
+        if reasons:
+            summary += f" Severity raised from {base} to {severity}: {'; '.join(reasons)}."
+        out[cid] = {
+            "severity": severity, "score": round(float(score[cid]), 6),
+            "detectors": json.dumps(detectors), "items": json.dumps(items.get(cid, [])),
+            "first_seen": str(first[cid]), "last_seen": str(last[cid]),
+            "n_findings": n, "n_events": int(n_events[cid]), "summary": summary,
+            "all_suppressed": bool(all_sup[cid]),
+            "severity_base": base, "severity_reasons": reasons,
+        }
+    return out
 
 
 # -- store access -----------------------------------------------------------------------------
@@ -273,9 +302,15 @@ def update_cases(conn: sa.Connection, findings: pd.DataFrame, scan_id: str, now:
             findings_t.c.retracted_scan == scan_id, findings_t.c.case_id.is_not(None)))}
     touched = sorted(set(new["case_id"]) | moved_from | retracted)
 
-    result = []
-    for cid in touched:
-        result.append(_update_one(conn, cid, new, at, scan_id))
+    result: list[dict] = []
+    pending = touched
+    for _ in range(5):
+        done, pending = _process(conn, pending, new, at, scan_id)
+        result += done
+        if not pending:
+            break
+    else:
+        raise CaseConflict(f"case {pending[0]} kept changing under the scan; run it again")
     # keep stored findings pointing at their case
     changes = [{"b_fid": f, "b_cid": c} for f, c in zip(new["finding_id"], new["case_id"])
                if f in prior_case and prior_case[f] != c]
@@ -291,97 +326,122 @@ def _empty_result() -> pd.DataFrame:
                                                 "severity_reasons"])
 
 
-def _update_one(conn: sa.Connection, cid: str, new: pd.DataFrame, at: datetime,
-                scan_id: str, _tries: int = 5) -> dict | None:
-    for _ in range(_tries):
-        res = _try_update_one(conn, cid, new, at, scan_id)
-        if res is not False:
-            return res
-    raise CaseConflict(f"case {cid} kept changing under the scan; run the scan again")
-
-
-def _try_update_one(conn: sa.Connection, cid: str, new: pd.DataFrame, at: datetime,
-                    scan_id: str) -> dict | None | bool:
-    row = conn.execute(sa.select(cases).where(cases.c.case_id == cid)).mappings().first()
-    row = dict(row) if row else None
-    stored = _select_in(conn, findings_t, "case_id", [cid], _FINDING_FIELDS + ["retracted_scan"])
+def _process(conn: sa.Connection, cids: list[str], new: pd.DataFrame, at: datetime,
+             scan_id: str) -> tuple[list[dict], list[str]]:
+    """Recompute and write these cases; returns (results, cases a reviewer changed under
+    us, to be read again and redone)."""
+    if not cids:
+        return [], []
+    rows = {r["case_id"]: dict(r) for r in _select_in(
+        conn, cases, "case_id", cids).to_dict("records")}
+    rows = {k: {c: (None if _isna(v) else v) for c, v in r.items()} for k, r in rows.items()}
+    stored = _select_in(conn, findings_t, "case_id", cids, _FINDING_FIELDS + ["retracted_scan"])
     stored = stored[stored["retracted_scan"].isna()].drop(columns="retracted_scan")
-    mine = new[new["case_id"] == cid]
-    previously_here = set(stored["finding_id"])
-    # findings that moved elsewhere (same finding id, another case now) leave this case
-    moved_away = set(new.loc[new["case_id"] != cid, "finding_id"])
-    stored = stored[~stored["finding_id"].isin(moved_away | set(mine["finding_id"]))]
+    previously = stored.groupby("case_id")["finding_id"].agg(set).to_dict() \
+        if len(stored) else {}
+    # findings produced now replace their stored version; those that moved elsewhere leave
+    stored = stored[~stored["finding_id"].isin(set(new["finding_id"]))]
+    mine = new[new["case_id"].isin(set(cids))]
     members = pd.concat([stored, mine[[c for c in _FINDING_FIELDS if c in mine]]],
                         ignore_index=True)
     members["suppressed_by"] = members["suppressed_by"].astype(object).where(
         members["suppressed_by"].notna(), None)
-    fresh_active = mine[~mine["finding_id"].isin(previously_here)
-                        & mine["suppressed_by"].isna()]
-    if members.empty:
-        if row is None:
-            return None
-        agg = {"n_findings": 0, "n_events": 0, "detectors": "[]", "items": "[]"}
-        if row["status"] in ("open", "suppressed"):
-            agg["status"] = "retracted"   # nothing left to review
-        updates = {k: v for k, v in agg.items() if row.get(k) != v}
-        if not updates:
-            return _result(row, "unchanged", 0, row.get("severity"), [])
-        return _write(conn, row, updates, at, scan_id, "updated", 0,
-                      row.get("severity"), [])
+    is_fresh = [f not in previously.get(c, ()) for f, c in
+                zip(mine["finding_id"], mine["case_id"])]
+    fresh = mine[pd.Series(is_fresh, index=mine.index, dtype=bool)
+                 & mine["suppressed_by"].isna()]
+    n_fresh = fresh.groupby("case_id").size().to_dict()
+    first_rows = mine.drop_duplicates("case_id")
+    info = {c: {"kind": k, "user": u, "patient": p, "day": d} for c, k, u, p, d in zip(
+        first_rows["case_id"], first_rows["case_kind"], first_rows["case_user"],
+        first_rows["case_patient"], first_rows["case_day"])}
+    user_of = {c: (rows[c]["user_id"] if c in rows else info[c]["user"])
+               for c in cids if c in rows or c in info}
+    confirmed = confirmed_cases(conn, list(set(user_of.values())))
+    prior = {}
+    for c, u in user_of.items():
+        row = rows.get(c)
+        reopening = bool(row and row["status"] == "resolved" and n_fresh.get(c, 0))
+        mine_conf = confirmed.get(u, set())
+        prior[c] = len(mine_conf - {c}) + (1 if c in mine_conf and (
+            reopening or (row is not None and row["status"] != "resolved")) else 0)
+    aggs = _aggregate_all(members, prior) if len(members) else {}
 
-    kind = str(mine["case_kind"].iloc[0]) if len(mine) else str(row["kind"])
-    user = str(row["user_id"] if row else mine["case_user"].iloc[0])
-    confirmed = confirmed_cases(conn, [user]).get(user, set())
-    currently_resolved = bool(row and row["status"] == "resolved")
-    reopening = currently_resolved and len(fresh_active) > 0
-    prior = len(confirmed - {cid}) + (1 if cid in confirmed and (reopening or (
-        row is not None and row["status"] != "resolved")) else 0)
-    agg = _aggregate(members, prior)
+    results, conflicts, inserts, hist = [], [], [], []
+    for cid in cids:
+        row = rows.get(cid)
+        agg = aggs.get(cid)
+        n_new = int(n_fresh.get(cid, 0))
+        if agg is None:                      # nothing left in the case
+            if row is None:
+                continue
+            upd = {"n_findings": 0, "n_events": 0, "detectors": "[]", "items": "[]"}
+            if row["status"] in ("open", "suppressed"):
+                upd["status"] = "retracted"   # nothing left to review
+            upd = {k: v for k, v in upd.items() if row.get(k) != v}
+            res = _result(row, "unchanged", 0, row.get("severity"), []) if not upd else \
+                _write(conn, row, upd, at, scan_id, "updated", 0, row.get("severity"), [])
+        elif row is None:
+            kind = str(info[cid]["kind"])
+            status = "suppressed" if agg["all_suppressed"] else "open"
+            values = {k: v for k, v in agg.items() if k in CASE_COLUMNS}
+            values.update({
+                "case_id": cid, "kind": kind, "user_id": str(info[cid]["user"]),
+                "patient_id": str(info[cid]["patient"]) if kind == "patient" else None,
+                "day": str(info[cid]["day"]) if kind == "account" else None,
+                "status": status, "reopened": False, "version": 1, "created": at,
+                "updated": at, "disposition": None, "reviewer": None, "note": None,
+                "resolved_at": None})
+            inserts.append(values)
+            note = f"{agg['n_findings']} finding(s) by " \
+                   f"{', '.join(json.loads(agg['detectors']))}"
+            if status == "suppressed":
+                ids = sorted({int(x) for x in members.loc[members["case_id"] == cid,
+                                                          "suppressed_by"].dropna()})
+                note += "; all suppressed by allowlist " + ", ".join(f"#{i}" for i in ids)
+            hist.append(_history(cid, at, "opened", by="scan", field="status", new=status,
+                                 note=note, scan_id=scan_id))
+            res = _result(values, "opened", n_new, agg["severity_base"],
+                          agg["severity_reasons"])
+        else:
+            upd: dict[str, Any] = {}
+            for k in _COMPARED:
+                if k == "status":
+                    continue
+                v, old = agg[k], row.get(k)
+                if k == "score":
+                    if old is None or abs(float(old) - float(v)) > 1e-9:
+                        upd[k] = v
+                elif old != v:
+                    upd[k] = v
+            change = "updated"
+            if row["status"] == "resolved" and n_new:
+                upd.update({"status": "open", "reopened": True, "disposition": None,
+                            "reviewer": None, "note": None, "resolved_at": None})
+                change = "reopened"
+            elif row["status"] in ("open", "retracted") and agg["all_suppressed"]:
+                upd["status"] = "suppressed"
+            elif row["status"] in ("suppressed", "retracted") and not agg["all_suppressed"]:
+                upd["status"] = "open"
+            res = _result(row, "unchanged", 0, agg["severity_base"], agg["severity_reasons"]) \
+                if not upd else _write(conn, row, upd, at, scan_id, change, n_new,
+                                       agg["severity_base"], agg["severity_reasons"])
+        if res is False:
+            conflicts.append(cid)
+        else:
+            results.append(res)
+    if inserts:
+        conn.execute(cases.insert(), inserts)
+    if hist:
+        conn.execute(case_history.insert(), hist)
+    return results, conflicts
 
-    if row is None:
-        status = "suppressed" if agg["all_suppressed"] else "open"
-        values = {k: v for k, v in agg.items() if k in CASE_COLUMNS}
-        values.update({
-            "case_id": cid, "kind": kind, "user_id": user,
-            "patient_id": str(mine["case_patient"].iloc[0]) if kind == "patient" else None,
-            "day": str(mine["case_day"].iloc[0]) if kind == "account" else None,
-            "status": status, "reopened": False, "version": 1, "created": at, "updated": at,
-        })
-        conn.execute(cases.insert().values(**values))
-        note = f"{agg['n_findings']} finding(s) by {', '.join(json.loads(agg['detectors']))}"
-        if status == "suppressed":
-            ids = sorted({int(x) for x in members["suppressed_by"].dropna()})
-            note += "; all suppressed by allowlist " + ", ".join(f"#{i}" for i in ids)
-        conn.execute(case_history.insert().values(**_history(
-            cid, at, "opened", by="scan", field="status", new=status, note=note,
-            scan_id=scan_id)))
-        return _result(values, "opened", len(fresh_active), agg["severity_base"],
-                       agg["severity_reasons"])
 
-    updates: dict[str, Any] = {}
-    for k in _COMPARED:
-        if k == "status":
-            continue
-        v = agg[k]
-        old = row.get(k)
-        if k == "score":
-            if old is None or abs(float(old) - float(v)) > 1e-9:
-                updates[k] = v
-        elif old != v:
-            updates[k] = v
-    change = "updated"
-    if reopening:
-        updates.update({"status": "open", "reopened": True, "disposition": None,
-                        "reviewer": None, "note": None, "resolved_at": None})
-        change = "reopened"
-    elif row["status"] in ("open", "retracted") and agg["all_suppressed"]:
-        updates["status"] = "suppressed"
-    elif row["status"] in ("suppressed", "retracted") and not agg["all_suppressed"]:
-        updates["status"] = "open"
-    if not updates:
-        return _result(row, "unchanged", 0, agg["severity_base"], agg["severity_reasons"])
-    return _write(conn, row, updates, at, scan_id, change, len(fresh_active),
-                  agg["severity_base"], agg["severity_reasons"])
+def _isna(v: Any) -> bool:
+    try:
+        return v is None or v is pd.NaT or (isinstance(v, float) and np.isnan(v))
+    except TypeError:
+        return False
 
 
 def _write(conn, row: dict, updates: dict, at: datetime, scan_id: str, change: str,
