@@ -36,7 +36,6 @@ from emraudit.model import SOURCE_REF, TABLES
 HUMAN_REFS = ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson", "Person")
 HUMAN_TYPES = {"humanuser", "ircp", "aut", "inf", "prov", "cst", "atnd", "cas", "enter",
                "verf", "wit", "pprf", "sprf"}
-SYSTEM_TYPES = {"110150", "110151", "110152", "110153", "110154", "custodian", "dev"}
 DESTINATION_TYPES = {"110152", "110154"}
 _IP = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]+)$")
 
@@ -110,12 +109,8 @@ def _is_human(agent: dict) -> bool:
     who = agent.get("who") or {}
     if _ref_type(who) in HUMAN_REFS:
         return True
-    types = _agent_types(agent)
-    if types & HUMAN_TYPES:
-        return True
-    if _ref_type(who) == "Device" or types & SYSTEM_TYPES:
-        return False
-    return False
+    # a person by participation type; devices, applications and media are not
+    return bool(_agent_types(agent) & HUMAN_TYPES)
 
 
 def _addresses(agent: dict) -> list[tuple[str, str]]:
@@ -124,8 +119,8 @@ def _addresses(agent: dict) -> list[tuple[str, str]]:
     net = agent.get("network")
     vals = []
     if isinstance(net, dict) and net.get("address"):
-        vals.append((str(net["address"]), str(net.get("type") and _codes(net.get("type"))[:1]
-                                              and _codes(net["type"])[0] or "")))
+        kinds = _codes(net.get("type"))           # R4 network.type: 1 name, 2 IP, 5 URI
+        vals.append((str(net["address"]), kinds[0] if kinds else ""))
     for k in ("networkString", "networkUri"):
         if agent.get(k):
             vals.append((str(agent[k]), ""))
