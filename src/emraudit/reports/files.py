@@ -19,10 +19,15 @@ FILE_MODE = 0o600
 
 
 def private_dir(path: Path) -> Path:
-    """Create `path` (and missing parents) owner-only; tighten it if we just created it."""
+    """Create `path` (and missing parents) owner-only. An existing folder that we own and
+    that others can read (e.g. made by a log handler with the default umask) is tightened."""
     path = Path(path)
     if not path.exists():
         path.mkdir(parents=True, mode=DIR_MODE, exist_ok=True)
+        os.chmod(path, DIR_MODE)
+        return path
+    st = path.stat()
+    if st.st_uid == os.getuid() and st.st_mode & 0o077 and not path.is_symlink():
         os.chmod(path, DIR_MODE)
     return path
 

@@ -172,16 +172,34 @@ def _synth_case(cid: str, group: pd.DataFrame) -> dict:
 
 @dataclass
 class Loaded:
+    """What one report shows, indexed once so that building a case page is plain Python
+    over small lists (no DataFrame filtering per case)."""
+
     scan: dict
-    findings: pd.DataFrame          # this scan's findings (the contract file)
-    case_findings: pd.DataFrame     # every live finding of the cases shown
+    findings: pd.DataFrame                  # this scan's findings (the contract file)
     cases: list[dict]
-    events: pd.DataFrame            # events behind the findings
-    activity: pd.DataFrame          # the case users' events over the chart days
-    history: pd.DataFrame
-    earlier: pd.DataFrame           # every case of the users shown
     ref: Ref
-    committed: set[str]
+    findings_by_case: dict[str, list[dict]] = field(default_factory=dict)
+    events_by_id: dict[str, dict] = field(default_factory=dict)
+    activity_by_user: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    earlier_by_user: dict[str, list[dict]] = field(default_factory=dict)
+    history_by_case: dict[str, list[dict]] = field(default_factory=dict)
+    live_findings: pd.DataFrame | None = None
+
+
+def _records_by(df: pd.DataFrame, key: str) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    if df is None or not len(df):
+        return out
+    for r in df.to_dict("records"):
+        out.setdefault(str(r[key]), []).append(r)
+    return out
+
+
+def _local_parts(ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(fractional local hour, local day string) for tz-aware timestamps, vectorized."""
+    hours = (ts.dt.hour + ts.dt.minute / 60.0 + ts.dt.second / 3600.0).to_numpy(float)
+    return hours, ts.dt.strftime("%Y-%m-%d").to_numpy(object)
 
 
 def load_scan(config: Config, store: Store, lake: Lake, scan_id: str, lang: Lang,
@@ -196,13 +214,14 @@ def load_scan(config: Config, store: Store, lake: Lake, scan_id: str, lang: Lang
     if len(cf):
         cf = data.with_case_ids(cf, tz).drop_duplicates("finding_id", keep="first")
         cf = cf[cf["case_id"].astype(str).isin(case_ids)]
+    by_case = _records_by(cf, "case_id")
     stored = data.read_cases(store, case_ids)
     stored_rows = {r["case_id"]: r for r in stored.to_dict("records")}
     cases_list = []
     for cid in case_ids:
         row = stored_rows.get(cid)
         if row is None:
-            row = _synth_case(cid, cf[cf["case_id"] == cid])
+            row = _synth_case(cid, pd.DataFrame(by_case.get(cid, [])))
         cases_list.append(row)
 
     event_ids = sorted({str(e) for ids in cf["event_ids"] for e in ids}) if len(cf) else []
@@ -211,6 +230,12 @@ def load_scan(config: Config, store: Store, lake: Lake, scan_id: str, lang: Lang
         days.update(data.days_between(_s(s), _s(e) or _s(s)))
     events = data.read_lake(lake, committed, days, None,
                             [("event_id", "in", event_ids)]) if event_ids else pd.DataFrame()
+    events_by_id: dict[str, dict] = {}
+    if len(events):
+        ev = events.copy()
+        ev["_hour"], ev["_day"] = _local_parts(ev["ts"])
+        ev["_time"] = ev["ts"].dt.strftime("%Y-%m-%d %H:%M:%S")
+        events_by_id = {str(r["event_id"]): r for r in ev.to_dict("records")}
 
     users = sorted({_s(c["user_id"]) for c in cases_list} - {""})
     chart_days = set()
@@ -218,10 +243,14 @@ def load_scan(config: Config, store: Store, lake: Lake, scan_id: str, lang: Lang
         focus = _s(c.get("last_seen"))[:10] or _s(c.get("first_seen"))[:10]
         if focus:
             chart_days.update(pd.date_range(end=focus, periods=30).strftime("%Y-%m-%d"))
-    activity = data.read_lake(lake, committed, chart_days,
-                              ["ts", "user_id", "event_id", "action", "patient_id"],
+    activity = data.read_lake(lake, committed, chart_days, ["ts", "user_id"],
                               [("user_id", "in", users)]) if users and chart_days else \
-        pd.DataFrame(columns=["ts", "user_id", "event_id"])
+        pd.DataFrame(columns=["ts", "user_id"])
+    act_by_user: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if len(activity):
+        hours, dstr = _local_parts(activity["ts"])
+        for uid, idx in activity.groupby(activity["user_id"].astype(str)).indices.items():
+            act_by_user[uid] = (hours[idx], dstr[idx])
 
     ref = Ref(data.snapshot(lake, committed, "users"),
               data.snapshot(lake, committed, "patients"), lang, masker)
@@ -229,9 +258,11 @@ def load_scan(config: Config, store: Store, lake: Lake, scan_id: str, lang: Lang
     if len(events) and "patient_id" in events.columns:
         pids |= set(events["patient_id"].dropna().astype(str))
     masker.learn_patients(ref.patients, pids)
-    return Loaded(scan, found, cf, cases_list, events, activity,
-                  data.read_history(store, case_ids), data.user_cases(store, users), ref,
-                  committed)
+    history = data.read_history(store, case_ids)
+    return Loaded(scan, found, cases_list, ref, findings_by_case=by_case,
+                  events_by_id=events_by_id, activity_by_user=act_by_user,
+                  earlier_by_user=_records_by(data.user_cases(store, users), "user_id"),
+                  history_by_case=_records_by(history, "case_id"))
 
 
 # -- view models --------------------------------------------------------------------------------
@@ -248,18 +279,16 @@ def _status(row: dict, lang: Lang) -> dict:
 
 
 def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
-              fmt: Fmt, in_report: set[str], scan_id: str, detailed: bool = True) -> dict:
+              fmt: Fmt, in_report: set[str], scan_id: str) -> dict:
+    """Everything a case page (and its ledger row) shows, as plain data."""
     cid = row["case_id"]
-    cf = ld.case_findings[ld.case_findings["case_id"] == cid] if len(ld.case_findings) else \
-        ld.case_findings
-    detectors = [str(d) for d in _json_list(row.get("detectors"))]
-    if not detectors and len(cf):
-        detectors = sorted(set(cf["detector"].astype(str)))
+    cf = ld.findings_by_case.get(cid, [])
+    detectors = [str(d) for d in _json_list(row.get("detectors"))] or \
+        sorted({str(f["detector"]) for f in cf})
     det = [detector_info(d, lang) for d in detectors]
-    item_codes = [str(i) for i in _json_list(row.get("items"))]
-    if not item_codes and len(cf):
-        item_codes = sorted(set(cf["rectification_item"].astype(str)))
-    items = [item_info(i, lang) for i in item_codes]
+    names = {d["id"]: d["name"] for d in det}
+    item_codes = [str(i) for i in _json_list(row.get("items"))] or \
+        sorted({str(f["rectification_item"]) for f in cf})
     user = ld.ref.user(row.get("user_id"))
     patient = ld.ref.patient(row.get("patient_id")) if _s(row.get("patient_id")) else None
     sev = _s(row.get("severity")) or "low"
@@ -271,8 +300,8 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
         "severity_rank": SEVERITY_RANK.get(sev, 0),
         "score": float(row["score"]) if _s(row.get("score")) else 0.0,
         "summary": masker.scrub(row.get("summary")),
-        "detectors": det, "rect_items": items, "user": user, "patient": patient,
-        "day": _s(row.get("day")),
+        "detectors": det, "rect_items": [item_info(i, lang) for i in item_codes],
+        "user": user, "patient": patient, "day": _s(row.get("day")),
         "first_seen": fmt.ts(row.get("first_seen")), "last_seen": fmt.ts(row.get("last_seen")),
         "first_seen_raw": _s(row.get("first_seen")),
         "found": fmt.day(found_at), "found_raw": found_at,
@@ -281,129 +310,101 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
         "status": _status(row, lang), "reviewer": _s(row.get("reviewer")),
         "note": masker.scrub(row.get("note")), "resolved_at": fmt.minute(row.get("resolved_at")),
     }
-    ev = ld.events
-    ids = {str(e) for e_ids in cf["event_ids"] for e in e_ids} if len(cf) else set()
-    flagged_by: dict[str, list[str]] = {}
-    for r in cf.to_dict("records") if len(cf) else []:
-        for e in r["event_ids"]:
-            flagged_by.setdefault(str(e), []).append(r["detector"])
-    mine = ev[ev["event_id"].astype(str).isin(ids)] if len(ev) else ev
-    view["events_total"] = len(ids)
-    view["events"] = []
-    view["event_lines"] = []
-    if len(mine):
-        names = {d["id"]: d["name"] for d in det}
-        for r in mine.head(MAX_EVENTS_SHOWN).to_dict("records"):
-            action = _s(r.get("action"))
-            e = {"time": fmt.ts(r.get("ts")), "action": label(ACTION, action, lang),
-                 "action_raw": _s(r.get("action_raw")), "module": _s(r.get("module")),
-                 "workstation": _s(r.get("workstation")), "ip": _s(r.get("ip")),
-                 "source_ref": _s(r.get("_source_ref")), "source": _s(r.get("_source")),
-                 "patient": masker.pid(r.get("patient_id")),
-                 "record_count": _s(r.get("record_count")),
-                 "reason": masker.scrub(r.get("reason")),
-                 "by": ", ".join(sorted({names.get(d, d) for d in
-                                         flagged_by.get(str(r["event_id"]), [])}))}
-            view["events"].append(e)
-        for r in mine.head(20).to_dict("records"):
-            view["event_lines"].append(
-                f"{fmt.ts(r.get('ts'))} {_s(r.get('action'))} {_s(r.get('module'))} "
-                f"@{_s(r.get('workstation')) or _s(r.get('ip'))} ({_s(r.get('_source_ref'))})")
-    view["events_missing"] = len(ids) - len(mine)
-    if not detailed:
-        return view
+    # what: the events behind the findings, oldest first
+    flagged_by: dict[str, set[str]] = {}
+    for f in cf:
+        for e in f["event_ids"]:
+            flagged_by.setdefault(str(e), set()).add(f["detector"])
+    mine = sorted((ld.events_by_id[e] for e in flagged_by if e in ld.events_by_id),
+                  key=lambda r: (r["_time"], str(r["event_id"])))
+    view["events_total"] = len(flagged_by)
+    view["events_missing"] = len(flagged_by) - len(mine)
+    view["events"] = [{
+        "time": r["_time"], "action": label(ACTION, _s(r.get("action")), lang),
+        "action_raw": _s(r.get("action_raw")), "module": _s(r.get("module")),
+        "workstation": _s(r.get("workstation")), "ip": _s(r.get("ip")),
+        "source_ref": _s(r.get("_source_ref")), "source": _s(r.get("_source")),
+        "patient": masker.pid(r.get("patient_id")), "record_count": _s(r.get("record_count")),
+        "reason": masker.scrub(r.get("reason")),
+        "by": ", ".join(sorted(names.get(d, d) for d in flagged_by[str(r["event_id"])])),
+    } for r in mine[:MAX_EVENTS_SHOWN]]
+    view["event_lines"] = [
+        f"{r['_time']} {_s(r.get('action'))} {_s(r.get('module'))} "
+        f"@{_s(r.get('workstation')) or _s(r.get('ip'))} ({_s(r.get('_source_ref'))})"
+        for r in mine[:20]]
 
-    # why: each finding with its evidence
-    fl = []
-    names = {d["id"]: d["name"] for d in det}
-    order = cf.assign(_r=cf["severity"].map(SEVERITY_RANK).fillna(0)).sort_values(
-        ["_r", "start"], ascending=[False, True]) if len(cf) else cf
-    for r in order.to_dict("records") if len(order) else []:
-        s = _s(r.get("severity"))
-        fl.append({"id": r["finding_id"], "detector": r["detector"],
-                   "detector_name": names.get(r["detector"], r["detector"]),
-                   "severity": s, "severity_label": label(SEVERITY, s, lang),
-                   "score": round(float(r.get("score") or 0), 3),
-                   "summary": masker.scrub(r.get("summary")), "start": fmt.ts(r.get("start")),
-                   "end": fmt.ts(r.get("end")), "n_events": len(r["event_ids"]),
-                   "item": item_info(_s(r.get("rectification_item")), lang),
-                   "evidence": render_evidence(r.get("evidence") or {}, lang, masker),
-                   "suppressed": _s(r.get("suppressed_by")) != "",
-                   "new": _s(r.get("last_scan")) == scan_id})
-    view["findings"] = fl
+    # why: each finding with its evidence, most severe first
+    order = sorted(cf, key=lambda f: (-SEVERITY_RANK.get(f["severity"], 0), _s(f["start"]),
+                                      f["finding_id"]))
+    view["findings"] = [{
+        "id": f["finding_id"], "detector": f["detector"],
+        "detector_name": names.get(f["detector"], f["detector"]),
+        "severity": f["severity"], "severity_label": label(SEVERITY, f["severity"], lang),
+        "score": round(float(f.get("score") or 0), 3), "summary": masker.scrub(f.get("summary")),
+        "start": fmt.ts(f.get("start")), "end": fmt.ts(f.get("end")),
+        "n_events": len(f["event_ids"]),
+        "item": item_info(_s(f.get("rectification_item")), lang),
+        "evidence": render_evidence(f.get("evidence") or {}, lang, masker),
+        "suppressed": _s(f.get("suppressed_by")) != "",
+        "new": _s(f.get("last_scan")) == scan_id} for f in order]
 
-    # charts
+    # activity charts: the day with most flagged events, and the 30 days up to it
     uid = user["id"]
-    act = ld.activity[ld.activity["user_id"].astype(str) == uid] if len(ld.activity) else \
-        ld.activity
-    flagged_ts = mine["ts"] if len(mine) else pd.Series([], dtype=object)
-    focus = None
-    if len(flagged_ts):
-        d = flagged_ts.dt.strftime("%Y-%m-%d")
-        focus = d.value_counts().sort_index().idxmax()
-        flagged_days = set(d)
+    hours, days_arr = ld.activity_by_user.get(uid, (np.zeros(0), np.zeros(0, dtype=object)))
+    fdays = [r["_day"] for r in mine]
+    if fdays:
+        focus = max(sorted(set(fdays)), key=fdays.count)
     else:
         focus = _s(row.get("last_seen"))[:10] or _s(row.get("first_seen"))[:10]
-        flagged_days = {focus} if focus else set()
     view["chart_day"] = focus
     if focus:
-        day_act = act[act["ts"].dt.strftime("%Y-%m-%d") == focus] if len(act) else act
-        hours = _hours(day_act["ts"]) if len(day_act) else []
-        fday = flagged_ts[flagged_ts.dt.strftime("%Y-%m-%d") == focus] if len(flagged_ts) \
-            else flagged_ts
-        tips = [f"{t:%H:%M:%S}" for t in fday] if len(fday) else []
+        on_day = days_arr == focus
+        fl = [r for r in mine if r["_day"] == focus]
         view["day_chart"] = charts.day_chart(
-            hours, _hours(fday) if len(fday) else [], office_hours=tuple(config.site.office_hours),
+            hours[on_day], [r["_hour"] for r in fl],
+            office_hours=tuple(config.site.office_hours),
             title=lang.gettext("Accesses by %(user)s on %(day)s, by hour", user=uid, day=focus),
             flagged_label=lang.gettext("flagged access"),
-            office_label=lang.gettext("office hours"), tooltips=tips)
+            office_label=lang.gettext("office hours"), tooltips=[r["_time"][11:] for r in fl])
+        view["day_total"] = int(on_day.sum())
         days = list(pd.date_range(end=focus, periods=30).strftime("%Y-%m-%d"))
-        counts = act["ts"].dt.strftime("%Y-%m-%d").value_counts() if len(act) else {}
+        counts = pd.Series(days_arr).value_counts() if len(days_arr) else pd.Series(dtype=int)
         view["days_chart"] = charts.days_chart(
-            days, [int(counts.get(d, 0)) for d in days], flagged_days,
+            days, [int(counts.get(d, 0)) for d in days], set(fdays) or {focus},
             title=lang.gettext("Accesses by %(user)s per day, last 30 days", user=uid),
             flagged_label=lang.gettext("day with flagged accesses"))
-        view["day_total"] = len(day_act)
+
     # the user's other cases
+    others = [r for r in ld.earlier_by_user.get(uid, []) if r["case_id"] != cid]
+    others.sort(key=lambda r: _s(r.get("first_seen")), reverse=True)
     earlier = []
-    if len(ld.earlier):
-        mine_cases = ld.earlier[(ld.earlier["user_id"].astype(str) == uid)
-                                & (ld.earlier["case_id"] != cid)]
-        mine_cases = mine_cases.sort_values("first_seen", ascending=False)
-        for r in mine_cases.head(20).to_dict("records"):
-            st = _status(r, lang)
-            earlier.append({"id": r["case_id"],
-                            "href": f"{r['case_id']}.html" if r["case_id"] in in_report else "",
-                            "first_seen": fmt.day(r.get("first_seen")),
-                            "severity": _s(r.get("severity")),
-                            "severity_label": label(SEVERITY, _s(r.get("severity")), lang),
-                            "detectors": ", ".join(detector_info(d, lang)["name"]
-                                                   for d in _json_list(r.get("detectors"))),
-                            "patient": masker.pid(r.get("patient_id")),
-                            "status": st, "reviewer": _s(r.get("reviewer")),
-                            "note": masker.scrub(r.get("note"))})
+    for r in others[:20]:
+        st = _status(r, lang)
+        earlier.append({"id": r["case_id"],
+                        "href": f"{r['case_id']}.html" if r["case_id"] in in_report else "",
+                        "first_seen": fmt.day(r.get("first_seen")),
+                        "severity": _s(r.get("severity")),
+                        "severity_label": label(SEVERITY, _s(r.get("severity")), lang),
+                        "detectors": ", ".join(detector_info(d, lang)["name"]
+                                               for d in _json_list(r.get("detectors"))),
+                        "patient": masker.pid(r.get("patient_id")),
+                        "status": st, "reviewer": _s(r.get("reviewer")),
+                        "note": masker.scrub(r.get("note"))})
     view["earlier"] = earlier
-    view["earlier_confirmed"] = sum(1 for e in earlier if e["status"]["disposition"] == "confirmed")
+    view["earlier_confirmed"] = sum(1 for e in earlier
+                                    if e["status"]["disposition"] == "confirmed")
     hist = []
-    if len(ld.history):
-        for r in ld.history[ld.history["case_id"] == cid].to_dict("records"):
-            fld, old, new = _s(r.get("field")), _s(r.get("old")), _s(r.get("new"))
-            if fld == "disposition":
-                old, new = label(DISPOSITION, old, lang), label(DISPOSITION, new, lang)
-            elif fld == "status":
-                old, new = label(STATUS, old, lang), label(STATUS, new, lang)
-            elif fld == "severity":
-                old, new = label(SEVERITY, old, lang), label(SEVERITY, new, lang)
-            hist.append({"at": fmt.minute(r.get("at")), "by": _s(r.get("by")),
-                         "action": label(HISTORY_ACTION, _s(r.get("action")), lang),
-                         "field": fld, "old": masker.scrub(old), "new": masker.scrub(new),
-                         "note": masker.scrub(r.get("note")), "scan": _s(r.get("scan_id"))})
+    for r in sorted(ld.history_by_case.get(cid, []), key=lambda r: r["id"]):
+        fld, old, new = _s(r.get("field")), _s(r.get("old")), _s(r.get("new"))
+        table = {"disposition": DISPOSITION, "status": STATUS, "severity": SEVERITY}.get(fld)
+        if table is not None:
+            old, new = label(table, old, lang), label(table, new, lang)
+        hist.append({"at": fmt.minute(r.get("at")), "by": _s(r.get("by")),
+                     "action": label(HISTORY_ACTION, _s(r.get("action")), lang),
+                     "field": fld, "old": masker.scrub(old), "new": masker.scrub(new),
+                     "note": masker.scrub(r.get("note")), "scan": _s(r.get("scan_id"))})
     view["history"] = hist
     return view
-
-
-def _hours(ts: pd.Series) -> list[float]:
-    return list((ts.dt.hour + ts.dt.minute / 60.0 + ts.dt.second / 3600.0).astype(float))
 
 
 # -- dashboard aggregates -----------------------------------------------------------------------

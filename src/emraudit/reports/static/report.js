@@ -67,7 +67,9 @@
       return [r.id, r.user, r.userName, r.dept, r.patient, r.detectors, r.summary, r.statusLabel]
         .join(" ").toLowerCase().indexOf(text) >= 0;
     });
-    list.sort(function (a, b) { return cmp(a, b) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0); });
+    list.sort(function (a, b) {
+      return cmp(a, b) || (b.score - a.score) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+    });
     heads.forEach(function (h) {
       if (h.getAttribute("data-key") === sortKey) {
         h.setAttribute("aria-sort", sortDir > 0 ? "ascending" : "descending");
