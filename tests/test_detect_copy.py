@@ -30,15 +30,33 @@ def prints(user, patients, records_each, start="2025-07-22 10:00", action="print
             for i in range(patients)]
 
 
+def related(rows):
+    return [e["event_id"] for e in rows]
+
+
 @pytest.mark.parametrize("records,fires", [([17, 16, 16], False), ([17, 17, 16], True)])
 def test_records_floor_edge(records, fires):
-    ctx = stub_explain(make_ctx(prints("u1", 3, records), window=WINDOW))
+    rows = prints("u1", 3, records)
+    ctx = stub_explain(make_ctx(rows, window=WINDOW), explained=related(rows))
     f = run("copy.bulk_export", ctx)
     assert (len(f) == 1) is fires
     if fires:
         e = f.iloc[0]["evidence"]
         assert e["records"] == 50 and e["thresholds"]["required"] == 50
         assert f.iloc[0]["rectification_item"] == "8"
+
+
+@pytest.mark.parametrize("records,fires", [([7, 7, 5], False), ([7, 7, 6], True)])
+def test_unrelated_patients_have_a_lower_floor(records, fires):
+    rows = prints("u1", 3, records)
+    f = run("copy.bulk_export", stub_explain(make_ctx(rows, window=WINDOW)))
+    assert (len(f) == 1) is fires
+    if fires:
+        assert f.iloc[0]["evidence"]["required_unrelated"] == 20
+        assert f.iloc[0]["evidence"]["unrelated_records"] == 20
+    # the same outputs of the user's own patients stay under the general floor
+    ctx = stub_explain(make_ctx(rows, window=WINDOW), explained=related(rows))
+    assert run("copy.bulk_export", ctx).empty
 
 
 def test_one_patients_full_copy_is_not_bulk():
@@ -48,9 +66,11 @@ def test_one_patients_full_copy_is_not_bulk():
 
 def test_window_edge_records_spread_beyond_the_window_do_not_add_up():
     # 5 prints of 10 records, 70 minutes apart: never 50 within 240 minutes
-    ctx = stub_explain(make_ctx(prints("u1", 5, 10, step_min=70), window=WINDOW))
+    rows = prints("u1", 5, 10, step_min=70)
+    ctx = stub_explain(make_ctx(rows, window=WINDOW), explained=related(rows))
     assert run("copy.bulk_export", ctx).empty
-    ctx = stub_explain(make_ctx(prints("u1", 5, 10, step_min=50), window=WINDOW))
+    rows = prints("u1", 5, 10, step_min=50)
+    ctx = stub_explain(make_ctx(rows, window=WINDOW), explained=related(rows))
     assert len(run("copy.bulk_export", ctx)) == 1
 
 
@@ -59,7 +79,7 @@ def test_ward_staff_printing_discharge_summaries_daily_is_their_baseline():
     for d in range(10, 22):   # 25 discharge summaries of 2 pages every day
         rows += prints("w1", 25, 2, start=f"2025-07-{d:02d} 14:00", step_min=3, prefix=f"d{d}_")
     rows += prints("w1", 30, 2, start="2025-07-22 14:00", step_min=3, prefix="t")
-    ctx = stub_explain(make_ctx(rows, window=WINDOW))
+    ctx = stub_explain(make_ctx(rows, window=WINDOW), explained=related(rows))
     assert run("copy.bulk_export", ctx).empty
 
 
@@ -70,7 +90,7 @@ def test_own_baseline_multiple_edge():
     under = rows + prints("w1", 10, 6, prefix="t")                                 # 60
     over = rows + prints("w1", 61, 1, step_min=1, prefix="t")                      # 61
     assert run("copy.bulk_export", stub_explain(make_ctx(under, window=WINDOW))).empty
-    f = run("copy.bulk_export", stub_explain(make_ctx(over, window=WINDOW)))
+    f = run("copy.bulk_export", stub_explain(make_ctx(over, window=WINDOW)))   # unrelated too
     assert len(f) == 1 and f.iloc[0]["evidence"]["thresholds"]["required"] == 61
 
 

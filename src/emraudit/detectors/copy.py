@@ -4,8 +4,9 @@ Output actions are summed by `record_count` per user in a sliding window and com
 the largest of a floor, a multiple of the user's own look-back level and a percentile of their
 peers (role + department: records staff who copy records for patients all day are measured
 against each other). A handful of patients is required too, so one patient's own copy request
-is not "bulk". Imaging exports and exports of patients the user has no relation to raise the
-severity.
+is not "bulk". Outputs of patients the user has no explained relation to are also summed on
+their own against a lower floor (printing strangers' records is a leak at a smaller scale).
+Imaging exports and exports of patients the user has no relation to raise the severity.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class CopyBulkExport(Detector):
         Param("window_minutes", int, 240, "length of the sliding window", "minutes", 5, 10080),
         Param("min_records", int, 50, "absolute floor: fewest records (record_count summed) "
               "printed/exported/copied/downloaded in one window", "records", 1, 1000000),
+        Param("min_records_unrelated", int, 20, "absolute floor when counting only outputs "
+              "of patients the user has no explained relation to (care relation, consult, "
+              "order, record role …)", "records", 1, 1000000),
         Param("min_patients", int, 3, "fewest distinct patients in the window (one patient's "
               "own copy request is not bulk)", "patients", 1, 10000),
         Param("own_multiple", float, 3.0, "must exceed this multiple of the user's usual "
@@ -72,7 +76,9 @@ class CopyBulkExport(Detector):
     )
     description = ("Print, export, copy and download actions summed by record_count per user "
                    "in a sliding window, above the largest of a floor, a multiple of the user's "
-                   "own level and a percentile of their peers, over several patients.")
+                   "own level and a percentile of their peers, over several patients; outputs "
+                   "of patients the user has no explained relation to are also summed alone "
+                   "against a lower floor.")
     note = ("Ask what was printed or exported and where it went. Imaging exports (whole studies "
             "on disc or USB) and exports of patients the user has no relation to are the most "
             "serious; records-office copying for patients' requests is normal.")
@@ -112,9 +118,23 @@ class CopyBulkExport(Detector):
                                  own_mult=p.own_multiple, peer_q=p.peer_quantile,
                                  peer_mult=p.peer_multiple, floor=p.min_records)
         # distinct patients in the same windows, at each event
-        npat = distinct_at_events(u_s, pcodes[order].astype(np.int64), t_s, W)
+        pc_s = pcodes[order].astype(np.int64)
+        npat = distinct_at_events(u_s, pc_s, t_s, W)
         req = th["required"].to_numpy()[pts["u"].to_numpy()]
-        flagged = pts[(pts["n"].to_numpy() >= req) & (npat >= p.min_patients)]
+        by_all = (pts["n"].to_numpy() >= req) & (npat >= p.min_patients)
+        # the same over outputs of patients the user has no explained relation to: lower floor
+        ex_out, _ = explained_flags(ctx, ev)
+        unrel_s = ~ex_out.to_numpy(dtype=bool)[order]
+        sums_u = window_sums(u_s, t_s, rc_s * unrel_s, W)
+        npat_u = np.zeros(len(u_s), dtype=np.int64)
+        sub = np.flatnonzero(unrel_s)
+        npat_u[sub] = distinct_at_events(u_s[sub], pc_s[sub], t_s[sub], W)
+        req_u = np.maximum.reduce([
+            np.full(len(th), float(p.min_records_unrelated)), th["t_own"].to_numpy(),
+            th["t_peer"].to_numpy()])
+        th["required_unrelated"] = req_u
+        by_unrel = unrel_s & (sums_u >= req_u[u_s]) & (npat_u >= p.min_patients)
+        flagged = pts[by_all | by_unrel]
         if flagged.empty:
             return empty_findings()
         eps = episodes(flagged[["u", "t", "n"]], W)
@@ -175,6 +195,9 @@ class CopyBulkExport(Detector):
                     "modules": sorted(set(g["module"].astype(str)) - {""}),
                     "thresholds": _thresholds_evidence(row, "records per window"),
                     "min_patients": int(p.min_patients),
+                    "required_unrelated": float(row["required_unrelated"]),
+                    "unrelated_records": int(g.loc[~g["patient_id"].astype(str).isin(
+                        related), "rc"].sum()),
                     "imaging": imaging, "unrelated_patients": unrelated,
                     "unrelated_share": round(share, 3), "severity_raised_by": raised,
                     "date": _fmt_day(int(local_day(g["ts"].min()))),
