@@ -76,3 +76,28 @@ def expand(counts: np.ndarray) -> np.ndarray:
 
 def take(ev: dict, mask: np.ndarray) -> dict:
     return {k: v[mask] for k, v in ev.items()}
+
+
+class Groups:
+    """key -> set of values, from one sort (no per-group Python work up front); `.get` like a
+    dict of sets."""
+
+    def __init__(self, keys, values):
+        keys = np.asarray(keys)
+        if keys.dtype == object:
+            keys = keys.astype(str)
+        values = np.asarray(values)
+        if values.dtype == object:
+            values = values.astype(str)
+        o = np.argsort(keys, kind="stable")
+        self.k = keys[o]
+        self.v = values[o]
+
+    def get(self, key, default=None) -> set:
+        if key is None or (isinstance(key, float) and key != key):
+            return set() if default is None else default
+        lo = np.searchsorted(self.k, key, "left")
+        hi = np.searchsorted(self.k, key, "right")
+        if hi == lo:
+            return set() if default is None else default
+        return set(self.v[lo:hi].tolist())

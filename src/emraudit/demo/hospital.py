@@ -183,7 +183,7 @@ def build_hospital(rng: np.random.Generator, n_depts: int, wards_per_dept: int,
             lrows.append((f"{r.department}门诊", r.department, r.campus, "clinic", r.code + "M"))
         elif r.kind in ("service", "office"):
             lrows.append((r.department, r.department, r.campus, r.kind, r.code))
-            if r.kind == "service" and r.department in ("检验科", "药剂科", "放射科"):
+            if r.kind == "service":
                 other = "东院" if r.campus == "本部" else "本部"
                 lrows.append((f"{r.department}({other})", r.department, other, r.kind,
                               r.code + "E"))
@@ -272,8 +272,12 @@ def _build_staff(rng, departments, wards, locations, start, days) -> pd.DataFram
     for dep, (code, campus, role, title, sched) in SERVICE.items():
         n = {"检验科": 8, "放射科": 8, "药剂科": 8, "康复医学科": 3, "呼吸治疗科": 8}[dep]
         n = int(round(n * scale ** 0.8))
+        has_second = True
+        other = "东院" if campus == "本部" else "本部"
         for j in range(n):
-            rows.append((role, title, dep, None, sched, dep, "service"))
+            # staff of a two-campus service work in the room of their campus
+            room = f"{dep}({other})" if (has_second and j % 2 == 1) else dep
+            rows.append((role, title, dep, None, sched, room, "service"))
         if dep == "放射科":   # radiologists read images: physicians of 放射科
             for j in range(max(2, int(round(3 * scale ** 0.8)))):
                 rows.append(("physician", "主治医师", dep, None, "office_ward", dep, "radiologist"))
@@ -304,6 +308,7 @@ def _build_staff(rng, departments, wards, locations, start, days) -> pd.DataFram
     df.loc[phys, "_loc"] = df.loc[phys, "department"].map(first_ward).map(name_to_loc)
     wl = df.ward.notna()
     df.loc[wl, "_loc"] = df.loc[wl, "ward"].map(name_to_loc)
+    df["_campus"] = locations.campus.to_numpy()[np.maximum(df["_loc"].to_numpy(), 0)]
     sur, names = draw_names(rng, n)
     df["name"] = names
     df["_surname"] = sur

@@ -228,17 +228,34 @@ def consults(w, pdays, buf, rel_out: list):
     act = np.where(last, A["sign"], choose(rng, len(i), {A["view"]: 70, A["create"]: 30}))
     mod = np.where(act == A["view"], choose(rng, len(i), {M["病程记录"]: 40, M["检验"]: 30,
                                                           M["影像"]: 30}), M["会诊记录"])
-    buf.add(t, doc[i], p.patient.to_numpy()[i], act, mod, p["loc"].to_numpy()[i],
+    buf.add(t, doc[i], p.patient.to_numpy()[i], act, mod, w.users["_loc"].to_numpy()[doc[i]],
             p.enc_idx.to_numpy()[i], src=SRC["consult"])
 
 
-def _service_loc(w, dept, campus):
-    """The service department's room on the patient's campus (or its main room)."""
-    loc = w.locations
-    main = loc[(loc.department == dept) & (loc.kind == "service")]
-    m = dict(zip(main.campus, main.loc_idx))
-    default = int(main.loc_idx.iloc[0])
-    return np.array([m.get(c, default) for c in campus], np.int64)
+def _pick_service(w, dep, scheme, campus, t):
+    """A member of the service department on duty at t, from the patient's campus when
+    someone is on duty there, else from the other campus (samples and images travel, the
+    staff do not). Returns (user, same_campus)."""
+    rng = w.rng
+    pools = w.roster.pools
+    campus = np.asarray(campus, dtype=object)
+    out = np.full(len(t), -1, np.int64)
+    same = np.zeros(len(t), bool)
+    camps = ("本部", "东院")
+    for c in camps:
+        pid = pools.get(f"S:{dep}@{c}")
+        m = campus == c
+        if pid is None or not m.any():
+            continue
+        out[m] = w.roster.pick(np.full(int(m.sum()), pid), scheme, t[m], rng.random(int(m.sum())))
+        same[m] = out[m] >= 0
+    for c in camps:
+        pid = pools.get(f"S:{dep}@{c}")
+        m = (out < 0) & (campus != c)
+        if pid is None or not m.any():
+            continue
+        out[m] = w.roster.pick(np.full(int(m.sum()), pid), scheme, t[m], rng.random(int(m.sum())))
+    return out, same
 
 
 def orders(w, pdays, buf, rel_out: list):
@@ -246,7 +263,7 @@ def orders(w, pdays, buf, rel_out: list):
     receiving department's staff acting on them (relation: kind=order, that department)."""
     rng = w.rng
     pools = w.roster.pools
-    campus_loc = lambda dep, c: _service_loc(w, dep, c)  # noqa: E731
+    home = w.users["_loc"].to_numpy()
 
     def rel(p, dep, start, end):
         rel_out.append(pd.DataFrame({"patient": p.patient.to_numpy(), "user": -1,
@@ -263,13 +280,12 @@ def orders(w, pdays, buf, rel_out: list):
     keep = t_res + 900 < p.end.to_numpy()
     p, t_ord, t_res = p[keep].reset_index(drop=True), t_ord[keep], t_res[keep]
     rel(p, "检验科", t_ord, t_ord + 36 * H)
-    tech = w.roster.pick(np.full(len(p), pools["S:检验科"]), "h8", t_res, rng.random(len(p)))
+    tech, _ = _pick_service(w, "检验科", "h8", p.campus.to_numpy(), t_res)
     n = np.where(tech >= 0, rng.poisson(1.5 * w.intensity, len(p)), 0)
     i = expand(n)
     buf.add(t_res[i] + rng.integers(0, 900, len(i)), tech[i], p.patient.to_numpy()[i],
             choose(rng, len(i), {A["create"]: 50, A["sign"]: 30, A["view"]: 20}), M["检验"],
-            campus_loc("检验科", p.campus.to_numpy())[i], p.enc_idx.to_numpy()[i],
-            src=SRC["lab"])
+            home[tech[i]], p.enc_idx.to_numpy()[i], src=SRC["lab"])
     # imaging: radiographer, then the radiologist's report
     p = pdays[rng.random(len(pdays)) < 0.12 * f].reset_index(drop=True)
     t_ord = p.day_start.to_numpy() + 8 * H + rng.integers(0, 8 * 3600, len(p))
@@ -277,12 +293,11 @@ def orders(w, pdays, buf, rel_out: list):
     p, t_ord = p[keep].reset_index(drop=True), t_ord[keep]
     rel(p, "放射科", t_ord, t_ord + 72 * H)
     t_img = t_ord + rng.integers(1800, 3 * 3600, len(p))
-    tech = w.roster.pick(np.full(len(p), pools["S:放射科"]), "h8", t_img, rng.random(len(p)))
+    tech, _ = _pick_service(w, "放射科", "h8", p.campus.to_numpy(), t_img)
     ok = tech >= 0
     buf.add(t_img[ok], tech[ok], p.patient.to_numpy()[ok],
             choose(rng, int(ok.sum()), {A["create"]: 60, A["view"]: 40}), M["影像"],
-            campus_loc("放射科", p.campus.to_numpy())[ok], p.enc_idx.to_numpy()[ok],
-            src=SRC["imaging"])
+            home[tech[ok]], p.enc_idx.to_numpy()[ok], src=SRC["imaging"])
     t_rep = t_img + rng.integers(1800, 5 * 3600, len(p))
     pool_r = pools.get("D:放射科", -1)
     doc = w.roster.pick(np.full(len(p), pool_r), "p", t_rep, rng.random(len(p)))
@@ -291,8 +306,7 @@ def orders(w, pdays, buf, rel_out: list):
     for act in (A["view"], A["create"], A["sign"]):
         buf.add(t_rep[ok] + (act == A["sign"]) * 600 + (act == A["create"]) * 120, doc[ok],
                 p.patient.to_numpy()[ok], np.full(k, act), M["影像"],
-                campus_loc("放射科", p.campus.to_numpy())[ok], p.enc_idx.to_numpy()[ok],
-                src=SRC["radiologist"])
+                home[doc[ok]], p.enc_idx.to_numpy()[ok], src=SRC["radiologist"])
     # pharmacy: long-term orders for the whole stay; daily review (审方)
     segs = w.seg[w.seg.kind.isin(["ward", "icu"])]
     rel_out.append(pd.DataFrame({"patient": segs.patient.to_numpy(), "user": -1,
@@ -301,16 +315,15 @@ def orders(w, pdays, buf, rel_out: list):
                                  "seg": segs.seg.to_numpy(), "role": "order"}))
     p = pdays[rng.random(len(pdays)) < 0.35 * f].reset_index(drop=True)
     t = p.day_start.to_numpy() + 9 * H + rng.integers(0, 6 * 3600, len(p))
-    ph = w.roster.pick(np.full(len(p), pools["S:药剂科"]), "h8", t, rng.random(len(p)))
+    ph, _ = _pick_service(w, "药剂科", "h8", p.campus.to_numpy(), t)
     ok = (ph >= 0) & (t < p.end.to_numpy()) & (t >= p.start.to_numpy())
     buf.add(t[ok], ph[ok], p.patient.to_numpy()[ok],
             choose(rng, int(ok.sum()), {A["view"]: 80, A["sign"]: 20}), M["医嘱"],
-            campus_loc("药剂科", p.campus.to_numpy())[ok], p.enc_idx.to_numpy()[ok],
-            src=SRC["pharmacy"])
+            home[ph[ok]], p.enc_idx.to_numpy()[ok], src=SRC["pharmacy"])
     # rehabilitation and respiratory therapy: therapists who serve every ward
     for dep, share, src, scheme, mod in (("康复医学科", 0.10, "rehab", "p", M["康复记录"]),
                                          ("呼吸治疗科", 0.0, "resp", "h12", M["呼吸治疗记录"])):
-        if f"S:{dep}" not in pools:
+        if not any(k.startswith(f"S:{dep}@") for k in pools):
             continue
         segs = w.seg[w.seg.kind.isin(["ward", "icu"])]
         prob = np.full(len(segs), share)
@@ -328,14 +341,15 @@ def orders(w, pdays, buf, rel_out: list):
         if scheme == "p":
             ps = ps[(ps.slot % 2 == 0) & (((w.weekday0 + ps.slot // 2) % 7) < 5)]
         ps = ps[rng.random(len(ps)) < 0.7].reset_index(drop=True)
-        who = w.roster.pick(np.full(len(ps), pools[f"S:{dep}"]), scheme, ps.a.to_numpy(),
-                            rng.random(len(ps)))
+        who, same = _pick_service(w, dep, scheme, ps.campus.to_numpy(), ps.a.to_numpy())
         n = np.where(who >= 0, 1 + rng.poisson(0.7 * w.intensity, len(ps)), 0)
         i = expand(n)
         t = _times(rng, ps.a.to_numpy()[i], ps.b.to_numpy()[i])
+        # at the bedside on their own campus; from their room for the other campus
+        loc = np.where(same[i], ps["loc"].to_numpy()[i], home[np.maximum(who[i], 0)])
         buf.add(t, who[i], ps.patient.to_numpy()[i],
                 choose(rng, len(i), {A["create"]: 50, A["view"]: 50}), mod,
-                ps["loc"].to_numpy()[i], ps.enc_idx.to_numpy()[i], src=SRC[src])
+                loc, ps.enc_idx.to_numpy()[i], src=SRC[src])
 
 
 def discharges(w, buf):
@@ -469,12 +483,11 @@ def clinics(w, buf, rel_out: list):
                                      "start": v.start.to_numpy()[m], "end": t + 24 * H,
                                      "seg": -1, "role": "order",
                                      "enc": v.enc_idx.to_numpy()[m]}))
-        who = w.roster.pick(np.full(int(m.sum()), pools[f"S:{dep}"]), "h8", t,
-                            rng.random(int(m.sum())))
+        who, _ = _pick_service(w, dep, "h8", campus[m], t)
         ok = who >= 0
         buf.add(t[ok], who[ok], v.patient.to_numpy()[m][ok],
                 choose(rng, int(ok.sum()), {A["view"]: 50, A["create"]: 30, A["sign"]: 20}),
-                mod, _service_loc(w, dep, campus[m][ok]), v.enc_idx.to_numpy()[m][ok],
+                mod, w.users["_loc"].to_numpy()[who[ok]], v.enc_idx.to_numpy()[m][ok],
                 src=SRC[src])
 
 
@@ -500,6 +513,26 @@ def emergency_btg(w, buf):
 
 
 # filters and sessions ------------------------------------------------------------------------
+
+def one_place(w, ev: dict) -> np.ndarray:
+    """A person is in one place at a time: within each two hours keep a user's accesses at the
+    location where most of them happen (a clinic session and rounds do not interleave)."""
+    n = len(ev["ts"])
+    if n == 0:
+        return np.ones(0, bool)
+    key = ev["user"].astype(np.int64) * 100_000 + (ev["ts"] - w.t0) // 7200
+    loc = ev["loc"].astype(np.int64)
+    kl = key * 100_000 + loc
+    uk, inv, cnt = np.unique(kl, return_inverse=True, return_counts=True)
+    k_of = uk // 100_000
+    l_of = uk % 100_000
+    o = np.lexsort((l_of, -cnt, k_of))
+    first = np.r_[True, k_of[o][1:] != k_of[o][:-1]]
+    mode_key = k_of[o][first]
+    mode_loc = l_of[o][first]
+    pos = np.searchsorted(mode_key, key)
+    return mode_loc[pos] == loc
+
 
 def _merged_intervals(user, start, end):
     """Union of intervals per user: sorted (user, start, end) with overlaps merged."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from emraudit.demo.events import Groups
 from emraudit.demo.hospital import draw_addresses, draw_names, draw_phones
 from emraudit.demo.roster import DAY
 
@@ -55,10 +56,12 @@ def build_patients(w) -> None:
     users = w.users
     rel = w.rel
     # who could be explained for whom (any time): used to keep planted pairs unexplained
-    rel_user = rel[rel.user >= 0].groupby("patient").user.agg(lambda s: set(s))
-    rel_dep = rel[rel.user < 0].groupby("patient").department.agg(lambda s: set(s))
-    rel_ward = rel[(rel.user < 0) & rel.ward.notna()].groupby("patient").ward.agg(
-        lambda s: set(s))
+    own = rel[rel.user >= 0]
+    rel_user = Groups(own.patient.to_numpy(), own.user.to_numpy())
+    grp = rel[rel.user < 0]
+    rel_dep = Groups(grp.patient.to_numpy(), grp.department.to_numpy())
+    gw = grp[grp.ward.notna()]
+    rel_ward = Groups(gw.patient.to_numpy(), gw.ward.to_numpy())
 
     def free_for(p, u):
         if u in rel_user.get(p, set()):

@@ -170,7 +170,7 @@ def build_roster(rng: np.random.Generator, users: pd.DataFrame, wards: pd.DataFr
         loc = w if isinstance(w, str) else u.at[i, "_locname"]
         pname = f"D:{loc}" if kind[i] != "trainee" else f"T:{loc}"
         if u.at[i, "department"] in ("康复医学科",):
-            pname = "S:康复医学科"
+            pname = f"S:康复医学科@{u.at[i, '_campus']}"
         add(i, pool_id(pname), "p", dn[weekday] * 2, w if isinstance(w, str) else None, loc)
     # service departments on shifts
     for dep, idx in u[u._group.isin(["h8", "h12"]) & (u._kind == "service")].groupby(
@@ -178,9 +178,9 @@ def build_roster(rng: np.random.Generator, users: pd.DataFrame, wards: pd.DataFr
         idx = np.sort(np.asarray(idx))
         sch = u.at[idx[0], "_group"]
         cyc = cyc8 if sch == "h8" else cyc12
-        pid = pool_id(f"S:{dep}")
         for j, i in enumerate(idx):
-            pat = cyc[(dn + j) % len(cyc)]
+            pid = pool_id(f"S:{dep}@{u.at[i, '_campus']}")
+            pat = cyc[(dn + j // 2) % len(cyc)]
             if sch == "h8":
                 slots = np.concatenate([dn[pat == "N"] * 3, dn[pat == "D"] * 3 + 1,
                                         dn[pat == "E"] * 3 + 2])

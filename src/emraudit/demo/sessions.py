@@ -68,9 +68,10 @@ def build_sessions(w, ev: dict, account_cases: np.ndarray) -> dict:
     s_case = ev["case"][first]
     acc = np.isin(s_case, account_cases)
     case_login = np.where(acc, s_case, -1)
-    t_in = np.maximum(ts[first] - rng.integers(10, 180, ns), np.minimum(ts[first], w.t0))
+    t_in = ts[first] - rng.integers(10, 180, ns)
+    has_in = t_in >= w.t0   # a session begun before the window has its login outside it
     t_fail = t_in - rng.integers(5, 40, ns)
-    fail = (rng.random(ns) < 0.01) & (t_fail >= w.t0)
+    fail = (rng.random(ns) < 0.01) & (t_fail >= w.t0) & has_in
     has_out = rng.random(ns) < 0.8
     t_out = ts[last] + rng.integers(20, 600, ns)
     has_out &= t_out < w.t_end
@@ -86,8 +87,7 @@ def build_sessions(w, ev: dict, account_cases: np.ndarray) -> dict:
                 "ws": s_ws[mask].astype(np.int32), "case": case_login[mask].astype(np.int32),
                 "session": np.flatnonzero(mask).astype(np.int64)}
 
-    allm = np.ones(ns, bool)
-    add.append(block(allm, t_in, A["login"]))
+    add.append(block(has_in, t_in, A["login"]))
     add.append(block(fail, t_fail, A["login_failed"]))
     add.append(block(has_out, t_out, A["logout"]))
     out = {k: np.concatenate([ev[k]] + [b[k] for b in add]) for k in ev}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from emraudit.demo.events import A, M, SRC, EventBuf
+from emraudit.demo.events import A, M, SRC, EventBuf, Groups
 from emraudit.demo.legit import _merged_intervals
 from emraudit.demo.roster import DAY, H
 
@@ -42,12 +42,15 @@ class Planter:
         self.pid = w.patient_ids
         rel = w.rel
         # patients each user could be explained for, at any time
-        self.rel_user = rel[rel.user >= 0].groupby("user").patient.agg(lambda s: set(s))
+        own = rel[rel.user >= 0]
+        self.rel_user = Groups(own.user.to_numpy(), own.patient.to_numpy())
         grp = rel[rel.user < 0]
-        self.rel_dept = grp.groupby("department").patient.agg(lambda s: set(s))
-        self.rel_ward = grp[grp.ward.notna()].groupby("ward").patient.agg(lambda s: set(s))
+        self.rel_dept = Groups(grp.department.to_numpy(), grp.patient.to_numpy())
+        gw = grp[grp.ward.notna()]
+        self.rel_ward = Groups(gw.ward.to_numpy(), gw.patient.to_numpy())
         d = w.roster.duty
-        self.duty_wards = d[d.ward.notna()].groupby("user").ward.agg(lambda s: set(s))
+        dw = d[d.ward.notna()][["user", "ward"]].drop_duplicates()
+        self.duty_wards = Groups(dw.user.to_numpy(), dw.ward.to_numpy())
         iu, is_, ie = _merged_intervals(d.user.to_numpy(np.int64), d.start.to_numpy(np.int64),
                                         d.end.to_numpy(np.int64))
         self.duty_iv = pd.DataFrame({"user": iu, "start": is_, "end": ie})
@@ -421,7 +424,8 @@ class Planter:
         """A resident works under the attending's login (登录医师 ≠ 操作医师)."""
         w, rng = self.w, self.rng
         for j in range(2 * k):
-            u = self.pick_user(w.users._kind == "attending")
+            u = self.pick_user((w.users._kind == "attending")
+                               & w.users.department.isin(w.wards.department))
             dep = w.users.at[u, "department"]
             res = np.flatnonzero(((w.users._kind == "resident") & (w.users.department == dep))
                                  .to_numpy())
@@ -444,6 +448,7 @@ class Planter:
         d = w.roster.duty
         night_workers = set(d.loc[d.scheme.isin(["h8", "h12"]) | (d.slot % 2 == 1), "user"])
         day_only = (w.users._kind.isin(["day", "head", "attending"])
+                    & w.users.department.isin(w.wards.department)
                     & ~w.users.index.isin(list(night_workers)) & w.users.role.isin(
                         ["nurse", "physician"]))
         for j, (n, hour) in enumerate([(40, 2), (12, 22)] * k):
@@ -463,7 +468,8 @@ class Planter:
     def volume(self, k):
         w, rng = self.w, self.rng
         for j, n in enumerate([70, 30] * k):
-            u = self.pick_user(w.users._kind.isin(["attending", "resident"]))
+            u = self.pick_user(w.users._kind.isin(["attending", "resident"])
+                               & w.users.department.isin(w.wards.department))
             t = self.duty_times(u, 1, margin=3 * 3600)[0]
             own = list(self.rel_dept.get(w.users.at[u, "department"], set()))
             s = w.seg[w.seg.patient.isin(own) & (w.seg.start < t)].patient.unique()
