@@ -17,7 +17,7 @@ from emraudit.detectors.base import FINDING_COLUMNS
 from emraudit.reports import write_scan_reports
 from emraudit.store import findings, scans
 from test_report_fixture import (CASE_A, CASE_OLD, CASE_P, FORMULA_DEPT, PATIENT, PATIENT_NAME,
-                                 SCAN1, XSS_EVIDENCE, XSS_MODULE, XSS_USER, build)
+                                 SCAN1, XSS_USER, build)
 
 ZH_HEADERS = ["序号", "整改事项", "问题描述", "涉及人员（工号/姓名/科室）", "患者", "发现时间",
               "证据（事件及来源）", "整改措施", "责任部门", "责任人", "整改时限", "整改状态", "案件编号"]
@@ -212,3 +212,18 @@ def test_a_crash_leaves_no_half_report(tmp_path, monkeypatch):
     assert (first / "index.html").read_bytes() == before       # the earlier one intact
     assert (first / "ledger.xlsx").exists()
     assert not list(cfg.reports_dir.glob(".tmp-*"))
+
+
+def test_thirty_day_chart_uses_stored_daily_features(tmp_path):
+    """Days outside the findings' own days come from user_day_features (no month of raw
+    events read); the findings' days are counted from the lake."""
+    cfg, store, lake = build(tmp_path, lang="en")
+    from emraudit.store import user_day_features
+    with store.begin() as c:
+        c.execute(user_day_features.insert(), [
+            dict(user_id="U001", day="2025-06-20", features=json.dumps({"events": 99})),
+            dict(user_id="U001", day="2025-07-02", features=json.dumps({"events": 1}))])
+    out = write_scan_reports(cfg, store, lake, SCAN1)
+    case = _read(out / "cases" / f"{CASE_P}.html")
+    assert "<title>2025-06-20: 99</title>" in case
+    assert "<title>2025-07-02: 7</title>" in case     # the lake wins on the day it read

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from emraudit.lake import Lake
-from emraudit.store import Store, case_history, cases, findings, scans
+from emraudit.store import Store, case_history, cases, findings, scans, user_day_features
 
 _CHUNK = 500
 
@@ -152,3 +152,25 @@ def snapshot(lake: Lake, committed: set[str], table: str) -> pd.DataFrame | None
         if c.endswith("_id") or c in ("name", "department", "role", "ward", "workstation"):
             df[c] = df[c].astype("string")
     return df
+
+
+def stored_day_counts(store: Store, users: Iterable[str], first_day: str,
+                      last_day: str) -> dict[str, dict[str, int]]:
+    """user -> day -> events, from the daily features the anomaly detectors store (so the
+    30-day chart needs no month of raw events). Empty when none are stored."""
+    out: dict[str, dict[str, int]] = {}
+    t = user_day_features
+    vals = sorted({str(u) for u in users})
+    with store.engine.connect() as c:
+        for i in range(0, len(vals), _CHUNK):
+            rows = c.execute(sa.select(t.c.user_id, t.c.day, t.c.features).where(
+                t.c.user_id.in_(vals[i:i + _CHUNK]), t.c.day >= first_day,
+                t.c.day <= last_day)).fetchall()
+            for uid, day, feats in rows:
+                try:
+                    n = json.loads(feats or "{}").get("events")
+                except json.JSONDecodeError:
+                    n = None
+                if n is not None:
+                    out.setdefault(str(uid), {})[str(day)] = int(n)
+    return out

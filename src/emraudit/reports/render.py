@@ -27,8 +27,8 @@ from emraudit.reports import charts, data, files
 from emraudit.reports.evidence import render_evidence
 from emraudit.reports.i18n import Lang, make_env
 from emraudit.reports.labels import (ACTION, DISPOSITION, HISTORY_ACTION, KIND, PATIENT_FLAGS,
-                                     ROLE, SEVERITY, SEVERITY_RANK, STATUS, USER_STATUS,
-                                     detector_info, item_info, label)
+                                     ROLE, SCAN_STATUS, SEVERITY, SEVERITY_RANK, STATUS,
+                                     USER_STATUS, detector_info, item_info, label)
 from emraudit.reports.masking import Masker
 from emraudit.store import Store, scans
 
@@ -182,6 +182,7 @@ class Loaded:
     findings_by_case: dict[str, list[dict]] = field(default_factory=dict)
     events_by_id: dict[str, dict] = field(default_factory=dict)
     activity_by_user: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    day_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     earlier_by_user: dict[str, list[dict]] = field(default_factory=dict)
     history_by_case: dict[str, list[dict]] = field(default_factory=dict)
     live_findings: pd.DataFrame | None = None
@@ -243,14 +244,23 @@ def load_scan(config: Config, store: Store, lake: Lake, scan_id: str, lang: Lang
         focus = _s(c.get("last_seen"))[:10] or _s(c.get("first_seen"))[:10]
         if focus:
             chart_days.update(pd.date_range(end=focus, periods=30).strftime("%Y-%m-%d"))
-    activity = data.read_lake(lake, committed, chart_days, ["ts", "user_id"],
-                              [("user_id", "in", users)]) if users and chart_days else \
+    # per-day counts for the 30-day chart come from the stored daily features when the
+    # anomaly detectors keep them; raw events are read only for the findings' own days
+    counts = data.stored_day_counts(store, users, min(chart_days), max(chart_days)) \
+        if users and chart_days else {}
+    read_days = (days | {d for c in cases_list for d in [_s(c.get("last_seen"))[:10]] if d}) \
+        if counts else chart_days
+    activity = data.read_lake(lake, committed, read_days, ["ts", "user_id"],
+                              [("user_id", "in", users)]) if users and read_days else \
         pd.DataFrame(columns=["ts", "user_id"])
     act_by_user: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if len(activity):
         hours, dstr = _local_parts(activity["ts"])
         for uid, idx in activity.groupby(activity["user_id"].astype(str)).indices.items():
             act_by_user[uid] = (hours[idx], dstr[idx])
+            per_day = counts.setdefault(uid, {})
+            days_u, n_u = np.unique(dstr[idx].astype(str), return_counts=True)
+            per_day.update({str(d): int(n) for d, n in zip(days_u, n_u)})
 
     ref = Ref(data.snapshot(lake, committed, "users"),
               data.snapshot(lake, committed, "patients"), lang, masker)
@@ -261,6 +271,7 @@ def load_scan(config: Config, store: Store, lake: Lake, scan_id: str, lang: Lang
     history = data.read_history(store, case_ids)
     return Loaded(scan, found, cases_list, ref, findings_by_case=by_case,
                   events_by_id=events_by_id, activity_by_user=act_by_user,
+                  day_counts=counts,
                   earlier_by_user=_records_by(data.user_cases(store, users), "user_id"),
                   history_by_case=_records_by(history, "case_id"))
 
@@ -368,9 +379,9 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
             office_label=lang.gettext("office hours"), tooltips=[r["_time"][11:] for r in fl])
         view["day_total"] = int(on_day.sum())
         days = list(pd.date_range(end=focus, periods=30).strftime("%Y-%m-%d"))
-        counts = pd.Series(days_arr).value_counts() if len(days_arr) else pd.Series(dtype=int)
+        per_day = ld.day_counts.get(uid, {})
         view["days_chart"] = charts.days_chart(
-            days, [int(counts.get(d, 0)) for d in days], set(fdays) or {focus},
+            days, [int(per_day.get(d, 0)) for d in days], set(fdays) or {focus},
             title=lang.gettext("Accesses by %(user)s per day, last 30 days", user=uid),
             flagged_label=lang.gettext("day with flagged accesses"))
 
@@ -485,7 +496,7 @@ def dashboard_model(views: list[dict], ld: Loaded, config: Config, store: Store,
            "findings": len(ld.findings), "people": len(people), "patients": len(patients),
            "urgent": by_sev["critical"] + by_sev["high"]}
     return {"totals": totals, "rows": rows, "trend": trend, "kpi": kpi,
-            "coverage": _coverage(store, config), "scans": _recent_scans(store, fmt),
+            "coverage": _coverage(store, config), "scans": _recent_scans(store, fmt, lang),
             "top": [v for v in sorted(views, key=lambda v: (-v["severity_rank"], -v["score"],
                                                             v["id"]))[:5]]}
 
@@ -519,7 +530,7 @@ def _coverage(store: Store, config: Config) -> list[dict]:
     return out
 
 
-def _recent_scans(store: Store, fmt: Fmt, n: int = 10) -> list[dict]:
+def _recent_scans(store: Store, fmt: Fmt, lang: Lang, n: int = 10) -> list[dict]:
     with store.engine.connect() as c:
         rows = c.execute(sa.select(scans).order_by(scans.c.started.desc()).limit(n)) \
             .mappings().all()
@@ -532,7 +543,8 @@ def _recent_scans(store: Store, fmt: Fmt, n: int = 10) -> list[dict]:
             pass
         days = summ.get("days") or []
         out.append({"id": r["scan_id"], "started": fmt.minute(r["started"]),
-                    "status": r["status"], "findings": summ.get("findings", ""),
+                    "status": label(SCAN_STATUS, r["status"], lang),
+                    "findings": summ.get("findings", ""),
                     "cases": summ.get("cases", ""),
                     "days": f"{days[0]} … {days[-1]}" if days else "",
                     "unmasked": bool(r["unmasked"])})
