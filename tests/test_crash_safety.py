@@ -48,7 +48,7 @@ def emraudit(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
 
 # -- the hospital -----------------------------------------------------------------------------
 def _demo_hospital(out: Path) -> Path | None:
-    r = emraudit("demo", "generate", "--out", out, "--seed", 7, "--days", 10, "--size", "small")
+    r = emraudit("demo", "generate", "--out", out, "--seed", 7, "--days", 4, "--size", 3000)
     if r.returncode != 0 or not (out / "emraudit.toml").exists():
         return None
     return out / "emraudit.toml"
@@ -181,12 +181,9 @@ def test_scan_killed_at_any_stage_then_rerun_equals_an_uninterrupted_scan(
                                             f"{r.stdout}{r.stderr}"
     r = emraudit("scan", "--config", cfg)
     assert r.returncode == 0, r.stdout + r.stderr
+    # after "scan:after-findings" the rerun re-detects findings and cases already committed:
+    # equal history proves it added no noise
     assert_same(state(cfg), baseline)
-    if stage == "scan:after-findings":
-        # findings were committed before the kill: a further scan still changes nothing
-        r = emraudit("scan", "--config", cfg)
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert_same(state(cfg), baseline)
 
 
 def test_a_second_scan_while_one_runs_stops_with_the_lock_message(hospital, tmp_path):
