@@ -40,9 +40,9 @@ SIZES = {
     "medium": Size(20, 2, 30, 1.0, 14.0, 60, 2),
     "large": Size(20, 5, 40, 2.0, 25.0, 150, 3),
 }
-# events per bed per day at intensity 1 (measured: 1.0M events from 1,080 beds x 30 days at
-# intensity 2.06), to size integer requests
-EVENTS_PER_BED_DAY = 15.0
+# events per bed per day at intensity 1 (measured: 8.46M events from 5,760 nominal beds x 30
+# days at intensity 3.86), to size integer requests
+EVENTS_PER_BED_DAY = 12.7
 
 
 def size_for_events(n_events: int, days: int) -> Size:
@@ -51,7 +51,7 @@ def size_for_events(n_events: int, days: int) -> Size:
     for wpd, beds in ((1, 14), (1, 25), (2, 30), (3, 35), (5, 40), (8, 40), (12, 40)):
         n_beds = (N_SMALL_DEPTS - 2 + 8) * wpd * beds if wpd > 1 else N_SMALL_DEPTS * beds
         intensity = per_day / (n_beds * EVENTS_PER_BED_DAY)
-        if intensity <= 4.0:
+        if intensity <= 5.0:
             break
     n_depts = N_SMALL_DEPTS if (wpd == 1) else 20
     intensity = max(0.1, min(intensity, 12.0))

@@ -303,12 +303,11 @@ class Planter:
             # the owner keeps working at the home ward in the same minutes
             home = self.home_loc(u)
             tl = t + np.sort(rng.integers(0, (1800 if blatant else 600), n))
-            own = self.rel_ward.get(w.users.at[u, "ward"], set())
-            op = self.inpatients_at(t)
-            op = op[op.patient.isin(list(own))].patient.to_numpy()
+            op = self._own_patients_at(u, t, ward_only=True)
             if len(op):
-                self.buf.add(tl, u, rng.choice(op, n), A["view"], M["护理记录"], home,
-                             np.array([self.enc_of(int(x)) for x in rng.choice(op, n)]),
+                pp = rng.choice(op, n)
+                self.buf.add(tl, u, pp, A["view"], M["护理记录"], home,
+                             np.array([self.enc_of(int(x)) for x in pp]),
                              src=SRC["violation"])
 
     def travel(self, k):
@@ -339,10 +338,15 @@ class Planter:
             ts = t + 420 + np.arange(3) * 120
             self.emit(cs, ts, u, rng.choice(op, 3), loc=loc2, ws=ws2)
 
-    def _own_patients_at(self, u, t):
-        own = self.rel_dept.get(self.w.users.at[u, "department"], set())
-        op = self.inpatients_at(t)
-        return op[op.patient.isin(list(own))].patient.to_numpy()
+    def _own_patients_at(self, u, t, ward_only=False):
+        """Patients lying in the user's department (or ward) at t: explained by the relation."""
+        s = self.w.seg
+        m = (s.start.to_numpy() <= t) & (s.end.to_numpy() > t + 3600)
+        if ward_only:
+            m &= s.ward.to_numpy() == self.w.users.at[u, "ward"]
+        else:
+            m &= s.department.to_numpy() == self.w.users.at[u, "department"]
+        return s.patient.to_numpy()[m]
 
     def off_duty(self, k):
         w, rng = self.w, self.rng
