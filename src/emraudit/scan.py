@@ -248,7 +248,8 @@ def _apply_allowlist(conn, found: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     except ImportError:
         found["suppressed_by"] = None
         return found
-    return apply_allowlist(conn, found, now_utc(), ctx.users)
+    return apply_allowlist(conn, found, now_utc(), ctx.users,
+                           care_relations=ctx.care_relations)
 
 
 def _update_cases(conn, found: pd.DataFrame, scan_id: str) -> int:
