@@ -73,3 +73,15 @@ def test_diff_needs_stored_events(tmp_path):
     r = CliRunner().invoke(main, ["detectors", "diff", "default", "--config", str(cfg)])
     assert r.exit_code == 2, r.output
     assert "no stored events" in r.output
+
+
+def test_tune_on_an_empty_store_is_a_clear_error(tmp_path):
+    cfg = tmp_path / "emraudit.toml"
+    cfg.write_text('[store]\nurl = "sqlite:///never.db"\n', encoding="utf-8")
+    det = _pick()
+    r = CliRunner().invoke(main, ["tune", "--config", str(cfg), det, _int_param(det).name,
+                                  str(_int_param(det).default)])
+    assert r.exit_code == 2, r.output
+    assert "run `emraudit scan` first" in r.output
+    r = CliRunner().invoke(main, ["tune", "--config", str(cfg), det, "no_such_param", "1"])
+    assert r.exit_code == 2 and "no parameter 'no_such_param'" in r.output

@@ -191,9 +191,16 @@ def make_replay(config, settings_for_context: list[dict], days: int) -> Replay:
     from emraudit.lake import Lake
     from emraudit.store import Store, now_utc
 
+    import sqlalchemy as sa
+
     store = Store(config.store_url, create=False)
     lake = Lake(config.lake_dir, config.tz)
-    ws, we = replay_window(lake.days(store.committed_runs()), days, config.tz)
+    try:
+        committed = store.committed_runs()
+    except sa.exc.DBAPIError:
+        raise UserError("no stored events to replay: the store is empty (run `emraudit "
+                        "scan` first)", key="store.url") from None
+    ws, we = replay_window(lake.days(committed), days, config.tz)
 
     def lookback(settings: dict) -> int:
         return max([s.instantiate().effective_lookback_days() for s in settings.values()
@@ -328,6 +335,7 @@ def sweep(detector_id: str, param: str, values: list[Any], settings: dict,
         rows.append(row)
     rows.sort(key=lambda r: _sort_key(r["value"]))
     return {"detector": detector_id, "param": param, "current": current,
+            "enabled_in_force": bool(base.enabled),
             "window_start": rp.window_start.isoformat(), "window_end": rp.window_end.isoformat(),
             "rows": rows, "kinds": sorted(kinds),
             "confirmed_relevant": len(labels.relevant_confirmed) if labels else 0,
@@ -358,7 +366,9 @@ def _pct(v) -> str:
 def format_sweep(res: dict) -> str:
     lines = [f"{res['detector']} {res['param']}: replay of {res['window_start'][:10]} .. "
              f"{res['window_end'][:10]} (exclusive); value in force: "
-             f"{_fmt(res['current'])}", ""]
+             f"{_fmt(res['current'])}"
+             + ("" if res.get("enabled_in_force", True) else
+                " (the detector is disabled in force; replayed as if enabled)"), ""]
     heads = ["value", "findings", "suppressed", "cases", "gone", "new"]
     if res["labelled"]:
         heads += ["precision", "recall"]
