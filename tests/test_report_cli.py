@@ -80,3 +80,17 @@ def test_period_summary(tmp_path):
     res = _run("report", "summary", "--config", conf, "--from", "2025-07-31", "--to",
                "2025-07-01")
     assert res.exit_code == 2 and "before --from" in res.output
+
+
+def test_patient_report_without_the_explanation_engine(tmp_path, monkeypatch):
+    """When the engine is missing or fails, accesses are still listed and nothing claims
+    they were unexplained."""
+    from emraudit.reports import patient
+    cfg, store, lake = build(tmp_path, lang="en")
+    monkeypatch.setattr(patient, "_explain", lambda *a, **k: None)
+    html, _ = patient.write_patient_report(cfg, store, lake, PATIENT, "2025-07-01",
+                                           "2025-07-03")
+    text = html.read_text(encoding="utf-8")
+    assert 'id="n-accesses">4<' in text and 'id="n-unexplained">—<' in text
+    assert "explanation engine was not available" in text
+    assert PATIENT not in html.name                 # the file name does not carry the id

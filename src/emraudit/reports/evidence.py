@@ -37,6 +37,8 @@ KEY_LABELS = {
 RESULT_WORDS = {"held": N_("held"), "failed": N_("failed")}
 _HIGHLIGHT = re.compile(r"explan|threshold|baseline|limit|median|expected")
 _MAX_ITEMS = 50
+# columns shown first in a list of objects (stable sort keeps the rest in their order)
+_FIRST = ["explanation", "name", "kind", "result", "held", "value", "required"]
 
 
 def _key_label(key: str, lang: Lang) -> str:
@@ -89,6 +91,7 @@ def render_evidence(obj, lang: Lang, masker: Masker, depth: int = 0) -> Markup:
             keys: list[str] = []
             for x in items:
                 keys += [k for k in x if k not in keys]
+            keys.sort(key=lambda k: _FIRST.index(k) if k in _FIRST else len(_FIRST))
             head = Markup("").join(Markup("<th>{}</th>").format(_key_label(k, lang))
                                    for k in keys)
             body = Markup("").join(

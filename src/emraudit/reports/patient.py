@@ -150,7 +150,8 @@ def build_patient_report(config: Config, store: Store, lake: Lake, patient_id: s
         "patient": ref.patient(patient_id), "from": lo.strftime("%Y-%m-%d"),
         "to": hi.strftime("%Y-%m-%d"), "rows": rows,
         "staff": sorted(staff.values(), key=lambda s: (-s["unexplained"], -s["n"], s["user"])),
-        "n_unexplained": sum(1 for r in rows if r["explained"] is False),
+        "n_unexplained": sum(1 for r in rows if r["explained"] is False)
+        if expl is not None else None,
         "engine": expl is not None, "masked": masker.enabled,
     }
 
