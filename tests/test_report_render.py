@@ -8,7 +8,7 @@ import html as html_mod
 import json
 import re
 import stat
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -227,3 +227,16 @@ def test_thirty_day_chart_uses_stored_daily_features(tmp_path):
     case = _read(out / "cases" / f"{CASE_P}.html")
     assert "<title>2025-06-20: 99</title>" in case
     assert "<title>2025-07-02: 7</title>" in case     # the lake wins on the day it read
+
+
+def test_a_scan_without_findings_still_gets_its_report(tmp_path):
+    cfg, store, lake = build(tmp_path, lang="en")
+    with store.begin() as c:
+        c.execute(scans.insert().values(scan_id="s-empty", started=datetime.now(timezone.utc),
+                                        status="running"))
+    out = write_scan_reports(cfg, store, lake, "s-empty")
+    assert (out / "findings.jsonl").read_text() == ""
+    assert "No findings in this scan." in _read(out / "index.html")
+    assert list((out / "cases").iterdir()) == []
+    with open(out / "ledger.csv", encoding="utf-8-sig") as fh:
+        assert len(list(csv.reader(fh))) == 1
