@@ -153,6 +153,7 @@ def build(seed: int = 7, days: int = 30, size: str | int = "small",
     population.build_patients(w)
     legit.office_roles(w, buf)
     _watch_team_reads(w, buf)
+    _family_care(w, buf)
     ev = buf.concat()
     keep = legit.duty_filter(w, ev)
     keep &= _sealed_ok(w, ev)
@@ -190,12 +191,33 @@ def _watch_team_reads(w, buf):
             buf.add(np.array([t]), u, p, A["view"], M["病历"], loc, -1, src=SRC["watch_team"])
 
 
+def _family_care(w, buf):
+    """A nurse charts her own parent lying in her ward (legitimate: the ward relation)."""
+    from emraudit.demo.events import A, M
+    rng = w.rng
+    for u, p in w.legit_family:
+        s = w.seg[(w.seg.patient == p) & (w.seg.end > w.t0)].iloc[0]
+        a, b = max(int(s.start), int(w.t0)), min(int(s.end), int(w.t_end))
+        t = np.sort(a + (rng.random(40) * (b - a)).astype(np.int64))
+        buf.add(t, u, p, rng.choice([A["create"], A["view"], A["update"]], len(t)),
+                M["护理记录"], int(s["loc"]), int(s.enc_idx), src=SRC["nurse"])
+
+
 def _sealed_ok(w, ev) -> np.ndarray:
-    """Legitimate events never touch a sealed record from outside its team."""
+    """Legitimate events never touch a sealed record from outside its team, and staff who are
+    patients are never shown opening their own record (that is a planted kind)."""
     ok = np.ones(len(ev["ts"]), bool)
     for p, team in w.watch_list:
         m = (ev["patient"] == p) & ~np.isin(ev["user"], team)
         ok &= ~m
+    emp = w.patients.employee_user_id.to_numpy()
+    own = np.flatnonzero(pd.notna(emp))
+    if len(own):
+        uid_to_idx = dict(zip(w.users.user_id, w.users.index))
+        owner = np.full(w.n_pat + 1000, -1, np.int64)
+        owner[own] = [uid_to_idx[x] for x in emp[own]]
+        pp = np.where(ev["patient"] >= 0, ev["patient"], 0)
+        ok &= ~((ev["patient"] >= 0) & (owner[pp] == ev["user"]))
     return ok
 
 

@@ -163,6 +163,37 @@ def build_patients(w) -> None:
         fam.append((u, p))
     w.family_pairs = fam[:5 * w.k]
 
+    # legitimate look-alikes: a nurse whose parent lies in her own ward (she charts them,
+    # explained by the ward relation) and staff admitted to their own department
+    in_win = seg[seg.kind.isin(["ward", "icu"]) & (seg.start < w.t_end - 2 * DAY)
+                 & (seg.end > w.t0 + 2 * DAY) & ~seg.died]
+    in_win = in_win[~in_win.patient.isin(list(taken)) & ~in_win.department.isin(sens_deps)]
+    rot = users[(users._kind == "rot") & (users.status == "active")]
+    w.legit_family = []
+    w.legit_employee = []
+    for j, wd in enumerate(sorted(in_win.ward.unique())[:2 + 2 * w.k]):
+        cand_p = in_win[in_win.ward == wd].patient.unique()
+        cand_u = rot[rot.ward == wd].index.to_numpy()
+        if not len(cand_p) or not len(cand_u):
+            continue
+        p = int(cand_p[rng.integers(0, len(cand_p))])
+        u = int(cand_u[rng.integers(0, len(cand_u))])
+        taken.add(p)
+        if j % 2 == 0:
+            s2, nm = draw_names(rng, 1, np.array([users.at[u, "_surname"]]))
+            pats.loc[p, ["name", "_surname", "address", "phone"]] = [
+                nm[0], s2[0], users.at[u, "address"], users.at[u, "phone"]]
+            contacts.append((p, users.at[u, "name"], "child", users.at[u, "phone"],
+                             users.at[u, "address"]))
+            w.legit_family.append((u, p))
+        else:
+            pats.loc[p, ["name", "_surname", "address", "phone"]] = [
+                users.at[u, "name"], users.at[u, "_surname"], users.at[u, "address"],
+                users.at[u, "phone"]]
+            pats.at[p, "employee_user_id"] = users.at[u, "user_id"]
+            users.at[u, "patient_id"] = w.patient_ids[p]
+            w.legit_employee.append((u, p))
+
     # neighbours: same address, other surname, no declared relation
     nb = []
     for _ in range(3 * w.k):
