@@ -208,3 +208,26 @@ def test_volume_day_fully_explained_is_not_reported():
     evs = burst("u", 35, start="2025-07-22 09:00")
     ctx = stub_explain(make_ctx(evs, window=WINDOW), explained=[e["event_id"] for e in evs])
     assert run("bulk.volume", ctx).empty
+
+
+@pytest.mark.parametrize("n,fires", [(40, False), (41, True)])
+def test_volume_first_scan_without_lookback_judges_each_day_against_the_others(n, fires):
+    evs = _daily("u1", 20) + burst("u1", n, start="2025-07-22 08:00", step_min=3, prefix="z")
+    ctx = stub_explain(make_ctx(evs, window=("2025-07-01", "2025-07-23")))   # all in window
+    f = run("bulk.volume", ctx)
+    assert (len(f) == 1) is fires
+    if fires:
+        assert f.iloc[0]["evidence"]["date"] == "2025-07-22"
+        assert f.iloc[0]["evidence"]["thresholds"]["own_baseline"]["days"] == 12
+
+
+def test_off_hours_peers_in_the_same_window_count_without_lookback():
+    users = [{"user_id": f"rt{i}", "role": "technician", "department": "呼吸治疗"}
+             for i in range(6)]
+    rows = []
+    for i in range(6):   # every therapist: 14 ventilated patients at 03:00, 3 nights, no roster
+        for d in (20, 21, 22):
+            rows += burst(f"rt{i}", 14, start=f"2025-07-{d:02d} 03:00", step_min=2,
+                          prefix=f"v{i}{d}_")
+    ctx = stub_explain(make_ctx(rows, window=("2025-07-20", "2025-07-23"), users=users))
+    assert run("bulk.off_hours", ctx).empty

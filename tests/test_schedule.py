@@ -78,9 +78,9 @@ def test_inferred_night_nurse_is_on_duty_at_3am_and_day_user_is_not():
 
 def test_inferred_hour_needs_k_distinct_days_and_smoothing_widens_by_one_hour():
     base = _history("u", (9, 10, 11), days=10)
-    # 22:xx on exactly 3 days (k = 3) and 02:xx on 2 days
-    base += [ev("u", "x", f"2025-07-{d:02d} 22:30") for d in (11, 13, 15)]
-    base += [ev("u", "x", f"2025-07-{d:02d} 02:30") for d in (12, 14)]
+    # with the scanned day itself: 22:xx on exactly 3 days (k = 3) and 02:xx on 2 days
+    base += [ev("u", "x", f"2025-07-{d:02d} 22:30") for d in (11, 13)]
+    base += [ev("u", "x", f"2025-07-{d:02d} 02:30") for d in (12,)]
     evs = base + [ev("u", "p", "2025-07-22 22:10", event_id="k3"),
                   ev("u", "p", "2025-07-22 23:10", event_id="smoothed"),
                   ev("u", "p", "2025-07-22 00:10", event_id="beyond"),
@@ -91,7 +91,8 @@ def test_inferred_hour_needs_k_distinct_days_and_smoothing_widens_by_one_hour():
     assert _mask_of(ctx, "beyond") == (False, "inferred")
     assert _mask_of(ctx, "k2") == (False, "inferred")
     ctx = make_ctx(evs, window=WINDOW, params={"bulk.off_hours": {"infer_smooth_hours": 0,
-                                                                  "infer_min_days": 2}})
+                                                                  "infer_min_days": 2,
+                                                                  "infer_min_share": 0.0}})
     assert _mask_of(ctx, "smoothed") == (False, "inferred")
     assert _mask_of(ctx, "k2") == (True, "inferred")
 

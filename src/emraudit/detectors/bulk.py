@@ -199,32 +199,24 @@ def day_codes(ts: pd.Series) -> np.ndarray:
     return local_ns(ts) // DAY_NS
 
 
-def group_quantile(values: pd.Series, groups: pd.Series, q: float) -> pd.Series:
-    """Quantile of `values` (indexed by user) pooled per group label; index = group."""
-    if values.empty:
-        return pd.Series(dtype="float64")
-    return values.groupby(groups.reindex(values.index).to_numpy()).quantile(q)
-
-
 def _fmt_day(day_code: int) -> str:
     return str(pd.Timestamp(int(day_code) * DAY_NS).date())
 
 
 def user_day_activity(ctx: Context, events: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Distinct (user_id, day) pairs of look-back activity: the days a baseline counts.
-
-    Any event of the user counts (a day at work without the measured action is a zero day).
-    Computed once per scan from ctx.events with integer codes (cached in ctx.memo);
+    """Distinct (user_id, day) pairs of activity in ctx.events (look-back and window): the
+    days a baseline counts. Any event of the user counts (a day at work without the measured
+    action is a zero day). Computed once per scan with integer codes (cached in ctx.memo);
     `events` is accepted for symmetry and ignored."""
     if "user_day_activity" in ctx.memo:
         return ctx.memo["user_day_activity"]
     ev = ctx.events
-    lb = ~in_window(ctx, ev) & ev["user_id"].notna().to_numpy()
-    codes, uniq = pd.factorize(ev["user_id"][lb])
+    ok = ev["user_id"].notna().to_numpy()
+    codes, uniq = pd.factorize(ev["user_id"][ok])
     if len(codes) == 0:
         out = pd.DataFrame({"user_id": pd.Series(dtype=str), "day": pd.Series(dtype=np.int64)})
     else:
-        day = day_codes(ev["ts"][lb])
+        day = day_codes(ev["ts"][ok])
         d0 = int(day.min())
         span = int(day.max()) - d0 + 1
         key = sorted_unique(codes.astype(np.int64) * span + (day - d0))
@@ -234,32 +226,65 @@ def user_day_activity(ctx: Context, events: pd.DataFrame | None = None) -> pd.Da
     return out
 
 
-def baseline_thresholds(daily: pd.DataFrame, active: pd.DataFrame, users: pd.Index,
-                        groups: pd.Series, *, own_q: float, own_mult: float, peer_q: float,
-                        peer_mult: float, floor: float) -> pd.DataFrame:
-    """Per user: own baseline, peer baseline and the three thresholds, on look-back days.
+class Baselines:
+    """Leave-one-out baselines over every day in ctx.events, look-back and window alike.
 
-    `daily`: user_id, day, value — the user's measure on look-back days where it is non-zero;
-    `active`: user_id, day — every look-back day the user was active (value 0 when absent).
-    A value fires when it is >= floor, > own_mult * own baseline and > peer_mult * peer
-    percentile: `required` is the smallest whole number meeting all three.
+    A user-day is judged against the user's *other* active days (own baseline: a quantile of
+    their daily measure, days without the measured action counting 0) and against the days of
+    their peers, the user excluded (peer percentile). A nightly scan thus compares the night
+    with the 28 days before it, and the first scan of a month of history compares each day
+    with the other days of that month — the same thresholds either way.
+
+    `daily`: user_id, day, value — the measure where non-zero; `active`: user_id, day.
+    A value fires when it is >= floor, > own_mult × own and > peer_mult × peer: `required`
+    is the smallest whole number meeting all three.
     """
-    full = active.merge(daily, on=["user_id", "day"], how="left")
-    full["value"] = full["value"].fillna(0.0)
-    own = full.groupby("user_id")["value"].quantile(own_q) if len(full) else pd.Series(dtype=float)
-    own_days = full.groupby("user_id").size() if len(full) else pd.Series(dtype=float)
-    per_user = full.set_index("user_id")["value"]
-    peer = group_quantile(per_user, groups, peer_q)
-    out = pd.DataFrame(index=users)
-    out["group"] = groups.reindex(users).fillna("all")
-    out["own_days"] = own_days.reindex(users).fillna(0).astype(int)
-    out["own"] = own.reindex(users).fillna(0.0)
-    out["peer"] = out["group"].map(peer).astype("float64").fillna(0.0)
-    out["t_floor"] = float(floor)
-    out["t_own"] = np.floor(own_mult * out["own"]) + 1
-    out["t_peer"] = np.floor(peer_mult * out["peer"]) + 1
-    out["required"] = out[["t_floor", "t_own", "t_peer"]].max(axis=1)
-    return out
+
+    def __init__(self, daily: pd.DataFrame, active: pd.DataFrame, groups: pd.Series, *,
+                 own_q: float, own_mult: float, peer_q: float, peer_mult: float, floor: float):
+        full = active[["user_id", "day"]].merge(daily[["user_id", "day", "value"]],
+                                                on=["user_id", "day"], how="outer")
+        full["value"] = full["value"].astype("float64").fillna(0.0)
+        full["user_id"] = full["user_id"].astype(str)
+        self.users = full["user_id"].to_numpy()
+        self.days = full["day"].to_numpy(dtype=np.int64)
+        self.values = full["value"].to_numpy(dtype=np.float64)
+        self.groups = groups
+        self.group_of_row = groups.reindex(full["user_id"]).fillna("all").to_numpy()
+        self._by_user = full.groupby("user_id", sort=False).indices
+        self._by_group = pd.Series(self.group_of_row).groupby(self.group_of_row,
+                                                              sort=False).indices
+        self.own_q, self.own_mult, self.peer_q = own_q, own_mult, peer_q
+        self.peer_mult, self.floor = peer_mult, float(floor)
+
+    def group(self, user: str) -> str:
+        g = self.groups.get(user)
+        return "all" if g is None or pd.isna(g) else str(g)
+
+    def peer(self, user: str) -> float:
+        rows = self._by_group.get(self.group(user))
+        if rows is None or not len(rows):
+            return 0.0
+        rows = rows[self.users[rows] != user]
+        return float(np.quantile(self.values[rows], self.peer_q)) if len(rows) else 0.0
+
+    def own(self, user: str, exclude_days=()) -> tuple[float, int]:
+        rows = self._by_user.get(user)
+        if rows is None or not len(rows):
+            return 0.0, 0
+        rows = rows[~np.isin(self.days[rows], np.asarray(list(exclude_days), dtype=np.int64))]
+        if not len(rows):
+            return 0.0, 0
+        return float(np.quantile(self.values[rows], self.own_q)), int(len(rows))
+
+    def thresholds(self, user: str, exclude_days=()) -> dict:
+        own, own_days = self.own(user, exclude_days)
+        peer = self.peer(user)
+        t_own = float(np.floor(self.own_mult * own) + 1)
+        t_peer = float(np.floor(self.peer_mult * peer) + 1)
+        return {"group": self.group(user), "own": own, "own_days": own_days, "peer": peer,
+                "t_floor": self.floor, "t_own": t_own, "t_peer": t_peer,
+                "required": max(self.floor, t_own, t_peer)}
 
 
 def _thresholds_evidence(row, unit: str) -> dict:
@@ -346,42 +371,38 @@ class BulkOffHours(Detector):
             return empty_findings()
         on, basis = duty_mask(ctx)
         on = on.reindex(ev.index).fillna(True).to_numpy(dtype=bool)
-        basis = basis.reindex(ev.index)
         off = ev[~on]
         if off.empty or not in_window(ctx, off).any():
             return empty_findings()
         W = int(p.window_minutes) * MINUTE_NS
         ucodes, users = pd.factorize(off["user_id"].astype(str))
+        users = pd.Index(users)
         pcodes, _ = pd.factorize(off["patient_id"].astype(str))
         t = utc_ns(off["ts"])
         pts = sliding_distinct(ucodes.astype(np.int64), pcodes.astype(np.int64), t, W)
-        users = pd.Index(users)
         pts["user_id"] = users[pts["u"].to_numpy()]
-        start_ns = int(pd.Timestamp(ctx.window_start).value)
         pts["day"] = (pts["t"].to_numpy() + _tz_offset_ns(ctx, pts["t"].to_numpy())) // DAY_NS
-        lb = pts[pts["t"] < start_ns]
-        daily = (lb.groupby(["user_id", "day"])["n"].max().rename("value").reset_index())
-        active = user_day_activity(ctx, ev)
-        all_users = pd.Index(ev["user_id"].astype(str).unique())
-        groups = peer_groups(ctx, all_users, p.peer_min_size)
-        th = baseline_thresholds(daily, active, users, groups, own_q=p.own_quantile,
-                                 own_mult=p.own_multiple, peer_q=p.peer_quantile,
-                                 peer_mult=p.peer_multiple, floor=p.min_patients)
-        req = th["required"].to_numpy()[pts["u"].to_numpy()]
-        flagged = pts[pts["n"].to_numpy() >= req]
-        if flagged.empty:
+        daily = pts.groupby(["user_id", "day"])["n"].max().rename("value").reset_index()
+        cand = pts[pts["n"].to_numpy() >= p.min_patients]          # the floor first
+        if cand.empty:
             return empty_findings()
-        eps = episodes(flagged[["u", "t", "n"]], W)
+        eps = episodes(cand[["u", "t", "n"]], W)
         ep_of = assign_episodes(ucodes.astype(np.int64), t, eps)
         sel = ep_of >= 0
         if not sel.any():
             return empty_findings()
+        all_users = user_day_activity(ctx)["user_id"].unique()
+        groups = peer_groups(ctx, all_users, p.peer_min_size)
+        base = Baselines(daily, user_day_activity(ctx), groups, own_q=p.own_quantile,
+                         own_mult=p.own_multiple, peer_q=p.peer_quantile,
+                         peer_mult=p.peer_multiple, floor=p.min_patients)
         cols = ["event_id", "user_id", "patient_id", "ts", "action"]
         part = off.loc[sel, cols].copy()
         part["ep"] = ep_of[sel]
         part["in_win"] = in_window(ctx, off)[sel]
         part["basis"] = basis.reindex(part.index).astype("string").fillna("office_hours")
-        expl, why = explained_flags(ctx, part)
+        part["day"] = day_codes(part["ts"])
+        expl, _ = explained_flags(ctx, part)
         part["explained"] = expl.to_numpy()
         sched = get_schedule(ctx)
         info = user_info(ctx, users)
@@ -391,37 +412,39 @@ class BulkOffHours(Detector):
                 continue
             e = eps.iloc[int(ep)]
             uid = str(users[int(e["u"])])
-            row = th.loc[uid]
-            pats = g.drop_duplicates("patient_id")
-            n_pat = len(pats)
+            peak = int(e["peak"])
+            row = base.thresholds(uid, exclude_days=set(g["day"].tolist()))
+            if peak < row["required"]:
+                continue
+            n_pat = int(g["patient_id"].nunique())
             pat_expl = g.groupby("patient_id")["explained"].any()
             share = float(pat_expl.mean()) if len(pat_expl) else 0.0
             bases = sorted(set(g["basis"].astype(str)))
-            base = "roster" if "roster" in bases else bases[0]
-            if base != "roster" and share >= p.max_explained_share and p.max_explained_share < 1:
+            duty_basis = "roster" if "roster" in bases else bases[0]
+            if (duty_basis != "roster" and p.max_explained_share < 1
+                    and share >= p.max_explained_share):
                 continue
             outputs = bool(g["action"].isin(list(OUTPUT_ACTIONS)).any())
-            peak = int(e["peak"])
             big = peak >= 2 * row["required"]
             item = "8" if (outputs or big) else "9"
             sev = "high" if (outputs or big) else "medium"
-            if base != "roster" and share >= 0.5 and not (outputs or big):
+            if duty_basis != "roster" and share >= 0.5 and not (outputs or big):
                 sev = "low"
-            start, end = g["ts"].min(), g["ts"].max()
-            duty = ({"basis": base} if base == "roster" else
-                    {"basis": base, **({"inferred": sched.explain(uid)} if base == "inferred"
-                                       else {"office_hours": list(ctx.office_hours),
-                                             "workdays": list(ctx.workdays)})})
+            duty = {"basis": duty_basis}
+            if duty_basis == "inferred":
+                duty["inferred"] = sched.explain(uid)
+            elif duty_basis == "office_hours":
+                duty.update(office_hours=list(ctx.office_hours), workdays=list(ctx.workdays))
             rows.append({
                 "key": f"{uid}|{g['ts'].min().isoformat()}",
                 "user_id": uid, "patient_id": "",
                 "event_ids": g["event_id"].astype(str).tolist(),
-                "start": start, "end": end, "severity": sev,
+                "start": g["ts"].min(), "end": g["ts"].max(), "severity": sev,
                 "score": round(peak / max(row["required"], 1.0), 3),
                 "rectification_item": item,
                 "summary": (f"{uid} ({info.loc[uid, 'role'] or 'unknown role'}) opened "
                             f"{peak} distinct patients within {p.window_minutes} min while off "
-                            f"duty ({base} schedule), {n_pat} in the whole burst; the "
+                            f"duty ({duty_basis} schedule), {n_pat} in the whole burst; the "
                             f"threshold was {int(row['required'])}."),
                 "evidence": {
                     "window_minutes": int(p.window_minutes),
@@ -500,36 +523,38 @@ class BulkVolume(Detector):
         if ev.empty or not in_window(ctx, ev).any():
             return empty_findings()
         ucodes, users = pd.factorize(ev["user_id"].astype(str))
+        users = pd.Index(users)
         pcodes, _ = pd.factorize(ev["patient_id"].astype(str))
         day = day_codes(ev["ts"])
         d0 = int(day.min())
         span = int(day.max()) - d0 + 1
+        npat = int(pcodes.max()) + 1
         ud = ucodes.astype(np.int64) * span + (day - d0)
-        key = sorted_unique(ud * (int(pcodes.max()) + 1) + pcodes)
-        cnt = np.bincount(key // (int(pcodes.max()) + 1))
+        key = sorted_unique(ud * npat + pcodes)
+        cnt = np.bincount(key // npat, minlength=len(users) * span)
         nz = np.flatnonzero(cnt)
-        users = pd.Index(users)
-        daily_all = pd.DataFrame({"user_id": users[nz // span], "day": nz % span + d0,
-                                  "value": cnt[nz].astype(float)})
+        daily = pd.DataFrame({"user_id": users[nz // span], "day": nz % span + d0,
+                              "value": cnt[nz].astype(float)})
         win = in_window(ctx, ev)
-        present = np.bincount(day - d0, minlength=span).astype(bool)
-        in_win_days = np.bincount(day[win] - d0, minlength=span).astype(bool)
-        win_days = set((np.flatnonzero(in_win_days) + d0).tolist())
-        lb_days = set((np.flatnonzero(present & ~in_win_days) + d0).tolist())
-        daily = daily_all[daily_all["day"].isin(list(lb_days))]
-        active = user_day_activity(ctx, ev)
-        active = active[active["day"].isin(list(lb_days))]
-        groups = peer_groups(ctx, users, p.peer_min_size)
-        th = baseline_thresholds(daily, active, users, groups, own_q=p.own_quantile,
-                                 own_mult=p.own_multiple, peer_q=p.peer_quantile,
-                                 peer_mult=p.peer_multiple, floor=p.min_patients)
-        cand = daily_all[daily_all["day"].isin(list(win_days))]
-        cand = cand[cand["value"].to_numpy() >= th["required"].reindex(cand["user_id"]).to_numpy()]
+        win_days = np.flatnonzero(np.bincount(day[win] - d0, minlength=span)) + d0
+        cand = daily[daily["day"].isin(win_days) & (daily["value"] >= p.min_patients)]
         if cand.empty:
             return empty_findings()
-        ev_day = pd.DataFrame({"user_id": ev["user_id"].astype(str).to_numpy(), "day": day},
-                              index=ev.index)
-        sel = ev_day.merge(cand[["user_id", "day"]], on=["user_id", "day"], how="left",
+        groups = peer_groups(ctx, user_day_activity(ctx)["user_id"].unique(), p.peer_min_size)
+        base = Baselines(daily, user_day_activity(ctx), groups, own_q=p.own_quantile,
+                         own_mult=p.own_multiple, peer_q=p.peer_quantile,
+                         peer_mult=p.peer_multiple, floor=p.min_patients)
+        keep, ths = [], {}
+        for uid, d, v in cand[["user_id", "day", "value"]].itertuples(index=False):
+            th = base.thresholds(str(uid), exclude_days=(int(d),))
+            if v >= th["required"]:
+                keep.append((str(uid), int(d)))
+                ths[(str(uid), int(d))] = th
+        if not keep:
+            return empty_findings()
+        kk = pd.DataFrame(keep, columns=["user_id", "day"])
+        ev_day = pd.DataFrame({"user_id": ev["user_id"].astype(str).to_numpy(), "day": day})
+        sel = ev_day.merge(kk, on=["user_id", "day"], how="left",
                            indicator=True)["_merge"].eq("both").to_numpy()
         part = ev.loc[sel, ["event_id", "user_id", "patient_id", "ts", "action"]].copy()
         part["day"] = day[sel]
@@ -541,11 +566,11 @@ class BulkVolume(Detector):
         for (uid, d), g in part.groupby(["user_id", "day"], sort=True):
             if not g["in_win"].any():
                 continue
-            row = th.loc[uid]
+            row = ths[(str(uid), int(d))]
             pat_expl = g.groupby("patient_id")["explained"].any()
             n_pat = len(pat_expl)
             share = float(pat_expl.mean())
-            if share >= p.max_explained_share and p.max_explained_share < 1:
+            if p.max_explained_share < 1 and share >= p.max_explained_share:
                 continue
             ratio = n_pat / max(row["required"], 1.0)
             sev = "high" if ratio >= 2 else "medium"

@@ -16,9 +16,9 @@ import pandas as pd
 
 from emraudit.detectors.base import Context, Detector, Param, empty_findings, raise_severity
 from emraudit.detectors.bulk import (PEER_PARAMS, _fmt_day, _thresholds_evidence, _tz_offset_ns,
-                                     assign_episodes, baseline_thresholds, distinct_at_events, episodes,
+                                     Baselines, assign_episodes, distinct_at_events, episodes,
                                      explained_flags, in_window, patient_events, peer_groups,
-                                     sliding_distinct, user_day_activity, user_info)
+                                     user_day_activity, user_info)
 from emraudit.detectors.registry import register
 from emraudit.detectors.schedule import DAY_NS, MINUTE_NS, utc_ns
 from emraudit.model import OUTPUT_ACTIONS
@@ -108,20 +108,10 @@ class CopyBulkExport(Detector):
         pts = pd.DataFrame({"u": u_s, "t": t_s, "n": sums})
         pts["day"] = (pts["t"].to_numpy() + _tz_offset_ns(ctx, pts["t"].to_numpy())) // DAY_NS
         pts["user_id"] = users[pts["u"].to_numpy()]
-        start_ns = int(pd.Timestamp(ctx.window_start).value)
-        lb = pts[pts["t"] < start_ns]
-        daily = lb.groupby(["user_id", "day"])["n"].max().rename("value").reset_index()
-        all_ev = patient_events(ctx)
-        active = user_day_activity(ctx, all_ev)
-        groups = peer_groups(ctx, all_ev["user_id"].astype(str).unique(), p.peer_min_size)
-        th = baseline_thresholds(daily, active, users, groups, own_q=p.own_quantile,
-                                 own_mult=p.own_multiple, peer_q=p.peer_quantile,
-                                 peer_mult=p.peer_multiple, floor=p.min_records)
+        daily = pts.groupby(["user_id", "day"])["n"].max().rename("value").reset_index()
         # distinct patients in the same windows, at each event
         pc_s = pcodes[order].astype(np.int64)
         npat = distinct_at_events(u_s, pc_s, t_s, W)
-        req = th["required"].to_numpy()[pts["u"].to_numpy()]
-        by_all = (pts["n"].to_numpy() >= req) & (npat >= p.min_patients)
         # the same over outputs of patients the user has no explained relation to: lower floor
         ex_out, _ = explained_flags(ctx, ev)
         unrel_s = ~ex_out.to_numpy(dtype=bool)[order]
@@ -129,17 +119,40 @@ class CopyBulkExport(Detector):
         npat_u = np.zeros(len(u_s), dtype=np.int64)
         sub = np.flatnonzero(unrel_s)
         npat_u[sub] = distinct_at_events(u_s[sub], pc_s[sub], t_s[sub], W)
-        req_u = np.maximum.reduce([
-            np.full(len(th), float(p.min_records_unrelated)), th["t_own"].to_numpy(),
-            th["t_peer"].to_numpy()])
-        th["required_unrelated"] = req_u
-        by_unrel = unrel_s & (sums_u >= req_u[u_s]) & (npat_u >= p.min_patients)
-        flagged = pts[by_all | by_unrel]
-        if flagged.empty:
+        floor_all = (sums >= p.min_records) & (npat >= p.min_patients)
+        floor_unrel = unrel_s & (sums_u >= p.min_records_unrelated) & (npat_u >= p.min_patients)
+        cand = floor_all | floor_unrel
+        if not cand.any():
             return empty_findings()
-        eps = episodes(flagged[["u", "t", "n"]], W)
-        ep_of = assign_episodes(ucodes.astype(np.int64), t, eps)
-        sel = ep_of >= 0
+        eps = episodes(pts.loc[cand, ["u", "t", "n"]], W)
+        ep_s = assign_episodes(u_s, t_s, eps)            # episode of each sorted event
+        ep_of = np.full(len(ev), -1, dtype=np.int64)
+        ep_of[order] = ep_s
+        all_users = user_day_activity(ctx)["user_id"].unique()
+        groups = peer_groups(ctx, all_users, p.peer_min_size)
+        base = Baselines(daily, user_day_activity(ctx), groups, own_q=p.own_quantile,
+                         own_mult=p.own_multiple, peer_q=p.peer_quantile,
+                         peer_mult=p.peer_multiple, floor=p.min_records)
+        # per episode: the thresholds (leave-one-out) and whether any window meets them
+        verdict = {}
+        sel_s = ep_s >= 0
+        epts = pd.DataFrame({"ep": ep_s[sel_s], "n": sums[sel_s], "np": npat[sel_s],
+                             "nu": sums_u[sel_s], "npu": npat_u[sel_s],
+                             "unrel": unrel_s[sel_s], "day": pts["day"].to_numpy()[sel_s]})
+        for ep, g in epts.groupby("ep", sort=True):
+            uid = str(users[int(eps.iloc[int(ep)]["u"])])
+            th = base.thresholds(uid, exclude_days=set(g["day"].tolist()))
+            th["required_unrelated"] = max(float(p.min_records_unrelated), th["t_own"],
+                                           th["t_peer"])
+            hit_all = ((g["n"] >= th["required"]) & (g["np"] >= p.min_patients)).any()
+            hit_u = (g["unrel"] & (g["nu"] >= th["required_unrelated"]) &
+                     (g["npu"] >= p.min_patients)).any()
+            if hit_all or hit_u:
+                th["rule"] = ("all outputs" if hit_all else "outputs of unrelated patients")
+                verdict[int(ep)] = th
+        if not verdict:
+            return empty_findings()
+        sel = np.isin(ep_of, np.fromiter(verdict.keys(), dtype=np.int64))
         part = ev.loc[sel, ["event_id", "user_id", "patient_id", "ts", "action"]].copy()
         part["module"] = (ev.loc[sel, "module"].astype("string").fillna("")
                           if "module" in ev.columns else "")
@@ -162,7 +175,7 @@ class CopyBulkExport(Detector):
                 continue
             e = eps.iloc[int(ep)]
             uid = str(users[int(e["u"])])
-            row = th.loc[uid]
+            row = verdict[int(ep)]
             pats = pd.Index(g["patient_id"].astype(str).unique())
             related = rel[rel["user_id"] == uid]["patient_id"]
             unrelated = int((~pats.isin(related)).sum())
@@ -194,7 +207,7 @@ class CopyBulkExport(Detector):
                     "actions": g.groupby("action")["rc"].sum().astype(int).to_dict(),
                     "modules": sorted(set(g["module"].astype(str)) - {""}),
                     "thresholds": _thresholds_evidence(row, "records per window"),
-                    "min_patients": int(p.min_patients),
+                    "min_patients": int(p.min_patients), "rule": row["rule"],
                     "required_unrelated": float(row["required_unrelated"]),
                     "unrelated_records": int(g.loc[~g["patient_id"].astype(str).isin(
                         related), "rc"].sum()),

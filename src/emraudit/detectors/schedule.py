@@ -6,8 +6,8 @@ Shared by `bulk.off_hours` and the anomaly features. Three bases, tried in order
   duty when it falls inside a shift, widened by a slack before and after (handover, charting
   late). Night shifts simply cross midnight. Overlapping shifts are handled by taking, among the
   shifts that started before the event, the latest end.
-- ``inferred``: no roster for that date, but the user has enough history in the look-back part
-  of ``ctx.events``: the hours of the day in which the user was active on at least ``k``
+- ``inferred``: no roster for that date, but the user has enough history in ``ctx.events``
+  (the look-back and the window, within ``infer_lookback_days`` before the window's end): the hours of the day in which the user was active on at least ``k``
   distinct days and on at least a share of their active days (20%: a week of nights a month
   counts, a weekly night call does not), widened by ±``smooth`` hours, are their duty hours.
   Night-shift and rotating staff therefore get their own nights as duty; weekdays are
@@ -110,12 +110,12 @@ def schedule_params(ctx) -> dict:
 
 
 def _history(ctx) -> pd.DataFrame:
+    """Every event of the scan (look-back and window): a first scan over a month of history
+    has no look-back, and a night in the window is one day among many anyway (k days and a
+    share of active days protect against a snooper's own nights becoming duty)."""
     ev = ctx.events
-    if "in_window" in ev.columns:
-        hist = ev.loc[~ev["in_window"].astype(bool), ["user_id", "ts"]]
-    else:
-        hist = ev.loc[ev["ts"] < ctx.window_start, ["user_id", "ts"]]
-    return hist[hist["user_id"].notna()]
+    hist = ev[["user_id", "ts"]]
+    return hist[hist["user_id"].notna().to_numpy()]
 
 
 def build_schedule(ctx) -> Schedule:
@@ -123,8 +123,8 @@ def build_schedule(ctx) -> Schedule:
     p = schedule_params(ctx)
     hist = _history(ctx)
     if p["infer_lookback_days"] and len(hist):
-        since = ctx.window_start - pd.Timedelta(days=p["infer_lookback_days"])
-        hist = hist[hist["ts"] >= since]
+        since = ctx.window_end - pd.Timedelta(days=p["infer_lookback_days"])
+        hist = hist[(hist["ts"] >= since).to_numpy()]
     codes, users = pd.factorize(hist["user_id"].astype("string"), sort=True)
     users = pd.Index(users.astype(str))
     nu = len(users)
