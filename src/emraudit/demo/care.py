@@ -229,7 +229,7 @@ def relations(rng, seg: pd.DataFrame, users: pd.DataFrame, roster: Roster, t_end
                 pr[m] = -1
     # rotating residents take over the residency of patients in their current ward
     res_rows = []
-    for (i, wa, wb, switch) in getattr(roster, "rotations", []):
+    for (i, wa, wb, switch) in roster.rotations:
         sw = roster.t0 + switch * DAY + 8 * H
         for w, a, b in ((wa, -10**12, sw), (wb, sw, 10**13)):
             m = (ward == w) & (start < b) & (end > a)

@@ -402,9 +402,7 @@ def office_roles(w, buf):
     s = w.seg
     last = ~s.duplicated("enc2", keep="last")
     disch = s[last & s.kind.isin(["ward", "icu"]) & (s.end < w.t_end)]
-    cur = s[s.kind.isin(["ward", "icu"])]
     u = w.users
-    office_loc = dict(zip(w.locations.name, w.locations.loc_idx))
     plan = (("medical_records", 10, (1, 10), "records", {A["view"]: 55, A["update"]: 40,
                                                          A["print"]: 5}, M["病案首页"]),
             ("quality_control", 6, None, "qc", {A["view"]: 90, A["update"]: 10}, M["病程记录"]),
@@ -472,7 +470,6 @@ def clinics(w, buf, rel_out: list):
                                                      M["检验"]: 20}))
     buf.add(t, v.user.to_numpy()[i], v.patient.to_numpy()[i], act, mod, v["loc"].to_numpy()[i],
             v.enc_idx.to_numpy()[i], src=SRC["clinic"])
-    pools = w.roster.pools
     campus = v.campus.to_numpy()
     for dep, share, delay, src, mod in (("检验科", 0.3, (1800, 4 * 3600), "clinic_lab", M["检验"]),
                                         ("药剂科", 0.6, (600, 3600), "clinic_pharm", M["处方"])):

@@ -17,7 +17,7 @@ with a shift row naming that ward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -63,6 +63,7 @@ class Roster:
     blocks: pd.DataFrame  # user, start, end, kind (leave/surgery), location
     pools: dict           # pool name -> pool id
     t0: np.int64
+    rotations: list = field(default_factory=list)   # (user, first ward, second ward, day)
 
     def _index(self, scheme: str):
         cache = self.__dict__.setdefault("_pick_cache", {})
@@ -270,9 +271,7 @@ def build_roster(rng: np.random.Generator, users: pd.DataFrame, wards: pd.DataFr
     ok = ~((end_ts[du] >= 0) & (duty.end.to_numpy() > end_ts[du]))
     ok &= ~((until[du] >= 0) & (duty.end.to_numpy() > until[du]))
     duty = duty[ok].reset_index(drop=True)
-    r = Roster(duty=duty, blocks=blocks, pools=pools, t0=t0)
-    r.rotations = rotations
-    return r
+    return Roster(duty=duty, blocks=blocks, pools=pools, t0=t0, rotations=rotations)
 
 
 def shift_rows(roster: Roster, t_end: np.int64) -> pd.DataFrame:

@@ -208,7 +208,7 @@ class Planter:
                       module=list(rng.choice(list(modules), len(t))), rc=1)
 
     def vip(self, k):
-        w, rng = self.w, self.rng
+        w = self.w
         vips = w.vip_inpatients
         clin = w.users.role.isin(["physician", "nurse", "technician"]) & ~w.users._kind.isin(
             ["office", "vendor", "trainee"])
@@ -236,7 +236,7 @@ class Planter:
             self._patient_cases("snoop.deceased", [int(p)], [u], [[5, 1, 2, 1][j % 4]])
 
     def watchlist(self, k):
-        w, rng = self.w, self.rng
+        w = self.w
         for j, (p, team) in enumerate(w.watch_list[:2 * k]):
             p = int(p)
             if j % 2 == 0:

@@ -282,14 +282,13 @@ def write_fhir(w, cols, path: Path) -> None:
     exports the DICOM 110106 type. AuditEvent.id is the event id, so truth.csv applies."""
     e = w.events
     types = [_type_for(a) for a in ACTIONS]
-    head = [f'{{"resourceType":"AuditEvent","id":"' for _ in ACTIONS]
+    head = ['{"resourceType":"AuditEvent","id":"' for _ in ACTIONS]
     mid = [f'","type":{t},"subtype":{s},"action":"{c}","recorded":"' for t, s, c in types]
     etreat = ('{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActReason",'
               '"code":"ETREAT"}]}')
     act = e["action"]
     is_btg = act == ACTIONS.index("break_glass")
     failed = act == ACTIONS.index("login_failed")
-    s = pa.scalar
     recorded = _fmt_ts(e["ts"], "T")
     purpose = pc.if_else(pa.array(is_btg), f',"purposeOfEvent":[{etreat}]', "")
     outcome = pc.if_else(pa.array(failed), '"4"', '"0"')
@@ -335,4 +334,3 @@ def write_fhir(w, cols, path: Path) -> None:
         for start in range(0, len(line), CHUNK):
             part = line.slice(start, CHUNK)
             fh.write(("\n".join(part.to_pylist()) + "\n").encode("utf-8"))
-    del s
