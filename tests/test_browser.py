@@ -53,6 +53,7 @@ def _no_alert(d) -> None:
 
 
 def _shot(d, path: Path) -> None:
+    d.execute_script("window.scrollTo(0, 0)")
     height = d.execute_script("return document.documentElement.scrollHeight")
     d.set_window_size(1400, min(max(height, 800), 6000))
     d.save_screenshot(str(path))

@@ -466,7 +466,7 @@ def dashboard_model(views: list[dict], ld: Loaded, config: Config, store: Store,
              "role": v["user"]["role_label"], "dept": v["user"]["department"],
              "patient": (v["patient"]["name"] + " " + v["patient"]["id"]).strip()
              if v["patient"] else "",
-             "flags": " ".join(f["label"] for f in v["patient"]["flags"]) if v["patient"] else "",
+             "flags": [f["label"] for f in v["patient"]["flags"]] if v["patient"] else [],
              "detectors": ", ".join(d["name"] for d in v["detectors"]),
              "item": ", ".join(i["code"] for i in v["rect_items"]),
              "first": v["first_seen"][:16], "firstSort": v["first_seen_raw"],

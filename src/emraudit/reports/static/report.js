@@ -34,7 +34,10 @@
       u.appendChild(el("div", "muted", [r.dept, r.role].filter(Boolean).join(" · ")));
       var p = cell(tr);
       p.appendChild(document.createTextNode(r.patient));
-      if (r.flags) { p.appendChild(el("div")).appendChild(el("span", "flag", r.flags)); }
+      if (r.flags && r.flags.length) {
+        var fl = p.appendChild(el("div"));
+        r.flags.forEach(function (f) { fl.appendChild(el("span", "flag", f)); });
+      }
       cell(tr, null).textContent = r.detectors;
       cell(tr, null).textContent = r.item;
       cell(tr, null).textContent = r.first;
