@@ -240,3 +240,18 @@ def test_a_scan_without_findings_still_gets_its_report(tmp_path):
     assert list((out / "cases").iterdir()) == []
     with open(out / "ledger.csv", encoding="utf-8-sig") as fh:
         assert len(list(csv.reader(fh))) == 1
+
+
+def test_private_dir_tightens_our_folder_but_never_a_shared_one(tmp_path):
+    import os
+    from emraudit.reports.files import private_dir
+    mine = tmp_path / "reports"
+    mine.mkdir(mode=0o755)
+    os.chmod(mine, 0o755)
+    private_dir(mine)
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    private_dir(shared)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import stat
 import time
 from pathlib import Path
 
@@ -20,14 +21,17 @@ FILE_MODE = 0o600
 
 def private_dir(path: Path) -> Path:
     """Create `path` (and missing parents) owner-only. An existing folder that we own and
-    that others can read (e.g. made by a log handler with the default umask) is tightened."""
+    that others can read (e.g. made by a log handler with the default umask) is tightened,
+    unless it is a shared folder (sticky or world-writable, like /tmp) or the home folder."""
     path = Path(path)
     if not path.exists():
         path.mkdir(parents=True, mode=DIR_MODE, exist_ok=True)
         os.chmod(path, DIR_MODE)
         return path
     st = path.stat()
-    if st.st_uid == os.getuid() and st.st_mode & 0o077 and not path.is_symlink():
+    shared = st.st_mode & (stat.S_ISVTX | stat.S_IWOTH) or path.resolve() == Path.home()
+    if st.st_uid == os.getuid() and st.st_mode & 0o077 and not shared \
+            and not path.is_symlink():
         os.chmod(path, DIR_MODE)
     return path
 
