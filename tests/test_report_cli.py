@@ -94,3 +94,15 @@ def test_patient_report_without_the_explanation_engine(tmp_path, monkeypatch):
     assert 'id="n-accesses">4<' in text and 'id="n-unexplained">—<' in text
     assert "explanation engine was not available" in text
     assert PATIENT not in html.name                 # the file name does not carry the id
+
+
+def test_unmasked_patient_name_is_still_escaped(tmp_path):
+    from test_report_fixture import XSS_PATIENT
+    build(tmp_path, lang="zh")
+    out = tmp_path / "p2.html"
+    res = _run("report", "patient", "--config", str(tmp_path / "emraudit.toml"), "P50001",
+               "--from", "2025-07-03", "--to", "2025-07-03", "--out", str(out), "--unmask")
+    assert res.exit_code == 0, res.output
+    html = out.read_text(encoding="utf-8")
+    assert XSS_PATIENT not in html and "&lt;b&gt;王&lt;/b&gt;小明" in html
+    assert "P50001" in html and 'id="unmasked-banner"' in html
