@@ -16,7 +16,6 @@ import csv
 import hashlib
 import io
 import logging
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -184,7 +183,7 @@ def write_patient_report(config: Config, store: Store, lake: Lake, patient_id: s
     html = env.get_template("patient.html").render(
         site=config.site.name, css=_static("report.css"), csp=_csp(js), masked=model["masked"],
         scan={}, window=(model["from"], model["to"]),
-        generated=datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M"),
+        generated=Fmt(config.tz).now(),
         r=model)
     files.write_text(out, html)
     buf = io.StringIO()

@@ -96,6 +96,9 @@ class Fmt:
     def day(self, v) -> str:
         return self.ts(v, "%Y-%m-%d")
 
+    def now(self) -> str:
+        return self.ts(datetime.now(timezone.utc), "%Y-%m-%d %H:%M")
+
     def minute(self, v) -> str:
         return self.ts(v, "%Y-%m-%d %H:%M")
 
@@ -556,7 +559,7 @@ def _page_globals(config: Config, lang: Lang, masker: Masker, scan: dict, fmt: F
     js = _static("report.js")
     return {"site": config.site.name, "css": _static("report.css"), "js": js,
             "csp": _csp(js), "masked": masker.enabled, "scan": scan,
-            "generated": datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M"),
+            "generated": Fmt(config.tz).now(),
             "window": (fmt.day(scan.get("window_start")), fmt.day(
                 pd.Timestamp(scan["window_end"]) - pd.Timedelta(seconds=1)))
             if scan.get("window_start") is not None and scan.get("window_end") is not None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import logging
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +21,7 @@ from emraudit.reports import charts, data, files
 from emraudit.reports.i18n import Lang, make_env
 from emraudit.reports.labels import DISPOSITION, SEVERITY, STATUS, detector_info, item_info, label
 from emraudit.reports.patient import period
-from emraudit.reports.render import _csp, _json_list, _s, _static
+from emraudit.reports.render import Fmt, _csp, _json_list, _s, _static
 from emraudit.store import Store, cases
 
 log = logging.getLogger("emraudit.reports")
@@ -183,7 +182,7 @@ def write_summary(config: Config, store: Store, lake: Lake, start: str, end: str
     html = env.get_template("summary.html").render(
         site=config.site.name, css=_static("report.css"), csp=_csp(js), masked=True, scan={},
         window=(model["from"], model["to"]),
-        generated=datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M"),
+        generated=Fmt(config.tz).now(),
         s=model)
     files.write_text(out, html)
     xlsx = out.with_suffix(".xlsx")
