@@ -130,6 +130,10 @@ def test_case_page_tells_who_whom_what_why(rendered):
                    "重新打开", "有正当理由",                     # history and disposition
                    '<svg class="chart"', 'class="flag"']:
         assert needle in case, needle
+    # grouping: both detectors' findings on the one (user, patient) case, the older one
+    # (from an earlier scan) shown without the "this scan" tag
+    assert case.count('<div class="finding"') == 2
+    assert case.count('<span class="tag">本次扫描</span>') == 1
     from emraudit.detectors.registry import get
     assert get("snoop.vip").measure_zh in case and get("snoop.vip").note in case
     account = _read(out / "cases" / f"{CASE_A}.html")
