@@ -144,11 +144,20 @@ def test_off_hours_peer_percentile_edge(n, fires):
         assert th["peer_percentile"]["value"] == 15 and th["required"] == 16
 
 
-def test_explained_burst_without_roster_is_unrostered_work_but_with_roster_fires():
+@pytest.mark.parametrize("n,fires", [(19, False), (20, True)])
+def test_explained_burst_without_roster_needs_twice_the_threshold(n, fires):
+    evs = history("d1") + burst("d1", n)
+    ids = [e["event_id"] for e in evs[-n:]]
+    ctx = stub_explain(make_ctx(evs, window=WINDOW), explained=ids)
+    f = run("bulk.off_hours", ctx)
+    assert (len(f) == 1) is fires
+    if fires:
+        assert f.iloc[0]["evidence"]["thresholds"]["explained_required"] == 20
+
+
+def test_explained_burst_with_roster_is_off_duty_all_the_same():
     evs = history("d1") + burst("d1", 12)
     ids = [e["event_id"] for e in evs[-12:]]
-    ctx = stub_explain(make_ctx(evs, window=WINDOW), explained=ids)
-    assert run("bulk.off_hours", ctx).empty
     shifts = [{"user_id": "d1", "start": "2025-07-22 08:00", "end": "2025-07-22 17:00"}]
     ctx = stub_explain(make_ctx(evs, window=WINDOW, shifts=shifts), explained=ids)
     assert len(run("bulk.off_hours", ctx)) == 1
@@ -204,10 +213,11 @@ def test_records_staff_are_measured_against_records_staff():
     assert f.iloc[0]["severity"] == "high"
 
 
-def test_volume_day_fully_explained_is_not_reported():
-    evs = burst("u", 35, start="2025-07-22 09:00")
+@pytest.mark.parametrize("n,fires", [(59, False), (60, True)])
+def test_volume_day_fully_explained_needs_twice_the_threshold(n, fires):
+    evs = burst("u", n, start="2025-07-22 09:00", step_min=1)
     ctx = stub_explain(make_ctx(evs, window=WINDOW), explained=[e["event_id"] for e in evs])
-    assert run("bulk.volume", ctx).empty
+    assert (len(run("bulk.volume", ctx)) == 1) is fires
 
 
 @pytest.mark.parametrize("n,fires", [(40, False), (41, True)])

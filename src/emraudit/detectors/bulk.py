@@ -295,6 +295,9 @@ def _thresholds_evidence(row, unit: str) -> dict:
         "peer_percentile": {"group": str(row["group"]), "value": round(float(row["peer"]), 2),
                             "required": float(row["t_peer"])},
         "required": float(row["required"]),
+        **({"explained_required": row["explained_required"],
+            "explained_rule": "patients mostly explained: the threshold is multiplied"}
+           if "explained_required" in row else {}),
     }
 
 
@@ -332,8 +335,10 @@ class BulkOffHours(Detector):
         Param("actions", list, list(COUNTED_ACTIONS), "actions counted as viewing a patient",
               choices=COUNTED_ACTIONS),
         Param("max_explained_share", float, 0.95, "without a roster, a burst whose patients are "
-              "at least this share explained by care relations is taken as unrostered work, "
-              "not off-hours viewing (1.0 never suppresses)", "", 0.0, 1.0),
+              "at least this share explained by care relations looks like unrostered work: "
+              "its threshold is multiplied by explained_multiple", "", 0.0, 1.0),
+        Param("explained_multiple", float, 2.0, "threshold multiplier for such explained "
+              "bursts (1.0 treats them like any other)", "×", 1.0, 100.0),
         Param("roster_slack_minutes", int, 60, "duty extends this long before and after each "
               "rostered shift (handover, late charting)", "minutes", 0, 720),
         Param("infer_min_days", int, 3, "an hour of the day is a duty hour of a user without a "
@@ -421,9 +426,13 @@ class BulkOffHours(Detector):
             share = float(pat_expl.mean()) if len(pat_expl) else 0.0
             bases = sorted(set(g["basis"].astype(str)))
             duty_basis = "roster" if "roster" in bases else bases[0]
-            if (duty_basis != "roster" and p.max_explained_share < 1
-                    and share >= p.max_explained_share):
-                continue
+            if duty_basis != "roster" and share >= p.max_explained_share:
+                # the user's own patients at an hour no roster contradicts: maybe unrostered
+                # work, so only a burst well above the threshold counts
+                row["explained_required"] = float(np.ceil(row["required"] *
+                                                          p.explained_multiple))
+                if peak < row["explained_required"]:
+                    continue
             outputs = bool(g["action"].isin(list(OUTPUT_ACTIONS)).any())
             big = peak >= 2 * row["required"]
             item = "8" if (outputs or big) else "9"
@@ -499,8 +508,10 @@ class BulkVolume(Detector):
         Param("actions", list, list(COUNTED_ACTIONS), "actions counted as viewing a patient",
               choices=COUNTED_ACTIONS),
         Param("max_explained_share", float, 0.95, "a day whose patients are at least this share "
-              "explained by care relations is not reported (1.0 never suppresses)", "",
+              "explained by care relations must exceed explained_multiple × the threshold", "",
               0.0, 1.0),
+        Param("explained_multiple", float, 2.0, "threshold multiplier for such explained days "
+              "(1.0 treats them like any other)", "×", 1.0, 100.0),
     )
     description = ("Distinct patients per user per day at any hour, above the largest of a "
                    "floor, a multiple of the user's own daily baseline and a percentile of "
@@ -570,8 +581,11 @@ class BulkVolume(Detector):
             pat_expl = g.groupby("patient_id")["explained"].any()
             n_pat = len(pat_expl)
             share = float(pat_expl.mean())
-            if p.max_explained_share < 1 and share >= p.max_explained_share:
-                continue
+            if share >= p.max_explained_share:
+                row["explained_required"] = float(np.ceil(row["required"] *
+                                                          p.explained_multiple))
+                if n_pat < row["explained_required"]:
+                    continue
             ratio = n_pat / max(row["required"], 1.0)
             sev = "high" if ratio >= 2 else "medium"
             if share >= 0.5 and ratio < 2:

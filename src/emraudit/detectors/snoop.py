@@ -67,6 +67,7 @@ def _accesses(ctx: Context, patients) -> pd.DataFrame:
     if ex is None or len(ex) == 0:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in [*cols, "action", "failed"]})
     wanted = pd.Series(list(patients), dtype="string").dropna().unique()
+    cols += [c for c in ("detail",) if c in ex.columns]
     acc = ex.loc[ex["patient_id"].isin(wanted).to_numpy(dtype=bool), cols].copy()
     acc["action"] = ctx.events["action"].reindex(acc.index).astype("string")
     acc["user_id"] = acc["user_id"].astype("string")
@@ -137,6 +138,10 @@ def group_findings(det: Detector, ctx: Context, hits: pd.DataFrame, *, summary, 
               "explained": bool(g["explained"].any()),
               "explanation": "; ".join(sorted(set(g["explanation"].astype(str)) - {""})),
               "name_lookup_then_open": lookup}
+        if "detail" in g.columns:
+            details = [d for d in g["detail"].astype("string").fillna("").tolist() if d]
+            if details:
+                ev["explanation_detail"] = details[0]
         ev.update(evidence(g))
         summ = summary(g, ctx)
         if lookup:
