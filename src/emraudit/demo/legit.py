@@ -88,7 +88,10 @@ def nurse_charting(w, buf: EventBuf):
         pool = ps.ward.map(lambda x: w.roster.pools.get(f"N:{x}", -1)).to_numpy()
         nurse = w.roster.pick(pool, scheme, ps.a.to_numpy(), rng.random(len(ps)))
         kind = ps.kind.to_numpy()
-        rate = np.where(kind == "icu", 1.0, np.where(kind == "ed", 0.7, 0.3)) * w.intensity
+        # ICU nurses chart about hourly whatever the hospital's size (never under one every
+        # two hours); ward and ED rates scale with the intensity
+        rate = np.where(kind == "icu", max(0.5, w.intensity),
+                        np.where(kind == "ed", 0.7, 0.3) * w.intensity)
         hours = (ps.b - ps.a).to_numpy() / 3600
         n = rng.poisson(rate * hours)
         n[nurse < 0] = 0
