@@ -454,7 +454,7 @@ def dashboard_model(views: list[dict], ld: Loaded, config: Config, store: Store,
             items[i["code"]] = i
     totals = {
         "item": _totals(views, lambda v: [i["code"] for i in v["rect_items"]],
-                        lambda k: items[k]["zh"]),
+                        lambda k: items[k]["zh"] if lang.code == "zh" else items[k]["short"]),
         "detector": _totals(views, lambda v: [d["id"] for d in v["detectors"]],
                             lambda k: det_names.get(k, k)),
         "severity": [{"key": s, "label": label(SEVERITY, s, lang), "cases": by_sev[s],
