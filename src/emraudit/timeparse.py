@@ -64,36 +64,52 @@ def parse_timestamps(s: pd.Series, tz: str) -> pd.Series:
             parsed = pd.Series(pd.NaT, index=naive.index, dtype="datetime64[ns]")
             left = naive
             for fmt in _FAST_FORMATS:
-                p = pd.to_datetime(left, format=fmt, errors="coerce")
+                p = _in_ns_range(pd.to_datetime(left, format=fmt, errors="coerce"))
                 ok = p.notna()
                 parsed[ok[ok].index] = p[ok]
                 left = left[~ok]
                 if left.empty:
                     break
             if len(left):
-                p = pd.to_datetime(left, format="mixed", errors="coerce")
+                p = _in_ns_range(pd.to_datetime(left, format="mixed", errors="coerce"))
                 parsed[p.index] = p
             out[parsed.index] = _localize(parsed, tz).astype(dtype)
         if aware.any():
             a = rest[aware]
-            p = pd.to_datetime(a, format="ISO8601", errors="coerce", utc=True)
+            p = _in_ns_range(pd.to_datetime(a, format="ISO8601", errors="coerce", utc=True))
             miss = p.isna()
             if miss.any():
-                p[miss] = pd.to_datetime(a[miss], format="mixed", errors="coerce", utc=True)
+                p[miss] = _in_ns_range(pd.to_datetime(a[miss], format="mixed", errors="coerce",
+                                                      utc=True))
             out[p.index] = p.dt.tz_convert(tz).astype(dtype)
     return out
 
 
 def _from_epoch(num: pd.Series, tz: str) -> pd.Series:
     """Epoch seconds (10 digits) or milliseconds (13 digits), told apart by magnitude."""
-    ms = num.abs() >= 1e11
-    secs = num.where(~ms, num / 1000.0)
-    # keep sub-second precision without float rounding surprises
-    ns = (secs * 1e9).round().astype("Int64")
-    ok = ns.notna() & (secs.abs() < 8e9)
-    res = pd.to_datetime(ns.where(ok, pd.NA).astype("float64"), unit="ns", utc=True,
-                         errors="coerce")
+    vals = pd.to_numeric(num, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    ms = np.abs(vals) >= 1e11
+    secs = np.where(ms, vals / 1000.0, vals)
+    ok = ~np.isnan(secs) & (np.abs(secs) < 8e9)
+    ns = np.zeros(len(vals), dtype=np.int64)
+    # milliseconds scale exactly; seconds keep their sub-second part to the nanosecond
+    ns[ok & ms] = np.round(vals[ok & ms]).astype(np.int64) * 1_000_000
+    ns[ok & ~ms] = np.round(vals[ok & ~ms] * 1e9).astype(np.int64)
+    res = pd.Series(pd.to_datetime(ns, unit="ns", utc=True), index=num.index).where(ok)
     return res.dt.tz_convert(tz)
+
+
+def _in_ns_range(p: pd.Series) -> pd.Series:
+    """Parsed times outside what nanoseconds can hold (a mistyped year 207) become NaT,
+    so that assigning them to a nanosecond column never fails."""
+    if str(p.dtype).startswith("datetime64[ns"):
+        return p
+    lo, hi = pd.Timestamp.min, pd.Timestamp.max
+    if isinstance(p.dtype, pd.DatetimeTZDtype):
+        lo, hi = lo.tz_localize("UTC"), hi.tz_localize("UTC")
+    p = p.where((p >= lo) & (p <= hi))
+    return p.astype(f"datetime64[ns, {p.dt.tz}]" if isinstance(p.dtype, pd.DatetimeTZDtype)
+                    else "datetime64[ns]")
 
 
 def cache_horolog_days(s: pd.Series) -> pd.Series:
