@@ -9,6 +9,7 @@ with the jinja2 templates of this package in the configured language.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
@@ -45,7 +47,6 @@ def _static(name: str) -> str:
 
 def _csp(script: str) -> str:
     digest = hashlib.sha256(script.encode("utf-8")).digest()
-    import base64
     h = base64.b64encode(digest).decode("ascii")
     return ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
             f"script-src 'sha256-{h}'; base-uri 'none'; form-action 'none'")
