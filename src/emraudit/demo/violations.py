@@ -532,7 +532,12 @@ class Planter:
         """Daily unexplained views creeping up over the weeks: 0-1, then 2, 4, 7 a day."""
         w, rng = self.w, self.rng
         for j in range(k):
-            u = self.pick_user(w.users._kind.isin(["rot"]))
+            # someone who works most days of the window (not on leave)
+            c = self.users_where(w.users._kind.isin(["rot"]).to_numpy())
+            n_iv = np.array([(self._iv_user == x).sum() for x in c])
+            top = c[n_iv >= np.quantile(n_iv, 0.75)]
+            u = int(top[rng.integers(0, len(top))])
+            self.used_users.add(u)
             cs = self.case("anomaly.slow_insider", u, "creep")
             dep = w.users.at[u, "department"]
             for d in range(w.days):
