@@ -16,7 +16,7 @@ import pandas as pd
 
 from emraudit.detectors.base import Context, Detector, Param, empty_findings, raise_severity
 from emraudit.detectors.bulk import (PEER_PARAMS, _fmt_day, _thresholds_evidence, _tz_offset_ns,
-                                     Baselines, assign_episodes, distinct_at_events, episodes,
+                                     Baselines, assign_episodes, codes_of, distinct_at_events, episodes,
                                      explained_flags, in_window, patient_events, peer_groups,
                                      user_day_activity, user_info)
 from emraudit.detectors.registry import register
@@ -96,9 +96,8 @@ class CopyBulkExport(Detector):
         if ev.empty or not in_window(ctx, ev).any():
             return empty_findings()
         W = int(p.window_minutes) * MINUTE_NS
-        ucodes, users = pd.factorize(ev["user_id"].astype(str))
-        users = pd.Index(users)
-        pcodes, _ = pd.factorize(ev["patient_id"].astype(str))
+        ucodes, users = codes_of(ev["user_id"])
+        pcodes, _ = codes_of(ev["patient_id"])
         t = utc_ns(ev["ts"])
         rc = (ev["record_count"].fillna(1).clip(lower=1).to_numpy(dtype=np.int64)
               if "record_count" in ev.columns else np.ones(len(ev), dtype=np.int64))

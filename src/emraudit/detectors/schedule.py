@@ -215,20 +215,44 @@ def apply_schedule(sched: Schedule, events: pd.DataFrame) -> tuple[pd.Series, pd
         covered = (t >= lo) & (t <= hi)       # NaN compares False
         if covered.any():
             pos = np.flatnonzero(covered)
-            left = pd.DataFrame({"u": codes[pos].astype(np.int64), "t": t[pos], "pos": pos})
-            left = left.sort_values("t", kind="stable")
-            r = sched.roster
-            ru = uniq.get_indexer(r["user_id"])
-            right = pd.DataFrame({"u": ru.astype(np.int64), "s": r["s"].to_numpy(),
-                                  "e": r["e"].to_numpy()})[ru >= 0]
-            m = pd.merge_asof(left, right, left_on="t", right_on="s", by="u",
-                              direction="backward")
-            r_on = (m["e"].to_numpy(dtype="float64", na_value=np.nan) >= m["t"].to_numpy())
-            on[m["pos"].to_numpy()] = r_on
-            basis[m["pos"].to_numpy()] = 0
+            on[pos] = _roster_on(sched.roster, uniq, codes[pos], t[pos])
+            basis[pos] = 0
     labels = pd.Categorical.from_codes(basis, categories=list(BASES))
     return (pd.Series(on, index=idx, name="on_duty"),
             pd.Series(labels, index=idx, name="duty_basis"))
+
+
+def _roster_on(roster: pd.DataFrame, uniq: pd.Index, ucode: np.ndarray, t: np.ndarray
+               ) -> np.ndarray:
+    """For events (user code, utc ns): inside a rostered duty shift (slack included)?
+
+    One sorted search on (user, start) keys packed in an int64 (user code in the high bits,
+    whole seconds in the low ones), then an exact check in nanoseconds: the latest shift of
+    the user started by then, whose running-maximum end covers the event."""
+    ru = uniq.get_indexer(roster["user_id"]).astype(np.int64)
+    keep = ru >= 0
+    ru = ru[keep]
+    rs = roster["s"].to_numpy(np.int64)[keep]
+    re = roster["e"].to_numpy(np.int64)[keep]
+    if not len(ru):
+        return np.zeros(len(t), dtype=bool)
+    t0 = min(int(t.min()), int(rs.min()))
+    sec_r = (rs - t0) // 10**9
+    sec_e = (t - t0) // 10**9
+    span = int(max(sec_r.max(), sec_e.max())) + 2
+    kr = ru * span + sec_r
+    o = np.argsort(kr, kind="stable")       # by user, then start (ends already cummax'ed)
+    kr, ru, rs, re = kr[o], ru[o], rs[o], re[o]
+    j = np.searchsorted(kr, ucode * span + sec_e, side="right") - 1
+    ok = j >= 0
+    jj = np.where(ok, j, 0)
+    # within the same second a shift may start a few ns after the event: step back once
+    late = ok & (rs[jj] > t)
+    jj = np.where(late, jj - 1, jj)
+    ok &= jj >= 0
+    jj = np.maximum(jj, 0)
+    ok &= ru[jj] == ucode
+    return ok & (re[jj] >= t)
 
 
 def duty_mask(ctx, events: pd.DataFrame | None = None) -> tuple[pd.Series, pd.Series]:
