@@ -254,3 +254,28 @@ def test_quoted_field_spanning_a_block_boundary(tmp_path):
     _, frame, q = read_all(cfg)
     assert q.empty and frame["event_id"].tolist() == ["e1", "e8", "e2"]
     assert frame["reason"][1] == long and frame["_source_ref"].tolist()[2] == "a.csv:5"
+
+
+def test_odd_bytes_never_crash(tmp_path):
+    """Regressions found by fuzzing: a stray CR inside a field or the header, epoch
+    milliseconds, a mistyped year."""
+    text = ("event_id,ts,user_id,patient_id,action,module,i\rp\n"
+            "e1,2025-07-01 08:03:15,u1\r,p1,view,病历,10.0.0.1\n"
+            "e2,1751328195123,u2,p2,view,病历,10.0.0.2\n"
+            "e3,207/01 8:03,u3,p3,view,病历,10.0.0.3\n")
+    cfg = make(tmp_path, {"a.csv": text})
+    _, frame, q = read_all(cfg)
+    assert q["source_ref"].tolist() == ["a.csv:2"] and "carriage return" in q["reason"][0]
+    v = model.validate("access_log", frame, cfg.tz, "access_log")
+    assert str(v.accepted["ts"][0]) == "2025-07-01 08:03:15.123000+08:00"
+    assert "unparseable time" in v.quarantine["reason"][0]
+
+
+def test_jsonl_file_of_one_undecodable_byte(tmp_path):
+    (tmp_path / "a.jsonl").write_bytes(b"\xff")
+    (tmp_path / "emraudit.toml").write_text(
+        '[sources.access_log]\nconnector = "jsonl"\npath = "a.jsonl"\nencoding = "utf-8"\n',
+        encoding="utf-8")
+    batches = list(open_connector("access_log", load_config(tmp_path / "emraudit.toml"))
+                   .batches(None))
+    assert sum(b.read for b in batches) == sum(len(b.quarantine) for b in batches)

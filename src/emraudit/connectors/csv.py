@@ -103,7 +103,10 @@ class CsvConnector(LineFileConnector):
             delim = sniff_delimiter(sample[bom:].decode(enc, errors="ignore"))
         if len(delim.encode("utf-8")) != 1:
             raise SourceError(f"delimiter {delim!r} must be one ASCII character", file=str(path))
-        header = next(pycsv.reader([header_text.strip("\r\n")], delimiter=delim), [])
+        try:
+            header = next(pycsv.reader([header_text.strip("\r\n")], delimiter=delim), [])
+        except pycsv.Error:      # e.g. a stray carriage return inside the header
+            header = header_text.strip("\r\n").split(delim)
         header = _unique([h for h in header])
         if not any(header):
             raise SourceError("the first line is empty (expected a header line with column "
@@ -161,9 +164,27 @@ class CsvConnector(LineFileConnector):
         if block.open_quote and len(open_quote):
             open_quote[-1] = True
             wrong[-1] = ~blank[-1]
-        keep = ~blank & ~wrong
+        # a carriage return not followed by a newline (outside quotes) would end a record for
+        # pyarrow but not for us: such records are quarantined
+        stray_cr = np.zeros(len(rec_start), bool)
+        cr = np.flatnonzero(arr == 13)
+        if len(cr):
+            nxt = np.minimum(cr + 1, len(arr) - 1)
+            cr = cr[(cr + 1 >= len(arr)) | (arr[nxt] != 10)]
+            cr = cr[cr + 1 < len(arr)]                  # a final CR is just a line ending
+            if quoted and len(cr):
+                cr = cr[(np.searchsorted(q, cr) % 2) == 0]
+            if len(cr):
+                idx = np.searchsorted(rec_start, cr, side="right") - 1
+                stray_cr[idx[idx >= 0]] = True
+                stray_cr &= ~blank
+        keep = ~blank & ~wrong & ~stray_cr
 
         qrows = []
+        for i in np.flatnonzero(stray_cr & ~wrong):
+            s, e = int(rec_start[i]), int(min(rec_end[i], len(buf)))
+            text = buf[s:e].decode("utf-8", errors="replace").rstrip("\r\n")
+            qrows.append((int(lines[i]), "line has a carriage return inside a field", text[:2000]))
         for i in np.flatnonzero(wrong):
             s, e = int(rec_start[i]), int(min(rec_end[i], len(buf)))
             text = buf[s:e].decode("utf-8", errors="replace").rstrip("\r\n")
@@ -199,12 +220,30 @@ class CsvConnector(LineFileConnector):
                 good = b"".join(parts)
             if not good.endswith(b"\n"):
                 good += b"\n"
-            table = self._read_arrow(good, info, quoted)
-            if table.num_rows != n_keep:  # pragma: no cover - the scan and pyarrow disagree
-                raise SourceError(f"could not split lines {block.first_line}-{block.end_line} "
-                                  f"into records ({table.num_rows} parsed, {n_keep} expected)",
-                                  file=fname)
+            try:
+                table = self._read_arrow(good, info, quoted)
+            except pa.ArrowInvalid:
+                table = None
+            if table is None or table.num_rows != n_keep:
+                # the scan and pyarrow disagree (an odd byte sequence): Python's csv module
+                # reads the kept records one by one — slow, but only for this block
+                table = self._read_python([buf[int(rec_start[i]):int(min(rec_end[i], len(buf)))]
+                                           for i in np.flatnonzero(keep)], info)
         return self._finish(table, lines[keep], block, fname, quarantine)
+
+    def _read_python(self, records: list[bytes], info: dict) -> pa.Table:
+        header = info["header"]
+        cols: list[list[str]] = [[] for _ in header]
+        for rec in records:
+            text = rec.decode("utf-8", errors="replace").rstrip("\r\n")
+            try:
+                fields = next(pycsv.reader([text], delimiter=info["delim"]), [])
+            except pycsv.Error:
+                fields = text.split(info["delim"])
+            fields = (fields + [""] * len(header))[:len(header)]
+            for c, v in zip(cols, fields):
+                c.append(v)
+        return pa.table({h: pa.array(c, pa.large_string()) for h, c in zip(header, cols)})
 
     def _read_arrow(self, data: bytes, info: dict, quoted: bool, handler=None) -> pa.Table:
         header = info["header"]

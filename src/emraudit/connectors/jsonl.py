@@ -70,13 +70,13 @@ class JsonlConnector(LineFileConnector):
         starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
         lines = block.first_line + np.arange(len(starts))
         # blank lines (only whitespace) are not rows
-        if len(starts):
+        if len(starts) and len(arr):
             nonws = ~np.isin(arr, (9, 10, 13, 32))
             counts = np.add.reduceat(nonws, np.minimum(starts, max(len(arr) - 1, 0)),
                                      dtype=np.int64)
             blank = (counts == 0) | (ends <= starts)
         else:
-            blank = np.zeros(0, bool)
+            blank = np.ones(len(starts), bool)
         keep_lines = lines[~blank]
         good = buf if not blank.any() else b"\n".join(
             buf[s:e] for s, e, b in zip(starts, ends, blank) if not b)
