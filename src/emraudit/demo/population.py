@@ -58,7 +58,7 @@ def build_patients(w) -> None:
     # who could be explained for whom (any time): used to keep planted pairs unexplained
     own = rel[rel.user >= 0]
     rel_user = Groups(own.patient.to_numpy(), own.user.to_numpy())
-    grp = rel[rel.user < 0]
+    grp = rel   # department/ward of any relation row, whoever it names
     rel_dep = Groups(grp.patient.to_numpy(), grp.department.to_numpy())
     gw = grp[grp.ward.notna()]
     rel_ward = Groups(gw.patient.to_numpy(), gw.ward.to_numpy())

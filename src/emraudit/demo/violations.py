@@ -44,7 +44,9 @@ class Planter:
         # patients each user could be explained for, at any time
         own = rel[rel.user >= 0]
         self.rel_user = Groups(own.user.to_numpy(), own.patient.to_numpy())
-        grp = rel[rel.user < 0]
+        # a relation row of a department or ward counts for all its staff, whoever it names
+        # (a detector may read "the user's department has one" that way): stay clear of both
+        grp = rel
         self.rel_dept = Groups(grp.department.to_numpy(), grp.patient.to_numpy())
         gw = grp[grp.ward.notna()]
         self.rel_ward = Groups(gw.ward.to_numpy(), gw.patient.to_numpy())
