@@ -165,3 +165,17 @@ def test_profile_file_not_found_and_unknown_builtin(tmp_path):
         load_profile("nothere.toml", tmp_path)
     with pytest.raises(ConfigError, match="unknown connector profile"):
         load_profile("his-xx")
+
+
+def test_cache_grid_bad_dates_and_times_are_quarantined_with_their_text():
+    prof = load_profile("emr-cache-grid")
+    base = FIXTURES["emr-cache-grid"][0][0]
+    cases = [("999999", "29000"), ("abc", "08:00"), ("67387", "99999"), ("67387", "25:61"),
+             ("0207-01-01", "08:00:00"), ("2025/07/01", "8:03:20.5")]
+    rows = [dict(base, 日期=d, 时间=t) for d, t in cases]
+    v = model.validate("access_log", prof.apply("access_log", frame(rows)), TZ, "grid")
+    assert v.quarantine["reason"].tolist()[:2] == [
+        "unparseable time in 'ts': 日期=999999 时间=29000",
+        "unparseable time in 'ts': 日期=abc 时间=08:00"]
+    assert len(v.quarantine) == 5
+    assert str(v.accepted["ts"][0]) == "2025-07-01 08:03:20.500000+08:00"

@@ -302,10 +302,21 @@ def _combine(out: pd.DataFrame, raw: pd.DataFrame, spec: dict) -> pd.Series:
         return res.mask(empty, pd.NA)
     date = raw[spec["date"]].astype("string").str.strip()
     d = _date_part(date, spec.get("date_kind", "auto"))
+    given = ~_blank(date)
     if spec.get("time"):
-        t = _time_part(raw[spec["time"]].astype("string").str.strip(), spec.get("time_kind", "auto"))
-        return (d + t).astype("datetime64[ns]")
-    return d.astype("datetime64[ns]")
+        time = raw[spec["time"]].astype("string").str.strip()
+        res = (d + _time_part(time, spec.get("time_kind", "auto"))).astype("datetime64[ns]")
+        given |= ~_blank(time)
+        shown = spec["date"] + "=" + date.fillna("") + " " + spec["time"] + "=" + time.fillna("")
+    else:
+        res = d.astype("datetime64[ns]")
+        shown = spec["date"] + "=" + date.fillna("")
+    bad = res.isna() & given
+    if bad.any():
+        # keep what could not be combined visible: validation quarantines it with the text
+        # ("unparseable time in 'ts': 日期=abc 时间=08:00") instead of "missing 'ts'"
+        return res.dt.strftime("%Y-%m-%d %H:%M:%S.%f").astype("string").mask(bad, shown)
+    return res
 
 
 def _date_part(s: pd.Series, kind: str) -> pd.Series:
@@ -314,29 +325,43 @@ def _date_part(s: pd.Series, kind: str) -> pd.Series:
     isnum = s.str.fullmatch(r"\d{1,6}").fillna(False).astype(bool)
     if kind in ("auto", "horolog"):
         h = isnum if kind == "auto" else s.notna()
+        days = pd.to_numeric(s.where(h), errors="coerce")
+        h &= (days >= 0) & (days <= 100_000)          # 1840-12-31 … 2114: anything else is noise
         if h.any():
             res[h] = cache_horolog_days(s[h]).astype("datetime64[ns]")
     if kind in ("auto", "text"):
         t = ~isnum & s.notna() if kind == "auto" else s.notna()
         if t.any():
-            res[t] = pd.to_datetime(s[t].str.replace("/", "-", regex=False), format="mixed",
-                                    errors="coerce").dt.normalize()
+            p = pd.to_datetime(s[t].str.replace("/", "-", regex=False), format="mixed",
+                               errors="coerce")
+            if not str(p.dtype).startswith("datetime64[ns"):
+                p = p.where((p >= pd.Timestamp.min) & (p <= pd.Timestamp.max))
+                p = p.astype("datetime64[ns]")
+            res[t] = p.dt.normalize()
     return res
 
 
 def _time_part(s: pd.Series, kind: str) -> pd.Series:
-    """Times of day as timedeltas; seconds-of-day counts (`$H` second part) where numeric."""
+    """Times of day as timedeltas: seconds-of-day counts (`$H` second part) where numeric,
+    else h:mm[:ss[.fff]]; anything outside one day is NaT."""
     res = pd.Series(pd.NaT, index=s.index, dtype="timedelta64[ns]")
     isnum = s.str.fullmatch(r"\d{1,5}").fillna(False).astype(bool)
     if kind in ("auto", "seconds"):
         n = isnum if kind == "auto" else s.notna()
+        secs = pd.to_numeric(s.where(n), errors="coerce")
+        n &= (secs >= 0) & (secs < 86400)
         if n.any():
-            res[n] = pd.to_timedelta(pd.to_numeric(s[n], errors="coerce"), unit="s")
+            res[n] = pd.to_timedelta(secs[n], unit="s")
     if kind in ("auto", "text"):
         t = ~isnum & s.notna() if kind == "auto" else s.notna()
         if t.any():
-            txt = s[t].where(s[t].str.count(":") >= 2, s[t] + ":00")
-            res[t] = pd.to_timedelta(txt, errors="coerce")
+            parts = s[t].str.extract(r"^(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?$")
+            h = pd.to_numeric(parts[0], errors="coerce")
+            m = pd.to_numeric(parts[1], errors="coerce")
+            sec = pd.to_numeric(parts[2], errors="coerce").fillna(0)
+            ok = (h < 24) & (m < 60) & (sec < 61)
+            total = (h * 3600 + m * 60 + sec).where(ok)
+            res[t] = pd.to_timedelta(total, unit="s")
     return res
 
 
