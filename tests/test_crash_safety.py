@@ -154,6 +154,15 @@ def state(cfg_path: Path) -> dict:
 
 
 def assert_same(a: dict, b: dict) -> None:
+    fa, fb = a["findings"].set_index("finding_id"), b["findings"].set_index("finding_id")
+    assert set(fa.index) == set(fb.index), (
+        f"only after the rerun: {sorted(set(fa.index) - set(fb.index))[:5]}; only in the "
+        f"uninterrupted scan: {sorted(set(fb.index) - set(fa.index))[:5]}")
+    for col in fa.columns:
+        diff = fa[col].astype(str) != fb.loc[fa.index, col].astype(str)
+        assert not diff.any(), (f"findings.{col} differs for {diff.sum()} finding(s), e.g. "
+                                f"{fa.index[diff][0]}: {fa.loc[diff, col].iloc[0]!r} vs "
+                                f"{fb.loc[fa.index[diff][0], col]!r}")
     pd.testing.assert_frame_equal(a["findings"], b["findings"], check_dtype=False)
     pd.testing.assert_frame_equal(a["cases"], b["cases"], check_dtype=False)
     assert a["history"] == b["history"]
