@@ -309,17 +309,21 @@ def write_fhir(w, cols, path: Path) -> None:
     enc = cols["encounter_id"]
     enc_part = pc.if_else(pc.is_valid(enc), pc.binary_join_element_wise(
         '{"what":{"reference":"Encounter/', pc.fill_null(enc, ""), '"}},', ""), "")
-    mod = pc.fill_null(cols["module"], "")
+    mod = cols["module"]
+    name_part = pc.if_else(pc.is_valid(mod), pc.binary_join_element_wise(
+        '"name":"', pc.fill_null(mod, ""), '",', ""), "")
     reason = cols["reason"]
     reason_part = pc.if_else(pc.is_valid(reason), pc.binary_join_element_wise(
         ',{"type":"reason","valueString":"', pc.fill_null(reason, ""), '"}', ""), "")
-    sess = pc.fill_null(cols["session_id"], "")
+    sess = cols["session_id"]
+    sess_part = pc.if_else(pc.is_valid(sess), pc.binary_join_element_wise(
+        ',{"type":"session_id","valueString":"', pc.fill_null(sess, ""), '"}', ""), "")
     rc = cols["record_count"].cast(pa.string())
     entity = pc.binary_join_element_wise(
         ',"entity":[', pat_part, enc_part,
-        '{"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"2"},'
-        '"name":"', mod, '","detail":[{"type":"record_count","valueString":"', rc,
-        '"},{"type":"session_id","valueString":"', sess, '"}', reason_part, ']}]', "")
+        '{"type":{"system":"http://terminology.hl7.org/CodeSystem/audit-entity-type","code":"2"},',
+        name_part, '"detail":[{"type":"record_count","valueString":"', rc,
+        '"}', sess_part, reason_part, ']}]', "")
     line = pc.binary_join_element_wise(
         _take(head, act), cols["event_id"], _take(mid, act), recorded, '+08:00","outcome":',
         outcome, purpose,
