@@ -85,3 +85,15 @@ def test_tune_on_an_empty_store_is_a_clear_error(tmp_path):
     assert "run `emraudit scan` first" in r.output
     r = CliRunner().invoke(main, ["tune", "--config", str(cfg), det, "no_such_param", "1"])
     assert r.exit_code == 2 and "no parameter 'no_such_param'" in r.output
+
+
+def test_group_options_reach_the_subcommands(tmp_path):
+    det = _pick()
+    cfg = tmp_path / "emraudit.toml"
+    cfg.write_text(f'[detectors."{det}"]\nenabled = false\n', encoding="utf-8")
+    r = CliRunner().invoke(main, ["detectors", "--config", str(cfg), "--format", "json",
+                                  "list"])
+    assert r.exit_code == 0, r.output
+    assert {d["id"]: d for d in json.loads(r.output)}[det]["enabled"] is False
+    r = CliRunner().invoke(main, ["detectors", "diff", "default"], env={"EMRAUDIT_CONFIG": ""})
+    assert r.exit_code == 2 and "needs --config" in r.output

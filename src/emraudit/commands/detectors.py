@@ -82,6 +82,7 @@ def print_listing(items: list[dict]) -> None:
 @click.pass_context
 def detectors_group(ctx, config_path, fmt) -> None:
     """List every detector with its parameters in force (default), or compare profiles."""
+    ctx.obj = {"config_path": config_path, "fmt": fmt}
     if ctx.invoked_subcommand is None:
         _list(config_path, fmt)
 
@@ -96,25 +97,36 @@ def _list(config_path, fmt) -> None:
 
 @detectors_group.command("list")
 @optional_config
-@format_option
-def list_cmd(config_path, fmt) -> None:
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default=None,
+              help="table (default) or json.")
+@click.pass_context
+def list_cmd(ctx, config_path, fmt) -> None:
     """Every detector: id, names, item, severity, enabled, parameters in force, docs."""
-    _list(config_path, fmt)
+    parent = ctx.obj or {}
+    _list(config_path or parent.get("config_path"), fmt or parent.get("fmt") or "table")
 
 
 @detectors_group.command("diff")
 @click.argument("profile")
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              envvar="EMRAUDIT_CONFIG", show_envvar=True, help="Path to emraudit.toml.")
+@optional_config
 @click.option("--days", type=click.IntRange(1, 3660), default=30, show_default=True,
               help="Replay the last N stored days.")
-@format_option
-def diff_cmd(profile, config_path, days, fmt) -> None:
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default=None,
+              help="table (default) or json.")
+@click.pass_context
+def diff_cmd(ctx, profile, config_path, days, fmt) -> None:
     """What PROFILE (a detector profile file or built-in name) would change against the
     settings in force, replayed on the last N days: findings and cases added and removed per
     detector, and the parameters that differ. Writes nothing to the store."""
+    from emraudit.errors import UserError
     from emraudit.tune import diff_profiles, format_diff
 
+    parent = ctx.obj or {}
+    config_path = config_path or parent.get("config_path")
+    fmt = fmt or parent.get("fmt") or "table"
+    if not config_path:
+        raise UserError("detectors diff needs --config FILE (the settings in force and the "
+                        "stored events to replay)")
     cfg = get_config(config_path)
     result = diff_profiles(cfg, profile, days=days)
     if fmt == "json":
