@@ -84,6 +84,11 @@ class Detector:
     uses: ClassVar[tuple[str, ...]] = ()      # optional tables that sharpen it
     params: ClassVar[tuple[Param, ...]] = ()
     lookback_days: ClassVar[int] = 0          # history before the scan window it needs
+    # True when a finding may rest on look-back events only: a judgement deferred from the
+    # previous scan because its evidence could not exist yet (btg.unjustified waits for a care
+    # relation up to a day after the break-the-glass). Such a detector keeps the rule itself:
+    # each deferred judgement is made exactly once, with a deterministic key.
+    judges_late: ClassVar[bool] = False
     kind: ClassVar[str] = "rule"              # rule | anomaly
     description: ClassVar[str] = ""           # what it looks for, one paragraph
     note: ClassVar[str] = ""                  # triage note shown to the reviewer
