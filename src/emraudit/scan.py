@@ -170,7 +170,7 @@ def run_detectors(ctx: Context, settings: dict[str, DetectorSetting],
             if on_detector:
                 on_detector(status[det_id])
             continue
-        if len(found):
+        if len(found) and not getattr(det, "judges_late", False):
             keep = [bool(window_ids.intersection(map(str, ids))) for ids in found["event_ids"]]
             found = found.loc[keep]
         status[det_id] = DetectorStatus(det_id, "ran", len(found), time.perf_counter() - t0)
