@@ -207,8 +207,22 @@ def build(events: int, days: int, seed: int = 7, roster: bool = True):
     users = pd.DataFrame(users).astype("string")
     users["status"] = "active"
     patients = pd.DataFrame({"patient_id": pd.array(pid, dtype="string"),
+                             "name": pd.array([f"{'王李张刘陈杨赵黄周吴'[i % 10]}某{i}"
+                                               for i in range(n_st)], dtype="string"),
+                             "address": pd.array([f"江州市学院路{i % 3000}号{i % 7}室"
+                                                  for i in range(n_st)], dtype="string"),
                              "vip": rng.random(n_st) < 0.002,
-                             "watch": False, "sensitive": False})
+                             "watch": rng.random(n_st) < 0.001, "sensitive": False})
+    patients["watch_team"] = pd.array([""] * n_st, dtype="string")
+    # staff living at patients' addresses, staff who are patients
+    nu = len(users)
+    users["name"] = pd.array([f"{'王李张刘陈杨赵黄周吴'[i % 7]}员{i}" for i in range(nu)],
+                             dtype="string")
+    users["address"] = pd.array([f"江州市学院路{(i * 7) % 3000}号{i % 7}室" for i in range(nu)],
+                                dtype="string")
+    emp = rng.choice(n_st, nu // 20, replace=False)
+    patients["employee_user_id"] = pd.array([pd.NA] * n_st, dtype="string")
+    patients.loc[emp, "employee_user_id"] = users["user_id"].to_numpy()[:len(emp)]
     sh = None
     if roster and shifts:
         s = pd.DataFrame(shifts)
@@ -241,6 +255,13 @@ def plant(ev: pd.DataFrame, day0, days: int) -> tuple[pd.DataFrame, dict]:
         last + 9 * 3600 + np.arange(90) * 120)
     add("export_80", "N0202", rng.choice(pats, 8, replace=False),
         last + 14 * 3600 + np.arange(8) * 300, action="export", rc=10, module="影像")
+    # break-the-glass: routine in the look-back for a few, one in the window
+    users_btg = ev["user_id"].dropna().unique()[:50]
+    for i, u in enumerate(users_btg):
+        add(f"btg_lb{i}", str(u), rng.choice(pats, 3), rng.integers(0, last, 3),
+            action="break_glass")
+    add("btg_win", str(users_btg[0]), rng.choice(pats, 1), [last + 5 * 3600],
+        action="break_glass")
     extra = pd.DataFrame(rows)
     extra["ts"] = pd.to_datetime(extra["ts"]).dt.tz_convert(TZ)
     extra["in_window"] = True

@@ -88,3 +88,14 @@ def test_btg_rate_far_above_peers():
     assert r["evidence"]["btg_count"] == 7
     # below the minimum count: no rate finding
     assert run("btg.unjustified", ctx, rate_min_count=8).empty
+
+
+def test_deferred_judgement_survives_the_scan_pipeline_filter():
+    from emraudit.detectors.profile import DetectorSetting
+    from emraudit.detectors.registry import get
+    from emraudit.scan import run_detectors
+    ctx = btg_ctx(None, window=("2025-07-23", "2025-07-24"))    # BTG in the look-back
+    settings = {"btg.unjustified": DetectorSetting(get("btg.unjustified"), True, {})}
+    found, status = run_detectors(ctx, settings)
+    assert status["btg.unjustified"].status == "ran"
+    assert len(found) == 1 and "btg1" in found.iloc[0]["event_ids"]

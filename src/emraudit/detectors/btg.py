@@ -43,6 +43,7 @@ class BtgUnjustified(Detector):
     needs = ("access_log",)
     uses = ("care_relations", "users")
     lookback_days = 28
+    judges_late = True      # BTGs pending at the previous scan are judged now (see module doc)
     params = (
         Param("justify_hours", float, 24.0, "a care relation for the user, their department or "
               "ward starting within this many hours after the break-the-glass justifies it",
