@@ -580,10 +580,12 @@ def format_diff(res: dict) -> str:
                          f"config {_fmt(d['current'])}")
     lines.append("")
     heads = ["detector", "findings", "+", "-", "cases", "+", "-"]
+    changed = [d for d in res["detectors"] if d["findings_added"] or d["findings_removed"]
+               or d["cases_added"] or d["cases_removed"] or d["enabled"][0] != d["enabled"][1]]
     rows = [[d["detector"], f"{d['current_findings']}->{d['new_findings']}",
              str(d["findings_added"]), str(d["findings_removed"]),
              f"{d['current_cases']}->{d['new_cases']}", str(d["cases_added"]),
-             str(d["cases_removed"])] for d in res["detectors"]]
+             str(d["cases_removed"])] for d in changed]
     c, f = res["cases"], res["findings"]
     rows.append(["all", f"{f['current']}->{f['new']}", str(f["added"]), str(f["removed"]),
                  f"{c['current']}->{c['new']}", str(c["added"]), str(c["removed"])])
@@ -593,5 +595,8 @@ def format_diff(res: dict) -> str:
     for r in rows:
         lines.append("  ".join(x.ljust(w) if i == 0 else x.rjust(w)
                                for i, (x, w) in enumerate(zip(r, widths))))
-    lines += ["", "+ added, - removed by the edited profile. Nothing was written to the store."]
+    same = len(res["detectors"]) - len(changed)
+    lines += ["", (f"{same} other detector{'s' if same != 1 else ''} with findings: "
+                   "unchanged. " if same else "")
+              + "+ added, - removed by the edited profile. Nothing was written to the store."]
     return "\n".join(lines)
