@@ -229,7 +229,12 @@ def show_cmd(config_path, case, fmt, unmask) -> None:
               help="Fail instead of applying on top when the case changed since this "
                    "version (shown by `cases show --format json`).")
 def resolve_cmd(config_path, case, disposition, note, by, expect_version) -> None:
-    """Record a disposition (kept with time and reviewer in the case's history)."""
+    """Record a disposition (kept with time and reviewer in the case's history).
+
+    Safe with several reviewers at once: a case changed by someone else meanwhile is read
+    again and the disposition recorded on top (both stay in the history). Exit code 4 when
+    the case changed since --expect-version, or a running scan holds it (try again).
+    """
     from emraudit.cases import resolve_case
     from emraudit.store import Store
 
