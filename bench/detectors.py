@@ -60,7 +60,7 @@ def build(events: int, days: int, seed: int = 7, roster: bool = True):
         i = np.searchsorted(st_key, k, side="right") - 1
         return order[np.clip(i, 0, n_st - 1)]
 
-    users, rows = [], []
+    users = []
     ev_u, ev_p, ev_t, ev_a, ev_rc, ev_mod = [], [], [], [], [], []
     shifts = []
     scale = max(events / 10_000_000, 0.02)
@@ -242,7 +242,8 @@ def plant(ev: pd.DataFrame, day0, days: int) -> tuple[pd.DataFrame, dict]:
 
     def add(kind, user, ps, t, action="view", rc=1, module="病历"):
         for i, (p, tt) in enumerate(zip(ps, t)):
-            rows.append({"event_id": f"plant-{kind}-{i}", "ts": day0 + pd.Timedelta(seconds=int(tt)),
+            rows.append({"event_id": f"plant-{kind}-{i}",
+                         "ts": day0 + pd.Timedelta(seconds=int(tt)),
                          "user_id": user, "patient_id": p, "action": action,
                          "module": module, "record_count": rc, "outcome": "success"})
         truth[kind] = user

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from emraudit.detectors.base import Context, Detector, Param, empty_findings, raise_severity
-from emraudit.detectors.bulk import (PEER_PARAMS, _fmt_day, _thresholds_evidence, _tz_offset_ns,
-                                     Baselines, assign_episodes, codes_of, distinct_at_events, episodes,
+from emraudit.detectors.bulk import (PEER_PARAMS, Baselines, _fmt_day, _thresholds_evidence,
+                                     _tz_offset_ns, assign_episodes, codes_of,
+                                     distinct_at_events, episodes,
                                      explained_flags, in_window, patient_events, peer_groups,
                                      user_day_activity, user_info)
 from emraudit.detectors.registry import register

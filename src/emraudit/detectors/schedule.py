@@ -7,15 +7,16 @@ Shared by `bulk.off_hours` and the anomaly features. Three bases, tried in order
   late). Night shifts simply cross midnight. Overlapping shifts are handled by taking, among the
   shifts that started before the event, the latest end.
 - ``inferred``: no roster for that date, but the user has enough history in ``ctx.events``
-  (the look-back and the window, within ``infer_lookback_days`` before the window's end): the hours of the day in which the user was active on at least ``k``
-  distinct days and on at least a share of their active days (20%: a week of nights a month
-  counts, a weekly night call does not), widened by ±``smooth`` hours, are their duty hours.
-  Night-shift and rotating staff therefore get their own nights as duty; weekdays are
-  ignored so rotations stay covered. Occasional on-call nights stay off duty, and are left
-  to the thresholds (own baseline, peers) and to the explanation engine in bulk.off_hours.
+  (the look-back and the window, within ``infer_lookback_days`` before the window's end):
+  the hours of the day in which the user was active on at least ``k`` distinct days and on at
+  least a share of their active days (20%: a week of nights a month counts, a weekly night
+  call does not), widened by ±``smooth`` hours, are their duty hours. Night-shift and
+  rotating staff therefore get their own nights as duty; weekdays are ignored so rotations
+  stay covered. Occasional on-call nights stay off duty, and are left to the thresholds (own
+  baseline, peers) and to the explanation engine in bulk.off_hours.
 - ``office_hours``: too little history: the site's office hours on its workdays.
 
-Everything is vectorized (codes, bincount, merge_asof). Parameters are those of the
+Everything is vectorized (codes, a presence cube, one packed sorted search for the roster). Parameters are those of the
 ``bulk.off_hours`` declaration (``ctx.params_for``), so the profile tunes the schedule once for
 every user of it. The schedule is cached in ``ctx.memo["duty_schedule"]``.
 """
