@@ -279,3 +279,20 @@ def test_jsonl_file_of_one_undecodable_byte(tmp_path):
     batches = list(open_connector("access_log", load_config(tmp_path / "emraudit.toml"))
                    .batches(None))
     assert sum(b.read for b in batches) == sum(len(b.quarantine) for b in batches)
+
+
+def test_preparsed_times_validate_exactly_like_text():
+    from emraudit.connectors.csv import preparse_times
+    text = pd.Series(["2025-07-01 08:03:15", "2025-03-09 23:59:59", None],
+                     dtype=pd.StringDtype("pyarrow"))
+    fast = preparse_times(text)
+    assert pd.api.types.is_datetime64_dtype(fast.dtype)
+    df = pd.DataFrame({"user_id": ["u"] * 3, "patient_id": ["p"] * 3, "action": ["view"] * 3})
+    a = model.validate("access_log", df.assign(ts=text), "Asia/Shanghai", "s")
+    b = model.validate("access_log", df.assign(ts=fast), "Asia/Shanghai", "s")
+    pd.testing.assert_series_equal(a.accepted["ts"], b.accepted["ts"])
+    assert a.accepted["event_id"].tolist() == b.accepted["event_id"].tolist()
+    assert a.quarantine["reason"].tolist() == b.quarantine["reason"].tolist()
+    # one value in another layout: the column stays text, validation parses it
+    mixed = pd.Series(["2025-07-01 08:03:15", "2025/07/01 8:03"], dtype=pd.StringDtype("pyarrow"))
+    assert preparse_times(mixed) is mixed
