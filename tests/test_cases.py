@@ -340,3 +340,30 @@ def test_cli_resolve_errors_exit_2(tmp_path):
     assert r.exit_code == 2 and "no case 'Cnope1234'" in r.output
     r = CliRunner().invoke(main, ["cases", "list", "--config", cfg, "--since", "July"])
     assert r.exit_code == 2 and "--since" in r.output
+
+
+def test_with_the_pipelines_own_findings_upsert(store):
+    """The scan upserts findings first (scan.store_findings), then calls update_cases in the
+    same transaction: case ids stick, retracted findings leave, new ones reopen."""
+    scan_mod = pytest.importorskip("emraudit.scan")
+    ws = pd.Timestamp("2025-07-01", tz="Asia/Shanghai")
+    we = ws + pd.Timedelta(days=1)
+
+    def run(df, scan_id):
+        with store.begin() as conn:
+            scan_mod.store_findings(conn, df, scan_id, ["a"], ws, we, ["2025-07-01"])
+            C.update_cases(conn, df, scan_id, NOW)
+
+    run(frame(F("F1", "a", "u1", "p1"), F("F2", "a", "u1", "p2", events=("e2",))), "S1")
+    p1, p2 = C.case_id_for("patient", "u1", "p1"), C.case_id_for("patient", "u1", "p2")
+    C.resolve_case(store, p1, "justified", "on the care team", "officer")
+    run(frame(F("F1", "a", "u1", "p1"), F("F2", "a", "u1", "p2", events=("e2",))), "S2")
+    assert len(history(store)) == 3                     # 2 opened + 1 resolved: no noise
+    run(frame(F("F1", "a", "u1", "p1"), F("F3", "a", "u1", "p1", events=("e3",),
+                                          start="2025-07-01T11:00:00+08:00")), "S3")
+    rows = case_rows(store)
+    assert rows.loc[p1, "status"] == "open" and bool(rows.loc[p1, "reopened"])
+    assert rows.loc[p1, "n_findings"] == 2
+    assert rows.loc[p2, "status"] == "retracted" and rows.loc[p2, "n_findings"] == 0
+    stored = store.read_findings(include_retracted=True).set_index("finding_id")
+    assert stored.loc["F3", "case_id"] == p1 and stored.loc["F2", "retracted_scan"] == "S3"

@@ -295,7 +295,8 @@ def update_cases(conn: sa.Connection, findings: pd.DataFrame, scan_id: str, now:
     prior = _select_in(conn, findings_t, "finding_id", fids, ["finding_id", "case_id"])
     prior_case = dict(zip(prior["finding_id"], prior["case_id"]))
     target = dict(zip(new["finding_id"], new["case_id"]))
-    moved_from = {c for f, c in prior_case.items() if c and c != target.get(f)}
+    moved_from = {c for f, c in prior_case.items()
+                  if isinstance(c, str) and c and c != target.get(f)}
     # cases whose findings this scan retracted (a rescan no longer produced them)
     retracted = {r[0] for r in conn.execute(
         sa.select(findings_t.c.case_id).distinct().where(
@@ -313,7 +314,8 @@ def update_cases(conn: sa.Connection, findings: pd.DataFrame, scan_id: str, now:
         raise CaseConflict(f"case {pending[0]} kept changing under the scan; run it again")
     # keep stored findings pointing at their case
     changes = [{"b_fid": f, "b_cid": c} for f, c in zip(new["finding_id"], new["case_id"])
-               if f in prior_case and prior_case[f] != c]
+               if f in prior_case and (not isinstance(prior_case[f], str)
+                                       or prior_case[f] != c)]
     if changes:
         conn.execute(findings_t.update().where(findings_t.c.finding_id == sa.bindparam("b_fid"))
                      .values(case_id=sa.bindparam("b_cid")), changes)
