@@ -172,3 +172,17 @@ def test_cli_add_without_scope_is_a_clear_error(tmp_path):
                                   "u", "--until", "2099-01-01", "--reason", "r", "--by", "b"])
     assert r.exit_code == 2
     assert "exactly one of --patient, --department or --detector" in r.output
+
+
+def test_entries_of_every_scope_together(store):
+    """Stored entries mixing scopes (the unused columns read back as missing values)."""
+    i = add(store, patient="p1")
+    j = add(store, detector="snoop.vip")
+    k = add(store, user="u2", department="ICU")
+    got = sup(store, [F("a", "u1", "p1"), F("b", "u1", "p7", detector="snoop.vip"),
+                      F("c", "u2", "p3", evidence={"patient_department": "ICU"}),
+                      F("d", "u1", "p7")])
+    assert got == {"a": i, "b": j, "c": k, "d": None}
+    listed = A.list_entries(store, now=NOW, tz=TZ)
+    assert list(listed["scope"]) == ["patient", "detector", "department"]
+    assert list(listed["value"]) == ["p1", "snoop.vip", "ICU"]

@@ -37,6 +37,13 @@ _EVIDENCE_KEYS = ("patient_department", "patient_ward", "patient_departments",
                   "patient_wards")
 
 
+def _s(v: Any) -> str:
+    """A text cell as str; None and NaN (how pandas reads a missing string) as ''."""
+    if v is None or (isinstance(v, float) and v != v) or v is pd.NA:
+        return ""
+    return str(v)
+
+
 def _utc(ts: Any) -> pd.Timestamp:
     t = pd.Timestamp(ts)
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
@@ -128,9 +135,10 @@ def list_entries(store: Store, *, include_all: bool = False, now: Any = None,
     if df.empty:
         return pd.DataFrame(columns=cols)
     until = df["until"].map(_utc)
-    df["scope"] = [("patient" if p else "department" if d else "detector")
+    df["scope"] = [("patient" if _s(p) else "department" if _s(d) else "detector")
                    for p, d in zip(df["patient_id"], df["department"])]
-    df["value"] = df["patient_id"].fillna(df["department"]).fillna(df["detector"])
+    df["value"] = [_s(p) or _s(d) or _s(x) for p, d, x in
+                   zip(df["patient_id"], df["department"], df["detector"])]
     df["state"] = ["removed" if pd.notna(r) else "expired" if u < at else "active"
                    for r, u in zip(df["removed"], until)]
     df["until_day"] = [u.tz_convert(tz).strftime("%Y-%m-%d") for u in until]
@@ -207,18 +215,19 @@ def apply_allowlist(conn_or_store: Any, findings: pd.DataFrame, now: Any,
     free = pd.Series(True, index=out.index)
     for e in entries.sort_values("id").to_dict("records"):
         until = _utc(e["until"])
-        m = free & (user == e["user_id"]) & (end <= until)
+        m = free & (user == _s(e["user_id"])) & (end <= until)
         if not m.any():
             continue
-        if e.get("patient_id"):
-            m &= patient == e["patient_id"]
-        elif e.get("detector"):
-            d = e["detector"]
-            m &= detector.map(lambda x: fnmatch.fnmatchcase(x, d)) if "*" in d \
-                else detector == d
-        elif e.get("department"):
+        pid, det, dept = _s(e.get("patient_id")), _s(e.get("detector")), \
+            _s(e.get("department"))
+        if pid:
+            m &= patient == pid
+        elif det:
+            m &= detector.map(lambda x: fnmatch.fnmatchcase(x, det)) if "*" in det \
+                else detector == det
+        elif dept:
             m &= patient != ""
-            m &= _department_match(out[m], e["department"], start[m], end[m],
+            m &= _department_match(out[m], dept, start[m], end[m],
                                    care_relations).reindex(out.index, fill_value=False)
         else:
             continue
