@@ -441,7 +441,7 @@ def _process(conn: sa.Connection, cids: list[str], new: pd.DataFrame, at: dateti
 
 def _isna(v: Any) -> bool:
     try:
-        return v is None or v is pd.NaT or (isinstance(v, float) and np.isnan(v))
+        return v is None or v is pd.NaT or v is pd.NA or (isinstance(v, float) and np.isnan(v))
     except TypeError:
         return False
 
