@@ -99,3 +99,9 @@ def test_deferred_judgement_survives_the_scan_pipeline_filter():
     found, status = run_detectors(ctx, settings)
     assert status["btg.unjustified"].status == "ran"
     assert len(found) == 1 and "btg1" in found.iloc[0]["event_ids"]
+
+
+def test_relations_without_optional_columns():
+    rels = [{"patient_id": "P1", "kind": "admission", "start": "2025-07-22 05:00"}]  # no user
+    f = run("btg.unjustified", btg_ctx(rels, window=("2025-07-22", "2025-07-24")))
+    assert len(f) == 1 and f.iloc[0]["patient_id"] == "P1"

@@ -112,15 +112,13 @@ class BtgUnjustified(Detector):
         justified = np.zeros(len(b), dtype=bool)
         how = np.full(len(b), "", dtype=object)
         if rel is not None and len(rel):
+            def text(c):
+                return (rel[c].astype("string").fillna("") if c in rel.columns
+                        else pd.Series("", index=rel.index, dtype="string")).to_numpy()
+
             r = pd.DataFrame({"patient_id": rel["patient_id"].astype(str).to_numpy(),
-                              "r_user": rel["user_id"].astype("string").fillna("").to_numpy(),
-                              "r_dept": (rel["department"].astype("string").fillna("")
-                                         if "department" in rel else pd.Series("", index=rel.index)
-                                         ).to_numpy(),
-                              "r_ward": (rel["ward"].astype("string").fillna("")
-                                         if "ward" in rel else pd.Series("", index=rel.index)
-                                         ).to_numpy(),
-                              "kind": rel["kind"].astype(str).to_numpy(),
+                              "r_user": text("user_id"), "r_dept": text("department"),
+                              "r_ward": text("ward"), "kind": text("kind"),
                               "start": _naive_utc(rel["start"]),
                               "end": (_naive_utc(rel["end"]) if "end" in rel.columns else
                                       np.full(len(rel), np.datetime64("NaT"), "datetime64[ns]"))})
