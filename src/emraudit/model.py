@@ -307,10 +307,14 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
     df = df.copy()
     reasons = pd.Series(pd.NA, index=df.index, dtype="string")
 
-    def fail(mask: pd.Series, why: str | pd.Series):
+    def fail(mask: pd.Series, why):
+        """`why`: a reason, or a function of the failing rows' mask giving one per row (so
+        the text is only built for rows that fail)."""
         nonlocal reasons
         mask = mask.fillna(False) & reasons.isna()
         if mask.any():
+            if callable(why):
+                why = why(mask).reindex(reasons.index)
             reasons = reasons.mask(mask, why if isinstance(why, str) else why[mask])
 
     for col in schema.columns:
@@ -324,7 +328,8 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
         if col.kind == "ts":
             parsed = parse_timestamps(s, tz)
             bad = parsed.isna() & ~_blank(s)
-            fail(bad, "unparseable time in '" + col.name + "': " + s.astype("string").str.slice(0, 40))
+            fail(bad, lambda m: "unparseable time in '" + col.name + "': "
+                 + s[m].astype("string").str.slice(0, 40))
             df[col.name] = parsed
         elif col.kind == "id":
             df[col.name] = to_id(s)
@@ -341,7 +346,8 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
                 norm = norm.fillna(col.default)
             if col.allowed:
                 bad = ~norm.isin(col.allowed) & norm.notna()
-                fail(bad, f"unknown {col.name} '" + norm.astype("string").fillna("") + "'")
+                fail(bad, lambda m: f"unknown {col.name} '" + norm[m].astype("string").fillna("")
+                     + "'")
             df[col.name] = norm.astype("string")
         else:
             st = s.astype("string")
@@ -356,7 +362,8 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
         if "patient_id" not in df.columns:
             df["patient_id"] = pd.Series(pd.NA, index=df.index, dtype="string")
         fail(needs_patient & df["patient_id"].isna(),
-             "no patient for a patient action '" + df["action"].astype("string").fillna("") + "'")
+             lambda m: "no patient for a patient action '"
+             + df.loc[m, "action"].astype("string").fillna("") + "'")
         ev = df["event_id"] if "event_id" in df.columns else pd.Series(pd.NA, index=df.index,
                                                                          dtype="string")
         missing = ev.isna()
