@@ -44,26 +44,32 @@ def test_btg_justified_by_a_relation_within_24h(rel, fires):
         assert r["evidence"]["reason_given"] == "抢救"
 
 
-def test_btg_without_care_relations_table_fires():
-    f = run("btg.unjustified", btg_ctx(None, window=("2025-07-22", "2025-07-24")))
-    assert len(f) == 1 and f.iloc[0]["evidence"]["care_relations_loaded"] is False
+OTHER = [{"patient_id": "PX", "user_id": "x", "kind": "admission", "start": "2025-07-20"}]
+
+
+def test_btg_without_care_relations_table_is_not_judged_one_by_one():
+    ctx = btg_ctx(None, window=("2025-07-22", "2025-07-24"))
+    assert run("btg.unjustified", ctx).empty
+    assert any("no care_relations" in n for n in ctx.notes)
+    f = run("btg.unjustified", btg_ctx(OTHER, window=("2025-07-22", "2025-07-24")))
+    assert len(f) == 1
 
 
 def test_btg_still_within_its_period_is_pending_then_judged_next_scan():
-    ctx = btg_ctx(None)                   # window ends 22 h after the BTG
+    ctx = btg_ctx(OTHER)                  # window ends 22 h after the BTG
     assert run("btg.unjustified", ctx).empty
     assert any("justification period" in n for n in ctx.notes)
-    nxt = btg_ctx(None, window=("2025-07-23", "2025-07-24"))
+    nxt = btg_ctx(OTHER, window=("2025-07-23", "2025-07-24"))
     f = run("btg.unjustified", nxt)
     assert len(f) == 1 and f.iloc[0]["evidence"]["judged_after_window_start"] is True
     # the scan after that does not judge it again
-    assert run("btg.unjustified", btg_ctx(None, window=("2025-07-24", "2025-07-25"))).empty
+    assert run("btg.unjustified", btg_ctx(OTHER, window=("2025-07-24", "2025-07-25"))).empty
 
 
 def test_btg_followed_by_print_is_raised():
     evs = [ev("e1", "P1", "2025-07-22 02:00", action="break_glass", event_id="b"),
            ev("e1", "P1", "2025-07-22 02:05", action="print", event_id="pr")]
-    f = run("btg.unjustified", btg_ctx(None, evs, window=("2025-07-22", "2025-07-24")))
+    f = run("btg.unjustified", btg_ctx(OTHER, evs, window=("2025-07-22", "2025-07-24")))
     assert f.iloc[0]["severity"] == "high" and f.iloc[0]["evidence"]["outputs_after"] is True
 
 
@@ -94,7 +100,7 @@ def test_deferred_judgement_survives_the_scan_pipeline_filter():
     from emraudit.detectors.profile import DetectorSetting
     from emraudit.detectors.registry import get
     from emraudit.scan import run_detectors
-    ctx = btg_ctx(None, window=("2025-07-23", "2025-07-24"))    # BTG in the look-back
+    ctx = btg_ctx(OTHER, window=("2025-07-23", "2025-07-24"))   # BTG in the look-back
     settings = {"btg.unjustified": DetectorSetting(get("btg.unjustified"), True, {})}
     found, status = run_detectors(ctx, settings)
     assert status["btg.unjustified"].status == "ran"

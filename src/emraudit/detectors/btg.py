@@ -3,6 +3,7 @@
 Two patterns, one detector:
 
 1. A break-the-glass (action `break_glass`) on a patient with no care relation for that user,
+   (judged only when care_relations are loaded: without them every BTG would look unjustified)
    their department or their ward active at the time or starting within `justify_hours` after
    it (an emergency admission is usually registered after the glass is broken). A BTG whose
    justification period has not yet elapsed at the data horizon (the later of the window end
@@ -90,6 +91,10 @@ class BtgUnjustified(Detector):
         if btg.empty:
             return []
         rel = ctx.care_relations
+        if rel is None:
+            ctx.notes.append("btg.unjustified: no care_relations loaded; break-the-glass events "
+                             "are not judged one by one (only the rate against peers)")
+            return []
         horizon = ctx.window_end
         if rel is not None and len(rel) and rel["start"].notna().any():
             horizon = max(horizon, rel["start"].max())
@@ -167,7 +172,6 @@ class BtgUnjustified(Detector):
                     "relations_looked_for": "user, department "
                     f"'{r['dept'] or '-'}', ward '{r['ward'] or '-'}': active at the time or "
                     "starting within the justification period",
-                    "care_relations_loaded": rel is not None,
                     "accesses_after": int(len(after)), "outputs_after": outputs,
                     "judged_after_window_start": not bool(in_window(ctx, src.loc[[e.name]])[0]),
                 },
