@@ -217,3 +217,15 @@ def test_every_detector_runs_on_minimal_tables(variant):
             continue
         f = run(det_id, ctx)
         assert set(f.columns) >= {"finding_id", "event_ids", "summary"}
+
+
+def test_same_surname_and_phone_is_family_and_a_switchboard_is_not():
+    pats = [{"patient_id": "F1", "name": "王芳", "phone": "010-13800000001"}]
+    # digits differ only by a leading 010: not the same number
+    assert run("snoop.family", ctx_with([ev("u1", "F1", "2025-07-22 10:00")], pats)).empty
+    pats = [{"patient_id": "F1", "name": "王芳", "phone": "13800000001"}]
+    f = run("snoop.family", ctx_with([ev("u1", "F1", "2025-07-22 10:00")], pats))
+    assert len(f) == 1 and f.iloc[0]["severity"] == "high"
+    assert "same phone" in f.iloc[0]["evidence"]["basis"]
+    many = [{"patient_id": f"F{i}", "name": "王芳", "phone": "13800000001"} for i in range(6)]
+    assert run("snoop.family", ctx_with([ev("u1", "F1", "2025-07-22 10:00")], many)).empty
