@@ -43,6 +43,10 @@ def quarantine_cmd(config_path: str, source: str | None, limit: int, show_raw: b
             stmt = stmt.limit(limit)
         rows = c.execute(stmt).fetchall()
     if not rows:
+        if source and source not in cfg.sources:
+            from emraudit.errors import UserError
+            raise UserError(f"unknown source '{source}' (configured: "
+                            f"{', '.join(cfg.sources) or 'none'})", file=str(cfg.path))
         click.echo("no quarantined rows" + (f" for source '{source}'" if source else ""))
         return
     width = min(max(len("source_ref"), *(len(str(r.source_ref or "")) for r in rows)), 80)
