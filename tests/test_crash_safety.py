@@ -158,8 +158,11 @@ def assert_same(a: dict, b: dict) -> None:
     assert set(fa.index) == set(fb.index), (
         f"only after the rerun: {sorted(set(fa.index) - set(fb.index))[:5]}; only in the "
         f"uninterrupted scan: {sorted(set(fb.index) - set(fa.index))[:5]}")
+    def text(col: pd.Series) -> pd.Series:
+        return col.astype(object).where(col.notna(), "").astype(str)
+
     for col in fa.columns:
-        diff = fa[col].astype(str) != fb.loc[fa.index, col].astype(str)
+        diff = text(fa[col]) != text(fb.loc[fa.index, col])
         assert not diff.any(), (f"findings.{col} differs for {diff.sum()} finding(s), e.g. "
                                 f"{fa.index[diff][0]}: {fa.loc[diff, col].iloc[0]!r} vs "
                                 f"{fb.loc[fa.index[diff][0], col]!r}")
