@@ -210,3 +210,21 @@ def test_reference_table_from_sql_is_read_whole(tmp_path):
     cfg = load_config(tmp_path / "emraudit.toml")
     b = list(open_connector("users", cfg).batches({"rows": 2}))
     assert len(b[0].frame) == 2 and b[0].frame["_source_ref"].tolist() == ["staff:u1", "staff:u2"]
+
+
+def test_blsjrz_profile_matches_lower_case_column_names(tmp_path):
+    """Oracle's EMR_BLSJRZ columns come back from SQLAlchemy in lower case."""
+    url = sqlite_url(tmp_path)
+    eng = sa.create_engine(url)
+    with eng.begin() as c:
+        c.exec_driver_sql("CREATE TABLE emr_blsjrz (jlxh INTEGER PRIMARY KEY, czgh TEXT, rznr TEXT,"
+                          " sjxm TEXT, xtsj TEXT, ywid1 TEXT, ipdz TEXT, jsjm TEXT, jgid TEXT)")
+        c.exec_driver_sql("INSERT INTO emr_blsjrz VALUES (1, '0101', '打开', '1006', "
+                          "'2025-07-01 08:00:00', 'Z1', 'UNKNOW', 'PC1', 'H1')")
+    eng.dispose()
+    cfg = config(tmp_path, url, 'sql_table = "EMR_BLSJRZ"\nprofile = "emr-blsjrz"')
+    batches, frame = read_all(cfg)
+    v = model.validate("access_log", frame, cfg.tz, "bl")
+    assert v.accepted["action"].tolist() == ["view"] and v.accepted["ip"].isna().all()
+    assert v.accepted["event_id"].tolist() == ["EMR_BLSJRZ:1"]
+    assert batches[-1].position["column"] == "jlxh"

@@ -236,7 +236,12 @@ class SqlConnector(Connector):
         with engine.connect() as conn:
             self._read_only(conn)
             sel, cols, pk, where = self._selectable(conn)
-            self.profile.check_columns(self.table, cols, where)
+            # databases fold unquoted names (Oracle upper, PostgreSQL lower; SQLAlchemy shows
+            # Oracle's as lower case): a profile's CZGH matches a column czgh
+            have = {c.lower(): c for c in cols}
+            self._renames = {have[n.lower()]: n for n in self.profile.source_columns(self.table)
+                             .values() if n not in cols and n.lower() in have}
+            self.profile.check_columns(self.table, [self._renames.get(c, c) for c in cols], where)
             wm_col = None if reference else self._watermark_column(cols)
             label = self.source.sql_table or "query"
             ref_cols = pk or ([wm_col] if wm_col else [])
@@ -304,7 +309,7 @@ class SqlConnector(Connector):
         else:
             df[SOURCE_REF] = (label + ":row ") + pd.Series(
                 np.arange(offset + 1, offset + len(df) + 1), index=df.index).astype(STRING)
-        frame = self.profile.apply(self.table, df)
+        frame = self.profile.apply(self.table, df.rename(columns=getattr(self, "_renames", {})))
         for c in TABLES[self.table].required:
             if c not in frame.columns:  # pragma: no cover - check_columns guards this
                 frame[c] = pd.Series(pd.NA, index=frame.index, dtype=STRING)
