@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from emraudit.detectors.base import Context, Detector, Param, empty_findings, raise_severity
-from emraudit.detectors.bulk import (PEER_PARAMS, day_codes, in_window, patient_events,
-                                     peer_groups, sorted_unique, user_info)
+from emraudit.detectors.bulk import (PEER_PARAMS, in_window, patient_days, patient_events,
+                                     peer_groups, user_info)
 from emraudit.detectors.registry import register
 from emraudit.model import OUTPUT_ACTIONS
 
@@ -186,19 +186,8 @@ class BtgUnjustified(Detector):
             ev["patient_id"].notna().to_numpy(dtype=bool)
         if not (is_btg & in_window(ctx, ev)).any():
             return []
-        acc = patient_events(ctx, ("view", "query", "create", "update", "sign", "print",
-                                   "export", "copy", "download", "break_glass"))
-        # distinct (patient, day) per user, with integer codes (10 million rows)
-        uc, uu = pd.factorize(acc["user_id"])
-        pc, _ = pd.factorize(acc["patient_id"])
-        day = day_codes(acc["ts"])
-        day = day - day.min() if len(day) else day
-        nd = int(day.max()) + 1 if len(day) else 1
-        key = sorted_unique((uc.astype(np.int64) * (int(pc.max()) + 1 if len(pc) else 1)
-                             + pc) * nd + day)
-        per_user = np.bincount(key // ((int(pc.max()) + 1 if len(pc) else 1) * nd),
-                               minlength=len(uu))
-        denom = pd.Series(per_user, index=pd.Index(np.asarray(uu.astype(str))))
+        # patient-days of access per user (shared with bulk.volume, computed once)
+        denom = patient_days(ctx)["per_user"]
         denom = denom[denom > 0]
         b = ev[is_btg]
         num = b.groupby(b["user_id"].astype(str)).size()

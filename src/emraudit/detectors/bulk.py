@@ -202,6 +202,30 @@ def codes_of(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return codes.astype(np.int64), pd.Index(np.asarray(pd.Index(uniq).astype(str), dtype=object))
 
 
+def patient_days(ctx: Context, actions=COUNTED_ACTIONS) -> dict:
+    """Distinct patients per user and site-local day over ctx.events (cached per action set):
+    bulk.volume's measure and btg.unjustified's denominator. Integer codes, one sort."""
+    key = ("patient_days", tuple(sorted(actions)))
+    if key in ctx.memo:
+        return ctx.memo[key]
+    ev = patient_events(ctx, actions)
+    ucodes, users = codes_of(ev["user_id"])
+    pcodes, _ = codes_of(ev["patient_id"])
+    day = day_codes(ev["ts"])
+    d0 = int(day.min()) if len(day) else 0
+    span = int(day.max()) - d0 + 1 if len(day) else 1
+    npat = int(pcodes.max()) + 1 if len(pcodes) else 1
+    ud = ucodes * span + (day - d0)
+    cnt = np.bincount(sorted_unique(ud * npat + pcodes) // npat, minlength=len(users) * span)
+    nz = np.flatnonzero(cnt)
+    daily = pd.DataFrame({"user_id": users[nz // span], "day": nz % span + d0,
+                          "value": cnt[nz].astype(float)})
+    out = {"users": users, "day": day, "d0": d0, "span": span, "ud": ud, "daily": daily,
+           "per_user": pd.Series(cnt.reshape(len(users), span).sum(axis=1), index=users)}
+    ctx.memo[key] = out
+    return out
+
+
 def day_codes(ts: pd.Series) -> np.ndarray:
     return local_ns(ts) // DAY_NS
 
@@ -539,18 +563,9 @@ class BulkVolume(Detector):
         ev = patient_events(ctx, p.actions)
         if ev.empty or not in_window(ctx, ev).any():
             return empty_findings()
-        ucodes, users = codes_of(ev["user_id"])
-        pcodes, _ = codes_of(ev["patient_id"])
-        day = day_codes(ev["ts"])
-        d0 = int(day.min())
-        span = int(day.max()) - d0 + 1
-        npat = int(pcodes.max()) + 1
-        ud = ucodes.astype(np.int64) * span + (day - d0)
-        key = sorted_unique(ud * npat + pcodes)
-        cnt = np.bincount(key // npat, minlength=len(users) * span)
-        nz = np.flatnonzero(cnt)
-        daily = pd.DataFrame({"user_id": users[nz // span], "day": nz % span + d0,
-                              "value": cnt[nz].astype(float)})
+        pd_ = patient_days(ctx, p.actions)
+        users, day, d0, span, ud, daily = (pd_["users"], pd_["day"], pd_["d0"], pd_["span"],
+                                           pd_["ud"], pd_["daily"])
         win = in_window(ctx, ev)
         win_days = np.flatnonzero(np.bincount(day[win] - d0, minlength=span)) + d0
         cand = daily[daily["day"].isin(win_days) & (daily["value"] >= p.min_patients)]

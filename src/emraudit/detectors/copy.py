@@ -17,7 +17,7 @@ import pandas as pd
 from emraudit.detectors.base import Context, Detector, Param, empty_findings, raise_severity
 from emraudit.detectors.bulk import (PEER_PARAMS, Baselines, _fmt_day, _thresholds_evidence,
                                      _tz_offset_ns, assign_episodes, codes_of,
-                                     distinct_at_events, episodes,
+                                     distinct_at_events, episodes, explanations,
                                      explained_flags, in_window, patient_events, peer_groups,
                                      user_day_activity, user_info)
 from emraudit.detectors.registry import register
@@ -161,13 +161,12 @@ class CopyBulkExport(Detector):
         part["in_win"] = in_window(ctx, ev)[sel]
         info = user_info(ctx, users)
         # relation: was the patient's access by this user explained (any access that day)?
-        acc = patient_events(ctx, ("view", "query", "create", "update", "sign", *OUTPUT_ACTIONS))
-        acc = acc[acc["user_id"].isin(part["user_id"].unique())
-                  & acc["patient_id"].isin(part["patient_id"].unique())]
-        expl, _ = explained_flags(ctx, acc)
+        ex = explanations(ctx)
+        acc = ex[ex["user_id"].isin(part["user_id"].unique()).to_numpy(dtype=bool)
+                 & ex["patient_id"].isin(part["patient_id"].unique()).to_numpy(dtype=bool)]
         rel = pd.DataFrame({"user_id": acc["user_id"].astype(str).to_numpy(),
                             "patient_id": acc["patient_id"].astype(str).to_numpy(),
-                            "explained": expl.to_numpy()})
+                            "explained": acc["explained"].to_numpy(dtype=bool)})
         rel = rel[rel["explained"]].drop_duplicates(["user_id", "patient_id"])
         rows = []
         for ep, g in part.groupby("ep", sort=True):
