@@ -32,7 +32,15 @@ def tune_cmd(config_path, detector, param, values, range_, days, truth, chart, f
     reviewers' dispositions (confirmed = true, false_positive = false) or a truth file
     exist, precision and recall. Nothing is written to the store.
 
-    Example:  emraudit tune --config emraudit.toml bulk.off_hours min_patients 5 10 20 40
+    Dispositions score cases (recall over the confirmed cases relevant to this detector);
+    a truth file scores findings (precision) and planted violations of the kinds the
+    detector finds (recall).
+
+    \b
+    Examples:
+      emraudit tune --config emraudit.toml bulk.off_hours min_patients 5 10 20 40
+      emraudit tune --config emraudit.toml bulk.off_hours min_patients --range 5:40:5 \
+          --truth truth.csv --chart min_patients.svg
     """
     from emraudit.detectors.profile import resolve_detectors
     from emraudit.errors import UserError
