@@ -39,8 +39,8 @@ def tune_cmd(config_path, detector, param, values, range_, days, truth, chart, f
     \b
     Examples:
       emraudit tune --config emraudit.toml bulk.off_hours min_patients 5 10 20 40
-      emraudit tune --config emraudit.toml bulk.off_hours min_patients --range 5:40:5 \
-          --truth truth.csv --chart min_patients.svg
+      emraudit tune --config emraudit.toml bulk.off_hours min_patients
+          --range 5:40:5 --truth truth.csv --chart min_patients.svg
     """
     from emraudit.detectors.profile import resolve_detectors
     from emraudit.errors import UserError
