@@ -156,3 +156,20 @@ def test_cli_ingest_of_the_published_examples(tmp_path):
     assert line.split()[2:6] == ["18", "15", "3", "0"]       # read accepted quarantined dup
     r = CliRunner().invoke(main, ["quarantine", "--config", cfgp])
     assert "AuditEvent-example-search.json" in r.output and "no patient" in r.output
+
+
+def test_emraudit_action_codes_and_entity_details():
+    """A feeder may tag the canonical action (print has no FHIR code) and give the record
+    count, session and module in the entity; the R4 entity.name names the module."""
+    from emraudit.connectors.fhir import flatten
+    from emraudit.connectors.profile import load_profile
+    known = set(load_profile("fhir-auditevent").rules("access_log").values["action"])
+    ev = json.loads((FIXTURES / "BALP-ex-auditBasicReadServer.json").read_text())
+    ev["subtype"].append({"system": "urn:emraudit:action", "code": "print"})
+    ev["entity"][1]["name"] = "病案首页"
+    ev["entity"][1]["detail"] = [{"type": "record_count", "valueString": "12"},
+                                 {"type": "session_id", "valueString": "S9"}]
+    row = flatten(ev, known)
+    assert row["action"] == "print" and row["action_raw"] == "R:print"
+    assert row["module"] == "病案首页"
+    assert row["record_count"] == "12" and row["session_id"] == "S9"

@@ -179,3 +179,26 @@ def test_cache_grid_bad_dates_and_times_are_quarantined_with_their_text():
         "unparseable time in 'ts': 日期=abc 时间=08:00"]
     assert len(v.quarantine) == 5
     assert str(v.accepted["ts"][0]) == "2025-07-01 08:03:20.500000+08:00"
+
+
+def test_his_content_gives_module_copies_and_reason():
+    prof = load_profile("his-zh")
+    base = FIXTURES["his-zh"][0][0]
+    rows = [dict(base, 操作类型="打印", 操作内容="打印病案首页(3份)"),
+            dict(base, 操作类型="紧急授权", 操作内容="紧急授权病历：抢救：患者昏迷"),
+            dict(base, 操作类型="登录", 操作内容="登录系统", 患者ID="")]
+    raw = frame(rows)
+    raw["流水号"] = ["S1", "S2", "S3"]
+    v = model.validate("access_log", prof.apply("access_log", raw), TZ, "his")
+    acc = v.accepted
+    assert acc["event_id"].tolist() == ["S1", "S2", "S3"]
+    assert acc["module"].tolist()[:2] == ["病案首页", "病历"] and pd.isna(acc["module"][2])
+    assert acc["record_count"].tolist() == [3, 1, 1]
+    assert acc["reason"].tolist()[1] == "抢救：患者昏迷" and pd.isna(acc["reason"][0])
+
+
+def test_extract_step_is_validated():
+    with pytest.raises(ConfigError, match="group") as err:
+        parse_profile('[access_log.extract.module]\ncolumn = "c"\nregex = "x+"\n'.encode(), "m",
+                      "/m.toml")
+    assert err.value.key == "access_log.extract.module.regex"

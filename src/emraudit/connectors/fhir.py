@@ -37,6 +37,8 @@ HUMAN_REFS = ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson", "P
 HUMAN_TYPES = {"humanuser", "ircp", "aut", "inf", "prov", "cst", "atnd", "cas", "enter",
                "verf", "wit", "pprf", "sprf"}
 DESTINATION_TYPES = {"110152", "110154"}
+LOCAL_ACTION_SYSTEM = "urn:emraudit:action"
+DETAIL_COLUMNS = ("record_count", "session_id", "reason", "module")   # entity.detail types
 _IP = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]+)$")
 
 
@@ -57,6 +59,21 @@ def _codes(x) -> list[str]:
             out.append(str(c["code"]))
     if isinstance(x.get("concept"), dict):      # R5 CodeableReference
         out += _codes(x["concept"])
+    return out
+
+
+def _local_actions(*xs) -> list[str]:
+    """Codes in emraudit's own code system (`urn:emraudit:action`): a feeder that knows the
+    canonical action (print, sign, copy …, which FHIR has no code for) may tag it so."""
+    out = []
+    for x in xs:
+        items = x if isinstance(x, list) else [x]
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            for c in [item] + list(item.get("coding") or []):
+                if isinstance(c, dict) and c.get("system") == LOCAL_ACTION_SYSTEM and c.get("code"):
+                    out.append(str(c["code"]))
     return out
 
 
@@ -262,6 +279,17 @@ def flatten(ev: dict, known_actions: set[str], ignore_case: bool = True) -> dict
     entities = [e for e in ev.get("entity") or [] if isinstance(e, dict)]
     patient = _ref_id(ev.get("patient"))
     module = None
+    details: dict[str, str] = {}
+    for e in entities:
+        for d in e.get("detail") or []:
+            if not isinstance(d, dict):
+                continue
+            kind = d.get("type")
+            kind = (_codes(kind) or [None])[0] if isinstance(kind, dict) else kind
+            value = next((d[k] for k in ("valueString", "valueInteger", "valueCode")
+                          if d.get(k) is not None), None)
+            if kind in DETAIL_COLUMNS and value is not None and kind not in details:
+                details[str(kind)] = str(value)
     encounter = _ref_id(ev.get("encounter"))
     for e in entities:
         what = e.get("what") or e.get("reference") or {}
@@ -277,8 +305,9 @@ def flatten(ev: dict, known_actions: set[str], ignore_case: bool = True) -> dict
             continue
         if rtype == "Encounter":
             encounter = encounter or _ref_id(what)
-        if module is None and rtype and "24" not in roles and ("2" in types or not types):
-            module = rtype
+        if module is None and "24" not in roles and ("2" in types or not types):
+            module = str(e["name"]) if e.get("name") else rtype   # R4 entity.name, else type
+    module = details.pop("module", None) or module
     if module is None and patient is not None:
         module = "Patient"
     row["patient_id"], row["encounter_id"], row["module"] = patient, encounter, module
@@ -287,11 +316,14 @@ def flatten(ev: dict, known_actions: set[str], ignore_case: bool = True) -> dict
     for a in agents:
         purposes += _codes(a.get("purposeOfUse")) + _codes(a.get("authorization"))
     purposes = list(dict.fromkeys(purposes))
-    row["reason"] = ";".join(purposes) or None
+    row["reason"] = ";".join(purposes) or details.pop("reason", None)
+    details.pop("reason", None)
+    row.update(details)            # record_count, session_id from entity.detail
 
     letter = ev.get("action")
     r4_type = ev.get("type")
-    candidates = purposes + _codes(ev.get("subtype")) + _codes(ev.get("code")) + \
+    local = _local_actions(ev.get("subtype"), ev.get("code"), r4_type, ev.get("category"))
+    candidates = purposes + local + _codes(ev.get("subtype")) + _codes(ev.get("code")) + \
         _codes(r4_type) + _codes(ev.get("category")) + ([str(letter)] if letter else [])
     norm = (lambda c: c.strip().lower()) if ignore_case else (lambda c: c.strip())
     chosen = next((c for c in candidates if norm(c) in known_actions), None)

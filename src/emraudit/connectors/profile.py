@@ -8,7 +8,8 @@ order to every batch, all vectorized (Series.map, str ops, one pass per step):
                source columns listed in `optional` may be absent from a file)
 2. `combine`   build a column from several: date + time (Caché `$H` day counts and
                seconds-of-day understood), or a join of `columns` with `sep` and a `prefix`
-3. `json`      pull a key out of a JSON text column (only where the target is still empty)
+3. `json`      pull a key out of a JSON text column (only where the target is still empty);
+   `extract`   the first (group) of a regular expression on a text column, likewise
 4. `missing`   placeholder values (`UNKNOW`, `0.0.0.0`, empty) become missing ("*": every column)
 5. `values`    exact value maps (查看 → view); `action_raw` keeps the source's word
 6. `patterns`  regular expressions for values no exact map covered (`^EMR\\.OP\\.Print` → print)
@@ -53,8 +54,9 @@ from emraudit.model import SOURCE_REF, TABLES
 from emraudit.timeparse import cache_horolog_days
 
 PROFILE_KEYS = {"description", "encoding", "delimiter", "format", "watermark"}
-TABLE_KEYS = {"columns", "combine", "json", "missing", "values", "patterns", "constants",
-              "ignore_case", "keep_raw", "optional"}
+TABLE_KEYS = {"columns", "combine", "json", "extract", "missing", "values", "patterns",
+              "constants", "ignore_case", "keep_raw", "optional"}
+EXTRACT_KEYS = {"column", "regex"}
 COMBINE_KEYS = {"date", "time", "date_kind", "time_kind", "columns", "sep", "prefix"}
 JSON_KEYS = {"column", "key"}
 DATE_KINDS = ("auto", "text", "horolog")
@@ -70,6 +72,7 @@ class TableRules:
     columns: dict[str, str] = field(default_factory=dict)          # canonical -> source
     combine: dict[str, dict] = field(default_factory=dict)         # canonical -> spec
     json: dict[str, dict] = field(default_factory=dict)            # canonical -> {column, key}
+    extract: dict[str, dict] = field(default_factory=dict)         # canonical -> {column, regex}
     missing: dict[str, list[str]] = field(default_factory=dict)    # canonical|* -> placeholders
     values: dict[str, dict[str, str]] = field(default_factory=dict)
     patterns: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
@@ -108,6 +111,9 @@ class ConnectorProfile:
                 need[f"{table}.combine.{k}.columns[{i}]"] = c
         for k, spec in r.json.items():
             need[f"{table}.json.{k}.column"] = spec["column"]
+        for k, spec in r.extract.items():
+            if spec["column"] not in r.optional:
+                need[f"{table}.extract.{k}.column"] = spec["column"]
         return need
 
     def check_columns(self, table: str, source_columns: list[str], where: str) -> None:
@@ -133,7 +139,7 @@ class ConnectorProfile:
         renamed = {v: k for k, v in r.columns.items()}
         out = [renamed.get(c, c) for c in source_columns]
         out += [k for k, v in r.columns.items() if v in source_columns]
-        out += list(r.combine) + list(r.json) + list(r.constants)
+        out += list(r.combine) + list(r.json) + list(r.extract) + list(r.constants)
         if r.keep_raw and table == "access_log" and "action" in out:
             out.append("action_raw")
         return list(dict.fromkeys(out))
@@ -149,6 +155,8 @@ class ConnectorProfile:
             prov[k] = f"{self.name}: combine {' + '.join(parts)}"
         for k, spec in r.json.items():
             prov.setdefault(k, f"{self.name}: json {spec['column']}.{spec['key']}")
+        for k, spec in r.extract.items():
+            prov.setdefault(k, f"{self.name}: extract /{spec['regex']}/ from {spec['column']}")
         for k, vals in r.missing.items():
             prov[k] = prov.get(k, f"{self.name}: column '{k}'" if k != ALL_COLUMNS else "*") + \
                 f" → {', '.join(repr(v) for v in vals)} as missing"
@@ -189,6 +197,12 @@ class ConnectorProfile:
             out[k] = _combine(out, df, spec)
         for k, spec in r.json.items():
             got = _json_key(df[spec["column"]], spec["key"])
+            out[k] = out[k].where(~_blank(out[k]), got) if k in out.columns else got
+        for k, spec in r.extract.items():
+            if spec["column"] not in df.columns:      # an absent optional column
+                continue
+            got = df[spec["column"]].astype("string").str.extract(spec["regex"], expand=False)
+            got = got.iloc[:, 0] if isinstance(got, pd.DataFrame) else got
             out[k] = out[k].where(~_blank(out[k]), got) if k in out.columns else got
         for k, placeholders in r.missing.items():
             cols = [c for c in out.columns if c != SOURCE_REF] if k == ALL_COLUMNS else \
@@ -505,6 +519,24 @@ def _parse_table(table: str, sec: dict, file: str) -> TableRules:
                 if set(spec) != JSON_KEYS:
                     raise ConfigError("expected both 'column' and 'key'", file=file, key=ck)
                 r.json[col] = dict(spec)
+            elif k == "extract":
+                _table(spec, file, ck)
+                for sk, sv in spec.items():
+                    if sk not in EXTRACT_KEYS:
+                        raise ConfigError("unknown key (expected column, regex)", file=file,
+                                          key=f"{ck}.{sk}")
+                    _str(sv, file, f"{ck}.{sk}")
+                if set(spec) != EXTRACT_KEYS:
+                    raise ConfigError("expected both 'column' and 'regex'", file=file, key=ck)
+                try:
+                    groups = re.compile(spec["regex"]).groups
+                except re.error as exc:
+                    raise ConfigError(f"not a valid regular expression: {exc}", file=file,
+                                      key=f"{ck}.regex") from None
+                if groups < 1:
+                    raise ConfigError("the regex needs a (group) holding the value", file=file,
+                                      key=f"{ck}.regex")
+                r.extract[col] = dict(spec)
             elif k == "missing":
                 vals = spec if isinstance(spec, list) else [spec]
                 for x in vals:
