@@ -78,7 +78,46 @@ FEATURES: dict[str, dict[str, Any]] = {
     "queries": dict(kind="count", item="9", en="searches", zh="检索次数",
                     doc="search/query actions (patient look-ups)"),
 }
-FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
+FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)     # daily features, stored per user-day
+
+# Trailing features: derived by the anomaly detector from the daily rows (stored baseline plus
+# computed days), never stored. They let a slow insider's small daily excess accumulate.
+TRAILING: dict[str, tuple[str, int]] = {
+    "unexplained_7d": ("unexplained", 7),
+    "new_patients_7d": ("new_patients", 7),
+}
+FEATURES.update({
+    "unexplained_7d": dict(kind="count", item="9", en="unexplained accesses, 7 days",
+                           zh="近7天无诊疗关系查阅次数", derived=True,
+                           doc="unexplained accesses on this day and the 6 days before"),
+    "new_patients_7d": dict(kind="count", item="9", en="new patients, 7 days",
+                            zh="近7天新接触患者数", derived=True,
+                            doc="new patients on this day and the 6 days before"),
+})
+ALL_FEATURES: tuple[str, ...] = tuple(FEATURES)     # daily + trailing (what models may use)
+
+
+def add_trailing(df: pd.DataFrame) -> pd.DataFrame:
+    """Add the TRAILING columns: per user, sums over calendar days (gaps count as zero);
+    NaN where the day's own value is unknown."""
+    out = df.copy()
+    if df.empty:
+        for name in TRAILING:
+            out[name] = pd.Series(dtype=float)
+        return out
+    days = pd.to_datetime(df["day"].astype(str)).to_numpy("datetime64[D]").astype(np.int64)
+    di = days - days.min()
+    nd = int(di.max()) + 1
+    uc, _ = pd.factorize(df["user_id"])
+    nu = int(uc.max()) + 1
+    for name, (src, width) in TRAILING.items():
+        v = df[src].to_numpy(float)
+        M = np.zeros((nu, nd + 1))
+        np.add.at(M, (uc, di + 1), np.nan_to_num(v))
+        C = np.cumsum(M, axis=1)
+        lo = np.clip(di + 1 - width, 0, None)
+        out[name] = np.where(np.isnan(v), np.nan, C[uc, di + 1] - C[uc, lo])
+    return out
 KEY_COLUMNS = ("user_id", "day", "role", "department")
 
 

@@ -29,11 +29,20 @@ from emraudit.detectors.anomaly_models import MODEL_KINDS, UserDayModel, own_med
     peer_group_of
 from emraudit.detectors.base import Context, Detector, Param
 from emraudit.detectors.registry import register
-from emraudit.features import FEATURE_NAMES, FEATURES, day_event_rows, empty_features, \
-    user_day_features
+from emraudit.features import ALL_FEATURES, FEATURE_NAMES, FEATURES, add_trailing, \
+    day_event_rows, empty_features, user_day_features
 from emraudit.model import OUTPUT_ACTIONS
 
 SCORES_MEMO = "anomaly.user_day.scores"
+# features the model uses by default, chosen on the generated hospitals
+# (bench/anomaly_eval.py): volume counts (events, patients, departments, workstations, IPs,
+# wards) move together on every busy day, and ECOD sums tail scores, so keeping them all
+# lets a legitimate busy day outscore a day with a few unexplained accesses. One volume signal
+# (new patients, longest burst) is kept; the privacy signals (unexplained, off duty, outputs,
+# VIP/employee/sensitive, searches) and the 7-day unexplained total carry the rest.
+DEFAULT_FEATURES = ("new_patients", "unexplained", "unexplained_share", "unexplained_7d",
+                    "off_duty_share", "output_records", "vip_accesses", "employee_accesses",
+                    "sensitive_accesses", "burst_patients", "queries")
 
 
 def _d(s: str) -> date:
@@ -61,6 +70,8 @@ class UserDayAnomaly(Detector):
     params = (
         Param("model", str, "ecod", "outlier model: ecod, copod, iforest, hbos, or ensemble "
               "(mean baseline rank of all four)", choices=MODEL_KINDS),
+        Param("features", list, list(DEFAULT_FEATURES), "features the model uses (see "
+              "emraudit.features.FEATURES)", choices=ALL_FEATURES),
         Param("baseline_days", int, 30, "days before a scanned day the model is fitted on",
               unit="days", min=7, max=365),
         Param("min_baseline_days", int, 7, "fewer baseline days than this: the day is not "
@@ -140,7 +151,7 @@ class UserDayAnomaly(Detector):
         frames = [f[cols] for f in (use_stored, use_comp) if len(f)]
         allf = (pd.concat(frames, ignore_index=True) if frames else
                 empty_features().drop(columns="in_window"))
-        allf = allf.astype({c: float for c in FEATURE_NAMES})
+        allf = add_trailing(allf.astype({c: float for c in FEATURE_NAMES}))
         prev = ctx.outputs.get("user_day_features")
         out = use_comp[cols]
         if prev is not None and len(prev):
@@ -152,7 +163,8 @@ class UserDayAnomaly(Detector):
 
     def _new_model(self) -> UserDayModel:
         p = self.p
-        return UserDayModel(kind=p.model, feats=list(FEATURE_NAMES), own=p.own_baseline,
+        return UserDayModel(kind=p.model, feats=[f for f in ALL_FEATURES if f in p.features],
+                            own=p.own_baseline,
                             min_peer_users=p.min_peer_users, min_own_days=p.min_own_days,
                             seed=p.random_state)
 
@@ -197,9 +209,9 @@ class UserDayAnomaly(Detector):
             if self._stale(model, day):
                 model = self._new_model()
                 model.window = (base["day"].min(), base["day"].max())
-                model.fit(base, own_medians(base, list(FEATURE_NAMES), p.min_own_days))
+                model.fit(base, own_medians(base, list(ALL_FEATURES), p.min_own_days))
                 fitted.append(model)
-            own = own_medians(base, list(FEATURE_NAMES), p.min_own_days)
+            own = own_medians(base, list(ALL_FEATURES), p.min_own_days)
             today = allf[allf["day"] == day].reset_index(drop=True)
             res = model.score(today, own)
             thr_rank = p.min_percentile / 100.0
@@ -304,7 +316,7 @@ class UserDayAnomaly(Detector):
             "peer_group": drivers[0]["peer_group"], "drivers": drivers,
             "events_total": int(len(sub)), "event_ids_listed": len(ids),
             "feature_values": {f: (None if pd.isna(row[f]) else float(row[f]))
-                               for f in FEATURE_NAMES if f in row.index},
+                               for f in ALL_FEATURES if f in row.index},
         }
         return {"key": f"{uid}|{day}", "user_id": uid, "patient_id": "", "start": start,
                 "end": end, "event_ids": ids, "summary": summary, "score": score,
@@ -330,13 +342,13 @@ def driver_events(ctx: Context, sub: pd.DataFrame, feats: list[str], p) -> dict[
             m = act.isin(OUTPUT_ACTIONS).fillna(False).to_numpy()
         elif f == "queries":
             m = (act == "query").fillna(False).to_numpy()
-        elif f in ("unexplained", "unexplained_share"):
+        elif f in ("unexplained", "unexplained_share", "unexplained_7d"):
             m = _unexplained_mask(ctx, sub)
         elif f == "off_duty_share":
             m = _off_duty_mask(ctx, sub)
         elif f in ("vip_accesses", "sensitive_accesses", "employee_accesses"):
             m = _flag_mask(ctx, sub, f)
-        elif f == "new_patients":
+        elif f in ("new_patients", "new_patients_7d"):
             m = _new_patient_mask(ctx, sub, p.history_days)
         elif f == "burst_patients":
             m = _burst_mask(sub, p.burst_minutes)

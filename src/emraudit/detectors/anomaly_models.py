@@ -216,6 +216,12 @@ class UserDayModel:
     pyod: dict[str, Any] = field(default_factory=dict)   # name -> fitted PyOD detector
     score_tables: dict[str, dict] = field(default_factory=dict)  # member -> baseline scores
     final_table: dict | None = None
+    requested: list[str] = field(default_factory=list)  # features asked for (before dropping
+    #                                                    those with no values in the baseline)
+
+    def __post_init__(self):
+        if not self.requested:
+            self.requested = list(self.feats)
 
     # inputs -----------------------------------------------------------------------------
     @property
@@ -311,7 +317,7 @@ class UserDayModel:
     # persistence ------------------------------------------------------------------------
     def config_key(self) -> str:
         return hashlib.sha1(json.dumps([self.kind, self.own, self.min_peer_users,
-                                        self.min_own_days, self.seed],
+                                        self.min_own_days, self.seed, self.requested],
                                        sort_keys=True).encode()).hexdigest()[:12]
 
     def to_row(self, detector_id: str, trained_at) -> dict:
@@ -335,6 +341,7 @@ class UserDayModel:
         params = {"format": FORMAT_VERSION, "kind": self.kind, "own": self.own,
                   "min_peer_users": self.min_peer_users, "min_own_days": self.min_own_days,
                   "seed": self.seed, "config_key": self.config_key(),
+                  "requested": self.requested,
                   "peer_keys": self.peers.keys, "peer_users": self.peers.users,
                   "columns": self.columns,
                   "versions": _versions() if self.pyod else {}}
@@ -354,7 +361,8 @@ class UserDayModel:
         z = np.load(io.BytesIO(row["blob"]), allow_pickle=False)
         m = cls(kind=params["kind"], feats=list(feats), own=params["own"],
                 min_peer_users=params["min_peer_users"], min_own_days=params["min_own_days"],
-                seed=params["seed"], window=(row["window_start"], row["window_end"]))
+                seed=params["seed"], window=(row["window_start"], row["window_end"]),
+                requested=list(params.get("requested") or feats))
         m.peers = PeerStats(list(params["peer_keys"]), z["peer_med"], z["peer_spread"],
                             z["peer_raw_med"], z["peer_raw_p99"], list(params["peer_users"]))
         m.skew_sign = z["skew_sign"]
