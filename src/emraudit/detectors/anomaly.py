@@ -81,9 +81,10 @@ class UserDayAnomaly(Detector):
         Param("min_peer_users", int, 5, "a role+department peer group needs this many users "
               "in the baseline, else the role is the peer group, else everyone",
               unit="users", min=1, max=10000),
-        Param("own_baseline", bool, True, "also compare each feature with the user's own "
-              "baseline median (keeps habitual behaviour such as a therapist's many wards "
-              "from dominating)"),
+        Param("own_baseline", bool, False, "also feed the model each feature's deviation "
+              "from the user's own baseline median (damps habitual behaviour, but lets a slow "
+              "insider's creep become their own normal; off by default, see "
+              "bench/anomaly_eval.py). The evidence always shows the own median."),
         Param("min_own_days", int, 5, "baseline days a user needs for an own median",
               unit="days", min=1, max=365),
         Param("max_per_day", int, 5, "alert budget: at most this many user-days per day "

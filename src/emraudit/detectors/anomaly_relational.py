@@ -7,7 +7,9 @@ user × patient access matrix (scipy sparse) over the look-back and the window, 
 patient by rarity (idf: a patient everyone touched says little), L2-normalize the rows and take
 cosine similarities — on the sparse matrix itself, or on a truncated-SVD embedding
 (`method = "svd"`). A user's score is 1 − the mean similarity to their `neighbours` most
-similar colleagues of the same role (all users when the role has fewer than `min_role_users`).
+similar colleagues of a similar role (`ROLE_FAMILY`: trainees with physicians, records /
+quality / insurance / admin staff together; all users when the family has fewer than
+`min_role_users`).
 Only users active in the window with at least `min_patients` patients in it are scored.
 The decision is an alert budget: at most `max_findings` users per scan, and only those whose
 similarity is at most `max_similarity` and whose score is above the `min_percentile` of the
@@ -22,6 +24,13 @@ import scipy.sparse as sp
 
 from emraudit.detectors.base import Context, Detector, Param
 from emraudit.detectors.registry import register
+
+# "similar role": trainees work under physicians and share their patients; records, quality,
+# insurance and administrative staff read the same finished records.
+ROLE_FAMILY = {"physician": "doctor", "trainee": "doctor", "nurse": "nurse",
+               "technician": "technician", "pharmacist": "pharmacist",
+               "medical_records": "office", "quality_control": "office",
+               "insurance": "office", "admin": "office", "it": "it", "other": "other"}
 
 
 @register
@@ -105,13 +114,14 @@ class RelationalAnomaly(Detector):
         if len(cand) == 0:
             return self.findings([])
         role = _roles(ctx, users)
+        family = np.array([ROLE_FAMILY.get(r, r) for r in role], dtype=object)
         emb = None
         if p.method == "svd":
             from sklearn.decomposition import TruncatedSVD
             k = max(1, min(p.svd_components, min(Wn.shape) - 1))
             emb = TruncatedSVD(n_components=k, random_state=p.random_state).fit_transform(Wn)
             emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        role_counts = pd.Series(role).value_counts()
+        role_counts = pd.Series(family).value_counts()
         scores = np.zeros(len(cand))
         neigh: dict[int, list[tuple[int, float]]] = {}
         for b0 in range(0, len(cand), 512):          # blocks of users, not a loop per event
@@ -120,8 +130,8 @@ class RelationalAnomaly(Detector):
             S = np.asarray(S, float)
             S[np.arange(len(blk)), blk] = -np.inf
             for r, u in enumerate(blk):          # per user: pick comparable colleagues
-                if role_counts.get(role[u], 0) >= p.min_role_users:
-                    row = np.where(role == role[u], S[r], -np.inf)
+                if role_counts.get(family[u], 0) >= p.min_role_users:
+                    row = np.where(family == family[u], S[r], -np.inf)
                 else:
                     row = S[r]
                 k = min(p.neighbours, int(np.isfinite(row).sum()))
