@@ -145,7 +145,7 @@ class KeySpace:
             raise ValueError("too many keys for a packed sort")
         self.unit, self.lo, self.span, self.tbits = unit, lo, span, span.bit_length()
         qp = self._pack(code, t)
-        order = np.argsort(qp, kind="stable")
+        order = np.argsort(qp)           # ties (same key, same time) may come in any order
         self.qsorted = qp[order]
         self.qpos = vpos[order]              # access position of each sorted query
         self.qt = at[self.qpos]              # exact time of each sorted query
@@ -173,7 +173,7 @@ class KeySpace:
         ok = (code >= 0) & (keys >= 0)
         pos = np.flatnonzero(ok)
         pp = self._pack(code[ok], times[ok])
-        order = np.argsort(pp, kind="stable")
+        order = np.argsort(pp)
         return pp[order], pos[order]
 
     def points_from_accesses(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -449,8 +449,9 @@ def _explain(ctx: Context) -> pd.DataFrame:
         hour = (local.dt.hour + local.dt.minute / 60.0).to_numpy()
         wd = local.dt.day_of_week.to_numpy()
         hours = p.get("record_role_hours") or {}
-        lo = np.array([float(hours.get(r, ctx.office_hours)[0]) for r in acc_role[rr]])
-        hi = np.array([float(hours.get(r, ctx.office_hours)[1]) for r in acc_role[rr]])
+        names, inv = np.unique(acc_role[rr].astype(str), return_inverse=True)
+        lo = np.array([float(hours.get(r, ctx.office_hours)[0]) for r in names])[inv]
+        hi = np.array([float(hours.get(r, ctx.office_hours)[1]) for r in names])[inv]
         inside = (hour >= lo) & (hour < hi)
         if p["record_roles_workdays_only"]:
             inside &= np.isin(wd, list(ctx.workdays))
