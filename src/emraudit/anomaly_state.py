@@ -42,9 +42,14 @@ def _clean(v: Any) -> Any:
     return int(f) if f.is_integer() else f
 
 
-def load_baseline(store: Store, start_day: str, end_day: str) -> dict:
+def load_baseline(store: Store, start_day: str, end_day: str, *,
+                  baseline_days: int = 30) -> dict:
     """Stored user-day features for start_day..end_day (inclusive) and the newest model per
-    detector. Days are the site's calendar days as "YYYY-MM-DD"."""
+    detector. Days are the site's calendar days as "YYYY-MM-DD". The start is widened to
+    `baseline_days` + 1 days before end_day, so a nightly scan whose look-back is shorter
+    than the anomaly baseline still gets the whole baseline from the store."""
+    wide = (pd.Timestamp(end_day) - pd.Timedelta(days=baseline_days + 1)).strftime("%Y-%m-%d")
+    start_day = min(start_day, wide)
     t = user_day_features
     stmt = (sa.select(t.c.user_id, t.c.day, t.c.role, t.c.department, t.c.features)
             .where(t.c.day >= start_day, t.c.day <= end_day)
