@@ -6,8 +6,10 @@ count, the explanation flags from the explanation engine, peer groups (role + de
 falling back to role when the group is small) and an exact sliding-window distinct count.
 
 Thresholds are always the largest of three: an absolute floor, a multiple of the user's own
-look-back baseline and a percentile of their peer group, so that busy roles (therapists who
-serve every ward, records staff) are measured against people who do the same job.
+baseline and a percentile of their peer group, so that busy roles (therapists who serve every
+ward, records staff) are measured against people who do the same job. Baselines are
+leave-one-out over every day in ctx.events (see `Baselines`): a nightly scan compares the
+night with the look-back, a first scan over a month compares each day with the others.
 """
 
 from __future__ import annotations
