@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -201,8 +200,7 @@ class ConnectorProfile:
         for k, spec in r.extract.items():
             if spec["column"] not in df.columns:      # an absent optional column
                 continue
-            got = df[spec["column"]].astype("string").str.extract(spec["regex"], expand=False)
-            got = got.iloc[:, 0] if isinstance(got, pd.DataFrame) else got
+            got = _regex_group(df[spec["column"]], spec["regex"])
             out[k] = out[k].where(~_blank(out[k]), got) if k in out.columns else got
         for k, placeholders in r.missing.items():
             cols = [c for c in out.columns if c != SOURCE_REF] if k == ALL_COLUMNS else \
@@ -263,10 +261,52 @@ class ConnectorProfile:
 # --- steps -----------------------------------------------------------------------------------
 
 def _contains(st: pd.Series, rx: str, ignore_case: bool) -> pd.Series:
-    with warnings.catch_warnings():      # groups in a pattern are fine: we only test a match
-        warnings.simplefilter("ignore", UserWarning)
-        m = st.str.contains(rx, regex=True, flags=re.I if ignore_case else 0)
-    return m.fillna(False).astype(bool)
+    """Where `rx` matches: one RE2 kernel over the column, or — for a pattern RE2 cannot run
+    (a look-ahead) — Python's `re` once per distinct value, never once per row."""
+    def on_values(u: pd.Series) -> pd.Series:
+        try:
+            m = pc.match_substring_regex(_arrow(u), rx, ignore_case=ignore_case)
+            return pd.Series(m.to_numpy(zero_copy_only=False), dtype=object)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            comp = re.compile(rx, re.I if ignore_case else 0)
+            return pd.Series([comp.search(str(v)) is not None for v in u], dtype=object)
+    return _via_dictionary(st, on_values).fillna(False).astype(bool)
+
+
+def _via_dictionary(s: pd.Series, fn) -> pd.Series:
+    """`fn` (a vectorized function of a Series) computed on the distinct values of `s` only
+    and spread back to the rows: log columns repeat a lot (dates, action codes, content
+    words), so regexes and date arithmetic run on a few thousand values, not every row."""
+    arr = _arrow(s)
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    enc = pc.dictionary_encode(arr)
+    uniques = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([enc.dictionary])))
+    res = fn(uniques).reset_index(drop=True)
+    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    out = res.reindex(codes)                   # -1 is no label: missing
+    out.index = s.index
+    return out
+
+
+def _regex_group(st: pd.Series, rx: str, groups: str = "\\1") -> pd.Series:
+    """The (first) group of `rx` in each value, missing where it does not match. One RE2
+    replace over the column; Python's `re` per distinct value when RE2 cannot run it."""
+    def on_values(u: pd.Series) -> pd.Series:
+        arr = _arrow(u)
+        try:
+            hit = pc.match_substring_regex(arr, "(?s)" + rx)
+            got = pc.replace_substring_regex(arr, "(?s)^.*?" + rx + ".*$", groups)
+            out = pc.if_else(pc.fill_null(hit, False), got, pa.scalar(None, arr.type))
+            return pd.Series(pd.arrays.ArrowStringArray(out))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            comp = re.compile(rx, re.S)
+
+            def first(v: str):
+                m = comp.search(v)
+                return next((g for g in m.groups() if g is not None), None) if m else None
+            return pd.Series([first(str(v)) for v in u], dtype="string")
+    res = _via_dictionary(st, on_values).astype("string")
+    return res.mask(res.str.strip() == "", pd.NA)
 
 
 def _blank(s: pd.Series) -> pd.Series:
@@ -315,11 +355,12 @@ def _combine(out: pd.DataFrame, raw: pd.DataFrame, spec: dict) -> pd.Series:
             res = spec["prefix"] + res
         return res.mask(empty, pd.NA)
     date = raw[spec["date"]].astype("string").str.strip()
-    d = _date_part(date, spec.get("date_kind", "auto"))
+    d = _via_dictionary(date, lambda u: _date_part(u, spec.get("date_kind", "auto")))
     given = ~_blank(date)
     if spec.get("time"):
         time = raw[spec["time"]].astype("string").str.strip()
-        res = (d + _time_part(time, spec.get("time_kind", "auto"))).astype("datetime64[ns]")
+        tp = _via_dictionary(time, lambda u: _time_part(u, spec.get("time_kind", "auto")))
+        res = (d + tp).astype("datetime64[ns]")
         given |= ~_blank(time)
         shown = spec["date"] + "=" + date.fillna("") + " " + spec["time"] + "=" + time.fillna("")
     else:
@@ -382,9 +423,7 @@ def _time_part(s: pd.Series, kind: str) -> pd.Series:
 def _json_key(s: pd.Series, key: str) -> pd.Series:
     """A top-level scalar from JSON text, by a vectorized regex (no per-row json.loads)."""
     rx = r'"' + re.escape(key) + r'"\s*:\s*(?:"((?:[^"\\]|\\.)*)"|(-?[\d.]+|true|false))'
-    got = s.astype("string").str.extract(rx)
-    res = got[0].fillna(got[1]).astype("string")
-    return res.mask(res.str.strip() == "", pd.NA)
+    return _regex_group(s, rx, "\\1\\2")
 
 
 # --- loading ---------------------------------------------------------------------------------
