@@ -12,6 +12,13 @@ plus weekly night calls for their whole department; respiratory therapists on 24
 120 discharged records a day in office hours; nurses printing discharge summaries. Nothing is
 planted unless --plant: every finding without --plant is a false alarm, reported per 100,000
 events. The last day is the scan window; the days before are the look-back.
+
+Measured 2026-11-23 on the shared 2-core machine (load ~6), 10,046,073 events over 29 days,
+1,210 users, roster loaded, CPU seconds with the explanation engine stubbed out:
+duty_mask 5.7; bulk.off_hours 3.8; bulk.volume 2.1; copy.bulk_export 1.1; btg.unjustified 2.3;
+snoop.* 2.5 together — about 18 s. False findings on the legitimate synthetic traffic: 0 for
+every detector; planted: all found except a 12-patient burst hidden inside the same
+physician's on-call night (by design: their on-call nights set their own baseline).
 """
 
 from __future__ import annotations
