@@ -147,33 +147,35 @@ class PeerStats:
 
 
 def peer_keys(role: pd.Series, dept: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    r = role.astype("string").fillna("other").to_numpy(str)
-    d = dept.astype("string").fillna("").to_numpy(str)
-    return np.char.add(np.char.add(r, "|"), d), r
+    r = role.astype("string").fillna("other").reset_index(drop=True)
+    d = dept.astype("string").fillna("").reset_index(drop=True)
+    return (r + "|" + d).to_numpy(dtype=object), r.to_numpy(dtype=object)
 
 
 def fit_peers(base: pd.DataFrame, feats: list[str], min_users: int) -> PeerStats:
+    """Peer statistics for everyone ("*"), each role, and each role|department, keeping only
+    groups with at least `min_users` users (everyone is always kept). Vectorized: one
+    group-by quantile per level."""
     rd, r = peer_keys(base["role"], base["department"])
-    Xt = transform(base, feats)
-    Xr = base[feats].to_numpy(float)
-    keys, meds, spreads, rmeds, rp99s, nusers = [], [], [], [], [], []
+    Xt = pd.DataFrame(transform(base, feats), columns=feats)
+    Xr = pd.DataFrame(base[feats].to_numpy(float), columns=feats)
+    uid = base["user_id"].astype("string").reset_index(drop=True)
     floors = np.array([SPREAD_FLOOR[FEATURES[f]["kind"]] for f in feats])
-    uid = base["user_id"].astype("string").to_numpy(str)
-    for labels, allow in ((np.full(len(base), "*"), True), (r, True), (rd, True)):
+    keys, meds, spreads, rmeds, rp99s, nusers = [], [], [], [], [], []
+    for labels in (np.full(len(base), "*", dtype=object), r, rd):
         lab = pd.Series(labels)
-        n_u = pd.Series(uid).groupby(lab).nunique()
-        for key, idx in lab.groupby(lab, sort=True).indices.items():
-            if key != "*" and n_u[key] < min_users:
-                continue
-            xt = Xt[idx]
-            with np.errstate(all="ignore"):
-                q = np.nanpercentile(xt, [25, 50, 75], axis=0) if len(idx) else None
-                rq = np.nanpercentile(Xr[idx], [50, 99], axis=0)
-            med = np.nan_to_num(q[1])
-            spread = np.maximum(np.nan_to_num((q[2] - q[0]) / 1.349), floors)
+        n_u = uid.groupby(lab).nunique()
+        ok = n_u[(n_u >= min_users) | (n_u.index == "*")].index
+        if len(ok) == 0:
+            continue
+        qt = Xt.groupby(lab).quantile([0.25, 0.5, 0.75])
+        qr = Xr.groupby(lab).quantile([0.5, 0.99])
+        for key in sorted(ok):
+            q = qt.loc[key].to_numpy(float)
+            rq = qr.loc[key].to_numpy(float)
             keys.append(str(key))
-            meds.append(med)
-            spreads.append(spread)
+            meds.append(np.nan_to_num(q[1]))
+            spreads.append(np.maximum(np.nan_to_num((q[2] - q[0]) / 1.349), floors))
             rmeds.append(rq[0])
             rp99s.append(rq[1])
             nusers.append(int(n_u[key]))
