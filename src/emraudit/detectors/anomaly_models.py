@@ -264,28 +264,34 @@ class UserDayModel:
         self.skew_sign = np.sign(np.nan_to_num(_skew(X, axis=0))) if len(X) > 2 else \
             np.zeros(X.shape[1])
         members = ENSEMBLE_MEMBERS if self.kind == "ensemble" else (self.kind,)
+        train_scores: dict[str, np.ndarray] = {}
         for name in members:
             if name == "iforest":
                 from pyod.models.iforest import IForest
                 m = IForest(n_estimators=100, max_samples=min(256, len(X)),
                             random_state=self.seed, n_jobs=1)
-                m.fit(X)
-                self.pyod[name] = _strip(m)
             elif name == "hbos":
                 from pyod.models.hbos import HBOS
                 m = HBOS(n_bins=10)
-                m.fit(X)
-                self.pyod[name] = _strip(m)
-        raw = self._member_scores(X)
+            else:
+                continue
+            m.fit(X)
+            train_scores[name] = np.asarray(m.decision_scores_, float)  # PyOD scored them
+            self.pyod[name] = _strip(m)
+        raw = self._member_scores(X, skip=tuple(train_scores))
+        raw.update(train_scores)
+        raw = {k: raw[k] for k in members}
         self.score_tables = {k: ecdf_table(v) for k, v in raw.items()}
         final = self._combine(raw)
         self.final_table = ecdf_table(final)
         return self
 
-    def _member_scores(self, X: np.ndarray) -> dict[str, np.ndarray]:
+    def _member_scores(self, X: np.ndarray, skip: tuple = ()) -> dict[str, np.ndarray]:
         members = ENSEMBLE_MEMBERS if self.kind == "ensemble" else (self.kind,)
         out = {}
         for name in members:
+            if name in skip:
+                continue
             if name == "ecod":
                 out[name] = ecod_cells(self.tables, self.skew_sign, X).sum(axis=1)
             elif name == "copod":
