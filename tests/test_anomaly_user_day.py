@@ -219,3 +219,14 @@ def test_declaration_complete():
     assert d["measure_zh"] and d["measure_en"]
     for p in d["params"]:
         assert p["doc"]
+
+
+def test_empty_log_and_no_features():
+    from emraudit.model import empty_table
+    ev = empty_table("access_log", TZ)
+    ev["in_window"] = pd.Series(dtype=bool)
+    ctx = Context(events=ev, window_start=DAY0, window_end=DAY0 + pd.Timedelta(days=1), tz=TZ)
+    assert UserDayAnomaly().run(ctx).empty
+    ctx = Context(**synth())
+    assert UserDayAnomaly(features=[]).run(ctx).empty
+    assert any("no features" in n for n in ctx.notes)

@@ -97,7 +97,7 @@ class UserDayAnomaly(Detector):
               min=1, max=1440),
         Param("random_state", int, 0, "seed of the randomized models (IForest)", min=0,
               max=2**31 - 1),
-        Param("max_drivers", int, 4, "features listed as driving a finding", min=1, max=17),
+        Param("max_drivers", int, 4, "features listed as driving a finding", min=1, max=20),
         Param("driver_p", float, 0.02, "a feature drives the score when the baseline share at "
               "or above its value is below this", min=0.0, max=1.0),
         Param("max_event_ids", int, 200, "event ids listed per finding (the count is kept)",
@@ -193,6 +193,9 @@ class UserDayAnomaly(Detector):
     # ------------------------------------------------------------------------------------
     def run(self, ctx: Context) -> pd.DataFrame:
         p = self.p
+        if not p.features:
+            ctx.notes.append(f"{self.id}: no features configured; nothing scored")
+            return self.findings([])
         allf, scan_days = self._all_features(ctx)
         if not scan_days:
             return self.findings([])
