@@ -8,7 +8,7 @@ import pytest
 
 from detector_frames import ev, make_ctx
 from emraudit.detectors.explain import (
-    EXPLANATIONS, KeySpace, _DEFAULTS, explain_accesses, explanation_evidence, interval_hit,
+    EXPLANATIONS, _DEFAULTS, explain_accesses, explanation_evidence, interval_hit,
     nearest_within,
 )
 
@@ -243,12 +243,15 @@ def test_interval_hit_many_relations_no_cross_product():
     rkey = rng.integers(0, 5, m)
     lo = rng.integers(0, 10**9, m)
     hi = lo + rng.integers(0, 10**7, m)
-    hit, which = interval_hit(KeySpace(akey, at), rkey, lo, hi, np.arange(m))
+    hit, which = interval_hit(akey, at, rkey, lo, hi, np.arange(m))
     brute = ((akey[:, None] == rkey[None, :]) & (lo[None, :] <= at[:, None])
              & (hi[None, :] >= at[:, None])).any(axis=1)
     assert (hit == brute).all()
     w = which[hit]
     assert (lo[w] <= at[hit]).all() and (hi[w] >= at[hit]).all()
+    only = rng.random(n) < 0.5
+    hit2, _ = interval_hit(akey, at, rkey, lo, hi, np.arange(m), only)
+    assert (hit2 == (brute & only)).all()
 
 
 def test_nearest_within_matches_brute_force():
@@ -257,11 +260,14 @@ def test_nearest_within_matches_brute_force():
     key = rng.integers(0, 7, n)
     t = rng.integers(0, 10**6, n)
     mask = rng.random(n) < 0.2
-    got = nearest_within(KeySpace(key, t), mask, t, 5000, 2000, strict_before=True)
+    got = nearest_within(key, t, mask, 5000, 2000, strict_before=True)
+    only = rng.random(n) < 0.5
+    got2 = nearest_within(key, t, mask, 5000, 2000, strict_before=True, amask=only)
     d = t[:, None] - t[None, :]                       # access minus point
     same = (key[:, None] == key[None, :]) & mask[None, :]
     brute = (same & (((d > 0) & (d <= 5000)) | ((d <= 0) & (-d <= 2000)))).any(axis=1)
     assert (got == brute).all()
+    assert (got2 == (brute & only)).all()
 
 
 def test_relation_far_outside_the_access_span_is_clipped_correctly():

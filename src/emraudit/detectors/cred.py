@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from emraudit.detectors.base import Context, Detector, Param
-from emraudit.detectors.explain import KeySpace, _us, complete, interval_hit
+from emraudit.detectors.explain import _us, complete, interval_hit
 from emraudit.detectors.registry import register
 
 _MIN_US = 60 * 1_000_000
@@ -429,7 +429,7 @@ class OffDutyUse(Detector):
         lo = _us(blocks["start"]) + edge
         hi = _us(blocks["end"]) - edge
         t = _us(ev["ts"])
-        hit, which = interval_hit(KeySpace(ucode.astype(np.int64), t),
+        hit, which = interval_hit(ucode.astype(np.int64), t,
                                   np.where(lo <= hi, b_u, -1).astype(np.int64), lo, hi,
                                   np.arange(len(blocks), dtype=np.int64))
         if not hit.any():

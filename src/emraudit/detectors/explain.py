@@ -30,8 +30,6 @@ Parameters are those of `care.no_relationship` (ctx.params_for).
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pandas as pd
 
@@ -118,145 +116,137 @@ def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
     return np.asarray(codes, dtype=np.int64)
 
 
-class KeySpace:
-    """Accesses (key, t) sorted once by key then time, for many sorted interval searches.
+def _packing(t: np.ndarray, nkeys: int) -> tuple[int, int, int, int]:
+    """(unit, base, span, tbits): key codes in the high bits, time offsets from `base` in
+    units of µs, ms or s — the finest that fits in 62 bits with `nkeys` keys."""
+    lo, hi = (int(t.min()), int(t.max())) if len(t) else (0, 0)
+    kbits = max(int(nkeys).bit_length(), 1)
+    for unit in (1, 1000, 1_000_000):
+        span = (hi - lo) // unit + 4
+        if span.bit_length() + kbits <= 62:
+            return unit, lo, span, span.bit_length()
+    raise ValueError("too many keys for a packed sort")   # pragma: no cover - > 2**30 keys
 
-    Keys and times are packed into one int64 (a dense key code in the high bits, the time
-    offset in the low bits at the finest resolution — µs, ms or s — that fits), so each search
-    is one `np.searchsorted` of the sorted accesses into sorted points: no per-key loop, no
-    cross product. Point times outside the accesses' span are clipped to just beyond it,
-    which keeps every comparison with an access time intact.
+
+def _pack(code: np.ndarray, t: np.ndarray, packing: tuple[int, int, int, int]) -> np.ndarray:
+    """Key code and time in one sortable int64; point times outside the queries' span are
+    clipped to just beyond it, which keeps every comparison with a query time intact."""
+    unit, base, span, tbits = packing
+    off = np.clip((t - base) // unit + 2, 0, span - 1)
+    return (code.astype(np.int64) << tbits) | off
+
+
+def _queries(akey: np.ndarray, amask: np.ndarray | None, keys: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the accesses to test and their code in the sorted unique `keys`: only
+    accesses whose key has a point at all (hash look-up, no sort of the accesses)."""
+    sel = akey >= 0 if amask is None else (amask & (akey >= 0))
+    pos = np.flatnonzero(sel)
+    if not len(pos) or not len(keys):
+        return pos[:0], pos[:0]
+    code = np.asarray(pd.Index(keys).get_indexer(akey[pos]), dtype=np.int64)
+    ok = code >= 0
+    return pos[ok], code[ok]
+
+
+def _search(pp: np.ndarray, qp: np.ndarray, side: str) -> np.ndarray:
+    """np.searchsorted of many queries: random binary searches into a large array miss the
+    cache, so the queries are sorted first when the array is large."""
+    if len(pp) < 500_000 or len(qp) < 100_000:
+        return np.searchsorted(pp, qp, side=side)
+    order = np.argsort(qp)
+    out = np.empty(len(qp), dtype=np.int64)
+    out[order] = np.searchsorted(pp, qp[order], side=side)
+    return out
+
+
+def interval_hit(akey: np.ndarray, at: np.ndarray, rkey: np.ndarray, rlo: np.ndarray,
+                 rhi: np.ndarray, rid: np.ndarray, amask: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """For each access (key, time), restricted to `amask`: does an interval [lo, hi] of the
+    same key cover the time?
+
+    Returns (hit, which); `which` is the id of the interval with the latest end among those
+    of the key started by then (-1 when none). The intervals (few) are sorted by packed
+    (key, lo) with a running max of hi per key; each access is one binary search into them.
+    The accesses are never sorted and never joined to the intervals: O(n log m).
     """
-
-    def __init__(self, akey: np.ndarray, at: np.ndarray):
-        self.n = len(akey)
-        valid = akey >= 0
-        vpos = np.flatnonzero(valid)
-        code, uniq = pd.factorize(akey[valid])
-        self.index = pd.Index(uniq)
-        t = at[valid]
-        lo, hi = (int(t.min()), int(t.max())) if len(t) else (0, 0)
-        kbits = max(int(len(uniq)).bit_length(), 1)
-        for unit in (1, 1000, 1_000_000):
-            span = (hi - lo) // unit + 4
-            if span.bit_length() + kbits <= 62:
-                break
-        else:  # pragma: no cover - more than 2**30 keys
-            raise ValueError("too many keys for a packed sort")
-        self.unit, self.lo, self.span, self.tbits = unit, lo, span, span.bit_length()
-        qp = self._pack(code, t)
-        order = np.argsort(qp)           # ties (same key, same time) may come in any order
-        self.qsorted = qp[order]
-        self.qpos = vpos[order]              # access position of each sorted query
-        self.qt = at[self.qpos]              # exact time of each sorted query
-        self.qkey = self.qsorted >> self.tbits
-        self.all_sorted, self.all_pos = self.qsorted, self.qpos   # every access, as points
-
-    def restrict(self, mask: np.ndarray) -> "KeySpace":
-        """The same key space with queries limited to accesses where `mask` holds (points
-        taken from accesses still range over all of them)."""
-        ks = copy.copy(self)
-        m = mask[self.qpos]
-        ks.qsorted, ks.qpos, ks.qt, ks.qkey = (self.qsorted[m], self.qpos[m], self.qt[m],
-                                               self.qkey[m])
-        return ks
-
-    def _pack(self, code: np.ndarray, t: np.ndarray) -> np.ndarray:
-        off = np.clip((t - self.lo) // self.unit + 2, 0, self.span - 1)
-        return (code.astype(np.int64) << self.tbits) | off
-
-    def points_from_keys(self, keys: np.ndarray, times: np.ndarray
-                         ) -> tuple[np.ndarray, np.ndarray]:
-        """Pack (key, time) points (e.g. relation starts); returns (packed sorted, their
-        original positions). Points whose key no access has are dropped."""
-        code = self.index.get_indexer(keys) if len(self.index) else np.full(len(keys), -1)
-        ok = (code >= 0) & (keys >= 0)
-        pos = np.flatnonzero(ok)
-        pp = self._pack(code[ok], times[ok])
-        order = np.argsort(pp)
-        return pp[order], pos[order]
-
-    def points_from_accesses(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The accesses where `mask` holds, as points (already sorted)."""
-        m = mask[self.all_pos]
-        return self.all_sorted[m], self.all_pos[m]
-
-    def before(self, pp: np.ndarray, strict: bool = False) -> np.ndarray:
-        """Per sorted query: index of the last point of the same key at (or strictly before)
-        its time, -1 when none."""
-        j = np.searchsorted(pp, self.qsorted, side="left" if strict else "right") - 1
-        ok = j >= 0
-        ok[ok] &= (pp[j[ok]] >> self.tbits) == self.qkey[ok]
-        return np.where(ok, j, -1)
-
-    def after(self, pp: np.ndarray) -> np.ndarray:
-        j = np.searchsorted(pp, self.qsorted, side="left")
-        ok = j < len(pp)
-        ok[ok] &= (pp[j[ok]] >> self.tbits) == self.qkey[ok]
-        return np.where(ok, j, -1)
-
-    def scatter(self, values: np.ndarray, fill) -> np.ndarray:
-        """Per-sorted-query values back to access order (length n)."""
-        out = np.full(self.n, fill, dtype=np.asarray(values).dtype if len(values) else bool)
-        out[self.qpos] = values
-        return out
-
-
-def interval_hit(ks: KeySpace, rkey: np.ndarray, rlo: np.ndarray, rhi: np.ndarray,
-                 rid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each access: is some interval [lo, hi] of the same key covering its time?
-
-    Returns (hit, which) in access order; `which` is the id of the interval with the latest
-    end among those of the key started by then (-1 when none). Running max of `hi` over the
-    intervals sorted by `lo`, one sorted search: O((n + m) log m).
-    """
-    hit = np.zeros(ks.n, dtype=bool)
-    which = np.full(ks.n, -1, dtype=np.int64)
-    if not len(rkey) or not len(ks.qsorted):
+    n = len(akey)
+    hit = np.zeros(n, dtype=bool)
+    which = np.full(n, -1, dtype=np.int64)
+    r = rkey >= 0
+    if not r.any():
         return hit, which
-    pp, pos = ks.points_from_keys(rkey, rlo)
-    if not len(pp):
+    keys = np.unique(rkey[r])
+    pos, qc = _queries(akey, amask, keys)
+    if not len(pos):
         return hit, which
-    hi_s, lo_s, rid_s = rhi[pos], rlo[pos], rid[pos]
-    k = pp >> ks.tbits
+    t = at[pos]
+    packing = _packing(t, len(keys))
+    pcode = np.searchsorted(keys, rkey[r])
+    pp = _pack(pcode, rlo[r], packing)
+    order = np.argsort(pp)
+    pp = pp[order]
+    lo_s, hi_s, rid_s = rlo[r][order], rhi[r][order], rid[r][order]
+    k = pcode[order]
     cm = pd.Series(hi_s).groupby(k, sort=False).cummax().to_numpy()
     holder = pd.Series(np.where(hi_s == cm, np.arange(len(cm)), -1))
     holder = holder.where(holder >= 0).groupby(k, sort=False).ffill()
     holder = holder.fillna(-1).to_numpy().astype(np.int64)
-    j = ks.before(pp)
+    j = _search(pp, _pack(qc, t, packing), "right") - 1
     ok = j >= 0
     jj = np.where(ok, j, 0)
-    ok &= lo_s[jj] <= ks.qt        # exact, whatever the packing resolution
-    res = ok & (cm[jj] >= ks.qt)
-    hit[ks.qpos] = res
+    ok &= (k[jj] == qc) & (lo_s[jj] <= t)     # same key; exact start, whatever the unit
+    hit[pos] = ok & (cm[jj] >= t)
     h = holder[jj]
-    which[ks.qpos] = np.where(ok & (h >= 0), rid_s[np.clip(h, 0, None)], -1)
+    which[pos] = np.where(ok & (h >= 0), rid_s[np.clip(h, 0, None)], -1)
     return hit, which
 
 
-def nearest_within(ks: KeySpace, mask: np.ndarray, at: np.ndarray, before_us: int,
-                   after_us: int, *, strict_before: bool = False) -> np.ndarray:
-    """Is there an access where `mask` holds, same key, within [t - before, t + after]?
+def nearest_within(akey: np.ndarray, at: np.ndarray, pmask: np.ndarray, before_us: int,
+                   after_us: int, *, strict_before: bool = False,
+                   amask: np.ndarray | None = None) -> np.ndarray:
+    """Is there an access where `pmask` holds, same key, within [t - before, t + after] of
+    each access (restricted to `amask`)?
 
     With strict_before a point at exactly t does not count on the "before" side (prior
-    treatment: an access must not explain itself).
+    treatment: an access must not explain itself). Points are first limited to the keys of
+    the accesses tested, so only that subset is ever sorted.
     """
-    hit = np.zeros(ks.n, dtype=bool)
-    if not mask.any() or not len(ks.qsorted):
+    n = len(akey)
+    hit = np.zeros(n, dtype=bool)
+    sel = akey >= 0 if amask is None else (amask & (akey >= 0))
+    if not sel.any() or not pmask.any():
         return hit
-    pp, ppos = ks.points_from_accesses(mask)
-    bt = at[ppos]
-    t = ks.qt
-    j = ks.before(pp, strict=strict_before)
+    pos = np.flatnonzero(sel)
+    qc, qkeys = pd.factorize(akey[pos])
+    qc = qc.astype(np.int64)
+    ppos = np.flatnonzero(pmask & (akey >= 0))
+    pc = np.asarray(pd.Index(qkeys).get_indexer(akey[ppos]), dtype=np.int64)
+    keep = pc >= 0
+    ppos, pc = ppos[keep], pc[keep]
+    if not len(ppos):
+        return hit
+    t = at[pos]
+    packing = _packing(t, len(qkeys))
+    pp = _pack(pc, at[ppos], packing)
+    order = np.argsort(pp)
+    pp, bt, bk = pp[order], at[ppos][order], pc[order]
+    qp = _pack(qc, t, packing)
+    j = _search(pp, qp, "left" if strict_before else "right") - 1
     ok = j >= 0
-    d = t - bt[np.where(ok, j, 0)]
+    jj = np.where(ok, j, 0)
+    ok &= bk[jj] == qc
+    d = t - bt[jj]
     res = ok & (d <= before_us) & ((d > 0) if strict_before else (d >= 0))
     if after_us > 0:
-        j = ks.after(pp)
-        ok = j >= 0
-        d = bt[np.where(ok, j, 0)] - t
+        j = _search(pp, qp, "left")
+        ok = j < len(pp)
+        jj = np.where(ok, j, 0)
+        ok &= bk[jj] == qc
+        d = bt[jj] - t
         res |= ok & (d >= 0) & (d <= after_us)
-    hit[ks.qpos] = res
+    hit[pos] = res
     return hit
 
 
@@ -340,8 +330,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
     # 1. own relation --------------------------------------------------------------------------
     own = r_ok & r_has_user & (r_u >= 0) & ~is_req
     rkey = np.where(own, r_u * npat + r_p, -1)
-    ks_up = KeySpace(akey_up, at)
-    hit, which = interval_hit(ks_up, rkey, r_start - gb, hi_ga, r_id)
+    hit, which = interval_hit(akey_up, at, rkey, r_start - gb, hi_ga, r_id)
     record("own_relation", hit, which)
 
     # 2. the user's department or ward ---------------------------------------------------------
@@ -374,7 +363,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
         akey = np.where((a_unit >= 0) & ~done, pcode * nunit + a_unit, -1)
         rk = np.where(unit_rows & (r_unit >= 0), r_p * nunit + r_unit, -1)
         if (akey >= 0).any() and (rk >= 0).any():
-            hit, which = interval_hit(KeySpace(akey, at), rk, r_start - gb, hi_ga, r_id)
+            hit, which = interval_hit(akey, at, rk, r_start - gb, hi_ga, r_id)
             record("unit_relation", hit, which)
 
     # 3. on duty on the patient's ward ---------------------------------------------------------
@@ -386,21 +375,21 @@ def _explain(ctx: Context) -> pd.DataFrame:
             s_u = _codes(d["user_id"], uidx)
             s_w = _codes(d["ward"], units)
             s_id = np.arange(len(d), dtype=np.int64)
-            hit, which = interval_hit(KeySpace(np.where(done, -1, ucode), at),
+            hit, which = interval_hit(np.where(done, -1, ucode), at,
                                       np.where(s_w >= 0, s_u, -1),
                                       _us(d["start"]) - dg, _us(d["end"]) + dg, s_id)
             duty_ward = np.where(hit, s_w[np.clip(which, 0, None)], -1)
             akey = np.where(duty_ward >= 0, pcode * nunit + duty_ward, -1)
             rk = np.where(r_ok & (r_ward >= 0), r_p * nunit + r_ward, -1)
             if (akey >= 0).any():
-                hit2, which2 = interval_hit(KeySpace(akey, at), rk, r_start - gb, hi_ga, r_id)
+                hit2, which2 = interval_hit(akey, at, rk, r_start - gb, hi_ga, r_id)
                 record("duty_ward", hit2, which2)
 
     # 4. consult / order / appointment / access request --------------------------------------
     req = r_ok & r_has_user & (r_u >= 0) & is_req
     if req.any() and not done.all():
         rkey = np.where(req, r_u * npat + r_p, -1)
-        hit, which = interval_hit(ks_up.restrict(~done), rkey, r_start - kgb, hi_kga, r_id)
+        hit, which = interval_hit(akey_up, at, rkey, r_start - kgb, hi_kga, r_id, ~done)
         record("request_relation", hit, which)
     base = done.copy()
 
@@ -410,7 +399,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
     doc = np.zeros(n, dtype=bool)
     if p["documentation_explains"] and is_doc.any() and not done.all():
         w = int(p["documentation_window_hours"] * _HOUR_US)
-        doc = nearest_within(ks_up.restrict(~done), is_doc, at, w, w)
+        doc = nearest_within(akey_up, at, is_doc, w, w, amask=~done)
         if "encounter_id" in acc.columns:
             enc = acc["encounter_id"]
             has_enc = enc.notna().to_numpy()
@@ -427,10 +416,9 @@ def _explain(ctx: Context) -> pd.DataFrame:
         # any own relation but an access request (a permission for a purpose, not treatment)
         anyown = r_ok & r_has_user & (r_u >= 0) & (r_kind != "access_request")
         rkey = np.where(anyown, r_u * npat + r_p, -1)
-        ks_todo = ks_up.restrict(~done)
-        hit, _ = interval_hit(ks_todo, rkey, r_start,
-                              np.where(r_end >= _FAR, _FAR, r_end + lb), r_id)
-        hit |= nearest_within(ks_todo, base, at, lb, 0, strict_before=True)
+        hit, _ = interval_hit(akey_up, at, rkey, r_start,
+                              np.where(r_end >= _FAR, _FAR, r_end + lb), r_id, ~done)
+        hit |= nearest_within(akey_up, at, base, lb, 0, strict_before=True, amask=~done)
         record("prior_treatment", hit)
     record("documentation", doc)
 
@@ -438,7 +426,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
     btg = (action == "break_glass").to_numpy(dtype=bool)
     if btg.any() and not done.all():
         w = int(p["btg_window_hours"] * _HOUR_US)
-        record("break_glass", nearest_within(ks_up.restrict(~done), btg, at, w, 0))
+        record("break_glass", nearest_within(akey_up, at, btg, w, 0, amask=~done))
 
     # 8. record-reading roles within their office hours --------------------------------------
     roles = list(p["record_roles"] or [])
