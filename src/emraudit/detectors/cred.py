@@ -137,6 +137,12 @@ def _presence_rows(ctx: Context) -> pd.DataFrame:
     return ev.loc[(ev["action"].astype("string") != "logout").fillna(True).to_numpy()]
 
 
+def _by_user_time(ev: pd.DataFrame) -> pd.DataFrame:
+    """Events ordered by account then time (integer codes: no string sort)."""
+    code, _ = pd.factorize(ev["user_id"])
+    return ev.iloc[np.lexsort((_us(ev["ts"]), code))]
+
+
 def _ids(df: pd.DataFrame) -> list[str]:
     return sorted(df["event_id"].astype(str).tolist())
 
@@ -200,7 +206,7 @@ class ConcurrentUse(Detector):
         ev = ev.assign(place=place, campus=campus)[place.notna().to_numpy()]
         if not len(ev):
             return self.findings([])
-        ev = ev.sort_values(["user_id", "ts"], kind="stable")
+        ev = _by_user_time(ev)
         u = ev["user_id"].to_numpy()
         pl = ev["place"].to_numpy()
         cp = ev["campus"].fillna("").to_numpy()
@@ -322,7 +328,7 @@ class ImpossibleTravel(Detector):
         ev = ev.assign(campus=campus)[campus.notna().to_numpy()]
         if not len(ev):
             return self.findings([])
-        ev = ev.sort_values(["user_id", "ts"], kind="stable").reset_index(drop=True)
+        ev = _by_user_time(ev).reset_index(drop=True)
         same_user = ev["user_id"].eq(ev["user_id"].shift())
         prev_campus = ev["campus"].shift()
         moved = same_user & ev["campus"].ne(prev_campus) & prev_campus.notna()
@@ -571,8 +577,12 @@ class InactiveAccount(Detector):
             return []
         gap_need = pd.Timedelta(days=p.dormant_days)
         history_start = ctx.events["ts"].min()
-        ev = ev.sort_values(["user_id", "ts"], kind="stable")
-        prev = ev.groupby("user_id", sort=False)["ts"].shift()
+        if ev["ts"].max() - history_start < gap_need:
+            return []            # the loaded history is too short to see any dormancy
+        code, _ = pd.factorize(ev["user_id"])
+        order = np.lexsort((_us(ev["ts"]), code))
+        ev, code = ev.iloc[order], code[order]
+        prev = ev["ts"].groupby(code, sort=False).shift()
         # a resumption: an in-window event whose previous event is long ago, or which is the
         # first in a history that reaches back far enough
         gap_start = prev.fillna(history_start)
