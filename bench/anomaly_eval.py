@@ -111,8 +111,6 @@ def evaluate(frames, truth, model: str, **params) -> dict:
                       "top1": bool(r.pct >= 0.99), "flagged": bool(r.flagged)}
                      for r in k.itertuples()]
     legit = sc[~sc["positive"]].sort_values("score", ascending=False).head(10)
-    ev_by_key = {(r["user_id"], r["evidence"]["drivers"][0]["peer_group"] and
-                  r["key"].split("|")[1]): r for r in []}
     fnd = {tuple(k.split("|")): e for k, e in zip(
         [f"{u}|{s_}" for u, s_ in zip(found["user_id"], found["start"].str[:10])],
         found["evidence"])} if len(found) else {}
@@ -130,14 +128,13 @@ def evaluate(frames, truth, model: str, **params) -> dict:
         res["top_legit"].append({"user_id": r.user_id, "day": r.day, "who": who,
                                  "pct": round(float(r.pct) * 100, 2),
                                  "flagged": bool(r.flagged), "drivers": drivers})
-    del ev_by_key
     res["_scores"] = sc
     return res
 
 
 def relational(frames, truth) -> dict:
     ctx = make_ctx(frames)
-    det = RelationalAnomaly(max_similarity=1.0, min_percentile=0.0, max_findings=0)
+    det = RelationalAnomaly(max_findings=0)       # default scoring, every user's score kept
     det.run(ctx)
     sc = ctx.memo.get("anomaly.relational.scores")
     if sc is None or sc.empty:
@@ -163,7 +160,7 @@ def print_report(results: list[dict], rel: dict) -> None:
     print("\nmodel      AUC(all) AUC(target) AUC(t|legit)  P@10  P@50  P@10t P@50t  flagged "
           "(planted)  legit flagged  secs")
     for r in results:
-        print(f"{r['model'] + ('' if r['params'].get('own_baseline', True) else '-noown'):10s} "
+        print(f"{r['model'] + ('+own' if r['params'].get('own_baseline') else ''):10s} "
               f"{r['auc_all']:8.3f} {r['auc_target']:11.3f} {r['auc_target_vs_legit']:12.3f} "
               f"{r['p@10']:5.2f} {r['p@50']:5.2f} {r['p@10_target']:5.2f} "
               f"{r['p@50_target']:5.2f} {r['flagged']:8d} ({r['flagged_positive']:3d})   "
@@ -199,7 +196,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1] / "sample_logs"))
     ap.add_argument("--models", default="ecod,iforest,copod,hbos,ensemble")
-    ap.add_argument("--no-own", action="store_true", help="also run without own baselines")
+    ap.add_argument("--own", action="store_true",
+                    help="also run each model with own_baseline = true")
     ap.add_argument("--json")
     args = ap.parse_args()
     t = time.perf_counter()
@@ -209,8 +207,8 @@ def main() -> None:
     results = []
     for m in args.models.split(","):
         results.append(evaluate(frames, truth, m))
-        if args.no_own:
-            results.append(evaluate(frames, truth, m, own_baseline=False))
+        if args.own:
+            results.append(evaluate(frames, truth, m, own_baseline=True))
     rel = relational(frames, truth)
     print_report(results, rel)
     if args.json:

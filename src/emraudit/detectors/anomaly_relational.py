@@ -50,14 +50,20 @@ class RelationalAnomaly(Detector):
         Param("method", str, "cosine", "similarity: cosine on the sparse access matrix, or "
               "cosine on a truncated-SVD embedding", choices=("cosine", "svd")),
         Param("svd_components", int, 50, "dimensions of the SVD embedding", min=2, max=1000),
+        Param("score", str, "foreign", "what makes a user an outlier: 'similarity' = 1 - mean "
+              "similarity to the nearest colleagues; 'foreign' = share of the user's window "
+              "patients that other users touched but none of the nearest colleagues did "
+              "(patients of another care community)", choices=("similarity", "foreign")),
         Param("neighbours", int, 5, "nearest colleagues a user is compared with", min=1,
               max=100),
         Param("min_role_users", int, 5, "a role with fewer users than this is compared with "
               "everyone", unit="users", min=1, max=100000),
         Param("min_patients", int, 10, "distinct patients in the window a user needs to be "
               "scored", unit="patients", min=1, max=100000),
-        Param("max_similarity", float, 0.2, "report only users whose mean similarity to their "
-              "nearest colleagues is at most this", min=0.0, max=1.0),
+        Param("min_foreign", int, 3, "with score = foreign: at least this many patients of "
+              "another care community in the window", unit="patients", min=1, max=100000),
+        Param("max_similarity", float, 1.0, "report only users whose mean similarity to their "
+              "nearest colleagues is at most this (1: no such floor)", min=0.0, max=1.0),
         Param("min_percentile", float, 99.0, "report only users scoring above this percentile "
               "of the scored users", unit="%", min=0.0, max=100.0),
         Param("max_findings", int, 5, "alert budget: at most this many users per scan",
@@ -99,7 +105,8 @@ class RelationalAnomaly(Detector):
         nu, npat = len(users), len(pats)
         A = sp.csr_matrix((np.ones(len(ev)), (ucode, pcode)), shape=(nu, npat))
         A.data[:] = 1.0                                   # binary: who touched whom
-        dfp = np.asarray((A > 0).sum(axis=0)).ravel()
+        Abin = sp.csr_matrix(A > 0, dtype=np.float64)
+        dfp = np.asarray(Abin.sum(axis=0)).ravel()
         idf = np.log((1.0 + nu) / (1.0 + dfp)) + 1.0
         W = A @ sp.diags(idf)
         norms = np.sqrt(np.asarray(W.multiply(W).sum(axis=1)).ravel())
@@ -123,6 +130,7 @@ class RelationalAnomaly(Detector):
             emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         role_counts = pd.Series(family).value_counts()
         scores = np.zeros(len(cand))
+        foreign_n = np.zeros(len(cand))
         neigh: dict[int, list[tuple[int, float]]] = {}
         for b0 in range(0, len(cand), 512):          # blocks of users, not a loop per event
             blk = cand[b0:b0 + 512]
@@ -142,10 +150,21 @@ class RelationalAnomaly(Detector):
                 top = np.argpartition(-row, k - 1)[:k]
                 top = top[np.lexsort((top, -row[top]))]
                 sims = np.clip(row[top], 0, 1)
-                scores[b0 + r] = 1.0 - float(sims.mean())
                 neigh[u] = [(int(t), float(s)) for t, s in zip(top, sims)]
+                if p.score == "similarity":
+                    scores[b0 + r] = 1.0 - float(sims.mean())
+                else:
+                    mine = win_pat[u].indices
+                    near = np.asarray(Abin[top].sum(axis=0)).ravel()[mine] > 0
+                    others = dfp[mine] > 1
+                    foreign_n[b0 + r] = float((others & ~near).sum())
+                    scores[b0 + r] = foreign_n[b0 + r] / max(len(mine), 1)
         pct_thr = np.percentile(scores, p.min_percentile) if len(scores) > 1 else -np.inf
-        ok = (scores >= pct_thr) & (1.0 - scores <= p.max_similarity)
+        mean_sim = np.array([np.mean([x for _, x in neigh.get(int(u), [])] or [0.0])
+                             for u in cand])
+        ok = (scores >= pct_thr) & (mean_sim <= p.max_similarity)
+        if p.score == "foreign":
+            ok &= foreign_n >= p.min_foreign
         order = np.lexsort((users.to_numpy(str)[cand], -scores))
         chosen = [i for i in order if ok[i]][: p.max_findings] if p.max_findings else []
         rows = []
@@ -180,12 +199,13 @@ class RelationalAnomaly(Detector):
                        "similarity": round(s, 4),
                        "shared_patients": int((A[u].multiply(A[t]) > 0).sum())}
                       for t, s in nb]
-        sim = 1.0 - score
+        sim = float(np.mean([x for _, x in nb])) if nb else 0.0
         summary = (f"{uid} ({role[u]}) opened {len(mine)} patients in the window, "
                    f"{len(lonely)} of which none of their {len(nb)} most similar "
                    f"{role[u]} colleagues touched (mean similarity {sim:.2f}).")
         evidence = {
-            "method": p.method, "similarity": round(sim, 4), "score": round(score, 4),
+            "method": p.method, "score_kind": p.score, "similarity": round(sim, 4),
+            "score": round(score, 4),
             "neighbours": neighbours, "window_patients": int(len(mine)),
             "patients_no_neighbour_touched": int(len(lonely)),
             "patients_nobody_else_touched": int((~anyone[mine]).sum()),
