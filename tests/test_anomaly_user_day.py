@@ -230,3 +230,19 @@ def test_empty_log_and_no_features():
     ctx = Context(**synth())
     assert UserDayAnomaly(features=[]).run(ctx).empty
     assert any("no features" in n for n in ctx.notes)
+
+
+def test_nightly_scan_computes_only_recent_days():
+    """With every look-back day in the store, features are computed for the window and the
+    history_days before it only, and the scores equal a scan computing everything."""
+    full = synth()
+    ctx = Context(**full)
+    det = UserDayAnomaly(history_days=3, min_percentile=90.0)
+    _, s1 = run(det, ctx)
+    stored = ctx.outputs["user_day_features"]
+    base = {"user_day_features": stored[stored["day"] < "2025-04-20"]}
+    ctx2 = Context(**synth(), baseline=base)
+    _, s2 = run(det, ctx2)
+    computed = ctx2.memo["features.user_day:3:30"]
+    assert computed["day"].min() == "2025-04-17"
+    np.testing.assert_allclose(s1["score"], s2["score"])

@@ -132,7 +132,30 @@ class UserDayAnomaly(Detector):
     def features(self, ctx: Context) -> pd.DataFrame:
         key = f"features.user_day:{self.p.history_days}:{self.p.burst_minutes}"
         return ctx.cached(key, lambda: user_day_features(
-            ctx, history_days=self.p.history_days, burst_minutes=self.p.burst_minutes))
+            ctx, history_days=self.p.history_days, burst_minutes=self.p.burst_minutes,
+            events=self._events_needed(ctx)))
+
+    def _events_needed(self, ctx: Context) -> pd.DataFrame:
+        """The events whose days must be computed: when the store already holds every
+        look-back day, only the window and the `history_days` before it (for 'new patient'),
+        not the whole look-back the pipeline loaded for other detectors."""
+        ev = ctx.events
+        stored = ctx.baseline.get("user_day_features")
+        if ev is None or len(ev) == 0 or stored is None or len(stored) == 0:
+            return ev
+        tz = ctx.tz
+        first = ev["ts"].iloc[0].tz_convert(tz).normalize()
+        ws = ctx.window_start.tz_convert(tz).normalize()
+        lookback = pd.date_range(first, ws - pd.Timedelta(days=1), freq="D")
+        have = set(stored["day"].astype(str))
+        if any(d.strftime("%Y-%m-%d") not in have for d in lookback):
+            return ev
+        start = ws - pd.Timedelta(days=self.p.history_days)
+        ts = ev["ts"]
+        if not ts.is_monotonic_increasing:
+            return ev[ts >= start]
+        i = int(ts.searchsorted(start, side="left"))
+        return ev.iloc[i:]
 
     def _all_features(self, ctx: Context) -> tuple[pd.DataFrame, list[str]]:
         """Stored baseline days plus computed days; computed days the store lacks (and the
