@@ -281,3 +281,24 @@ def test_empty_events():
     x = explain_accesses(ctx)
     assert len(x) == 0 and "explained" in x.columns
     assert isinstance(x, pd.DataFrame)
+
+
+@pytest.mark.parametrize("ts,held", [("2025-07-06 14:00", True), ("2025-07-06 14:00:01", False)])
+def test_worked_on_ward_inferred_from_explained_work_there(ts, held):
+    # a float nurse (no roster) charts p1 on 心内科一病区 at 02:00; viewing p2 on the same ward
+    # within 12 h is explained, later it is not
+    rel = [adm("p1", ward="心内科一病区"), adm("p2", ward="心内科一病区")]
+    events = [ev("float", "p1", "2025-07-06 02:00", "update"), ev("float", "p2", ts)]
+    x = explain(events, users=[FLOAT], care_relations=rel)
+    got = dict(zip(x["event_id"], x["explanation"]))
+    assert got[events[1]["event_id"]] == ("worked_on_ward" if held else "")
+    if held:
+        assert "worked on ward 心内科一病区" in x["detail"].iloc[1]
+
+
+def test_worked_on_another_ward_does_not_explain():
+    rel = [adm("p1", ward="心内科一病区"), adm("p2", ward="儿科病区")]
+    events = [ev("float", "p1", "2025-07-06 02:00", "update"),
+              ev("float", "p2", "2025-07-06 03:00")]
+    x = explain(events, users=[FLOAT], care_relations=rel)
+    assert x["explanation"].tolist() == ["documentation", ""]

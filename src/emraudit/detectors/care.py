@@ -63,6 +63,10 @@ EXPLAIN_PARAMS = (
           "of care (known limitation: a note written to cover a look-up explains it too)"),
     Param("documentation_window_hours", float, 24.0, "how close (before or after) the "
           "documentation must be", "hours", 0, 720),
+    Param("ward_work_hours", float, 12.0, "worked on the patient's ward: the user has "
+          "explained accesses to other patients of the ward the patient lies on this close "
+          "in time (float staff, rotating residents, no roster); 0 turns it off", "hours",
+          0, 72),
     Param("btg_window_hours", float, 12.0, "a break-the-glass by the user on the patient this "
           "long before explains the access (btg.unjustified judges it instead)", "hours",
           0, 168),
@@ -114,8 +118,10 @@ class NoRelationship(Detector):
         "Every patient access is tested against the legitimate reasons for it, in order: the "
         "user's own care relation (with grace before and after), the user's department or "
         "ward, a duty shift on the patient's ward (float cover), a consult/order/appointment/"
-        "access request, prior treatment within a look-back, documentation on the patient, a "
-        "break-the-glass just before, and record-reading roles within office hours. Accesses "
+        "access request, prior treatment within a look-back, documentation on the patient, "
+        "work on the patient's ward that shift inferred from the user's other explained "
+        "accesses, a break-the-glass just before, and record-reading roles within office "
+        "hours. Accesses "
         "no reason explains are grouped per user, patient and site-local day.")
     note = (
         "Read the explanations tried: a relation that ended just before the grace period, a "

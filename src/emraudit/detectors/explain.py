@@ -37,7 +37,8 @@ from emraudit.detectors.base import Context
 from emraudit.model import PATIENT_ACTIONS
 
 EXPLANATIONS = ("own_relation", "unit_relation", "duty_ward", "request_relation",
-                "prior_treatment", "documentation", "break_glass", "record_role")
+                "prior_treatment", "documentation", "worked_on_ward", "break_glass",
+                "record_role")
 REQUEST_KINDS = ("consult", "order", "appointment", "access_request")
 DOC_ACTIONS = ("create", "update", "sign")
 
@@ -72,7 +73,7 @@ _DEFAULTS = {
     "kind_grace_before_days": 1.0, "kind_grace_after_days": 14.0,
     "unit_match_user_rows": True, "duty_grace_minutes": 60.0,
     "lookback_days": 30.0, "documentation_explains": True,
-    "documentation_window_hours": 24.0, "btg_window_hours": 12.0,
+    "documentation_window_hours": 24.0, "ward_work_hours": 12.0, "btg_window_hours": 12.0,
     "record_roles": ["medical_records", "quality_control", "insurance", "admin"],
     "record_role_hours": {}, "record_roles_workdays_only": True,
 }
@@ -422,6 +423,19 @@ def _explain(ctx: Context) -> pd.DataFrame:
         record("prior_treatment", hit)
     record("documentation", doc)
 
+    # 6b. working on the patient's ward that shift, inferred from the user's own explained
+    # work there (float staff and rotating residents without a roster)
+    wh = int(p["ward_work_hours"] * _HOUR_US)
+    ward_at = np.full(n, -1, dtype=np.int64)
+    if wh > 0 and not done.all() and base.any():
+        todo_users = np.unique(ucode[~done])
+        pts = base & np.isin(ucode, todo_users)
+        rk = np.where(r_ok & (r_ward >= 0), r_p, -1)
+        inside, wrel = interval_hit(pcode, at, rk, r_start, r_end, r_id, pts | ~done)
+        ward_at = np.where(inside & (wrel >= 0), r_ward[np.clip(wrel, 0, None)], -1)
+        wkey = np.where(ward_at >= 0, ucode * nunit + ward_at, -1)
+        record("worked_on_ward", nearest_within(wkey, at, pts, wh, wh, amask=~done))
+
     # 7. break the glass shortly before -------------------------------------------------------
     btg = (action == "break_glass").to_numpy(dtype=bool)
     if btg.any() and not done.all():
@@ -485,6 +499,11 @@ def _explain(ctx: Context) -> pd.DataFrame:
         f"treated this patient within the last {p['lookback_days']:g} days")
     put(first == "documentation", "documented on this patient (create/update/sign) within "
         f"{p['documentation_window_hours']:g} h or in the same encounter")
+    wm = first == "worked_on_ward"
+    if wm.any():
+        unit_names = np.asarray(list(units) + [""], dtype=object)
+        put(wm, "worked on ward " + unit_names[ward_at[wm]].astype(str) + " within "
+            f"{p['ward_work_hours']:g} h (explained accesses to other patients there)")
     put(first == "break_glass",
         f"break-the-glass on this patient within {p['btg_window_hours']:g} h before")
     rrm = first == "record_role"
@@ -602,6 +621,8 @@ def _why_not(p, none, rel, r_p, r_start, pcode, acc_dept, acc_ward, units, acc_r
               f"(-{p['kind_grace_before_days']:g}/+{p['kind_grace_after_days']:g} d)"
             + f" | prior_treatment: none within {p['lookback_days']:g} days"
             + " | " + doc_txt
+            + f" | worked_on_ward: no explained work on the patient's ward within "
+              f"{p['ward_work_hours']:g} h"
             + f" | break_glass: none within {p['btg_window_hours']:g} h before"
             + " | record_role: role '" + np.where(role == "", "-", role) + "' " + role_txt)
     return np.asarray(text, dtype=object)
