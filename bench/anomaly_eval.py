@@ -105,8 +105,10 @@ def evaluate(frames, truth, model: str, **params) -> dict:
            "flagged_positive": int((sc["flagged"] & sc["positive"]).sum()),
            "legit_flagged_share": round(float((sc["flagged"] & ~sc["positive"]).sum() /
                                               max((~sc["positive"]).sum(), 1)), 5)}
+    legit_p99 = float(np.quantile(s[~y], 0.99)) if (~y).any() else float("inf")
     for kind in TARGET_KINDS:
         k = sc[sc["kinds"].apply(lambda ks: kind in ks)].sort_values("day")
+        res[kind + ":above_legit_p99"] = f"{int((k['score'] > legit_p99).sum())}/{len(k)}"
         res[kind] = [{"user_id": r.user_id, "day": r.day, "pct": round(float(r.pct) * 100, 2),
                       "top1": bool(r.pct >= 0.99), "flagged": bool(r.flagged)}
                      for r in k.itertuples()]
@@ -172,7 +174,8 @@ def print_report(results: list[dict], rel: dict) -> None:
         for kind in TARGET_KINDS:
             rows = r[kind]
             top = sum(x["top1"] for x in rows)
-            print(f"  {kind}: {top}/{len(rows)} scored days in the top 1 %")
+            print(f"  {kind}: {top}/{len(rows)} scored days in the top 1 % of all user-days, "
+                  f"{r[kind + ':above_legit_p99']} above the 99th percentile of legitimate ones")
             for x in rows:
                 print(f"    {x['user_id']} {x['day']}  percentile {x['pct']:6.2f}"
                       f"{'  top1%' if x['top1'] else ''}{'  FLAGGED' if x['flagged'] else ''}")
