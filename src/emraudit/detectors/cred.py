@@ -84,41 +84,88 @@ def _check_ranges(values: list[str]) -> list[str]:
     return values
 
 
+def _distinct_terminals(ev: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """(code per event, one row per distinct workstation/IP pair): per-terminal work is done
+    once per terminal, not once per event."""
+    n = len(ev)
+    cols = {}
+    codes = np.zeros(n, dtype=np.int64)
+    for c in ("workstation", "ip"):
+        if c in ev.columns:
+            k, u = pd.factorize(ev[c].astype("string"))
+            codes = codes * (len(u) + 1) + (k + 1)
+            cols[c] = (k, u)
+    code, first = np.unique(codes, return_index=True) if n else (codes, codes)
+    inv = np.searchsorted(code, codes)
+    small = pd.DataFrame({c: pd.array(np.where(k[first] >= 0, np.asarray(u, dtype=object)[
+        np.clip(k[first], 0, None)] if len(u) else None, None), dtype="string")
+        for c, (k, u) in cols.items()}, index=pd.RangeIndex(len(first)))
+    return inv, small
+
+
 def _workstation_info(ctx: Context, ev: pd.DataFrame, column: str) -> pd.Series:
     """The workstations-table `column` (department, campus, location) of each event, by
     workstation name, else by IP; missing when unknown."""
-    out = pd.Series(pd.NA, index=ev.index, dtype="string")
+    if not len(ev):
+        return pd.Series(pd.NA, index=ev.index, dtype="string")
+    inv, small = _distinct_terminals(ev)
+    vals = _terminal_info(ctx, small, column)
+    return pd.Series(vals.to_numpy()[inv], index=ev.index, dtype="string")
+
+
+def _terminal_info(ctx: Context, small: pd.DataFrame, column: str) -> pd.Series:
+    out = pd.Series(pd.NA, index=small.index, dtype="string")
     ws = complete(ctx.workstations, "workstations", ctx.tz)
     if ws is None or not len(ws) or column not in ws.columns:
         return out
-    if "workstation" in ev.columns:
+    if "workstation" in small.columns:
         m = ws.dropna(subset=["workstation"]).drop_duplicates("workstation", keep="last")
-        out = ev["workstation"].astype("string").map(
+        out = small["workstation"].map(
             m.set_index("workstation")[column].astype("string")).astype("string")
-    if "ip" in ev.columns and out.isna().any():
+    if "ip" in small.columns and out.isna().any():
         m = ws.dropna(subset=["ip"]).drop_duplicates("ip", keep="last")
-        by_ip = ev["ip"].astype("string").map(m.set_index("ip")[column].astype("string"))
+        by_ip = small["ip"].map(m.set_index("ip")[column].astype("string"))
         out = out.fillna(by_ip.astype("string"))
     return out
 
 
+def _terminal_place(ctx: Context, small: pd.DataFrame, level: str) -> pd.Series:
+    """The place of each distinct terminal (see _place)."""
+    campus = _terminal_info(ctx, small, "campus").fillna("")
+    if level == "campus":
+        place = _terminal_info(ctx, small, "campus")
+    else:
+        place = _terminal_info(ctx, small, level)
+        place = (campus + "/" + place).where(place.notna())
+    if "ip" in small.columns:
+        net = small["ip"].str.extract(r"^(\d+\.\d+\.\d+)\.\d+$", expand=False)
+        place = place.fillna(("net " + net).astype("string"))
+    if "workstation" in small.columns:
+        bad = small["workstation"].str.upper().isin(["UNKNOW", "UNKNOWN", "-"]).fillna(False)
+        place = place.fillna(("ws " + small["workstation"]).where(~bad))
+    return place.astype("string")
+
+
 def _place(ctx: Context, ev: pd.DataFrame, level: str) -> pd.Series:
     """Where each event happened at the configured level, with fallbacks: the workstation
-    table (campus + department or location), else the IP's /24, else the workstation."""
-    campus = _workstation_info(ctx, ev, "campus").fillna("")
+    table (campus + department or location), else the IP's /24, else the workstation.
+    Computed once per distinct terminal."""
+    if not len(ev):
+        return pd.Series(pd.NA, index=ev.index, dtype="string")
+    inv, small = _distinct_terminals(ev)
+    campus = _terminal_info(ctx, small, "campus").fillna("")
     if level == "campus":
-        place = _workstation_info(ctx, ev, "campus")
+        place = _terminal_info(ctx, small, "campus")
     else:
-        place = _workstation_info(ctx, ev, level)
+        place = _terminal_info(ctx, small, level)
         place = (campus + "/" + place).where(place.notna())
-    if "ip" in ev.columns:
-        ip = ev["ip"].astype("string")
-        net = ip.str.extract(r"^(\d+\.\d+\.\d+)\.\d+$", expand=False)
+    if "ip" in small.columns:
+        net = small["ip"].str.extract(r"^(\d+\.\d+\.\d+)\.\d+$", expand=False)
         place = place.fillna(("net " + net).astype("string"))
-    if "workstation" in ev.columns:
-        bad = ev["workstation"].astype("string").str.upper().isin(["UNKNOW", "UNKNOWN", "-"])
-        place = place.fillna(("ws " + ev["workstation"].astype("string")).where(~bad))
-    return place.astype("string")
+    if "workstation" in small.columns:
+        bad = small["workstation"].str.upper().isin(["UNKNOW", "UNKNOWN", "-"]).fillna(False)
+        place = place.fillna(("ws " + small["workstation"]).where(~bad))
+    return pd.Series(place.astype("string").to_numpy()[inv], index=ev.index, dtype="string")
 
 
 def _event_rows(ctx: Context) -> pd.DataFrame:
@@ -135,6 +182,48 @@ def _presence_rows(ctx: Context) -> pd.DataFrame:
     a time-out or by closing a session from elsewhere, long after the user walked away)."""
     ev = _event_rows(ctx)
     return ev.loc[(ev["action"].astype("string") != "logout").fillna(True).to_numpy()]
+
+
+def _presence_mask(ev: pd.DataFrame) -> np.ndarray:
+    """Successful events of known accounts that show someone at the terminal (a logout is
+    left out: it is often written by a time-out or by closing a session from elsewhere)."""
+    keep = ev["user_id"].notna()
+    if "outcome" in ev.columns:
+        keep &= (ev["outcome"].astype("string") != "failure").fillna(True)
+    keep &= (ev["action"].astype("string") != "logout").fillna(True)
+    return keep.to_numpy(dtype=bool)
+
+
+def _per_event(values: pd.Series, inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-terminal strings to per-event integer codes (-1 missing) and the code names."""
+    code, names = pd.factorize(values)
+    return np.asarray(code, dtype=np.int64)[inv], np.asarray(names, dtype=object)
+
+
+def _sorted_by_user(ev: pd.DataFrame, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                 np.ndarray]:
+    """Positions of the kept events ordered by account then time, with their account codes
+    and times (µs): arrays only, the frame itself is never reordered."""
+    ucode, _ = pd.factorize(ev["user_id"])
+    t = _us(ev["ts"])
+    pos = np.flatnonzero(keep)
+    order = np.lexsort((t[pos], ucode[pos]))
+    idx = pos[order]
+    return idx, np.asarray(ucode, dtype=np.int64)[idx], t[idx]
+
+
+def _presence_sorted(ctx: Context, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                               np.ndarray]:
+    """Presence events ordered by account then time (shared by the cred detectors in one
+    scan), limited to `keep`; filtering a sorted order keeps it sorted."""
+    idx, u, t = ctx.cached("cred.presence_sorted",
+                           lambda: _sorted_by_user(ctx.events, _presence_mask(ctx.events)))
+    m = keep[idx]
+    return idx[m], u[m], t[m]
+
+
+def _terminals(ctx: Context) -> tuple[np.ndarray, pd.DataFrame]:
+    return ctx.cached("cred.terminals", lambda: _distinct_terminals(ctx.events))
 
 
 def _by_user_time(ev: pd.DataFrame) -> pd.DataFrame:
@@ -197,26 +286,24 @@ class ConcurrentUse(Detector):
 
     def run(self, ctx: Context) -> pd.DataFrame:
         p = self.p
-        ev = _presence_rows(ctx)
-        if not len(ev):
+        full = ctx.events
+        if not len(full):
             return self.findings([])
-        ev = ev.loc[~_shared_mask(ev, p.shared_ip_ranges, p.shared_workstations)]
-        place = _place(ctx, ev, p.place_level)
-        campus = _workstation_info(ctx, ev, "campus")
-        ev = ev.assign(place=place, campus=campus)[place.notna().to_numpy()]
-        if not len(ev):
+        keep = ~_shared_mask(full, p.shared_ip_ranges, p.shared_workstations)
+        inv, small = _terminals(ctx)
+        place_all, place_names = _per_event(_terminal_place(ctx, small, p.place_level), inv)
+        campus_all, campus_names = _per_event(_terminal_info(ctx, small, "campus"), inv)
+        keep &= place_all >= 0
+        if not keep.any():
             return self.findings([])
-        ev = _by_user_time(ev)
-        u = ev["user_id"].to_numpy()
-        pl = ev["place"].to_numpy()
-        cp = ev["campus"].fillna("").to_numpy()
-        t = _us(ev["ts"])
+        idx, u, t = _presence_sorted(ctx, keep)
+        pl = place_all[idx]
+        cp = campus_all[idx]
         # runs of consecutive events in the same place, per user
-        new_run = np.ones(len(ev), dtype=bool)
+        new_run = np.ones(len(idx), dtype=bool)
         new_run[1:] = (u[1:] != u[:-1]) | (pl[1:] != pl[:-1])
-        run_id = np.cumsum(new_run) - 1
         starts = np.flatnonzero(new_run)
-        ends = np.append(starts[1:], len(ev)) - 1
+        ends = np.append(starts[1:], len(idx)) - 1
         r_user, r_place, r_campus = u[starts], pl[starts], cp[starts]
         r_t0, r_t1 = t[starts], t[ends]
         # A (run r-2) ... B (run r-1) ... A (run r), same user, back within the window
@@ -224,7 +311,7 @@ class ConcurrentUse(Detector):
         ok = ((r_user[r] == r_user[r - 2]) & (r_user[r] == r_user[r - 1])
               & (r_place[r] == r_place[r - 2])
               & (r_t0[r] - r_t1[r - 2] <= p.window_minutes * _MIN_US))
-        other_campus = ((r_campus[r] != "") & (r_campus[r - 1] != "")
+        other_campus = ((r_campus[r] >= 0) & (r_campus[r - 1] >= 0)
                         & (r_campus[r] != r_campus[r - 1]))
         fast = ((r_t0[r - 1] - r_t1[r - 2] <= p.move_minutes * _MIN_US)
                 & (r_t0[r] - r_t1[r - 1] <= p.move_minutes * _MIN_US))
@@ -232,11 +319,22 @@ class ConcurrentUse(Detector):
         hits = r[ok]
         if not len(hits):
             return self.findings([])
+        # only the events of the patterns are looked at from here on (few)
+        span = np.unique(np.concatenate([np.arange(ends[h - 2], starts[h] + 1)
+                                         for h in hits]))
+        ev = full.iloc[idx[span]].assign(place=place_names[pl[span]])
+        remap = np.full(len(idx), -1, dtype=np.int64)
+        remap[span] = np.arange(len(span))
+        pl = ev["place"].to_numpy()
+        t = _us(ev["ts"])
+        ends = remap[ends]
+        starts = remap[starts]
         day = _local_day(ev["ts"], ctx.tz).to_numpy()
         in_win = ev["in_window"].to_numpy(dtype=bool)
         ids = ev["event_id"].astype(str).to_numpy()
-        pat = pd.DataFrame({"user": r_user[hits], "a": ends[hits - 2], "b0": starts[hits - 1],
-                            "b1": ends[hits - 1], "c": starts[hits]})
+        users_ = ev["user_id"].astype(str).to_numpy()
+        pat = pd.DataFrame({"a": ends[hits - 2], "c": starts[hits]})
+        pat["user"] = users_[pat["a"].to_numpy()]
         pat["day"] = day[pat["a"].to_numpy()]
         rows = []
         for (user, d), grp in pat.groupby(["user", "day"], sort=True):   # one per finding
@@ -318,33 +416,55 @@ class ImpossibleTravel(Detector):
 
     def run(self, ctx: Context) -> pd.DataFrame:
         p = self.p
-        ev = _presence_rows(ctx)
-        if not len(ev):
+        full = ctx.events
+        if not len(full):
             return self.findings([])
-        ev = ev.loc[~_shared_mask(ev, p.shared_ip_ranges, p.shared_workstations)]
-        campus = _workstation_info(ctx, ev, "campus")
-        if "facility" in ev.columns:
-            campus = campus.fillna(ev["facility"].astype("string"))
-        ev = ev.assign(campus=campus)[campus.notna().to_numpy()]
-        if not len(ev):
+        keep = ~_shared_mask(full, p.shared_ip_ranges, p.shared_workstations)
+        inv, small = _terminals(ctx)
+        campus = pd.Series(_terminal_info(ctx, small, "campus").to_numpy()[inv],
+                           dtype="string")
+        if "facility" in full.columns:
+            campus = campus.fillna(pd.Series(full["facility"].astype("string").to_numpy(),
+                                             dtype="string"))
+        ccode, cnames = pd.factorize(campus)
+        ccode = np.asarray(ccode, dtype=np.int64)
+        keep &= ccode >= 0
+        if not keep.any():
             return self.findings([])
-        ev = _by_user_time(ev).reset_index(drop=True)
-        same_user = ev["user_id"].eq(ev["user_id"].shift())
-        prev_campus = ev["campus"].shift()
-        moved = same_user & ev["campus"].ne(prev_campus) & prev_campus.notna()
-        gap = (ev["ts"] - ev["ts"].shift()).dt.total_seconds() / 60.0
-        need = pd.Series(p.default_travel_minutes, index=ev.index, dtype=float)
+        idx, u, t = _presence_sorted(ctx, keep)
+        c = ccode[idx]
+        moved = np.zeros(len(idx), dtype=bool)
+        moved[1:] = (u[1:] == u[:-1]) & (c[1:] != c[:-1])
+        gap_us = np.zeros(len(idx), dtype=np.int64)
+        gap_us[1:] = t[1:] - t[:-1]
+        need = np.full(len(idx), float(p.default_travel_minutes))
+        names = np.asarray(cnames, dtype=object)
+        prev_c = np.r_[-1, c[:-1]]
         for pair, minutes in p.campus_travel_minutes.items():
-            a, b = (s.strip() for s in pair.split("|", 1))
-            m = ((ev["campus"] == a) & (prev_campus == b)) | ((ev["campus"] == b)
-                                                              & (prev_campus == a))
-            need = need.mask(m.fillna(False), float(minutes))
-        hit = (moved & (gap < need)).fillna(False).to_numpy()
+            a_, b_ = (x.strip() for x in pair.split("|", 1))
+            ia = np.flatnonzero(names == a_)
+            ib = np.flatnonzero(names == b_)
+            if not len(ia) or not len(ib):
+                continue
+            m = ((c == ia[0]) & (prev_c == ib[0])) | ((c == ib[0]) & (prev_c == ia[0]))
+            need[m] = float(minutes)
+        hit = moved & (gap_us < need * _MIN_US)
         if not hit.any():
             return self.findings([])
-        pos = np.flatnonzero(hit)
-        pairs = pd.DataFrame({"i": pos - 1, "j": pos, "user": ev["user_id"].to_numpy()[pos],
+        hp = np.flatnonzero(hit)
+        span = np.unique(np.r_[hp - 1, hp])
+        ev = full.iloc[idx[span]].reset_index(drop=True)
+        ev["campus"] = names[c[span]]
+        remap = np.full(len(idx), -1, dtype=np.int64)
+        remap[span] = np.arange(len(span))
+        gap = pd.Series(np.zeros(len(span)))
+        gap.iloc[remap[hp]] = gap_us[hp] / _MIN_US
+        need_s = pd.Series(need[span])
+        pos = remap[hp]
+        pairs = pd.DataFrame({"i": remap[hp - 1], "j": pos,
+                              "user": ev["user_id"].astype(str).to_numpy()[pos],
                               "day": _local_day(ev["ts"].iloc[pos], ctx.tz).to_numpy()})
+        need = need_s
         rows = []
         in_win = ev["in_window"].to_numpy(dtype=bool)
         for (user, d), grp in pairs.groupby(["user", "day"], sort=True):
