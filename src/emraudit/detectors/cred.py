@@ -146,28 +146,6 @@ def _terminal_place(ctx: Context, small: pd.DataFrame, level: str) -> pd.Series:
     return place.astype("string")
 
 
-def _place(ctx: Context, ev: pd.DataFrame, level: str) -> pd.Series:
-    """Where each event happened at the configured level, with fallbacks: the workstation
-    table (campus + department or location), else the IP's /24, else the workstation.
-    Computed once per distinct terminal."""
-    if not len(ev):
-        return pd.Series(pd.NA, index=ev.index, dtype="string")
-    inv, small = _distinct_terminals(ev)
-    campus = _terminal_info(ctx, small, "campus").fillna("")
-    if level == "campus":
-        place = _terminal_info(ctx, small, "campus")
-    else:
-        place = _terminal_info(ctx, small, level)
-        place = (campus + "/" + place).where(place.notna())
-    if "ip" in small.columns:
-        net = small["ip"].str.extract(r"^(\d+\.\d+\.\d+)\.\d+$", expand=False)
-        place = place.fillna(("net " + net).astype("string"))
-    if "workstation" in small.columns:
-        bad = small["workstation"].str.upper().isin(["UNKNOW", "UNKNOWN", "-"]).fillna(False)
-        place = place.fillna(("ws " + small["workstation"]).where(~bad))
-    return pd.Series(place.astype("string").to_numpy()[inv], index=ev.index, dtype="string")
-
-
 def _event_rows(ctx: Context) -> pd.DataFrame:
     """Successful events of known accounts (the log of what each account did)."""
     ev = ctx.events
@@ -175,13 +153,6 @@ def _event_rows(ctx: Context) -> pd.DataFrame:
     if "outcome" in ev.columns:
         keep &= (ev["outcome"].astype("string") != "failure").fillna(True)
     return ev.loc[keep]
-
-
-def _presence_rows(ctx: Context) -> pd.DataFrame:
-    """Events that show someone at the terminal: a logout is left out (it is often written by
-    a time-out or by closing a session from elsewhere, long after the user walked away)."""
-    ev = _event_rows(ctx)
-    return ev.loc[(ev["action"].astype("string") != "logout").fillna(True).to_numpy()]
 
 
 def _presence_mask(ev: pd.DataFrame) -> np.ndarray:
@@ -224,12 +195,6 @@ def _presence_sorted(ctx: Context, keep: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def _terminals(ctx: Context) -> tuple[np.ndarray, pd.DataFrame]:
     return ctx.cached("cred.terminals", lambda: _distinct_terminals(ctx.events))
-
-
-def _by_user_time(ev: pd.DataFrame) -> pd.DataFrame:
-    """Events ordered by account then time (integer codes: no string sort)."""
-    code, _ = pd.factorize(ev["user_id"])
-    return ev.iloc[np.lexsort((_us(ev["ts"]), code))]
 
 
 def _ids(df: pd.DataFrame) -> list[str]:
