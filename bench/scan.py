@@ -1,0 +1,156 @@
+"""End-to-end benchmark of the nightly scan (issue 8). Run by hand, not in the tests:
+
+    .venv/bin/python bench/scan.py                 # 1, 3 and 10 million events
+    .venv/bin/python bench/scan.py --sizes 1000000 --keep
+
+For each size N it generates a hospital with the sample generator (three days: the first two are
+ingested and scanned as history, the third is the night being scanned, with about N events),
+stores a 30-day baseline of user-day features (the second day's features replayed over the 30
+days before it, as a nightly scan would have left them), then times `emraudit scan` of the
+third day in a subprocess: end to end, per stage (read, validate, lake write, load, each
+detector, store findings and cases, reports) and peak resident memory. It prints one table
+and the time pyarrow alone needs to parse the same day's CSV — the floor no scan can beat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.csv as pacsv
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def _split_days(src: Path, day1: Path, day2: Path) -> str:
+    """Split the generated access log into the history day and the scanned day."""
+    df = pd.read_csv(src, dtype=str, keep_default_na=False)
+    days = df["ts"].str.slice(0, 10)
+    counts = days.value_counts().sort_index()
+    # the last full day (a night shift spills a few events past the generated period)
+    last = counts[counts >= counts.median() / 2].index[-1]
+    df[days < last].to_csv(day1, index=False)
+    df[days >= last].to_csv(day2, index=False)
+    return last
+
+
+def _replay_baseline(db_url: str, first_day: str, n_days: int = 30) -> int:
+    """Copy the stored features of the history day over the 30 days before it."""
+    from emraudit.store import Store, upsert, user_day_features
+    store = Store(db_url)
+    rows = store.read_table(user_day_features, user_day_features.c.day == first_day)
+    if rows.empty:
+        return 0
+    out = []
+    for k in range(1, n_days + 1):
+        day = (pd.Timestamp(first_day) - pd.Timedelta(days=k)).strftime("%Y-%m-%d")
+        part = rows.copy()
+        part["day"] = day
+        out.append(part)
+    allrows = pd.concat(out, ignore_index=True).to_dict("records")
+    with store.begin() as c:   # days the history scan already stored are overwritten alike
+        upsert(c, user_day_features, allrows, ["user_id", "day"])
+    return len(allrows)
+
+
+def _scan(cfg: Path) -> tuple[float, int, dict]:
+    """Run one scan in a child process; wall time, peak RSS (bytes) and its stored summary."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    proc = subprocess.run([PY, "-m", "emraudit", "scan", "--config", str(cfg)],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"scan failed:\n{proc.stdout}\n{proc.stderr}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    import sqlalchemy as sa
+    eng = sa.create_engine(f"sqlite:///{cfg.parent / 'emraudit.db'}")
+    with eng.connect() as c:
+        summary = json.loads(c.execute(sa.text(
+            "SELECT summary FROM scans WHERE status='committed' ORDER BY started DESC LIMIT 1"))
+            .scalar())
+    return wall, max(peak, before) * 1024, summary
+
+
+def bench_one(n: int, out: Path, seed: int) -> dict:
+    from emraudit.demo.generate import generate
+    work = out / f"n{n}"
+    shutil.rmtree(work, ignore_errors=True)
+    t = time.perf_counter()
+    generate(work, seed=seed, days=3, size=3 * n)
+    gen_s = time.perf_counter() - t
+    full = work / "access_log.csv"
+    day1, day2 = work / "day1.csv", work / "day2.csv"
+    last = _split_days(full, day1, day2)
+    n_day2 = sum(1 for _ in day2.open(encoding="utf-8")) - 1
+    shutil.move(day1, full)
+    from emraudit.commands.demo import sample_config
+    cfg = work / "emraudit.toml"
+    cfg.write_text(sample_config("reports", work.name), encoding="utf-8")
+    _scan(cfg)   # history day: ingest + scan, leaves its features in the store
+    first = (pd.Timestamp(last) - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    replayed = _replay_baseline(f"sqlite:///{work / 'emraudit.db'}", first)
+    # the night's log arrives: append it
+    with full.open("a", encoding="utf-8") as fh, day2.open(encoding="utf-8") as src:
+        next(src)
+        shutil.copyfileobj(src, fh)
+    t = time.perf_counter()
+    pacsv.read_csv(day2)
+    floor = time.perf_counter() - t
+    wall, peak, summary = _scan(cfg)
+    src = summary["sources"]["access_log"]
+    return {"n": n_day2, "generate_s": gen_s, "wall_s": wall, "peak_gb": peak / 2**30,
+            "pyarrow_s": floor, "baseline_rows": replayed, "summary": summary,
+            "ingest": src.get("timings", {})}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="1000000,3000000,10000000")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--keep", action="store_true", help="keep the generated data")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for n in (int(x) for x in args.sizes.split(",")):
+        r = bench_one(n, out, args.seed)
+        results.append(r)
+        if not args.keep:
+            shutil.rmtree(out / f"n{n}", ignore_errors=True)
+        print(f"done {n:,}: {r['wall_s']:.1f}s", file=sys.stderr)
+    stages = ["read", "validate", "lake", "commit"]
+    det_ids = sorted({d for r in results for d in r["summary"]["detectors"]})
+    head = ["stage"] + [f"{r['n']:,} ev" for r in results]
+    rows = [["scan end to end (s)"] + [f"{r['wall_s']:.1f}" for r in results],
+            ["pyarrow parse alone (s)"] + [f"{r['pyarrow_s']:.1f}" for r in results],
+            ["ratio to pyarrow"] + [f"{r['wall_s'] / r['pyarrow_s']:.1f}x" for r in results],
+            ["peak RSS (GB)"] + [f"{r['peak_gb']:.2f}" for r in results]]
+    for s in stages:
+        rows.append([f"  ingest: {s} (s)"] + [f"{r['ingest'].get(s, 0):.2f}" for r in results])
+    for s in ("load", "detect", "store", "reports"):
+        rows.append([f"  {s} (s)"] + [f"{r['summary']['timings'].get(s, 0):.2f}"
+                                      for r in results])
+    for d in det_ids:
+        rows.append([f"    {d} (s)"] + [
+            f"{r['summary']['detectors'].get(d, {}).get('seconds', 0):.2f}" for r in results])
+    rows.append(["findings"] + [str(r["summary"]["findings"]) for r in results])
+    widths = [max(len(row[i]) for row in [head] + rows) for i in range(len(head))]
+    for row in [head] + rows:
+        print(" | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(row, widths))))
+    print(f"\nmachine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
+
+
+if __name__ == "__main__":
+    main()
