@@ -67,8 +67,11 @@ def site(tmp_path, only_test_detectors):
     (tmp_path / "access_log.csv").write_text(
         HEADER + "E1,2025-07-01 08:00:00,u1,p1,print\nE2,2025-07-02 09:00:00,u1,p2,print\n",
         encoding="utf-8")
+    (tmp_path / "only-tests.toml").write_text("# the stand-in detectors' defaults\n",
+                                              encoding="utf-8")
     (tmp_path / "emraudit.toml").write_text(
         '[sources.access_log]\npath = "access_log.csv"\n'
+        '[detectors]\nprofile = "only-tests.toml"\n'
         '[detectors."test.broken"]\nenabled = true\n', encoding="utf-8")
     return tmp_path
 
@@ -117,6 +120,7 @@ def test_rescan_with_a_stricter_threshold_retracts_only_in_the_rescanned_days(si
     run_scan(cfg)
     (site / "emraudit.toml").write_text(
         '[sources.access_log]\npath = "access_log.csv"\n'
+        '[detectors]\nprofile = "only-tests.toml"\n'
         '[detectors."test.every_print"]\nmin_records = 2\n', encoding="utf-8")
     cfg = load_config(site / "emraudit.toml")
     res = run_scan(cfg, since="2025-07-02", until="2025-07-03")
