@@ -25,6 +25,7 @@ from emraudit.detectors.explain import _us, complete, interval_hit
 from emraudit.detectors.registry import register
 
 _MIN_US = 60 * 1_000_000
+_FAR = 2 ** 52
 _DAY_US = 86_400 * 1_000_000
 
 SHARED_HOST_PARAMS = (
@@ -619,18 +620,28 @@ class InactiveAccount(Detector):
     def run(self, ctx: Context) -> pd.DataFrame:
         p = self.p
         users = complete(ctx.users, "users", ctx.tz)
-        ev = _event_rows(ctx)
-        if users is None or not len(ev):
+        full = ctx.events
+        if users is None or not len(full):
             return self.findings([])
         u = users.drop_duplicates("user_id", keep="last").set_index("user_id")
         rows = []
-        # departed: after end_date (+ grace) or terminated with no end_date
-        end = ev["user_id"].map(u["end_date"])
-        status = ev["user_id"].map(u["status"].astype("string")).astype("string")
-        after_end = end.notna() & (ev["ts"] > end + pd.Timedelta(days=p.end_grace_days))
-        term = (status == "terminated").fillna(False) & end.isna()
-        bad = (after_end | term).fillna(False) & ev["in_window"].astype(bool)
-        sel = ev[bad.to_numpy()]
+        # departed: after end_date (+ grace) or terminated with no end_date; looked up once
+        # per account, compared per event on integer arrays
+        code, uniq = pd.factorize(full["user_id"])
+        uniq = pd.Index(uniq, dtype="string")
+        end_u = _us(pd.Series(uniq.map(u["end_date"]), dtype=full["ts"].dtype))
+        term_u = (pd.Series(uniq.map(u["status"].astype("string")), dtype="string")
+                  == "terminated").fillna(False).to_numpy(dtype=bool) & (end_u >= _FAR)
+        grace = int(p.end_grace_days * _DAY_US)
+        has_end = end_u < _FAR
+        t = _us(full["ts"])
+        cu = np.clip(code, 0, None)
+        ok_row = (code >= 0)
+        if "outcome" in full.columns:
+            ok_row &= (full["outcome"].astype("string") != "failure").fillna(True).to_numpy()
+        bad_arr = ok_row & full["in_window"].to_numpy(dtype=bool) & (
+            (has_end[cu] & (t > end_u[cu] + grace)) | term_u[cu])
+        sel = full[bad_arr]
         if len(sel):
             for (user, d), grp in sel.groupby(
                     [sel["user_id"], _local_day(sel["ts"], ctx.tz)], sort=True):
@@ -652,8 +663,9 @@ class InactiveAccount(Detector):
                                  "actions": grp["action"].astype(str).value_counts().to_dict(),
                                  "thresholds": {"end_grace_days": p.end_grace_days}},
                 })
-        if p.dormant_days > 0:
-            rows += self._dormant(ctx, ev[~bad.to_numpy()], u)
+        if p.dormant_days > 0 and (full["ts"].max() - full["ts"].min()
+                                   >= pd.Timedelta(days=p.dormant_days)):
+            rows += self._dormant(ctx, _event_rows(ctx)[~bad_arr[ok_row]], u)
         return self.findings(rows)
 
     def _dormant(self, ctx: Context, ev: pd.DataFrame, u: pd.DataFrame) -> list[dict]:
