@@ -136,7 +136,10 @@ def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Tim
     except ImportError:
         load_baseline = None
     if load_baseline is not None:
-        ctx.baseline = load_baseline(store, _day(start, tz), _day(window_end, tz))
+        ud = settings.get("anomaly.user_day")
+        days_back = int(ud.params.get("baseline_days", 30)) if ud else 30
+        ctx.baseline = load_baseline(store, _day(start, tz), _day(window_end, tz),
+                                     baseline_days=days_back)
     return ctx
 
 

@@ -14,7 +14,7 @@ SEVERITY = {"critical": N_("critical"), "high": N_("high"), "medium": N_("medium
             "low": N_("low")}
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 STATUS = {"open": N_("open"), "resolved": N_("resolved"), "suppressed": N_("suppressed"),
-          "reopened": N_("reopened")}
+          "reopened": N_("reopened"), "retracted": N_("retracted")}
 DISPOSITION = {"confirmed": N_("confirmed"), "false_positive": N_("false positive"),
                "justified": N_("justified"), "training": N_("training")}
 SCAN_STATUS = {"running": N_("running"), "committed": N_("completed"), "failed": N_("failed")}
