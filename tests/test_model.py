@@ -132,3 +132,17 @@ def test_schema_described():
     text = describe_schema()
     for t in ("access_log", "users", "patients", "care_relations", "shifts", "workstations"):
         assert t in text
+
+
+def test_event_ids_equal_the_reference_row_hash():
+    """The fast per-column hashing gives exactly pandas' row hash of (source, fields, ts)."""
+    import numpy as np
+    from emraudit.model import EVENT_ID_FIELDS, _row_hashes
+    df = validate("access_log", _log(user_id=["u1", "u2", "u1"], patient_id=["p1", None, "p3"],
+                                     action=["view", "login", "print"]), TZ, "x").accepted
+    cols = [c for c in EVENT_ID_FIELDS if c in df.columns and c != "ts"]
+    frame = pd.DataFrame({c: df[c].astype("string").fillna("\x00") for c in cols})
+    frame["ts"] = df["ts"].dt.tz_convert("UTC").astype("int64")
+    frame.insert(0, "_src", "x")
+    ref = pd.util.hash_pandas_object(frame, index=False, hash_key="emraudit-evt-001")
+    assert np.array_equal(_row_hashes(df, "x")[0], ref.to_numpy())

@@ -232,6 +232,30 @@ def _normalize_enum(col: Column, s: pd.Series) -> pd.Series:
 _HEX = np.array([f"{i:02x}" for i in range(256)], dtype="U2")
 
 
+def _row_hashes(df: pd.DataFrame, source: str) -> list[np.ndarray]:
+    """Two 64-bit row hashes, equal to `hash_pandas_object` of (source, fields…, ts) under two
+    keys. Each column is factorized once and only its distinct values are hashed (twice)."""
+    from pandas.core.util.hashing import combine_hash_arrays, hash_array
+    parts = [(np.zeros(len(df), dtype=np.intp), np.array([source], dtype=object))]
+    for c in (c for c in EVENT_ID_FIELDS if c in df.columns and c != "ts"):
+        codes, uniq = pd.factorize(df[c].astype("string").fillna("\x00"))
+        parts.append((codes, np.asarray(uniq, dtype=object)))
+    ts = None
+    if "ts" in df.columns:
+        ts = (df["ts"].dt.tz_convert("UTC").astype("int64").to_numpy()
+              if isinstance(df["ts"].dtype, pd.DatetimeTZDtype)
+              else np.asarray(df["ts"].astype("string").fillna("\x00"), dtype=object))
+    out = []
+    for key in ("emraudit-evt-001", "emraudit-evt-002"):
+        def columns(key=key):
+            for codes, uniq in parts:
+                yield hash_array(uniq, hash_key=key, categorize=False)[codes]
+            if ts is not None:
+                yield hash_array(ts, hash_key=key)
+        out.append(combine_hash_arrays(columns(), len(parts) + (ts is not None)))
+    return out
+
+
 def derive_event_ids(df: pd.DataFrame, source: str) -> pd.Series:
     """Deterministic ids from the source name and the canonical fields of each row.
 
@@ -240,19 +264,10 @@ def derive_event_ids(df: pd.DataFrame, source: str) -> pd.Series:
     """
     if len(df) == 0:
         return pd.Series([], index=df.index, dtype="string")
-    cols = [c for c in EVENT_ID_FIELDS if c in df.columns and c != "ts"]
-    frame = pd.DataFrame({c: df[c].astype("string").fillna("\x00") for c in cols},
-                         index=df.index)
-    if "ts" in df.columns:
-        ts = df["ts"]
-        frame["ts"] = (ts.dt.tz_convert("UTC").astype("int64") if isinstance(
-            ts.dtype, pd.DatetimeTZDtype) else ts.astype("string").fillna("\x00"))
-    frame.insert(0, "_src", source)
-    h1 = pd.util.hash_pandas_object(frame, index=False, hash_key="emraudit-evt-001")
-    h2 = pd.util.hash_pandas_object(frame, index=False, hash_key="emraudit-evt-002")
+    h1, h2 = _row_hashes(df, source)
     both = np.empty((len(df), 2), dtype=">u8")
-    both[:, 0] = h1.to_numpy(np.uint64)
-    both[:, 1] = h2.to_numpy(np.uint64)
+    both[:, 0] = h1
+    both[:, 1] = h2
     hexed = _HEX[both.view(np.uint8).reshape(len(df), 16)]   # (n, 16) two-char pieces
     ids = np.ascontiguousarray(hexed).view("U32").ravel()
     return pd.Series(ids, index=df.index, dtype="string")
