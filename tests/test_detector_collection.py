@@ -56,6 +56,7 @@ def test_default_profile_documents_every_parameter_and_is_in_sync():
     data = tomllib.loads(text)
     for det_id, cls in all_detectors().items():
         assert det_id in data
+        assert data[det_id]["enabled"] == cls.enabled_by_default
         for p in cls.params:
             assert data[det_id][p.name] == p.default
 
@@ -63,5 +64,5 @@ def test_default_profile_documents_every_parameter_and_is_in_sync():
 def test_default_profile_loads_with_declared_defaults():
     settings = resolve_detectors({}, None)
     for det_id, st in settings.items():
-        assert st.enabled
+        assert st.enabled == st.cls.enabled_by_default
         assert st.params == {p.name: p.default for p in st.cls.params}

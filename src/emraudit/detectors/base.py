@@ -90,6 +90,7 @@ class Detector:
     # each deferred judgement is made exactly once, with a deterministic key.
     judges_late: ClassVar[bool] = False
     kind: ClassVar[str] = "rule"              # rule | anomaly
+    enabled_by_default: ClassVar[bool] = True # False: opt-in (too noisy to run unasked)
     description: ClassVar[str] = ""           # what it looks for, one paragraph
     note: ClassVar[str] = ""                  # triage note shown to the reviewer
     false_positives: ClassVar[tuple[str, ...]] = ()
@@ -123,7 +124,8 @@ class Detector:
         return {
             "id": cls.id, "name_en": cls.name_en, "name_zh": cls.name_zh, "item": cls.item,
             "item_text": RECTIFICATION_ITEMS.get(cls.item, ""), "severity": cls.severity,
-            "kind": cls.kind, "needs": list(cls.needs), "uses": list(cls.uses),
+            "kind": cls.kind, "enabled_by_default": cls.enabled_by_default,
+            "needs": list(cls.needs), "uses": list(cls.uses),
             "lookback_days": cls.lookback_days, "description": cls.description,
             "note": cls.note, "false_positives": list(cls.false_positives),
             "measure_zh": cls.measure_zh, "measure_en": cls.measure_en,

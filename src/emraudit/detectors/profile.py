@@ -100,7 +100,8 @@ def resolve_detectors(section: dict | None, config_file: Path | None = None) -> 
     if not isinstance(profile_name, str):
         raise ConfigError("expected a profile name or path", file=str(config_file),
                           key="detectors.profile")
-    settings = {i: DetectorSetting(c, True, {p.name: p.default for p in c.params})
+    settings = {i: DetectorSetting(c, c.enabled_by_default,
+                                   {p.name: p.default for p in c.params})
                 for i, c in all_detectors().items()}
     path = find_profile(profile_name, config_file.parent if config_file else None)
     _apply(settings, _read_toml(path), str(path), "")

@@ -56,7 +56,9 @@ def render_default_profile() -> str:
             for fp in cls.false_positives:
                 out += _wrap(fp, "#   - ")
         out.append(f'["{det_id}"]')
-        out.append("enabled = true")
+        if not cls.enabled_by_default:
+            out.append("# opt-in: see the description for why it is off by default")
+        out.append(f"enabled = {_toml_value(cls.enabled_by_default)}")
         for p in cls.params:
             rng = []
             if p.min is not None:
