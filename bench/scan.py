@@ -3,8 +3,9 @@
     .venv/bin/python bench/scan.py                 # 1, 3 and 10 million events
     .venv/bin/python bench/scan.py --sizes 1000000 --keep
 
-For each size N it generates a hospital with the sample generator (three days: the first two are
-ingested and scanned as history, the third is the night being scanned, with about N events),
+For each size N it generates a hospital with the sample generator (three days of about N
+events each; the generator needs three: the second day is ingested and scanned as history,
+the third is the night being scanned, the first is dropped to keep the run short),
 stores a 30-day baseline of user-day features (the second day's features replayed over the 30
 days before it, as a nightly scan would have left them), then times `emraudit scan` of the
 third day in a subprocess: end to end, per stage (read, validate, lake write, load, each
@@ -38,7 +39,8 @@ def _split_days(src: Path, day1: Path, day2: Path) -> str:
     counts = days.value_counts().sort_index()
     # the last full day (a night shift spills a few events past the generated period)
     last = counts[counts >= counts.median() / 2].index[-1]
-    df[days < last].to_csv(day1, index=False)
+    prev = counts.index[counts.index < last][-1]
+    df[(days >= prev) & (days < last)].to_csv(day1, index=False)
     df[days >= last].to_csv(day2, index=False)
     return last
 
