@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from emraudit.model import TABLES
+from emraudit.fastops import local_days
 
 # optional access_log fields worth measuring (columns with a default are always "present")
 COVERAGE_FIELDS = tuple(c.name for c in TABLES["access_log"].columns
@@ -41,7 +42,7 @@ def day_coverage(accepted: pd.DataFrame, source: str, tz: str) -> pd.DataFrame:
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
         from emraudit.timeparse import parse_timestamps
         ts = parse_timestamps(ts, tz)
-    day = ts.dt.tz_convert(tz).dt.strftime("%Y-%m-%d")
+    day = local_days(ts, tz)
     present = pd.DataFrame({f: (_present(accepted[f]) if f in accepted.columns
                                 else pd.Series(False, index=accepted.index))
                             for f in COVERAGE_FIELDS}, index=accepted.index)

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from emraudit.model import OUTPUT_ACTIONS
+from emraudit.fastops import local_days
 
 NS_PER_DAY = 86_400 * 10**9
 
@@ -471,6 +472,5 @@ def day_event_rows(ctx, user_id: str, day: str) -> pd.DataFrame:
     if idx is None:
         return ev.iloc[0:0]
     sub = ev.iloc[idx]
-    d = sub["ts"].dt.tz_convert(ctx.tz).dt.strftime("%Y-%m-%d") if isinstance(
-        sub["ts"].dtype, pd.DatetimeTZDtype) else sub["ts"].dt.strftime("%Y-%m-%d")
+    d = local_days(sub["ts"], ctx.tz)
     return sub[d.to_numpy() == day]

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from emraudit.config import Config
 from emraudit.errors import UserError
+from emraudit.fastops import isin, local_days
 from emraudit.lake import Lake
 from emraudit.model import SOURCE, empty_quarantine, validate
 from emraudit.store import Store, coverage, ingest_runs, now_utc, quarantine, upsert
@@ -145,10 +146,9 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
         acc = v.accepted
         acc[SOURCE] = name
         t = res.timed("validate", t)
-        days = sorted(acc["ts"].dt.tz_convert(config.tz).dt.strftime("%Y-%m-%d").unique()) \
-            if len(acc) else []
+        days = sorted(local_days(acc["ts"], config.tz).dropna().unique()) if len(acc) else []
         known = lake.existing_event_ids(committed, days)
-        dup = acc["event_id"].isin(known) if len(known) else pd.Series(False, index=acc.index)
+        dup = pd.Series(isin(acc["event_id"], known), index=acc.index)
         acc = acc.loc[~dup]
         files = lake.write_events(acc, run_id)
         t = res.timed("lake", t)

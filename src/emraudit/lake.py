@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from emraudit.fastops import local_days
 from emraudit.model import SOURCE, SOURCE_REF, empty_table
 
 _PART = re.compile(r"^(?:part|snapshot)-(?P<run>[A-Za-z0-9_.-]+?)(?:-\d+)?\.parquet$")
@@ -48,7 +49,7 @@ class Lake:
         """Write accepted events, one file per day for this run; returns the files written."""
         if df.empty:
             return []
-        day = df["ts"].dt.tz_convert(self.tz).dt.strftime("%Y-%m-%d")
+        day = local_days(df["ts"], self.tz)
         written = []
         for d, part in df.groupby(day, sort=True):
             folder = self.events_dir / f"day={d}"

@@ -25,6 +25,7 @@ from emraudit.config import Config
 from emraudit.detectors.base import Context, empty_findings
 from emraudit.detectors.profile import DetectorSetting, resolve_detectors
 from emraudit.errors import UserError
+from emraudit.fastops import local_days
 from emraudit.ingest import SourceResult, ingest
 from emraudit.lake import Lake
 from emraudit.lock import scan_lock
@@ -120,7 +121,7 @@ def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Tim
     committed = store.committed_runs()
     start = window_start - pd.Timedelta(days=lookback)
     events = lake.read_events(committed, start, window_end)
-    day = events["ts"].dt.tz_convert(tz).dt.strftime("%Y-%m-%d")
+    day = local_days(events["ts"], tz)
     in_window = (events["ts"] >= window_start) & (events["ts"] < window_end)
     if days is not None:
         in_window &= day.isin(days)

@@ -20,6 +20,7 @@ from emraudit.detectors.base import Context, Detector, Param, raise_severity
 from emraudit.detectors.explain import EXPLANATIONS, explain_accesses, explanation_evidence
 from emraudit.detectors.registry import register
 from emraudit.model import ROLES
+from emraudit.fastops import local_days
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ class NoRelationship(Detector):
             return self.findings([])
         u = x.loc[counted].copy()
         u["action"] = action[counted].to_numpy()
-        u["day"] = u["ts"].dt.tz_convert(ctx.tz).dt.strftime("%Y-%m-%d")
+        u["day"] = local_days(u["ts"], ctx.tz)
 
         # a look-up by name shortly before opening, itself unexplained
         u["lookup"] = pd.Series(pd.NaT, index=u.index, dtype=x["ts"].dtype)

@@ -23,6 +23,7 @@ import pandas as pd
 from emraudit.detectors.base import Context, Detector, Param
 from emraudit.detectors.explain import _us, complete, interval_hit
 from emraudit.detectors.registry import register
+from emraudit.fastops import local_days
 
 _MIN_US = 60 * 1_000_000
 _FAR = 2 ** 52
@@ -40,7 +41,7 @@ SHARED_HOST_PARAMS = (
 # --- shared helpers ------------------------------------------------------------------------
 
 def _local_day(ts: pd.Series, tz: str) -> pd.Series:
-    return ts.dt.tz_convert(tz).dt.strftime("%Y-%m-%d")
+    return local_days(ts, tz)
 
 
 def _ip_ints(ip: pd.Series) -> np.ndarray:

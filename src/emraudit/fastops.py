@@ -1,0 +1,43 @@
+"""Vectorized helpers for the hot paths, where pandas' generic route is slow at 10M rows.
+
+- `local_days`: site-local calendar days as 'YYYY-MM-DD' strings; formats each distinct
+  day once instead of every timestamp (Series.dt.strftime formats row by row).
+- `isin`: membership through pyarrow's hash set; pandas' Arrow-string `isin` turns the value
+  set into a Python list element by element.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def local_days(ts: pd.Series, tz: str) -> pd.Series:
+    """'YYYY-MM-DD' of each timestamp in the site timezone (missing stays missing)."""
+    if isinstance(ts.dtype, pd.DatetimeTZDtype):
+        naive = ts.dt.tz_convert(tz).dt.tz_localize(None)
+    else:
+        naive = ts
+    arr = naive.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
+    nat = np.isnat(arr)
+    out = np.empty(len(arr), dtype=object)
+    if (~nat).any():
+        uniq, inv = np.unique(arr[~nat], return_inverse=True)
+        out[~nat] = np.datetime_as_string(uniq, unit="D").astype(object)[inv]
+    out[nat] = None
+    return pd.Series(out, index=ts.index, dtype="string")
+
+
+def isin(values: pd.Series | pd.Index | np.ndarray, value_set) -> np.ndarray:
+    """Boolean array: is each value in `value_set` (any iterable / array / Series)."""
+    left = pa.array(pd.Series(values).astype("string"), type=pa.large_string()) \
+        if not isinstance(values, pa.Array) else values
+    right = pd.Series(value_set if not isinstance(value_set, (set, frozenset))
+                      else list(value_set))
+    if len(right) == 0 or len(left) == 0:
+        return np.zeros(len(left), dtype=bool)
+    right = pa.array(right.astype("string"), type=pa.large_string())
+    res = pc.is_in(left, value_set=right, skip_nulls=True)
+    return res.to_numpy(zero_copy_only=False).astype(bool)
