@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -150,8 +151,8 @@ def run_detectors(ctx: Context, settings: dict[str, DetectorSetting],
     """Run every enabled detector; one that fails is reported and the others go on."""
     out = []
     status: dict[str, DetectorStatus] = {}
-    window_ids = set(ctx.events.loc[ctx.events["in_window"], "event_id"].astype(str)) \
-        if len(ctx.events) else set()
+    window = _IdSet(ctx.events.loc[ctx.events["in_window"], "event_id"]) \
+        if len(ctx.events) else _IdSet(pd.Series([], dtype="string"))
     for det_id, st in settings.items():
         if not st.enabled:
             status[det_id] = DetectorStatus(det_id, "disabled")
@@ -175,8 +176,7 @@ def run_detectors(ctx: Context, settings: dict[str, DetectorSetting],
                 on_detector(status[det_id])
             continue
         if len(found) and not getattr(det, "judges_late", False):
-            keep = [bool(window_ids.intersection(map(str, ids))) for ids in found["event_ids"]]
-            found = found.loc[keep]
+            found = found.loc[window.any_in(found["event_ids"])]
         status[det_id] = DetectorStatus(det_id, "ran", len(found), time.perf_counter() - t0)
         if on_detector:
             on_detector(status[det_id])
@@ -184,6 +184,27 @@ def run_detectors(ctx: Context, settings: dict[str, DetectorSetting],
             out.append(found)
     frame = pd.concat(out, ignore_index=True) if out else empty_findings()
     return frame, status
+
+
+class _IdSet:
+    """Membership of event ids in a large set (the window's), by sorted 64-bit hashes:
+    no Python set of millions of strings."""
+
+    def __init__(self, ids: pd.Series):
+        self.sorted = np.sort(pd.util.hash_array(np.asarray(ids.astype("string").fillna(""),
+                                                            dtype=object)))
+
+    def any_in(self, lists: pd.Series) -> np.ndarray:
+        """For each list of ids: does any of them belong to the set?"""
+        lens = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
+        if lens.sum() == 0 or len(self.sorted) == 0:
+            return np.zeros(len(lists), dtype=bool)
+        flat = np.concatenate([np.asarray(x, dtype=object) for x in lists if len(x)])
+        h = pd.util.hash_array(flat.astype(str).astype(object))
+        pos = np.searchsorted(self.sorted, h).clip(max=len(self.sorted) - 1)
+        hit = (self.sorted[pos] == h).astype(np.int64)
+        owner = np.repeat(np.arange(len(lists)), lens)
+        return np.bincount(owner, weights=hit, minlength=len(lists)) > 0
 
 
 def _finding_rows(df: pd.DataFrame, scan_id: str, first_scan: dict[str, str],

@@ -304,13 +304,12 @@ def upsert(conn: sa.Connection, table: sa.Table, row: dict | list[dict],
         else:
             from sqlalchemy.dialects.postgresql import insert
         cols = [c for c in rows[0] if c not in key]
-        for chunk_start in range(0, len(rows), 500):
-            chunk = rows[chunk_start:chunk_start + 500]
-            stmt = insert(table).values(chunk)
-            stmt = (stmt.on_conflict_do_update(index_elements=key,
-                                               set_={c: stmt.excluded[c] for c in cols})
-                    if cols else stmt.on_conflict_do_nothing(index_elements=key))
-            conn.execute(stmt)
+        stmt = insert(table)
+        stmt = (stmt.on_conflict_do_update(index_elements=key,
+                                           set_={c: stmt.excluded[c] for c in cols})
+                if cols else stmt.on_conflict_do_nothing(index_elements=key))
+        for chunk_start in range(0, len(rows), 5000):   # executemany: compiled once
+            conn.execute(stmt, rows[chunk_start:chunk_start + 5000])
         return
     for r in rows:  # generic fallback for other databases
         cond = sa.and_(*[table.c[k] == r[k] for k in key])
