@@ -64,11 +64,17 @@ def _replay_baseline(db_url: str, first_day: str, n_days: int = 30) -> int:
     return len(allrows)
 
 
-def _scan(cfg: Path) -> tuple[float, int, dict]:
-    """Run one scan in a child process; wall time, peak RSS (bytes) and its stored summary."""
+def _scan(cfg: Path, profile: Path | None = None) -> tuple[float, int, dict]:
+    """Run one scan in a child process; wall time, peak RSS (bytes) and its stored summary.
+
+    With `profile`, the scan runs under pyinstrument (pip install pyinstrument) and its call
+    tree is written there; times then include the profiler's overhead.
+    """
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
-    proc = subprocess.run([PY, "-m", "emraudit", "scan", "--config", str(cfg)],
+    prefix = [PY, "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(profile)] \
+        if profile else [PY]
+    proc = subprocess.run(prefix + ["-m", "emraudit", "scan", "--config", str(cfg)],
                           capture_output=True, text=True)
     wall = time.perf_counter() - t
     if proc.returncode not in (0, 1):
@@ -83,7 +89,7 @@ def _scan(cfg: Path) -> tuple[float, int, dict]:
     return wall, max(peak, before) * 1024, summary
 
 
-def bench_one(n: int, out: Path, seed: int) -> dict:
+def bench_one(n: int, out: Path, seed: int, profile: bool = False) -> dict:
     from emraudit.demo.generate import generate
     work = out / f"n{n}"
     shutil.rmtree(work, ignore_errors=True)
@@ -108,7 +114,7 @@ def bench_one(n: int, out: Path, seed: int) -> dict:
     t = time.perf_counter()
     pacsv.read_csv(day2)
     floor = time.perf_counter() - t
-    wall, peak, summary = _scan(cfg)
+    wall, peak, summary = _scan(cfg, out / f"profile-{n}.txt" if profile else None)
     src = summary["sources"]["access_log"]
     return {"n": n_day2, "generate_s": gen_s, "wall_s": wall, "peak_gb": peak / 2**30,
             "pyarrow_s": floor, "baseline_rows": replayed, "summary": summary,
@@ -121,12 +127,14 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--keep", action="store_true", help="keep the generated data")
+    ap.add_argument("--profile", action="store_true",
+                    help="profile the night's scan with pyinstrument (bench/out/profile-N.txt)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for n in (int(x) for x in args.sizes.split(",")):
-        r = bench_one(n, out, args.seed)
+        r = bench_one(n, out, args.seed, args.profile)
         results.append(r)
         if not args.keep:
             shutil.rmtree(out / f"n{n}", ignore_errors=True)

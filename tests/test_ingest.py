@@ -112,3 +112,22 @@ def test_lake_is_readable_as_plain_parquet(site):
     cfg, store, lake, _ = _run(site)
     df = pd.read_parquet(site / "lake" / "access_log")   # hive partitions, pandas alone
     assert len(df) == 3 and "day" in df.columns
+
+
+def test_reference_snapshot_compares_times_as_instants(site):
+    """An unchanged reference table with times is 'unchanged'; one second moved is new."""
+    rel = site / "care_relations.csv"
+    rel.write_text("user_id,patient_id,kind,start,end\n"
+                   "u1,p1,care_team,2025-07-01 08:00:00,2025-07-03 12:00:00\n", encoding="utf-8")
+    with (site / "emraudit.toml").open("a", encoding="utf-8") as fh:
+        fh.write('[sources.care_relations]\npath = "care_relations.csv"\n')
+    _, _, _, res = _run(site)
+    assert res["care_relations"].accepted == 1
+    _, _, _, res = _run(site)
+    assert res["care_relations"].status == "unchanged"
+    rel.write_text(rel.read_text(encoding="utf-8").replace("12:00:00", "12:00:01"),
+                   encoding="utf-8")
+    _, store, lake, res = _run(site)
+    assert res["care_relations"].status != "unchanged" and res["care_relations"].accepted == 1
+    snap = lake.read_snapshot("care_relations", store.committed_runs())
+    assert snap["end"].iloc[0] == pd.Timestamp("2025-07-03 12:00:01", tz="Asia/Shanghai")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -216,9 +217,24 @@ def _same_as_snapshot(lake: Lake, table: str, frame: pd.DataFrame, committed: se
     new = frame.drop(columns=[c for c in frame.columns if c.startswith("_")])
     if list(old.columns) != list(new.columns):
         return False
-    h_old = pd.util.hash_pandas_object(old.astype("string"), index=False)
-    h_new = pd.util.hash_pandas_object(new.astype("string"), index=False)
-    return bool((h_old.to_numpy() == h_new.to_numpy()).all())
+    return bool((_row_hashes(old) == _row_hashes(new)).all())
+
+
+def _row_hashes(df: pd.DataFrame) -> np.ndarray:
+    """One 64-bit hash per row, comparable across a Parquet round trip.
+
+    Timestamps are hashed as UTC nanoseconds, not formatted as text (formatting a million
+    tz-aware timestamps costs tens of seconds); everything else as its string form.
+    """
+    cols = {}
+    for name, col in df.items():
+        if isinstance(col.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(col):
+            if isinstance(col.dtype, pd.DatetimeTZDtype):
+                col = col.dt.tz_convert("UTC").dt.tz_localize(None)
+            cols[name] = col.dt.as_unit("ns").to_numpy().view("i8")
+        else:
+            cols[name] = col.astype("string")
+    return pd.util.hash_pandas_object(pd.DataFrame(cols, index=df.index), index=False).to_numpy()
 
 
 def ingest(config: Config, store: Store, lake: Lake, *, only: list[str] | None = None,
