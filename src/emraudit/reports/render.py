@@ -104,6 +104,33 @@ class Fmt:
         return self.ts(v, "%Y-%m-%d %H:%M")
 
 
+class _Rows:
+    """Rows of a reference table by id, turned into dicts only when asked for: a large
+    hospital has hundreds of thousands of patients and a report names a few hundred."""
+
+    def __init__(self, df: pd.DataFrame | None, key: str):
+        self._pos: dict[str, int] = {}
+        self._df = df
+        self._cache: dict[str, dict] = {}
+        if df is not None and len(df):
+            ids = df[key].astype(str).to_numpy()
+            # the last row of an id wins, as in the snapshot
+            self._pos = dict(zip(ids, range(len(ids))))
+
+    def get(self, key: str, default=None):
+        if key in self._cache:
+            return self._cache[key]
+        i = self._pos.get(key)
+        if i is None:
+            return default
+        row = self._df.iloc[i].to_dict()
+        self._cache[key] = row
+        return row
+
+    def __bool__(self) -> bool:
+        return bool(self._pos)
+
+
 @dataclass
 class Ref:
     """Reference snapshots indexed by id, with masking applied on the way out."""
@@ -112,17 +139,12 @@ class Ref:
     patients: pd.DataFrame | None
     lang: Lang
     masker: Masker
-    _u: dict = field(default_factory=dict)
-    _p: dict = field(default_factory=dict)
+    _u: "_Rows" = None
+    _p: "_Rows" = None
 
     def __post_init__(self):
-        if self.users is not None and len(self.users):
-            self._u = {str(r["user_id"]): r for r in
-                       self.users.drop_duplicates("user_id", keep="last").to_dict("records")}
-        if self.patients is not None and len(self.patients):
-            self._p = {str(r["patient_id"]): r for r in
-                       self.patients.drop_duplicates("patient_id", keep="last")
-                       .to_dict("records")}
+        self._u = _Rows(self.users, "user_id")
+        self._p = _Rows(self.patients, "patient_id")
 
     def user(self, uid) -> dict:
         uid = _s(uid)
