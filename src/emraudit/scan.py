@@ -30,7 +30,7 @@ from emraudit.fastops import local_days
 from emraudit.ingest import SourceResult, ingest
 from emraudit.lake import Lake
 from emraudit.lock import scan_lock
-from emraudit.model import REFERENCE_TABLES
+from emraudit.model import REFERENCE_TABLES, SOURCE, SOURCE_REF
 from emraudit.store import Store, findings as findings_t, ingest_runs, now_utc, scans, upsert
 from emraudit.testhooks import maybe_kill
 
@@ -111,6 +111,10 @@ def _parse_day(value: str, option: str) -> str:
         raise UserError(f"{option}: expected a date such as 2025-07-01, got {value!r}") from None
 
 
+# access-log columns no detector reads: reports fetch them from the lake for a case's events
+NOT_FOR_DETECTORS = (SOURCE_REF, SOURCE, "action_raw")
+
+
 def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Timestamp,
                   window_end: pd.Timestamp, settings: dict[str, DetectorSetting],
                   days: list[str] | None = None) -> Context:
@@ -121,7 +125,7 @@ def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Tim
     lookback = min(lookback, config.scan.lookback_days)
     committed = store.committed_runs()
     start = window_start - pd.Timedelta(days=lookback)
-    events = lake.read_events(committed, start, window_end)
+    events = lake.read_events(committed, start, window_end, exclude=NOT_FOR_DETECTORS)
     day = local_days(events["ts"], tz)
     in_window = (events["ts"] >= window_start) & (events["ts"] < window_end)
     if days is not None:
