@@ -327,7 +327,14 @@ class SnoopSelf(Detector):
 def household_pairs(ctx: Context, max_share: int) -> pd.DataFrame:
     """(user_id, patient_id, same_address, same_phone, same_surname, surname, declared, ...)
     for every staff member and patient who share a specific address or phone, or whose
-    patient_contacts declare the staff member (name + phone or address)."""
+    patient_contacts declare the staff member (name + phone or address).
+
+    Cached in ctx.memo: snoop.family and snoop.neighbor both start from it."""
+    return ctx.cached(f"household_pairs:{int(max_share)}",
+                      lambda: _household_pairs(ctx, max_share))
+
+
+def _household_pairs(ctx: Context, max_share: int) -> pd.DataFrame:
     cols = ["user_id", "patient_id", "same_address", "same_phone", "same_surname", "surname",
             "declared", "relation"]
     if ctx.users is None or ctx.patients is None:
