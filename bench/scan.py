@@ -151,9 +151,16 @@ def main() -> None:
     for s in ("load", "detect", "store", "reports"):
         rows.append([f"  {s} (s)"] + [f"{r['summary']['timings'].get(s, 0):.2f}"
                                       for r in results])
+    for s in ("ingest", "load", "detect", "store", "reports"):
+        rows.append([f"  peak RSS after {s} (GB)"] + [
+            f"{r['summary'].get('peak_mb', {}).get(s, 0) / 1024:.2f}" for r in results])
     for d in det_ids:
         rows.append([f"    {d} (s)"] + [
             f"{r['summary']['detectors'].get(d, {}).get('seconds', 0):.2f}" for r in results])
+    for d in det_ids:
+        rows.append([f"    peak after {d} (GB)"] + [
+            f"{r['summary']['detectors'].get(d, {}).get('peak_mb', 0) / 1024:.2f}"
+            for r in results])
     rows.append(["findings"] + [str(r["summary"]["findings"]) for r in results])
     widths = [max(len(row[i]) for row in [head] + rows) for i in range(len(head))]
     for row in [head] + rows:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class DetectorStatus:
     findings: int = 0
     seconds: float = 0.0
     message: str = ""
+    peak_mb: float = 0.0     # the process's peak resident memory once this detector ran
 
 
 @dataclass
@@ -59,6 +61,7 @@ class ScanResult:
     cases: int = 0
     report_dir: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    peak_mb: dict[str, float] = field(default_factory=dict)   # peak RSS after each stage
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -66,6 +69,11 @@ class ScanResult:
         failed = any(s.status == "failed" for s in self.sources) or \
             any(d.status == "failed" for d in self.detectors)
         return 1 if failed else 0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def new_scan_id() -> str:
@@ -181,7 +189,8 @@ def run_detectors(ctx: Context, settings: dict[str, DetectorSetting],
             continue
         if len(found) and not getattr(det, "judges_late", False):
             found = found.loc[window.any_in(found["event_ids"])]
-        status[det_id] = DetectorStatus(det_id, "ran", len(found), time.perf_counter() - t0)
+        status[det_id] = DetectorStatus(det_id, "ran", len(found), time.perf_counter() - t0,
+                                        peak_mb=peak_rss_mb())
         if on_detector:
             on_detector(status[det_id])
         if len(found):
@@ -328,6 +337,7 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
             res.sources = ingest(config, store, lake, on_batch=lambda r: echo(
                 f"  {r.name}: {r.read:,} rows read in {r.batches} batch(es)"))
         res.timings["ingest"] = time.perf_counter() - t0
+        res.peak_mb["ingest"] = peak_rss_mb()
         days, runs = window_days(config, store, lake, since=since, until=until, full=full)
         res.days = days
         if not days:
@@ -340,11 +350,13 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
         echo(f"loading events {days[0]} .. {days[-1]} and look-back …")
         ctx = build_context(config, store, lake, ws, we, settings, days)
         res.timings["load"] = time.perf_counter() - t1
+        res.peak_mb["load"] = peak_rss_mb()
         t2 = time.perf_counter()
         echo(f"running detectors on {len(ctx.events):,} events …")
         found, status = run_detectors(ctx, settings, on_detector=lambda d: echo(
             f"  {d.id}: {d.status}, {d.findings} findings, {d.seconds:.1f}s"))
         res.timings["detect"] = time.perf_counter() - t2
+        res.peak_mb["detect"] = peak_rss_mb()
         res.detectors = list(status.values())
         maybe_kill("scan:after-detectors")
         t3 = time.perf_counter()
@@ -361,11 +373,13 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
                 window_end=we.to_pydatetime()))
         res.findings = len(found)
         res.timings["store"] = time.perf_counter() - t3
+        res.peak_mb["store"] = peak_rss_mb()
         maybe_kill("scan:after-findings")
         t4 = time.perf_counter()
         echo("writing reports …")
         res.report_dir = _write_reports(config, store, lake, scan_id, found, unmask)
         res.timings["reports"] = time.perf_counter() - t4
+        res.peak_mb["reports"] = peak_rss_mb()
         maybe_kill("scan:after-reports")
         _finish(store, scan_id, res, runs=runs)
         res.timings["total"] = time.perf_counter() - t0
@@ -388,7 +402,8 @@ def _finish(store: Store, scan_id: str, res: ScanResult, *, runs: list[str]) -> 
         "days": res.days, "findings": res.findings, "new": res.new_findings,
         "suppressed": res.suppressed, "retracted": res.retracted, "cases": res.cases,
         "detectors": {d.id: {"status": d.status, "findings": d.findings,
-                             "seconds": round(d.seconds, 3), "message": d.message}
+                             "seconds": round(d.seconds, 3), "message": d.message,
+                             "peak_mb": round(d.peak_mb)}
                       for d in res.detectors},
         "sources": {s.name: {"read": s.read, "accepted": s.accepted,
                              "quarantined": s.quarantined, "duplicates": s.duplicates,
@@ -396,6 +411,7 @@ def _finish(store: Store, scan_id: str, res: ScanResult, *, runs: list[str]) -> 
                              "timings": {k: round(v, 3) for k, v in s.timings.items()}}
                     for s in res.sources},
         "timings": {k: round(v, 3) for k, v in res.timings.items()},
+        "peak_mb": {k: round(v) for k, v in res.peak_mb.items()},
         "notes": res.notes,
     }
     with store.begin() as c:
@@ -425,6 +441,10 @@ def format_summary(res: ScanResult) -> str:
     lines += ["", f"findings: {res.findings} ({res.new_findings} new, {res.suppressed} "
                   f"suppressed by allowlist, {res.retracted} retracted)  cases touched: "
                   f"{res.cases}"]
+    if res.timings.get("total"):
+        stages = ", ".join(f"{k} {v:.1f}s" for k, v in res.timings.items() if k != "total")
+        lines.append(f"time: {res.timings['total']:.1f}s ({stages}); peak memory "
+                     f"{max(res.peak_mb.values(), default=0) / 1024:.2f} GB")
     if res.report_dir:
         lines.append(f"report: {res.report_dir}")
     lines += res.notes
