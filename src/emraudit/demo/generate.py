@@ -48,13 +48,16 @@ EVENTS_PER_BED_DAY = 12.7
 def size_for_events(n_events: int, days: int) -> Size:
     """A hospital and intensity that yield about `n_events` accesses over `days`."""
     per_day = n_events / max(1, days)
-    for wpd, beds in ((1, 14), (1, 25), (2, 30), (3, 35), (5, 40), (8, 40), (12, 40)):
+    # the last sizes are benchmark hospitals (millions of events a day: screen-level logging,
+    # many record openings per patient-day), reached with an intensity above 5
+    for wpd, beds in ((1, 14), (1, 25), (2, 30), (3, 35), (5, 40), (8, 40), (12, 40),
+                      (20, 40), (32, 40)):
         n_beds = (N_SMALL_DEPTS - 2 + 8) * wpd * beds if wpd > 1 else N_SMALL_DEPTS * beds
         intensity = per_day / (n_beds * EVENTS_PER_BED_DAY)
         if intensity <= 5.0:
             break
     n_depts = N_SMALL_DEPTS if (wpd == 1) else 20
-    intensity = max(0.1, min(intensity, 12.0))
+    intensity = max(0.1, min(intensity, 60.0))
     return Size(n_depts, wpd, beds, intensity, 3.0 + 10 * min(intensity, 2.5),
                 10 + 40 * min(intensity, 3) * wpd, max(1, wpd // 2))
 
