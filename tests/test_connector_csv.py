@@ -296,3 +296,27 @@ def test_preparsed_times_validate_exactly_like_text():
     # one value in another layout: the column stays text, validation parses it
     mixed = pd.Series(["2025-07-01 08:03:15", "2025/07/01 8:03"], dtype=pd.StringDtype("pyarrow"))
     assert preparse_times(mixed) is mixed
+
+
+def test_fully_quoted_export_keeps_line_refs_and_values(tmp_path):
+    """Many HIS exports quote every value; a quoted line break anywhere still reads right."""
+    rows = ['"e1","2025-07-01 08:00:00","u1","p1","view","病历","a, b"',
+            '"e2","2025-07-01 08:01:00","u1","p2","view","病历","say ""hi"""',
+            '"e3","2025-07-01 08:02:00","u1"',                                 # short row
+            '"e4","2025-07-01 08:03:00","u2","p3","print","病历","x"']
+    head = '"event_id","ts","user_id","patient_id","action","module","reason"\n'
+    cfg = make(tmp_path, {"a.csv": head + "\n".join(rows) + "\n"})
+    _, frame, q = read_all(cfg)
+    assert frame["event_id"].tolist() == ["e1", "e2", "e4"]
+    assert frame["reason"].tolist() == ["a, b", 'say "hi"', "x"]
+    assert frame["_source_ref"].tolist() == ["a.csv:2", "a.csv:3", "a.csv:5"]
+    assert q["source_ref"].tolist() == ["a.csv:4"]
+    # a line break inside a quoted last field whose halves look like whole rows
+    text = head + ('"e5","2025-07-01 09:00:00","u1","p1","view","病历","one\n'
+                   'e6,2025-07-01 09:00:01,u1,p1,view,病历,two"\n'
+                   '"e7","2025-07-01 09:01:00","u1","p1","view","病历","z"\n')
+    cfg = make(tmp_path / "b", {"b.csv": text})
+    _, frame, q = read_all(cfg)
+    assert frame["event_id"].tolist() == ["e5", "e7"] and q.empty
+    assert frame["reason"].iloc[0] == "one\ne6,2025-07-01 09:00:01,u1,p1,view,病历,two"
+    assert frame["_source_ref"].tolist() == ["b.csv:2", "b.csv:4"]

@@ -278,8 +278,11 @@ class CsvConnector(LineFileConnector):
         every row with the right number of fields, so row i is line first_line + i. Returns
         None (use the scanning path) as soon as any of that does not hold."""
         buf = block.data
-        # blank lines need no search: pyarrow skips them, so the row count falls short below
-        if block.bad or block.open_quote or not buf or b'"' in buf:
+        # blank lines need no search: pyarrow skips them, so the row count falls short below.
+        # Quoted fields are fine (many HIS exports quote every value) as long as no quoted
+        # field holds a line break: read with newlines_in_values off, such a record breaks
+        # into malformed rows or a parse error, and the scanning path takes the block.
+        if block.bad or block.open_quote or not buf:
             return None
         invalid = []
 
@@ -287,8 +290,13 @@ class CsvConnector(LineFileConnector):
             invalid.append(row)
             return "skip"
 
-        table = self._read_arrow(buf if buf.endswith(b"\n") else buf + b"\n", info, False,
-                                 handler)
+        try:
+            table = self._read_arrow(buf if buf.endswith(b"\n") else buf + b"\n", info,
+                                     False, handler)
+        except pa.ArrowInvalid as exc:
+            if b'"' in buf and "utf8" not in str(exc).lower():
+                return None
+            raise
         n_lines = block.n_lines
         if invalid or table.num_rows != n_lines:
             return None    # (a block of only blanks parses to fewer rows than lines, too)
