@@ -131,3 +131,22 @@ def test_reference_snapshot_compares_times_as_instants(site):
     assert res["care_relations"].status != "unchanged" and res["care_relations"].accepted == 1
     snap = lake.read_snapshot("care_relations", store.committed_runs())
     assert snap["end"].iloc[0] == pd.Timestamp("2025-07-03 12:00:01", tz="Asia/Shanghai")
+
+
+def test_duplicate_in_a_later_batch_of_the_same_file_is_dropped_once(site, monkeypatch):
+    """Batches of one ingest see the ids the earlier batches wrote (by hash, confirmed)."""
+    from emraudit.connectors import files
+    monkeypatch.setattr(files, "MIN_BLOCK", 64)
+    (site / "access_log.csv").write_text(
+        HEADER + "".join(f"E{i},2025-07-01 08:{i:02d}:00,u1,p{i},view,ws1\n" for i in range(7))
+        + "E1,2025-07-01 08:01:00,u1,p1,view,ws1\n", encoding="utf-8")
+    toml = (site / "emraudit.toml").read_text(encoding="utf-8")
+    (site / "emraudit.toml").write_text(toml.replace('path = "access_log.csv"\n',
+                                                     'path = "access_log.csv"\nbatch_rows = 2\n'),
+                                        encoding="utf-8")
+    cfg, store, lake, res = _run(site)
+    r = res["access_log"]
+    assert r.batches >= 4
+    assert (r.read, r.accepted, r.duplicates) == (8, 7, 1)
+    assert sorted(lake.read_events(store.committed_runs())["event_id"]) == \
+        [f"E{i}" for i in range(7)]

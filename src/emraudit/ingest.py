@@ -132,6 +132,7 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
     ref_quarantine: list[pd.DataFrame] = []
     ref_read = 0
     ref_position = None
+    known = _KnownIds(lake, committed)
     t = time.perf_counter()
     for batch in connector.batches(wm):
         t = res.timed("read", t)
@@ -148,10 +149,10 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
         acc[SOURCE] = name
         t = res.timed("validate", t)
         days = sorted(local_days(acc["ts"], config.tz).dropna().unique()) if len(acc) else []
-        known = lake.existing_event_ids(committed, days)
-        dup = pd.Series(isin(acc["event_id"], known), index=acc.index)
+        dup = pd.Series(known.duplicates(acc["event_id"], days), index=acc.index)
         acc = acc.loc[~dup]
         files = lake.write_events(acc, run_id)
+        known.add(acc["event_id"])
         t = res.timed("lake", t)
         maybe_kill("ingest:after-lake-write")
         q = pd.concat([x for x in (batch.quarantine, v.quarantine) if len(x)] or
@@ -207,6 +208,48 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
     if res.batches == 0:
         res.status = "unchanged"
     return res
+
+
+class _KnownIds:
+    """Event ids already in the lake for the days a source's batches touch, to drop
+    re-delivered rows.
+
+    Kept as sorted 64-bit hashes, loaded once per day and grown with each written batch, so a
+    large file in many batches is not re-read from the lake batch after batch (that was
+    quadratic). A hash hit is confirmed against the stored ids themselves, so a collision
+    never drops an event: only true duplicates are counted.
+    """
+
+    def __init__(self, lake: Lake, committed: set[str]):
+        self.lake, self.committed = lake, committed
+        self.days: set[str] = set()
+        self.hashes = np.empty(0, dtype=np.uint64)
+
+    @staticmethod
+    def _hash(ids: pd.Series | pd.Index) -> np.ndarray:
+        return pd.util.hash_pandas_object(pd.Series(ids).astype("string"),
+                                          index=False).to_numpy()
+
+    def _merge(self, h: np.ndarray) -> None:
+        self.hashes = np.unique(np.concatenate([self.hashes, h])) if len(h) else self.hashes
+
+    def duplicates(self, ids: pd.Series, days: list[str]) -> np.ndarray:
+        new_days = [d for d in days if d not in self.days]
+        if new_days:
+            self._merge(self._hash(self.lake.existing_event_ids(self.committed, new_days)))
+            self.days.update(new_days)
+        if not len(ids) or not len(self.hashes):
+            return np.zeros(len(ids), dtype=bool)
+        h = self._hash(ids)
+        pos = np.minimum(np.searchsorted(self.hashes, h), len(self.hashes) - 1)
+        hit = self.hashes[pos] == h
+        if hit.any():   # confirm exactly (rare outside a re-delivered file)
+            exact = self.lake.existing_event_ids(self.committed, days)
+            hit[hit] = isin(ids[hit], exact)
+        return hit
+
+    def add(self, ids: pd.Series) -> None:
+        self._merge(self._hash(ids))
 
 
 def _same_as_snapshot(lake: Lake, table: str, frame: pd.DataFrame, committed: set[str]) -> bool:
