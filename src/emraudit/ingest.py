@@ -231,7 +231,9 @@ class _KnownIds:
                                           index=False).to_numpy()
 
     def _merge(self, h: np.ndarray) -> None:
-        self.hashes = np.unique(np.concatenate([self.hashes, h])) if len(h) else self.hashes
+        # timsort on two sorted runs is a linear merge (np.unique would re-sort everything)
+        if len(h):
+            self.hashes = np.sort(np.concatenate([self.hashes, np.sort(h)]), kind="stable")
 
     def duplicates(self, ids: pd.Series, days: list[str]) -> np.ndarray:
         new_days = [d for d in days if d not in self.days]

@@ -72,7 +72,17 @@ class ScanResult:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports kilobytes)."""
+    """Peak resident memory of this process so far, in MB.
+
+    On Linux from VmHWM: ru_maxrss survives exec, so a scan started by a large parent (cron
+    wrapper, benchmark) would report the parent's high-water mark as its own."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
