@@ -202,3 +202,20 @@ def test_extract_step_is_validated():
         parse_profile('[access_log.extract.module]\ncolumn = "c"\nregex = "x+"\n'.encode(), "m",
                       "/m.toml")
     assert err.value.key == "access_log.extract.module.regex"
+
+
+@pytest.mark.parametrize("spec, key, message", [
+    ('json.patient_id = { column = "d", kee = "x" }', "json.patient_id.kee",
+     "unknown key (expected column, key)"),
+    ('json.patient_id = { column = "d" }', "json.patient_id", "expected both 'column' and 'key'"),
+    ('extract.patient_id = { column = "d", rx = "(x)" }', "extract.patient_id.rx",
+     "unknown key (expected column, regex)"),
+    ('extract.patient_id = { column = "d" }', "extract.patient_id",
+     "expected both 'column' and 'regex'"),
+    ('extract.patient_id = { column = "d", regex = 3 }', "extract.patient_id.regex",
+     "expected a string (got 3)"),
+])
+def test_json_and_extract_specs_name_the_bad_key(spec, key, message):
+    with pytest.raises(ConfigError) as err:
+        parse_profile(f"[access_log]\n{spec}\n".encode(), "p", "p.toml")
+    assert str(err.value) == f"p.toml, key 'access_log.{key}': {message}"

@@ -55,9 +55,9 @@ from emraudit.timeparse import cache_horolog_days
 PROFILE_KEYS = {"description", "encoding", "delimiter", "format", "watermark"}
 TABLE_KEYS = {"columns", "combine", "json", "extract", "missing", "values", "patterns",
               "constants", "ignore_case", "keep_raw", "optional"}
-EXTRACT_KEYS = {"column", "regex"}
+EXTRACT_KEYS = ("column", "regex")     # ordered: they name themselves in errors
+JSON_KEYS = ("column", "key")
 COMBINE_KEYS = {"date", "time", "date_kind", "time_kind", "columns", "sep", "prefix"}
-JSON_KEYS = {"column", "key"}
 DATE_KINDS = ("auto", "text", "horolog")
 TIME_KINDS = ("auto", "text", "seconds")
 ALL_COLUMNS = "*"   # `missing` key applying to every column
@@ -492,6 +492,18 @@ def _str(v, file, key) -> str:
     return v
 
 
+def _string_pair(spec, keys: tuple[str, str], file, key) -> None:
+    """A table of exactly these two string keys (the json and extract column specs)."""
+    _table(spec, file, key)
+    for sk, sv in spec.items():
+        if sk not in keys:
+            raise ConfigError(f"unknown key (expected {', '.join(keys)})", file=file,
+                              key=f"{key}.{sk}")
+        _str(sv, file, f"{key}.{sk}")
+    if set(spec) != set(keys):
+        raise ConfigError(f"expected both '{keys[0]}' and '{keys[1]}'", file=file, key=key)
+
+
 def _canon(table: str, col: str, file: str, key: str) -> None:
     if col not in TABLES[table].names:
         raise ConfigError(f"'{col}' is not a column of the canonical table '{table}' (expected one "
@@ -549,24 +561,10 @@ def _parse_table(table: str, sec: dict, file: str) -> TableRules:
                                       key=f"{ck}.time_kind")
                 r.combine[col] = dict(spec)
             elif k == "json":
-                _table(spec, file, ck)
-                for sk, sv in spec.items():
-                    if sk not in JSON_KEYS:
-                        raise ConfigError("unknown key (expected column, key)", file=file,
-                                          key=f"{ck}.{sk}")
-                    _str(sv, file, f"{ck}.{sk}")
-                if set(spec) != JSON_KEYS:
-                    raise ConfigError("expected both 'column' and 'key'", file=file, key=ck)
+                _string_pair(spec, JSON_KEYS, file, ck)
                 r.json[col] = dict(spec)
             elif k == "extract":
-                _table(spec, file, ck)
-                for sk, sv in spec.items():
-                    if sk not in EXTRACT_KEYS:
-                        raise ConfigError("unknown key (expected column, regex)", file=file,
-                                          key=f"{ck}.{sk}")
-                    _str(sv, file, f"{ck}.{sk}")
-                if set(spec) != EXTRACT_KEYS:
-                    raise ConfigError("expected both 'column' and 'regex'", file=file, key=ck)
+                _string_pair(spec, EXTRACT_KEYS, file, ck)
                 try:
                     groups = re.compile(spec["regex"]).groups
                 except re.error as exc:
