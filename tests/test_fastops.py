@@ -20,3 +20,12 @@ def test_isin_matches_pandas():
     assert list(isin(a, pd.Index(["b", "d", "x"], dtype="string"))) == [False, True, False, True]
     assert list(isin(a, set())) == [False] * 4
     assert np.array_equal(isin(a, {"a"}), a.isin(["a"]).fillna(False).to_numpy(bool))
+
+
+def test_sorted_id_hashes_answer_membership_across_storages():
+    from emraudit.fastops import id_hashes, in_sorted
+    known = np.sort(id_hashes(pd.Series(["E1", "E2", "E3"], dtype="string")))
+    asked = np.array(["E2", "E9", "E3", "e1"], dtype=object)     # object, not arrow
+    assert in_sorted(known, id_hashes(asked)).tolist() == [True, False, True, False]
+    assert in_sorted(np.empty(0, dtype=np.uint64), id_hashes(asked)).tolist() == [False] * 4
+    assert in_sorted(known, id_hashes([])).tolist() == []

@@ -4,6 +4,8 @@
   day once instead of every timestamp (Series.dt.strftime formats row by row).
 - `isin`: membership through pyarrow's hash set; pandas' Arrow-string `isin` turns the value
   set into a Python list element by element.
+- `id_hashes` / `in_sorted`: membership in a set of millions of ids kept as sorted 64-bit
+  hashes (no Python set of strings; a hit may need confirming where a collision would matter).
 """
 
 from __future__ import annotations
@@ -41,3 +43,17 @@ def isin(values: pd.Series | pd.Index | np.ndarray, value_set) -> np.ndarray:
     right = pa.array(right.astype("string"), type=pa.large_string())
     res = pc.is_in(left, value_set=right, skip_nulls=True)
     return res.to_numpy(zero_copy_only=False).astype(bool)
+
+
+def id_hashes(values) -> np.ndarray:
+    """64-bit hashes of ids taken as text (missing ids hash as the empty string)."""
+    text = pd.Series(values).astype("string").fillna("")
+    return pd.util.hash_pandas_object(text, index=False).to_numpy()
+
+
+def in_sorted(sorted_hashes: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """Boolean array: is each hash in the sorted array."""
+    if not len(sorted_hashes):
+        return np.zeros(len(hashes), dtype=bool)
+    pos = np.searchsorted(sorted_hashes, hashes).clip(max=len(sorted_hashes) - 1)
+    return sorted_hashes[pos] == hashes

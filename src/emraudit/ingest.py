@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from emraudit.config import Config
 from emraudit.errors import UserError
-from emraudit.fastops import isin, local_days
+from emraudit.fastops import id_hashes, in_sorted, isin, local_days
 from emraudit.lake import Lake
 from emraudit.model import SOURCE, empty_quarantine, validate
 from emraudit.store import Store, coverage, ingest_runs, now_utc, quarantine, upsert
@@ -225,11 +225,6 @@ class _KnownIds:
         self.days: set[str] = set()
         self.hashes = np.empty(0, dtype=np.uint64)
 
-    @staticmethod
-    def _hash(ids: pd.Series | pd.Index) -> np.ndarray:
-        return pd.util.hash_pandas_object(pd.Series(ids).astype("string"),
-                                          index=False).to_numpy()
-
     def _merge(self, h: np.ndarray) -> None:
         # timsort on two sorted runs is a linear merge (np.unique would re-sort everything)
         if len(h):
@@ -238,20 +233,16 @@ class _KnownIds:
     def duplicates(self, ids: pd.Series, days: list[str]) -> np.ndarray:
         new_days = [d for d in days if d not in self.days]
         if new_days:
-            self._merge(self._hash(self.lake.existing_event_ids(self.committed, new_days)))
+            self._merge(id_hashes(self.lake.existing_event_ids(self.committed, new_days)))
             self.days.update(new_days)
-        if not len(ids) or not len(self.hashes):
-            return np.zeros(len(ids), dtype=bool)
-        h = self._hash(ids)
-        pos = np.minimum(np.searchsorted(self.hashes, h), len(self.hashes) - 1)
-        hit = self.hashes[pos] == h
+        hit = in_sorted(self.hashes, id_hashes(ids))
         if hit.any():   # confirm exactly (rare outside a re-delivered file)
             exact = self.lake.existing_event_ids(self.committed, days)
             hit[hit] = isin(ids[hit], exact)
         return hit
 
     def add(self, ids: pd.Series) -> None:
-        self._merge(self._hash(ids))
+        self._merge(id_hashes(ids))
 
 
 def _same_as_snapshot(lake: Lake, table: str, frame: pd.DataFrame, committed: set[str]) -> bool:

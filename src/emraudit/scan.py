@@ -27,7 +27,7 @@ from emraudit.config import Config
 from emraudit.detectors.base import Context, empty_findings
 from emraudit.detectors.profile import DetectorSetting, resolve_detectors
 from emraudit.errors import UserError
-from emraudit.fastops import local_days
+from emraudit.fastops import id_hashes, in_sorted, local_days
 from emraudit.ingest import SourceResult, ingest
 from emraudit.lake import Lake
 from emraudit.lock import scan_lock
@@ -214,8 +214,7 @@ class _IdSet:
     no Python set of millions of strings."""
 
     def __init__(self, ids: pd.Series):
-        self.sorted = np.sort(pd.util.hash_array(np.asarray(ids.astype("string").fillna(""),
-                                                            dtype=object)))
+        self.sorted = np.sort(id_hashes(ids))
 
     def any_in(self, lists: pd.Series) -> np.ndarray:
         """For each list of ids: does any of them belong to the set?"""
@@ -223,9 +222,7 @@ class _IdSet:
         if lens.sum() == 0 or len(self.sorted) == 0:
             return np.zeros(len(lists), dtype=bool)
         flat = np.concatenate([np.asarray(x, dtype=object) for x in lists if len(x)])
-        h = pd.util.hash_array(flat.astype(str).astype(object))
-        pos = np.searchsorted(self.sorted, h).clip(max=len(self.sorted) - 1)
-        hit = (self.sorted[pos] == h).astype(np.int64)
+        hit = in_sorted(self.sorted, id_hashes(flat.astype(str))).astype(np.int64)
         owner = np.repeat(np.arange(len(lists)), lens)
         return np.bincount(owner, weights=hit, minlength=len(lists)) > 0
 
