@@ -48,8 +48,9 @@ def _split_days(src: Path, day1: Path, day2: Path) -> str:
     table = pacsv.read_csv(src, convert_options=pacsv.ConvertOptions(
         column_types={n: pa.string() for n in names}, strings_can_be_null=False))
     days = pc.utf8_slice_codeunits(table.column("ts"), 0, 10)
-    counts = pd.Series(pc.value_counts(days).field("counts").to_numpy(),
-                       index=pc.value_counts(days).field("values").to_pylist()).sort_index()
+    vc = pc.value_counts(days)
+    counts = pd.Series(vc.field("counts").to_numpy(),
+                       index=vc.field("values").to_pylist()).sort_index()
     # the last full day (a night shift spills a few events past the generated period)
     last = counts[counts >= counts.median() / 2].index[-1]
     prev = counts.index[counts.index < last][-1]
