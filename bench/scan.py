@@ -108,11 +108,52 @@ def _scan(cfg: Path, profile: Path | None = None) -> tuple[float, int, dict]:
     return wall, max(peak, before) * 1024, summary
 
 
+def _night_files(work: Path) -> list[Path]:
+    return [work / "emraudit.db", work / "access_log.csv"]
+
+
+def _save_night(work: Path) -> None:
+    """Keep a copy of the prepared night (store + log) so `--reuse` can rerun the scan alone."""
+    for f in _night_files(work):
+        shutil.copy(f, f.with_name(f.name + ".night"))
+
+
+def _restore_night(work: Path) -> bool:
+    saved = [f.with_name(f.name + ".night") for f in _night_files(work)]
+    if not all(f.exists() for f in saved):
+        return False
+    for f, s in zip(_night_files(work), saved):
+        shutil.copy(s, f)
+    for extra in ("emraudit.db-wal", "emraudit.db-shm"):
+        (work / extra).unlink(missing_ok=True)
+    shutil.rmtree(work / "lake", ignore_errors=True)
+    shutil.rmtree(work / "reports", ignore_errors=True)
+    return True
+
+
+def _run_night(work: Path, n: int, out: Path, profile: bool, gen_s: float,
+               baseline_rows: int, night_csv: Path) -> dict:
+    t = time.perf_counter()
+    pacsv.read_csv(night_csv)
+    floor = time.perf_counter() - t
+    wall, peak, summary = _scan(work / "emraudit.toml",
+                                out / f"profile-{n}.txt" if profile else None)
+    src = summary["sources"]["access_log"]
+    # the scan's own record of its peak (ru_maxrss of children also counts the history scan)
+    peak_gb = max(summary.get("peak_mb", {}).values(), default=peak / 2**20) / 1024
+    return {"n": src["read"], "generate_s": gen_s, "wall_s": wall, "peak_gb": peak_gb,
+            "pyarrow_s": floor, "baseline_rows": baseline_rows, "summary": summary,
+            "ingest": src.get("timings", {})}
+
+
 def bench_one(n: int, out: Path, seed: int, profile: bool = False,
-              raw_history: bool = False) -> dict:
+              raw_history: bool = False, reuse: bool = False, keep: bool = False) -> dict:
     from emraudit.commands.demo import sample_config
     from emraudit.demo.generate import generate
     work = out / f"n{n}"
+    if reuse and _restore_night(work):
+        rows = int((work / "baseline_rows").read_text())
+        return _run_night(work, n, out, profile, 0.0, rows, work / "access_log.csv")
     shutil.rmtree(work, ignore_errors=True)
     t = time.perf_counter()
     generate(work, seed=seed, days=3, size=3 * n)
@@ -121,7 +162,6 @@ def bench_one(n: int, out: Path, seed: int, profile: bool = False,
     day1, day2 = work / "day1.csv", work / "day2.csv"
     last = _split_days(full, day1, day2)
     full.unlink()
-    n_day2 = sum(1 for _ in day2.open(encoding="utf-8")) - 1
     cfg = work / "emraudit.toml"
     cfg.write_text(sample_config("reports", work.name), encoding="utf-8")
     db = work / "emraudit.db"
@@ -144,16 +184,10 @@ def bench_one(n: int, out: Path, seed: int, profile: bool = False,
     from emraudit.store import Store
     Store(f"sqlite:///{db}")   # creates the schema
     _store_baseline(f"sqlite:///{db}", baseline)
-    t = time.perf_counter()
-    pacsv.read_csv(day2)
-    floor = time.perf_counter() - t
-    wall, peak, summary = _scan(cfg, out / f"profile-{n}.txt" if profile else None)
-    src = summary["sources"]["access_log"]
-    # the scan's own record of its peak (ru_maxrss of children also counts the history scan)
-    peak_gb = max(summary.get("peak_mb", {}).values(), default=peak / 2**20) / 1024
-    return {"n": n_day2, "generate_s": gen_s, "wall_s": wall, "peak_gb": peak_gb,
-            "pyarrow_s": floor, "baseline_rows": len(baseline), "summary": summary,
-            "ingest": src.get("timings", {})}
+    if keep and not raw_history:
+        _save_night(work)
+        (work / "baseline_rows").write_text(str(len(baseline)))
+    return _run_night(work, n, out, profile, gen_s, len(baseline), day2)
 
 
 def main() -> None:
@@ -161,7 +195,10 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000000,3000000,10000000")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
     ap.add_argument("--seed", type=int, default=11)
-    ap.add_argument("--keep", action="store_true", help="keep the generated data")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the generated data and the prepared night (for --reuse)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="rerun the scan of a night kept by an earlier --keep run")
     ap.add_argument("--profile", action="store_true",
                     help="profile the night's scan with pyinstrument (bench/out/profile-N.txt)")
     ap.add_argument("--raw-history", action="store_true",
@@ -171,9 +208,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for n in (int(x) for x in args.sizes.split(",")):
-        r = bench_one(n, out, args.seed, args.profile, args.raw_history)
+        r = bench_one(n, out, args.seed, args.profile, args.raw_history, args.reuse,
+                      args.keep or args.reuse)
         results.append(r)
-        if not args.keep:
+        if not (args.keep or args.reuse):
             shutil.rmtree(out / f"n{n}", ignore_errors=True)
         print(f"done {n:,}: {r['wall_s']:.1f}s", file=sys.stderr)
     stages = ["read", "validate", "lake", "commit"]
