@@ -266,3 +266,22 @@ def test_late_arriving_events_are_scanned(hospital, baseline, tmp_path):
         n = c.execute(sa.select(sa.func.count()).select_from(scans)
                       .where(scans.c.status == "committed")).scalar()
     assert n == 2
+
+
+def test_parallel_detection_equals_the_serial_scan(hospital, baseline, tmp_path):
+    """Detectors divided among two forked processes: the same findings, cases, history and
+    findings.jsonl as the one-process scan, and the same user-day features stored."""
+    cfg = fresh_copy(hospital, tmp_path / "h")
+    with open(cfg, "a", encoding="utf-8") as fh:
+        fh.write("\n[scan]\nworkers = 2\nparallel_min_events = 0\n")
+    r = emraudit("scan", "--config", cfg)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_same(state(cfg), baseline)
+    from emraudit.store import user_day_features
+    config = load_config(cfg)
+    store = Store(config.store_url, create=False)
+    try:
+        feats = store.read_table(user_day_features)
+    finally:
+        store.dispose()
+    assert len(feats) > 0, "anomaly.user_day's features did not come back from its worker"

@@ -74,6 +74,11 @@ class ReportsConfig(_Strict):
 class ScanConfig(_Strict):
     lookback_days: int = Field(default=35, ge=1)  # history loaded for baselines
     window_days: int = Field(default=1, ge=1)     # default scan window when nothing is new
+    # processes the detectors are divided among (forked: they share the loaded events)
+    workers: int = Field(default=2, ge=1, le=64)
+    # below this many loaded events detectors run in the scan's own process (a fork costs
+    # more than it saves on a small hospital or the sample)
+    parallel_min_events: int = Field(default=500_000, ge=0)
 
 
 class Config(BaseModel):

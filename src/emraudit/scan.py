@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing as mp
+import os
 import resource
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -24,7 +29,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from emraudit.config import Config
-from emraudit.detectors.base import Context, empty_findings
+from emraudit.detectors.base import SHARED_WORK, Context, empty_findings
 from emraudit.detectors.profile import DetectorSetting, resolve_detectors
 from emraudit.errors import UserError
 from emraudit.fastops import id_hashes, in_sorted, local_days
@@ -76,14 +81,24 @@ def peak_rss_mb() -> float:
 
     On Linux from VmHWM: ru_maxrss survives exec, so a scan started by a large parent (cron
     wrapper, benchmark) would report the parent's high-water mark as its own."""
+    return _proc_status_mb("VmHWM") or \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    """Current resident memory of this process, in MB (0 when /proc is not there)."""
+    return _proc_status_mb("VmRSS")
+
+
+def _proc_status_mb(field_name: str) -> float:
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field_name + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return 0.0
 
 
 def new_scan_id() -> str:
@@ -143,7 +158,8 @@ def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Tim
     lookback = min(lookback, config.scan.lookback_days)
     committed = store.committed_runs()
     start = window_start - pd.Timedelta(days=lookback)
-    events = lake.read_events(committed, start, window_end, exclude=NOT_FOR_DETECTORS)
+    events = lake.read_events(committed, start, window_end, exclude=NOT_FOR_DETECTORS,
+                              coded=True)
     day = local_days(events["ts"], tz)
     in_window = (events["ts"] >= window_start) & (events["ts"] < window_end)
     if days is not None:
@@ -168,13 +184,18 @@ def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Tim
 
 
 def run_detectors(ctx: Context, settings: dict[str, DetectorSetting],
-                  on_detector: Callable[[DetectorStatus], None] | None = None
+                  on_detector: Callable[[DetectorStatus], None] | None = None,
+                  workers: int = 1, costs: dict[str, float] | None = None
                   ) -> tuple[pd.DataFrame, dict[str, DetectorStatus]]:
-    """Run every enabled detector; one that fails is reported and the others go on."""
-    out = []
+    """Run every enabled detector; one that fails is reported and the others go on.
+
+    With `workers` > 1 (and fork available) the detectors are divided among that many forked
+    processes, which inherit the loaded events without copying them; the work several
+    detectors share is done once before the fork. Findings and statuses come back in the
+    declared order, so the result is the same as a serial run's.
+    """
     status: dict[str, DetectorStatus] = {}
-    window = _IdSet(ctx.events.loc[ctx.events["in_window"], "event_id"]) \
-        if len(ctx.events) else _IdSet(pd.Series([], dtype="string"))
+    runnable: list[str] = []
     for det_id, st in settings.items():
         if not st.enabled:
             status[det_id] = DetectorStatus(det_id, "disabled")
@@ -186,27 +207,108 @@ def run_detectors(ctx: Context, settings: dict[str, DetectorSetting],
             if on_detector:
                 on_detector(status[det_id])
             continue
-        t0 = time.perf_counter()
-        try:
-            det = st.instantiate()
-            found = det.run(ctx)
-        except Exception as exc:  # noqa: BLE001 - one detector must not sink the scan
-            log.exception("detector %s failed", det_id)
-            status[det_id] = DetectorStatus(det_id, "failed", seconds=time.perf_counter() - t0,
-                                            message=f"{type(exc).__name__}: {exc}")
-            if on_detector:
-                on_detector(status[det_id])
-            continue
-        if len(found) and not getattr(det, "judges_late", False):
+        runnable.append(det_id)
+    if workers > 1 and len(runnable) > 1 and "fork" in mp.get_all_start_methods():
+        results = _run_forked(ctx, settings, runnable, workers, costs or {})
+    else:
+        results = (_run_one(ctx, settings[d]) for d in runnable)
+    window: _IdSet | None = None
+    found_by: dict[str, pd.DataFrame] = {}
+    for det_id, st_obj, found in results:
+        if len(found) and not getattr(settings[det_id].cls, "judges_late", False):
+            if window is None:
+                window = _window_ids(ctx)
             found = found.loc[window.any_in(found["event_ids"])]
-        status[det_id] = DetectorStatus(det_id, "ran", len(found), time.perf_counter() - t0,
-                                        peak_mb=peak_rss_mb())
+        st_obj.findings = len(found)
+        status[det_id] = st_obj
         if on_detector:
-            on_detector(status[det_id])
+            on_detector(st_obj)
         if len(found):
-            out.append(found)
+            found_by[det_id] = found
+    out = [found_by[d] for d in settings if d in found_by]
     frame = pd.concat(out, ignore_index=True) if out else empty_findings()
-    return frame, status
+    return frame, {d: status[d] for d in settings if d in status}
+
+
+def _run_one(ctx: Context, st: DetectorSetting) -> tuple[str, DetectorStatus, pd.DataFrame]:
+    det_id = st.cls.id
+    t0 = time.perf_counter()
+    try:
+        found = st.instantiate().run(ctx)
+    except Exception as exc:  # noqa: BLE001 - one detector must not sink the scan
+        log.exception("detector %s failed", det_id)
+        return det_id, DetectorStatus(det_id, "failed", seconds=time.perf_counter() - t0,
+                                      message=f"{type(exc).__name__}: {exc}"), empty_findings()
+    return det_id, DetectorStatus(det_id, "ran", len(found), time.perf_counter() - t0,
+                                  peak_mb=peak_rss_mb()), found
+
+
+def _window_ids(ctx: Context) -> "_IdSet":
+    ev = ctx.events
+    return _IdSet(ev.loc[ev["in_window"], "event_id"]) if len(ev) else \
+        _IdSet(pd.Series([], dtype="string"))
+
+
+# ctx.memo key: the peak memory of a parallel detection, all processes together (MB)
+WORKERS_PEAK_MB = "scan.workers_peak_mb"
+
+# what a forked worker inherits: set just before the pool forks, read only in the workers
+_FORK_STATE: tuple[Context, dict[str, DetectorSetting]] | None = None
+
+
+def _forked_run(det_id: str) -> tuple[tuple, dict, list[str], int]:
+    """In a worker: run one detector on the inherited context; return its result and what it
+    left for the pipeline (ctx.outputs, notes)."""
+    ctx, settings = _FORK_STATE
+    n_notes = len(ctx.notes)
+    before = dict(ctx.outputs)
+    res = _run_one(ctx, settings[det_id])
+    outputs = {k: v for k, v in ctx.outputs.items() if before.get(k) is not v}
+    return res, outputs, ctx.notes[n_notes:], os.getpid()
+
+
+def _run_forked(ctx: Context, settings: dict[str, DetectorSetting], runnable: list[str],
+                workers: int, costs: dict[str, float]):
+    """Yield (id, status, findings) as forked workers finish them, longest first."""
+    global _FORK_STATE
+    shared = {n for d in runnable for n in settings[d].cls.shares}
+    for name in sorted(shared):
+        if name in SHARED_WORK:
+            SHARED_WORK[name](ctx)
+    base_mb = rss_mb()
+    order = sorted(runnable, key=lambda d: -costs.get(
+        d, 10.0 if settings[d].cls.kind == "anomaly" else 1.0))
+    _FORK_STATE = (ctx, settings)
+    worker_peak: dict[int, float] = {}
+    try:
+        with warnings.catch_warnings():
+            # Python 3.12+ warns that forking a multi-threaded process may deadlock: the only
+            # other threads are pyarrow's idle pool, which re-creates itself after a fork
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pool = ProcessPoolExecutor(max_workers=min(workers, len(order)),
+                                       mp_context=mp.get_context("fork"))
+        with pool:
+            futures = {pool.submit(_forked_run, d): d for d in order}
+            for fut in as_completed(futures):
+                det_id = futures[fut]
+                try:
+                    (rid, st_obj, found), outputs, notes, pid = fut.result()
+                except BrokenProcessPool as exc:
+                    yield det_id, DetectorStatus(
+                        det_id, "failed", message=f"worker process died ({exc}); out of "
+                        "memory? run with scan.workers = 1"), empty_findings()
+                    continue
+                ctx.outputs.update(outputs)
+                ctx.notes.extend(notes)
+                worker_peak[pid] = max(worker_peak.get(pid, 0.0), st_obj.peak_mb)
+                yield rid, st_obj, found
+    finally:
+        _FORK_STATE = None
+    # the machine's peak: the shared pages (the loaded events) once, each worker's growth
+    ctx.memo[WORKERS_PEAK_MB] = base_mb + sum(max(p - base_mb, 0.0)
+                                                 for p in worker_peak.values())
+
+
 
 
 class _IdSet:
@@ -360,10 +462,13 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
         res.peak_mb["load"] = peak_rss_mb()
         t2 = time.perf_counter()
         echo(f"running detectors on {len(ctx.events):,} events …")
+        workers = config.scan.workers if len(ctx.events) >= config.scan.parallel_min_events \
+            else 1
         found, status = run_detectors(ctx, settings, on_detector=lambda d: echo(
-            f"  {d.id}: {d.status}, {d.findings} findings, {d.seconds:.1f}s"))
+            f"  {d.id}: {d.status}, {d.findings} findings, {d.seconds:.1f}s"),
+            workers=workers, costs=_last_costs(store))
         res.timings["detect"] = time.perf_counter() - t2
-        res.peak_mb["detect"] = peak_rss_mb()
+        res.peak_mb["detect"] = max(peak_rss_mb(), ctx.memo.get(WORKERS_PEAK_MB, 0.0))
         res.detectors = list(status.values())
         maybe_kill("scan:after-detectors")
         t3 = time.perf_counter()
@@ -391,6 +496,19 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
         _finish(store, scan_id, res, runs=runs)
         res.timings["total"] = time.perf_counter() - t0
         return res
+
+
+def _last_costs(store: Store) -> dict[str, float]:
+    """Seconds each detector took in the last committed scan: a parallel scan starts the
+    longest first, so the processes finish together."""
+    with store.engine.connect() as c:
+        row = c.execute(sa.select(scans.c.summary).where(scans.c.status == "committed")
+                        .order_by(scans.c.started.desc()).limit(1)).scalar()
+    try:
+        dets = json.loads(row or "{}").get("detectors", {})
+        return {k: float(v.get("seconds", 0.0)) for k, v in dets.items()}
+    except (ValueError, AttributeError, TypeError):
+        return {}
 
 
 def _save_outputs(conn, ctx: Context, scan_id: str) -> None:

@@ -59,6 +59,7 @@ def _fmt(v) -> str:
 @register
 class UserDayAnomaly(Detector):
     id = "anomaly.user_day"
+    shares = ("explain", "duty_mask")
     name_en = "User-day behaviour unlike peers"
     name_zh = "用户日行为异常（同岗位对比）"
     item = "9"

@@ -84,6 +84,9 @@ class Detector:
     uses: ClassVar[tuple[str, ...]] = ()      # optional tables that sharpen it
     params: ClassVar[tuple[Param, ...]] = ()
     lookback_days: ClassVar[int] = 0          # history before the scan window it needs
+    # shared computations (SHARED_WORK names) this detector reads from ctx.memo: a scan that
+    # divides the detectors among processes computes them once, before dividing
+    shares: ClassVar[tuple[str, ...]] = ()
     # True when a finding may rest on look-back events only: a judgement deferred from the
     # previous scan because its evidence could not exist yet (btg.unjustified waits for a care
     # relation up to a day after the break-the-glass). Such a detector keeps the rule itself:
@@ -126,7 +129,8 @@ class Detector:
             "item_text": RECTIFICATION_ITEMS.get(cls.item, ""), "severity": cls.severity,
             "kind": cls.kind, "enabled_by_default": cls.enabled_by_default,
             "needs": list(cls.needs), "uses": list(cls.uses),
-            "lookback_days": cls.lookback_days, "description": cls.description,
+            "lookback_days": cls.lookback_days, "shares": list(cls.shares),
+            "description": cls.description,
             "note": cls.note, "false_positives": list(cls.false_positives),
             "measure_zh": cls.measure_zh, "measure_en": cls.measure_en,
             "params": [{"name": p.name, "type": p.type.__name__, "default": p.default,
@@ -203,6 +207,19 @@ class Context:
     @property
     def window_events(self) -> pd.DataFrame:
         return self.events[self.events["in_window"]]
+
+
+# Work several detectors share through ctx.memo (the care-relation explanations, the duty
+# schedule), by name. Registered where it is defined; a parallel scan runs the entries the
+# enabled detectors declare in `shares` before it forks, so every process inherits the result.
+SHARED_WORK: dict[str, Callable[[Context], Any]] = {}
+
+
+def shared_work(name: str) -> Callable:
+    def deco(fn: Callable[[Context], Any]) -> Callable[[Context], Any]:
+        SHARED_WORK[name] = fn
+        return fn
+    return deco
 
 
 def finding_id(detector_id: str, key: str) -> str:

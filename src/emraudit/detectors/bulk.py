@@ -344,6 +344,7 @@ PEER_PARAMS = (
 @register
 class BulkOffHours(Detector):
     id = "bulk.off_hours"
+    shares = ("explain", "duty_mask")
     name_en = "Bulk viewing outside duty hours"
     name_zh = "非工作时间批量查阅"
     item = "9"
@@ -517,6 +518,7 @@ def _tz_offset_ns(ctx: Context, t_utc: np.ndarray) -> np.ndarray:
 @register
 class BulkVolume(Detector):
     id = "bulk.volume"
+    shares = ("explain",)
     name_en = "Bulk viewing"
     name_zh = "批量查阅"
     item = "8"

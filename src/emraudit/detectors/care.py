@@ -107,6 +107,7 @@ DETECTOR_PARAMS = (
 @register
 class NoRelationship(Detector):
     id = "care.no_relationship"
+    shares = ("explain",)
     name_en = "Record viewed without a care relationship"
     name_zh = "无诊疗关系查阅"
     item = "9"

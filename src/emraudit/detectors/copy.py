@@ -45,6 +45,7 @@ def window_sums(u: np.ndarray, t: np.ndarray, w: np.ndarray, window_ns: int) -> 
 @register
 class CopyBulkExport(Detector):
     id = "copy.bulk_export"
+    shares = ("explain",)
     name_en = "Bulk printing, export or copying"
     name_zh = "批量打印/导出/复制"
     item = "8"

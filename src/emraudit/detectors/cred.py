@@ -23,7 +23,7 @@ import pandas as pd
 from emraudit.detectors.base import Context, Detector, Param
 from emraudit.detectors.explain import _us, complete, interval_hit
 from emraudit.detectors.registry import register
-from emraudit.fastops import local_days
+from emraudit.fastops import local_days, map_values
 
 _MIN_US = 60 * 1_000_000
 _FAR = 2 ** 52
@@ -690,7 +690,7 @@ class InactiveAccount(Detector):
         if not cand.any():
             return []
         c = ev[cand].assign(gap_start=gap_start[cand], prev=prev[cand])
-        start = c["user_id"].map(u["start_date"]) if "start_date" in u.columns else None
+        start = map_values(c["user_id"], u["start_date"]) if "start_date" in u.columns else None
         if start is not None:   # new starters are not dormant
             c = c[~(start.notna() & (start >= c["gap_start"] - pd.Timedelta(days=1))).to_numpy()]
         sh = complete(ctx.shifts, "shifts", ctx.tz)
@@ -846,7 +846,7 @@ class ExpiredAccess(Detector):
         u = u[u["access_until"].notna()]
         if not len(u):
             return self.findings([])
-        until = ev["user_id"].map(u["access_until"])
+        until = map_values(ev["user_id"], u["access_until"])
         bad = (until.notna() & (ev["ts"] > until + pd.Timedelta(days=p.grace_days))).fillna(
             False) & ev["in_window"].astype(bool)
         sel = ev[bad.to_numpy()]

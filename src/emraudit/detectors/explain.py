@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from emraudit.detectors.base import Context
+from emraudit.detectors.base import Context, shared_work
 from emraudit.model import PATIENT_ACTIONS
 
 EXPLANATIONS = ("own_relation", "unit_relation", "duty_ward", "request_relation",
@@ -48,6 +48,7 @@ _DAY_US = 86_400 * _US
 _HOUR_US = 3_600 * _US
 
 
+@shared_work("explain")
 def explain_accesses(ctx: Context) -> pd.DataFrame:
     """One row per patient access in ctx.events (patient_id set and a patient action).
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from emraudit.detectors.base import shared_work
+
 DAY_NS = 86_400 * 10**9
 HOUR_NS = 3_600 * 10**9
 MINUTE_NS = 60 * 10**9
@@ -256,6 +258,7 @@ def _roster_on(roster: pd.DataFrame, uniq: pd.Index, ucode: np.ndarray, t: np.nd
     return ok & (re[jj] >= t)
 
 
+@shared_work("duty_mask")
 def duty_mask(ctx, events: pd.DataFrame | None = None) -> tuple[pd.Series, pd.Series]:
     """For each event, whether its user was on duty, and the basis of that judgement.
 

@@ -188,6 +188,7 @@ def employee_links(ctx: Context) -> pd.DataFrame:
 @register
 class SnoopVip(Detector):
     id = "snoop.vip"
+    shares = ("explain",)
     name_en = "Unexplained access to a VIP patient"
     name_zh = "无故查阅重点人员病历"
     item = "8"
@@ -224,6 +225,7 @@ class SnoopVip(Detector):
 @register
 class SnoopCoworker(Detector):
     id = "snoop.coworker"
+    shares = ("explain",)
     name_en = "Unexplained access to a coworker's record"
     name_zh = "无故查阅同事病历"
     item = "8"
@@ -281,6 +283,7 @@ class SnoopCoworker(Detector):
 @register
 class SnoopSelf(Detector):
     id = "snoop.self"
+    shares = ("explain",)
     name_en = "Access to one's own record"
     name_zh = "查阅本人病历"
     item = "8"
@@ -432,6 +435,7 @@ HOUSEHOLD_PARAMS = (
 @register
 class SnoopFamily(Detector):
     id = "snoop.family"
+    shares = ("explain",)
     name_en = "Unexplained access to a family member's record"
     name_zh = "无故查阅亲属病历"
     item = "8"
@@ -498,6 +502,7 @@ class SnoopFamily(Detector):
 @register
 class SnoopNeighbor(Detector):
     id = "snoop.neighbor"
+    shares = ("explain",)
     name_en = "Unexplained access to a neighbour's record"
     name_zh = "无故查阅邻居病历"
     item = "8"
@@ -535,6 +540,7 @@ class SnoopNeighbor(Detector):
 @register
 class SnoopDeceased(Detector):
     id = "snoop.deceased"
+    shares = ("explain",)
     name_en = "Unexplained access long after death"
     name_zh = "无故查阅已故患者病历"
     item = "8"
@@ -587,6 +593,7 @@ class SnoopDeceased(Detector):
 @register
 class SnoopWatchlist(Detector):
     id = "snoop.watchlist"
+    shares = ("explain",)
     name_en = "Access to a sealed record"
     name_zh = "封存病历查阅"
     item = "8"

@@ -1,0 +1,80 @@
+"""Detectors divided among forked processes: same result as serial, a dying worker is a
+failed detector (not a hung scan), shared work done once before the fork."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from detector_frames import ev, make_ctx
+from emraudit.detectors.base import SHARED_WORK, Detector
+from emraudit.detectors.profile import DetectorSetting
+from emraudit.detectors.registry import get
+from emraudit.scan import run_detectors
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+
+PARENT = os.getpid()
+
+
+def _ctx():
+    rows = [ev("u1", f"P{i}", f"2025-07-22 0{2 + i % 3}:{i:02d}", event_id=f"e{i:03d}")
+            for i in range(40)]
+    rows += [ev("u2", "P1", "2025-07-22 10:00", "export", record_count=500, event_id="x1")]
+    users = [{"user_id": u, "role": "nurse", "department": "D1", "ward": "W1"}
+             for u in ("u1", "u2")]
+    rels = [{"patient_id": "P1", "user_id": "u2", "kind": "admission",
+             "start": "2025-07-20 08:00"}]
+    return make_ctx(rows, window=("2025-07-22", "2025-07-23"), users=users,
+                    care_relations=rels)
+
+
+def _settings(*ids):
+    return {i: DetectorSetting(get(i), True, {}) for i in ids}
+
+
+IDS = ("care.no_relationship", "bulk.volume", "bulk.off_hours", "copy.bulk_export",
+       "cred.concurrent_use")
+
+
+def test_forked_run_equals_serial_run():
+    serial, s_status = run_detectors(_ctx(), _settings(*IDS))
+    forked, f_status = run_detectors(_ctx(), _settings(*IDS), workers=2)
+    assert len(serial) > 0
+    pd.testing.assert_frame_equal(serial, forked)
+    assert list(s_status) == list(f_status) == list(IDS)
+    assert [s.findings for s in s_status.values()] == [s.findings for s in f_status.values()]
+    assert all(s.status == "ran" for s in f_status.values())
+
+
+class _DiesInWorker(Detector):
+    id = "test.dies_in_worker"
+    name_en, name_zh, item = "Dies", "崩溃", "9"
+
+    def run(self, ctx):
+        if os.getpid() != PARENT:
+            os._exit(9)   # what the kernel's OOM killer does to a worker
+        return self.findings([])
+
+
+def test_a_worker_that_dies_fails_its_detector_without_hanging_the_scan():
+    settings = {"test.dies_in_worker": DetectorSetting(_DiesInWorker, True, {}),
+                **_settings("bulk.volume")}
+    found, status = run_detectors(_ctx(), settings, workers=2,
+                                  costs={"test.dies_in_worker": 99})
+    st = status["test.dies_in_worker"]
+    assert st.status == "failed" and "worker process died" in st.message
+    assert set(status) == set(settings)
+
+
+def test_shared_work_runs_once_in_the_parent(monkeypatch):
+    calls = []
+    real = SHARED_WORK["explain"]
+    monkeypatch.setitem(SHARED_WORK, "explain",
+                        lambda ctx: calls.append(os.getpid()) or real(ctx))
+    ctx = _ctx()
+    run_detectors(ctx, _settings("care.no_relationship", "copy.bulk_export"), workers=2)
+    assert calls == [os.getpid()]
+    assert "explain" in ctx.memo   # the workers inherited it instead of computing it
