@@ -15,6 +15,8 @@ from itertools import count
 
 import pandas as pd
 
+from emraudit.model import code_event_columns
+
 from emraudit.detectors.base import Context
 from emraudit.model import empty_table, validate
 
@@ -57,6 +59,7 @@ def make_ctx(events: list[dict] | pd.DataFrame | None = None, *, window: tuple[s
     evs = frame("access_log", events, tz)
     evs = evs.sort_values(["ts", "event_id"], kind="stable").reset_index(drop=True)
     evs["in_window"] = ((evs["ts"] >= ws) & (evs["ts"] < we)).to_numpy(dtype=bool)
+    code_event_columns(evs)   # as the scan loads them
     refs = {}
     for name, rows in (("users", users), ("patients", patients),
                        ("care_relations", care_relations),

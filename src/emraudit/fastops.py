@@ -4,6 +4,8 @@
   day once instead of every timestamp (Series.dt.strftime formats row by row).
 - `isin`: membership through pyarrow's hash set; pandas' Arrow-string `isin` turns the value
   set into a Python list element by element.
+- `map_values`: Series.map that maps each distinct value of a coded (categorical) column once
+  and never returns a categorical (pandas would, for a one-to-one mapping).
 - `id_hashes` / `in_sorted`: membership in a set of millions of ids kept as sorted 64-bit
   hashes (no Python set of strings; a hit may need confirming where a collision would matter).
 """
@@ -43,6 +45,22 @@ def isin(values: pd.Series | pd.Index | np.ndarray, value_set) -> np.ndarray:
     right = pa.array(right.astype("string"), type=pa.large_string())
     res = pc.is_in(left, value_set=right, skip_nulls=True)
     return res.to_numpy(zero_copy_only=False).astype(bool)
+
+
+def map_values(s: pd.Series, mapping) -> pd.Series:
+    """`s.map(mapping)` with a plain (non-categorical) result, on `s`'s index."""
+    if not isinstance(s.dtype, pd.CategoricalDtype):
+        return s.map(mapping)
+    per_cat = pd.Series(s.cat.categories, dtype=object).map(mapping)
+    codes = s.cat.codes.to_numpy()
+    missing = codes < 0
+    if not len(per_cat):
+        return pd.Series(np.nan, index=s.index, dtype=object).map(mapping)
+    out = per_cat.iloc[np.where(missing, 0, codes)]
+    out.index = s.index
+    if missing.any():
+        out = out.mask(missing)
+    return out
 
 
 def id_hashes(values) -> np.ndarray:

@@ -164,6 +164,13 @@ REFERENCE_TABLES = tuple(n for n in TABLES if n != "access_log")
 # Columns the lake stores as dictionary-encoded categoricals (few distinct values).
 CATEGORICAL = ("action", "outcome", "module", "facility")
 
+# Event columns a scan holds dictionary-coded (pandas categoricals with sorted categories): a
+# day of 10 million events repeats a few thousand users, terminals and actions, and filters
+# and takes then move 4-byte codes instead of strings. Not event_id (unique) nor ts.
+CODED_EVENT_COLUMNS = ("user_id", "patient_id", "action", "module", "workstation", "ip",
+                       "session_id", "encounter_id", "facility", "acting_user_id", "outcome",
+                       "reason")
+
 EVENT_ID_FIELDS = ("ts", "user_id", "patient_id", "action", "action_raw", "module",
                    "workstation", "ip", "session_id", "record_count", "encounter_id",
                    "acting_user_id")
@@ -412,6 +419,31 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
         if c in accepted.columns and table == "access_log":
             accepted[c] = accepted[c].astype("string")
     return Validated(accepted.reset_index(drop=True), quarantine, read=n, duplicates=duplicates)
+
+
+def code_event_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """CODED_EVENT_COLUMNS of an events frame as categoricals with lexically sorted
+    categories (so sorting by them orders as strings do); in place, returns the frame."""
+    for c in CODED_EVENT_COLUMNS:
+        if c not in df.columns:
+            continue
+        col = df[c]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            cats = col.cat.categories
+            if cats.is_monotonic_increasing and cats.dtype == object:
+                continue
+            codes, cats = col.cat.codes.to_numpy(), cats.astype(str)
+        else:
+            codes, cats = pd.factorize(col.astype("string"), sort=False)
+            cats = pd.Index(cats).astype(str)
+        order = np.argsort(np.asarray(cats, dtype=object), kind="stable")
+        remap = np.empty(len(cats) + 1, dtype=np.int32)
+        remap[order] = np.arange(len(cats), dtype=np.int32)
+        remap[-1] = -1
+        codes = remap[np.where(codes < 0, len(cats), codes)]
+        df[c] = pd.Categorical.from_codes(codes, categories=pd.Index(
+            np.asarray(cats, dtype=object)[order], dtype=object))
+    return df
 
 
 def describe_schema() -> str:
