@@ -70,6 +70,7 @@ def test_a_worker_that_dies_fails_its_detector_without_hanging_the_scan():
 
 
 def test_shared_work_runs_once_in_the_parent(monkeypatch):
+    import emraudit.detectors.explain  # noqa: F401 - registers the shared work
     calls = []
     real = SHARED_WORK["explain"]
     monkeypatch.setitem(SHARED_WORK, "explain",
