@@ -320,3 +320,15 @@ def test_fully_quoted_export_keeps_line_refs_and_values(tmp_path):
     assert frame["event_id"].tolist() == ["e5", "e7"] and q.empty
     assert frame["reason"].iloc[0] == "one\ne6,2025-07-01 09:00:01,u1,p1,view,病历,two"
     assert frame["_source_ref"].tolist() == ["b.csv:2", "b.csv:4"]
+
+
+def test_block_cut_keeps_quoted_line_breaks_whole():
+    """The block cut searches the tail only; quote parity before the tail must carry over,
+    and a quoted field longer than the searched tail widens the search."""
+    from emraudit.connectors.files import _cut
+    head = b'a,"x\ny"\n' * 20000                      # 160 kB of records with quoted breaks
+    assert _cut(head + b'b,"open\nstill', True) == len(head)
+    long_field = b'c,"' + b"z\n" * 100_000 + b'"\n'   # one 200 kB record
+    assert _cut(head + long_field + b'd,"', True) == len(head) + len(long_field)
+    assert _cut(b'e,"' + b"z\n" * 100_000, True) == 0  # no whole record yet
+    assert _cut(b"plain\nlines\npart", False) == len(b"plain\nlines\n")

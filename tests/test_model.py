@@ -146,3 +146,18 @@ def test_event_ids_equal_the_reference_row_hash():
     frame.insert(0, "_src", "x")
     ref = pd.util.hash_pandas_object(frame, index=False, hash_key="emraudit-evt-001")
     assert np.array_equal(_row_hashes(df, "x")[0], ref.to_numpy())
+
+
+def test_record_count_plain_integers_and_the_general_route_agree():
+    """Plain integers take Arrow's one-cast route; anything else the general one, which
+    quarantines what is not a whole number. Both give the same values."""
+    base = {"ts": "2025-07-01 08:00", "user_id": "u1", "patient_id": "p1", "action": "print"}
+    plain = pd.DataFrame([{**base, "event_id": f"e{i}", "record_count": v}
+                          for i, v in enumerate(["3", None, "12"])]).astype("string")
+    mixed = pd.DataFrame([{**base, "event_id": f"e{i}", "record_count": v}
+                          for i, v in enumerate(["3", None, "12.0", "many"])]).astype("string")
+    a = validate("access_log", plain, "Asia/Shanghai", "t")
+    b = validate("access_log", mixed, "Asia/Shanghai", "t")
+    assert a.accepted["record_count"].tolist() == [3, 1, 12]
+    assert b.accepted["record_count"].tolist() == [3, 1, 12]
+    assert b.quarantine["reason"].tolist() == ["'record_count' is not a whole number"]

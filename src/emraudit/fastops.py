@@ -73,5 +73,13 @@ def in_sorted(sorted_hashes: np.ndarray, hashes: np.ndarray) -> np.ndarray:
     """Boolean array: is each hash in the sorted array."""
     if not len(sorted_hashes):
         return np.zeros(len(hashes), dtype=bool)
-    pos = np.searchsorted(sorted_hashes, hashes).clip(max=len(sorted_hashes) - 1)
-    return sorted_hashes[pos] == hashes
+    if len(hashes) < 4096:
+        pos = np.searchsorted(sorted_hashes, hashes).clip(max=len(sorted_hashes) - 1)
+        return sorted_hashes[pos] == hashes
+    # sorted needles walk the haystack in order (cache-friendly: several times faster)
+    order = np.argsort(hashes, kind="stable")
+    needles = hashes[order]
+    pos = np.searchsorted(sorted_hashes, needles).clip(max=len(sorted_hashes) - 1)
+    out = np.empty(len(hashes), dtype=bool)
+    out[order] = sorted_hashes[pos] == needles
+    return out

@@ -149,10 +149,11 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
         acc[SOURCE] = name
         t = res.timed("validate", t)
         days = sorted(local_days(acc["ts"], config.tz).dropna().unique()) if len(acc) else []
-        dup = pd.Series(known.duplicates(acc["event_id"], days), index=acc.index)
+        hashes = id_hashes(acc["event_id"])
+        dup = pd.Series(known.duplicates(acc["event_id"], days, hashes), index=acc.index)
         acc = acc.loc[~dup]
         files = lake.write_events(acc, run_id)
-        known.add(acc["event_id"])
+        known.add_hashes(hashes[~dup.to_numpy()])
         t = res.timed("lake", t)
         maybe_kill("ingest:after-lake-write")
         q = pd.concat([x for x in (batch.quarantine, v.quarantine) if len(x)] or
@@ -230,19 +231,21 @@ class _KnownIds:
         if len(h):
             self.hashes = np.sort(np.concatenate([self.hashes, np.sort(h)]), kind="stable")
 
-    def duplicates(self, ids: pd.Series, days: list[str]) -> np.ndarray:
+    def duplicates(self, ids: pd.Series, days: list[str],
+                   hashes: np.ndarray | None = None) -> np.ndarray:
+        """Which of `ids` (with their `id_hashes`, when already computed) are stored."""
         new_days = [d for d in days if d not in self.days]
         if new_days:
             self._merge(id_hashes(self.lake.existing_event_ids(self.committed, new_days)))
             self.days.update(new_days)
-        hit = in_sorted(self.hashes, id_hashes(ids))
+        hit = in_sorted(self.hashes, id_hashes(ids) if hashes is None else hashes)
         if hit.any():   # confirm exactly (rare outside a re-delivered file)
             exact = self.lake.existing_event_ids(self.committed, days)
             hit[hit] = isin(ids[hit], exact)
         return hit
 
-    def add(self, ids: pd.Series) -> None:
-        self._merge(id_hashes(ids))
+    def add_hashes(self, hashes: np.ndarray) -> None:
+        self._merge(hashes)
 
 
 def _same_as_snapshot(lake: Lake, table: str, frame: pd.DataFrame, committed: set[str]) -> bool:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from emraudit.timeparse import parse_timestamps
 
@@ -217,6 +218,18 @@ def to_id(s: pd.Series) -> pd.Series:
     return out.mask(out == "", pd.NA)
 
 
+def _plain_ints(s: pd.Series, default: int) -> pd.Series | None:
+    """A text column of plain integers (or missing) parsed by Arrow in one cast; None when
+    any value needs the general route (blanks, '1.0', spaces, words)."""
+    if not (pd.api.types.is_string_dtype(s) and hasattr(s.array, "__arrow_array__")):
+        return None
+    try:
+        arr = pa.array(s.array).cast(pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
+        return None
+    return pd.Series(arr.fill_null(default).to_numpy(), index=s.index, dtype="int64")
+
+
 def to_bool(s: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(s):
         return s.fillna(False).astype(bool)
@@ -356,10 +369,14 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
         elif col.kind == "id":
             df[col.name] = to_id(s)
         elif col.kind == "int":
-            num = pd.to_numeric(s, errors="coerce")
-            bad = num.isna() & ~_blank(s)
-            fail(bad, f"'{col.name}' is not a whole number")
-            df[col.name] = num.fillna(col.default if col.default is not None else 0).astype("int64")
+            default = col.default if col.default is not None else 0
+            fast = _plain_ints(s, default)
+            if fast is None:
+                num = pd.to_numeric(s, errors="coerce")
+                bad = num.isna() & ~_blank(s)
+                fail(bad, f"'{col.name}' is not a whole number")
+                fast = num.fillna(default).astype("int64")
+            df[col.name] = fast
         elif col.kind == "bool":
             df[col.name] = to_bool(s)
         elif col.kind == "enum":

@@ -244,9 +244,14 @@ def _run_one(ctx: Context, st: DetectorSetting) -> tuple[str, DetectorStatus, pd
 
 
 def _window_ids(ctx: Context) -> "_IdSet":
+    """Membership in the scan window, by whichever side is smaller: a finding's events all
+    come from ctx.events, so "some event in the window" is "not every event in the
+    look-back" (a night with no raw look-back hashes nothing)."""
     ev = ctx.events
-    return _IdSet(ev.loc[ev["in_window"], "event_id"]) if len(ev) else \
-        _IdSet(pd.Series([], dtype="string"))
+    inside = ev["in_window"].to_numpy(dtype=bool) if len(ev) else np.zeros(0, dtype=bool)
+    if inside.sum() <= len(inside) // 2:
+        return _IdSet(ev.loc[inside, "event_id"] if len(ev) else pd.Series([], dtype="string"))
+    return _IdSet(ev.loc[~inside, "event_id"], complement=True)
 
 
 # ctx.memo key: the peak memory of a parallel detection, all processes together (MB)
@@ -315,16 +320,19 @@ class _IdSet:
     """Membership of event ids in a large set (the window's), by sorted 64-bit hashes:
     no Python set of millions of strings."""
 
-    def __init__(self, ids: pd.Series):
+    def __init__(self, ids: pd.Series, complement: bool = False):
+        # complement: `ids` are those *outside* the set, within a known universe
         self.sorted = np.sort(id_hashes(ids))
+        self.complement = complement
 
     def any_in(self, lists: pd.Series) -> np.ndarray:
         """For each list of ids: does any of them belong to the set?"""
         lens = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
-        if lens.sum() == 0 or len(self.sorted) == 0:
+        if lens.sum() == 0 or (len(self.sorted) == 0 and not self.complement):
             return np.zeros(len(lists), dtype=bool)
         flat = np.concatenate([np.asarray(x, dtype=object) for x in lists if len(x)])
-        hit = in_sorted(self.sorted, id_hashes(flat.astype(str))).astype(np.int64)
+        hit = in_sorted(self.sorted, id_hashes(flat.astype(str)))
+        hit = (~hit if self.complement else hit).astype(np.int64)
         owner = np.repeat(np.arange(len(lists)), lens)
         return np.bincount(owner, weights=hit, minlength=len(lists)) > 0
 

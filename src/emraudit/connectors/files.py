@@ -180,17 +180,27 @@ def _decode(raw: bytes, enc: str, first_line: int) -> tuple[bytes, list[BadLine]
 
 
 def _cut(buf: bytes, quoted: bool) -> int:
-    """Length of the longest prefix of whole lines (whole records when `quoted`)."""
+    """Length of the longest prefix of whole lines (whole records when `quoted`).
+
+    Only the block's tail is searched for the last line break outside quotes: the quote
+    parity before the tail comes from one `bytes.count` (scanning every byte of an 80 MB
+    block with numpy took seconds per million rows)."""
     if not quoted or b'"' not in buf:
         return buf.rfind(b"\n") + 1
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    nl = np.flatnonzero(arr == 10)
-    if len(nl) == 0:
-        return 0
-    q = np.flatnonzero(arr == 34)
-    even = (np.searchsorted(q, nl) % 2) == 0
-    ok = nl[even]
-    return int(ok[-1]) + 1 if len(ok) else 0
+    tail = 1 << 16
+    while True:
+        start = max(0, len(buf) - tail)
+        parity = buf.count(b'"', 0, start) % 2
+        arr = np.frombuffer(buf, dtype=np.uint8, offset=start)
+        nl = np.flatnonzero(arr == 10)
+        if len(nl):
+            q = np.flatnonzero(arr == 34)
+            ok = nl[(np.searchsorted(q, nl) + parity) % 2 == 0]
+            if len(ok):
+                return start + int(ok[-1]) + 1
+        if start == 0:
+            return 0
+        tail *= 8
 
 
 def read_blocks(path: Path, enc: str, start_offset: int, start_line: int, block_bytes: int,
