@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from emraudit.fastops import isin, local_days
 
@@ -29,3 +30,15 @@ def test_sorted_id_hashes_answer_membership_across_storages():
     assert in_sorted(known, id_hashes(asked)).tolist() == [True, False, True, False]
     assert in_sorted(np.empty(0, dtype=np.uint64), id_hashes(asked)).tolist() == [False] * 4
     assert in_sorted(known, id_hashes([])).tolist() == []
+
+
+@pytest.mark.parametrize("dtype", ["string", "category"])
+def test_is_value_and_factorize_text_agree_on_plain_and_coded_columns(dtype):
+    from emraudit.fastops import factorize_text, is_value
+    s = pd.Series(["failure", None, "success", "failure"], dtype="string").astype(dtype)
+    assert is_value(s, "failure").tolist() == [True, False, False, True]
+    assert not is_value(s, "absent").any()
+    codes, uniq = factorize_text(s)
+    assert [uniq[c] if c >= 0 else None for c in codes] == ["failure", None, "success",
+                                                             "failure"]
+    assert all(isinstance(u, str) for u in uniq)

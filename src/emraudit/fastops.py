@@ -63,6 +63,27 @@ def map_values(s: pd.Series, mapping) -> pd.Series:
     return out
 
 
+def is_value(s: pd.Series, value: str) -> np.ndarray:
+    """Boolean array: `s == value`, missing counting as False; on a coded (categorical)
+    column one comparison of integer codes, no strings made."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        cats = s.cat.categories
+        if value not in cats:
+            return np.zeros(len(s), dtype=bool)
+        return s.cat.codes.to_numpy() == cats.get_loc(value)
+    return (s.astype("string") == value).fillna(False).to_numpy(dtype=bool)
+
+
+def factorize_text(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, distinct values as str objects) of a text column; a coded column is
+    factorized on its codes without turning millions of rows into strings."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        codes, uniq = pd.factorize(s)
+    else:
+        codes, uniq = pd.factorize(s.astype("string"))
+    return np.asarray(codes, dtype=np.int64), np.asarray(pd.Index(uniq).astype(str), dtype=object)
+
+
 def id_hashes(values) -> np.ndarray:
     """64-bit hashes of ids taken as text (missing ids hash as the empty string)."""
     text = pd.Series(values).astype("string").fillna("")

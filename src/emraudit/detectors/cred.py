@@ -23,7 +23,7 @@ import pandas as pd
 from emraudit.detectors.base import Context, Detector, Param
 from emraudit.detectors.explain import _us, complete, interval_hit
 from emraudit.detectors.registry import register
-from emraudit.fastops import local_days, map_values
+from emraudit.fastops import factorize_text, is_value, local_days, map_values
 
 _MIN_US = 60 * 1_000_000
 _FAR = 2 ** 52
@@ -46,7 +46,7 @@ def _local_day(ts: pd.Series, tz: str) -> pd.Series:
 
 def _ip_ints(ip: pd.Series) -> np.ndarray:
     """IPv4 addresses as integers (-1 when missing or not IPv4); parsed once per distinct."""
-    codes, uniq = pd.factorize(ip.astype("string"))
+    codes, uniq = factorize_text(ip)
     vals = np.full(len(uniq) + 1, -1, dtype=np.int64)
     for i, s in enumerate(uniq):            # one per distinct address, not per event
         try:
@@ -69,8 +69,7 @@ def _shared_mask(ev: pd.DataFrame, ranges: list[str], names: list[str]) -> np.nd
             lo, hi = int(net.network_address), int(net.broadcast_address)
             out |= (ipi >= lo) & (ipi <= hi)
     if names and "workstation" in ev.columns:
-        ws = ev["workstation"].astype("string")
-        codes, uniq = pd.factorize(ws)
+        codes, uniq = factorize_text(ev["workstation"])
         hit = np.array([any(fnmatch.fnmatchcase(str(u), pat) for pat in names) for u in uniq]
                        + [False])
         out |= hit[np.where(codes < 0, len(uniq), codes)]
@@ -94,7 +93,7 @@ def _distinct_terminals(ev: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     codes = np.zeros(n, dtype=np.int64)
     for c in ("workstation", "ip"):
         if c in ev.columns:
-            k, u = pd.factorize(ev[c].astype("string"))
+            k, u = factorize_text(ev[c])
             codes = codes * (len(u) + 1) + (k + 1)
             cols[c] = (k, u)
     code, first = np.unique(codes, return_index=True) if n else (codes, codes)
@@ -151,20 +150,19 @@ def _terminal_place(ctx: Context, small: pd.DataFrame, level: str) -> pd.Series:
 def _event_rows(ctx: Context) -> pd.DataFrame:
     """Successful events of known accounts (the log of what each account did)."""
     ev = ctx.events
-    keep = ev["user_id"].notna()
+    keep = np.array(ev["user_id"].notna(), dtype=bool)
     if "outcome" in ev.columns:
-        keep &= (ev["outcome"].astype("string") != "failure").fillna(True)
-    return ev.loc[keep]
+        keep &= ~is_value(ev["outcome"], "failure")
+    return ev if keep.all() else ev.loc[keep]
 
 
 def _presence_mask(ev: pd.DataFrame) -> np.ndarray:
     """Successful events of known accounts that show someone at the terminal (a logout is
     left out: it is often written by a time-out or by closing a session from elsewhere)."""
-    keep = ev["user_id"].notna()
+    keep = np.array(ev["user_id"].notna(), dtype=bool)
     if "outcome" in ev.columns:
-        keep &= (ev["outcome"].astype("string") != "failure").fillna(True)
-    keep &= (ev["action"].astype("string") != "logout").fillna(True)
-    return keep.to_numpy(dtype=bool)
+        keep &= ~is_value(ev["outcome"], "failure")
+    return keep & ~is_value(ev["action"], "logout")
 
 
 def _per_event(values: pd.Series, inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -639,7 +637,7 @@ class InactiveAccount(Detector):
         cu = np.clip(code, 0, None)
         ok_row = (code >= 0)
         if "outcome" in full.columns:
-            ok_row &= (full["outcome"].astype("string") != "failure").fillna(True).to_numpy()
+            ok_row &= ~is_value(full["outcome"], "failure")
         bad_arr = ok_row & full["in_window"].to_numpy(dtype=bool) & (
             (has_end[cu] & (t > end_u[cu] + grace)) | term_u[cu])
         sel = full[bad_arr]
