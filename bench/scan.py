@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scan.py                 # 1, 3 and 10 million events
     .venv/bin/python bench/scan.py --sizes 1000000 --keep --profile
+    .venv/bin/python bench/scan.py --reuse         # rescan the nights a --keep run left
 
 For each size N it generates a hospital with the sample generator (three days of about N
 events each: the generator needs three; the second is the history day, the third the night
