@@ -231,14 +231,13 @@ class _KnownIds:
         if len(h):
             self.hashes = np.sort(np.concatenate([self.hashes, np.sort(h)]), kind="stable")
 
-    def duplicates(self, ids: pd.Series, days: list[str],
-                   hashes: np.ndarray | None = None) -> np.ndarray:
-        """Which of `ids` (with their `id_hashes`, when already computed) are stored."""
+    def duplicates(self, ids: pd.Series, days: list[str], hashes: np.ndarray) -> np.ndarray:
+        """Which of `ids` (whose `id_hashes` are `hashes`) are stored."""
         new_days = [d for d in days if d not in self.days]
         if new_days:
             self._merge(id_hashes(self.lake.existing_event_ids(self.committed, new_days)))
             self.days.update(new_days)
-        hit = in_sorted(self.hashes, id_hashes(ids) if hashes is None else hashes)
+        hit = in_sorted(self.hashes, hashes)
         if hit.any():   # confirm exactly (rare outside a re-delivered file)
             exact = self.lake.existing_event_ids(self.committed, days)
             hit[hit] = isin(ids[hit], exact)

@@ -162,7 +162,8 @@ TABLES: dict[str, TableSchema] = {t.name: t for t in (
     ACCESS_LOG, USERS, PATIENTS, CARE_RELATIONS, PATIENT_CONTACTS, SHIFTS, WORKSTATIONS)}
 REFERENCE_TABLES = tuple(n for n in TABLES if n != "access_log")
 
-# Columns the lake stores as dictionary-encoded categoricals (few distinct values).
+# Enum-like access-log columns that validation hands on as plain strings, whatever dtype the
+# connector produced (the scan codes them when it loads events: CODED_EVENT_COLUMNS).
 CATEGORICAL = ("action", "outcome", "module", "facility")
 
 # Event columns a scan holds dictionary-coded (pandas categoricals with sorted categories): a

@@ -14,11 +14,11 @@ import logging
 import multiprocessing as mp
 import os
 import resource
+import secrets
+import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-import secrets
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -215,7 +215,7 @@ def run_detectors(ctx: Context, settings: dict[str, DetectorSetting],
     window: _IdSet | None = None
     found_by: dict[str, pd.DataFrame] = {}
     for det_id, st_obj, found in results:
-        if len(found) and not getattr(settings[det_id].cls, "judges_late", False):
+        if len(found) and not settings[det_id].cls.judges_late:
             if window is None:
                 window = _window_ids(ctx)
             found = found.loc[window.any_in(found["event_ids"])]
@@ -312,8 +312,6 @@ def _run_forked(ctx: Context, settings: dict[str, DetectorSetting], runnable: li
     # the machine's peak: the shared pages (the loaded events) once, each worker's growth
     ctx.memo[WORKERS_PEAK_MB] = base_mb + sum(max(p - base_mb, 0.0)
                                                  for p in worker_peak.values())
-
-
 
 
 class _IdSet:
