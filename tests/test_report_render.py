@@ -259,3 +259,18 @@ def test_private_dir_tightens_our_folder_but_never_a_shared_one(tmp_path):
     os.chmod(shared, 0o1777)
     private_dir(shared)
     assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+
+
+def test_case_pages_written_by_forked_workers_equal_the_serial_ones(tmp_path, monkeypatch):
+    """Two processes writing the case pages give the same folder, page for page."""
+    from emraudit.reports import render
+    monkeypatch.setattr(render.Fmt, "now", lambda self: "2026-01-01 00:00")
+    outs = {}
+    for workers in (1, 2):
+        cfg, store, lake = build(tmp_path / f"w{workers}", lang="zh")
+        out = write_scan_reports(cfg, store, lake, SCAN1, workers=workers)
+        outs[workers] = {p.relative_to(out).as_posix(): p.read_bytes()
+                         for p in out.rglob("*") if p.is_file() and p.suffix != ".xlsx"}
+    assert len([n for n in outs[2] if n.startswith("cases/")]) == 2
+    assert outs[1] == outs[2]
+    assert render._PAGES is None     # nothing of the run is left for a later fork

@@ -7,10 +7,12 @@ The scan pipeline calls `write_scan_reports(config, store, lake, scan_id, unmask
 from __future__ import annotations
 
 
-def write_scan_reports(config, store, lake, scan_id: str, *, unmask: bool = False):
-    """Write reports/<scan_id>/ and point reports/latest at it; returns the folder."""
+def write_scan_reports(config, store, lake, scan_id: str, *, unmask: bool = False,
+                       workers: int | None = None):
+    """Write reports/<scan_id>/ and point reports/latest at it; returns the folder. Case
+    pages are written by `workers` processes (default: the scan's, for large scans)."""
     from emraudit.reports.render import write_scan_reports as _write
-    return _write(config, store, lake, scan_id, unmask=unmask)
+    return _write(config, store, lake, scan_id, unmask=unmask, workers=workers)
 
 
 __all__ = ["write_scan_reports"]

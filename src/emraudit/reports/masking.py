@@ -101,10 +101,16 @@ class Masker:
         s = str(text)
         if not self.enabled or not self._known:
             return s
+        return self.pattern().sub(lambda m: self._known[m.group(0)], s)
+
+    def pattern(self) -> re.Pattern:
+        """The compiled alternation of every known string, longest first (built once: with
+        thousands of patients compiling it takes a second)."""
         if self._rx is None:
             keys = sorted(self._known, key=len, reverse=True)
-            self._rx = re.compile("|".join(re.escape(k) for k in keys))
-        return self._rx.sub(lambda m: self._known[m.group(0)], s)
+            # nothing known: a pattern that never matches (an empty one matches everywhere)
+            self._rx = re.compile("|".join(re.escape(k) for k in keys) if keys else "(?!)")
+        return self._rx
 
     def scrub_obj(self, obj):
         """`scrub` applied to every string inside a JSON-like structure."""
