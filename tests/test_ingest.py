@@ -150,3 +150,36 @@ def test_duplicate_in_a_later_batch_of_the_same_file_is_dropped_once(site, monke
     assert (r.read, r.accepted, r.duplicates) == (8, 7, 1)
     assert sorted(lake.read_events(store.committed_runs())["event_id"]) == \
         [f"E{i}" for i in range(7)]
+
+
+def test_duplicate_of_a_batch_still_being_written_is_dropped(site, monkeypatch):
+    """The next batch is validated while the previous one's files are written (before it
+    commits): a re-delivered row straddling the two is still dropped exactly once."""
+    from emraudit.connectors import files
+    monkeypatch.setattr(files, "MIN_BLOCK", 64)
+    rows = [f"E{i},2025-07-01 08:{i:02d}:00,u1,p{i},view,ws1\n" for i in range(7)]
+    (site / "access_log.csv").write_text(HEADER + "".join(r + r for r in rows),
+                                         encoding="utf-8")
+    toml = (site / "emraudit.toml").read_text(encoding="utf-8")
+    (site / "emraudit.toml").write_text(toml.replace('path = "access_log.csv"\n',
+                                                     'path = "access_log.csv"\nbatch_rows = 3\n'),
+                                        encoding="utf-8")
+    cfg, store, lake, res = _run(site)
+    r = res["access_log"]
+    assert r.batches >= 4 and r.read == 14
+    assert (r.accepted, r.quarantined, r.duplicates) == (7, 0, 7)
+    assert sorted(lake.read_events(store.committed_runs())["event_id"]) == \
+        [f"E{i}" for i in range(7)]
+
+
+def test_known_ids_see_batches_in_flight_until_they_land(tmp_path):
+    from emraudit.fastops import id_hashes
+    from emraudit.ingest import _KnownIds
+    from emraudit.lake import Lake
+    known = _KnownIds(Lake(tmp_path / "lake", "Asia/Shanghai"), set())
+    first = pd.Series(["E1", "E2"], dtype="string")
+    known.add("r1", first, id_hashes(first))
+    nxt = pd.Series(["E2", "E3"], dtype="string")
+    assert list(known.duplicates(nxt, ["2025-07-01"], id_hashes(nxt))) == [True, False]
+    known.landed("r1")    # nothing in the lake: once landed, only the lake confirms a hit
+    assert list(known.duplicates(nxt, ["2025-07-01"], id_hashes(nxt))) == [False, False]

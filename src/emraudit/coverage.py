@@ -31,18 +31,21 @@ def _present(s: pd.Series) -> pd.Series:
     return s.notna()
 
 
-def day_coverage(accepted: pd.DataFrame, source: str, tz: str) -> pd.DataFrame:
+def day_coverage(accepted: pd.DataFrame, source: str, tz: str,
+                 day: pd.Series | None = None) -> pd.DataFrame:
     """Per site-calendar day of `accepted` events: events and, as JSON, each optional field's
-    share of rows with a value (0..1, 4 decimals). A pure function of the rows given."""
+    share of rows with a value (0..1, 4 decimals). A pure function of the rows given (and of
+    their site-local days `day`, when the caller has computed them)."""
     cols = ["source", "day", "events", "fields"]
     if accepted is None or len(accepted) == 0:
         return pd.DataFrame({c: pd.Series(dtype="int64" if c == "events" else "string")
                              for c in cols})
-    ts = accepted["ts"]
-    if not isinstance(ts.dtype, pd.DatetimeTZDtype):
-        from emraudit.timeparse import parse_timestamps
-        ts = parse_timestamps(ts, tz)
-    day = local_days(ts, tz)
+    if day is None:
+        ts = accepted["ts"]
+        if not isinstance(ts.dtype, pd.DatetimeTZDtype):
+            from emraudit.timeparse import parse_timestamps
+            ts = parse_timestamps(ts, tz)
+        day = local_days(ts, tz)
     present = pd.DataFrame({f: (_present(accepted[f]) if f in accepted.columns
                                 else pd.Series(False, index=accepted.index))
                             for f in COVERAGE_FIELDS}, index=accepted.index)

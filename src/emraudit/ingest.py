@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -133,55 +134,52 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
     ref_read = 0
     ref_position = None
     known = _KnownIds(lake, committed)
+    writer = _LakeWriter(lake)
+    pending: _Pending | None = None
     t = time.perf_counter()
-    for batch in connector.batches(wm):
-        t = res.timed("read", t)
-        if table != "access_log":
-            ref_frames.append(batch.frame)
-            ref_quarantine.append(batch.quarantine)
-            ref_read += batch.read
-            ref_position = batch.position
-            continue
-        run_id = new_run_id()
-        _begin_run(store, run_id, name, table, wm)
-        v = validate(table, batch.frame, config.tz, name)
-        acc = v.accepted
-        acc[SOURCE] = name
-        t = res.timed("validate", t)
-        days = sorted(local_days(acc["ts"], config.tz).dropna().unique()) if len(acc) else []
-        hashes = id_hashes(acc["event_id"])
-        dup = pd.Series(known.duplicates(acc["event_id"], days, hashes), index=acc.index)
-        acc = acc.loc[~dup]
-        files = lake.write_events(acc, run_id)
-        known.add_hashes(hashes[~dup.to_numpy()])
-        t = res.timed("lake", t)
-        maybe_kill("ingest:after-lake-write")
-        q = pd.concat([x for x in (batch.quarantine, v.quarantine) if len(x)] or
-                      [empty_quarantine()], ignore_index=True)
-        counts = dict(read=batch.read, accepted=len(acc), quarantined=len(q),
-                      duplicates=v.duplicates + int(dup.sum()))
-        written_days = sorted({f.parent.name[4:] for f in files})
-        with store.begin() as c:
-            rows = _quarantine_rows(q, run_id, name)
-            if rows:
-                c.execute(quarantine.insert(), rows)
-            _merge_coverage(c, day_coverage(acc, name, config.tz))
-            store.set_watermark(c, name, batch.position)
-            c.execute(ingest_runs.update().where(ingest_runs.c.run_id == run_id).values(
-                status="committed", finished=now_utc(),
-                watermark_after=json.dumps(batch.position, default=str),
-                days=json.dumps(written_days),
-                detail=json.dumps({"files": [str(f.relative_to(lake.root)) for f in files],
-                                   "notes": batch.notes}, ensure_ascii=False),
-                **counts))
-        committed.add(run_id)
-        t = res.timed("commit", t)
-        wm = batch.position
-        res.add(**counts)
-        res.days.update(written_days)
-        res.runs.append(run_id)
-        if on_batch:
-            on_batch(res)
+    try:
+        for batch in connector.batches(wm):
+            t = res.timed("read", t)
+            if table != "access_log":
+                ref_frames.append(batch.frame)
+                ref_quarantine.append(batch.quarantine)
+                ref_read += batch.read
+                ref_position = batch.position
+                continue
+            run_id = new_run_id()
+            _begin_run(store, run_id, name, table, wm)
+            v = validate(table, batch.frame, config.tz, name)
+            acc = v.accepted
+            acc[SOURCE] = name
+            t = res.timed("validate", t)
+            day = local_days(acc["ts"], config.tz)
+            days = sorted(day.dropna().unique()) if len(acc) else []
+            hashes = id_hashes(acc["event_id"])
+            dup = known.duplicates(acc["event_id"], days, hashes)
+            acc, day = acc.loc[~dup], day.loc[~dup]
+            known.add(run_id, acc["event_id"], hashes[~dup])
+            q = pd.concat([x for x in (batch.quarantine, v.quarantine) if len(x)] or
+                          [empty_quarantine()], ignore_index=True)
+            nxt = _Pending(run_id, batch, q, day_coverage(acc, name, config.tz, day=day),
+                           dict(read=batch.read, accepted=len(acc), quarantined=len(q),
+                                duplicates=v.duplicates + int(dup.sum())),
+                           writer.submit(acc, day, run_id))
+            wm = batch.position
+            t = res.timed("lake", t)
+            # the previous batch commits while this one's files are being written
+            if pending is not None:
+                done, pending = pending, None
+                t = _commit_batch(store, lake, name, done, committed, known, res, t, on_batch)
+            pending = nxt
+        if pending is not None:
+            done, pending = pending, None
+            t = _commit_batch(store, lake, name, done, committed, known, res, t, on_batch)
+    finally:
+        try:
+            if pending is not None:     # reading the next batch failed: this one still lands
+                _commit_batch(store, lake, name, pending, committed, known, res, t, on_batch)
+        finally:
+            writer.close()
     if table != "access_log" and ref_frames:
         frame = pd.concat(ref_frames, ignore_index=True)
         v = validate(table, frame, config.tz, name)
@@ -211,6 +209,68 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
     return res
 
 
+@dataclass
+class _Pending:
+    """A validated batch whose lake files are being written; it commits once they are."""
+
+    run_id: str
+    batch: object
+    quarantine: pd.DataFrame
+    coverage: pd.DataFrame
+    counts: dict
+    files: Future
+
+
+class _LakeWriter:
+    """Writes each batch's Parquet files on one background thread, so that encoding and
+    fsync (pyarrow, outside the GIL) overlap reading and validating the next batch. Batches
+    still commit one by one and only after their files are written, so a crash leaves what
+    it always left: committed batches, and uncommitted files the next ingest removes."""
+
+    def __init__(self, lake: Lake):
+        self.lake = lake
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emraudit-lake")
+
+    def submit(self, events: pd.DataFrame, day: pd.Series, run_id: str) -> Future:
+        return self.pool.submit(self.lake.write_events, events, run_id, day)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def _commit_batch(store: Store, lake: Lake, name: str, p: _Pending, committed: set[str],
+                  known: "_KnownIds", res: SourceResult, t: float,
+                  on_batch: Callable[[SourceResult], None] | None) -> float:
+    """Wait for a batch's files, then commit its run, quarantine, coverage and watermark in
+    one transaction. Returns the stage clock."""
+    files = p.files.result()
+    t = res.timed("lake", t)
+    maybe_kill("ingest:after-lake-write")
+    written_days = sorted({f.parent.name[4:] for f in files})
+    with store.begin() as c:
+        rows = _quarantine_rows(p.quarantine, p.run_id, name)
+        if rows:
+            c.execute(quarantine.insert(), rows)
+        _merge_coverage(c, p.coverage)
+        store.set_watermark(c, name, p.batch.position)
+        c.execute(ingest_runs.update().where(ingest_runs.c.run_id == p.run_id).values(
+            status="committed", finished=now_utc(),
+            watermark_after=json.dumps(p.batch.position, default=str),
+            days=json.dumps(written_days),
+            detail=json.dumps({"files": [str(f.relative_to(lake.root)) for f in files],
+                               "notes": p.batch.notes}, ensure_ascii=False),
+            **p.counts))
+    committed.add(p.run_id)
+    known.landed(p.run_id)
+    t = res.timed("commit", t)
+    res.add(**p.counts)
+    res.days.update(written_days)
+    res.runs.append(p.run_id)
+    if on_batch:
+        on_batch(res)
+    return t
+
+
 class _KnownIds:
     """Event ids already in the lake for the days a source's batches touch, to drop
     re-delivered rows.
@@ -225,6 +285,8 @@ class _KnownIds:
         self.lake, self.committed = lake, committed
         self.days: set[str] = set()
         self.hashes = np.empty(0, dtype=np.uint64)
+        # ids of batches added but not yet committed (their files are still being written)
+        self.in_flight: dict[str, pd.Series] = {}
 
     def _merge(self, h: np.ndarray) -> None:
         # timsort on two sorted runs is a linear merge (np.unique would re-sort everything)
@@ -239,12 +301,21 @@ class _KnownIds:
             self.days.update(new_days)
         hit = in_sorted(self.hashes, hashes)
         if hit.any():   # confirm exactly (rare outside a re-delivered file)
-            exact = self.lake.existing_event_ids(self.committed, days)
+            stored = pd.Series(self.lake.existing_event_ids(self.committed, days),
+                               dtype="string")
+            exact = pd.concat([stored, *(s.astype("string") for s in self.in_flight.values())],
+                              ignore_index=True)
             hit[hit] = isin(ids[hit], exact)
         return hit
 
-    def add_hashes(self, hashes: np.ndarray) -> None:
+    def add(self, run_id: str, ids: pd.Series, hashes: np.ndarray) -> None:
+        """A batch about to be written: its ids count as known from now on."""
         self._merge(hashes)
+        self.in_flight[run_id] = ids
+
+    def landed(self, run_id: str) -> None:
+        """The batch committed: its ids are read from the lake from now on."""
+        self.in_flight.pop(run_id, None)
 
 
 def _same_as_snapshot(lake: Lake, table: str, frame: pd.DataFrame, committed: set[str]) -> bool:

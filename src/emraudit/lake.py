@@ -47,11 +47,14 @@ class Lake:
         return m.group("run") if m else None
 
     # writing ------------------------------------------------------------------------------
-    def write_events(self, df: pd.DataFrame, run_id: str) -> list[Path]:
-        """Write accepted events, one file per day for this run; returns the files written."""
+    def write_events(self, df: pd.DataFrame, run_id: str,
+                     day: pd.Series | None = None) -> list[Path]:
+        """Write accepted events, one file per day for this run; returns the files written.
+        `day`: the events' site-local days, if the caller has them already."""
         if df.empty:
             return []
-        day = local_days(df["ts"], self.tz)
+        if day is None:
+            day = local_days(df["ts"], self.tz)
         written = []
         for d, part in df.groupby(day, sort=True):
             folder = self.events_dir / f"day={d}"
