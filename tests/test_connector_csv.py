@@ -332,3 +332,36 @@ def test_block_cut_keeps_quoted_line_breaks_whole():
     assert _cut(head + long_field + b'd,"', True) == len(head) + len(long_field)
     assert _cut(b'e,"' + b"z\n" * 100_000, True) == 0  # no whole record yet
     assert _cut(b"plain\nlines\npart", False) == len(b"plain\nlines\n")
+
+
+@pytest.mark.parametrize("values, fast", [
+    (["2025-07-01 08:03:15", " ", None, "2025-03-09 23:59:59 "], True),
+    (["2025-07-01", "", "2024-02-29"], True),
+    (["2025-07-01 08:03:15", "2025-02-30 00:00:00"], False),   # pyarrow would say March 2
+    (["2025-07-01", "2023-02-29"], False),
+    (["2025-07-01 23:59:60"], False),                           # a leap second: pandas rolls
+    (["0099-01-01 00:00:00"], False),                           # outside nanoseconds
+    (["2025-07-01 08:03:15", "2025-07-01"], False),             # two layouts
+    (["2025-7-1 8:03:15"], False),                              # not zero-padded
+])
+def test_fixed_width_times_parse_exactly_like_the_general_path(values, fast):
+    from emraudit.timeparse import parse_fixed_width, parse_timestamps
+    text = pd.Series(values, dtype=pd.StringDtype("pyarrow"))
+    assert (parse_fixed_width(text) is not None) == fast
+    general = parse_timestamps(pd.Series(values, dtype=object), "Asia/Shanghai")
+    pd.testing.assert_series_equal(parse_timestamps(text, "Asia/Shanghai"), general)
+
+
+def test_an_impossible_date_in_a_csv_is_quarantined_not_rolled_over(tmp_path):
+    (tmp_path / "a.csv").write_text(
+        "event_id,ts,user_id,patient_id,action\n"
+        "E1,2025-07-01 08:00:00,u1,p1,view\nE2,2025-02-30 08:00:00,u1,p1,view\n",
+        encoding="utf-8")
+    (tmp_path / "emraudit.toml").write_text(
+        '[sources.access_log]\nconnector = "csv"\npath = "a.csv"\n', encoding="utf-8")
+    batches = list(open_connector("access_log", load_config(tmp_path / "emraudit.toml"))
+                   .batches(None))
+    v = model.validate("access_log", pd.concat([b.frame for b in batches]), "Asia/Shanghai",
+                       "access_log")
+    assert v.accepted["event_id"].tolist() == ["E1"]
+    assert v.quarantine["reason"].str.contains("unparseable time").tolist() == [True]

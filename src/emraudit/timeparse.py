@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 _OFFSET = r"(?:Z|[+-]\d{2}:?\d{2})$"
 _FAST_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f",
                  "%Y-%m-%d %H:%M", "%Y-%m-%d")
 UNIT = "ns"
+# fixed-width layouts one pyarrow kernel parses: (format, width); the others go through pandas
+_ARROW_FORMATS = (("%Y-%m-%d %H:%M:%S", 19), ("%Y-%m-%d", 10))
 
 
 def _localize(ts: pd.Series, tz: str) -> pd.Series:
@@ -33,6 +37,9 @@ def parse_timestamps(s: pd.Series, tz: str) -> pd.Series:
         return out
     if pd.api.types.is_numeric_dtype(s.dtype):
         return _from_epoch(pd.to_numeric(s, errors="coerce"), tz).astype(dtype)
+    fast = parse_fixed_width(s)
+    if fast is not None:
+        return _localize(fast, tz).astype(dtype)
     st = s.astype("string").str.strip()
     st = st.mask(st == "", pd.NA)
     todo = st.notna()
@@ -85,6 +92,41 @@ def parse_timestamps(s: pd.Series, tz: str) -> pd.Series:
     return out
 
 
+def parse_fixed_width(s: pd.Series) -> pd.Series | None:
+    """Naive times for a text column whose every non-blank value is a zero-padded
+    `YYYY-MM-DD hh:mm:ss` (or every one a `YYYY-MM-DD`), parsed in one pyarrow kernel; None
+    when any value is in another layout, is not a real date or is outside what nanoseconds
+    hold, so that the general path parses (and quarantines) exactly as before.
+
+    pyarrow's strptime rolls 2025-02-30 over to March 2: a parsed day of month must equal
+    the text's, which is why only fixed-width text qualifies."""
+    if not (isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow") or not len(s):
+        return None
+    arr = pc.utf8_trim_whitespace(pa.array(s.array))
+    blank = pc.fill_null(pc.equal(arr, ""), True)
+    arr = pc.if_else(blank, pa.scalar(None, arr.type), arr)
+    n_blank = pc.sum(blank).as_py() or 0
+    if n_blank == len(arr):
+        return None
+    lengths = pc.drop_null(pc.utf8_length(arr))
+    width = pc.min(lengths).as_py()
+    if width != pc.max(lengths).as_py():
+        return None
+    fmt = next((f for f, w in _ARROW_FORMATS if w == width), None)
+    if fmt is None:
+        return None
+    parsed = pc.strptime(arr, format=fmt, unit="s", error_is_null=True)
+    if parsed.null_count != n_blank:
+        return None
+    real_day = pc.equal(pc.day(parsed), pc.cast(pc.utf8_slice_codeunits(arr, 8, 10), pa.int64()))
+    years = pc.year(parsed)
+    if not pc.all(real_day).as_py() or pc.min(years).as_py() < 1678 \
+            or pc.max(years).as_py() > 2261:
+        return None
+    return pd.Series(parsed.to_numpy(zero_copy_only=False).astype("datetime64[ns]"),
+                     index=s.index)
+
+
 def _from_epoch(num: pd.Series, tz: str) -> pd.Series:
     """Epoch seconds (10 digits) or milliseconds (13 digits), told apart by magnitude."""
     vals = pd.to_numeric(num, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
@@ -122,4 +164,4 @@ def now(tz: str) -> pd.Timestamp:
     return pd.Timestamp.now(tz=tz)
 
 
-__all__ = ["parse_timestamps", "cache_horolog_days", "now", "np"]
+__all__ = ["parse_timestamps", "parse_fixed_width", "cache_horolog_days", "now", "np"]

@@ -26,6 +26,7 @@ from emraudit.connectors.files import (SAMPLE_BYTES, BadLine, Block, detect_enco
                                        normalize_encoding)
 from emraudit.errors import SourceError
 from emraudit.model import SOURCE_REF
+from emraudit.timeparse import parse_fixed_width
 
 DELIMITERS = (",", "\t", ";", "|")
 _STRING = pd.StringDtype("pyarrow")
@@ -39,14 +40,8 @@ def preparse_times(s: pd.Series) -> pd.Series:
     """The common `YYYY-MM-DD hh:mm:ss` parsed in one pyarrow kernel, as naive times that
     validation localizes exactly as it would the text; any other layout, or one value that
     does not parse, leaves the column as text for validation to parse and quarantine."""
-    if not (isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow") or not len(s):
-        return s
-    arr = s.array.__arrow_array__()
-    parsed = pc.strptime(arr, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
-    if parsed.null_count != arr.null_count:
-        return s
-    return pd.Series(parsed.to_numpy(zero_copy_only=False).astype("datetime64[ns]"),
-                     index=s.index)
+    fast = parse_fixed_width(s)
+    return s if fast is None else fast
 
 
 def sniff_delimiter(text: str) -> str:
