@@ -133,6 +133,14 @@ def test_reference_snapshot_compares_times_as_instants(site):
     assert snap["end"].iloc[0] == pd.Timestamp("2025-07-03 12:00:01", tz="Asia/Shanghai")
 
 
+def _batch_rows(site, n: int) -> None:
+    """Read the site's access log `n` rows a batch."""
+    toml = (site / "emraudit.toml").read_text(encoding="utf-8")
+    (site / "emraudit.toml").write_text(
+        toml.replace('path = "access_log.csv"\n', f'path = "access_log.csv"\nbatch_rows = {n}\n'),
+        encoding="utf-8")
+
+
 def test_duplicate_in_a_later_batch_of_the_same_file_is_dropped_once(site, monkeypatch):
     """Batches of one ingest see the ids the earlier batches wrote (by hash, confirmed)."""
     from emraudit.connectors import files
@@ -140,10 +148,7 @@ def test_duplicate_in_a_later_batch_of_the_same_file_is_dropped_once(site, monke
     (site / "access_log.csv").write_text(
         HEADER + "".join(f"E{i},2025-07-01 08:{i:02d}:00,u1,p{i},view,ws1\n" for i in range(7))
         + "E1,2025-07-01 08:01:00,u1,p1,view,ws1\n", encoding="utf-8")
-    toml = (site / "emraudit.toml").read_text(encoding="utf-8")
-    (site / "emraudit.toml").write_text(toml.replace('path = "access_log.csv"\n',
-                                                     'path = "access_log.csv"\nbatch_rows = 2\n'),
-                                        encoding="utf-8")
+    _batch_rows(site, 2)
     cfg, store, lake, res = _run(site)
     r = res["access_log"]
     assert r.batches >= 4
@@ -160,10 +165,7 @@ def test_duplicate_of_a_batch_still_being_written_is_dropped(site, monkeypatch):
     rows = [f"E{i},2025-07-01 08:{i:02d}:00,u1,p{i},view,ws1\n" for i in range(7)]
     (site / "access_log.csv").write_text(HEADER + "".join(r + r for r in rows),
                                          encoding="utf-8")
-    toml = (site / "emraudit.toml").read_text(encoding="utf-8")
-    (site / "emraudit.toml").write_text(toml.replace('path = "access_log.csv"\n',
-                                                     'path = "access_log.csv"\nbatch_rows = 3\n'),
-                                        encoding="utf-8")
+    _batch_rows(site, 3)
     cfg, store, lake, res = _run(site)
     r = res["access_log"]
     assert r.batches >= 4 and r.read == 14
