@@ -224,8 +224,8 @@ def _aligned_positions(ev: pd.DataFrame, ex: pd.DataFrame) -> np.ndarray | None:
     if len(pos) and (pos.min() < 0 or pos.max() >= len(ev)):
         return None
     probe = np.linspace(0, len(pos) - 1, num=min(len(pos), 1000)).astype(np.int64)
-    a = ev["event_id"].to_numpy()[pos[probe]].astype(str)
-    b = ex["event_id"].to_numpy()[probe].astype(str)
+    a = ev["event_id"].iloc[pos[probe]].to_numpy().astype(str)
+    b = ex["event_id"].iloc[probe].to_numpy().astype(str)
     return pos if (a == b).all() else None
 
 
@@ -464,13 +464,32 @@ def _user_attrs(ctx, uid: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def day_event_rows(ctx, user_id: str, day: str) -> pd.DataFrame:
     """The events of one user-day (for a finding's evidence; called once per finding)."""
+    sub = user_rows(ctx, user_id)
+    d = local_days(sub["ts"], ctx.tz)
+    return sub[d.to_numpy() == day]
+
+
+def user_rows(ctx, user_id: str) -> pd.DataFrame:
+    """All of one user's events in ctx.events, in their order there (for evidence)."""
     ev = ctx.events
     key = "features.rows_by_user"
     if key not in ctx.memo:
-        ctx.memo[key] = ev.groupby(ev["user_id"].astype("string"), sort=False).indices
-    idx = ctx.memo[key].get(user_id)
-    if idx is None:
+        ctx.memo[key] = _rows_by_user(ev["user_id"])
+    lookup, order, bounds = ctx.memo[key]
+    code = lookup.get(user_id)
+    if code is None:
         return ev.iloc[0:0]
-    sub = ev.iloc[idx]
-    d = local_days(sub["ts"], ctx.tz)
-    return sub[d.to_numpy() == day]
+    return ev.iloc[order[bounds[code]:bounds[code + 1]]]
+
+
+def _rows_by_user(user_id: pd.Series) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
+    """(user -> code, row positions ordered by code then position, each code's bounds in
+    that order): the rows of one user without a dict of arrays for every user."""
+    if isinstance(user_id.dtype, pd.CategoricalDtype):
+        codes, names = user_id.cat.codes.to_numpy(np.int64), user_id.cat.categories
+    else:
+        codes, names = pd.factorize(user_id)
+        codes = np.asarray(codes, dtype=np.int64)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    return {str(n): i for i, n in enumerate(names)}, order, bounds

@@ -30,7 +30,7 @@ from emraudit.detectors.anomaly_models import MODEL_KINDS, UserDayModel, own_med
 from emraudit.detectors.base import Context, Detector, Param
 from emraudit.detectors.registry import register
 from emraudit.features import ALL_FEATURES, FEATURE_NAMES, FEATURES, add_trailing, \
-    day_event_rows, empty_features, user_day_features
+    day_event_rows, empty_features, user_day_features, user_rows
 from emraudit.model import OUTPUT_ACTIONS
 
 SCORES_MEMO = "anomaly.user_day.scores"
@@ -148,15 +148,17 @@ class UserDayAnomaly(Detector):
         first = ev["ts"].iloc[0].tz_convert(tz).normalize()
         ws = ctx.window_start.tz_convert(tz).normalize()
         lookback = pd.date_range(first, ws - pd.Timedelta(days=1), freq="D")
-        have = set(stored["day"].astype(str))
+        have = set(stored["day"].unique().astype(str))
         if any(d.strftime("%Y-%m-%d") not in have for d in lookback):
             return ev
         start = ws - pd.Timedelta(days=self.p.history_days)
         ts = ev["ts"]
         if not ts.is_monotonic_increasing:
-            return ev[ts >= start]
+            keep = (ts >= start).to_numpy()
+            return ev if keep.all() else ev[keep]
         i = int(ts.searchsorted(start, side="left"))
-        return ev.iloc[i:]
+        # ctx.events itself when nothing is cut: the shared duty mask is cached for it
+        return ev if i == 0 else ev.iloc[i:]
 
     def _all_features(self, ctx: Context) -> tuple[pd.DataFrame, list[str]]:
         """Stored baseline days plus computed days; computed days the store lacks (and the
@@ -438,14 +440,7 @@ def _new_patient_mask(ctx, sub, history_days) -> np.ndarray:
 
 
 def day_event_rows_before(ctx, uid, day0, history_days) -> pd.DataFrame:
-    ev = ctx.events
-    key = "features.rows_by_user"
-    if key not in ctx.memo:
-        ctx.memo[key] = ev.groupby(ev["user_id"].astype("string"), sort=False).indices
-    idx = ctx.memo[key].get(uid)
-    if idx is None:
-        return ev.iloc[0:0]
-    u = ev.iloc[idx]
+    u = user_rows(ctx, uid)
     lo = day0 - pd.Timedelta(days=history_days)
     return u[(u["ts"] >= lo) & (u["ts"] < day0)]
 

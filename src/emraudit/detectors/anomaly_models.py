@@ -186,10 +186,15 @@ def fit_peers(base: pd.DataFrame, feats: list[str], min_users: int) -> PeerStats
 def peer_group_of(peers: PeerStats, df: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
     """Row -> group index: role|department, else role, else everyone."""
     rd, r = peer_keys(df["role"], df["department"])
-    idx = peers.index()
-    g_rd = pd.Series(rd).map(idx)
-    g_r = pd.Series(r).map(idx)
-    g = g_rd.fillna(g_r).fillna(idx["*"]).astype(int).to_numpy()
+    keys = pd.Index(peers.keys, dtype=object)
+    if keys.is_unique:      # always, unless a role is itself spelled "role|department"
+        g_rd, g_r = keys.get_indexer(rd), keys.get_indexer(r)
+        g = np.where(g_rd >= 0, g_rd, np.where(g_r >= 0, g_r, keys.get_loc("*")))
+    else:
+        idx = peers.index()
+        g = pd.Series(rd).map(idx).fillna(pd.Series(r).map(idx)).fillna(idx["*"]) \
+            .astype(int).to_numpy()
+    g = np.asarray(g, dtype=np.int64)
     return g, [peers.keys[i] for i in g]
 
 

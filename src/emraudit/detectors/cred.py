@@ -197,6 +197,25 @@ def _terminals(ctx: Context) -> tuple[np.ndarray, pd.DataFrame]:
     return ctx.cached("cred.terminals", lambda: _distinct_terminals(ctx.events))
 
 
+def _campus_codes(terminal_campus: pd.Series, inv: np.ndarray,
+                  facility: pd.Series | None) -> tuple[np.ndarray, pd.Index]:
+    """Each event's campus as an integer code (-1 unknown) and the code names: its
+    terminal's campus, else the event's facility. Worked out on the distinct terminals and
+    facilities, never on one string per event."""
+    tcode, tnames = pd.factorize(terminal_campus.astype("string"))
+    tcode = np.asarray(tcode, dtype=np.int64)
+    per_event = tcode[inv] if len(tcode) else np.full(len(inv), -1, dtype=np.int64)
+    names = pd.Index(tnames, dtype="string")
+    if facility is None:
+        return per_event, names
+    fcode, fnames = pd.factorize(facility)
+    fnames = pd.Index(fnames, dtype="string")
+    names = names.append(fnames.difference(names, sort=False))
+    fmap = np.append(names.get_indexer(fnames), -1)     # facility code -> campus code
+    fcode = np.asarray(fcode, dtype=np.int64)
+    return np.where(per_event >= 0, per_event, fmap[fcode]), names
+
+
 def _ids(df: pd.DataFrame) -> list[str]:
     return sorted(df["event_id"].astype(str).tolist())
 
@@ -386,13 +405,8 @@ class ImpossibleTravel(Detector):
             return self.findings([])
         keep = ~_shared_mask(full, p.shared_ip_ranges, p.shared_workstations)
         inv, small = _terminals(ctx)
-        campus = pd.Series(_terminal_info(ctx, small, "campus").to_numpy()[inv],
-                           dtype="string")
-        if "facility" in full.columns:
-            campus = campus.fillna(pd.Series(full["facility"].astype("string").to_numpy(),
-                                             dtype="string"))
-        ccode, cnames = pd.factorize(campus)
-        ccode = np.asarray(ccode, dtype=np.int64)
+        ccode, cnames = _campus_codes(_terminal_info(ctx, small, "campus"), inv,
+                                      full["facility"] if "facility" in full.columns else None)
         keep &= ccode >= 0
         if not keep.any():
             return self.findings([])
