@@ -42,3 +42,15 @@ def test_is_value_and_factorize_text_agree_on_plain_and_coded_columns(dtype):
     assert [uniq[c] if c >= 0 else None for c in codes] == ["failure", None, "success",
                                                              "failure"]
     assert all(isinstance(u, str) for u in uniq)
+
+
+@pytest.mark.parametrize("dtype", ["string", "category", "object"])
+def test_positions_in_matches_get_indexer(dtype):
+    from emraudit.fastops import positions_in
+    index = pd.Index(["u2", "u1", "u3"], dtype="string")
+    s = pd.Series(["u1", None, "u9", "u3", "u1"], dtype="string").astype(dtype)
+    assert positions_in(s, index).tolist() == [1, -1, -1, 2, 1]
+    ref = index.get_indexer(pd.Series(s, dtype="string").fillna("\x00"))
+    assert positions_in(s, index).tolist() == ref.tolist()
+    assert positions_in(s, pd.Index([], dtype="string")).tolist() == [-1] * 5
+    assert positions_in(s.iloc[:0], index).tolist() == []

@@ -6,6 +6,7 @@
   set into a Python list element by element.
 - `map_values`: Series.map that maps each distinct value of a coded (categorical) column once
   and never returns a categorical (pandas would, for a one-to-one mapping).
+- `positions_in`: index.get_indexer for text, through pyarrow's hash table.
 - `id_hashes` / `in_sorted`: membership in a set of millions of ids kept as sorted 64-bit
   hashes (no Python set of strings; a hit may need confirming where a collision would matter).
 """
@@ -82,6 +83,22 @@ def factorize_text(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     else:
         codes, uniq = pd.factorize(s.astype("string"))
     return np.asarray(codes, dtype=np.int64), np.asarray(pd.Index(uniq).astype(str), dtype=object)
+
+
+def positions_in(values: pd.Series, index: pd.Index) -> np.ndarray:
+    """Position of each value in `index` (distinct strings), -1 when missing or absent.
+
+    A pyarrow hash look-up (pandas' get_indexer first turns Arrow strings into Python
+    objects); a coded column looks its categories up once."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        per_cat = positions_in(pd.Series(values.cat.categories), index)
+        return np.append(per_cat, -1)[values.cat.codes.to_numpy()]   # code -1: missing
+    if len(values) == 0 or len(index) == 0:
+        return np.full(len(values), -1, dtype=np.int64)
+    arr = pa.array(pd.Series(values).astype("string"), type=pa.large_string())
+    known = pa.array(pd.Series(index).astype("string"), type=pa.large_string())
+    found = pc.index_in(arr, value_set=known, skip_nulls=True)
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def id_hashes(values) -> np.ndarray:

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from emraudit.detectors.base import Context, shared_work
+from emraudit.fastops import positions_in
 from emraudit.model import PATIENT_ACTIONS
 
 EXPLANATIONS = ("own_relation", "unit_relation", "duty_ward", "request_relation",
@@ -113,9 +114,7 @@ def complete(df: pd.DataFrame | None, table: str, tz: str) -> pd.DataFrame | Non
 
 def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
     """Integer code of each value in `index`, -1 when missing or unknown."""
-    v = values.astype("string")
-    codes = index.get_indexer(v.fillna("\x00"))
-    return np.asarray(codes, dtype=np.int64)
+    return positions_in(values, index)
 
 
 def _packing(t: np.ndarray, nkeys: int) -> tuple[int, int, int, int]:
