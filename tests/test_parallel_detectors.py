@@ -79,3 +79,41 @@ def test_shared_work_runs_once_in_the_parent(monkeypatch):
     run_detectors(ctx, _settings("care.no_relationship", "copy.bulk_export"), workers=2)
     assert calls == [os.getpid()]
     assert "explain" in ctx.memo   # the workers inherited it instead of computing it
+
+
+class _MarksStart(Detector):
+    """Shares nothing: writes a marker file as soon as it runs."""
+    id = "test.marks_start"
+    name_en, name_zh, item = "Marks", "标记", "9"
+    marker = ""
+
+    def run(self, ctx):
+        with open(self.marker, "w") as fh:
+            fh.write(str(os.getpid()))
+        return self.findings([])
+
+
+def test_detectors_sharing_nothing_run_while_the_shared_work_is_done(monkeypatch, tmp_path):
+    """The first phase's worker starts the detectors that need no shared work while the
+    parent is still doing it, so neither core waits."""
+    import time
+    import emraudit.detectors.explain  # noqa: F401 - registers the shared work
+    marker = tmp_path / "started"
+    monkeypatch.setattr(_MarksStart, "marker", str(marker))
+    seen = []
+    real = SHARED_WORK["explain"]
+
+    def slow_explain(ctx):
+        deadline = time.monotonic() + 10
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        seen.append(marker.exists())
+        return real(ctx)
+
+    monkeypatch.setitem(SHARED_WORK, "explain", slow_explain)
+    settings = {"test.marks_start": DetectorSetting(_MarksStart, True, {}),
+                **_settings("care.no_relationship", "bulk.volume")}
+    found, status = run_detectors(_ctx(), settings, workers=2)
+    assert seen == [True]
+    assert int(marker.read_text()) != os.getpid()
+    assert [s.status for s in status.values()] == ["ran"] * 3

@@ -272,46 +272,63 @@ def _forked_run(det_id: str) -> tuple[tuple, dict, list[str], int]:
     return res, outputs, ctx.notes[n_notes:], os.getpid()
 
 
+def _fork_pool(workers: int) -> ProcessPoolExecutor:
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that forking a multi-threaded process may deadlock: the only
+        # other threads are pyarrow's idle pool, which re-creates itself after a fork
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
+
+
 def _run_forked(ctx: Context, settings: dict[str, DetectorSetting], runnable: list[str],
                 workers: int, costs: dict[str, float]):
-    """Yield (id, status, findings) as forked workers finish them, longest first."""
+    """Yield (id, status, findings) as forked workers finish them, longest first.
+
+    Two phases, so that no core waits on the shared work: detectors that share none of it
+    start at once in `workers` - 1 processes while this process does the shared work
+    (explanations, duty mask); then `workers` processes, forked after it and so inheriting
+    it, run the detectors that use it."""
     global _FORK_STATE
-    shared = {n for d in runnable for n in settings[d].cls.shares}
-    for name in sorted(shared):
-        if name in SHARED_WORK:
-            SHARED_WORK[name](ctx)
-    base_mb = rss_mb()
     order = sorted(runnable, key=lambda d: -costs.get(
         d, 10.0 if settings[d].cls.kind == "anomaly" else 1.0))
+    shared = sorted({n for d in order for n in settings[d].cls.shares if n in SHARED_WORK})
+    alone = [d for d in order if not settings[d].cls.shares] if shared else order
+    after = [d for d in order if d not in set(alone)]
     _FORK_STATE = (ctx, settings)
-    worker_peak: dict[int, float] = {}
+    pools: list[tuple[ProcessPoolExecutor, float, dict]] = []
+    worker_peak: dict[int, tuple[float, float]] = {}     # pid -> (base at fork, peak)
     try:
-        with warnings.catch_warnings():
-            # Python 3.12+ warns that forking a multi-threaded process may deadlock: the only
-            # other threads are pyarrow's idle pool, which re-creates itself after a fork
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pool = ProcessPoolExecutor(max_workers=min(workers, len(order)),
-                                       mp_context=mp.get_context("fork"))
-        with pool:
-            futures = {pool.submit(_forked_run, d): d for d in order}
-            for fut in as_completed(futures):
-                det_id = futures[fut]
-                try:
-                    (rid, st_obj, found), outputs, notes, pid = fut.result()
-                except BrokenProcessPool as exc:
-                    yield det_id, DetectorStatus(
-                        det_id, "failed", message=f"worker process died ({exc}); out of "
-                        "memory? run with scan.workers = 1"), empty_findings()
-                    continue
-                ctx.outputs.update(outputs)
-                ctx.notes.extend(notes)
-                worker_peak[pid] = max(worker_peak.get(pid, 0.0), st_obj.peak_mb)
-                yield rid, st_obj, found
+        if alone:
+            first = _fork_pool(max(1, workers - 1) if after else workers)
+            pools.append((first, rss_mb(), {first.submit(_forked_run, d): d for d in alone}))
+        for name in shared:
+            SHARED_WORK[name](ctx)
+        if after:
+            second = _fork_pool(workers)
+            pools.append((second, rss_mb(), {second.submit(_forked_run, d): d for d in after}))
+        futures = {f: (d, base) for _, base, fs in pools for f, d in fs.items()}
+        for fut in as_completed(futures):
+            det_id, base_mb = futures[fut]
+            try:
+                (rid, st_obj, found), outputs, notes, pid = fut.result()
+            except BrokenProcessPool as exc:
+                yield det_id, DetectorStatus(
+                    det_id, "failed", message=f"worker process died ({exc}); out of "
+                    "memory? run with scan.workers = 1"), empty_findings()
+                continue
+            ctx.outputs.update(outputs)
+            ctx.notes.extend(notes)
+            worker_peak[pid] = (base_mb, max(worker_peak.get(pid, (0.0, 0.0))[1],
+                                             st_obj.peak_mb))
+            yield rid, st_obj, found
     finally:
         _FORK_STATE = None
-    # the machine's peak: the shared pages (the loaded events) once, each worker's growth
-    ctx.memo[WORKERS_PEAK_MB] = base_mb + sum(max(p - base_mb, 0.0)
-                                                 for p in worker_peak.values())
+        for pool, _, _ in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
+    # the machine's peak, at most: this process after the shared work (the loaded events and
+    # what the workers inherit, once) plus each worker's growth over what it inherited
+    ctx.memo[WORKERS_PEAK_MB] = rss_mb() + sum(max(peak - base, 0.0)
+                                               for base, peak in worker_peak.values())
 
 
 class _IdSet:
