@@ -54,3 +54,14 @@ def test_positions_in_matches_get_indexer(dtype):
     assert positions_in(s, index).tolist() == ref.tolist()
     assert positions_in(s, pd.Index([], dtype="string")).tolist() == [-1] * 5
     assert positions_in(s.iloc[:0], index).tolist() == []
+
+
+def test_local_days_over_a_long_span_and_with_missing_values():
+    ts = pd.Series(pd.to_datetime(["1900-01-01T00:00:00Z", None, "2200-12-31T12:00:00Z",
+                                   "2025-07-01T16:30:00Z"], utc=True))
+    got = local_days(ts, "Asia/Shanghai")
+    assert got.dtype == "string"
+    ref = ts.dt.tz_convert("Asia/Shanghai").dt.strftime("%Y-%m-%d")
+    assert got.isna().tolist() == [False, True, False, False]
+    assert got.dropna().tolist() == ref.dropna().tolist()
+    assert local_days(ts.iloc[1:2], "Asia/Shanghai").isna().all()

@@ -1,7 +1,7 @@
 """Vectorized helpers for the hot paths, where pandas' generic route is slow at 10M rows.
 
-- `local_days`: site-local calendar days as 'YYYY-MM-DD' strings; formats each distinct
-  day once instead of every timestamp (Series.dt.strftime formats row by row).
+- `local_days`: site-local calendar days as 'YYYY-MM-DD' strings; formats each day once and
+  lets pyarrow expand them (Series.dt.strftime formats row by row).
 - `isin`: membership through pyarrow's hash set; pandas' Arrow-string `isin` turns the value
   set into a Python list element by element.
 - `map_values`: Series.map that maps each distinct value of a coded (categorical) column once
@@ -25,14 +25,18 @@ def local_days(ts: pd.Series, tz: str) -> pd.Series:
         naive = ts.dt.tz_convert(tz).dt.tz_localize(None)
     else:
         naive = ts
-    arr = naive.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
-    nat = np.isnat(arr)
-    out = np.empty(len(arr), dtype=object)
-    if (~nat).any():
-        uniq, inv = np.unique(arr[~nat], return_inverse=True)
-        out[~nat] = np.datetime_as_string(uniq, unit="D").astype(object)[inv]
-    out[nat] = None
-    return pd.Series(out, index=ts.index, dtype="string")
+    day = naive.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").view(np.int64)
+    nat = day == np.iinfo(np.int64).min
+    if nat.all():
+        return pd.Series(pd.NA, index=ts.index, dtype="string")
+    # nanosecond times span at most ~213,000 days: the offset from the first is the code
+    # (no sort), one string is made per day of the span and pyarrow expands them, not per row
+    lo, hi = int(day[~nat].min()), int(day[~nat].max())
+    code = np.where(nat, 0, day - lo)
+    names = np.datetime_as_string(np.arange(lo, hi + 1).astype("datetime64[D]"), unit="D")
+    codes = pa.array(code.astype(np.int32), mask=nat)
+    text = pa.DictionaryArray.from_arrays(codes, pa.array(names.tolist(), pa.large_string()))
+    return pd.Series(pd.arrays.ArrowStringArray(text.cast(pa.large_string())), index=ts.index)
 
 
 def isin(values: pd.Series | pd.Index | np.ndarray, value_set) -> np.ndarray:
