@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 PARENT = os.getpid()
 
 
-def _ctx():
+def _ctx(**tables):
     rows = [ev("u1", f"P{i}", f"2025-07-22 0{2 + i % 3}:{i:02d}", event_id=f"e{i:03d}")
             for i in range(40)]
     rows += [ev("u2", "P1", "2025-07-22 10:00", "export", record_count=500, event_id="x1")]
@@ -28,7 +28,7 @@ def _ctx():
     rels = [{"patient_id": "P1", "user_id": "u2", "kind": "admission",
              "start": "2025-07-20 08:00"}]
     return make_ctx(rows, window=("2025-07-22", "2025-07-23"), users=users,
-                    care_relations=rels)
+                    care_relations=rels, **tables)
 
 
 def _settings(*ids):
@@ -117,3 +117,18 @@ def test_detectors_sharing_nothing_run_while_the_shared_work_is_done(monkeypatch
     assert seen == [True]
     assert int(marker.read_text()) != os.getpid()
     assert [s.status for s in status.values()] == ["ran"] * 3
+
+
+def test_household_pairs_are_found_once_for_family_and_neighbour(monkeypatch):
+    from emraudit.detectors import snoop
+    calls = []
+    real = snoop._household_pairs
+    monkeypatch.setattr(snoop, "_household_pairs",
+                        lambda ctx, m: calls.append((os.getpid(), m)) or real(ctx, m))
+    patients = [{"patient_id": f"P{i}", "name": f"患者{i}", "address": "东街1号"}
+                for i in range(3)]
+    found, status = run_detectors(
+        _ctx(patients=patients), _settings("snoop.family", "snoop.neighbor", "bulk.volume"),
+        workers=2)
+    assert [s.status for s in status.values()] == ["ran"] * 3
+    assert calls == [(os.getpid(), 5)]

@@ -17,7 +17,8 @@ import unicodedata
 import numpy as np
 import pandas as pd
 
-from emraudit.detectors.base import Context, Detector, Param, empty_findings, raise_severity
+from emraudit.detectors.base import (Context, Detector, Param, empty_findings, raise_severity,
+                                     shared_work)
 from emraudit.detectors.bulk import explanations, user_info
 from emraudit.detectors.registry import register
 from emraudit.detectors.schedule import DAY_NS, MINUTE_NS, local_ns, utc_ns
@@ -337,6 +338,16 @@ def household_pairs(ctx: Context, max_share: int) -> pd.DataFrame:
                       lambda: _household_pairs(ctx, max_share))
 
 
+@shared_work("household_pairs")
+def household_pairs_in_force(ctx: Context) -> None:
+    """The household pairs for the `max_shared_by` of snoop.family and snoop.neighbor (one
+    computation when they agree): a parallel scan does this once, before it forks, instead
+    of once in each worker that runs one of them."""
+    default = HOUSEHOLD_PARAMS[0].default
+    for det_id in ("snoop.family", "snoop.neighbor"):
+        household_pairs(ctx, int(ctx.params_for(det_id).get("max_shared_by", default)))
+
+
 def _household_pairs(ctx: Context, max_share: int) -> pd.DataFrame:
     cols = ["user_id", "patient_id", "same_address", "same_phone", "same_surname", "surname",
             "declared", "relation"]
@@ -435,7 +446,7 @@ HOUSEHOLD_PARAMS = (
 @register
 class SnoopFamily(Detector):
     id = "snoop.family"
-    shares = ("explain",)
+    shares = ("explain", "household_pairs")
     name_en = "Unexplained access to a family member's record"
     name_zh = "无故查阅亲属病历"
     item = "8"
@@ -502,7 +513,7 @@ class SnoopFamily(Detector):
 @register
 class SnoopNeighbor(Detector):
     id = "snoop.neighbor"
-    shares = ("explain",)
+    shares = ("explain", "household_pairs")
     name_en = "Unexplained access to a neighbour's record"
     name_zh = "无故查阅邻居病历"
     item = "8"
