@@ -65,3 +65,11 @@ def test_local_days_over_a_long_span_and_with_missing_values():
     assert got.isna().tolist() == [False, True, False, False]
     assert got.dropna().tolist() == ref.dropna().tolist()
     assert local_days(ts.iloc[1:2], "Asia/Shanghai").isna().all()
+
+
+@pytest.mark.parametrize("values", [["E1", "E2", "E1", "E3", "E2", "E1"], ["a", None, "a", None],
+                                    [], ["x"]])
+def test_duplicated_text_matches_pandas(values):
+    from emraudit.fastops import duplicated_text
+    s = pd.Series(values, dtype="string")
+    assert duplicated_text(s).tolist() == s.duplicated(keep="first").tolist()

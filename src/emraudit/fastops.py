@@ -6,6 +6,7 @@
   set into a Python list element by element.
 - `map_values`: Series.map that maps each distinct value of a coded (categorical) column once
   and never returns a categorical (pandas would, for a one-to-one mapping).
+- `duplicated_text`: Series.duplicated for text by dictionary encoding (no Python objects).
 - `positions_in`: index.get_indexer for text, through pyarrow's hash table.
 - `id_hashes` / `in_sorted`: membership in a set of millions of ids kept as sorted 64-bit
   hashes (no Python set of strings; a hit may need confirming where a collision would matter).
@@ -87,6 +88,18 @@ def factorize_text(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     else:
         codes, uniq = pd.factorize(s.astype("string"))
     return np.asarray(codes, dtype=np.int64), np.asarray(pd.Index(uniq).astype(str), dtype=object)
+
+
+def duplicated_text(s: pd.Series) -> np.ndarray:
+    """`s.duplicated(keep="first")` for a text column, through pyarrow's dictionary
+    encoding: codes are handed out in order of first appearance, so a value repeats exactly
+    where its code is not above every code before it."""
+    arr = pa.array(pd.Series(s).astype("string"), type=pa.large_string())
+    if arr.null_count or not len(arr):
+        return pd.Series(s).duplicated(keep="first").to_numpy(dtype=bool)
+    codes = pc.dictionary_encode(arr).indices.to_numpy(zero_copy_only=False)
+    before = np.maximum.accumulate(np.concatenate(([-1], codes[:-1])))
+    return codes <= before
 
 
 def positions_in(values: pd.Series, index: pd.Index) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from emraudit.fastops import duplicated_text
 from emraudit.timeparse import parse_timestamps
 
 ACTIONS = (
@@ -430,7 +431,8 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
     duplicates = 0
     key = list(schema.key)
     if key and all(k in accepted.columns for k in key):
-        dup = accepted.duplicated(subset=key, keep="first")
+        dup = duplicated_text(accepted[key[0]]) if len(key) == 1 else \
+            accepted.duplicated(subset=key, keep="first").to_numpy(dtype=bool)
         duplicates = int(dup.sum())
         accepted = accepted.loc[~dup]
     for c in CATEGORICAL:
