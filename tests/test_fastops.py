@@ -73,3 +73,12 @@ def test_duplicated_text_matches_pandas(values):
     from emraudit.fastops import duplicated_text
     s = pd.Series(values, dtype="string")
     assert duplicated_text(s).tolist() == s.duplicated(keep="first").tolist()
+
+
+def test_text_helpers_take_concatenated_columns():
+    """A Series concatenated from two is backed by several Arrow chunks."""
+    from emraudit.fastops import duplicated_text, positions_in
+    s = pd.concat([pd.Series(["a", "b"], dtype="string"), pd.Series(["a", "c"], dtype="string")],
+                  ignore_index=True)
+    assert duplicated_text(s).tolist() == [False, False, True, False]
+    assert positions_in(s, s.iloc[[3, 0]]).tolist() == [1, -1, 1, 0]

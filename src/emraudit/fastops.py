@@ -90,11 +90,16 @@ def factorize_text(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(codes, dtype=np.int64), np.asarray(pd.Index(uniq).astype(str), dtype=object)
 
 
+def _one_chunk(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """pa.array of a Series gives a ChunkedArray when the Series was concatenated."""
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
 def duplicated_text(s: pd.Series) -> np.ndarray:
     """`s.duplicated(keep="first")` for a text column, through pyarrow's dictionary
     encoding: codes are handed out in order of first appearance, so a value repeats exactly
     where its code is not above every code before it."""
-    arr = pa.array(pd.Series(s).astype("string"), type=pa.large_string())
+    arr = _one_chunk(pa.array(pd.Series(s).astype("string"), type=pa.large_string()))
     if arr.null_count or not len(arr):
         return pd.Series(s).duplicated(keep="first").to_numpy(dtype=bool)
     codes = pc.dictionary_encode(arr).indices.to_numpy(zero_copy_only=False)
@@ -112,8 +117,8 @@ def positions_in(values: pd.Series, index: pd.Index) -> np.ndarray:
         return np.append(per_cat, -1)[values.cat.codes.to_numpy()]   # code -1: missing
     if len(values) == 0 or len(index) == 0:
         return np.full(len(values), -1, dtype=np.int64)
-    arr = pa.array(pd.Series(values).astype("string"), type=pa.large_string())
-    known = pa.array(pd.Series(index).astype("string"), type=pa.large_string())
+    arr = _one_chunk(pa.array(pd.Series(values).astype("string"), type=pa.large_string()))
+    known = _one_chunk(pa.array(pd.Series(index).astype("string"), type=pa.large_string()))
     found = pc.index_in(arr, value_set=known, skip_nulls=True)
     return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
