@@ -132,3 +132,47 @@ def test_household_pairs_are_found_once_for_family_and_neighbour(monkeypatch):
         workers=2)
     assert [s.status for s in status.values()] == ["ran"] * 3
     assert calls == [(os.getpid(), 5)]
+
+
+class _ReportsPid(_MarksStart):
+    id = "test.reports_pid"
+
+
+class _WaitsForFirstPhase(Detector):
+    """Shares the explanations (second phase): waits for the first phase's worker to exit."""
+    id = "test.waits_for_first_phase"
+    name_en, name_zh, item = "Waits", "等待", "9"
+    shares = ("explain",)
+    marker = ""
+    verdict = ""
+
+    def run(self, ctx):
+        import time
+        deadline = time.monotonic() + 10
+        gone = False
+        while time.monotonic() < deadline and not gone:
+            try:
+                with open(self.marker) as fh:
+                    os.kill(int(fh.read()), 0)
+            except (FileNotFoundError, ValueError):
+                pass
+            except ProcessLookupError:
+                gone = True
+            time.sleep(0.05)
+        with open(self.verdict, "w") as fh:
+            fh.write("gone" if gone else "alive")
+        return self.findings([])
+
+
+def test_the_first_phase_worker_exits_once_its_detectors_are_done(monkeypatch, tmp_path):
+    """An idle worker would hold its memos (a gigabyte at 10M events) through the second
+    phase."""
+    import emraudit.detectors.explain  # noqa: F401 - registers the shared work
+    monkeypatch.setattr(_ReportsPid, "marker", str(tmp_path / "pid"))
+    monkeypatch.setattr(_WaitsForFirstPhase, "marker", str(tmp_path / "pid"))
+    monkeypatch.setattr(_WaitsForFirstPhase, "verdict", str(tmp_path / "verdict"))
+    settings = {"test.reports_pid": DetectorSetting(_ReportsPid, True, {}),
+                "test.waits_for_first_phase": DetectorSetting(_WaitsForFirstPhase, True, {})}
+    found, status = run_detectors(_ctx(), settings, workers=2)
+    assert [s.status for s in status.values()] == ["ran", "ran"]
+    assert (tmp_path / "verdict").read_text() == "gone"

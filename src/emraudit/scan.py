@@ -306,9 +306,14 @@ def _run_forked(ctx: Context, settings: dict[str, DetectorSetting], runnable: li
         if after:
             second = _fork_pool(workers)
             pools.append((second, rss_mb(), {second.submit(_forked_run, d): d for d in after}))
-        futures = {f: (d, base) for _, base, fs in pools for f, d in fs.items()}
+        futures = {f: (d, base, i) for i, (_, base, fs) in enumerate(pools)
+                   for f, d in fs.items()}
+        left = [len(fs) for _, _, fs in pools]
         for fut in as_completed(futures):
-            det_id, base_mb = futures[fut]
+            det_id, base_mb, i = futures[fut]
+            left[i] -= 1
+            if left[i] == 0:    # an idle worker still holds its memos: let it go at once
+                pools[i][0].shutdown(wait=True)
             try:
                 (rid, st_obj, found), outputs, notes, pid = fut.result()
             except BrokenProcessPool as exc:
