@@ -273,6 +273,10 @@ def main() -> None:
     for s in ("load", "detect", "store", "reports"):
         rows.append([f"  {s} (s)"] + [f"{r['summary']['timings'].get(s, 0):.2f}"
                                       for r in results])
+    shared = sorted({k for r in results for k in r["summary"].get("shared_work", {})})
+    for k in shared:
+        rows.append([f"    detect: shared work {k} (s)"] + [
+            f"{r['summary'].get('shared_work', {}).get(k, 0):.2f}" for r in results])
     rows.append(["  start-up, imports, commit (s)"] + [
         f"{r['wall_s'] - sum(v for k, v in r['summary']['timings'].items() if k != 'total'):.2f}"
         for r in results])

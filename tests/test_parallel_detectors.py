@@ -79,6 +79,8 @@ def test_shared_work_runs_once_in_the_parent(monkeypatch):
     run_detectors(ctx, _settings("care.no_relationship", "copy.bulk_export"), workers=2)
     assert calls == [os.getpid()]
     assert "explain" in ctx.memo   # the workers inherited it instead of computing it
+    from emraudit.scan import SHARED_SECONDS
+    assert set(ctx.memo[SHARED_SECONDS]) == {"explain"}     # timed for the scan summary
 
 
 class _MarksStart(Detector):

@@ -67,6 +67,8 @@ class ScanResult:
     report_dir: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
     peak_mb: dict[str, float] = field(default_factory=dict)   # peak RSS after each stage
+    # seconds of each piece of shared work a parallel detection did before its second phase
+    shared_work: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -256,6 +258,8 @@ def _window_ids(ctx: Context) -> "_IdSet":
 
 # ctx.memo key: the peak memory of a parallel detection, all processes together (MB)
 WORKERS_PEAK_MB = "scan.workers_peak_mb"
+# ctx.memo key: {shared work name: seconds} of a parallel detection
+SHARED_SECONDS = "scan.shared_seconds"
 
 # what a forked worker inherits: set just before the pool forks, read only in the workers
 _FORK_STATE: tuple[Context, dict[str, DetectorSetting]] | None = None
@@ -302,7 +306,9 @@ def _run_forked(ctx: Context, settings: dict[str, DetectorSetting], runnable: li
             first = _fork_pool(max(1, workers - 1) if after else workers)
             pools.append((first, rss_mb(), {first.submit(_forked_run, d): d for d in alone}))
         for name in shared:
+            t0 = time.perf_counter()
             SHARED_WORK[name](ctx)
+            ctx.memo.setdefault(SHARED_SECONDS, {})[name] = time.perf_counter() - t0
         if after:
             second = _fork_pool(workers)
             pools.append((second, rss_mb(), {second.submit(_forked_run, d): d for d in after}))
@@ -497,6 +503,7 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
             workers=workers, costs=_last_costs(store))
         res.timings["detect"] = time.perf_counter() - t2
         res.peak_mb["detect"] = max(peak_rss_mb(), ctx.memo.get(WORKERS_PEAK_MB, 0.0))
+        res.shared_work = dict(ctx.memo.get(SHARED_SECONDS, {}))
         res.detectors = list(status.values())
         maybe_kill("scan:after-detectors")
         t3 = time.perf_counter()
@@ -565,6 +572,7 @@ def _finish(store: Store, scan_id: str, res: ScanResult, *, runs: list[str]) -> 
                     for s in res.sources},
         "timings": {k: round(v, 3) for k, v in res.timings.items()},
         "peak_mb": {k: round(v) for k, v in res.peak_mb.items()},
+        "shared_work": {k: round(v, 3) for k, v in res.shared_work.items()},
         "notes": res.notes,
     }
     with store.begin() as c:
