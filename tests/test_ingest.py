@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from emraudit.cli import main
 from emraudit.config import load_config
+from emraudit.errors import UserError
 from emraudit.ingest import ingest
 from emraudit.lake import Lake
 from emraudit.store import Store, quarantine
@@ -185,3 +186,37 @@ def test_known_ids_see_batches_in_flight_until_they_land(tmp_path):
     assert list(known.duplicates(nxt, ["2025-07-01"], id_hashes(nxt))) == [True, False]
     known.landed("r1")    # nothing in the lake: once landed, only the lake confirms a hit
     assert list(known.duplicates(nxt, ["2025-07-01"], id_hashes(nxt))) == [False, False]
+
+
+def test_read_ahead_hands_over_batches_in_order_then_the_error():
+    from emraudit.ingest import _read_ahead
+
+    def batches():
+        yield 1
+        yield 2
+        raise UserError("line 9: malformed")
+
+    got = []
+    with pytest.raises(UserError, match="line 9"):
+        for b in _read_ahead(batches()):
+            got.append(b)
+    assert got == [1, 2]
+
+
+def test_read_ahead_stops_and_closes_the_source_when_the_consumer_stops():
+    import threading
+    from emraudit.ingest import _read_ahead
+    closed = threading.Event()
+
+    def batches():
+        try:
+            for i in range(1000):
+                yield i
+        finally:
+            closed.set()
+
+    it = _read_ahead(batches())
+    assert next(it) == 0
+    it.close()                  # the ingest loop left early (an error of its own)
+    assert closed.wait(5)
+    assert not any(t.name == "emraudit-read-ahead" for t in threading.enumerate())

@@ -10,12 +10,14 @@ read = accepted + quarantined + duplicates.
 from __future__ import annotations
 
 import json
+import queue
 import secrets
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -137,8 +139,10 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
     writer = _LakeWriter(lake)
     pending: _Pending | None = None
     t = time.perf_counter()
+    batches = _read_ahead(connector.batches(wm)) if table == "access_log" else \
+        connector.batches(wm)
     try:
-        for batch in connector.batches(wm):
+        for batch in batches:
             t = res.timed("read", t)
             if table != "access_log":
                 ref_frames.append(batch.frame)
@@ -207,6 +211,52 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
     if res.batches == 0:
         res.status = "unchanged"
     return res
+
+
+def _read_ahead(batches: Iterator) -> Iterator:
+    """The next batch is read on a background thread while this one is validated and
+    written (pyarrow's parsing and most column kernels run outside the GIL). One batch ahead
+    at most; an error reading it is raised here, in order, after the batches before it."""
+    out: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    done = object()
+
+    def offer(item) -> bool:
+        """Hand an item over unless the consumer has stopped (then never block)."""
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for b in batches:
+                if not offer((b, None)):
+                    return
+            offer((done, None))
+        except BaseException as exc:   # noqa: BLE001 - handed to the consumer, raised there
+            offer((done, exc))
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()      # the connector's files are closed by the thread reading them
+
+    th = threading.Thread(target=produce, name="emraudit-read-ahead", daemon=True)
+    th.start()
+    try:
+        while True:
+            item, exc = out.get()
+            if item is done:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        th.join()
 
 
 @dataclass
