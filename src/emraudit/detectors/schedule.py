@@ -128,8 +128,14 @@ def build_schedule(ctx) -> Schedule:
     if p["infer_lookback_days"] and len(hist):
         since = ctx.window_end - pd.Timedelta(days=p["infer_lookback_days"])
         hist = hist[(hist["ts"] >= since).to_numpy()]
-    codes, users = pd.factorize(hist["user_id"].astype("string"), sort=True)
-    users = pd.Index(users.astype(str))
+    uid = hist["user_id"]
+    if isinstance(uid.dtype, pd.CategoricalDtype) and uid.cat.categories.is_monotonic_increasing:
+        # the scan's coded column: its sorted categories are the users (one with no events in
+        # the look-back is never active, as if absent); no string per event is made
+        codes, users = uid.cat.codes.to_numpy(np.int64), uid.cat.categories
+    else:
+        codes, users = pd.factorize(uid.astype("string"), sort=True)
+    users = pd.Index(pd.Index(users).astype(str))
     nu = len(users)
     hours = np.zeros((nu, 24), dtype=bool)
     active = np.zeros(nu, dtype=np.int64)
