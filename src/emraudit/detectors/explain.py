@@ -161,6 +161,17 @@ def _search(pp: np.ndarray, qp: np.ndarray, side: str) -> np.ndarray:
     return out
 
 
+def _dense_unique(values: np.ndarray, upper: int) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(values, return_inverse=True) for integers in [0, upper), without sorting
+    the (millions of) values: a presence table over the (fewer) possible ones."""
+    present = np.zeros(upper, dtype=bool)
+    present[values] = True
+    ids = np.flatnonzero(present)
+    remap = np.zeros(upper, dtype=np.int64)
+    remap[ids] = np.arange(len(ids))
+    return ids, remap[values]
+
+
 def interval_hit(akey: np.ndarray, at: np.ndarray, rkey: np.ndarray, rlo: np.ndarray,
                  rhi: np.ndarray, rid: np.ndarray, amask: np.ndarray | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -428,8 +439,8 @@ def _explain(ctx: Context) -> pd.DataFrame:
     wh = int(p["ward_work_hours"] * _HOUR_US)
     ward_at = np.full(n, -1, dtype=np.int64)
     if wh > 0 and not done.all() and base.any():
-        todo_users = np.unique(ucode[~done])
-        pts = base & np.isin(ucode, todo_users)
+        todo_user = np.bincount(ucode[~done], minlength=len(uidx)) > 0    # no sort
+        pts = base & todo_user[ucode]
         rk = np.where(r_ok & (r_ward >= 0), r_p, -1)
         inside, wrel = interval_hit(pcode, at, rk, r_start, r_end, r_id, pts | ~done)
         ward_at = np.where(inside & (wrel >= 0), r_ward[np.clip(wrel, 0, None)], -1)
@@ -445,7 +456,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
     # 8. record-reading roles within their office hours --------------------------------------
     roles = list(p["record_roles"] or [])
     acc_role = u_role[ucode]
-    rr = np.isin(acc_role, roles) & ~done
+    rr = np.isin(u_role, roles)[ucode] & ~done          # per user, then per access
     if rr.any():
         local = acc["ts"].iloc[np.flatnonzero(rr)].dt.tz_convert(tz)
         hour = (local.dt.hour + local.dt.minute / 60.0).to_numpy()
@@ -481,7 +492,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
         (first == "request_relation")
     use = rel_based & (which_rel >= 0)
     if use.any():
-        ids, inv = np.unique(which_rel[use], return_inverse=True)
+        ids, inv = _dense_unique(which_rel[use], len(rel))
         desc = _relation_desc(rel.iloc[ids], tz)
         codes[use] = inv + len(cats)
         cats.extend(desc.tolist())
