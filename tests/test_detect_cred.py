@@ -3,6 +3,7 @@ blocks, end dates, dormancy, acting persons, expired access."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from detector_frames import ev, make_ctx, run
@@ -262,3 +263,13 @@ def test_expired_access_role_filter_and_window():
     f = cred("cred.expired_access", events, users=users)
     assert len(f) == 1 and f["severity"].iloc[0] == "high"     # 37 days after
     assert cred("cred.expired_access", events, users=users, over={"roles": ["it"]}).empty
+
+
+@pytest.mark.parametrize("coded", [True, False])
+def test_acting_user_differs_on_coded_and_plain_columns(coded):
+    from emraudit.detectors.cred import _acting_differs
+    user = pd.Series(["u1", "u1", None, "u2", "u3"], dtype="string")
+    acting = pd.Series(["u1", "u2", "u9", None, "u9"], dtype="string")
+    if coded:
+        user = user.astype("category")
+    assert _acting_differs(acting, user).tolist() == [False, True, False, False, True]

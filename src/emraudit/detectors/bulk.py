@@ -20,6 +20,7 @@ import pandas as pd
 from emraudit.detectors.base import Context, Detector, Param, empty_findings
 from emraudit.detectors.registry import register
 from emraudit.detectors.schedule import DAY_NS, MINUTE_NS, duty_mask, get_schedule, local_ns, utc_ns
+from emraudit.fastops import is_value
 from emraudit.model import OUTPUT_ACTIONS
 
 COUNTED_ACTIONS = ("view", "query", "create", "update", "sign", "delete", "print", "export",
@@ -36,9 +37,10 @@ def patient_events(ctx: Context, actions=COUNTED_ACTIONS, successful: bool = Tru
         return ctx.memo[key]
     ev = ctx.events
     m = ev["patient_id"].notna() & ev["user_id"].notna() & ev["action"].isin(list(actions))
+    m = m.to_numpy(dtype=bool, copy=True)
     if successful and "outcome" in ev.columns:
-        m &= ev["outcome"].astype("string").fillna("success") != "failure"
-    out = ev[m.to_numpy(dtype=bool)]
+        m &= ~is_value(ev["outcome"], "failure")       # a missing outcome counts as success
+    out = ev[m]
     ctx.memo[key] = out
     return out
 

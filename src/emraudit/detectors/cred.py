@@ -23,7 +23,7 @@ import pandas as pd
 from emraudit.detectors.base import Context, Detector, Param
 from emraudit.detectors.explain import _us, complete, interval_hit
 from emraudit.detectors.registry import register
-from emraudit.fastops import factorize_text, is_value, local_days, map_values
+from emraudit.fastops import factorize_text, is_value, local_days, map_values, positions_in
 
 _MIN_US = 60 * 1_000_000
 _FAR = 2 ** 52
@@ -195,6 +195,17 @@ def _presence_sorted(ctx: Context, keep: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def _terminals(ctx: Context) -> tuple[np.ndarray, pd.DataFrame]:
     return ctx.cached("cred.terminals", lambda: _distinct_terminals(ctx.events))
+
+
+def _acting_differs(acting: pd.Series, user: pd.Series) -> np.ndarray:
+    """An acting user is recorded and is not the account's user (a missing account user
+    never counts). On the scan's coded user column the acting ids are looked up among its
+    categories: integer comparisons, no string per event."""
+    if isinstance(user.dtype, pd.CategoricalDtype):
+        same = positions_in(acting, user.cat.categories) == user.cat.codes.to_numpy()
+        return acting.notna().to_numpy() & ~same & user.notna().to_numpy()
+    a = acting.astype("string")
+    return (a.notna() & (a != user.astype("string"))).fillna(False).to_numpy(dtype=bool)
 
 
 def _campus_codes(terminal_campus: pd.Series, inv: np.ndarray,
@@ -777,10 +788,9 @@ class ActingMismatch(Detector):
         ev = _event_rows(ctx)
         if "acting_user_id" not in ev.columns or not len(ev):
             return self.findings([])
-        acting = ev["acting_user_id"].astype("string")
-        mism = (acting.notna() & (acting != ev["user_id"].astype("string"))).fillna(False)
-        mism &= ev["in_window"].astype(bool)
-        sel = ev[mism.to_numpy()]
+        mism = _acting_differs(ev["acting_user_id"], ev["user_id"])
+        mism &= ev["in_window"].to_numpy(dtype=bool)
+        sel = ev[mism]
         users = complete(ctx.users, "users", ctx.tz)
         sup = pd.Series(dtype="string")
         if users is not None and len(users):
