@@ -20,7 +20,7 @@ from emraudit.detectors.base import Context, Detector, Param, raise_severity
 from emraudit.detectors.explain import EXPLANATIONS, explain_accesses, explanation_evidence
 from emraudit.detectors.registry import register
 from emraudit.model import ROLES
-from emraudit.fastops import local_days
+from emraudit.fastops import is_value, local_days
 
 
 @dataclass(frozen=True)
@@ -154,19 +154,18 @@ class NoRelationship(Detector):
         if not len(x):
             return self.findings([])
         ev = ctx.events
-        action = ev.loc[x.index, "action"].astype("string")
+        action = ev.loc[x.index, "action"]          # coded: compared by code, no strings
         cand = ~x["explained"].to_numpy() & x["in_window"].to_numpy()
         if not p.include_failed and "outcome" in ev.columns:
-            cand &= (ev.loc[x.index, "outcome"].astype("string") != "failure").fillna(True) \
-                .to_numpy()
-        is_query = (action == "query").fillna(False).to_numpy()
-        counted = cand & (action != "break_glass").fillna(False).to_numpy()
+            cand &= ~is_value(ev.loc[x.index, "outcome"], "failure")
+        is_query = is_value(action, "query")
+        counted = cand & action.notna().to_numpy() & ~is_value(action, "break_glass")
         if not p.count_queries:
             counted &= ~is_query
         if not counted.any():
             return self.findings([])
         u = x.loc[counted].copy()
-        u["action"] = action[counted].to_numpy()
+        u["action"] = action[counted].astype("string").to_numpy()
         u["day"] = local_days(u["ts"], ctx.tz)
 
         # a look-up by name shortly before opening, itself unexplained
@@ -185,12 +184,14 @@ class NoRelationship(Detector):
             u.loc[m["index"].to_numpy(), "lookup"] = m["lookup"].to_numpy()
             u.loc[m["index"].to_numpy(), "lookup_event"] = m["lookup_event"].to_numpy()
 
-        g = u.groupby(["user_id", "patient_id", "day"], sort=True, observed=True)
+        keys = ["user_id", "patient_id", "day"]
+        big = u.groupby(keys, sort=False, observed=True)["ts"].transform("size").to_numpy()
+        u = u[big >= p.min_accesses]          # the per-group lists only for findings
+        if not len(u):
+            return self.findings([])
+        g = u.groupby(keys, sort=True, observed=True)
         agg = g.agg(n=("event_id", "size"), start=("ts", "min"), end=("ts", "max"),
                     lookup=("lookup", "min"))
-        agg = agg[agg["n"] >= p.min_accesses]
-        if not len(agg):
-            return self.findings([])
         ids = g["event_id"].agg(list)
         looked = g["lookup_event"].agg(lambda s: sorted(set(s.dropna())))
         acts = g["action"].agg(lambda s: s.value_counts().to_dict())
@@ -213,7 +214,7 @@ class NoRelationship(Detector):
                                          has_lookup.astype(int) * p.query_lookup_steps)
         agg["score"] = (np.log2(1 + n) + 1.0 * special.to_numpy() + 1.0 * has_lookup.to_numpy())
 
-        users = _user_info(ctx)
+        users = _user_info(ctx, agg["user_id"])
         rows = []
         thresholds = {k: p[k] for k in ("min_accesses", "medium_accesses", "high_accesses",
                                         "critical_accesses", "grace_before_days",
@@ -272,11 +273,13 @@ def _patient_flags(ctx: Context, agg: pd.DataFrame) -> pd.Series:
     return pd.Series(vals, index=agg.index, dtype=object)
 
 
-def _user_info(ctx: Context) -> dict[str, dict]:
+def _user_info(ctx: Context, wanted: pd.Series) -> dict[str, dict]:
+    """Role, department and ward of the `wanted` users (those with findings)."""
     users = ctx.users
     if users is None or not len(users):
         return {}
     cols = [c for c in ("role", "department", "ward") if c in users.columns]
     u = users.drop_duplicates("user_id", keep="last").set_index("user_id")[cols]
+    u = u[u.index.isin(pd.Series(wanted, dtype="string").unique())]
     return {k: {c: (None if pd.isna(v[c]) else str(v[c])) for c in cols}
             for k, v in u.to_dict("index").items()}
