@@ -486,10 +486,11 @@ def _rows_by_user(user_id: pd.Series) -> tuple[dict[str, int], np.ndarray, np.nd
     """(user -> code, row positions ordered by code then position, each code's bounds in
     that order): the rows of one user without a dict of arrays for every user."""
     if isinstance(user_id.dtype, pd.CategoricalDtype):
-        codes, names = user_id.cat.codes.to_numpy(np.int64), user_id.cat.categories
+        codes, names = user_id.cat.codes.to_numpy(), user_id.cat.categories
     else:
         codes, names = pd.factorize(user_id)
-        codes = np.asarray(codes, dtype=np.int64)
+    # narrow integers: numpy's stable sort of 16-bit keys is a radix sort
+    codes = np.asarray(codes, dtype=np.int16 if len(names) < 1 << 15 else np.int64)
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
     return {str(n): i for i, n in enumerate(names)}, order, bounds
