@@ -5,6 +5,7 @@ by name followed by opening the record raises the severity."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from detector_frames import ev, make_ctx, run
@@ -229,3 +230,30 @@ def test_same_surname_and_phone_is_family_and_a_switchboard_is_not():
     assert "same phone" in f.iloc[0]["evidence"]["basis"]
     many = [{"patient_id": f"F{i}", "name": "王芳", "phone": "13800000001"} for i in range(6)]
     assert run("snoop.family", ctx_with([ev("u1", "F1", "2025-07-22 10:00")], many)).empty
+
+
+def test_name_and_address_normalizing_in_bulk_matches_one_by_one():
+    import unicodedata
+    from emraudit.detectors.snoop import nfkc, normalize_names
+    from emraudit.detectors.surnames import normalize_name
+    values = ["北京市 朝阳区 1号", "ＡＢＣ１２３", "上海市，徐汇区", None, "", "Ｍａｒｙ  Smith",
+              "欧阳　小明", "①号楼", "\u2028x", "王 小明"]
+    s = pd.Series(values, dtype="string")
+    assert nfkc(s.fillna("")).tolist() == \
+        [unicodedata.normalize("NFKC", v or "") for v in values]
+    assert normalize_names(s).tolist() == [normalize_name(v) for v in values]
+    assert normalize_name(pd.NA) == ""      # not "<na>": missing names never match each other
+
+
+def test_address_pattern_strips_what_pythons_would():
+    import re
+    from emraudit.detectors.snoop import PY_SPACES, normalize_address
+    py = re.compile(r"[\s,，.。、;；:：\-—_#＃()（）\[\]【】/\\'\"“”]+")
+    assert set(PY_SPACES) == {chr(c) for c in range(0x110000) if chr(c).isspace()}
+    values = ["北京市 朝阳区 1号", "a\u3000b\u2028c\x85d\x1ce", "上海市，徐汇区（东）[2]-3#", "x'y\"z“w”",
+              "路/巷\\弄", "A—B_C；D：E", "  ", None, "ＡＢ Ｃ"]
+    s = pd.Series(values, dtype="string")
+    got = normalize_address(s)
+    import unicodedata
+    ref = [py.sub("", unicodedata.normalize("NFKC", v or "").lower()) or None for v in values]
+    assert [None if pd.isna(v) else v for v in got] == ref

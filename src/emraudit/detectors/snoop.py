@@ -11,7 +11,6 @@ the record raises the severity one step, and the evidence says so.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 
 import numpy as np
@@ -25,16 +24,45 @@ from emraudit.detectors.schedule import DAY_NS, MINUTE_NS, local_ns, utc_ns
 from emraudit.detectors.surnames import (COMMON_SHARE, is_common, normalize_name, surname,
                                          surname_bits, surname_share)
 
-_ADDR_STRIP = re.compile(r"[\s,，.。、;；:：\-—_#＃()（）\[\]【】/\\'\"“”]+")
+# Python's \s (every character str.isspace() accepts), spelled out for pyarrow's RE2, whose
+# \s is ASCII only: the address pattern then runs as one pyarrow kernel, not per value
+PY_SPACES = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
+             "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+_ADDR_PUNCT = r",，.。、;；:：\-—_#＃()（）\[\]【】/\\'\"“”"
+_ADDR_STRIP = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in PY_SPACES) + _ADDR_PUNCT + "]+"
 
 
 # --------------------------------------------------------------------------- normalizers
 def normalize_address(s: pd.Series) -> pd.Series:
     """NFKC, lower case, punctuation and spaces removed: '北京市 朝阳区 1号' == '北京市朝阳区1号'."""
-    st = s.astype("string").fillna("")
-    st = st.map(lambda v: unicodedata.normalize("NFKC", v), na_action="ignore")
+    st = nfkc(s.astype("string").fillna(""))
     st = st.astype("string").str.lower().str.replace(_ADDR_STRIP, "", regex=True)
     return st.mask(st == "", pd.NA)
+
+
+# ASCII and the CJK Unified Ideographs have no compatibility decompositions: NFKC leaves text
+# made only of them as it is
+_NFKC_STABLE = r"^[\x{0}-\x{7F}\x{4E00}-\x{9FFF}]*$"
+
+
+def nfkc(st: pd.Series) -> pd.Series:
+    """unicodedata NFKC of each value, computed only for the values that could change (a
+    pyarrow test finds the rest): most Chinese names and addresses are left as they are."""
+    st = st.astype("string")
+    stable = st.str.match(_NFKC_STABLE).fillna(True).to_numpy(dtype=bool)
+    if stable.all():
+        return st
+    out = st.copy()
+    out[~stable] = st[~stable].map(lambda v: unicodedata.normalize("NFKC", v))
+    return out
+
+
+def normalize_names(names: pd.Series) -> pd.Series:
+    """`normalize_name` of each value, computed once per distinct name."""
+    codes, uniq = pd.factorize(names.astype("string"))
+    norm = np.array([normalize_name(v) for v in np.asarray(uniq, dtype=object)] + [""],
+                    dtype=object)
+    return pd.Series(norm[codes], index=names.index, dtype="string")   # code -1: missing
 
 
 def normalize_phone(s: pd.Series) -> pd.Series:
@@ -47,8 +75,10 @@ def normalize_phone(s: pd.Series) -> pd.Series:
 def specific(keys: pd.Series, max_share: int) -> pd.Series:
     """Keys held by at most `max_share` distinct patients: a dormitory, a nursing home or a
     hospital switchboard shared by many is no evidence of a household."""
-    counts = keys.value_counts()
-    return keys.map(counts).le(max_share).fillna(False).astype(bool)
+    codes, _ = pd.factorize(keys)
+    counts = np.bincount(codes[codes >= 0], minlength=1)
+    held_by = np.where(codes >= 0, counts[np.maximum(codes, 0)], max_share + 1)  # NA: never
+    return pd.Series(held_by <= max_share, index=keys.index)
 
 
 # --------------------------------------------------------------------------- shared engine
@@ -358,13 +388,13 @@ def _household_pairs(ctx: Context, max_share: int) -> pd.DataFrame:
     ua = pd.DataFrame({"user_id": u["user_id"],
                        "addr": normalize_address(u["address"]) if "address" in u else pd.NA,
                        "phone": normalize_phone(u["phone"]) if "phone" in u else pd.NA,
-                       "uname": u["name"].map(normalize_name) if "name" in u else "",
+                       "uname": normalize_names(u["name"]) if "name" in u else "",
                        "own_patient": u["patient_id"].astype("string")
                        if "patient_id" in u else pd.NA})
     pa = pd.DataFrame({"patient_id": p["patient_id"],
                        "addr": normalize_address(p["address"]) if "address" in p else pd.NA,
                        "phone": normalize_phone(p["phone"]) if "phone" in p else pd.NA,
-                       "pname": p["name"].map(normalize_name) if "name" in p else "",
+                       "pname": normalize_names(p["name"]) if "name" in p else "",
                        "employee": p["employee_user_id"].astype("string")
                        if "employee_user_id" in p else pd.NA})
     # a key is specific when few distinct patients (and staff) share it
@@ -381,7 +411,7 @@ def _household_pairs(ctx: Context, max_share: int) -> pd.DataFrame:
     pc = ctx.patient_contacts
     if pc is not None and len(pc) and "name" in pc.columns:
         c = pd.DataFrame({"patient_id": pc["patient_id"].astype("string"),
-                          "uname": pc["name"].map(normalize_name),
+                          "uname": normalize_names(pc["name"]),
                           "c_addr": normalize_address(pc["address"]) if "address" in pc else pd.NA,
                           "c_phone": normalize_phone(pc["phone"]) if "phone" in pc else pd.NA,
                           "relation": pc["relation"].astype("string").fillna("")

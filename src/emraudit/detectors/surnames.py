@@ -14,6 +14,8 @@ import math
 import re
 import unicodedata
 
+import pandas as pd
+
 SHARE_PERCENT = {
     "王": 7.1, "李": 7.0, "张": 6.7, "刘": 5.4, "陈": 4.5, "杨": 3.1, "黄": 2.2, "赵": 2.2,
     "吴": 2.0, "周": 1.9, "徐": 1.6, "孙": 1.5, "马": 1.3, "朱": 1.3, "胡": 1.2, "郭": 1.1,
@@ -40,7 +42,8 @@ _SPACE = re.compile(r"[\s\u3000·•.]+")
 
 
 def normalize_name(name) -> str:
-    if name is None or (isinstance(name, float) and math.isnan(name)):
+    # pd.NA too: str(pd.NA) would make every missing name the same name "<na>"
+    if name is None or name is pd.NA or (isinstance(name, float) and math.isnan(name)):
         return ""
     s = unicodedata.normalize("NFKC", str(name)).strip().lower()
     return _SPACE.sub(" ", s).strip()
