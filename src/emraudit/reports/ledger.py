@@ -141,9 +141,9 @@ def write_sheet(ws, head: list[str], rows: list[list], widths: list[int] | None 
         cell.font = Font(bold=True, color="FFFFFF")
         cell.fill = PatternFill("solid", fgColor="37474F")
         cell.alignment = Alignment(wrap_text=True, vertical="center")
-    for r in rows:
-        ws.append([None] * len(r))
-        row_idx = ws.max_row
+    top = Alignment(wrap_text=True, vertical="top")     # one style object for every cell
+    # rows are numbered here: ws.max_row (and ws[i]) scan every cell, quadratic in the rows
+    for row_idx, r in enumerate(rows, start=2):
         for j, v in enumerate(r, start=1):
             cell = ws.cell(row=row_idx, column=j)
             if isinstance(v, str):
@@ -154,7 +154,7 @@ def write_sheet(ws, head: list[str], rows: list[list], widths: list[int] | None 
                 cell.number_format = "yyyy-mm-dd"
             else:
                 cell.value = v
-            cell.alignment = Alignment(wrap_text=True, vertical="top")
+            cell.alignment = top
     ws.freeze_panes = "A2"
     if rows:
         ws.auto_filter.ref = f"A1:{get_column_letter(len(head))}{len(rows) + 1}"
