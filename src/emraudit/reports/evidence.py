@@ -47,26 +47,36 @@ def _key_label(key: str, lang: Lang) -> str:
     return str(key).replace("_", " ")
 
 
+def _h(v) -> str:
+    """What Markup.format would put in a field: Markup as it is, anything else escaped.
+    Pieces are joined as plain text and marked safe once: Markup.format runs a Python
+    formatter per field, a third of the time of a case page."""
+    return str(escape(v))
+
+
+_NONE = '<span class="muted">—</span>'
+
+
 def _scalar(v, lang: Lang, masker: Masker) -> Markup:
     if v is None:
-        return Markup('<span class="muted">—</span>')
+        return Markup(_NONE)
     if isinstance(v, bool):
-        return Markup('<span class="yes">{}</span>').format(lang.gettext("yes")) if v else \
-            Markup('<span class="no">{}</span>').format(lang.gettext("no"))
+        return Markup(f'<span class="yes">{_h(lang.gettext("yes"))}</span>') if v else \
+            Markup(f'<span class="no">{_h(lang.gettext("no"))}</span>')
     if isinstance(v, float):
         if math.isnan(v) or math.isinf(v):
-            return Markup('<span class="muted">—</span>')
+            return Markup(_NONE)
         if v == int(v) and abs(v) < 1e15:
             return escape(f"{int(v):,}")
         return escape(f"{v:,.3f}".rstrip("0").rstrip("."))
     if isinstance(v, int):
         return escape(f"{v:,}")
     if isinstance(v, str) and v in EXPLANATION_LABELS:
-        return Markup('{} <span class="muted code">{}</span>').format(
-            lang.gettext(EXPLANATION_LABELS[v]), v)
+        return Markup(f'{_h(lang.gettext(EXPLANATION_LABELS[v]))} '
+                      f'<span class="muted code">{_h(v)}</span>')
     if isinstance(v, str) and v in RESULT_WORDS:
         cls = "yes" if v == "held" else "no"
-        return Markup('<span class="{}">{}</span>').format(cls, lang.gettext(RESULT_WORDS[v]))
+        return Markup(f'<span class="{cls}">{_h(lang.gettext(RESULT_WORDS[v]))}</span>')
     return escape(masker.scrub(v))
 
 
@@ -74,17 +84,16 @@ def render_evidence(obj, lang: Lang, masker: Masker, depth: int = 0) -> Markup:
     """HTML for one evidence value (escaped; never raises on odd shapes)."""
     if isinstance(obj, dict):
         if not obj:
-            return Markup('<span class="muted">—</span>')
+            return Markup(_NONE)
         rows = []
         for k, v in obj.items():
             cls = ' class="hl"' if _HIGHLIGHT.search(str(k)) else ""
-            rows.append(Markup("<tr{}><th>{}</th><td>{}</td></tr>").format(
-                Markup(cls), _key_label(str(k), lang), render_evidence(v, lang, masker,
-                                                                       depth + 1)))
-        return Markup('<table class="ev">') + Markup("").join(rows) + Markup("</table>")
+            rows.append(f"<tr{cls}><th>{_h(_key_label(str(k), lang))}</th>"
+                        f"<td>{_h(render_evidence(v, lang, masker, depth + 1))}</td></tr>")
+        return Markup('<table class="ev">' + "".join(rows) + "</table>")
     if isinstance(obj, (list, tuple)):
         if not obj:
-            return Markup('<span class="muted">—</span>')
+            return Markup(_NONE)
         items = list(obj)[:_MAX_ITEMS]
         more = len(obj) - len(items)
         if all(isinstance(x, dict) for x in items) and depth < 4:
@@ -92,19 +101,16 @@ def render_evidence(obj, lang: Lang, masker: Masker, depth: int = 0) -> Markup:
             for x in items:
                 keys += [k for k in x if k not in keys]
             keys.sort(key=lambda k: _FIRST.index(k) if k in _FIRST else len(_FIRST))
-            head = Markup("").join(Markup("<th>{}</th>").format(_key_label(k, lang))
-                                   for k in keys)
-            body = Markup("").join(
-                Markup("<tr>{}</tr>").format(Markup("").join(
-                    Markup("<td>{}</td>").format(render_evidence(x.get(k), lang, masker,
-                                                                 depth + 1)) for k in keys))
+            head = "".join(f"<th>{_h(_key_label(k, lang))}</th>" for k in keys)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{_h(render_evidence(x.get(k), lang, masker, depth + 1))}"
+                                 "</td>" for k in keys) + "</tr>"
                 for x in items)
-            out = Markup('<table class="ev-list"><thead><tr>{}</tr></thead><tbody>{}'
-                         '</tbody></table>').format(head, body)
+            out = ('<table class="ev-list"><thead><tr>' + head + "</tr></thead><tbody>" + body
+                   + "</tbody></table>")
         else:
-            out = Markup(", ").join(render_evidence(x, lang, masker, depth + 1) for x in items)
+            out = ", ".join(_h(render_evidence(x, lang, masker, depth + 1)) for x in items)
         if more > 0:
-            out += Markup(' <span class="muted">{}</span>').format(
-                lang.gettext("(+%(n)s more)", n=more))
-        return out
+            out += f' <span class="muted">{_h(lang.gettext("(+%(n)s more)", n=more))}</span>'
+        return Markup(out)
     return _scalar(obj, lang, masker)
