@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from emraudit import model
 from emraudit.config import load_config
@@ -90,3 +91,18 @@ def test_runs_of_empty_days_print_as_one_line(tmp_path):
                ["source", "day"])
     text = format_report(coverage_report(store, cfg))
     assert "2025-07-02" in text and "2025-07-03 (2 days without events)" in text
+
+
+@pytest.mark.parametrize("dtype", ["string", "category", "object", "chunked"])
+def test_a_field_is_present_unless_missing_empty_or_whitespace(dtype):
+    from emraudit.coverage import _present
+    vals = ["a", "", " ", "\t\n", "\u3000", "\u2028", "\x85", "\xa0", " x ", None, "\u200b"]
+    s = pd.Series(vals, dtype="string")
+    want = (s.notna() & (s.str.strip() != "")).fillna(False).tolist()
+    if dtype == "chunked":
+        s = pd.concat([s.iloc[:4], s.iloc[4:]], ignore_index=True)
+    elif dtype != "string":
+        s = pd.Series(vals, dtype=dtype)
+    assert _present(s).tolist() == want
+    assert want[:5] == [True, False, False, False, False] and want[8] is True
+    assert _present(pd.Series([], dtype="category")).tolist() == []

@@ -14,6 +14,8 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from emraudit.model import TABLES
 from emraudit.fastops import local_days
@@ -25,9 +27,16 @@ LOW_SHARE_OF_MEDIAN = 0.2    # a day with fewer events than this share of the me
 
 
 def _present(s: pd.Series) -> pd.Series:
+    """A value that is not missing, empty or only whitespace (pyarrow's definition, as
+    pandas' str.strip on Arrow strings uses), tested without making trimmed copies."""
+    if isinstance(s.dtype, pd.CategoricalDtype):     # per category; code -1 is missing
+        per_cat = np.append(_present(pd.Series(s.cat.categories)).to_numpy(), False)
+        return pd.Series(per_cat[s.cat.codes.to_numpy()], index=s.index)
     if pd.api.types.is_string_dtype(s.dtype) or s.dtype == object:
-        st = s.astype("string")
-        return (st.notna() & (st.str.strip() != "")).fillna(False).astype(bool)
+        arr = pa.array(s.astype("string"), type=pa.large_string())
+        blank = pc.or_kleene(pc.equal(pc.utf8_length(arr), 0), pc.utf8_is_space(arr))
+        keep = pc.fill_null(pc.invert(blank), False)
+        return pd.Series(np.asarray(keep, dtype=bool), index=s.index)
     return s.notna()
 
 
