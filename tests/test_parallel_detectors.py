@@ -178,3 +178,16 @@ def test_the_first_phase_worker_exits_once_its_detectors_are_done(monkeypatch, t
     found, status = run_detectors(_ctx(), settings, workers=2)
     assert [s.status for s in status.values()] == ["ran", "ran"]
     assert (tmp_path / "verdict").read_text() == "gone"
+
+
+def test_the_memory_estimate_adds_up_the_phases_that_overlap():
+    from emraudit.scan import _phases_peak_mb
+    pools = [(None, 1000.0, {}), (None, 1500.0, {})]
+    workers = {1: (0, 1000.0, 1800.0), 2: (1, 1500.0, 2100.0), 3: (1, 1500.0, 1900.0)}
+    # phase 1: parent's peak 2500 + 800; phase 2: 1500 + 600 + 400
+    assert _phases_peak_mb(pools, workers, 2500.0, overlap=False) == 3300.0
+    # the first phase's worker still running in the second: its growth counts there too
+    assert _phases_peak_mb(pools, workers, 2500.0, overlap=True) == 3300.0
+    assert _phases_peak_mb(pools, workers, 1200.0, overlap=True) == 3300.0
+    assert _phases_peak_mb(pools, workers, 1200.0, overlap=False) == 2500.0
+    assert _phases_peak_mb([], {}, 900.0, overlap=False) == 900.0

@@ -300,7 +300,8 @@ def _run_forked(ctx: Context, settings: dict[str, DetectorSetting], runnable: li
     after = [d for d in order if d not in set(alone)]
     _FORK_STATE = (ctx, settings)
     pools: list[tuple[ProcessPoolExecutor, float, dict]] = []
-    worker_peak: dict[int, tuple[float, float]] = {}     # pid -> (base at fork, peak)
+    worker_peak: dict[int, tuple[int, float, float]] = {}   # pid -> (pool, base, peak)
+    overlap = False     # the first phase's workers still busy when the second phase forked
     try:
         if alone:
             first = _fork_pool(max(1, workers - 1) if after else workers)
@@ -309,7 +310,9 @@ def _run_forked(ctx: Context, settings: dict[str, DetectorSetting], runnable: li
             t0 = time.perf_counter()
             SHARED_WORK[name](ctx)
             ctx.memo.setdefault(SHARED_SECONDS, {})[name] = time.perf_counter() - t0
+        parent_peak = peak_rss_mb()         # the loaded events plus the shared work's peak
         if after:
+            overlap = bool(pools) and not all(f.done() for f in pools[0][2])
             second = _fork_pool(workers)
             pools.append((second, rss_mb(), {second.submit(_forked_run, d): d for d in after}))
         futures = {f: (d, base, i) for i, (_, base, fs) in enumerate(pools)
@@ -329,17 +332,32 @@ def _run_forked(ctx: Context, settings: dict[str, DetectorSetting], runnable: li
                 continue
             ctx.outputs.update(outputs)
             ctx.notes.extend(notes)
-            worker_peak[pid] = (base_mb, max(worker_peak.get(pid, (0.0, 0.0))[1],
-                                             st_obj.peak_mb))
+            worker_peak[pid] = (i, base_mb, max(worker_peak.get(pid, (i, 0.0, 0.0))[2],
+                                                st_obj.peak_mb))
             yield rid, st_obj, found
     finally:
         _FORK_STATE = None
         for pool, _, _ in pools:
             pool.shutdown(wait=True, cancel_futures=True)
-    # the machine's peak, at most: this process after the shared work (the loaded events and
-    # what the workers inherit, once) plus each worker's growth over what it inherited
-    ctx.memo[WORKERS_PEAK_MB] = rss_mb() + sum(max(peak - base, 0.0)
-                                               for base, peak in worker_peak.values())
+    ctx.memo[WORKERS_PEAK_MB] = _phases_peak_mb(pools, worker_peak, parent_peak, overlap)
+
+
+def _phases_peak_mb(pools: list, worker_peak: dict[int, tuple[int, float, float]],
+                    parent_peak: float, overlap: bool) -> float:
+    """The machine's peak over the phases, estimated: in each phase the parent (what the
+    workers inherit is counted once) plus each running worker's growth over what it
+    inherited; the first phase's workers count in the second only if they were still busy
+    when it forked. A sampled figure (bench/scan.py) is the measurement; this is the scan's
+    own account of it."""
+    growth = [0.0] * len(pools)
+    for i, base, peak in worker_peak.values():
+        growth[i] += max(peak - base, 0.0)
+    if not pools:
+        return parent_peak
+    est = [max(parent_peak, pools[0][1]) + growth[0]]
+    if len(pools) > 1:
+        est.append(pools[1][1] + growth[1] + (growth[0] if overlap else 0.0))
+    return max(est)
 
 
 class _IdSet:
