@@ -219,16 +219,23 @@ def _read_ahead(batches: Iterator) -> Iterator:
     at most; an error reading it is raised here, in order, after the batches before it."""
     out: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
+    taken = threading.Event()
     done = object()
 
     def offer(item) -> bool:
-        """Hand an item over unless the consumer has stopped (then never block)."""
+        """Hand an item over and wait until it is taken, unless the consumer has stopped
+        (then never block): the next batch is read only then, so at most two batches are
+        in memory, the one being validated and the one being read."""
+        taken.clear()
         while not stop.is_set():
             try:
                 out.put(item, timeout=0.1)
-                return True
+                break
             except queue.Full:
                 continue
+        while not stop.is_set():
+            if taken.wait(0.1):
+                return True
         return False
 
     def produce() -> None:
@@ -249,6 +256,7 @@ def _read_ahead(batches: Iterator) -> Iterator:
     try:
         while True:
             item, exc = out.get()
+            taken.set()
             if item is done:
                 if exc is not None:
                     raise exc
