@@ -184,6 +184,9 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
                 _commit_batch(store, lake, name, pending, committed, known, res, t, on_batch)
         finally:
             writer.close()
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()                 # stops the read-ahead thread now, not at collection
     if table != "access_log" and ref_frames:
         frame = pd.concat(ref_frames, ignore_index=True)
         v = validate(table, frame, config.tz, name)
