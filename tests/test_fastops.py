@@ -82,3 +82,23 @@ def test_text_helpers_take_concatenated_columns():
                   ignore_index=True)
     assert duplicated_text(s).tolist() == [False, False, True, False]
     assert positions_in(s, s.iloc[[3, 0]]).tolist() == [1, -1, 1, 0]
+
+
+def test_id_hashes_depend_on_the_value_only():
+    """A value hashes the same whatever it is batched with (short and long ids take two
+    routes), however it is stored; distinct ids of a million get distinct hashes."""
+    from emraudit.fastops import id_hashes
+    values = ["a", "a\x00", "", None, "x" * 17, "x" * 16, "中文编号001", "E1"]
+    h = id_hashes(pd.Series(values, dtype="string"))
+    assert h[2] == h[3]                                  # missing hashes as ""
+    assert len(set(h.tolist())) == len(values) - 1
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        assert id_hashes(pd.Series([v], dtype="string"))[0] == h[i]
+        assert id_hashes(np.array(["zz", v], dtype=object))[1] == h[i]
+        assert id_hashes(pd.Series(["y" * 30, v]).astype("category"))[1] == h[i]
+    sliced = pd.Series(["zz", "E1"], dtype="string").iloc[1:]
+    assert id_hashes(sliced)[0] == h[7]
+    many = pd.Series([f"E{i:07d}" for i in range(1_000_000)], dtype="string")
+    assert len(np.unique(id_hashes(many))) == 1_000_000

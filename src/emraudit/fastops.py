@@ -124,9 +124,52 @@ def positions_in(values: pd.Series, index: pd.Index) -> np.ndarray:
 
 
 def id_hashes(values) -> np.ndarray:
-    """64-bit hashes of ids taken as text (missing ids hash as the empty string)."""
+    """64-bit hashes of ids taken as text (missing ids hash as the empty string).
+
+    Ids of at most 16 bytes (nearly all: sequence numbers, UUIDs without dashes are 32) are
+    read straight from the Arrow buffers as two 64-bit words and mixed with their length;
+    longer ones take pandas' SipHash. Either way a value always gets the same hash, whatever
+    it is batched with. (Pandas' route turns every id into a Python string first: 6 s for
+    10M ids.)"""
     text = pd.Series(values).astype("string").fillna("")
-    return pd.util.hash_pandas_object(text, index=False).to_numpy()
+    arr = _one_chunk(pa.array(text, type=pa.large_string()))
+    lens = np.asarray(pc.binary_length(arr), dtype=np.int64)
+    short = lens <= 16
+    if short.all():
+        return _packed_hashes(arr, lens)
+    out = np.empty(len(arr), dtype=np.uint64)
+    at = np.flatnonzero(short)
+    if len(at):
+        out[at] = _packed_hashes(arr.take(pa.array(at)), lens[at])
+    at = np.flatnonzero(~short)
+    out[at] = pd.util.hash_pandas_object(text.iloc[at], index=False).to_numpy()
+    return out
+
+
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer: every input bit reaches every output bit."""
+    x = (x ^ (x >> np.uint64(30))) * _MIX1
+    x = (x ^ (x >> np.uint64(27))) * _MIX2
+    return x ^ (x >> np.uint64(31))
+
+
+def _packed_hashes(arr: pa.Array, lens: np.ndarray) -> np.ndarray:
+    """Hashes of strings of at most 16 bytes: the bytes, zero-padded, as two words."""
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n]
+    data = arr.buffers()[2]
+    data = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    block = np.zeros((n, 16), dtype=np.uint8)
+    for j in range(int(lens.max()) if n else 0):    # one column of bytes at a time
+        has = np.flatnonzero(lens > j)
+        block[has, j] = data[offsets[has] + j]
+    words = block.view(np.uint64)
+    with np.errstate(over="ignore"):
+        return _mix(words[:, 0] ^ _mix(words[:, 1] ^ (lens.astype(np.uint64) * _GOLDEN)))
 
 
 def in_sorted(sorted_hashes: np.ndarray, hashes: np.ndarray) -> np.ndarray:
