@@ -102,3 +102,11 @@ def test_id_hashes_depend_on_the_value_only():
     assert id_hashes(sliced)[0] == h[7]
     many = pd.Series([f"E{i:07d}" for i in range(1_000_000)], dtype="string")
     assert len(np.unique(id_hashes(many))) == 1_000_000
+
+
+def test_blank_text_is_strip_then_empty():
+    from emraudit.fastops import blank_text
+    vals = ["a", "", " ", "\t\n", "\u3000", "\xa0", " x ", None, "\u200b"]
+    s = pd.Series(vals, dtype="string")
+    assert blank_text(s).tolist() == (s.str.strip() == "").fillna(True).tolist()
+    assert blank_text(pd.Series(vals, dtype=object)).tolist() == blank_text(s).tolist()

@@ -14,11 +14,9 @@ import json
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from emraudit.model import TABLES
-from emraudit.fastops import local_days
+from emraudit.fastops import blank_text, local_days
 
 # optional access_log fields worth measuring (columns with a default are always "present")
 COVERAGE_FIELDS = tuple(c.name for c in TABLES["access_log"].columns
@@ -33,10 +31,7 @@ def _present(s: pd.Series) -> pd.Series:
         per_cat = np.append(_present(pd.Series(s.cat.categories)).to_numpy(), False)
         return pd.Series(per_cat[s.cat.codes.to_numpy()], index=s.index)
     if pd.api.types.is_string_dtype(s.dtype) or s.dtype == object:
-        arr = pa.array(s.astype("string"), type=pa.large_string())
-        blank = pc.or_kleene(pc.equal(pc.utf8_length(arr), 0), pc.utf8_is_space(arr))
-        keep = pc.fill_null(pc.invert(blank), False)
-        return pd.Series(np.asarray(keep, dtype=bool), index=s.index)
+        return pd.Series(~blank_text(s), index=s.index)
     return s.notna()
 
 

@@ -6,6 +6,7 @@
   set into a Python list element by element.
 - `map_values`: Series.map that maps each distinct value of a coded (categorical) column once
   and never returns a categorical (pandas would, for a one-to-one mapping).
+- `blank_text`: missing-or-whitespace test without trimmed copies.
 - `duplicated_text`: Series.duplicated for text by dictionary encoding (no Python objects).
 - `positions_in`: index.get_indexer for text, through pyarrow's hash table.
 - `id_hashes` / `in_sorted`: membership in a set of millions of ids kept as sorted 64-bit
@@ -93,6 +94,15 @@ def factorize_text(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 def _one_chunk(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     """pa.array of a Series gives a ChunkedArray when the Series was concatenated."""
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def blank_text(s: pd.Series) -> np.ndarray:
+    """Boolean array: is each value missing, empty or only whitespace? pyarrow's length and
+    is-space kernels (the whitespace pandas' str.strip removes from Arrow strings), without
+    making a trimmed copy of every value."""
+    arr = pa.array(pd.Series(s).astype("string"), type=pa.large_string())
+    blank = pc.or_kleene(pc.equal(pc.utf8_length(arr), 0), pc.utf8_is_space(arr))
+    return np.asarray(pc.fill_null(blank, True), dtype=bool)
 
 
 def duplicated_text(s: pd.Series) -> np.ndarray:

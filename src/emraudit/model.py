@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from emraudit.fastops import duplicated_text
+from emraudit.fastops import blank_text, duplicated_text
 from emraudit.timeparse import parse_timestamps
 
 ACTIONS = (
@@ -201,8 +201,7 @@ class Validated:
 def _blank(s: pd.Series) -> pd.Series:
     """True where a value is missing or only whitespace."""
     if s.dtype == object or pd.api.types.is_string_dtype(s):
-        st = s.astype("string")
-        return st.isna() | (st.str.strip() == "")
+        return pd.Series(blank_text(s), index=s.index)
     return s.isna()
 
 
@@ -392,7 +391,8 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
             df[col.name] = norm.astype("string")
         else:
             st = s.astype("string")
-            df[col.name] = st.mask(st.str.strip() == "", pd.NA)
+            blank = blank_text(st)
+            df[col.name] = st.mask(blank, pd.NA) if blank.any() else st
         if col.required and col.name != "event_id":
             fail(df[col.name].isna() & reasons.isna(), f"missing required '{col.name}'")
 
