@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
 import os
 import resource
 import secrets
 import time
-import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from emraudit.detectors.base import SHARED_WORK, Context, empty_findings
 from emraudit.detectors.profile import DetectorSetting, resolve_detectors
 from emraudit.errors import UserError
 from emraudit.fastops import id_hashes, in_sorted, local_days
+from emraudit.forking import can_fork, fork_pool
 from emraudit.ingest import SourceResult, ingest
 from emraudit.lake import Lake
 from emraudit.lock import scan_lock
@@ -193,8 +192,9 @@ def run_detectors(ctx: Context, settings: dict[str, DetectorSetting],
 
     With `workers` > 1 (and fork available) the detectors are divided among that many forked
     processes, which inherit the loaded events without copying them; the work several
-    detectors share is done once before the fork. Findings and statuses come back in the
-    declared order, so the result is the same as a serial run's.
+    detectors share is done once, in this process, while the detectors that need none of it
+    already run. Findings and statuses come back in the declared order, so the result is
+    the same as a serial run's.
     """
     status: dict[str, DetectorStatus] = {}
     runnable: list[str] = []
@@ -210,7 +210,7 @@ def run_detectors(ctx: Context, settings: dict[str, DetectorSetting],
                 on_detector(status[det_id])
             continue
         runnable.append(det_id)
-    if workers > 1 and len(runnable) > 1 and "fork" in mp.get_all_start_methods():
+    if workers > 1 and len(runnable) > 1 and can_fork():
         results = _run_forked(ctx, settings, runnable, workers, costs or {})
     else:
         results = (_run_one(ctx, settings[d]) for d in runnable)
@@ -276,21 +276,13 @@ def _forked_run(det_id: str) -> tuple[tuple, dict, list[str], int]:
     return res, outputs, ctx.notes[n_notes:], os.getpid()
 
 
-def _fork_pool(workers: int) -> ProcessPoolExecutor:
-    with warnings.catch_warnings():
-        # Python 3.12+ warns that forking a multi-threaded process may deadlock: the only
-        # other threads are pyarrow's idle pool, which re-creates itself after a fork
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
-
-
 def _run_forked(ctx: Context, settings: dict[str, DetectorSetting], runnable: list[str],
                 workers: int, costs: dict[str, float]):
     """Yield (id, status, findings) as forked workers finish them, longest first.
 
     Two phases, so that no core waits on the shared work: detectors that share none of it
     start at once in `workers` - 1 processes while this process does the shared work
-    (explanations, duty mask); then `workers` processes, forked after it and so inheriting
+    (explanations, duty mask, household pairs); then `workers` processes, forked after it and so inheriting
     it, run the detectors that use it."""
     global _FORK_STATE
     order = sorted(runnable, key=lambda d: -costs.get(
@@ -304,7 +296,7 @@ def _run_forked(ctx: Context, settings: dict[str, DetectorSetting], runnable: li
     overlap = False     # the first phase's workers still busy when the second phase forked
     try:
         if alone:
-            first = _fork_pool(max(1, workers - 1) if after else workers)
+            first = fork_pool(max(1, workers - 1) if after else workers)
             pools.append((first, rss_mb(), {first.submit(_forked_run, d): d for d in alone}))
         for name in shared:
             t0 = time.perf_counter()
@@ -313,7 +305,7 @@ def _run_forked(ctx: Context, settings: dict[str, DetectorSetting], runnable: li
         parent_peak = peak_rss_mb()         # the loaded events plus the shared work's peak
         if after:
             overlap = bool(pools) and not all(f.done() for f in pools[0][2])
-            second = _fork_pool(workers)
+            second = fork_pool(workers)
             pools.append((second, rss_mb(), {second.submit(_forked_run, d): d for d in after}))
         futures = {f: (d, base, i) for i, (_, base, fs) in enumerate(pools)
                    for f, d in fs.items()}

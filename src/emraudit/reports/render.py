@@ -14,9 +14,6 @@ import gc
 import hashlib
 import json
 import logging
-import multiprocessing as mp
-import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
@@ -29,6 +26,7 @@ import sqlalchemy as sa
 from emraudit.config import Config
 from emraudit.detectors.base import finding_to_json
 from emraudit.detectors.registry import all_detectors
+from emraudit.forking import can_fork, fork_pool
 from emraudit.lake import Lake
 from emraudit.reports import charts, data, files
 from emraudit.reports.evidence import render_evidence
@@ -641,7 +639,7 @@ def _render_case_pages(job: _CasePages, workers: int) -> list[dict]:
     the charts of the case's own data), so with `workers` > 1 they are written by forked
     processes, each taking contiguous slices; views come back in case order."""
     n = len(job.ld.cases)
-    if workers <= 1 or n < 2 or "fork" not in mp.get_all_start_methods():
+    if workers <= 1 or n < 2 or not can_fork():
         return job.render(0, n)
     global _PAGES
     # what every page needs and each worker would otherwise build again after the fork
@@ -652,10 +650,7 @@ def _render_case_pages(job: _CasePages, workers: int) -> list[dict]:
     _PAGES = job
     gc.freeze()     # the workers' collector must not touch (and so copy) the inherited objects
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)   # see scan._run_forked
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
-        with pool:
+        with fork_pool(workers) as pool:
             return [v for part in pool.map(_render_slice, bounds) for v in part]
     finally:
         _PAGES = None
