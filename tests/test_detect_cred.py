@@ -273,14 +273,3 @@ def test_acting_user_differs_on_coded_and_plain_columns(coded):
     if coded:
         user = user.astype("category")
     assert _acting_differs(acting, user).tolist() == [False, True, False, False, True]
-
-
-@pytest.mark.parametrize("codes", [[5, 3, 5, 0, 3, 9], [10**12, 7, 10**12, 7], []])
-def test_distinct_codes_answer_like_np_unique(codes):
-    import numpy as np
-    from emraudit.detectors.cred import _distinct
-    a = np.array(codes, dtype=np.int64)
-    first, inv = _distinct(a)
-    uniq = np.unique(a)
-    assert a[first].tolist() == uniq.tolist()
-    assert uniq[inv].tolist() == a.tolist()

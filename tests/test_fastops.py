@@ -110,3 +110,22 @@ def test_blank_text_is_strip_then_empty():
     s = pd.Series(vals, dtype="string")
     assert blank_text(s).tolist() == (s.str.strip() == "").fillna(True).tolist()
     assert blank_text(pd.Series(vals, dtype=object)).tolist() == blank_text(s).tolist()
+
+
+@pytest.mark.parametrize("codes", [[5, 3, 5, 0, 3, 9], [10**12, 7, 10**12, 7], []])
+def test_dense_unique_answers_like_np_unique(codes):
+    from emraudit.fastops import dense_unique
+    a = np.array(codes, dtype=np.int64)
+    distinct, first, inv = dense_unique(a)
+    uniq = np.unique(a)
+    assert a[first].tolist() == uniq.tolist()
+    assert uniq[inv].tolist() == a.tolist()
+    assert distinct.tolist() == uniq.tolist()
+
+
+def test_code_order_is_a_stable_argsort():
+    from emraudit.fastops import code_order
+    codes = np.array([3, -1, 0, 3, 1, 0, -1])
+    assert code_order(codes, 4).tolist() == np.argsort(codes, kind="stable").tolist()
+    wide = np.array([40000, 5, 40000, 2])
+    assert code_order(wide, 40001).tolist() == [3, 1, 0, 2]

@@ -8,6 +8,8 @@
   and never returns a categorical (pandas would, for a one-to-one mapping).
 - `blank_text`: missing-or-whitespace test without trimmed copies.
 - `duplicated_text`: Series.duplicated for text by dictionary encoding (no Python objects).
+- `dense_unique` / `code_order`: np.unique and a stable argsort of integer codes without
+  sorting millions of wide keys.
 - `positions_in`: index.get_indexer for text, through pyarrow's hash table.
 - `id_hashes` / `in_sorted`: membership in a set of millions of ids kept as sorted 64-bit
   hashes (no Python set of strings; a hit may need confirming where a collision would matter).
@@ -131,6 +133,33 @@ def positions_in(values: pd.Series, index: pd.Index) -> np.ndarray:
     known = _one_chunk(pa.array(pd.Series(index).astype("string"), type=pa.large_string()))
     found = pc.index_in(arr, value_set=known, skip_nulls=True)
     return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def dense_unique(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """np.unique(codes, return_index=True, return_inverse=True) for non-negative integers:
+    from a presence table when the codes are dense enough (no sort of the millions of
+    values), else np.unique. Returns (distinct codes ascending, a position of each —
+    any occurrence, the values are equal — and each value's index among them)."""
+    n = len(codes)
+    if not n:
+        return codes, codes, codes
+    top = int(codes.max()) + 1
+    if top > max(4 * n, 1 << 20):
+        uniq, first, inv = np.unique(codes, return_index=True, return_inverse=True)
+        return uniq, first, inv.reshape(-1)
+    where = np.full(top, -1, dtype=np.int64)
+    where[codes] = np.arange(n)
+    uniq = np.flatnonzero(where >= 0)
+    remap = np.zeros(top, dtype=np.int64)
+    remap[uniq] = np.arange(len(uniq))
+    return uniq, where[uniq], remap[codes]
+
+
+def code_order(codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """np.argsort(codes, kind="stable") for integer codes below `n_codes` (-1 allowed):
+    narrowed to 16 bits when they fit, where numpy's stable sort is a radix sort."""
+    narrow = np.int16 if n_codes < 1 << 15 else np.int64
+    return np.argsort(np.asarray(codes).astype(narrow), kind="stable")
 
 
 def id_hashes(values) -> np.ndarray:

@@ -23,7 +23,8 @@ import pandas as pd
 from emraudit.detectors.base import Context, Detector, Param
 from emraudit.detectors.explain import _us, complete, interval_hit
 from emraudit.detectors.registry import register
-from emraudit.fastops import factorize_text, is_value, local_days, map_values, positions_in
+from emraudit.fastops import (code_order, dense_unique, factorize_text, is_value, local_days,
+                               map_values, positions_in)
 
 _MIN_US = 60 * 1_000_000
 _FAR = 2 ** 52
@@ -85,25 +86,6 @@ def _check_ranges(values: list[str]) -> list[str]:
     return values
 
 
-def _distinct(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(a position of each distinct code, in ascending code order; each value's index among
-    them): np.unique's answer from a presence table when the codes are dense enough, with no
-    sort of the millions of values."""
-    n = len(codes)
-    if not n:
-        return codes, codes
-    top = int(codes.max()) + 1
-    if top > max(4 * n, 1 << 20):
-        code, first = np.unique(codes, return_index=True)
-        return first, np.searchsorted(code, codes)
-    where = np.full(top, -1, dtype=np.int64)
-    where[codes] = np.arange(n)            # any occurrence will do: same code, same values
-    present = np.flatnonzero(where >= 0)
-    remap = np.zeros(top, dtype=np.int64)
-    remap[present] = np.arange(len(present))
-    return where[present], remap[codes]
-
-
 def _distinct_terminals(ev: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
     """(code per event, one row per distinct workstation/IP pair): per-terminal work is done
     once per terminal, not once per event."""
@@ -115,7 +97,7 @@ def _distinct_terminals(ev: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
             k, u = factorize_text(ev[c])
             codes = codes * (len(u) + 1) + (k + 1)
             cols[c] = (k, u)
-    first, inv = _distinct(codes)
+    _, first, inv = dense_unique(codes)
     small = pd.DataFrame({c: pd.array(np.where(k[first] >= 0, np.asarray(u, dtype=object)[
         np.clip(k[first], 0, None)] if len(u) else None, None), dtype="string")
         for c, (k, u) in cols.items()}, index=pd.RangeIndex(len(first)))
@@ -199,8 +181,7 @@ def _sorted_by_user(ev: pd.DataFrame, keep: np.ndarray) -> tuple[np.ndarray, np.
     tp = t[pos]
     if len(tp) and (tp[1:] >= tp[:-1]).all():
         # already in time order (the scan's events are): a stable sort by account suffices
-        narrow = np.int16 if len(users) < 1 << 15 else np.int32    # int16: a radix sort
-        order = np.argsort(ucode[pos].astype(narrow), kind="stable")
+        order = code_order(ucode[pos], len(users))
     else:
         order = np.lexsort((tp, ucode[pos]))
     idx = pos[order]

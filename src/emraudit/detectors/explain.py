@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from emraudit.detectors.base import Context, shared_work
-from emraudit.fastops import positions_in
+from emraudit.fastops import dense_unique, positions_in
 from emraudit.model import PATIENT_ACTIONS
 
 EXPLANATIONS = ("own_relation", "unit_relation", "duty_ward", "request_relation",
@@ -159,17 +159,6 @@ def _search(pp: np.ndarray, qp: np.ndarray, side: str) -> np.ndarray:
     out = np.empty(len(qp), dtype=np.int64)
     out[order] = np.searchsorted(pp, qp[order], side=side)
     return out
-
-
-def _dense_unique(values: np.ndarray, upper: int) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(values, return_inverse=True) for integers in [0, upper), without sorting
-    the (millions of) values: a presence table over the (fewer) possible ones."""
-    present = np.zeros(upper, dtype=bool)
-    present[values] = True
-    ids = np.flatnonzero(present)
-    remap = np.zeros(upper, dtype=np.int64)
-    remap[ids] = np.arange(len(ids))
-    return ids, remap[values]
 
 
 def interval_hit(akey: np.ndarray, at: np.ndarray, rkey: np.ndarray, rlo: np.ndarray,
@@ -492,7 +481,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
         (first == "request_relation")
     use = rel_based & (which_rel >= 0)
     if use.any():
-        ids, inv = _dense_unique(which_rel[use], len(rel))
+        ids, _, inv = dense_unique(which_rel[use])
         desc = _relation_desc(rel.iloc[ids], tz)
         codes[use] = inv + len(cats)
         cats.extend(desc.tolist())
