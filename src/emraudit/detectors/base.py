@@ -85,7 +85,8 @@ class Detector:
     params: ClassVar[tuple[Param, ...]] = ()
     lookback_days: ClassVar[int] = 0          # history before the scan window it needs
     # shared computations (SHARED_WORK names) this detector reads from ctx.memo: a scan that
-    # divides the detectors among processes computes them once, before dividing
+    # divides the detectors among processes computes them once, before forking those that
+    # use them
     shares: ClassVar[tuple[str, ...]] = ()
     # True when a finding may rest on look-back events only: a judgement deferred from the
     # previous scan because its evidence could not exist yet (btg.unjustified waits for a care
@@ -210,8 +211,9 @@ class Context:
 
 
 # Work several detectors share through ctx.memo (the care-relation explanations, the duty
-# schedule), by name. Registered where it is defined; a parallel scan runs the entries the
-# enabled detectors declare in `shares` before it forks, so every process inherits the result.
+# schedule, the household pairs), by name. Registered where it is defined; a parallel scan
+# runs the entries the enabled detectors declare in `shares` before it forks the processes
+# that run them, so each inherits the result.
 SHARED_WORK: dict[str, Callable[[Context], Any]] = {}
 
 
