@@ -65,3 +65,30 @@ def test_start_widened_to_baseline(store):
     assert set(b["user_day_features"]["day"]) == {"2025-03-01", "2025-03-25"}
     assert b["models"] == {}
     assert not math.isnan(b["user_day_features"]["events"].iloc[0])
+
+
+def test_baseline_sorted_by_day_then_user_in_binary_order_on_every_backend(store):
+    # saved out of order; PostgreSQL's locale collation would put "b1" before "B2" and
+    # "u10" after "u9" differently from SQLite: the load sorts itself, in code-point order
+    users = ("u9", "u10", "b1", "B2", "张三")
+    with store.begin() as c:
+        save_outputs(c, {"user_day_features": feats(["2025-03-02", "2025-03-01"], users)}, "s")
+    got = load_baseline(store, "2025-03-01", "2025-03-02")["user_day_features"]
+    keys = list(zip(got["day"], got["user_id"]))
+    assert keys == sorted(keys)
+    assert keys[:5] == [("2025-03-01", u) for u in ("B2", "b1", "u10", "u9", "张三")]
+    assert list(got["events"]) == [
+        float(users.index(u) + len(d) % 3) for d, u in keys]    # features follow their row
+
+
+def test_baseline_rows_with_odd_stored_text_are_read_one_by_one(store):
+    from emraudit.store import user_day_features as t
+    with store.begin() as c:
+        c.execute(t.insert(), [
+            {"user_id": "u1", "day": "2025-03-01", "role": None, "department": None,
+             "features": '{"events":\n 3}', "scan_id": "s"},       # written by another tool
+            {"user_id": "u2", "day": "2025-03-01", "role": "", "department": "ICU",
+             "features": "", "scan_id": "s"}])
+    got = load_baseline(store, "2025-03-01", "2025-03-01")["user_day_features"]
+    assert list(got["events"].fillna(-1)) == [3.0, -1.0]
+    assert list(got["role"]) == ["other", "other"] and list(got["department"]) == ["", "ICU"]

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import sqlalchemy as sa
 
@@ -53,7 +54,11 @@ def _parse_feature_json(texts: list) -> dict[str, np.ndarray]:
     """
     if not texts:
         return {f: np.empty(0, dtype=float) for f in FEATURE_NAMES}
-    buf = "\n".join((t or "{}").replace("\n", " ") for t in texts).encode("utf-8")
+    joined = "\n".join(texts) if None not in texts and "" not in texts else None
+    if joined is None or joined.count("\n") != len(texts) - 1:
+        # a missing object, or one spread over lines (json.dumps never writes one): per row
+        joined = "\n".join((t or "{}").replace("\n", " ") for t in texts)
+    buf = joined.encode("utf-8")
     schema = pa.schema([(f, pa.float64()) for f in FEATURE_NAMES])
     table = pa_json.read_json(io.BytesIO(buf), parse_options=pa_json.ParseOptions(
         explicit_schema=schema, unexpected_field_behavior="ignore"))
@@ -70,23 +75,29 @@ def load_baseline(store: Store, start_day: str, end_day: str, *,
     wide = (pd.Timestamp(end_day) - pd.Timedelta(days=baseline_days + 1)).strftime("%Y-%m-%d")
     start_day = min(start_day, wide)
     t = user_day_features
+    # not ORDER BY: the database would sort ~400k rows of text before the first one arrives;
+    # they are sorted below instead, in binary order on every backend
     stmt = (sa.select(t.c.user_id, t.c.day, t.c.role, t.c.department, t.c.features)
-            .where(t.c.day >= start_day, t.c.day <= end_day)
-            .order_by(t.c.day, t.c.user_id))
+            .where(t.c.day >= start_day, t.c.day <= end_day))
     with store.engine.connect() as c:
         rows = c.execute(stmt).fetchall()
         mrows = c.execute(sa.select(models).order_by(models.c.detector,
                                                      models.c.trained_at.desc(),
                                                      models.c.model_id)).fetchall()
+    users, days, roles, depts, texts = (list(col) for col in zip(*rows)) if rows else \
+        ([], [], [], [], [])
     base = pd.DataFrame({
-        "user_id": pd.Series([r[0] for r in rows], dtype="string"),
-        "day": pd.Series([r[1] for r in rows], dtype="string"),
-        "role": pd.Series([r[2] or "other" for r in rows], dtype="string"),
-        "department": pd.Series([r[3] or "" for r in rows], dtype="string"),
+        "user_id": pd.Series(users, dtype="string"),
+        "day": pd.Series(days, dtype="string"),
+        "role": pd.Series(roles, dtype="string").fillna("other").replace("", "other"),
+        "department": pd.Series(depts, dtype="string").fillna(""),
     })
-    feats = _parse_feature_json([r[4] for r in rows])
+    feats = _parse_feature_json(texts)
     for f in FEATURE_NAMES:
         base[f] = feats[f]
+    order = pc.sort_indices(pa.table({"day": base["day"].array, "user_id": base["user_id"].array}),
+                            sort_keys=[("day", "ascending"), ("user_id", "ascending")])
+    base = base.take(order.to_numpy()).reset_index(drop=True)
     out_models: dict[str, dict] = {}
     for r in mrows:
         m = r._mapping
