@@ -128,19 +128,24 @@ class Lake:
                 c for c in CODED_EVENT_COLUMNS if c in cols] if coded else None))
         table = pa.concat_tables(tables, promote_options="permissive")
         del tables
-        if coded:
-            table = table.unify_dictionaries()
+        pick = _range_order(table, start, end) if "ts" in table.column_names else None
+        names = table.column_names
+        codes = {c: _sorted_categorical(table.column(c), pick) for c in names
+                 if coded and c in CODED_EVENT_COLUMNS}
+        table = table.drop_columns(list(codes))
         # one chunk per column: pandas' takes and filters on chunked arrow strings are slower
         table = table.combine_chunks()
-        if "ts" in table.column_names:
-            table = _in_range_sorted(table, start, end)
+        if isinstance(pick, slice):
+            table = table.slice(pick.start, pick.stop - pick.start)
+        elif pick is not None:
+            table = table.take(pick)
         df = table.to_pandas()
         del table
         if "ts" in df.columns:
             df["ts"] = df["ts"].dt.tz_convert(self.tz)
-        if coded:
-            code_event_columns(df)
-        return df.reset_index(drop=True)
+        for c, cat in codes.items():
+            df[c] = cat
+        return df[names].reset_index(drop=True)
 
     def existing_event_ids(self, committed: set[str], days: list[str]) -> pd.Index:
         """Event ids already stored for these days (to drop duplicates on re-ingest)."""
@@ -188,10 +193,11 @@ class Lake:
                 f.unlink(missing_ok=True)
 
 
-def _in_range_sorted(table: pa.Table, start: pd.Timestamp | None,
-                     end: pd.Timestamp | None) -> pa.Table:
-    """Rows with start <= ts < end, ordered by (ts, event_id); a table already in that order
-    (one ingest run per day) is not re-sorted."""
+def _range_order(table: pa.Table, start: pd.Timestamp | None,
+                 end: pd.Timestamp | None) -> np.ndarray | slice | None:
+    """Positions of the rows with start <= ts < end, ordered by (ts, event_id): None when
+    that is every row in its present order (one ingest run per day is not re-sorted), a
+    slice when it is a run of them."""
     t = pc.cast(table.column("ts"), pa.timestamp("ns", tz="UTC")).cast(pa.int64())
     t = t.to_numpy() if isinstance(t, pa.Array) else t.combine_chunks().to_numpy()
     keep = np.ones(len(t), dtype=bool)
@@ -199,20 +205,78 @@ def _in_range_sorted(table: pa.Table, start: pd.Timestamp | None,
         keep &= t >= pd.Timestamp(start).value
     if end is not None:
         keep &= t < pd.Timestamp(end).value
-    if not keep.all():
-        table = table.filter(pa.array(keep))
-        t = t[keep]
+    kept = None if keep.all() else np.flatnonzero(keep)
+    has_ids = "event_id" in table.column_names
+    # one chunk: a take from a chunked array concatenates all of it first, on every call
+    ids = table.column("event_id").combine_chunks() if has_ids else None
+    if kept is not None:
+        t = t[kept]
+        ids = ids.take(kept) if has_ids else None
     step = np.diff(t)
-    if (step >= 0).all():
-        if "event_id" not in table.column_names:
-            return table
-        ties = np.flatnonzero(step == 0)
-        ids = table.column("event_id")
-        if not len(ties) or pc.all(pc.less_equal(ids.take(ties), ids.take(ties + 1))).as_py():
-            return table
-    keys = [("ts", "ascending")] + ([("event_id", "ascending")]
-                                   if "event_id" in table.column_names else [])
-    return table.take(pc.sort_indices(table, sort_keys=keys))
+    if (step >= 0).all() and (not has_ids or _ids_ordered_at(ids, np.flatnonzero(step == 0))):
+        if kept is not None and len(kept) and kept[-1] - kept[0] + 1 == len(kept):
+            return slice(int(kept[0]), int(kept[-1]) + 1)   # a run of rows: sliced, not taken
+        return kept
+    keys = pa.table({"ts": t} | ({"event_id": ids} if has_ids else {}))
+    order = pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names])
+    order = order.to_numpy()
+    return order if kept is None else kept[order]
+
+
+def _ids_ordered_at(ids: pa.Array, ties: np.ndarray, step: int = 1 << 16) -> bool:
+    """Whether ids[i] <= ids[i + 1] at every position i of `ties`; looked at a slice at a
+    time, so the usual answer when it is no (events of one second in arrival order) costs
+    one slice, not two copies of millions of ids."""
+    for lo in range(0, len(ties), step):
+        at = ties[lo:lo + step]
+        if not pc.all(pc.less_equal(ids.take(at), ids.take(at + 1))).as_py():
+            return False
+    return True
+
+
+def _sorted_categorical(col: pa.ChunkedArray, pick: np.ndarray | slice | None
+                        ) -> pd.Categorical:
+    """A column read as Parquet dictionaries (one per row group and file) as one pandas
+    categorical with lexically sorted categories (model.code_event_columns' form), taking
+    rows `pick` (all when None). Each chunk's codes are translated through its small
+    dictionary, so no step touches the column's strings: Arrow's unify-then-concatenate
+    and pandas' re-coding each cost seconds at 10 million events. A chunk read as plain
+    text or as nulls (a column some file lacks) is coded too."""
+    chunks = [c for c in col.chunks if len(c) and not pa.types.is_null(c.type)]
+    chunks = [c if pa.types.is_dictionary(c.type) else pc.dictionary_encode(
+        c.cast(pa.large_string())) for c in chunks]
+    codes = np.full(len(col), -1, dtype=np.int32)
+    if not chunks:
+        values = pa.array([], pa.large_string())
+    else:
+        # every chunk's dictionary at once: one hash pass gives each entry a distinct-value
+        # number, the distinct values' sort gives that number a rank = its sorted code
+        entries = pa.concat_arrays([c.dictionary.cast(pa.large_string()) for c in chunks])
+        enc = pc.dictionary_encode(entries)
+        order = pc.sort_indices(enc.dictionary)      # UTF-8 byte order = code point order
+        values = enc.dictionary.take(order)
+        rank = np.empty(len(values) + 1, dtype=np.int32)
+        rank[order.to_numpy()] = np.arange(len(values), dtype=np.int32)
+        rank[-1] = -1                                  # missing values
+        entry_code = rank[enc.indices.fill_null(len(values)).to_numpy(zero_copy_only=False)]
+        coded = iter(chunks)
+        at, first = 0, 0
+        for c in col.chunks:
+            n = len(c)
+            if n and not pa.types.is_null(c.type):
+                c = next(coded)
+                size = len(c.dictionary)
+                to_sorted = np.append(entry_code[first:first + size], np.int32(-1))
+                first += size
+                idx = c.indices.fill_null(size).to_numpy(zero_copy_only=False)
+                codes[at:at + n] = to_sorted[idx]
+            at += n
+    if isinstance(pick, slice):
+        codes = codes[pick].copy()      # not a view that keeps the rows left out alive
+    elif pick is not None:
+        codes = codes[pick]
+    cats = pd.Index(values.to_numpy(zero_copy_only=False), dtype=object)
+    return pd.Categorical.from_codes(codes, categories=cats)
 
 
 def _event_write(df: pd.DataFrame) -> dict:

@@ -15,7 +15,8 @@ import os
 import resource
 import secrets
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from emraudit.anomaly_state import load_baseline
 from emraudit.config import Config
 from emraudit.detectors.base import SHARED_WORK, Context, empty_findings
 from emraudit.detectors.profile import DetectorSetting, resolve_detectors
@@ -159,8 +161,16 @@ def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Tim
     lookback = min(lookback, config.scan.lookback_days)
     committed = store.committed_runs()
     start = window_start - pd.Timedelta(days=lookback)
-    events = lake.read_events(committed, start, window_end, exclude=NOT_FOR_DETECTORS,
-                              coded=True)
+    ud = settings.get("anomaly.user_day")
+    days_back = int(ud.params.get("baseline_days", 30)) if ud else 30
+    # the stored baseline (SQLite rows and JSON, seconds at a large hospital) is read on a
+    # thread while the lake is read here: both mostly wait outside the GIL
+    with _background(_threads_share_store(store)) as run:
+        baseline = run(load_baseline, store, _day(start, tz), _day(window_end, tz),
+                       baseline_days=days_back)
+        events = lake.read_events(committed, start, window_end, exclude=NOT_FOR_DETECTORS,
+                                  coded=True)
+        ctx_baseline = baseline()
     day = local_days(events["ts"], tz)
     in_window = (events["ts"] >= window_start) & (events["ts"] < window_end)
     if days is not None:
@@ -172,16 +182,34 @@ def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Tim
                   workdays=tuple(config.site.workdays),
                   detector_params={i: dict(s.params) for i, s in settings.items()},
                   site_name=config.site.name, **refs)
-    try:
-        from emraudit.anomaly_state import load_baseline
-    except ImportError:
-        load_baseline = None
-    if load_baseline is not None:
-        ud = settings.get("anomaly.user_day")
-        days_back = int(ud.params.get("baseline_days", 30)) if ud else 30
-        ctx.baseline = load_baseline(store, _day(start, tz), _day(window_end, tz),
-                                     baseline_days=days_back)
+    ctx.baseline = ctx_baseline
     return ctx
+
+
+def _threads_share_store(store: Store) -> bool:
+    """An in-memory SQLite database exists once per thread: only a real one is shared."""
+    url = store.engine.url
+    return not (url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"))
+
+
+@contextmanager
+def _background(enabled: bool):
+    """`run(f, ...)` starts f on a thread (or, when not `enabled`, calls it at once) and
+    returns a function giving its result, raising what it raised."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emraudit-load") \
+        if enabled else None
+
+    def run(f, *args, **kwargs):
+        if pool is None:
+            value = f(*args, **kwargs)
+            return lambda: value
+        return pool.submit(f, *args, **kwargs).result
+
+    try:
+        yield run
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def run_detectors(ctx: Context, settings: dict[str, DetectorSetting],
