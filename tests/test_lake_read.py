@@ -111,3 +111,19 @@ def test_coded_read_equals_the_plain_read(lake_with_two_runs):
     whole = lake.read_events({"r1", "r2"}, coded=True)
     assert list(whole["event_id"]) == ["E0", "E1", "E3", "E4", "E7"]
     assert whole["reason"].isna().all() and whole["patient_id"].isna().sum() == 1
+
+
+def test_scan_reads_the_baseline_beside_the_lake_only_from_a_shared_store(tmp_path):
+    from emraudit.scan import _background, _threads_share_store
+    from emraudit.store import Store
+    assert _threads_share_store(Store(f"sqlite:///{tmp_path / 's.db'}"))
+    assert not _threads_share_store(Store("sqlite://"))     # one database per thread
+    import threading
+    with _background(True) as run:
+        where = run(lambda: threading.current_thread().name)
+        failed = run(lambda: 1 / 0)
+    assert where().startswith("emraudit-load")
+    with pytest.raises(ZeroDivisionError):
+        failed()
+    with _background(False) as run:
+        assert run(lambda: threading.current_thread().name)() == threading.current_thread().name
