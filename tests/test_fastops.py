@@ -129,3 +129,18 @@ def test_code_order_is_a_stable_argsort():
     assert code_order(codes, 4).tolist() == np.argsort(codes, kind="stable").tolist()
     wide = np.array([40000, 5, 40000, 2])
     assert code_order(wide, 40001).tolist() == [3, 1, 0, 2]
+
+
+def test_trimmed_ids_match_the_pandas_route():
+    """Trimmed, '1234.0' → '1234' for any decimal digits (Python's \\d), blanks missing."""
+    from emraudit.fastops import text_missing_where, trimmed_ids
+    s = pd.Series([" a1 ", "1234.0", "", None, "  ", "x.0", "12.00", "١٢.0", "五.0"],
+                  dtype="string")
+    want = s.str.strip().str.replace(r"^(\d+)\.0$", r"\1", regex=True)
+    want = want.mask(want == "", pd.NA)
+    got = pd.Series(pd.arrays.ArrowStringArray(trimmed_ids(s)))
+    pd.testing.assert_series_equal(got, want)
+    assert got.tolist()[:3] == ["a1", "1234", pd.NA] and got[7] == "١٢"
+    masked = text_missing_where(s, np.array([True] + [False] * 8))
+    assert masked.isna().tolist() == [True, False, False, True] + [False] * 5
+    assert masked.dtype == s.dtype

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from emraudit.fastops import blank_text, duplicated_text
+from emraudit.fastops import blank_text, duplicated_text, text_missing_where, trimmed_ids
 from emraudit.timeparse import parse_timestamps
 
 ACTIONS = (
@@ -212,10 +212,7 @@ def to_id(s: pd.Series) -> pd.Series:
     elif pd.api.types.is_integer_dtype(s) or pd.api.types.is_bool_dtype(s):
         out = s.astype("string")
     else:
-        out = s.astype("string").str.strip()
-        # a float-looking id (from a spreadsheet) loses its ".0"
-        if out.str.endswith(".0").any():
-            out = out.str.replace(r"^(\d+)\.0$", r"\1", regex=True)
+        return pd.Series(pd.arrays.ArrowStringArray(trimmed_ids(s)), index=s.index)
     return out.mask(out == "", pd.NA)
 
 
@@ -392,7 +389,7 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
         else:
             st = s.astype("string")
             blank = blank_text(st)
-            df[col.name] = st.mask(blank, pd.NA) if blank.any() else st
+            df[col.name] = text_missing_where(st, blank) if blank.any() else st
         if col.required and col.name != "event_id":
             fail(df[col.name].isna() & reasons.isna(), f"missing required '{col.name}'")
 
