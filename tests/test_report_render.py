@@ -274,3 +274,28 @@ def test_case_pages_written_by_forked_workers_equal_the_serial_ones(tmp_path, mo
     assert len([n for n in outs[2] if n.startswith("cases/")]) == 2
     assert outs[1] == outs[2]
     assert render._PAGES is None     # nothing of the run is left for a later fork
+
+
+def test_time_formatting_is_remembered_per_value_and_format():
+    import pandas as pd
+    from emraudit.reports.render import Fmt
+    f = Fmt("Asia/Shanghai")
+    assert f.ts("2025-07-01T00:30:00Z") == "2025-07-01 08:30:00"
+    assert f.day("2025-07-01T00:30:00Z") == "2025-07-01"            # same value, other format
+    assert f.ts(pd.Timestamp("2025-07-01 00:30", tz="UTC")) == "2025-07-01 08:30:00"
+    assert f.ts(None) == f.ts(pd.NaT) == f.ts("") == ""
+    assert f.ts(["not", "hashable"]) == "['not', 'hashable']"      # formatted, not remembered
+    assert len(f._seen) == 6
+
+
+def test_local_hours_and_days_of_events_for_the_charts():
+    import numpy as np
+    import pandas as pd
+    from emraudit.reports.render import _local_parts
+    ts = pd.Series(pd.to_datetime(["2025-07-01 15:59:59.9", "2025-06-30 16:00:00.0",
+                                   "2025-07-01 03:07:30.0"], utc=True)).dt.tz_convert(
+        "Asia/Shanghai")
+    hours, days = _local_parts(ts)
+    assert days.tolist() == ["2025-07-01", "2025-07-01", "2025-07-01"]
+    want = (ts.dt.hour + ts.dt.minute / 60.0 + ts.dt.second / 3600.0).to_numpy(float)
+    assert np.array_equal(hours, want) and hours[0] == 23 + 59 / 60 + 59 / 3600
