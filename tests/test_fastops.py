@@ -131,6 +131,31 @@ def test_code_order_is_a_stable_argsort():
     assert code_order(wide, 40001).tolist() == [3, 1, 0, 2]
 
 
+@pytest.mark.parametrize("values", [
+    [5, 5, 5, -1, 2, 5],                       # ties keep their order
+    list(range(10, 0, -1)) * 3,
+    [2**40, 7, 2**40, -3],                     # wide range: packed, if it fits
+    [2**61, -2**61, 0, 2**61],                 # does not fit beside the positions: numpy
+    [], [9],
+])
+def test_stable_order_is_numpys_stable_argsort(values):
+    from emraudit.fastops import stable_order
+    v = np.array(values, dtype=np.int64)
+    assert stable_order(v).tolist() == np.argsort(v, kind="stable").tolist()
+
+
+def test_cache_order_is_a_permutation_by_high_bits():
+    from emraudit.fastops import cache_order, in_sorted
+    rng = np.random.default_rng(5)
+    h = rng.integers(0, 2**63, 50_000, dtype=np.uint64) * np.uint64(2)
+    o = cache_order(h)
+    assert sorted(o.tolist()) == list(range(len(h)))
+    top = (h[o] >> np.uint64(40)).astype(np.int64)
+    assert (np.diff(top) >= 0).all()                 # in order of the high bits
+    haystack = np.sort(h[::7])
+    assert in_sorted(haystack, h).tolist() == np.isin(h, haystack).tolist()
+
+
 def test_trimmed_ids_match_the_pandas_route():
     """Trimmed, '1234.0' → '1234' for any decimal digits (Python's \\d), blanks missing."""
     from emraudit.fastops import text_missing_where, trimmed_ids

@@ -179,10 +179,48 @@ def dense_unique(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def code_order(codes: np.ndarray, n_codes: int) -> np.ndarray:
-    """np.argsort(codes, kind="stable") for integer codes below `n_codes` (-1 allowed):
-    narrowed to 16 bits when they fit, where numpy's stable sort is a radix sort."""
-    narrow = np.int16 if n_codes < 1 << 15 else np.int64
-    return np.argsort(np.asarray(codes).astype(narrow), kind="stable")
+    """np.argsort(codes, kind="stable") for integer codes below `n_codes` (-1 allowed)."""
+    return stable_order(codes)
+
+
+def stable_order(values: np.ndarray) -> np.ndarray:
+    """np.argsort(values, kind="stable") for integers. When value range and row count fit
+    in 62 bits together, each value is packed above its position and the keys sorted with
+    np.sort, which is several times faster on millions of rows than numpy's stable
+    argsorts (timsort; radix for 16 bits, which misses the cache) and equal to them: equal
+    values keep their order because the positions break the tie."""
+    v = np.asarray(values)
+    n = len(v)
+    if n < 2:
+        return np.arange(n, dtype=np.intp)
+    lo, hi = int(v.min()), int(v.max())
+    bits = (n - 1).bit_length()
+    if (hi - lo).bit_length() + bits > 62:
+        return np.argsort(v, kind="stable")
+    key = (v.astype(np.int64) - lo) << bits
+    key |= np.arange(n, dtype=np.int64)
+    key.sort()
+    key &= (1 << bits) - 1
+    return key.astype(np.intp, copy=False)
+
+
+def cache_order(values: np.ndarray) -> np.ndarray:
+    """A permutation that puts integer `values` in ascending order of their high bits: for
+    needles of a binary search, which then walk the haystack in order (many times faster
+    than random look-ups). Not a sort: any order of the needles gives the same answers."""
+    v = np.asarray(values)
+    n = len(v)
+    if n < 2:
+        return np.arange(n, dtype=np.intp)
+    bits = (n - 1).bit_length()
+    lo = int(v.min())
+    shift = max(0, (int(v.max()) - lo).bit_length() + bits - 62)
+    key = ((v.astype(np.int64) - lo) >> shift) << bits if v.dtype != np.uint64 else \
+        ((v - np.uint64(lo)) >> np.uint64(shift)).astype(np.int64) << bits
+    key |= np.arange(n, dtype=np.int64)
+    key.sort()
+    key &= (1 << bits) - 1
+    return key.astype(np.intp, copy=False)
 
 
 def id_hashes(values) -> np.ndarray:
@@ -241,8 +279,8 @@ def in_sorted(sorted_hashes: np.ndarray, hashes: np.ndarray) -> np.ndarray:
     if len(hashes) < 4096:
         pos = np.searchsorted(sorted_hashes, hashes).clip(max=len(sorted_hashes) - 1)
         return sorted_hashes[pos] == hashes
-    # sorted needles walk the haystack in order (cache-friendly: several times faster)
-    order = np.argsort(hashes, kind="stable")
+    # needles in order walk the haystack in order (cache-friendly: several times faster)
+    order = cache_order(hashes)
     needles = hashes[order]
     pos = np.searchsorted(sorted_hashes, needles).clip(max=len(sorted_hashes) - 1)
     out = np.empty(len(hashes), dtype=bool)

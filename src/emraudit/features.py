@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from emraudit.model import OUTPUT_ACTIONS
-from emraudit.fastops import code_order, local_days
+from emraudit.fastops import code_order, local_days, stable_order
 
 NS_PER_DAY = 86_400 * 10**9
 
@@ -165,7 +165,7 @@ def _relation_codes(rel: pd.DataFrame, p_index: pd.Index, p_code: np.ndarray,
     start_s = _local_day_ns(r["start"], tz) // 10**9
     t0 = min(int(start_s.min()), int(when.min() // 10**9)) - 1
     key_r = rp.astype(np.int64) * (1 << 32) + np.clip(start_s - t0, 0, (1 << 32) - 1)
-    o = np.argsort(key_r, kind="stable")
+    o = stable_order(key_r)
     key_r, rp_s = key_r[o], rp[o]
     key_l = p_code.astype(np.int64) * (1 << 32) + np.clip(when // 10**9 - t0, 0, (1 << 32) - 1)
     i = np.searchsorted(key_r, key_l, side="right") - 1
@@ -310,10 +310,10 @@ def user_day_features(ctx, *, history_days: int = 30, burst_minutes: int = 30,
     pair = ucode[prow] * np_ + pcode_all[prow]
     tsp = ts_ns[prow]
     if len(tsp) and (np.diff(tsp) < 0).any():          # ctx.events is sorted by ts already
-        order0 = np.argsort(tsp, kind="stable")
-        order = order0[np.argsort(pair[order0], kind="stable")]
+        order0 = stable_order(tsp)
+        order = order0[stable_order(pair[order0])]
     else:
-        order = np.argsort(pair, kind="stable")
+        order = stable_order(pair)
     rows = prow[order]                   # patient rows sorted by (user, patient, ts)
     s_pair = pair[order]
     s_day = dayi[rows]

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from emraudit.detectors.base import Context, shared_work
-from emraudit.fastops import dense_unique, positions_in
+from emraudit.fastops import cache_order, dense_unique, positions_in
 from emraudit.model import PATIENT_ACTIONS
 
 EXPLANATIONS = ("own_relation", "unit_relation", "duty_ward", "request_relation",
@@ -152,10 +152,10 @@ def _queries(akey: np.ndarray, amask: np.ndarray | None, keys: np.ndarray
 
 def _search(pp: np.ndarray, qp: np.ndarray, side: str) -> np.ndarray:
     """np.searchsorted of many queries: random binary searches into a large array miss the
-    cache, so the queries are sorted first when the array is large."""
+    cache, so the queries are put in order first when the array is large."""
     if len(pp) < 500_000 or len(qp) < 100_000:
         return np.searchsorted(pp, qp, side=side)
-    order = np.argsort(qp)
+    order = cache_order(qp)
     out = np.empty(len(qp), dtype=np.int64)
     out[order] = np.searchsorted(pp, qp[order], side=side)
     return out

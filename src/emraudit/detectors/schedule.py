@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from emraudit.detectors.base import shared_work
+from emraudit.fastops import stable_order
 
 DAY_NS = 86_400 * 10**9
 HOUR_NS = 3_600 * 10**9
@@ -250,7 +251,7 @@ def _roster_on(roster: pd.DataFrame, uniq: pd.Index, ucode: np.ndarray, t: np.nd
     sec_e = (t - t0) // 10**9
     span = int(max(sec_r.max(), sec_e.max())) + 2
     kr = ru * span + sec_r
-    o = np.argsort(kr, kind="stable")       # by user, then start (ends already cummax'ed)
+    o = stable_order(kr)       # by user, then start (ends already cummax'ed)
     kr, ru, rs, re = kr[o], ru[o], rs[o], re[o]
     j = np.searchsorted(kr, ucode * span + sec_e, side="right") - 1
     ok = j >= 0
