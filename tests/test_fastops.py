@@ -123,12 +123,12 @@ def test_dense_unique_answers_like_np_unique(codes):
     assert distinct.tolist() == uniq.tolist()
 
 
-def test_code_order_is_a_stable_argsort():
-    from emraudit.fastops import code_order
+def test_stable_order_of_codes_is_a_stable_argsort():
+    from emraudit.fastops import stable_order
     codes = np.array([3, -1, 0, 3, 1, 0, -1])
-    assert code_order(codes, 4).tolist() == np.argsort(codes, kind="stable").tolist()
+    assert stable_order(codes).tolist() == np.argsort(codes, kind="stable").tolist()
     wide = np.array([40000, 5, 40000, 2])
-    assert code_order(wide, 40001).tolist() == [3, 1, 0, 2]
+    assert stable_order(wide).tolist() == [3, 1, 0, 2]
 
 
 @pytest.mark.parametrize("values", [

@@ -8,8 +8,13 @@
   and never returns a categorical (pandas would, for a one-to-one mapping).
 - `blank_text`: missing-or-whitespace test without trimmed copies.
 - `duplicated_text`: Series.duplicated for text by dictionary encoding (no Python objects).
-- `dense_unique` / `code_order`: np.unique and a stable argsort of integer codes without
-  sorting millions of wide keys.
+- `dense_unique`: np.unique of integer codes from a presence table, without a sort.
+- `stable_order` / `cache_order`: a stable argsort of integers, and an order for the needles
+  of a binary search, both by np.sort of value-and-position keys (numpy's argsorts are
+  several times slower on millions of rows).
+- `trimmed_ids` / `text_missing_where`: validation's id cleaning and blank masking by Arrow
+  kernels.
+- `is_value` / `factorize_text`: comparisons and factorizing on a coded column's codes.
 - `positions_in`: index.get_indexer for text, through pyarrow's hash table.
 - `id_hashes` / `in_sorted`: membership in a set of millions of ids kept as sorted 64-bit
   hashes (no Python set of strings; a hit may need confirming where a collision would matter).
@@ -45,13 +50,12 @@ def local_days(ts: pd.Series, tz: str) -> pd.Series:
 
 def isin(values: pd.Series | pd.Index | np.ndarray, value_set) -> np.ndarray:
     """Boolean array: is each value in `value_set` (any iterable / array / Series)."""
-    left = pa.array(pd.Series(values).astype("string"), type=pa.large_string()) \
-        if not isinstance(values, pa.Array) else values
+    left = _text(values) if not isinstance(values, pa.Array) else values
     right = pd.Series(value_set if not isinstance(value_set, (set, frozenset))
                       else list(value_set))
     if len(right) == 0 or len(left) == 0:
         return np.zeros(len(left), dtype=bool)
-    right = pa.array(right.astype("string"), type=pa.large_string())
+    right = _text(right)
     res = pc.is_in(left, value_set=right, skip_nulls=True)
     return res.to_numpy(zero_copy_only=False).astype(bool)
 
@@ -93,6 +97,11 @@ def factorize_text(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(codes, dtype=np.int64), np.asarray(pd.Index(uniq).astype(str), dtype=object)
 
 
+def _text(values) -> pa.Array | pa.ChunkedArray:
+    """Text values (Series, Index, array, list) as Arrow large strings, missing as null."""
+    return pa.array(pd.Series(values).astype("string"), type=pa.large_string())
+
+
 def _one_chunk(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     """pa.array of a Series gives a ChunkedArray when the Series was concatenated."""
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
@@ -102,7 +111,7 @@ def blank_text(s: pd.Series) -> np.ndarray:
     """Boolean array: is each value missing, empty or only whitespace? pyarrow's length and
     is-space kernels (the whitespace pandas' str.strip removes from Arrow strings), without
     making a trimmed copy of every value."""
-    arr = pa.array(pd.Series(s).astype("string"), type=pa.large_string())
+    arr = _text(s)
     blank = pc.or_kleene(pc.equal(pc.utf8_length(arr), 0), pc.utf8_is_space(arr))
     return np.asarray(pc.fill_null(blank, True), dtype=bool)
 
@@ -111,8 +120,7 @@ def trimmed_ids(s: pd.Series) -> pa.Array:
     """Id text trimmed, a spreadsheet's float-looking id ('1234.0') without its '.0', blanks
     missing: Arrow kernels on the column (the pandas route copied it three times, masking
     even when nothing was blank)."""
-    arr = pc.utf8_trim_whitespace(_one_chunk(pa.array(pd.Series(s).astype("string"),
-                                                       type=pa.large_string())))
+    arr = pc.utf8_trim_whitespace(_one_chunk(_text(s)))
     if pc.any(pc.ends_with(arr, ".0")).as_py():
         # \p{Nd}: any decimal digit, as Python's \d (RE2's \d is ASCII only)
         arr = pc.replace_substring_regex(arr, r"^(\p{Nd}+)\.0$", r"\1")
@@ -125,7 +133,7 @@ def trimmed_ids(s: pd.Series) -> pa.Array:
 def text_missing_where(s: pd.Series, mask: np.ndarray) -> pd.Series:
     """A text column with missing values where `mask` holds: one Arrow if_else (pandas'
     `mask` on Arrow strings takes a slower path through its own replace)."""
-    arr = _one_chunk(pa.array(pd.Series(s).astype("string"), type=pa.large_string()))
+    arr = _one_chunk(_text(s))
     out = pc.if_else(pa.array(np.asarray(mask, dtype=bool)), pa.scalar(None, arr.type), arr)
     return pd.Series(pd.arrays.ArrowStringArray(out), index=s.index)
 
@@ -134,7 +142,7 @@ def duplicated_text(s: pd.Series) -> np.ndarray:
     """`s.duplicated(keep="first")` for a text column, through pyarrow's dictionary
     encoding: codes are handed out in order of first appearance, so a value repeats exactly
     where its code is not above every code before it."""
-    arr = _one_chunk(pa.array(pd.Series(s).astype("string"), type=pa.large_string()))
+    arr = _one_chunk(_text(s))
     if arr.null_count or not len(arr):
         return pd.Series(s).duplicated(keep="first").to_numpy(dtype=bool)
     codes = pc.dictionary_encode(arr).indices.to_numpy(zero_copy_only=False)
@@ -152,8 +160,7 @@ def positions_in(values: pd.Series, index: pd.Index) -> np.ndarray:
         return np.append(per_cat, -1)[values.cat.codes.to_numpy()]   # code -1: missing
     if len(values) == 0 or len(index) == 0:
         return np.full(len(values), -1, dtype=np.int64)
-    arr = _one_chunk(pa.array(pd.Series(values).astype("string"), type=pa.large_string()))
-    known = _one_chunk(pa.array(pd.Series(index).astype("string"), type=pa.large_string()))
+    arr, known = _one_chunk(_text(values)), _one_chunk(_text(index))
     found = pc.index_in(arr, value_set=known, skip_nulls=True)
     return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
@@ -176,11 +183,6 @@ def dense_unique(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     remap = np.zeros(top, dtype=np.int64)
     remap[uniq] = np.arange(len(uniq))
     return uniq, where[uniq], remap[codes]
-
-
-def code_order(codes: np.ndarray, n_codes: int) -> np.ndarray:
-    """np.argsort(codes, kind="stable") for integer codes below `n_codes` (-1 allowed)."""
-    return stable_order(codes)
 
 
 def stable_order(values: np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from emraudit.model import OUTPUT_ACTIONS
-from emraudit.fastops import code_order, local_days, stable_order
+from emraudit.fastops import local_days, stable_order
 
 NS_PER_DAY = 86_400 * 10**9
 
@@ -489,7 +489,7 @@ def _rows_by_user(user_id: pd.Series) -> tuple[dict[str, int], np.ndarray, np.nd
         codes, names = user_id.cat.codes.to_numpy(), user_id.cat.categories
     else:
         codes, names = pd.factorize(user_id)
-    order = code_order(codes, len(names))
+    order = stable_order(codes)
     codes = np.asarray(codes, dtype=np.int64)
     bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
     return {str(n): i for i, n in enumerate(names)}, order, bounds

@@ -23,8 +23,8 @@ import pandas as pd
 from emraudit.detectors.base import Context, Detector, Param
 from emraudit.detectors.explain import _us, complete, interval_hit
 from emraudit.detectors.registry import register
-from emraudit.fastops import (code_order, dense_unique, factorize_text, is_value, local_days,
-                               map_values, positions_in)
+from emraudit.fastops import (dense_unique, factorize_text, is_value, local_days,
+                               map_values, positions_in, stable_order)
 
 _MIN_US = 60 * 1_000_000
 _FAR = 2 ** 52
@@ -175,13 +175,13 @@ def _sorted_by_user(ev: pd.DataFrame, keep: np.ndarray) -> tuple[np.ndarray, np.
                                                                  np.ndarray]:
     """Positions of the kept events ordered by account then time, with their account codes
     and times (µs): arrays only, the frame itself is never reordered."""
-    ucode, users = pd.factorize(ev["user_id"])
+    ucode, _ = pd.factorize(ev["user_id"])
     t = _us(ev["ts"])
     pos = np.flatnonzero(keep)
     tp = t[pos]
     if len(tp) and (tp[1:] >= tp[:-1]).all():
         # already in time order (the scan's events are): a stable sort by account suffices
-        order = code_order(ucode[pos], len(users))
+        order = stable_order(ucode[pos])
     else:
         order = np.lexsort((tp, ucode[pos]))
     idx = pos[order]
