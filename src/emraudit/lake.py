@@ -242,16 +242,20 @@ def _sorted_categorical(col: pa.ChunkedArray, pick: np.ndarray | slice | None
     dictionary, so no step touches the column's strings: Arrow's unify-then-concatenate
     and pandas' re-coding each cost seconds at 10 million events. A chunk read as plain
     text or as nulls (a column some file lacks) is coded too."""
-    chunks = [c for c in col.chunks if len(c) and not pa.types.is_null(c.type)]
-    chunks = [c if pa.types.is_dictionary(c.type) else pc.dictionary_encode(
-        c.cast(pa.large_string())) for c in chunks]
+    parts = []          # (first row, the chunk dictionary-coded)
+    at = 0
+    for c in col.chunks:
+        if len(c) and not pa.types.is_null(c.type):
+            parts.append((at, c if pa.types.is_dictionary(c.type)
+                          else pc.dictionary_encode(c.cast(pa.large_string()))))
+        at += len(c)
     codes = np.full(len(col), -1, dtype=np.int32)
-    if not chunks:
+    if not parts:
         values = pa.array([], pa.large_string())
     else:
         # every chunk's dictionary at once: one hash pass gives each entry a distinct-value
         # number, the distinct values' sort gives that number a rank = its sorted code
-        entries = pa.concat_arrays([c.dictionary.cast(pa.large_string()) for c in chunks])
+        entries = pa.concat_arrays([c.dictionary.cast(pa.large_string()) for _, c in parts])
         enc = pc.dictionary_encode(entries)
         order = pc.sort_indices(enc.dictionary)      # UTF-8 byte order = code point order
         values = enc.dictionary.take(order)
@@ -259,18 +263,13 @@ def _sorted_categorical(col: pa.ChunkedArray, pick: np.ndarray | slice | None
         rank[order.to_numpy()] = np.arange(len(values), dtype=np.int32)
         rank[-1] = -1                                  # missing values
         entry_code = rank[enc.indices.fill_null(len(values)).to_numpy(zero_copy_only=False)]
-        coded = iter(chunks)
-        at, first = 0, 0
-        for c in col.chunks:
-            n = len(c)
-            if n and not pa.types.is_null(c.type):
-                c = next(coded)
-                size = len(c.dictionary)
-                to_sorted = np.append(entry_code[first:first + size], np.int32(-1))
-                first += size
-                idx = c.indices.fill_null(size).to_numpy(zero_copy_only=False)
-                codes[at:at + n] = to_sorted[idx]
-            at += n
+        first = 0
+        for at, c in parts:
+            size = len(c.dictionary)
+            to_sorted = np.append(entry_code[first:first + size], np.int32(-1))
+            first += size
+            idx = c.indices.fill_null(size).to_numpy(zero_copy_only=False)
+            codes[at:at + len(c)] = to_sorted[idx]
     if isinstance(pick, slice):
         codes = codes[pick].copy()      # not a view that keeps the rows left out alive
     elif pick is not None:
