@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from emraudit.config import Config
 from emraudit.detectors.base import finding_to_json
 from emraudit.detectors.registry import all_detectors
+from emraudit.fastops import local_days
 from emraudit.forking import can_fork, fork_pool
 from emraudit.lake import Lake
 from emraudit.reports import charts, data, files
@@ -243,12 +244,10 @@ def _records_by(df: pd.DataFrame, key: str) -> dict[str, list[dict]]:
 def _local_parts(ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(fractional local hour, local day string) for tz-aware timestamps, vectorized."""
     wall = ts.dt.tz_localize(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
-    day, sod = np.divmod(wall, 86_400)
+    sod = wall % 86_400
     # the same float operations as hour + minute / 60 + second / 3600 (charts stay identical)
     hours = (sod // 3600) + (sod % 3600 // 60) / 60.0 + (sod % 60) / 3600.0
-    uniq, inv = np.unique(day, return_inverse=True)      # one string per day, not per event
-    names = np.datetime_as_string(uniq.astype("datetime64[D]")).astype(object)
-    return hours.astype(float), names[inv]
+    return hours.astype(float), local_days(ts, ts.dt.tz).to_numpy(dtype=object)
 
 
 def load_scan(config: Config, store: Store, lake: Lake, scan_id: str, lang: Lang,
