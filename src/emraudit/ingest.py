@@ -175,12 +175,10 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
                 done, pending = pending, None
                 t = _commit_batch(store, lake, name, done, committed, known, res, t, on_batch)
             pending = nxt
-        if pending is not None:
-            done, pending = pending, None
-            t = _commit_batch(store, lake, name, done, committed, known, res, t, on_batch)
     finally:
         try:
-            if pending is not None:     # reading the next batch failed: this one still lands
+            # the last batch commits here, and so does a batch whose successor failed to read
+            if pending is not None:
                 _commit_batch(store, lake, name, pending, committed, known, res, t, on_batch)
         finally:
             writer.close()
