@@ -311,8 +311,8 @@ def _run_forked(ctx: Context, settings: dict[str, DetectorSetting], runnable: li
 
     Two phases, so that no core waits on the shared work: detectors that share none of it
     start at once in `workers` - 1 processes while this process does the shared work
-    (explanations, duty mask, household pairs); then `workers` processes, forked after it and so inheriting
-    it, run the detectors that use it."""
+    (explanations, duty mask, household pairs); then `workers` processes, forked after it
+    and so inheriting it, run the detectors that use it."""
     global _FORK_STATE
     order = sorted(runnable, key=lambda d: -costs.get(
         d, 10.0 if settings[d].cls.kind == "anomaly" else 1.0))

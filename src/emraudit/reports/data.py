@@ -144,9 +144,9 @@ def _read_filtered(f, columns: list[str] | None, filters) -> pa.Table:
     reading time."""
     schema = pq.read_schema(f)
     cols = [c for c in columns if c in schema.names] if columns else list(schema.names)
-    text = [c for c in cols if c not in _ROW_UNIQUE and filters
+    text = [c for c in cols if c not in _ROW_UNIQUE
             and (pa.types.is_string(schema.field(c).type)
-                 or pa.types.is_large_string(schema.field(c).type))]
+                 or pa.types.is_large_string(schema.field(c).type))] if filters else []
     table = pq.read_table(f, columns=cols, filters=filters, read_dictionary=text or None)
     if not text:
         return table
