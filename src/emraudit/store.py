@@ -213,6 +213,7 @@ class Store:
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             if create:
                 metadata.create_all(self.engine)
+                add_missing_columns(self.engine)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
             raise ConfigError(f"bad store URL: {exc}", key="store.url") from None
         except sa.exc.OperationalError as exc:
@@ -271,6 +272,31 @@ class Store:
             rows = c.execute(sa.select(ingest_runs.c.run_id)
                              .where(ingest_runs.c.status == "committed")).fetchall()
         return {r[0] for r in rows}
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Bring an existing store up to the declared schema, additively.
+
+    `create_all` makes missing tables but leaves existing ones as they are, so a store made
+    by an earlier release would lack a column added since. Each missing column is added with
+    ALTER TABLE … ADD COLUMN (nullable, no default: old rows read as NULL). Columns are never
+    dropped or changed. Returns "table.column" for each column added."""
+    inspector = sa.inspect(engine)
+    added: list[str] = []
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            if not inspector.has_table(table.name):
+                continue
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            for col in table.columns:
+                if col.name in have:
+                    continue
+                kind = col.type.compile(dialect=engine.dialect)
+                prep = engine.dialect.identifier_preparer
+                conn.execute(sa.text(f"ALTER TABLE {prep.quote(table.name)} ADD COLUMN "
+                                     f"{prep.quote(col.name)} {kind}"))
+                added.append(f"{table.name}.{col.name}")
+    return added
 
 
 def _private_sqlite_file(url: str) -> None:
