@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from emraudit.dates import parse as parse_when
 from emraudit.errors import UserError
 from emraudit.store import Store, allowlist, findings as findings_t, now_utc
 
@@ -50,15 +51,10 @@ def _utc(ts: Any) -> pd.Timestamp:
 
 
 def parse_until(value: str, tz: str) -> pd.Timestamp:
-    """`2025-12-31` → the last instant of that day in the site's timezone (UTC)."""
-    try:
-        t = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise UserError(f"--until: expected a date such as 2025-12-31, got {value!r}") from None
-    if t.tzinfo is None:
-        if t == t.normalize() and len(str(value).strip()) <= 10:
-            t = t + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
-        t = t.tz_localize(tz)
+    """`2025-12-31` → the last instant of that day in the site's timezone (UTC); an ISO
+    time is that instant (emraudit.dates: nothing but ISO is accepted)."""
+    w = parse_when(value, "--until")
+    t = w.end(tz) - pd.Timedelta(microseconds=1) if w.time is None else w.start(tz)
     return t.tz_convert("UTC")
 
 
@@ -90,22 +86,9 @@ def add_entry(store: Store, *, user: str, patient: str | None = None,
         return int(res.inserted_primary_key[0])
 
 
-def _known_detectors() -> list[str]:
-    from emraudit.detectors.registry import all_detectors
-    return list(all_detectors())
-
-
 def _check_detector(detector: str) -> None:
-    known = _known_detectors()
-    if not known:
-        return
-    if detector.endswith(".*"):
-        if not any(k.startswith(detector[:-1]) for k in known):
-            raise UserError(f"--detector {detector}: no detector in that family "
-                            f"(known: {', '.join(known)})")
-    elif detector not in known:
-        raise UserError(f"--detector: unknown detector '{detector}' "
-                        f"(known: {', '.join(known)})")
+    from emraudit.detectors.registry import check_id
+    check_id(detector, "--detector", families=True)
 
 
 def remove_entry(store: Store, entry_id: int, *, by: str, now: Any = None) -> dict:

@@ -57,6 +57,7 @@ _TRACKED = ("status", "severity", "detectors", "n_findings", "n_events")
 _COMPARED = ("severity", "score", "detectors", "items", "first_seen", "last_seen",
              "n_findings", "n_events", "summary", "status")
 _CHUNK = 500
+_SHOWN = 5      # candidates named when a case-id prefix is ambiguous
 
 
 class CaseNotFound(UserError):
@@ -485,13 +486,21 @@ def find_case(conn: sa.Connection, case_ref: str) -> dict:
     row = conn.execute(sa.select(cases).where(cases.c.case_id == ref)).mappings().first()
     if row:
         return dict(row)
-    if len(ref) >= 4:
-        rows = conn.execute(sa.select(cases).where(cases.c.case_id.like(ref + "%"))
-                            .limit(2)).mappings().all()
-        if len(rows) == 1:
-            return dict(rows[0])
-        if len(rows) > 1:
-            raise CaseNotFound(f"case id '{ref}' is ambiguous: give more characters")
+    if ref:
+        like = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        found = [r[0] for r in conn.execute(
+            sa.select(cases.c.case_id).where(cases.c.case_id.like(like, escape="\\"))
+            .order_by(cases.c.case_id).limit(_SHOWN + 1))]
+        if len(found) == 1 and len(ref) >= 4:
+            return dict(conn.execute(sa.select(cases).where(cases.c.case_id == found[0]))
+                        .mappings().one())
+        if len(found) == 1:
+            raise CaseNotFound(f"case id '{ref}' is too short to name a case (it would be "
+                               f"{found[0]}); give at least 4 characters")
+        if found:
+            more = ", …" if len(found) > _SHOWN else ""
+            raise CaseNotFound(f"case id '{ref}' is ambiguous: "
+                               f"{', '.join(found[:_SHOWN])}{more}; give more characters")
     raise CaseNotFound(f"no case '{ref}' in the store (see `emraudit cases list`)")
 
 

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from emraudit.config import Config
 from emraudit.errors import UserError
 from emraudit.fastops import id_hashes, in_sorted, isin, local_days
+from emraudit import progress
 from emraudit.lake import Lake
 from emraudit.model import SOURCE, empty_quarantine, validate
 from emraudit.store import Store, coverage, ingest_runs, now_utc, quarantine, upsert
@@ -149,6 +150,7 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
                 ref_quarantine.append(batch.quarantine)
                 ref_read += batch.read
                 ref_position = batch.position
+                progress.current().track(f"ingest {name}", ref_read, unit="rows")
                 continue
             run_id = new_run_id()
             _begin_run(store, run_id, name, table, wm)
@@ -327,6 +329,7 @@ def _commit_batch(store: Store, lake: Lake, name: str, p: _Pending, committed: s
     res.runs.append(p.run_id)
     if on_batch:
         on_batch(res)
+    progress.current().track(f"ingest {name}", res.read, unit="rows")
     return t
 
 

@@ -28,10 +28,11 @@ import pandas as pd
 import sqlalchemy as sa
 
 from emraudit.anomaly_state import load_baseline
+from emraudit import progress
 from emraudit.config import Config
+from emraudit.dates import day_range
 from emraudit.detectors.base import SHARED_WORK, Context, empty_findings
 from emraudit.detectors.profile import DetectorSetting, resolve_detectors
-from emraudit.errors import UserError
 from emraudit.fastops import id_hashes, in_sorted, local_days
 from emraudit.forking import can_fork, fork_pool
 from emraudit.ingest import SourceResult, ingest
@@ -134,17 +135,10 @@ def window_days(config: Config, store: Store, lake: Lake, *, since: str | None,
         return lake.days(store.committed_runs()), runs
     if since or until:
         all_days = lake.days(store.committed_runs())
-        lo = _parse_day(since, "--since") if since else "0000-00-00"
-        hi = _parse_day(until, "--until") if until else "9999-99-99"
-        return [d for d in all_days if lo <= d < hi], runs
+        lo, hi = day_range(since, until, config.tz)      # ISO only; both days inclusive
+        lo, hi = lo or "0000-00-00", hi or "9999-99-99"
+        return [d for d in all_days if lo <= d <= hi], runs
     return new_days, runs
-
-
-def _parse_day(value: str, option: str) -> str:
-    try:
-        return pd.Timestamp(value).strftime("%Y-%m-%d")
-    except (ValueError, TypeError):
-        raise UserError(f"{option}: expected a date such as 2025-07-01, got {value!r}") from None
 
 
 # access-log columns no detector reads: reports fetch them from the lake for a case's events
@@ -245,7 +239,9 @@ def run_detectors(ctx: Context, settings: dict[str, DetectorSetting],
         results = (_run_one(ctx, settings[d]) for d in runnable)
     window: _IdSet | None = None
     found_by: dict[str, pd.DataFrame] = {}
-    for det_id, st_obj, found in results:
+    for n_done, (det_id, st_obj, found) in enumerate(results, start=1):
+        progress.current().track("detect", n_done, len(runnable), unit="detectors",
+                                 what=det_id)
         if len(found) and not settings[det_id].cls.judges_late:
             if window is None:
                 window = _window_ids(ctx)

@@ -10,6 +10,7 @@ import click
 import pandas as pd
 
 from emraudit.commands._common import config_option, get_config
+from emraudit.dates import ISO_TIME
 
 
 # -- small output helpers (shared by allow, tune and detectors commands) --------------------
@@ -93,7 +94,8 @@ def cases_group() -> None:
                                              "all"]), default="open", show_default=True)
 @click.option("--detector", help="Only cases with a finding of this detector.")
 @click.option("--user", help="Only cases of this account.")
-@click.option("--since", help="Only cases seen on or after this day, e.g. 2025-07-01.")
+@click.option("--since", type=ISO_TIME,
+              help="Only cases seen on or after this day (ISO), e.g. 2026-09-01.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @unmask_option
@@ -103,12 +105,12 @@ def list_cmd(config_path, status, detector, user, since, fmt, unmask) -> None:
     from emraudit.store import Store
 
     cfg = get_config(config_path)
-    if since:
-        import re
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", since.strip()):
-            from emraudit.errors import UserError
-            raise UserError(f"--since: expected a date such as 2025-07-01, got {since!r}")
-        since = since.strip()
+    if detector:
+        from emraudit.detectors.registry import check_id
+        detector = check_id(detector, "--detector")
+    if since:   # stored times are ISO text in the site's timezone
+        since = since.day.isoformat() if since.time is None else \
+            since.start(cfg.tz).strftime("%Y-%m-%dT%H:%M:%S")
     df = list_cases(Store(cfg.store_url), status=status, detector=detector, user=user,
                     since=since)
     mask = _mask(cfg, unmask)

@@ -8,7 +8,9 @@ import textwrap
 
 import click
 
+from emraudit import progress
 from emraudit.commands._common import get_config
+from emraudit.progress import quiet_option
 
 optional_config = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), default=None,
@@ -113,8 +115,9 @@ def list_cmd(ctx, config_path, fmt) -> None:
               help="Replay the last N stored days.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default=None,
               help="table (default) or json.")
+@quiet_option
 @click.pass_context
-def diff_cmd(ctx, profile, config_path, days, fmt) -> None:
+def diff_cmd(ctx, profile, config_path, days, fmt, quiet) -> None:
     """What PROFILE (a detector profile file or built-in name) would change against the
     settings in force, replayed on the last N days: findings and cases added and removed per
     detector, and the parameters that differ. Writes nothing to the store."""
@@ -128,11 +131,29 @@ def diff_cmd(ctx, profile, config_path, days, fmt) -> None:
         raise UserError("detectors diff needs --config FILE (the settings in force and the "
                         "stored events to replay)")
     cfg = get_config(config_path)
-    result = diff_profiles(cfg, profile, days=days)
+    with progress.showing(quiet):
+        result = diff_profiles(cfg, _from_cwd(profile), days=days)
     if fmt == "json":
         click.echo(json.dumps(result, ensure_ascii=False, indent=1, default=str))
     else:
         click.echo(format_diff(result))
+
+
+def _from_cwd(profile: str) -> str:
+    """A profile path typed on the command line is relative to the working directory (as
+    the shell completed it), not to the config file's folder; a built-in name stays a name."""
+    from pathlib import Path
+
+    from emraudit.errors import ConfigError
+
+    p = Path(profile)
+    if p.suffix != ".toml" and "/" not in profile:
+        return profile
+    full = p.absolute()
+    if not full.exists():
+        raise ConfigError("detector profile not found (relative paths start from the "
+                          "working directory)", file=str(full))
+    return str(full)
 
 
 def register(group: click.Group) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import click
 
+from emraudit import progress
 from emraudit.commands._common import config_option, get_config
+from emraudit.progress import quiet_option
 
 
 @click.command("ingest")
 @config_option
 @click.option("--source", "sources", multiple=True, help="Only this source (repeatable).")
-def ingest_cmd(config_path: str, sources: tuple[str, ...]) -> None:
+@quiet_option
+def ingest_cmd(config_path: str, sources: tuple[str, ...], quiet: bool) -> None:
     """Ingest what is new from every source: validate, quarantine bad rows, store events.
 
     Prints per source the rows read, accepted, quarantined and duplicate (they always add
@@ -27,7 +30,8 @@ def ingest_cmd(config_path: str, sources: tuple[str, ...]) -> None:
         raise UserError(f"unknown source '{unknown[0]}' (configured: "
                         f"{', '.join(cfg.sources) or 'none'})", file=str(cfg.path))
     store = Store(cfg.store_url)
-    results = ingest(cfg, store, Lake(cfg.lake_dir, cfg.tz), only=list(sources) or None)
+    with progress.showing(quiet):
+        results = ingest(cfg, store, Lake(cfg.lake_dir, cfg.tz), only=list(sources) or None)
     click.echo(format_results(results))
     if any(r.quarantined for r in results):
         click.echo(f"\nquarantined rows: emraudit quarantine --config {config_path}")

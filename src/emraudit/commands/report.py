@@ -6,6 +6,9 @@ from __future__ import annotations
 import click
 
 from emraudit.commands._common import config_option, get_config
+from emraudit import progress
+from emraudit.dates import ISO_TIME
+from emraudit.progress import quiet_option
 
 
 def _open(config_path):
@@ -26,7 +29,8 @@ def report_group() -> None:
 @click.option("--scan-id", help="The scan to render (default: the latest committed scan).")
 @click.option("--unmask", is_flag=True,
               help="Show patient names and ids unmasked (recorded in the scan record).")
-def report_scan(config_path, scan_id, unmask) -> None:
+@quiet_option
+def report_scan(config_path, scan_id, unmask, quiet) -> None:
     """Re-render reports/<scan-id>/ (dashboard, case pages, findings.jsonl, ledger) from
     the store, and point reports/latest at it."""
     from emraudit.errors import UserError
@@ -40,15 +44,17 @@ def report_scan(config_path, scan_id, unmask) -> None:
             raise UserError("no committed scan in the store yet (run `emraudit scan` first)")
     elif scan_row(store, scan_id) is None:
         raise UserError(f"no scan '{scan_id}' in the store (see the report folders' names)")
-    out = write_scan_reports(cfg, store, lake, scan_id, unmask=unmask)
+    with progress.showing(quiet):
+        out = write_scan_reports(cfg, store, lake, scan_id, unmask=unmask)
     click.echo(str(out / "index.html"))
 
 
 @report_group.command("patient")
 @config_option
 @click.argument("patient_id")
-@click.option("--from", "start", required=True, help="First day, e.g. 2025-07-01.")
-@click.option("--to", "end", required=True, help="Last day (inclusive).")
+@click.option("--from", "start", required=True, type=ISO_TIME,
+              help="First day (ISO), e.g. 2026-09-01.")
+@click.option("--to", "end", required=True, type=ISO_TIME, help="Last day (inclusive).")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="HTML file to write (a CSV is written beside it).")
 @click.option("--unmask", is_flag=True, help="Show the patient's name and id unmasked.")
@@ -66,8 +72,9 @@ def report_patient(config_path, patient_id, start, end, out, unmask) -> None:
 
 @report_group.command("summary")
 @config_option
-@click.option("--from", "start", required=True, help="First day, e.g. 2025-07-01.")
-@click.option("--to", "end", required=True, help="Last day (inclusive).")
+@click.option("--from", "start", required=True, type=ISO_TIME,
+              help="First day (ISO), e.g. 2026-09-01.")
+@click.option("--to", "end", required=True, type=ISO_TIME, help="Last day (inclusive).")
 @click.option("--out", type=click.Path(dir_okay=False),
               help="HTML file to write (the XLSX is written beside it).")
 def report_summary(config_path, start, end, out) -> None:

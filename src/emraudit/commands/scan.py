@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 import click
 
 from emraudit.commands._common import config_option, get_config
+from emraudit import progress
+from emraudit.dates import ISO_TIME, day_range
+from emraudit.progress import quiet_option
 
 
 def _setup_log(cfg) -> None:
@@ -25,13 +27,16 @@ def _setup_log(cfg) -> None:
 
 @click.command("scan")
 @config_option
-@click.option("--since", help="Rescan from this day (inclusive), e.g. 2025-07-01.")
-@click.option("--until", help="Rescan up to this day (exclusive).")
+@click.option("--since", type=ISO_TIME,
+              help="Rescan from this day (inclusive), ISO: 2026-09-01 (or 2026-09-01T08:00).")
+@click.option("--until", type=ISO_TIME,
+              help="Rescan up to this day (inclusive): --since D --until D is that day.")
 @click.option("--full", is_flag=True, help="Rescan every stored day.")
 @click.option("--unmask", is_flag=True,
               help="Show patient names and ids unmasked in reports (recorded in the scan).")
 @click.option("--no-ingest", is_flag=True, help="Scan stored events without reading sources.")
-def scan_cmd(config_path, since, until, full, unmask, no_ingest) -> None:
+@quiet_option
+def scan_cmd(config_path, since, until, full, unmask, no_ingest, quiet) -> None:
     """Ingest what is new, run every enabled detector, store findings and cases, write reports.
 
     Exit codes: 0 ran (whatever it found); 1 ran but some source or detector failed (named
@@ -40,12 +45,17 @@ def scan_cmd(config_path, since, until, full, unmask, no_ingest) -> None:
     from emraudit.scan import format_summary, run_scan
 
     cfg = get_config(config_path)
+    since, until = (w.text if w else None for w in (since, until))
+    day_range(since, until, cfg.tz)       # an end before the start fails before the lock
     _setup_log(cfg)
     log = logging.getLogger("emraudit.scan")
     log.info("scan started (config %s)", cfg.path)
-    echo = (lambda m: click.echo(m, err=True)) if sys.stderr.isatty() else (lambda m: None)
-    res = run_scan(cfg, since=since, until=until, full=full, unmask=unmask,
-                   skip_ingest=no_ingest, echo=echo)
+    with progress.showing(quiet) as shown:
+        # stage lines above the bars; the indented per-source and per-detector lines are
+        # what the bars show
+        res = run_scan(cfg, since=since, until=until, full=full, unmask=unmask,
+                       skip_ingest=no_ingest,
+                       echo=lambda m: None if m.startswith("  ") else shown.note(m))
     click.echo(format_summary(res))
     log.info("scan %s finished: %d findings, %d cases touched, exit %d", res.scan_id,
              res.findings, res.cases, res.exit_code)

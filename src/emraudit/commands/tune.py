@@ -6,7 +6,9 @@ import json
 
 import click
 
+from emraudit import progress
 from emraudit.commands._common import config_option, get_config
+from emraudit.progress import quiet_option
 
 
 @click.command("tune")
@@ -25,7 +27,9 @@ from emraudit.commands._common import config_option, get_config
               help="Write the curve as a self-contained SVG to this file.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
-def tune_cmd(config_path, detector, param, values, range_, days, truth, chart, fmt) -> None:
+@quiet_option
+def tune_cmd(config_path, detector, param, values, range_, days, truth, chart, fmt,
+             quiet) -> None:
     """Replay the stored events of the last N days with DETECTOR's PARAM set to each of
     VALUES (or --range), and print for each value the findings and cases it would raise, the
     cases it would stop (gone) or start (new) raising against the value in force, and, where
@@ -43,15 +47,14 @@ def tune_cmd(config_path, detector, param, values, range_, days, truth, chart, f
           --range 5:40:5 --truth truth.csv --chart min_patients.svg
     """
     from emraudit.detectors.profile import resolve_detectors
+    from emraudit.detectors.registry import check_id
     from emraudit.errors import UserError
     from emraudit.tune import (chart_svg, format_sweep, make_replay, parse_value,
                                range_values, read_truth, stored_labels, sweep)
 
     cfg = get_config(config_path)
     settings = resolve_detectors(cfg.detectors, cfg.path)
-    if detector not in settings:
-        raise UserError(f"unknown detector '{detector}' (known: {', '.join(settings)}; "
-                        "see `emraudit detectors`)")
+    detector = check_id(detector, "DETECTOR")
     declared = {p.name: p for p in settings[detector].cls.params}
     if param not in declared:
         raise UserError(f"detector {detector} has no parameter '{param}' (known: "
@@ -62,11 +65,12 @@ def tune_cmd(config_path, detector, param, values, range_, days, truth, chart, f
     if not vals:
         raise UserError("give the values to try (VALUES… or --range START:STOP:STEP)")
     truth_df = read_truth(truth) if truth else None
-    res = sweep(detector, param, vals, settings,
-                lambda variants: make_replay(cfg, variants, days),
-                labels=lambda rp: stored_labels(cfg, detector, rp.window_start,
-                                                rp.window_end),
-                truth=truth_df)
+    with progress.showing(quiet):
+        res = sweep(detector, param, vals, settings,
+                    lambda variants: make_replay(cfg, variants, days),
+                    labels=lambda rp: stored_labels(cfg, detector, rp.window_start,
+                                                    rp.window_end),
+                    truth=truth_df)
     if chart:
         with open(chart, "w", encoding="utf-8") as fh:
             fh.write(chart_svg(res))

@@ -59,3 +59,26 @@ def all_detectors() -> dict[str, type[Detector]]:
 
 def get(detector_id: str) -> type[Detector]:
     return all_detectors()[detector_id]
+
+
+def check_id(detector_id: str, option: str = "--detector", *, families: bool = False) -> str:
+    """`detector_id` when a registered detector has it (with `families`, also a `family.*`
+    pattern matching one); otherwise a user mistake naming `option`, with the closest ids
+    as suggestions: a typo must not quietly select nothing."""
+    import difflib
+
+    from emraudit.errors import UserError
+
+    known = list(all_detectors())
+    value = (detector_id or "").strip()
+    if value in known:
+        return value
+    if families and value.endswith(".*") and any(k.startswith(value[:-1]) for k in known):
+        return value
+    family = families and value.endswith(".*")
+    pool = sorted({k.split(".")[0] + ".*" for k in known}) if family else known
+    close = difflib.get_close_matches(value, pool, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else \
+        " (see `emraudit detectors list`)"
+    what = "no detector in that family" if family else "unknown detector"
+    raise UserError(f"{option}: {what} '{value}'{hint}")

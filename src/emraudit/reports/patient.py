@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from emraudit.config import Config
+from emraudit.dates import period
 from emraudit.errors import UserError
 from emraudit.lake import Lake
 from emraudit.reports import data, files
@@ -33,21 +34,6 @@ from emraudit.store import Store, findings
 
 log = logging.getLogger("emraudit.reports")
 
-
-
-def parse_day(value: str, option: str) -> pd.Timestamp:
-    try:
-        return pd.Timestamp(str(value)).normalize()
-    except (ValueError, TypeError):
-        raise UserError(f"{option}: expected a date such as 2025-07-01, got {value!r}") \
-            from None
-
-
-def period(start: str, end: str) -> tuple[pd.Timestamp, pd.Timestamp]:
-    lo, hi = parse_day(start, "--from"), parse_day(end, "--to")
-    if hi < lo:
-        raise UserError(f"--to ({end}) is before --from ({start})")
-    return lo, hi
 
 
 def _explain(config: Config, events: pd.DataFrame, ws: pd.Timestamp, we: pd.Timestamp,
@@ -85,7 +71,7 @@ def build_patient_report(config: Config, store: Store, lake: Lake, patient_id: s
     lang = lang or Lang(config.reports.lang)
     masker = Masker(enabled=config.reports.mask_patients and not unmask)
     fmt = Fmt(config.tz)
-    lo, hi = period(start, end)
+    lo, hi = period(start, end, config.tz)
     tz = config.tz
     ws, we = lo.tz_localize(tz), (hi + pd.Timedelta(days=1)).tz_localize(tz)
     lookback = int(config.scan.lookback_days)
@@ -102,9 +88,14 @@ def build_patient_report(config: Config, store: Store, lake: Lake, patient_id: s
         if df is not None and t == "shifts" and len(ev) and "user_id" in df.columns:
             df = df[df["user_id"].astype("string").isin(set(ev["user_id"].astype(str)))]
         refs[t] = df
+    if not len(ev) and (refs["patients"] is None or not len(refs["patients"])):
+        raise UserError(f"no such patient '{patient_id}': not in the patients table and no "
+                        f"access to that id in the access log from {days[0]} to {days[-1]}")
     ref = Ref(refs["users"], refs["patients"], lang, masker)
     masker.learn_patients(refs["patients"], [patient_id])
     expl = _explain(config, ev, ws, we, refs) if len(ev) else None
+    # no access at all: nothing to explain, which is not the engine being unavailable
+    engine = expl is not None or not len(ev)
     if len(ev):
         ev = ev[(ev["ts"] >= ws) & (ev["ts"] < we)]
     by_event = {}
@@ -152,8 +143,8 @@ def build_patient_report(config: Config, store: Store, lake: Lake, patient_id: s
         "to": hi.strftime("%Y-%m-%d"), "rows": rows,
         "staff": sorted(staff.values(), key=lambda s: (-s["unexplained"], -s["n"], s["user"])),
         "n_unexplained": sum(1 for r in rows if r["explained"] is False)
-        if expl is not None else None,
-        "engine": expl is not None, "masked": masker.enabled,
+        if engine else None,
+        "engine": engine, "masked": masker.enabled,
     }
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from emraudit import progress
 from emraudit.config import Config
 from emraudit.detectors.base import finding_to_json
 from emraudit.detectors.registry import all_detectors
@@ -655,8 +656,13 @@ def _render_case_pages(job: _CasePages, workers: int) -> list[dict]:
     the charts of the case's own data), so with `workers` > 1 they are written by forked
     processes, each taking contiguous slices; views come back in case order."""
     n = len(job.ld.cases)
+    bar = progress.current()
     if workers <= 1 or n < 2 or not can_fork():
-        return job.render(0, n)
+        views = []
+        for lo in range(0, n, 20):
+            views += job.render(lo, min(lo + 20, n))
+            bar.track("case pages", len(views), n, unit="pages")
+        return views
     global _PAGES
     # what every page needs and each worker would otherwise build again after the fork
     all_detectors()
@@ -667,7 +673,11 @@ def _render_case_pages(job: _CasePages, workers: int) -> list[dict]:
     gc.freeze()     # the workers' collector must not touch (and so copy) the inherited objects
     try:
         with fork_pool(workers) as pool:
-            return [v for part in pool.map(_render_slice, bounds) for v in part]
+            views = []
+            for part in pool.map(_render_slice, bounds):    # in order, as slices finish
+                views += part
+                bar.track("case pages", len(views), n, unit="pages")
+            return views
     finally:
         _PAGES = None
         gc.unfreeze()

@@ -16,11 +16,11 @@ import pandas as pd
 import sqlalchemy as sa
 
 from emraudit.config import Config
+from emraudit.dates import period
 from emraudit.lake import Lake
 from emraudit.reports import charts, data, files
 from emraudit.reports.i18n import Lang, make_env
 from emraudit.reports.labels import DISPOSITION, SEVERITY, STATUS, detector_info, item_info, label
-from emraudit.reports.patient import period
 from emraudit.reports.render import Fmt, _csp, _json_list, _s, _static
 from emraudit.store import Store, cases
 
@@ -47,7 +47,7 @@ def _group(df: pd.DataFrame, key: str, label_of) -> list[dict]:
 
 def build_summary(config: Config, store: Store, lake: Lake, start: str, end: str,
                   lang: Lang) -> dict:
-    lo, hi = period(start, end)
+    lo, hi = period(start, end, config.tz)
     df = _read_cases(store, lo, hi)
     users = data.snapshot(lake, store.committed_runs(), "users")
     dept = {}
