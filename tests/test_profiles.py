@@ -1,13 +1,19 @@
 """Connector profiles: every built-in profile loads and maps a small fixture; mistakes in a
-profile are errors naming the file and key."""
+profile are errors naming the file and key; the steps are registered classes that run in
+order, say what they do, and rebuild from their records."""
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pandas as pd
 import pytest
 
 from emraudit import model
-from emraudit.connectors.profile import builtin_profiles, load_profile, parse_profile
+from emraudit.connectors.profile import TableRules, builtin_profiles, load_profile, parse_profile
+from emraudit.connectors.steps import STEP_KINDS, Step, from_record, step_kind
 from emraudit.errors import ConfigError, SourceError
 
 TZ = "Asia/Shanghai"
@@ -219,3 +225,115 @@ def test_json_and_extract_specs_name_the_bad_key(spec, key, message):
     with pytest.raises(ConfigError) as err:
         parse_profile(f"[access_log]\n{spec}\n".encode(), "p", "p.toml")
     assert str(err.value) == f"p.toml, key 'access_log.{key}': {message}"
+
+
+# --- the steps as registered classes ---------------------------------------------------------
+
+def test_each_profile_key_is_a_registered_step_kind():
+    assert set(STEP_KINDS) == {"columns", "combine", "json", "extract", "missing", "values",
+                               "patterns", "constants"}
+    for kind, cls in STEP_KINDS.items():
+        assert cls.kind == kind
+        for method in ("apply", "provenance"):
+            assert getattr(cls, method) is not getattr(Step, method), (kind, method)
+        assert cls.parse is not Step.parse or cls.parse_column is not Step.parse_column, kind
+    orders = [cls.order for cls in STEP_KINDS.values()]
+    assert len(set(orders)) == len(orders)
+
+
+def test_steps_run_in_the_documented_order_then_the_profile_order():
+    keys = [s.key for s in load_profile("his-zh").rules("access_log").steps]
+    assert keys == [
+        "access_log.columns", "access_log.extract.module", "access_log.extract.record_count",
+        "access_log.extract.reason", "access_log.missing.*", "access_log.missing.ip",
+        "access_log.missing.workstation", "access_log.missing.patient_id",
+        "access_log.missing.module", "access_log.keep_raw", "access_log.values.action",
+        "access_log.login_failed"]
+    grid = [s.kind for s in load_profile("emr-cache-grid").rules("access_log").steps]
+    assert grid == ["columns", "combine", "json", "json", "missing", "missing", "missing",
+                    "keep_raw", "values", "patterns", "login_failed"]
+    # a table without a section still keeps the raw action word and maps failed logins
+    assert [s.kind for s in load_profile("openemr").rules("users").steps] == []
+    p = parse_profile(b'[users.columns]\nuser_id = "id"\n', "u", "u.toml")
+    assert [s.kind for s in p.rules("access_log").steps] == ["keep_raw", "login_failed"]
+
+
+def test_provenance_names_every_step_of_a_column_in_order():
+    prov = load_profile("his-zh").provenance("access_log")
+    assert prov["action"] == ("his-zh: column '操作类型' → values map (34 words) → "
+                              "a failed login becomes login_failed")
+    assert prov["patient_id"] == "his-zh: column '患者ID' → '0' as missing"
+    assert prov["*"] == "his-zh: '', 'NULL', 'null', '-', '无' as missing"
+    assert prov["record_count"].startswith("his-zh: extract /[(（](\\d+)")
+    grid = load_profile("emr-cache-grid").provenance("access_log")
+    assert grid["ts"] == "emr-cache-grid: combine 日期 + 时间"
+    assert grid["patient_id"] == "emr-cache-grid: column '登记号' → json 详情.patientID where empty"
+    assert grid["action"].endswith("values map (18 words) → patterns (5) → "
+                                   "a failed login becomes login_failed")
+    assert load_profile("emr-blsjrz").provenance("access_log")["event_id"] == \
+        "emr-blsjrz: combine JLXH with prefix 'EMR_BLSJRZ:'"
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURES))
+def test_recorded_steps_rebuild_the_same_pipeline(name):
+    prof = load_profile(name)
+    rules = prof.rules("access_log")
+    stored = json.loads(json.dumps(prof.records("access_log")))   # as read from the store
+    assert stored == prof.records("access_log")
+    rebuilt = [from_record(rec) for rec in stored]
+    assert [s.record() for s in rebuilt] == stored
+    raw = frame(FIXTURES[name][0])
+    again = TableRules(rules.table, rebuilt, rules.ignore_case, rules.keep_raw, rules.optional)
+    pd.testing.assert_frame_equal(again.apply(raw), prof.apply("access_log", raw))
+
+
+def test_digest_follows_the_steps_and_the_name():
+    text = load_profile("his-zh")
+    again = load_profile("his-zh")
+    assert text.digest("access_log") == again.digest("access_log")
+    edited = parse_profile(b'[access_log.values.action]\n"x" = "view"\n', "his-zh", "a.toml")
+    other = parse_profile(b'[access_log.values.action]\n"x" = "print"\n', "his-zh", "a.toml")
+    renamed = parse_profile(b'[access_log.values.action]\n"x" = "view"\n', "mine", "a.toml")
+    assert len({edited.digest("access_log"), other.digest("access_log"),
+                renamed.digest("access_log"), text.digest("access_log")}) == 4
+    # the file a profile came from is not part of its mapping
+    moved = parse_profile(b'[access_log.values.action]\n"x" = "view"\n', "his-zh", "b.toml")
+    assert moved.digest("access_log") == edited.digest("access_log")
+
+
+@dataclass(frozen=True)
+class UpperStep(Step):
+    """A third party's step kind: upper-case a column."""
+
+    kind: ClassVar[str] = "upper"
+    order: ClassVar[int] = 65
+
+    @classmethod
+    def parse_column(cls, col, spec, where, key):
+        if spec is not True:
+            raise ConfigError("expected true", file=where.file, key=key)
+        return cls(where.table, col)
+
+    def apply(self, run):
+        if self.column in run.out.columns:
+            run.out[self.column] = run.out[self.column].astype("string").str.upper()
+
+    def provenance(self):
+        return {self.column: "upper-cased"}
+
+
+def test_a_registered_step_kind_is_a_profile_key(monkeypatch):
+    monkeypatch.setitem(STEP_KINDS, "upper", UpperStep)
+    prof = parse_profile('[access_log.upper]\nmodule = true\n'.encode(), "up", "up.toml")
+    out = prof.apply("access_log", frame([{"ts": "2025-07-01 08:00:00", "user_id": "u",
+                                           "action": "view", "module": "emr"}]))
+    assert out["module"].tolist() == ["EMR"]
+    assert prof.provenance("access_log")["module"] == "up: upper-cased"
+    assert from_record(prof.records("access_log")[0]) == prof.rules("access_log").steps[0]
+    with pytest.raises(ConfigError) as err:
+        parse_profile(b'[access_log.upper]\nmodule = 1\n', "up", "/x/up.toml")
+    assert (err.value.file, err.value.key) == ("/x/up.toml", "access_log.upper.module")
+    with pytest.raises(ConfigError, match="upper"):
+        parse_profile(b'[access_log.uper]\nmodule = true\n', "up", "/x/up.toml")
+    with pytest.raises(TypeError, match="registered twice"):
+        step_kind(type("Other", (UpperStep,), {}))

@@ -17,6 +17,7 @@ steps are built in rather than declared: the source's own action word kept in `a
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -119,11 +120,12 @@ class Step:
         return []
 
     def record(self) -> dict:
-        """The step as plain JSON data; `from_record` rebuilds it."""
+        """The step as plain JSON data (lists, not tuples: equal once stored and read back);
+        `from_record` rebuilds it."""
         spec = asdict(self)
         del spec["table"], spec["column"]
         return {"step": self.key, "kind": self.kind, "table": self.table,
-                "column": self.column, "spec": spec}
+                "column": self.column, "spec": json.loads(json.dumps(spec, ensure_ascii=False))}
 
 
 def from_record(rec: dict) -> Step:
