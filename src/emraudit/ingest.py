@@ -67,11 +67,12 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("r%Y%m%dT%H%M%S") + secrets.token_hex(3)
 
 
-def _begin_run(store: Store, run_id: str, name: str, table: str, wm_before) -> None:
+def _begin_run(store: Store, run_id: str, name: str, table: str, wm_before,
+               profile_digest: str | None = None) -> None:
     with store.begin() as c:
         c.execute(ingest_runs.insert().values(
             run_id=run_id, source=name, table_name=table, started=now_utc(), status="running",
-            watermark_before=json.dumps(wm_before, default=str)))
+            watermark_before=json.dumps(wm_before, default=str), profile_digest=profile_digest))
 
 
 def _fail_stale_runs(store: Store) -> None:
@@ -122,6 +123,7 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
                   ) -> SourceResult:
     """Ingest everything new from one source; raises UserError for user mistakes."""
     from emraudit.connectors import open_connector
+    from emraudit.connectors.provenance import record_steps
     from emraudit.coverage import day_coverage
 
     table = config.source_table(name)
@@ -131,6 +133,7 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
         res.status = "disabled"
         return res
     connector = open_connector(name, config)
+    mapped_by = record_steps(store, connector.profile, table)   # named by each run below
     wm = store.get_watermark(name)
     ref_frames: list[pd.DataFrame] = []
     ref_quarantine: list[pd.DataFrame] = []
@@ -153,7 +156,7 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
                 progress.current().track(f"ingest {name}", ref_read, unit="rows")
                 continue
             run_id = new_run_id()
-            _begin_run(store, run_id, name, table, wm)
+            _begin_run(store, run_id, name, table, wm, mapped_by)
             v = validate(table, batch.frame, config.tz, name)
             acc = v.accepted
             acc[SOURCE] = name
@@ -196,7 +199,7 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
             res.status = "unchanged"
             return res
         run_id = new_run_id()
-        _begin_run(store, run_id, name, table, wm)
+        _begin_run(store, run_id, name, table, wm, mapped_by)
         lake.write_snapshot(table, v.accepted, run_id)
         counts = dict(read=ref_read, accepted=len(v.accepted), quarantined=len(q),
                       duplicates=v.duplicates)

@@ -46,6 +46,20 @@ ingest_runs = sa.Table(
     sa.Column("detail", sa.Text),                          # JSON: files, days, notes
     sa.Column("days", sa.Text),                            # JSON list of lake days written
     sa.Column("scanned_by", sa.String(64), index=True),    # the scan that covered this run
+    sa.Column("profile_digest", sa.String(64)),            # its mapping: profile_steps.digest
+)
+
+# the connector profile steps in force for ingestion runs, stored once per distinct mapping
+# (emraudit.connectors.provenance): which step made each canonical value, after the fact
+profile_steps = sa.Table(
+    "profile_steps", metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),        # pipeline order
+    sa.Column("profile", sa.String(200), nullable=False),
+    sa.Column("table_name", sa.String(64), nullable=False),
+    sa.Column("step", sa.Text, nullable=False),            # its profile key
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),            # JSON: the step's record
 )
 
 quarantine = sa.Table(
