@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from emraudit import progress
 from emraudit.config import Config
+from emraudit.connectors.provenance import ProfileTrail
 from emraudit.detectors.base import finding_to_json
 from emraudit.detectors.registry import all_detectors
 from emraudit.fastops import local_days
@@ -231,6 +232,7 @@ class Loaded:
     earlier_by_user: dict[str, list[dict]] = field(default_factory=dict)
     history_by_case: dict[str, list[dict]] = field(default_factory=dict)
     live_findings: pd.DataFrame | None = None
+    trail: ProfileTrail | None = None      # how each source's words were mapped
 
 
 def _records_by(df: pd.DataFrame, key: str) -> dict[str, list[dict]]:
@@ -326,7 +328,8 @@ def load_scan(config: Config, store: Store, lake: Lake, scan_id: str, lang: Lang
                   events_by_id=events_by_id, activity_by_user=act_by_user,
                   day_counts=counts,
                   earlier_by_user=_records_by(data.user_cases(store, users), "user_id"),
-                  history_by_case=_records_by(history, "case_id"))
+                  history_by_case=_records_by(history, "case_id"),
+                  trail=ProfileTrail.load(store))
 
 
 # -- view models --------------------------------------------------------------------------------
@@ -392,6 +395,7 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
         "reason": masker.scrub(r.get("reason")),
         "by": ", ".join(sorted(names.get(d, d) for d in flagged_by[str(r["event_id"])])),
     } for r in mine[:MAX_EVENTS_SHOWN]]
+    view["mappings"] = ld.trail.for_events(mine[:MAX_EVENTS_SHOWN]) if ld.trail else []
     view["event_lines"] = [
         f"{r['_time']} {_s(r.get('action'))} {_s(r.get('module'))} "
         f"@{_s(r.get('workstation')) or _s(r.get('ip'))} ({_s(r.get('_source_ref'))})"
