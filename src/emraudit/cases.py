@@ -557,9 +557,14 @@ def resolve_case(store: Store, case_ref: str, disposition: str, note: str, by: s
 
 
 def list_cases(store: Store, *, status: str | None = "open", detector: str | None = None,
-               user: str | None = None, since: str | None = None) -> pd.DataFrame:
+               user: str | None = None, since: str | None = None, item: str | None = None,
+               severity: str | None = None) -> pd.DataFrame:
     """Cases for review, most severe and most recent first."""
     cond = []
+    if item:
+        cond.append(cases.c["items"].like(f'%"{item}"%'))
+    if severity:
+        cond.append(cases.c.severity == severity)
     if status and status != "all":
         if status not in STATUSES:
             raise UserError(f"unknown status '{status}' (expected one of "

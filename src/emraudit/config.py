@@ -69,6 +69,7 @@ class ReportsConfig(_Strict):
     mask_patients: bool = True
     deadline_days: int = Field(default=30, gt=0)
     responsible: str | None = None    # default responsible party in the ledger
+    group: str | None = None          # a group that may read report files (2750/0640)
 
 
 class ScanConfig(_Strict):

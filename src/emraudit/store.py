@@ -212,6 +212,82 @@ locks = sa.Table(
 )
 
 
+# -- the review app (`emraudit serve`): accounts, sessions, the audit trail, case work -------
+web_users = sa.Table(
+    "web_users", metadata,
+    sa.Column("username", sa.String(100), primary_key=True),
+    sa.Column("role", sa.String(20), nullable=False),     # reviewer|officer|admin|auditor
+    sa.Column("password_hash", sa.Text, nullable=False),  # argon2id (emraudit.web.accounts)
+    sa.Column("active", sa.Boolean, nullable=False, default=True),
+    sa.Column("locked", sa.Boolean, nullable=False, default=False),   # too many failures
+    sa.Column("failed", sa.Integer, nullable=False, default=0),       # failures in a row
+    sa.Column("last_failed", TS),
+    sa.Column("lang", sa.String(8)),                       # the user's page language
+    sa.Column("created", TS, nullable=False),
+    sa.Column("updated", TS),
+    sa.Column("last_login", TS),
+)
+
+web_sessions = sa.Table(
+    "web_sessions", metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),   # sha256 of the cookie token
+    sa.Column("username", sa.String(100), nullable=False, index=True),
+    sa.Column("created", TS, nullable=False),
+    sa.Column("seen", TS, nullable=False),
+)
+
+web_settings = sa.Table(
+    "web_settings", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),    # e.g. the cookie signing key
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+audit_trail = sa.Table(
+    # Append-only: every row carries the hash of the one before (emraudit.web.trail);
+    # triggers refuse UPDATE and DELETE on SQLite and PostgreSQL.
+    "audit_trail", metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(20)),
+    sa.Column("action", sa.String(40), nullable=False, index=True),
+    sa.Column("target", sa.String(200)),
+    sa.Column("detail", sa.Text),                           # JSON object
+    sa.Column("client", sa.String(100)),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+for _dialect, _ddl in (
+        ("sqlite", ["CREATE TRIGGER IF NOT EXISTS audit_trail_no_update BEFORE UPDATE ON "
+                    "audit_trail BEGIN SELECT RAISE(ABORT, 'audit_trail is append-only'); END",
+                    "CREATE TRIGGER IF NOT EXISTS audit_trail_no_delete BEFORE DELETE ON "
+                    "audit_trail BEGIN SELECT RAISE(ABORT, 'audit_trail is append-only'); END"]),
+        ("postgresql", ["CREATE OR REPLACE FUNCTION audit_trail_append_only() RETURNS trigger "
+                        "AS $$ BEGIN RAISE EXCEPTION 'audit_trail is append-only'; END $$ "
+                        "LANGUAGE plpgsql",
+                        "CREATE TRIGGER audit_trail_append_only BEFORE UPDATE OR DELETE ON "
+                        "audit_trail FOR EACH ROW EXECUTE FUNCTION audit_trail_append_only()"])):
+    for _stmt in _ddl:
+        sa.event.listen(audit_trail, "after_create", sa.DDL(_stmt).execute_if(dialect=_dialect))
+
+case_assignments = sa.Table(
+    "case_assignments", metadata,
+    sa.Column("case_id", sa.String(40), primary_key=True),
+    sa.Column("assignee", sa.String(100), nullable=False, index=True),
+    sa.Column("assigned_by", sa.String(100), nullable=False),
+    sa.Column("at", TS, nullable=False),
+)
+
+case_comments = sa.Table(
+    "case_comments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("case_id", sa.String(40), nullable=False, index=True),
+    sa.Column("by", sa.String(100), nullable=False),
+    sa.Column("at", TS, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+)
+
+
 class Store:
     """The state database behind one configuration."""
 

@@ -12,4 +12,7 @@ config_option = click.option(
 
 
 def get_config(path: str) -> Config:
-    return load_config(path)
+    from emraudit.reports import files
+    cfg = load_config(path)
+    files.set_group(cfg.reports.group)     # who may read the report files this verb writes
+    return cfg

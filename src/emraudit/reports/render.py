@@ -254,12 +254,18 @@ def _local_parts(ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_scan(config: Config, store: Store, lake: Lake, scan_id: str, lang: Lang,
-              masker: Masker) -> Loaded:
+              masker: Masker, *, case_ids: list[str] | None = None) -> Loaded:
+    """What the pages of a scan show; with `case_ids`, what the pages of those cases show
+    whatever scan found them (the review app), `scan_id` then only marks new findings."""
     tz = config.tz
     scan = data.scan_row(store, scan_id) or {"scan_id": scan_id}
     committed = store.committed_runs()
-    found = data.with_case_ids(data.scan_findings(store, scan_id), tz)
-    case_ids = sorted(set(found["case_id"].dropna().astype(str))) if len(found) else []
+    if case_ids is None:
+        found = data.with_case_ids(data.scan_findings(store, scan_id), tz)
+        case_ids = sorted(set(found["case_id"].dropna().astype(str))) if len(found) else []
+    else:
+        found = data.case_findings(store, case_ids)
+        case_ids = sorted(set(case_ids))
     cf = data.case_findings(store, case_ids)
     cf = pd.concat([cf, found], ignore_index=True) if len(cf) else found.copy()
     if len(cf):

@@ -1,0 +1,116 @@
+"""The case page of the review app: the static report's case view, plus the work on it.
+
+The evidence (who, whom, when, the raw log lines with their source references, the
+explanations tried, the activity charts, the user's earlier cases, the history) is built by
+`emraudit.reports.render.case_view` exactly as for the static page, from the case's live
+findings whatever scan found them. Added here: links inside the app, the assignment, the
+comments, the version the disposition form expects, and what an allowlist entry can cover.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import sqlalchemy as sa
+
+from emraudit.cases import find_case
+from emraudit.config import Config
+from emraudit.lake import Lake
+from emraudit.reports.i18n import Lang
+from emraudit.reports.labels import DISPOSITION, label
+from emraudit.reports.masking import Masker
+from emraudit.reports.render import Fmt, _json_list, _s, case_view, load_scan
+from emraudit.store import Store, case_comments
+from emraudit.web.queue import assignments, case_patients
+
+ALLOW_DAYS = 90     # the default expiry offered for an allowlist entry
+
+
+def read_case(store: Store, case_ref: str) -> dict:
+    with store.engine.connect() as c:
+        return find_case(c, case_ref)
+
+
+def comments(store: Store, case_id: str) -> list[dict]:
+    with store.engine.connect() as c:
+        rows = c.execute(sa.select(case_comments).where(case_comments.c.case_id == case_id)
+                         .order_by(case_comments.c.id)).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def add_comment(store: Store, case_id: str, by: str, text: str) -> None:
+    from emraudit.errors import UserError
+    from emraudit.store import now_utc
+    text = (text or "").strip()
+    if not text:
+        raise UserError("the comment is empty")
+    if len(text) > 4000:
+        raise UserError("the comment is too long (at most 4000 characters)")
+    with store.begin() as c:
+        c.execute(case_comments.insert().values(case_id=case_id, by=by, at=now_utc(),
+                                                text=text))
+
+
+def assign(store: Store, case_id: str, assignee: str | None, by: str) -> str | None:
+    """Assign the case (None or '' unassigns); returns the previous assignee."""
+    from emraudit.store import case_assignments, now_utc, upsert
+    before = assignments(store, [case_id]).get(case_id, {}).get("assignee")
+    with store.begin() as c:
+        if assignee:
+            upsert(c, case_assignments, {"case_id": case_id, "assignee": assignee,
+                                         "assigned_by": by, "at": now_utc()}, ["case_id"])
+        else:
+            c.execute(case_assignments.delete().where(case_assignments.c.case_id == case_id))
+    return before
+
+
+def allow_scopes(row: dict, masker: Masker, lang: Lang) -> list[tuple[str, str]]:
+    """(form value, label) for what an allowlist entry of this case may cover: one of its
+    patients (by position, so the page never carries an unmasked id) or one detector."""
+    from emraudit.reports.labels import detector_info
+    out = [(f"patient:{i}", lang.gettext("this patient: %(p)s", p=masker.pid(p)))
+           for i, p in enumerate(case_patients(row))]
+    out += [(f"detector:{d}", lang.gettext("this detector: %(d)s",
+                                           d=detector_info(d, lang)["name"]))
+            for d in _json_list(row.get("detectors"))]
+    return out
+
+
+def resolve_scope(row: dict, scope: str) -> dict:
+    """The allowlist keyword (patient= or detector=) a form's scope value stands for."""
+    from emraudit.errors import UserError
+    kind, _, value = (scope or "").partition(":")
+    if kind == "patient":
+        pats = case_patients(row)
+        if value.isdigit() and int(value) < len(pats):
+            return {"patient": pats[int(value)]}
+    elif kind == "detector" and value in [str(d) for d in _json_list(row.get("detectors"))]:
+        return {"detector": value}
+    raise UserError(f"allowlist scope {scope!r} is not one of this case's patients or "
+                    "detectors")
+
+
+def case_model(config: Config, store: Store, lake: Lake, row: dict, lang: Lang,
+               masker: Masker) -> dict:
+    """The view of one stored case with the review app's additions."""
+    cid = row["case_id"]
+    fmt = Fmt(config.tz)
+    ld = load_scan(config, store, lake, "", lang, masker, case_ids=[cid])
+    stored = next((c for c in ld.cases if c["case_id"] == cid), row)
+    masker.learn_patients(ld.ref.patients, case_patients(stored))
+    view = case_view(stored, ld, config, lang, masker, fmt, set(), "")
+    view["href"] = f"/cases/{cid}"
+    for e in view["earlier"]:
+        e["href"] = f"/cases/{e['id']}"
+    a = assignments(store, [cid]).get(cid)
+    view["assignee"] = _s(a["assignee"]) if a else ""
+    view["assigned"] = {"by": _s(a["assigned_by"]), "at": fmt.minute(a["at"])} if a else None
+    view["comments"] = [{"by": c["by"], "at": fmt.minute(c["at"]),
+                         "text": masker.scrub(c["text"])} for c in comments(store, cid)]
+    view["version"] = int(stored.get("version") or row.get("version") or 1)
+    view["user_id_raw"] = _s(stored.get("user_id"))
+    view["dispositions"] = [(d, label(DISPOSITION, d, lang)) for d in
+                            ("confirmed", "justified", "false_positive", "training")]
+    view["allow_scopes"] = allow_scopes(stored, masker, lang)
+    view["allow_until"] = (pd.Timestamp.now(tz=config.tz) + pd.Timedelta(days=ALLOW_DAYS)) \
+        .strftime("%Y-%m-%d")
+    return view
