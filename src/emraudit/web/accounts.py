@@ -94,11 +94,11 @@ def _require(conn: sa.Connection, name: str) -> dict:
 
 def add_user(store: Store, name: str, role: str, password: str) -> dict:
     name, role = check_name(name), check_role(role)
-    check_password(password)
     at = now_utc()
     with store.begin() as c:
         if get_user(c, name) is not None:
             raise UserError(f"account '{name}' already exists (use `emraudit users passwd`)")
+        check_password(password)
         c.execute(web_users.insert().values(
             username=name, role=role, password_hash=_hasher.hash(password), active=True,
             locked=False, failed=0, created=at, updated=at))

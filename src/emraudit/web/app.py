@@ -37,8 +37,9 @@ from emraudit.web import accounts, casepage, downloads, queue, search, trail
 from emraudit.web.roles import ROLE_LABELS, ROLES, may
 from emraudit.web.security import COOKIE, LOGIN_COOKIE, ClientLimiter, Guard, Session, signing_key
 
-CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'none'; "
-       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+CSP_META = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'none'; "
+            "form-action 'self'; base-uri 'none'")
+CSP = CSP_META + "; frame-ancestors 'none'"     # frame-ancestors counts in the header only
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
            "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
            "Cache-Control": "no-store", "Cross-Origin-Opener-Policy": "same-origin"}
@@ -158,7 +159,7 @@ class ReviewApp:
         s = self.session(request)
         lang = lang or self.lang_of(s)
         html = self.env(lang).get_template(template).render(
-            site=self.config.site.name, css=self.css, csp=CSP, scan={}, window=("", ""),
+            site=self.config.site.name, css=self.css, csp=CSP_META, scan={}, window=("", ""),
             generated=Fmt(self.config.tz).now(),
             masked=self.config.reports.mask_patients if masked is None else masked,
             me=s.user if s else None, csrf=self.guard.csrf(s) if s else "",
