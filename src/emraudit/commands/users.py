@@ -85,17 +85,21 @@ def list_cmd(config_path) -> None:
                     ("failed", "failed logins"), ("login", "last login")])
 
 
+def _set_active(config_path, name: str, active: bool) -> None:
+    from emraudit.web.accounts import set_active
+
+    store = _store(config_path)
+    set_active(store, name, active)
+    _trail(store, "user_enable" if active else "user_disable", name)
+    click.echo(f"account {name} {'enabled' if active else 'disabled'}")
+
+
 @users_group.command("disable")
 @config_option
 @click.argument("name")
 def disable_cmd(config_path, name) -> None:
     """Disable an account and end its sessions (its history stays)."""
-    from emraudit.web.accounts import set_active
-
-    store = _store(config_path)
-    set_active(store, name, False)
-    _trail(store, "user_disable", name)
-    click.echo(f"account {name} disabled")
+    _set_active(config_path, name, False)
 
 
 @users_group.command("enable")
@@ -103,12 +107,7 @@ def disable_cmd(config_path, name) -> None:
 @click.argument("name")
 def enable_cmd(config_path, name) -> None:
     """Enable a disabled account again."""
-    from emraudit.web.accounts import set_active
-
-    store = _store(config_path)
-    set_active(store, name, True)
-    _trail(store, "user_enable", name)
-    click.echo(f"account {name} enabled")
+    _set_active(config_path, name, True)
 
 
 @users_group.command("passwd")

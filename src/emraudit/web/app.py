@@ -420,7 +420,7 @@ def build_routes(app: ReviewApp) -> list[Route]:
         if what in ("ledger.csv", "ledger.xlsx"):
             if scope not in ("open", "period"):
                 raise UserError(f"scope: expected open or period, got {scope!r}")
-            ids = downloads.ledger_cases(app.store, scope, start, end)
+            ids = downloads.ledger_cases(app.store, scope, app.config.tz, start, end)
             fmt_name = what.split(".")[1]
             title = f"{app.config.site.name} " + (lang.gettext("open cases") if scope == "open"
                                                   else f"{start}–{end}")
@@ -541,21 +541,14 @@ def create_app(config: Config, *, store: Store | None = None,
             return _redirect(f"/login?next={quote(target, safe='')}")
         return _redirect("/login")
 
-    async def forbidden(request: Request, exc: Exception):
-        return review.error(request, 403, str(exc))
-
-    async def not_found(request: Request, exc: Exception):
-        return review.error(request, 404, str(exc))
-
-    async def conflict(request: Request, exc: Exception):
-        return review.error(request, 409, str(exc))
-
-    async def user_error(request: Request, exc: Exception):
-        return review.error(request, 400, str(exc))
+    def answer(status: int):
+        async def handler(request: Request, exc: Exception):
+            return review.error(request, status, str(exc))
+        return handler
 
     app = Starlette(routes=build_routes(review), exception_handlers={
-        Anonymous: anonymous, Forbidden: forbidden, CaseNotFound: not_found,
-        CaseConflict: conflict, UserError: user_error})
+        Anonymous: anonymous, Forbidden: answer(403), CaseNotFound: answer(404),
+        CaseConflict: answer(409), UserError: answer(400)})
     app.state.review = review
     app.add_middleware(_SecurityHeaders)
     return app

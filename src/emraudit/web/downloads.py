@@ -31,13 +31,14 @@ MEDIA = {"csv": "text/csv; charset=utf-8",
          "html": "text/html; charset=utf-8"}
 
 
-def ledger_cases(store: Store, scope: str, start: str = "", end: str = "") -> list[str]:
+def ledger_cases(store: Store, scope: str, tz: str, start: str = "", end: str = ""
+                 ) -> list[str]:
     """The case ids of the open queue (scope "open") or of the cases first seen in a period
     (site-local days, as the period summary counts them), in queue order."""
     if scope == "open":
         df = list_cases(store, status="open")
     else:
-        lo, hi = checked_period(start, end, PERIOD_DAYS)
+        lo, hi = checked_period(start, end, tz, PERIOD_DAYS)
         df = list_cases(store, status="all")
         if len(df):
             day = df["first_seen"].fillna("").astype(str).str[:10]
@@ -69,7 +70,7 @@ def summary_file(config: Config, store: Store, lake: Lake, start: str, end: str,
                  fmt_name: str) -> bytes:
     """The period summary as HTML or XLSX bytes (it holds no patient data)."""
     from emraudit.reports.summary import write_summary
-    checked_period(start, end, PERIOD_DAYS)
+    checked_period(start, end, config.tz, PERIOD_DAYS)
     with tempfile.TemporaryDirectory(prefix="emraudit-summary-") as tmp:
         html, xlsx = write_summary(config, store, lake, start, end,
                                    out=Path(tmp) / "summary.html")

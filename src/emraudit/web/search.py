@@ -19,7 +19,7 @@ from emraudit.reports import data
 from emraudit.reports.i18n import Lang
 from emraudit.reports.labels import ACTION, SEVERITY, STATUS, detector_info, label
 from emraudit.reports.masking import Masker
-from emraudit.reports.patient import period
+from emraudit.dates import period
 from emraudit.reports.render import Fmt, Ref, _json_list, _s
 from emraudit.store import Store, findings
 
@@ -39,9 +39,10 @@ def default_period(store: Store, lake: Lake, start: str, end: str) -> tuple[str,
     return first.strftime("%Y-%m-%d"), last.strftime("%Y-%m-%d")
 
 
-def checked_period(start: str, end: str, max_days: int = MAX_DAYS
+def checked_period(start: str, end: str, tz: str, max_days: int = MAX_DAYS
                    ) -> tuple[pd.Timestamp, pd.Timestamp]:
-    lo, hi = period(start, end)
+    """The first and last day of an ISO period of at most `max_days` days."""
+    lo, hi = period(start, end, tz, options=("from", "to"))
     if (hi - lo).days + 1 > max_days:
         raise UserError(f"the period is {(hi - lo).days + 1} days long: at most {max_days}")
     return lo, hi
@@ -69,7 +70,7 @@ def user_search(config: Config, store: Store, lake: Lake, user_id: str, start: s
     if not user_id:
         raise UserError("give an account (user id) to search for")
     start, end = default_period(store, lake, start, end)
-    lo, hi = checked_period(start, end)
+    lo, hi = checked_period(start, end, config.tz)
     fmt = Fmt(config.tz)
     days = pd.date_range(lo, hi).strftime("%Y-%m-%d")
     ev = data.read_lake(lake, store.committed_runs(), days, None,
@@ -123,7 +124,7 @@ def patient_search(config: Config, store: Store, lake: Lake, patient_id: str, st
     if not patient_id:
         raise UserError("give a patient id to search for")
     start, end = default_period(store, lake, start, end)
-    checked_period(start, end)
+    checked_period(start, end, config.tz)
     model = build_patient_report(config, store, lake, patient_id, start, end, unmask=unmask,
                                  lang=lang)
     masker = Masker(enabled=model["masked"])
