@@ -253,7 +253,10 @@ def findings_frame(detector_id: str, rows: pd.DataFrame | list[dict], *,
     out = pd.DataFrame({
         "finding_id": [finding_id(detector_id, str(k)) for k in df["key"]],
         "detector": detector_id,
-        "severity": df["severity"] if "severity" in df else default_severity,
+        # rows that set no severity (one kind of finding in a detector that sets it for
+        # another) take the default, never NaN
+        "severity": (df["severity"].where(df["severity"].notna(), default_severity)
+                     if "severity" in df else default_severity),
         "score": pd.to_numeric(df["score"], errors="coerce").fillna(0.0).astype(float)
         if "score" in df else 1.0,
         "user_id": df["user_id"].astype("string"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -223,13 +224,38 @@ def _campus_codes(terminal_campus: pd.Series, inv: np.ndarray,
     per_event = tcode[inv] if len(tcode) else np.full(len(inv), -1, dtype=np.int64)
     names = pd.Index(tnames, dtype="string")
     if facility is None:
-        return per_event, names
+        return _same_places(per_event, names)
     fcode, fnames = pd.factorize(facility)
     fnames = pd.Index(fnames, dtype="string")
     names = names.append(fnames.difference(names, sort=False))
     fmap = np.append(names.get_indexer(fnames), -1)     # facility code -> campus code
     fcode = np.asarray(fcode, dtype=np.int64)
-    return np.where(per_event >= 0, per_event, fmap[fcode]), names
+    return _same_places(np.where(per_event >= 0, per_event, fmap[fcode]), names)
+
+
+def place_key(name: str) -> str:
+    """One spelling of a place: case, surrounding blanks, a URL scheme, user info, default
+    port and trailing slash do not make another campus ("server.example.com" and
+    "http://server.example.com/" are one host; FHIR sources spell `source.site` both ways)."""
+    key = str(name).strip().casefold()
+    key = re.sub(r"^[a-z][a-z0-9+.-]*://", "", key)
+    key = re.sub(r"^[^/@]*@", "", key)
+    key = re.sub(r":(80|443)(?=/|$)", "", key)
+    return key.rstrip("/")
+
+
+def _same_places(code: np.ndarray, names: pd.Index) -> tuple[np.ndarray, pd.Index]:
+    """Codes of names that are spellings of one place merged onto its first spelling
+    (worked out per distinct name)."""
+    if not len(names):
+        return code, names
+    keys = [place_key(n) for n in names]
+    first, uniq = pd.factorize(pd.Series(keys, dtype=object))
+    if len(uniq) == len(names):
+        return code, names
+    keep = pd.Series(np.arange(len(names))).groupby(first).first().to_numpy()
+    merged = np.append(np.asarray(first, dtype=np.int64), -1)
+    return merged[np.where(code >= 0, code, len(names))], pd.Index(names[keep], dtype="string")
 
 
 def _ids(df: pd.DataFrame) -> list[str]:
@@ -682,7 +708,7 @@ class InactiveAccount(Detector):
                     "key": f"{user}|departed|{d}", "user_id": user,
                     "patient_id": _one_patient(grp), "start": grp["ts"].min(),
                     "end": grp["ts"].max(), "event_ids": _ids(grp),
-                    "score": 2.0 + len(grp) / 10.0,
+                    "severity": self.severity, "score": 2.0 + len(grp) / 10.0,
                     "summary": (f"account {user} was used {len(grp)} time"
                                 f"{'s' if len(grp) > 1 else ''} on {d} {why}"),
                     "evidence": {"day": d, "reason": "departed", "status": str(st),

@@ -427,7 +427,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
     # work there (float staff and rotating residents without a roster)
     wh = int(p["ward_work_hours"] * _HOUR_US)
     ward_at = np.full(n, -1, dtype=np.int64)
-    if wh > 0 and not done.all() and base.any():
+    if wh > 0 and not done.all() and base.any() and len(rel):
         todo_user = np.bincount(ucode[~done], minlength=len(uidx)) > 0    # no sort
         pts = base & todo_user[ucode]
         rk = np.where(r_ok & (r_ward >= 0), r_p, -1)

@@ -1,0 +1,63 @@
+"""Crashes seen on real data (issue 16), each on the smallest frame that raised it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from detector_frames import ev, make_ctx, run
+from emraudit.detectors.base import findings_frame
+from emraudit.detectors.cred import place_key
+
+W = ("2025-07-07", "2025-07-14")
+
+
+def test_departed_and_dormant_in_one_run_have_valid_severities():
+    # MIMIC-III: departed rows set no severity, dormant rows did; the concat made NaN
+    users = [{"user_id": "gone", "role": "nurse", "end_date": "2025-07-01"},
+             {"user_id": "ok", "role": "nurse"}]
+    events = [ev("ok", "p1", "2025-04-01 10:00"), ev("ok", "p1", "2025-07-08 10:00"),
+              ev("gone", "p2", "2025-07-08 11:00")]
+    f = run("cred.inactive_account", make_ctx(events, window=W, users=users))
+    assert sorted(zip(f["user_id"], f["severity"])) == [("gone", "high"), ("ok", "medium")]
+
+
+def test_findings_frame_gives_rows_without_severity_the_default():
+    rows = [{"key": "a", "user_id": "u", "event_ids": ["e1"], "start": None, "end": None,
+             "summary": "s", "severity": "low"},
+            {"key": "b", "user_id": "u", "event_ids": ["e2"], "start": None, "end": None,
+             "summary": "s"}]
+    f = findings_frame("x.y", rows, default_item="9", default_severity="high")
+    assert sorted(f["severity"]) == ["high", "low"]
+
+
+@pytest.mark.parametrize("detector", ["copy.bulk_export", "bulk.volume", "care.no_relationship",
+                                      "snoop.self"])
+def test_explanations_without_any_care_relation(detector):
+    # FHIR examples, OpenEMR log: no care_relations table; the ward-work step indexed an
+    # empty array
+    events = [ev("u", f"p{i}", f"2025-07-08 10:{i:02d}", "export", record_count=30)
+              for i in range(5)] + [ev("u", "p1", "2025-07-08 09:00", "update")]
+    ctx = make_ctx(events, window=W, care_relations=[], users=[{"user_id": "u"}],
+                   patients=[{"patient_id": "p1"}])
+    assert isinstance(run(detector, ctx), pd.DataFrame)
+
+
+def test_one_host_spelled_with_and_without_scheme_is_one_place():
+    events = [ev("u", "p1", "2025-07-08 10:00", facility="server.example.com"),
+              ev("u", "p1", "2025-07-08 10:00", facility="http://server.example.com"),
+              ev("u", "p1", "2025-07-08 10:01", facility="HTTPS://Server.Example.com:443/")]
+    assert run("cred.impossible_travel", make_ctx(events, window=W)).empty
+    events.append(ev("u", "p1", "2025-07-08 10:02", facility="other.example.com"))
+    f = run("cred.impossible_travel", make_ctx(events, window=W))
+    assert len(f) == 1
+    hop = f["evidence"].iloc[0]["hops"][0]
+    assert (hop["from"], hop["to"]) == ("server.example.com", "other.example.com")
+
+
+@pytest.mark.parametrize("a,b,same", [
+    ("server.example.com", "http://server.example.com/", True),
+    ("本部", " 本部 ", True), ("East", "east", True),
+    ("http://a.example.com:8080", "a.example.com", False), ("本部", "东院", False)])
+def test_place_key(a, b, same):
+    assert (place_key(a) == place_key(b)) is same
