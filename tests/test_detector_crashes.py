@@ -61,3 +61,22 @@ def test_one_host_spelled_with_and_without_scheme_is_one_place():
     ("http://a.example.com:8080", "a.example.com", False), ("本部", "东院", False)])
 def test_place_key(a, b, same):
     assert (place_key(a) == place_key(b)) is same
+
+
+def test_concurrent_use_with_only_failed_events():
+    # found by the property tests: every located event a failure, so nobody present
+    events = [ev("u", "p1", "2025-07-08 00:00", ip="10.1.1.1", outcome="failure")]
+    assert run("cred.concurrent_use", make_ctx(events, window=W)).empty
+
+
+def test_inactive_account_with_an_empty_users_table():
+    # found by the property tests: Index.map over an empty users table lost the dtype
+    ctx = make_ctx([ev("u", "p1", "2025-07-08 10:00")], window=W, users=[])
+    assert run("cred.inactive_account", ctx).empty
+
+
+def test_deceased_patient_never_accessed():
+    # found by the property tests: no access to the dead patient, an empty merge, no dtype
+    ctx = make_ctx([ev("u", "p1", "2025-07-08 10:00")], window=W,
+                   patients=[{"patient_id": "p2", "deceased_date": "2025-01-01"}])
+    assert run("snoop.deceased", ctx).empty

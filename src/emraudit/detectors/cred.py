@@ -323,6 +323,8 @@ class ConcurrentUse(Detector):
         if not keep.any():
             return self.findings([])
         idx, u, t = _presence_sorted(ctx, keep)
+        if not len(idx):        # only failed logins or logouts: nobody was present
+            return self.findings([])
         pl = place_all[idx]
         cp = campus_all[idx]
         # runs of consecutive events in the same place, per user
@@ -684,8 +686,9 @@ class InactiveAccount(Detector):
         # per account, compared per event on integer arrays
         code, uniq = pd.factorize(full["user_id"])
         uniq = pd.Index(uniq, dtype="string")
-        end_u = _us(pd.Series(uniq.map(u["end_date"]), dtype=full["ts"].dtype))
-        term_u = (pd.Series(uniq.map(u["status"].astype("string")), dtype="string")
+        # reindex, not Index.map: map of an empty users table lost the datetime dtype
+        end_u = _us(u["end_date"].reindex(uniq))
+        term_u = (u["status"].astype("string").reindex(uniq)
                   == "terminated").fillna(False).to_numpy(dtype=bool) & (end_u >= _FAR)
         grace = int(p.end_grace_days * _DAY_US)
         has_end = end_u < _FAR

@@ -612,6 +612,8 @@ class SnoopDeceased(Detector):
         if dead.empty:
             return empty_findings()
         acc = _accesses(ctx, dead["patient_id"])
+        if acc.empty:       # an empty merge loses the datetime dtype of ts
+            return empty_findings()
         hits = acc.reset_index().merge(dead, on="patient_id", how="inner").set_index("index")
         n = int(self.p.days_after_death)
         late = hits["ts"] >= hits["deceased_date"] + pd.Timedelta(days=n)
