@@ -2,7 +2,8 @@
 
 Each test runs `emraudit scan` as a subprocess on a small hospital: the demo generator's
 (`emraudit demo generate --size small`) when it is available, else a small hospital built
-here. A scan killed with SIGKILL (EMRAUDIT_TEST_KILL_AT=<stage>, see emraudit.testhooks) and
+here. A scan killed with SIGKILL at a stage (tests/killable.py passes run_scan an
+`on_stage` callback that kills it there) and
 run again must leave exactly the findings, cases, case history and findings.jsonl of an
 uninterrupted scan.
 """
@@ -23,19 +24,17 @@ import pytest
 import sqlalchemy as sa
 
 from emraudit.config import load_config
+from emraudit.scan import STAGES
 from emraudit.store import Store, case_history, cases, findings, scans
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["ingest:after-lake-write", "scan:after-detectors", "scan:after-findings",
-          "scan:after-reports"]
 TZ = "Asia/Shanghai"
 
 
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("EMRAUDIT_STORE_URL", "EMRAUDIT_LAKE", "EMRAUDIT_TEST_KILL_AT",
-                        "EMRAUDIT_CONFIG")}
+           if k not in ("EMRAUDIT_STORE_URL", "EMRAUDIT_LAKE", "EMRAUDIT_CONFIG")}
     env.update(extra)
     return env
 
@@ -44,6 +43,13 @@ def emraudit(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "emraudit", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout,
                           env=env or _env())
+
+
+def killed_scan(stage: str, cfg: Path) -> subprocess.CompletedProcess:
+    """`emraudit scan --config cfg`, killed with SIGKILL when it reaches `stage`."""
+    script = Path(__file__).with_name("killable.py")
+    return subprocess.run([sys.executable, str(script), stage, "scan", "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=120, env=_env())
 
 
 # -- the hospital -----------------------------------------------------------------------------
@@ -188,7 +194,7 @@ def baseline(hospital, tmp_path_factory) -> dict:
 def test_scan_killed_at_any_stage_then_rerun_equals_an_uninterrupted_scan(
         stage, hospital, baseline, tmp_path):
     cfg = fresh_copy(hospital, tmp_path / "h")
-    r = emraudit("scan", "--config", cfg, env=_env(EMRAUDIT_TEST_KILL_AT=stage))
+    r = killed_scan(stage, cfg)
     assert r.returncode == -signal.SIGKILL, f"not killed at {stage}: {r.returncode}\n" \
                                             f"{r.stdout}{r.stderr}"
     r = emraudit("scan", "--config", cfg)

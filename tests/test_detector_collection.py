@@ -3,7 +3,7 @@ property is checked across the whole collection and all offenders are listed tog
 
 import tomllib
 
-from emraudit.detectors.base import SEVERITY_RANK
+from emraudit.model import SEVERITY_RANK
 from emraudit.detectors.profile import builtin_profile_path, resolve_detectors
 from emraudit.detectors.profile_doc import render_default_profile
 from emraudit.detectors.registry import all_detectors

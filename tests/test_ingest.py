@@ -4,6 +4,7 @@ mid-batch leaves nothing visible and the rerun resumes."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -82,9 +83,9 @@ def test_same_events_from_a_rewritten_file_are_duplicates(site):
 
 
 def test_crash_after_lake_write_leaves_nothing_and_rerun_resumes(site):
-    env = dict(os.environ, EMRAUDIT_TEST_KILL_AT="ingest:after-lake-write")
-    proc = subprocess.run([sys.executable, "-m", "emraudit", "ingest", "--config",
-                           str(site / "emraudit.toml")], env=env, capture_output=True)
+    script = Path(__file__).with_name("killable.py")
+    proc = subprocess.run([sys.executable, str(script), "ingest:after-lake-write", "ingest",
+                           "--config", str(site / "emraudit.toml")], capture_output=True)
     assert proc.returncode == -9
     cfg = load_config(site / "emraudit.toml")
     store, lake = Store(cfg.store_url), Lake(cfg.lake_dir, cfg.tz)

@@ -3,7 +3,6 @@ a long scan transaction does not block them. Uses the `pg_url` fixture (a fresh 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -13,7 +12,8 @@ import sqlalchemy as sa
 
 from emraudit import cases as C
 from emraudit.allow import add_entry, apply_allowlist
-from emraudit.store import Store, case_history, cases, findings as findings_t, upsert
+from emraudit.results import save_scan_results, store_findings
+from emraudit.store import Store, case_history, cases, findings as findings_t
 
 pytestmark = pytest.mark.postgres
 
@@ -35,23 +35,24 @@ def store(pg_url):
     s.dispose()
 
 
+WS = pd.Timestamp("2025-07-01", tz="Asia/Shanghai")
+CASE_U1 = C.case_id_for("incident", "u1", "2025-07-01")
+
+
 def _open_cases(store, rows, scan_id="S1"):
-    """What the pipeline does in one transaction: cases, then the annotated findings."""
+    """What the pipeline does in one transaction (emraudit.results): the findings with their
+    case ids, then the cases, then the queue."""
     df = pd.DataFrame(rows)
     with store.begin() as conn:
-        touched = C.update_cases(conn, df, scan_id, NOW)
-        _store_findings(conn, df, scan_id)
-        return touched
+        return save_scan_results(conn, df, scan_id, ran=[], window_start=WS,
+                                 window_end=WS + pd.Timedelta(days=1), days=None,
+                                 tz="Asia/Shanghai", quota=10, now=NOW).cases
 
 
 def _store_findings(conn, df, scan_id):
-    out = []
-    for r in df.to_dict("records"):
-        r = dict(r, event_ids=json.dumps(r["event_ids"]), evidence=json.dumps(r["evidence"]),
-                 first_scan=scan_id, last_scan=scan_id)
-        r["suppressed_by"] = None if pd.isna(r.get("suppressed_by")) else int(r["suppressed_by"])
-        out.append(r)
-    upsert(conn, findings_t, out, ["finding_id"])
+    """The findings alone, as the pipeline writes them (their case ids with them)."""
+    store_findings(conn, df.pipe(C.annotate, "Asia/Shanghai"), scan_id, [], WS,
+                   WS + pd.Timedelta(days=1), None)
 
 
 def test_cases_and_allowlist_work_on_postgres(store):
@@ -65,14 +66,14 @@ def test_cases_and_allowlist_work_on_postgres(store):
     assert sorted(touched["status"]) == ["open", "suppressed"]
     again = _open_cases(store, found, "S2")
     assert set(again["change"]) == {"unchanged"}
-    cid = C.case_id_for("patient", "u1", "p1")
+    cid = CASE_U1
     row = C.resolve_case(store, cid, "confirmed", "n", "r1")
     assert row["version"] == 2
 
 
 def test_two_reviewers_resolving_at_once_lose_nothing(store):
     _open_cases(store, [F("F1", "a", "u1", "p1")])
-    cid = C.case_id_for("patient", "u1", "p1")
+    cid = CASE_U1
     n = 8
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
@@ -108,7 +109,7 @@ def test_a_resolve_racing_another_is_retried_not_lost(store):
     """Deterministic race: B reads version 1 while A's update holds the row; A commits; B's
     guarded update matches nothing, so B reads again and applies on top of A."""
     _open_cases(store, [F("F1", "a", "u1", "p1")])
-    cid = C.case_id_for("patient", "u1", "p1")
+    cid = CASE_U1
     a_updated = threading.Event()
     b_done = threading.Event()
     result = {}
@@ -140,16 +141,17 @@ def test_a_resolve_racing_another_is_retried_not_lost(store):
 
 def test_a_long_scan_transaction_does_not_block_reviewers(store):
     _open_cases(store, [F("F1", "a", "u1", "p1"), F("F2", "a", "u2", "p2")])
-    busy = C.case_id_for("patient", "u1", "p1")
-    other = C.case_id_for("patient", "u2", "p2")
+    busy = CASE_U1
+    other = C.case_id_for("incident", "u2", "2025-07-01")
     in_scan = threading.Event()
     release = threading.Event()
 
     def long_scan():
         with store.begin() as conn:
             df = pd.DataFrame([F("F9", "b", "u1", "p1", events=("e9",))])
-            C.update_cases(conn, df, "S2", NOW)
+            prior = C.prior_case_ids(conn, ["F9"])
             _store_findings(conn, df, "S2")
+            C.update_cases(conn, df, "S2", NOW, tz="Asia/Shanghai", prior_case=prior)
             in_scan.set()
             release.wait(20)
 
@@ -173,7 +175,7 @@ def test_a_long_scan_transaction_does_not_block_reviewers(store):
 
 def test_resolve_on_a_row_held_by_a_scan_reports_instead_of_hanging(store, monkeypatch):
     _open_cases(store, [F("F1", "a", "u1", "p1")])
-    cid = C.case_id_for("patient", "u1", "p1")
+    cid = CASE_U1
     held = threading.Event()
     release = threading.Event()
 

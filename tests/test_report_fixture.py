@@ -1,8 +1,8 @@
 """A small hand-made store + lake for the report tests (and a check that it loads).
 
-Two scans; three cases: a patient case (VIP patient, two detectors, one finding from an
-earlier scan), an account case (bulk viewing of many patients, resolved as confirmed), and an
-earlier confirmed case of the same user outside this scan. Log values carry HTML/script
+Two scans; three cases: an incident of one VIP patient (two detectors, one finding from an
+earlier scan, open in the review queue), an incident of bulk viewing of many patients
+(resolved as confirmed), and an earlier confirmed case of the same user outside this scan. Log values carry HTML/script
 payloads and spreadsheet formulas so the escaping and neutralization tests have teeth.
 """
 
@@ -150,7 +150,9 @@ def build(tmp: Path, *, lang: str = "en", mask: bool = True):
     with store.begin() as c:
         c.execute(findings.insert(), _rows(findings, rows))
         c.execute(cases.insert(), _rows(cases, [
-            dict(case_id=CASE_P, kind="patient", user_id="U001", patient_id=PATIENT,
+            dict(case_id=CASE_P, kind="incident", user_id="U001", patient_id=PATIENT,
+                 patients=json.dumps([PATIENT]), day="2025-07-02", queued=True, risk=50.0,
+                 risk_factors=json.dumps({"severity": 30.0, "special_patient": 6.0}),
                  severity="critical", score=3.5, detectors=json.dumps(["bulk.off_hours",
                                                                         "snoop.vip"]),
                  items=json.dumps(["8", "9"]), first_seen=f.loc[0, "start"],
@@ -158,7 +160,8 @@ def build(tmp: Path, *, lang: str = "en", mask: bool = True):
                  summary=f"U001 opened the record of VIP patient {PATIENT_NAME} ({PATIENT}) "
                          "3 times at night with no care relation. (+1 more finding)",
                  status="open", reopened=True, version=3, created=now, updated=now),
-            dict(case_id=CASE_A, kind="account", user_id="U002", patient_id="", day="2025-07-03",
+            dict(case_id=CASE_A, kind="incident", user_id="U002", patient_id="", day="2025-07-03",
+                 patients="[]", queued=True, risk=45.0,
                  severity="critical", score=8.0, detectors=json.dumps(["bulk.volume"]),
                  items=json.dumps(["8"]), first_seen=f.loc[2, "start"], last_seen=f.loc[2, "end"],
                  n_findings=1, n_events=40, summary=f.loc[2, "summary"], status="resolved",

@@ -10,10 +10,11 @@ import re
 import stat
 from datetime import date, datetime, timedelta, timezone
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from emraudit.detectors.base import FINDING_COLUMNS
+from emraudit.model import FINDING_COLUMNS
 from emraudit.reports import write_scan_reports
 from emraudit.store import findings, scans
 from test_report_fixture import (CASE_A, CASE_OLD, CASE_P, FORMULA_DEPT, PATIENT, PATIENT_NAME,
@@ -188,18 +189,41 @@ def test_both_languages_render(tmp_path):
     assert "EMR access audit" not in index2
 
 
-def test_findings_without_a_stored_case_are_grouped_for_display(tmp_path):
-    """Findings the case builder has not grouped yet still get their case page, grouped by
-    (user, patient) like emraudit.cases would."""
+def test_reports_only_read_what_the_scan_decided(tmp_path):
+    """A report never groups findings again nor writes cases: findings whose case the store
+    does not hold get no page, and rendering leaves findings and cases as they were."""
+    from emraudit.store import cases as cases_t
     cfg, store, lake = build(tmp_path, lang="en")
-    from emraudit.cases import case_id_for
     with store.begin() as c:
-        c.execute(sa.delete(__import__("emraudit.store", fromlist=["cases"]).cases))
-        c.execute(findings.update().values(case_id=None))
+        c.execute(sa.delete(cases_t).where(cases_t.c.case_id == CASE_A))
+    before_f = store.read_table(findings, order_by=findings.c.finding_id)
+    before_c = store.read_table(cases_t, order_by=cases_t.c.case_id)
     out = write_scan_reports(cfg, store, lake, SCAN1)
-    pages = {p.stem for p in (out / "cases").glob("*.html")}
-    assert pages == {case_id_for("patient", "U001", PATIENT),
-                     case_id_for("account", "U002", "2025-07-03")}
+    assert {p.stem for p in (out / "cases").glob("*.html")} == {CASE_P}
+    pd.testing.assert_frame_equal(before_f, store.read_table(findings,
+                                                             order_by=findings.c.finding_id))
+    pd.testing.assert_frame_equal(before_c, store.read_table(cases_t,
+                                                             order_by=cases_t.c.case_id))
+
+
+def test_below_budget_cases_get_no_page_but_render_on_demand(tmp_path):
+    from click.testing import CliRunner
+    from emraudit.cli import main
+    from emraudit.store import cases as cases_t
+    cfg, store, lake = build(tmp_path, lang="zh")
+    with store.begin() as c:
+        c.execute(cases_t.update().where(cases_t.c.case_id == CASE_P).values(queued=False))
+    out = write_scan_reports(cfg, store, lake, SCAN1)
+    assert not (out / "cases" / f"{CASE_P}.html").exists()
+    index = _read(out / "index.html")
+    assert 'id="queue-banner"' in index
+    page = tmp_path / "one.html"
+    r = CliRunner().invoke(main, ["report", "case", "--config", str(cfg.path), CASE_P[:10],
+                                  "--out", str(page)])
+    assert r.exit_code == 0, r.output
+    html = _read(page)
+    assert CASE_P in html and "张*明" in html and PATIENT_NAME not in html
+    assert "低于当晚审核额度" in html
 
 
 def test_a_crash_leaves_no_half_report(tmp_path, monkeypatch):
@@ -233,17 +257,21 @@ def test_thirty_day_chart_uses_stored_daily_features(tmp_path):
     assert "<title>2025-07-02: 7</title>" in case     # the lake wins on the day it read
 
 
-def test_a_scan_without_findings_still_gets_its_report(tmp_path):
+def test_a_scan_without_findings_still_reports_the_open_queue(tmp_path):
+    """A "nothing new" night still shows what waits for review (the queue is not the last
+    scan's): the open queued case keeps its page and its ledger row."""
     cfg, store, lake = build(tmp_path, lang="en")
     with store.begin() as c:
         c.execute(scans.insert().values(scan_id="s-empty", started=datetime.now(timezone.utc),
                                         status="running"))
     out = write_scan_reports(cfg, store, lake, "s-empty")
     assert (out / "findings.jsonl").read_text() == ""
-    assert "No findings in this scan." in _read(out / "index.html")
-    assert list((out / "cases").iterdir()) == []
+    index = _read(out / "index.html")
+    assert "No findings in this scan." in index
+    assert "1 open cases to review" in index
+    assert [p.stem for p in (out / "cases").iterdir()] == [CASE_P]
     with open(out / "ledger.csv", encoding="utf-8-sig") as fh:
-        assert len(list(csv.reader(fh))) == 1
+        assert len(list(csv.reader(fh))) == 2
 
 
 def test_private_dir_tightens_our_folder_but_never_a_shared_one(tmp_path):

@@ -38,16 +38,21 @@ class CountDetector(Detector):
         return self.findings(rows)
 
 
+# each pair on its own day, so that every finding is its own incident case
+PAIRS = [("u1", "p1", 5, "2025-07-01"), ("u2", "p2", 3, "2025-07-01"),
+         ("u3", "p3", 2, "2025-07-01"), ("u1", "p4", 4, "2025-07-02"),
+         ("u5", "p5", 1, "2025-07-01")]
+CASE = {(u, p): case_id_for("incident", u, d) for u, p, _, d in PAIRS}
+
+
 def _events():
-    pairs = [("u1", "p1", 5), ("u2", "p2", 3), ("u3", "p3", 2), ("u1", "p4", 4),
-             ("u5", "p5", 1)]
     rows, n = [], 0
-    for u, p, k in pairs:
+    for u, p, k, d in PAIRS:
         for _ in range(k):
             n += 1
             rows.append({"event_id": f"e{n}", "user_id": u, "patient_id": p,
-                         "ts": pd.Timestamp("2025-07-01T10:00", tz=TZ) + pd.Timedelta(minutes=n)})
-    # e1-e5 u1/p1, e6-e8 u2/p2, e9-e10 u3/p3, e11-e14 u1/p4, e15 u5/p5
+                         "ts": pd.Timestamp(f"{d}T10:00", tz=TZ) + pd.Timedelta(minutes=n)})
+    # e1-e5 u1/p1, e6-e8 u2/p2, e9-e10 u3/p3, e11-e14 u1/p4 (the next day), e15 u5/p5
     df = pd.DataFrame(rows)
     df["in_window"] = True
     return df
@@ -55,13 +60,13 @@ def _events():
 
 def fake_replay(entries=None):
     ctx = Context(events=_events(), window_start=pd.Timestamp("2025-07-01", tz=TZ),
-                  window_end=pd.Timestamp("2025-07-02", tz=TZ), tz=TZ)
+                  window_end=pd.Timestamp("2025-07-03", tz=TZ), tz=TZ)
 
     def run(settings):
         found = settings["test.count"].instantiate().run(ctx)
         if entries is not None:
             from emraudit.allow import apply_allowlist
-            return apply_allowlist(None, found, pd.Timestamp("2025-07-02", tz=TZ),
+            return apply_allowlist(None, found, pd.Timestamp("2025-07-03", tz=TZ),
                                    entries=entries)
         return found.assign(suppressed_by=None)
 
@@ -94,8 +99,7 @@ def test_counts_and_change_against_the_value_in_force():
 
 
 def test_precision_recall_from_dispositions_by_hand():
-    c = {k: case_id_for("patient", *k) for k in
-         [("u1", "p1"), ("u2", "p2"), ("u3", "p3"), ("u1", "p4")]}
+    c = CASE
     labels = T.Labels(confirmed={c["u1", "p1"], c["u2", "p2"]},
                       false_positive={c["u3", "p3"], c["u1", "p4"]},
                       relevant_confirmed=set())
@@ -174,7 +178,7 @@ def test_values_and_ranges_are_typed_and_checked():
 
 
 def test_chart_is_a_self_contained_svg():
-    c = case_id_for("patient", "u1", "p1")
+    c = CASE["u1", "p1"]
     res = T.sweep("test.count", "min_count", [2, 3, 5, 6], SETTINGS, fake_replay(),
                   labels=T.Labels({c}, set(), set()))
     svg = T.chart_svg(res)

@@ -1,27 +1,29 @@
-"""Cases: findings grouped for review, with stable ids, dispositions and an append-only history.
+"""Cases: findings grouped into incidents for review, with stable ids, risk, a review queue,
+dispositions and an append-only history.
 
-Grouping rule (issue 6 "Cases", issue 7 "Dispositions"):
+Grouping rule (issue 16 "Incidents, not accesses"): one case is one incident, every finding
+of one user whose first event falls on one site-local day, whatever detector raised it and
+however many patients it touched. An export of six prints, the no-relation findings of the
+same accesses and an off-hours finding of that night are one case listing every detector
+that fired, every patient and every event. Feed-gap cases (kind `feed_gap`, see
+`emraudit.feeds`) hold a unit whose care relations explain far too little, instead of a case
+per access of its staff.
 
-* a patient-level finding (non-empty `patient_id`) belongs to the case of its
-  (user, patient) pair — every detector that fires on that pair, in this scan or a later one,
-  lands in the same case;
-* an account-level finding (empty `patient_id`) belongs to the case of its
-  (user, site-local day of the finding's start).
-
-The case id is deterministic (`case_id_for`), so rescans never duplicate a case. A pair's
-case gathers findings for as long as it lives; a *resolved* case that receives findings it did
-not hold before is reopened (status open, `reopened` true, a "reopened" history row naming the
-scan), its previous disposition kept in the history.
+The case id is deterministic (`case_id_for`), so rescans never duplicate a case. A *resolved*
+case that receives findings it did not hold before is reopened (status open, `reopened`
+true, a "reopened" history row naming the scan), its previous disposition kept in the
+history.
 
 Severity = the highest severity of the case's findings, raised one level when two or more
 distinct detectors agree, and one more level when the user is a repeat offender (another case
 of the user whose latest disposition is "confirmed", or this very case when it was confirmed
-and is now reopened), capped at critical.
+and is now reopened), capped at critical. Risk (`emraudit.risk`) orders the review queue; each
+scan admits at most its budget of new or reopened cases to the queue (`queued`), highest risk
+first; the others stay open, stored and counted, below the budget.
 
 Allowlisted findings (`suppressed_by` set) are stored and attached to their case but never
 count towards it; a case with only suppressed findings has status "suppressed" and is not in
-the review queue (`cases list --status suppressed` shows them). When unsuppressed findings
-arrive later, it becomes open.
+the review queue. When unsuppressed findings arrive later, it becomes open.
 
 Findings a rescan no longer produces (`retracted_scan` set by the pipeline) leave their case;
 an open or suppressed case left without findings gets status "retracted" (out of the review
@@ -43,19 +45,25 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from emraudit.detectors.base import SEVERITY_RANK
 from emraudit.errors import UserError
-from emraudit.model import SEVERITIES
+from emraudit.fastops import local_days
+from emraudit.model import SEVERITIES, SEVERITY_RANK
+from emraudit.risk import FLAGS, case_risk, finding_flags, flag_lists, queue_order
 from emraudit.store import Store, case_history, cases, findings as findings_t, now_utc
 
 DISPOSITIONS = ("confirmed", "false_positive", "justified", "training")
 STATUSES = ("open", "resolved", "suppressed", "retracted")
+KINDS = ("incident", "feed_gap")
 CASE_COLUMNS = [c.name for c in cases.columns]
 # fields whose change is recorded as an "updated" history row
 _TRACKED = ("status", "severity", "detectors", "n_findings", "n_events")
 # fields compared to decide whether a rescan changed the case at all
 _COMPARED = ("severity", "score", "detectors", "items", "first_seen", "last_seen",
-             "n_findings", "n_events", "summary", "status")
+             "n_findings", "n_events", "summary", "status", "patients", "top_finding",
+             "severity_base", "severity_reasons", "risk", "risk_factors")
+# fields set from the user's record when a case is made (not compared: a later change of
+# department does not rewrite the incident)
+_USER_FIELDS = ("department", "role")
 _CHUNK = 500
 _SHOWN = 5      # candidates named when a case-id prefix is ambiguous
 
@@ -72,7 +80,7 @@ class CaseConflict(UserError):
 
 # -- grouping ---------------------------------------------------------------------------------
 def case_id_for(kind: str, user_id: str, other: str) -> str:
-    """Stable case id: the same (kind, user, patient-or-day) always gives the same id."""
+    """Stable case id: the same (kind, user, day or unit) always gives the same id."""
     h = hashlib.sha1(f"{kind}\x1f{user_id}\x1f{other}".encode("utf-8")).hexdigest()
     return "C" + h[:15]
 
@@ -82,32 +90,33 @@ def _local_day(start: pd.Series, tz: str | None) -> pd.Series:
     if tz is None:
         return start.str[:10]   # ISO strings written in the site's timezone
     ts = pd.to_datetime(start, utc=True, format="ISO8601", errors="coerce")
-    return ts.dt.tz_convert(tz).dt.strftime("%Y-%m-%d").fillna(start.str[:10])
+    ok = ts.notna()
+    out = start.str[:10].copy()
+    if ok.any():
+        out[ok] = local_days(ts[ok], tz).astype(str).to_numpy()
+    return out
 
 
 def assign_cases(findings: pd.DataFrame, tz: str | None = None) -> pd.DataFrame:
-    """Columns `case_kind`, `case_user`, `case_patient`, `case_day`, `case_id` for each finding.
+    """Columns `case_kind`, `case_user`, `case_day`, `case_id` for each finding: the
+    incident of its user on the site-local day of its first event.
 
     Pure function (used by the scan and by `tune`/`detectors diff` to count cases).
-    `tz`: the site timezone for the account-level day; when None the day is read from the
-    ISO start string, which the pipeline writes in the site's timezone.
+    `tz`: the site timezone; when None the day is read from the ISO start string, which the
+    pipeline writes in the site's timezone.
     """
     idx = findings.index
     if findings.empty:
         return pd.DataFrame({c: pd.Series(dtype="object", index=idx) for c in
-                             ("case_kind", "case_user", "case_patient", "case_day", "case_id")})
+                             ("case_kind", "case_user", "case_day", "case_id")})
     user = findings["user_id"].astype("string").fillna("").astype(str)
-    patient = (findings["patient_id"].astype("string").fillna("").astype(str)
-               if "patient_id" in findings else pd.Series("", index=idx))
-    is_patient = patient.str.len() > 0
     day = _local_day(findings["start"], tz)
-    kind = pd.Series(np.where(is_patient, "patient", "account"), index=idx)
-    other = patient.where(is_patient, day)
-    ids = [case_id_for(k, u, o) for k, u, o in zip(kind, user, other)]
-    return pd.DataFrame({"case_kind": kind, "case_user": user,
-                         "case_patient": patient.where(is_patient, ""),
-                         "case_day": day.where(~is_patient, ""),
-                         "case_id": ids}, index=idx)
+    pairs = pd.DataFrame({"u": user.to_numpy(), "d": day.to_numpy()})
+    codes, uniq = pd.factorize(pairs["u"] + "\x1f" + pairs["d"])
+    ids = np.asarray([case_id_for("incident", *k.split("\x1f", 1)) for k in uniq],
+                     dtype=object)
+    return pd.DataFrame({"case_kind": "incident", "case_user": user, "case_day": day,
+                         "case_id": ids[codes] if len(codes) else []}, index=idx)
 
 
 def count_cases(findings: pd.DataFrame, tz: str | None = None) -> int:
@@ -118,6 +127,16 @@ def count_cases(findings: pd.DataFrame, tz: str | None = None) -> int:
     if "suppressed_by" in findings:
         active = findings[findings["suppressed_by"].isna()]
     return int(assign_cases(active, tz)["case_id"].nunique()) if len(active) else 0
+
+
+def annotate(findings: pd.DataFrame, tz: str | None = None) -> pd.DataFrame:
+    """A copy of the scan's findings with `case_id` (their incident) and `risk_flags` (the
+    facts `emraudit.risk` weighs): what is written to the store once, before the cases."""
+    out = findings.copy()
+    out["case_id"] = assign_cases(findings, tz)["case_id"].astype(object).to_numpy() \
+        if len(findings) else pd.Series(dtype=object)
+    out["risk_flags"] = flag_lists(finding_flags(findings)) if len(findings) else []
+    return out
 
 
 # -- aggregation ------------------------------------------------------------------------------
@@ -139,6 +158,17 @@ def _lists(keys: pd.Series, values: pd.Series) -> dict[str, list[str]]:
     return out
 
 
+def _flags_of(v: Any) -> set[str]:
+    if isinstance(v, str):
+        try:
+            v = json.loads(v) if v else []
+        except ValueError:
+            return set()
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return set()
+    return {str(x) for x in v}
+
+
 def _aggregate_all(members: pd.DataFrame, prior: dict[str, int]) -> dict[str, dict]:
     """The case fields of every case in `members` (one row per finding, with `case_id`),
     computed in one vectorized pass. Suppressed findings count only in a case that has
@@ -154,12 +184,18 @@ def _aggregate_all(members: pd.DataFrame, prior: dict[str, int]) -> dict[str, di
     b["end_s"] = end.where(end != "", start)
     b["ts_start"] = pd.to_datetime(start, utc=True, format="ISO8601", errors="coerce")
     b["ts_end"] = pd.to_datetime(b["end_s"], utc=True, format="ISO8601", errors="coerce")
+    fl = [_flags_of(v) for v in (b["risk_flags"] if "risk_flags" in b
+                                  else [None] * len(b))]
+    for name in FLAGS:
+        b["f_" + name] = [name in f for f in fl]
     g = b.groupby("case_id", sort=True)
     base_rank = g["rank"].max()
     score = g["score_n"].max()
     n_find = g.size()
+    anyflag = g[["f_" + n for n in FLAGS]].any()
     dets = _lists(b["case_id"], b["detector"].astype(str))
     items = _lists(b["case_id"], b["rectification_item"].fillna("").astype(str))
+    pats = _lists(b["case_id"], b["patient_id"].astype("string").fillna("").astype(str))
     first = b.sort_values(["case_id", "ts_start"], kind="stable", na_position="last") \
         .groupby("case_id")["start"].first()
     last = b.sort_values(["case_id", "ts_end"], kind="stable", na_position="first") \
@@ -169,39 +205,51 @@ def _aggregate_all(members: pd.DataFrame, prior: dict[str, int]) -> dict[str, di
     ex = ev.explode("e").dropna().drop_duplicates()
     n_events = ex.groupby("case_id").size().reindex(n_find.index, fill_value=0)
     top = b.sort_values(["case_id", "rank", "score_n", "finding_id"],
-                        ascending=[True, False, False, True]).groupby("case_id")["summary"] \
-        .first()
+                        ascending=[True, False, False, True]).groupby("case_id")[
+        ["summary", "finding_id"]].first()
     all_sup = (~m.groupby("case_id")["active"].any()).to_dict()
     base_rank, score, n_find = base_rank.to_dict(), score.to_dict(), n_find.to_dict()
-    first, last, n_events, top = first.to_dict(), last.to_dict(), n_events.to_dict(), \
-        top.to_dict()
+    first, last, n_events = first.to_dict(), last.to_dict(), n_events.to_dict()
+    top_summary, top_id = top["summary"].to_dict(), top["finding_id"].to_dict()
+    anyflag = anyflag.to_dict("index")
     out = {}
-    for cid in n_find:
+    for cid in n_find:          # one per case
         base = SEVERITIES[int(base_rank[cid])]
         detectors = dets.get(cid, [])
-        steps, reasons = 0, []
+        steps, reasons, text = 0, [], []
         if len(detectors) >= 2:
             steps += 1
-            reasons.append(f"{len(detectors)} detectors agree")
+            reasons.append({"reason": "detectors_agree", "n": len(detectors)})
+            text.append(f"{len(detectors)} detectors agree")
         rep = prior.get(cid, 0)
         if rep > 0:
             steps += 1
-            reasons.append(f"repeat offender: {rep} earlier confirmed "
-                           f"case{'s' if rep > 1 else ''}")
+            reasons.append({"reason": "repeat_offender", "n": rep})
+            text.append(f"repeat offender: {rep} earlier confirmed case{'s' if rep > 1 else ''}")
         severity = SEVERITIES[min(SEVERITY_RANK[base] + steps, len(SEVERITIES) - 1)]
         n = int(n_find[cid])
-        summary = str(top[cid])
+        summary = str(top_summary[cid])
         if n > 1:
             summary += f" (+{n - 1} more finding{'s' if n > 2 else ''})"
-        if reasons:
-            summary += f" Severity raised from {base} to {severity}: {'; '.join(reasons)}."
+        if text:
+            summary += f" Severity raised from {base} to {severity}: {'; '.join(text)}."
+        patients = pats.get(cid, [])
+        flags = anyflag[cid]
+        risk, factors = case_risk(
+            severity, special=flags["f_special"], lookup=flags["f_lookup"],
+            output=flags["f_output"], n_patients=len(patients), n_events=int(n_events[cid]),
+            n_detectors=len(detectors), prior_confirmed=rep)
         out[cid] = {
             "severity": severity, "score": round(float(score[cid]), 6),
             "detectors": json.dumps(detectors), "items": json.dumps(items.get(cid, [])),
             "first_seen": str(first[cid]), "last_seen": str(last[cid]),
             "n_findings": n, "n_events": int(n_events[cid]), "summary": summary,
-            "all_suppressed": bool(all_sup[cid]),
-            "severity_base": base, "severity_reasons": reasons,
+            "patients": json.dumps(patients, ensure_ascii=False),
+            "patient_id": patients[0] if len(patients) == 1 else None,
+            "top_finding": str(top_id[cid]), "severity_base": base,
+            "severity_reasons": json.dumps(reasons), "risk": risk,
+            "risk_factors": json.dumps(factors, sort_keys=True),
+            "all_suppressed": bool(all_sup[cid]), "reasons_text": text,
         }
     return out
 
@@ -226,7 +274,14 @@ def _select_in(conn: sa.Connection, table: sa.Table, col: str, values: list,
 
 _FINDING_FIELDS = ["finding_id", "detector", "severity", "score", "user_id", "patient_id",
                    "start", "end", "event_ids", "rectification_item", "summary",
-                   "suppressed_by", "case_id"]
+                   "suppressed_by", "risk_flags", "case_id"]
+
+
+def prior_case_ids(conn: sa.Connection, finding_ids: Iterable[str]) -> dict[str, Any]:
+    """finding id -> the case it belongs to in the store now (before this scan writes)."""
+    prior = _select_in(conn, findings_t, "finding_id", [str(f) for f in finding_ids],
+                       ["finding_id", "case_id"])
+    return dict(zip(prior["finding_id"], prior["case_id"]))
 
 
 def confirmed_cases(conn: sa.Connection, user_ids: list[str]) -> dict[str, set[str]]:
@@ -264,27 +319,44 @@ def _history(case_id: str, at: datetime, action: str, *, by: str | None = None,
             "note": note, "scan_id": scan_id}
 
 
+def _user_fields(users: pd.DataFrame | None, user_ids: Iterable[str]) -> dict[str, dict]:
+    """user -> {department, role} from the staff master (empty when not loaded)."""
+    if users is None or not len(users):
+        return {}
+    cols = [c for c in _USER_FIELDS if c in users.columns]
+    u = users.drop_duplicates("user_id", keep="last")
+    u = u[u["user_id"].astype(str).isin(set(map(str, user_ids)))]
+    out = {}
+    for r in u.to_dict("records"):
+        out[str(r["user_id"])] = {c: (None if _isna(r.get(c)) else str(r[c])) for c in cols}
+    return out
+
+
 # -- the scan's entry point -------------------------------------------------------------------
 def update_cases(conn: sa.Connection, findings: pd.DataFrame, scan_id: str, now: Any, *,
-                 tz: str | None = None) -> pd.DataFrame:
+                 tz: str | None = None, users: pd.DataFrame | None = None,
+                 prior_case: dict[str, Any] | None = None) -> pd.DataFrame:
     """Open, update or reopen the cases of these findings, inside the caller's transaction.
 
     `findings`: the scan's findings in the contract's shape, optionally with `suppressed_by`
-    (from `emraudit.allow.apply_allowlist`). A `case_id` column is set on this frame *in
-    place*, so the caller may upsert the findings before or after this call; when they are
-    already stored their `case_id` is updated here. (An upsert done after this call must not
-    reset `case_id` to NULL: store the frame this function annotated.)
+    (from `emraudit.allow.apply_allowlist`), `case_id` and `risk_flags` (`annotate`; computed
+    here when absent). The frame is not modified. `prior_case`: finding id -> its case before
+    this scan (`prior_case_ids`), read here when not given, i.e. when the findings are not
+    stored yet; `emraudit.results.save_scan_results` writes the findings first and passes it.
+    `users`: the staff master, for the department and role a new case records.
 
     Returns the touched cases (store columns plus `change`: opened | reopened | updated |
-    unchanged, `new_findings`, `severity_base`, `severity_reasons`). Idempotent: the same
-    findings again change nothing and append no history.
+    unchanged, `new_findings`, `severity_reasons_text`). Idempotent: the same findings again
+    change nothing and append no history.
     """
     at = _dt(now)
     if findings is None:
         findings = pd.DataFrame(columns=_FINDING_FIELDS[:-2])
-    assigned = assign_cases(findings, tz)
-    findings["case_id"] = assigned["case_id"].astype(object).values
-    new = findings.copy()
+    new = findings if "case_id" in findings and "risk_flags" in findings \
+        else annotate(findings, tz)
+    new = new.copy()
+    assigned = assign_cases(new, tz)
+    new["case_id"] = new["case_id"].where(new["case_id"].notna(), assigned["case_id"])
     if "suppressed_by" not in new:
         new["suppressed_by"] = None
     new = new.join(assigned.drop(columns=["case_id"]))
@@ -292,9 +364,8 @@ def update_cases(conn: sa.Connection, findings: pd.DataFrame, scan_id: str, now:
         new["suppressed_by"].notna(), None)
     new = new.drop_duplicates("finding_id", keep="last")
 
-    fids = new["finding_id"].astype(str).tolist()
-    prior = _select_in(conn, findings_t, "finding_id", fids, ["finding_id", "case_id"])
-    prior_case = dict(zip(prior["finding_id"], prior["case_id"]))
+    if prior_case is None:
+        prior_case = prior_case_ids(conn, new["finding_id"].astype(str).tolist())
     target = dict(zip(new["finding_id"], new["case_id"]))
     moved_from = {c for f, c in prior_case.items()
                   if isinstance(c, str) and c and c != target.get(f)}
@@ -303,34 +374,29 @@ def update_cases(conn: sa.Connection, findings: pd.DataFrame, scan_id: str, now:
         sa.select(findings_t.c.case_id).distinct().where(
             findings_t.c.retracted_scan == scan_id, findings_t.c.case_id.is_not(None)))}
     touched = sorted(set(new["case_id"]) | moved_from | retracted)
+    profile = _user_fields(users, new["case_user"].unique()) if len(new) else {}
 
     result: list[dict] = []
     pending = touched
     for _ in range(5):
-        done, pending = _process(conn, pending, new, at, scan_id)
+        done, pending = _process(conn, pending, new, at, scan_id, prior_case, profile)
         result += done
         if not pending:
             break
     else:
         raise CaseConflict(f"case {pending[0]} kept changing under the scan; run it again")
-    # keep stored findings pointing at their case
-    changes = [{"b_fid": f, "b_cid": c} for f, c in zip(new["finding_id"], new["case_id"])
-               if f in prior_case and (not isinstance(prior_case[f], str)
-                                       or prior_case[f] != c)]
-    if changes:
-        conn.execute(findings_t.update().where(findings_t.c.finding_id == sa.bindparam("b_fid"))
-                     .values(case_id=sa.bindparam("b_cid")), changes)
     out = pd.DataFrame([r for r in result if r is not None])
     return out if len(out) else _empty_result()
 
 
 def _empty_result() -> pd.DataFrame:
-    return pd.DataFrame(columns=CASE_COLUMNS + ["change", "new_findings", "severity_base",
-                                                "severity_reasons"])
+    return pd.DataFrame(columns=CASE_COLUMNS + ["change", "new_findings",
+                                                "severity_reasons_text"])
 
 
 def _process(conn: sa.Connection, cids: list[str], new: pd.DataFrame, at: datetime,
-             scan_id: str) -> tuple[list[dict], list[str]]:
+             scan_id: str, prior_case: dict[str, Any], profile: dict[str, dict]
+             ) -> tuple[list[dict], list[str]]:
     """Recompute and write these cases; returns (results, cases a reviewer changed under
     us, to be read again and redone)."""
     if not cids:
@@ -340,8 +406,6 @@ def _process(conn: sa.Connection, cids: list[str], new: pd.DataFrame, at: dateti
     rows = {k: {c: (None if _isna(v) else v) for c, v in r.items()} for k, r in rows.items()}
     stored = _select_in(conn, findings_t, "case_id", cids, _FINDING_FIELDS + ["retracted_scan"])
     stored = stored[stored["retracted_scan"].isna()].drop(columns="retracted_scan")
-    previously = stored.groupby("case_id")["finding_id"].agg(set).to_dict() \
-        if len(stored) else {}
     # findings produced now replace their stored version; those that moved elsewhere leave
     stored = stored[~stored["finding_id"].isin(set(new["finding_id"]))]
     mine = new[new["case_id"].isin(set(cids))]
@@ -349,18 +413,17 @@ def _process(conn: sa.Connection, cids: list[str], new: pd.DataFrame, at: dateti
                         ignore_index=True)
     members["suppressed_by"] = members["suppressed_by"].astype(object).where(
         members["suppressed_by"].notna(), None)
-    is_fresh = [f not in previously.get(c, ()) for f, c in
-                zip(mine["finding_id"], mine["case_id"])]
+    is_fresh = [prior_case.get(f) != c for f, c in zip(mine["finding_id"], mine["case_id"])]
     fresh = mine[pd.Series(is_fresh, index=mine.index, dtype=bool)
                  & mine["suppressed_by"].isna()]
     n_fresh = fresh.groupby("case_id").size().to_dict()
     first_rows = mine.drop_duplicates("case_id")
-    info = {c: {"kind": k, "user": u, "patient": p, "day": d} for c, k, u, p, d in zip(
+    info = {c: {"kind": k, "user": u, "day": d} for c, k, u, d in zip(
         first_rows["case_id"], first_rows["case_kind"], first_rows["case_user"],
-        first_rows["case_patient"], first_rows["case_day"])}
+        first_rows["case_day"])}
     user_of = {c: (rows[c]["user_id"] if c in rows else info[c]["user"])
                for c in cids if c in rows or c in info}
-    confirmed = confirmed_cases(conn, list(set(user_of.values())))
+    confirmed = confirmed_cases(conn, [u for u in set(user_of.values()) if u])
     prior = {}
     for c, u in user_of.items():
         row = rows.get(c)
@@ -371,10 +434,12 @@ def _process(conn: sa.Connection, cids: list[str], new: pd.DataFrame, at: dateti
     aggs = _aggregate_all(members, prior) if len(members) else {}
 
     results, conflicts, inserts, hist = [], [], [], []
-    for cid in cids:
+    for cid in cids:            # one per case
         row = rows.get(cid)
         agg = aggs.get(cid)
         n_new = int(n_fresh.get(cid, 0))
+        if row is not None and row.get("kind") == "feed_gap":
+            continue                          # kept by emraudit.feeds, never by findings
         if agg is None:                      # nothing left in the case
             if row is None:
                 continue
@@ -382,19 +447,19 @@ def _process(conn: sa.Connection, cids: list[str], new: pd.DataFrame, at: dateti
             if row["status"] in ("open", "suppressed"):
                 upd["status"] = "retracted"   # nothing left to review
             upd = {k: v for k, v in upd.items() if row.get(k) != v}
-            res = _result(row, "unchanged", 0, row.get("severity"), []) if not upd else \
-                _write(conn, row, upd, at, scan_id, "updated", 0, row.get("severity"), [])
+            res = _result(row, "unchanged", 0, []) if not upd else \
+                _write(conn, row, upd, at, scan_id, "updated", 0, [])
         elif row is None:
             kind = str(info[cid]["kind"])
             status = "suppressed" if agg["all_suppressed"] else "open"
             values = {k: v for k, v in agg.items() if k in CASE_COLUMNS}
+            values.update(profile.get(str(info[cid]["user"]), {}))
             values.update({
                 "case_id": cid, "kind": kind, "user_id": str(info[cid]["user"]),
-                "patient_id": str(info[cid]["patient"]) if kind == "patient" else None,
-                "day": str(info[cid]["day"]) if kind == "account" else None,
+                "day": str(info[cid]["day"]),
                 "status": status, "reopened": False, "version": 1, "created": at,
                 "updated": at, "disposition": None, "reviewer": None, "note": None,
-                "resolved_at": None})
+                "resolved_at": None, "queued": False})
             inserts.append(values)
             note = f"{agg['n_findings']} finding(s) by " \
                    f"{', '.join(json.loads(agg['detectors']))}"
@@ -404,31 +469,33 @@ def _process(conn: sa.Connection, cids: list[str], new: pd.DataFrame, at: dateti
                 note += "; all suppressed by allowlist " + ", ".join(f"#{i}" for i in ids)
             hist.append(_history(cid, at, "opened", by="scan", field="status", new=status,
                                  note=note, scan_id=scan_id))
-            res = _result(values, "opened", n_new, agg["severity_base"],
-                          agg["severity_reasons"])
+            res = _result(values, "opened", n_new, agg["reasons_text"])
         else:
             upd: dict[str, Any] = {}
-            for k in _COMPARED:
+            for k in _COMPARED + ("patient_id",):
                 if k == "status":
                     continue
                 v, old = agg[k], row.get(k)
-                if k == "score":
+                if k in ("score", "risk"):
                     if old is None or abs(float(old) - float(v)) > 1e-9:
                         upd[k] = v
                 elif old != v:
                     upd[k] = v
+            for k, v in profile.get(str(row.get("user_id")), {}).items():
+                if row.get(k) is None and v is not None:
+                    upd[k] = v
             change = "updated"
             if row["status"] == "resolved" and n_new:
                 upd.update({"status": "open", "reopened": True, "disposition": None,
-                            "reviewer": None, "note": None, "resolved_at": None})
+                            "reviewer": None, "note": None, "resolved_at": None,
+                            "queued": False})
                 change = "reopened"
             elif row["status"] in ("open", "retracted") and agg["all_suppressed"]:
                 upd["status"] = "suppressed"
             elif row["status"] in ("suppressed", "retracted") and not agg["all_suppressed"]:
                 upd["status"] = "open"
-            res = _result(row, "unchanged", 0, agg["severity_base"], agg["severity_reasons"]) \
-                if not upd else _write(conn, row, upd, at, scan_id, change, n_new,
-                                       agg["severity_base"], agg["severity_reasons"])
+            res = _result(row, "unchanged", 0, agg["reasons_text"]) if not upd else \
+                _write(conn, row, upd, at, scan_id, change, n_new, agg["reasons_text"])
         if res is False:
             conflicts.append(cid)
         else:
@@ -448,7 +515,7 @@ def _isna(v: Any) -> bool:
 
 
 def _write(conn, row: dict, updates: dict, at: datetime, scan_id: str, change: str,
-           n_new: int, base: str | None, reasons: list) -> dict | bool:
+           n_new: int, reasons: list) -> dict | bool:
     cid = row["case_id"]
     values = dict(updates, version=row["version"] + 1, updated=at)
     res = conn.execute(cases.update().where(cases.c.case_id == cid,
@@ -469,13 +536,154 @@ def _write(conn, row: dict, updates: dict, at: datetime, scan_id: str, change: s
         conn.execute(case_history.insert(), hist)
     merged = dict(row)
     merged.update(values)
-    return _result(merged, change, n_new, base, reasons)
+    return _result(merged, change, n_new, reasons)
 
 
-def _result(row: dict, change: str, n_new: int, base: str | None, reasons: list) -> dict:
+def _result(row: dict, change: str, n_new: int, reasons: list) -> dict:
     out = {c: row.get(c) for c in CASE_COLUMNS}
-    out.update(change=change, new_findings=n_new, severity_base=base,
-               severity_reasons=list(reasons))
+    out.update(change=change, new_findings=n_new, severity_reasons_text=list(reasons))
+    return out
+
+
+# -- feed gaps ---------------------------------------------------------------------------------
+_GAP_TEXT = {
+    "department": "its admission feed or department codes look incomplete",
+    "ward": "its ward codes or bed moves look incomplete",
+    "role": "this role's work is not in the care relations (no orders, consults or rosters)",
+    "source": "this source's user or patient ids do not match the reference tables",
+}
+
+
+def feed_gap_case_id(dimension: str, value: str) -> str:
+    return case_id_for("feed_gap", dimension, value)
+
+
+def update_feed_gap_cases(conn: sa.Connection, held: pd.DataFrame, shares: pd.DataFrame,
+                          scan_id: str, now: Any) -> pd.DataFrame:
+    """One open case per unit whose no-relation accesses this scan held (emraudit.feeds),
+    with its figures; a resolved one reopens when accesses after its resolution are held.
+    Returns the touched cases like update_cases."""
+    at = _dt(now)
+    if held is None or not len(held):
+        return _empty_result()
+    sh = shares.set_index(["dimension", "value"]) if shares is not None and len(shares) \
+        else None
+    results, inserts, hist = [], [], []
+    for r in held.to_dict("records"):            # one per gap unit: a handful
+        dim, val = str(r["dimension"]), str(r["value"])
+        cid = feed_gap_case_id(dim, val)
+        fig = sh.loc[(dim, val)].to_dict() if sh is not None and (dim, val) in sh.index \
+            else {}
+        share, others = fig.get("share"), fig.get("others_share")
+        summary = (f"care relations explain {100 * float(share or 0):.0f}% of {dim} {val}'s "
+                   f"accesses against {100 * float(others or 0):.0f}% elsewhere; "
+                   f"{_GAP_TEXT.get(dim, 'its feed looks incomplete')} "
+                   f"({int(r['held'])} unexplained accesses by {int(r['users'])} users to "
+                   f"{int(r['patients'])} patients held as one case)")
+        start, end = pd.Timestamp(r["start"]).isoformat(), pd.Timestamp(r["end"]).isoformat()
+        values = {
+            "severity": "medium", "score": round(1.0 - float(share or 0), 6),
+            "detectors": json.dumps(["care.no_relationship"]), "items": json.dumps(["9"]),
+            "n_findings": 0, "n_events": int(r["held"]), "summary": summary,
+            "patients": "[]", "department": val if dim == "department" else None,
+            "role": val if dim == "role" else None, "severity_base": "medium",
+            "severity_reasons": json.dumps([{"reason": "feed_gap", "dimension": dim,
+                                             "value": val, "share": share,
+                                             "others_share": others,
+                                             "held": int(r["held"]), "users": int(r["users"]),
+                                             "patients": int(r["patients"]),
+                                             "top_users": r.get("top_users") or [],
+                                             "scan_id": scan_id}], ensure_ascii=False),
+            "risk": None, "risk_factors": "{}",
+        }
+        row = conn.execute(sa.select(cases).where(cases.c.case_id == cid)).mappings().first()
+        if row is None:
+            values.update({"case_id": cid, "kind": "feed_gap", "user_id": None, "day": None,
+                           "first_seen": start, "last_seen": end, "status": "open",
+                           "reopened": False, "version": 1, "created": at, "updated": at,
+                           "queued": True, "queued_scan": scan_id})
+            inserts.append(values)
+            hist.append(_history(cid, at, "opened", by="scan", field="status", new="open",
+                                 note=summary, scan_id=scan_id))
+            results.append(_result(values, "opened", 0, []))
+            continue
+        row = dict(row)
+        values["first_seen"] = min(str(row.get("first_seen") or start), start)
+        values["last_seen"] = max(str(row.get("last_seen") or end), end)
+        upd = {k: v for k, v in values.items() if row.get(k) != v}
+        change = "updated"
+        resolved_at = row.get("resolved_at")
+        if row["status"] == "resolved" and resolved_at is not None and \
+                pd.Timestamp(r["end"]) > pd.Timestamp(_dt(resolved_at)):
+            upd.update({"status": "open", "reopened": True, "disposition": None,
+                        "reviewer": None, "note": None, "resolved_at": None})
+            change = "reopened"
+        if not upd:
+            results.append(_result(row, "unchanged", 0, []))
+            continue
+        res = _write(conn, row, upd, at, scan_id, change, int(change == "reopened"), [])
+        if res is False:
+            raise CaseConflict(f"case {cid} changed under the scan; run it again")
+        results.append(res)
+    if inserts:
+        conn.execute(cases.insert(), inserts)
+    if hist:
+        conn.execute(case_history.insert(), hist)
+    return pd.DataFrame(results)
+
+
+# -- the review queue -------------------------------------------------------------------------
+def admit_to_queue(conn: sa.Connection, touched: pd.DataFrame, scan_id: str,
+                   quota: int) -> dict[str, int]:
+    """Admit at most `quota` of the cases this scan opened or reopened (or gave new
+    findings while still waiting below the budget) to the review queue, highest risk first.
+
+    The rest stay open, stored and counted, below the budget; a case already in the queue
+    stays there until it is resolved. Returns {"admitted": n, "below_budget": m}."""
+    if touched is None or not len(touched):
+        return {"admitted": 0, "below_budget": 0}
+    t = touched[(touched["status"] == "open") & (touched["kind"] != "feed_gap")]
+    waiting = t["queued"].map(lambda v: not bool(v) if not _isna(v) else True)
+    arriving = t[waiting & ((t["change"].isin(["opened", "reopened"]))
+                            | (t["new_findings"].fillna(0).astype(int) > 0))]
+    if not len(arriving):
+        return {"admitted": 0, "below_budget": 0}
+    order = queue_order(arriving["risk"].fillna(0.0).tolist(), arriving["case_id"].tolist())
+    ids = arriving["case_id"].tolist()
+    chosen = [ids[i] for i in order[:max(quota, 0)]]
+    rows = [{"b_cid": cid, "b_rank": rank + 1} for rank, cid in enumerate(chosen)]
+    if rows:
+        conn.execute(cases.update().where(cases.c.case_id == sa.bindparam("b_cid"))
+                     .values(queued=True, queue_rank=sa.bindparam("b_rank"),
+                             queued_scan=scan_id), rows)
+    return {"admitted": len(chosen), "below_budget": len(ids) - len(chosen)}
+
+
+def review_queue(store: Store, limit: int | None = None) -> list[str]:
+    """Ids of the open cases in the review queue: feed gaps first (a data problem to fix
+    before anyone is judged), then by risk, highest first, ties by id."""
+    with store.engine.connect() as c:
+        rows = c.execute(sa.select(cases.c.case_id, cases.c.kind, cases.c.risk)
+                         .where(cases.c.status == "open", cases.c.queued.is_(True))).fetchall()
+    rows = sorted(rows, key=lambda r: (r.kind != "feed_gap", -(r.risk or 0.0), r.case_id))
+    ids = [r.case_id for r in rows]
+    return ids if limit is None else ids[:limit]
+
+
+def queue_counts(store: Store) -> dict[str, int]:
+    """Open cases in the review queue, below the budget, and feed gaps."""
+    with store.engine.connect() as c:
+        rows = c.execute(sa.select(cases.c.kind, cases.c.queued, sa.func.count())
+                         .where(cases.c.status == "open")
+                         .group_by(cases.c.kind, cases.c.queued)).fetchall()
+    out = {"queued": 0, "below_budget": 0, "feed_gaps": 0}
+    for kind, queued, n in rows:
+        if kind == "feed_gap":
+            out["feed_gaps"] += int(n)
+        elif queued:
+            out["queued"] += int(n)
+        else:
+            out["below_budget"] += int(n)
     return out
 
 
@@ -558,13 +766,18 @@ def resolve_case(store: Store, case_ref: str, disposition: str, note: str, by: s
 
 def list_cases(store: Store, *, status: str | None = "open", detector: str | None = None,
                user: str | None = None, since: str | None = None, item: str | None = None,
-               severity: str | None = None) -> pd.DataFrame:
-    """Cases for review, most severe and most recent first."""
+               severity: str | None = None, below_budget: bool = False) -> pd.DataFrame:
+    """Cases for review: the queue first (feed gaps, then by risk), then the rest by risk.
+    `below_budget`: only the open cases the nightly budget left out of the queue."""
     cond = []
     if item:
         cond.append(cases.c["items"].like(f'%"{item}"%'))
     if severity:
         cond.append(cases.c.severity == severity)
+    if below_budget:
+        status = "open"
+        cond += [sa.or_(cases.c.queued.is_(None), cases.c.queued.is_(False)),
+                 cases.c.kind != "feed_gap"]
     if status and status != "all":
         if status not in STATUSES:
             raise UserError(f"unknown status '{status}' (expected one of "
@@ -579,9 +792,13 @@ def list_cases(store: Store, *, status: str | None = "open", detector: str | Non
     df = store.read_table(cases, sa.and_(*cond) if cond else None)
     if df.empty:
         return df
+    df["_queue"] = df["queued"].fillna(False).astype(bool) & (df["status"] == "open")
+    df["_gap"] = df["kind"] == "feed_gap"
+    df["_risk"] = pd.to_numeric(df["risk"], errors="coerce").fillna(-1.0)
     df["_rank"] = df["severity"].map(SEVERITY_RANK).fillna(-1)
-    df = df.sort_values(["_rank", "last_seen", "case_id"], ascending=[False, False, True])
-    return df.drop(columns="_rank").reset_index(drop=True)
+    df = df.sort_values(["_queue", "_gap", "_risk", "_rank", "last_seen", "case_id"],
+                        ascending=[False, False, False, False, False, True])
+    return df.drop(columns=["_queue", "_gap", "_risk", "_rank"]).reset_index(drop=True)
 
 
 def case_history_of(store: Store, case_id: str) -> pd.DataFrame:

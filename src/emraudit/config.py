@@ -82,6 +82,15 @@ class ScanConfig(_Strict):
     parallel_min_events: int = Field(default=500_000, ge=0)
 
 
+class ReviewConfig(_Strict):
+    # cases a scan admits to the review queue per night it covers, highest risk first; the
+    # rest stay open, stored and counted below the budget (`cases list --below-budget`)
+    budget: int = Field(default=30, ge=1, le=100_000)
+    # case pages written with each scan's reports, highest risk first; any other case is
+    # rendered on demand with `emraudit report case ID`
+    max_pages: int = Field(default=2_000, ge=0, le=1_000_000)
+
+
 class Config(BaseModel):
     """The whole validated configuration, with the file it came from."""
 
@@ -93,6 +102,7 @@ class Config(BaseModel):
     detectors: dict[str, Any] = {}
     reports: ReportsConfig = ReportsConfig()
     scan: ScanConfig = ScanConfig()
+    review: ReviewConfig = ReviewConfig()
 
     @property
     def base(self) -> Path:

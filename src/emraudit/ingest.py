@@ -30,7 +30,6 @@ from emraudit import progress
 from emraudit.lake import Lake
 from emraudit.model import SOURCE, empty_quarantine, validate
 from emraudit.store import Store, coverage, ingest_runs, now_utc, quarantine, upsert
-from emraudit.testhooks import maybe_kill
 
 
 @dataclass
@@ -119,8 +118,8 @@ def _quarantine_rows(q: pd.DataFrame, run_id: str, name: str) -> list[dict]:
 
 
 def ingest_source(config: Config, store: Store, lake: Lake, name: str,
-                  committed: set[str], on_batch: Callable[[SourceResult], None] | None = None
-                  ) -> SourceResult:
+                  committed: set[str], on_batch: Callable[[SourceResult], None] | None = None,
+                  on_stage: Callable[[str], None] | None = None) -> SourceResult:
     """Ingest everything new from one source; raises UserError for user mistakes."""
     from emraudit.connectors import open_connector
     from emraudit.connectors.provenance import record_steps
@@ -178,13 +177,15 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
             # the previous batch commits while this one's files are being written
             if pending is not None:
                 done, pending = pending, None
-                t = _commit_batch(store, lake, name, done, committed, known, res, t, on_batch)
+                t = _commit_batch(store, lake, name, done, committed, known, res, t, on_batch,
+                                  on_stage)
             pending = nxt
     finally:
         try:
             # the last batch commits here, and so does a batch whose successor failed to read
             if pending is not None:
-                _commit_batch(store, lake, name, pending, committed, known, res, t, on_batch)
+                _commit_batch(store, lake, name, pending, committed, known, res, t, on_batch,
+                              on_stage)
         finally:
             writer.close()
             close = getattr(batches, "close", None)
@@ -304,12 +305,14 @@ class _LakeWriter:
 
 def _commit_batch(store: Store, lake: Lake, name: str, p: _Pending, committed: set[str],
                   known: "_KnownIds", res: SourceResult, t: float,
-                  on_batch: Callable[[SourceResult], None] | None) -> float:
+                  on_batch: Callable[[SourceResult], None] | None,
+                  on_stage: Callable[[str], None] | None = None) -> float:
     """Wait for a batch's files, then commit its run, quarantine, coverage and watermark in
     one transaction. Returns the stage clock."""
     files = p.files.result()
     t = res.timed("lake", t)
-    maybe_kill("ingest:after-lake-write")
+    if on_stage:
+        on_stage("ingest:after-lake-write")
     written_days = sorted({f.parent.name[4:] for f in files})
     with store.begin() as c:
         rows = _quarantine_rows(p.quarantine, p.run_id, name)
@@ -412,7 +415,8 @@ def _row_hashes(df: pd.DataFrame) -> np.ndarray:
 
 
 def ingest(config: Config, store: Store, lake: Lake, *, only: list[str] | None = None,
-           on_batch: Callable[[SourceResult], None] | None = None) -> list[SourceResult]:
+           on_batch: Callable[[SourceResult], None] | None = None,
+           on_stage: Callable[[str], None] | None = None) -> list[SourceResult]:
     """Ingest every enabled source (reference tables first, then access logs).
 
     A source that fails (unreadable, malformed beyond quarantine) is reported with its error
@@ -426,7 +430,8 @@ def ingest(config: Config, store: Store, lake: Lake, *, only: list[str] | None =
     results = []
     for name in names:
         try:
-            results.append(ingest_source(config, store, lake, name, committed, on_batch))
+            results.append(ingest_source(config, store, lake, name, committed, on_batch,
+                                         on_stage))
         except UserError as err:
             results.append(SourceResult(name, config.source_table(name), status="failed",
                                         error=str(err)))

@@ -34,6 +34,7 @@ RELATION_KINDS = ("admission", "outpatient", "consult", "order", "appointment", 
 SHIFT_KINDS = ("duty", "leave", "surgery", "offsite")
 OUTCOMES = ("success", "failure")
 SEVERITIES = ("low", "medium", "high", "critical")
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 RECTIFICATION_ITEMS = {
     "8": "（八）泄露患者隐私问题",
     "9": "（九）电子病历系统管理不到位问题",
@@ -172,7 +173,7 @@ CATEGORICAL = ("action", "outcome", "module", "facility")
 # and takes then move 4-byte codes instead of strings. Not event_id (unique) nor ts.
 CODED_EVENT_COLUMNS = ("user_id", "patient_id", "action", "module", "workstation", "ip",
                        "session_id", "encounter_id", "facility", "acting_user_id", "outcome",
-                       "reason")
+                       "reason", "_source")
 
 EVENT_ID_FIELDS = ("ts", "user_id", "patient_id", "action", "action_raw", "module",
                    "workstation", "ip", "session_id", "record_count", "encounter_id",
@@ -478,3 +479,13 @@ def describe_schema() -> str:
 def dumps(obj) -> str:
     """Compact, stable JSON used for evidence and ids."""
     return json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str, separators=(",", ":"))
+
+
+# -- findings (DESIGN.md "Findings", a contract) ------------------------------------------------
+FINDING_COLUMNS = ["finding_id", "detector", "severity", "score", "user_id", "patient_id",
+                   "start", "end", "event_ids", "rectification_item", "summary", "evidence"]
+
+
+def finding_to_json(row: dict) -> str:
+    """One finding as the JSON line of findings.jsonl (the contract)."""
+    return dumps({c: row.get(c) for c in FINDING_COLUMNS})

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from emraudit.allow import apply_allowlist
 from emraudit.anomaly_state import load_baseline
 from emraudit import progress
 from emraudit.config import Config
@@ -38,9 +39,11 @@ from emraudit.forking import can_fork, fork_pool
 from emraudit.ingest import SourceResult, ingest
 from emraudit.lake import Lake
 from emraudit.lock import scan_lock
-from emraudit.model import REFERENCE_TABLES, SOURCE, SOURCE_REF
-from emraudit.store import Store, findings as findings_t, ingest_runs, now_utc, scans, upsert
-from emraudit.testhooks import maybe_kill
+from emraudit.model import REFERENCE_TABLES, SOURCE_REF
+from emraudit.reports import write_scan_reports
+from emraudit.feeds import feed_notes
+from emraudit.results import review_quota, save_scan_results
+from emraudit.store import Store, ingest_runs, now_utc, scans
 
 log = logging.getLogger("emraudit.scan")
 
@@ -66,6 +69,8 @@ class ScanResult:
     suppressed: int = 0
     retracted: int = 0
     cases: int = 0
+    queued: int = 0            # cases this scan admitted to the review queue
+    below_budget: int = 0      # cases it left below the nightly budget
     report_dir: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
     peak_mb: dict[str, float] = field(default_factory=dict)   # peak RSS after each stage
@@ -142,7 +147,8 @@ def window_days(config: Config, store: Store, lake: Lake, *, since: str | None,
 
 
 # access-log columns no detector reads: reports fetch them from the lake for a case's events
-NOT_FOR_DETECTORS = (SOURCE_REF, SOURCE, "action_raw")
+# (the source name is kept, coded: the feed check compares sources)
+NOT_FOR_DETECTORS = (SOURCE_REF, "action_raw")
 
 
 def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Timestamp,
@@ -398,109 +404,22 @@ class _IdSet:
         return np.bincount(owner, weights=hit, minlength=len(lists)) > 0
 
 
-def _finding_rows(df: pd.DataFrame, scan_id: str, first_scan: dict[str, str],
-                  now) -> list[dict]:
-    rows = []
-    for r in df.to_dict("records"):
-        rows.append({
-            "finding_id": r["finding_id"], "detector": r["detector"], "severity": r["severity"],
-            "score": float(r["score"]), "user_id": r["user_id"],
-            "patient_id": r["patient_id"] or "", "start": r["start"], "end": r["end"],
-            "event_ids": json.dumps(list(r["event_ids"])),
-            "rectification_item": r["rectification_item"], "summary": r["summary"],
-            "evidence": json.dumps(r["evidence"], ensure_ascii=False, default=str,
-                                   sort_keys=True),
-            "suppressed_by": (int(r["suppressed_by"]) if pd.notna(r.get("suppressed_by"))
-                              else None),
-            "first_scan": first_scan.get(r["finding_id"], scan_id), "last_scan": scan_id,
-            "retracted_scan": None, "created": now, "updated": now,
-        })
-    return rows
-
-
-def store_findings(conn: sa.Connection, found: pd.DataFrame, scan_id: str, ran: list[str],
-                   window_start: pd.Timestamp, window_end: pd.Timestamp,
-                   days: list[str] | None = None) -> tuple[int, int]:
-    """Upsert findings by id; retract earlier findings of the window no longer produced.
-
-    Returns (new findings, retracted findings).
-    """
-    now = now_utc()
-    ids = list(found["finding_id"]) if len(found) else []
-    first_scan: dict[str, str] = {}
-    for chunk in range(0, len(ids), 500):
-        part = ids[chunk:chunk + 500]
-        for fid, fs, created in conn.execute(
-                sa.select(findings_t.c.finding_id, findings_t.c.first_scan, findings_t.c.created)
-                .where(findings_t.c.finding_id.in_(part))):
-            first_scan[fid] = fs
-    rows = _finding_rows(found, scan_id, first_scan, now)
-    for r in rows:
-        if r["finding_id"] in first_scan:
-            r.pop("created")
-    fresh = [r for r in rows if "created" in r]
-    known = [r for r in rows if "created" not in r]
-    upsert(conn, findings_t, fresh, ["finding_id"])
-    upsert(conn, findings_t, known, ["finding_id"])
-    ws, we = window_start.isoformat(), window_end.isoformat()
-    stale = sa.and_(findings_t.c.detector.in_(ran), findings_t.c.start >= ws,
-                    findings_t.c.end < we, findings_t.c.retracted_scan.is_(None),
-                    findings_t.c.last_scan != scan_id)
-    candidates = conn.execute(sa.select(findings_t.c.finding_id, findings_t.c.start,
-                                        findings_t.c.end).where(stale)).fetchall()
-    # only findings lying wholly in scanned days: a day outside the set was not re-detected
-    covered = set(days) if days is not None else None
-    gone = [r.finding_id for r in candidates
-            if covered is None or (r.start[:10] in covered and r.end[:10] in covered)]
-    for i in range(0, len(gone), 500):
-        conn.execute(findings_t.update().where(findings_t.c.finding_id.in_(gone[i:i + 500]))
-                     .values(retracted_scan=scan_id, updated=now))
-    return len(fresh), len(gone)
-
-
-def _apply_allowlist(conn, found: pd.DataFrame, ctx: Context) -> pd.DataFrame:
-    try:
-        from emraudit.allow import apply_allowlist
-    except ImportError:
-        found["suppressed_by"] = None
-        return found
-    return apply_allowlist(conn, found, now_utc(), ctx.users,
-                           care_relations=ctx.care_relations)
-
-
-def _update_cases(conn, found: pd.DataFrame, scan_id: str) -> int:
-    try:
-        from emraudit.cases import update_cases
-    except ImportError:
-        return 0
-    touched = update_cases(conn, found, scan_id, now_utc())
-    return len(touched)
-
-
-def _write_reports(config: Config, store: Store, lake: Lake, scan_id: str,
-                   found: pd.DataFrame, unmask: bool) -> Path:
-    try:
-        from emraudit.reports import write_scan_reports
-    except ImportError:
-        write_scan_reports = None
-    if write_scan_reports is not None:
-        return write_scan_reports(config, store, lake, scan_id, unmask=unmask)
-    from emraudit.detectors.base import finding_to_json
-    out = config.reports_dir / scan_id
-    out.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with (out / "findings.jsonl").open("w", encoding="utf-8") as fh:
-        for r in found.to_dict("records"):
-            fh.write(finding_to_json(r) + "\n")
-    return out
+# Stages of a scan, in order, as `on_stage` is told them: a caller may stop the process
+# there (the kill -9 tests do) or log progress. Each is reached only once the work before it
+# is durable where it must be.
+STAGES = ("ingest:after-lake-write", "scan:after-detectors", "scan:after-findings",
+          "scan:after-reports")
 
 
 def run_scan(config: Config, *, since: str | None = None, until: str | None = None,
              full: bool = False, unmask: bool = False, skip_ingest: bool = False,
-             echo: Callable[[str], None] = print) -> ScanResult:
+             echo: Callable[[str], None] = print,
+             on_stage: Callable[[str], None] | None = None) -> ScanResult:
     """The whole nightly job. Raises UserError when it cannot run at all."""
     settings = resolve_detectors(config.detectors, config.path)   # config errors first
     store = Store(config.store_url)
     lake = Lake(config.lake_dir, config.tz)
+    stage = on_stage or (lambda _name: None)
     with scan_lock(store):
         scan_id = new_scan_id()
         res = ScanResult(scan_id)
@@ -513,7 +432,8 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
         if not skip_ingest:
             echo("ingesting sources …")
             res.sources = ingest(config, store, lake, on_batch=lambda r: echo(
-                f"  {r.name}: {r.read:,} rows read in {r.batches} batch(es)"))
+                f"  {r.name}: {r.read:,} rows read in {r.batches} batch(es)"),
+                on_stage=stage)
         res.timings["ingest"] = time.perf_counter() - t0
         res.peak_mb["ingest"] = peak_rss_mb()
         days, runs = window_days(config, store, lake, since=since, until=until, full=full)
@@ -540,29 +460,35 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
         res.peak_mb["detect"] = max(peak_rss_mb(), ctx.memo.get(WORKERS_PEAK_MB, 0.0))
         res.shared_work = dict(ctx.memo.get(SHARED_SECONDS, {}))
         res.detectors = list(status.values())
-        maybe_kill("scan:after-detectors")
+        stage("scan:after-detectors")
         t3 = time.perf_counter()
         with store.begin() as c:
-            found = _apply_allowlist(c, found, ctx)
+            found = apply_allowlist(c, found, now_utc(), ctx.users,
+                                    care_relations=ctx.care_relations)
             res.suppressed = int(found["suppressed_by"].notna().sum()) if len(found) else 0
             ran = [d.id for d in res.detectors if d.status == "ran"]
-            res.new_findings, res.retracted = store_findings(c, found, scan_id, ran, ws, we,
-                                                              days)
-            res.cases = _update_cases(c, found, scan_id)
-            _save_outputs(c, ctx, scan_id)
+            saved = save_scan_results(c, found, scan_id, ran=ran, window_start=ws,
+                                      window_end=we, days=days, tz=config.tz,
+                                      users=ctx.users,
+                                      quota=review_quota(config.review.budget, days),
+                                      outputs=ctx.outputs, held_dir=lake.root / "held")
+            res.new_findings, res.retracted = saved.new_findings, saved.retracted
+            res.cases = len(saved.cases)
+            res.queued, res.below_budget = saved.admitted, saved.below_budget
+            res.notes += feed_notes(ctx.outputs.get("feed_health"), saved.feed_gaps)
             c.execute(scans.update().where(scans.c.scan_id == scan_id).values(
                 stage="findings", window_start=ws.to_pydatetime(),
                 window_end=we.to_pydatetime()))
         res.findings = len(found)
         res.timings["store"] = time.perf_counter() - t3
         res.peak_mb["store"] = peak_rss_mb()
-        maybe_kill("scan:after-findings")
+        stage("scan:after-findings")
         t4 = time.perf_counter()
         echo("writing reports …")
-        res.report_dir = _write_reports(config, store, lake, scan_id, found, unmask)
+        res.report_dir = write_scan_reports(config, store, lake, scan_id, unmask=unmask)
         res.timings["reports"] = time.perf_counter() - t4
         res.peak_mb["reports"] = peak_rss_mb()
-        maybe_kill("scan:after-reports")
+        stage("scan:after-reports")
         _finish(store, scan_id, res, runs=runs)
         res.timings["total"] = time.perf_counter() - t0
         return res
@@ -581,21 +507,12 @@ def _last_costs(store: Store) -> dict[str, float]:
         return {}
 
 
-def _save_outputs(conn, ctx: Context, scan_id: str) -> None:
-    if not ctx.outputs:
-        return
-    try:
-        from emraudit.anomaly_state import save_outputs
-    except ImportError:
-        return
-    save_outputs(conn, ctx.outputs, scan_id)
-
-
 def _finish(store: Store, scan_id: str, res: ScanResult, *, runs: list[str]) -> None:
     """Commit the scan: only now are the runs it covered marked as scanned."""
     summary = {
         "days": res.days, "findings": res.findings, "new": res.new_findings,
         "suppressed": res.suppressed, "retracted": res.retracted, "cases": res.cases,
+        "queued": res.queued, "below_budget": res.below_budget,
         "detectors": {d.id: {"status": d.status, "findings": d.findings,
                              "seconds": round(d.seconds, 3), "message": d.message,
                              "peak_mb": round(d.peak_mb)}
@@ -637,6 +554,9 @@ def format_summary(res: ScanResult) -> str:
     lines += ["", f"findings: {res.findings} ({res.new_findings} new, {res.suppressed} "
                   f"suppressed by allowlist, {res.retracted} retracted)  cases touched: "
                   f"{res.cases}"]
+    if res.queued or res.below_budget:
+        lines.append(f"review queue: {res.queued} case(s) admitted, {res.below_budget} below "
+                     "the nightly budget (stored; `emraudit cases list --below-budget`)")
     if res.timings.get("total"):
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in res.timings.items() if k != "total")
         lines.append(f"time: {res.timings['total']:.1f}s ({stages}); peak memory "
@@ -652,4 +572,4 @@ def detector_settings(config: Config) -> dict[str, DetectorSetting]:
 
 
 __all__ = ["run_scan", "build_context", "run_detectors", "format_summary", "ScanResult",
-           "Any"]
+           "STAGES"]

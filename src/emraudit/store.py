@@ -123,6 +123,7 @@ findings = sa.Table(
     sa.Column("retracted_scan", sa.String(64)),     # a rescan no longer produced it
     sa.Column("created", TS),
     sa.Column("updated", TS),
+    sa.Column("risk_flags", sa.Text),                # JSON list: emraudit.risk.finding_flags
 )
 
 cases = sa.Table(
@@ -150,6 +151,18 @@ cases = sa.Table(
     sa.Column("version", sa.Integer, nullable=False, default=1),  # optimistic concurrency
     sa.Column("created", TS),
     sa.Column("updated", TS),
+    # incidents (one user, one site-local day) and the review queue
+    sa.Column("patients", sa.Text),                        # JSON list of patient ids
+    sa.Column("department", sa.String(200), index=True),   # the user's (feed gaps: the unit)
+    sa.Column("role", sa.String(40)),
+    sa.Column("top_finding", sa.String(40)),               # the finding the headline is
+    sa.Column("severity_base", sa.String(10)),             # before the raises below
+    sa.Column("severity_reasons", sa.Text),                # JSON [{reason, n}]
+    sa.Column("risk", sa.Float, index=True),               # emraudit.risk.case_risk
+    sa.Column("risk_factors", sa.Text),                    # JSON {factor: points}
+    sa.Column("queued", sa.Boolean),                       # in the review queue
+    sa.Column("queue_rank", sa.Integer),                   # rank among the scan's arrivals
+    sa.Column("queued_scan", sa.String(64)),               # the scan that queued it
 )
 
 case_history = sa.Table(
@@ -179,6 +192,25 @@ allowlist = sa.Table(
     sa.Column("created", TS, nullable=False),
     sa.Column("removed", TS),
     sa.Column("removed_by", sa.String(200)),
+)
+
+feed_health = sa.Table(
+    # How well the care relations explain each unit's accesses, per scan (emraudit.feeds):
+    # a unit far below the rest points at an incomplete feed, not at its staff.
+    "feed_health", metadata,
+    sa.Column("scan_id", sa.String(64), primary_key=True),
+    sa.Column("dimension", sa.String(20), primary_key=True),   # department|role|ward|source
+    sa.Column("value", sa.String(200), primary_key=True),
+    sa.Column("accesses", sa.Integer, nullable=False),
+    sa.Column("explained", sa.Integer, nullable=False),
+    sa.Column("share", sa.Float, nullable=False),
+    sa.Column("others_share", sa.Float),                      # the rest of the hospital
+    sa.Column("users", sa.Integer),
+    sa.Column("patients", sa.Integer),
+    sa.Column("gap", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.String(20)),                       # floor | below_rest
+    sa.Column("first_day", sa.String(10)),
+    sa.Column("last_day", sa.String(10)),
 )
 
 user_day_features = sa.Table(

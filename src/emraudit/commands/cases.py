@@ -96,11 +96,13 @@ def cases_group() -> None:
 @click.option("--user", help="Only cases of this account.")
 @click.option("--since", type=ISO_TIME,
               help="Only cases seen on or after this day (ISO), e.g. 2026-09-01.")
+@click.option("--below-budget", is_flag=True,
+              help="Only the open cases the nightly review budget left out of the queue.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @unmask_option
-def list_cmd(config_path, status, detector, user, since, fmt, unmask) -> None:
-    """Cases, most severe first."""
+def list_cmd(config_path, status, detector, user, since, below_budget, fmt, unmask) -> None:
+    """Cases: the review queue first (feed gaps, then highest risk), then the rest."""
     from emraudit.cases import list_cases
     from emraudit.store import Store
 
@@ -112,7 +114,7 @@ def list_cmd(config_path, status, detector, user, since, fmt, unmask) -> None:
         since = since.day.isoformat() if since.time is None else \
             since.start(cfg.tz).strftime("%Y-%m-%dT%H:%M:%S")
     df = list_cases(Store(cfg.store_url), status=status, detector=detector, user=user,
-                    since=since)
+                    since=since, below_budget=below_budget)
     mask = _mask(cfg, unmask)
     if fmt == "json":
         out = []
@@ -122,6 +124,7 @@ def list_cmd(config_path, status, detector, user, since, fmt, unmask) -> None:
             r["items"] = json.loads(r["items"] or "[]")
             if r.get("patient_id"):
                 r["patient_id"] = mask(r["patient_id"])
+            r["patients"] = [mask(p) for p in json.loads(r.get("patients") or "[]")]
             out.append(r)
         click.echo(json.dumps(out, ensure_ascii=False, indent=1))
         return
@@ -129,18 +132,33 @@ def list_cmd(config_path, status, detector, user, since, fmt, unmask) -> None:
         click.echo(f"no cases ({'any status' if status == 'all' else status})")
         return
     df = df.assign(
-        whom=[mask(p) if k == "patient" else f"day {d}"
-              for k, p, d in zip(df["kind"], df["patient_id"], df["day"])],
+        whom=[_whom(k, p, d, ps, mask) for k, p, d, ps in zip(
+            df["kind"], df["patient_id"], df["day"], df["patients"])],
+        queue=["yes" if q is True or q == 1 else "" for q in df["queued"]],
         dets=df["detectors"].map(lambda s: ", ".join(json.loads(s or "[]"))),
         seen=df["last_seen"].map(lambda s: _cell(s)[:16].replace("T", " ")),
         state=[s + (" (reopened)" if r is True and s == "open" else "")
                + (f": {d}" if isinstance(d, str) and d else "")
                for s, r, d in zip(df["status"], df["reopened"].fillna(False).astype(bool),
                                   df["disposition"])])
-    echo_table(df, [("case_id", "case"), ("severity", "severity"), ("user_id", "user"),
-                    ("whom", "patient/day"), ("dets", "detectors"), ("n_findings", "findings"),
-                    ("seen", "last seen"), ("state", "status")])
+    echo_table(df, [("case_id", "case"), ("severity", "severity"), ("risk", "risk"),
+                    ("queue", "queued"), ("user_id", "user"), ("whom", "patients/day"),
+                    ("dets", "detectors"), ("n_findings", "findings"), ("seen", "last seen"),
+                    ("state", "status")])
     click.echo(f"\n{len(df)} case{'s' if len(df) != 1 else ''}")
+
+
+def _whom(kind, patient, day, patients, mask) -> str:
+    """What a case is about, for a table cell: its patients (masked), or its day/unit."""
+    if kind == "feed_gap":
+        return "feed gap"
+    pids = json.loads(patients) if isinstance(patients, str) and patients else []
+    if not pids and isinstance(patient, str) and patient:
+        pids = [patient]
+    if not pids:
+        return f"day {day}"
+    more = f" +{len(pids) - 2}" if len(pids) > 2 else ""
+    return ", ".join(mask(p) for p in pids[:2]) + more + f" ({day})" * bool(day)
 
 
 @cases_group.command("show")
@@ -161,7 +179,8 @@ def show_cmd(config_path, case, fmt, unmask) -> None:
     cid = row["case_id"]
     fnd = store.read_findings(findings.c.case_id == cid)
     hist = case_history_of(store, cid)
-    others = user_history(store, row["user_id"])
+    others = user_history(store, row["user_id"]) if row["user_id"] else pd.DataFrame(
+        columns=["case_id"])
     others = others[others["case_id"] != cid]
     mask = _mask(cfg, unmask)
     if fmt == "json":
@@ -170,6 +189,7 @@ def show_cmd(config_path, case, fmt, unmask) -> None:
         out["items"] = json.loads(out["items"] or "[]")
         if out.get("patient_id"):
             out["patient_id"] = mask(out["patient_id"])
+        out["patients"] = [mask(p) for p in json.loads(out.get("patients") or "[]")]
         out["findings"] = [
             {"finding_id": f["finding_id"], "detector": f["detector"],
              "severity": f["severity"], "start": f["start"], "end": f["end"],
@@ -183,8 +203,8 @@ def show_cmd(config_path, case, fmt, unmask) -> None:
                               "last_seen": o["last_seen"]} for o in others.to_dict("records")]
         click.echo(json.dumps(out, ensure_ascii=False, indent=1))
         return
-    whom = f"patient {mask(row['patient_id'])}" if row["kind"] == "patient" \
-        else f"day {row['day']}"
+    whom = _whom(row["kind"], row.get("patient_id"), row.get("day"), row.get("patients"),
+                 mask)
     click.echo(f"case {cid}  [{row['severity']}]  {row['status']}"
                + (" (reopened)" if row["reopened"] else ""))
     click.echo(f"user {row['user_id']}, {whom}")

@@ -9,7 +9,7 @@ import sys
 import click
 
 from emraudit.commands._common import config_option, get_config
-from emraudit.detectors.base import FINDING_COLUMNS, finding_to_json
+from emraudit.model import FINDING_COLUMNS, finding_to_json
 
 
 @click.command("findings")

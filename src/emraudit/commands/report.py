@@ -49,6 +49,28 @@ def report_scan(config_path, scan_id, unmask, quiet) -> None:
     click.echo(str(out / "index.html"))
 
 
+@report_group.command("case")
+@config_option
+@click.argument("case_id")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="HTML file to write (default: reports/cases/<case-id>.html).")
+@click.option("--unmask", is_flag=True, help="Show patient names and ids unmasked.")
+def report_case(config_path, case_id, out, unmask) -> None:
+    """One case's page, on demand: for a case below the nightly review budget, resolved,
+    or past [review] max_pages, which the scan's report lists without a page."""
+    from pathlib import Path
+
+    from emraudit.reports import files
+    from emraudit.reports.render import write_case_page
+
+    cfg, store, lake = _open(config_path)
+    if out is None:
+        folder = files.private_dir(cfg.reports_dir / "cases")
+        out = folder / f"{case_id}.html"
+    path = write_case_page(cfg, store, lake, case_id, Path(out), unmask=unmask)
+    click.echo(str(path))
+
+
 @report_group.command("patient")
 @config_option
 @click.argument("patient_id")

@@ -16,12 +16,8 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import pandas as pd
 
-from emraudit.model import RECTIFICATION_ITEMS, SEVERITIES, dumps
-
-FINDING_COLUMNS = ["finding_id", "detector", "severity", "score", "user_id", "patient_id",
-                   "start", "end", "event_ids", "rectification_item", "summary", "evidence"]
-
-SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+from emraudit.model import (FINDING_COLUMNS, RECTIFICATION_ITEMS, SEVERITIES, SEVERITY_RANK,
+                            finding_to_json)
 
 
 @dataclass(frozen=True)
@@ -287,8 +283,3 @@ def raise_severity(sev: str | pd.Series, steps: int | pd.Series = 1) -> Any:
         rank = sev.map(SEVERITY_RANK).fillna(0).astype(int) + steps
         return rank.clip(upper=len(SEVERITIES) - 1).map(dict(enumerate(SEVERITIES)))
     return SEVERITIES[min(SEVERITY_RANK[sev] + int(steps), len(SEVERITIES) - 1)]
-
-
-def finding_to_json(row: dict) -> str:
-    """One finding as the JSON line of findings.jsonl (the contract)."""
-    return dumps({c: row.get(c) for c in FINDING_COLUMNS})

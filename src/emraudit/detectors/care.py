@@ -19,8 +19,9 @@ import pandas as pd
 from emraudit.detectors.base import Context, Detector, Param, raise_severity
 from emraudit.detectors.explain import EXPLANATIONS, explain_accesses, explanation_evidence
 from emraudit.detectors.registry import register
-from emraudit.model import ROLES
 from emraudit.fastops import is_value, local_days
+from emraudit.feeds import FeedRules, explained_shares, held_mask, held_summary, unit_columns
+from emraudit.model import ROLES
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,16 @@ DETECTOR_PARAMS = (
           "accesses; off: a search result is not an opened record, but it still raises the "
           "severity of an opening that follows"),
     Param("include_failed", bool, False, "count failed (denied) accesses"),
+    Param("feed_floor", float, 0.6, "a department, ward, role or source whose accesses the "
+          "care relations explain below this share has an incomplete feed (emraudit.feeds)",
+          "share", 0, 1),
+    Param("feed_margin", float, 0.3, "… or one whose share is this far below the rest of the "
+          "hospital's", "share", 0.01, 1),
+    Param("feed_min_accesses", int, 200, "accesses a unit needs before its share is judged",
+          "accesses", 1, 10_000_000),
+    Param("hold_feed_gaps", bool, True, "hold the no-relation accesses of a unit with an "
+          "incomplete feed as one feed-gap case (with its figures) instead of a finding per "
+          "person; accesses to protected patients and after a name look-up are never held"),
 )
 
 
@@ -148,6 +159,41 @@ class NoRelationship(Detector):
     def effective_lookback_days(self) -> int:
         return int(math.ceil(self.p.lookback_days))
 
+    def _feed_health(self, ctx: Context, x: pd.DataFrame, judged: np.ndarray
+                     ) -> pd.DataFrame | None:
+        """Explained shares per unit (left in ctx.outputs["feed_health"] for the scan to
+        store and report); returns them when some unit is a gap and gaps are held."""
+        p = self.p
+        if not judged.any():
+            return None
+        acc = x.loc[judged, ["user_id", "patient_id"]]
+        src = ctx.events.loc[acc.index, "_source"] if "_source" in ctx.events.columns \
+            else None
+        units = unit_columns(acc, ctx.users, src)
+        rules = FeedRules(p.feed_floor, p.feed_margin, p.feed_min_accesses)
+        shares = explained_shares(x["explained"].to_numpy()[judged], units,
+                                  acc["user_id"].astype("string"),
+                                  acc["patient_id"].astype("string"), rules)
+        days = local_days(x.loc[judged, "ts"], ctx.tz)
+        shares["first_day"], shares["last_day"] = str(days.min()), str(days.max())
+        ctx.outputs["feed_health"] = shares
+        if not p.hold_feed_gaps or not shares["gap"].any():
+            return None
+        return shares
+
+    def _hold(self, ctx: Context, u: pd.DataFrame, shares: pd.DataFrame) -> pd.DataFrame:
+        """Take out the unexplained accesses of gap units (counted in ctx.outputs
+        ["feed_gaps"] for their feed-gap case), but for protected patients and look-ups."""
+        src = ctx.events.loc[u.index, "_source"] if "_source" in ctx.events.columns else None
+        held, gap = held_mask(unit_columns(u, ctx.users, src), shares)
+        held &= ~_protected(ctx, u["patient_id"], u["ts"]) & u["lookup"].isna().to_numpy()
+        if held.any():
+            h = u.loc[held, ["event_id", "user_id", "patient_id", "ts"]].assign(
+                gap=gap[held].to_numpy())
+            ctx.outputs["feed_gaps"] = held_summary(h)
+            ctx.outputs["feed_gap_events"] = h[["gap", "event_id"]].reset_index(drop=True)
+        return u.loc[~held]
+
     def run(self, ctx: Context) -> pd.DataFrame:
         p = self.p
         x = explain_accesses(ctx)
@@ -155,13 +201,15 @@ class NoRelationship(Detector):
             return self.findings([])
         ev = ctx.events
         action = ev.loc[x.index, "action"]          # coded: compared by code, no strings
-        cand = ~x["explained"].to_numpy() & x["in_window"].to_numpy()
+        judged = x["in_window"].to_numpy().copy()
         if not p.include_failed and "outcome" in ev.columns:
-            cand &= ~is_value(ev.loc[x.index, "outcome"], "failure")
+            judged &= ~is_value(ev.loc[x.index, "outcome"], "failure")
         is_query = is_value(action, "query")
-        counted = cand & action.notna().to_numpy() & ~is_value(action, "break_glass")
+        judged &= action.notna().to_numpy() & ~is_value(action, "break_glass")
         if not p.count_queries:
-            counted &= ~is_query
+            judged &= ~is_query
+        counted = judged & ~x["explained"].to_numpy()
+        gaps = self._feed_health(ctx, x, judged)
         if not counted.any():
             return self.findings([])
         u = x.loc[counted].copy()
@@ -183,6 +231,10 @@ class NoRelationship(Detector):
                               tolerance=pd.Timedelta(minutes=p.query_window_minutes))
             u.loc[m["index"].to_numpy(), "lookup"] = m["lookup"].to_numpy()
             u.loc[m["index"].to_numpy(), "lookup_event"] = m["lookup_event"].to_numpy()
+        if gaps is not None:
+            u = self._hold(ctx, u, gaps)
+            if not len(u):
+                return self.findings([])
 
         keys = ["user_id", "patient_id", "day"]
         big = u.groupby(keys, sort=False, observed=True)["ts"].transform("size").to_numpy()
@@ -248,6 +300,27 @@ class NoRelationship(Detector):
                          "severity": r.severity,
                          "score": float(r.score), "summary": summary, "evidence": ev_})
         return self.findings(rows)
+
+
+def _protected(ctx: Context, patient_id: pd.Series, ts: pd.Series) -> np.ndarray:
+    """Per access: is the patient one the hospital protects in particular (VIP, sensitive,
+    sealed, staff, or deceased by then)? Such accesses are judged one by one, feed or no."""
+    pt = ctx.patients
+    out = np.zeros(len(patient_id), dtype=bool)
+    if pt is None or not len(pt):
+        return out
+    pt = pt.drop_duplicates("patient_id", keep="last").set_index("patient_id")
+    pid = patient_id.astype("string")
+    for col in ("vip", "sensitive", "watch"):
+        if col in pt.columns:
+            out |= pid.map(pt[col].fillna(False).astype(bool)).fillna(False) \
+                .to_numpy(dtype=bool)
+    if "employee_user_id" in pt.columns:
+        out |= pid.map(pt["employee_user_id"].notna()).fillna(False).to_numpy(dtype=bool)
+    if "deceased_date" in pt.columns:
+        dd = pid.map(pt["deceased_date"])
+        out |= (dd.notna() & (dd <= ts)).to_numpy(dtype=bool)
+    return out
 
 
 def _patient_flags(ctx: Context, agg: pd.DataFrame) -> pd.Series:

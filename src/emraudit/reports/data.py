@@ -2,8 +2,8 @@
 
 Reports never recompute a finding (DESIGN.md): they read the store's findings, cases and
 case_history, the events behind the findings from the lake (only the days involved, filtered
-by event id or user while reading), and the reference snapshots. Findings without a stored
-case (cases not built yet) are grouped with `emraudit.cases.assign_cases` for display.
+by event id or user while reading), and the reference snapshots. Every finding has its case
+id from the scan (emraudit.results): nothing is grouped again here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from emraudit.lake import Lake
-from emraudit.store import Store, case_history, cases, findings, scans, user_day_features
+from emraudit.store import (Store, case_history, cases, feed_health, findings, scans,
+                            user_day_features)
 
 _CHUNK = 500
 
@@ -62,29 +63,35 @@ def scan_findings(store: Store, scan_id: str) -> pd.DataFrame:
     return store.read_findings(findings.c.last_scan == scan_id)
 
 
-def with_case_ids(df: pd.DataFrame, tz: str) -> pd.DataFrame:
-    """Fill a missing `case_id` the way the case builder would (display only)."""
-    if df.empty:
-        if "case_id" not in df.columns:
-            df = df.assign(case_id=pd.Series(dtype="object"))
-        return df
-    missing = df["case_id"].isna() | (df["case_id"].astype("string") == "") \
-        if "case_id" in df.columns else pd.Series(True, index=df.index)
-    if missing.any():
-        from emraudit.cases import assign_cases
-        ids = assign_cases(df.loc[missing], tz)["case_id"]
-        df = df.copy()
-        if "case_id" not in df.columns:
-            df["case_id"] = None
-        df["case_id"] = df["case_id"].astype(object)
-        df.loc[missing, "case_id"] = ids.values
-    return df
+def feed_health_rows(store: Store, scan_id: str | None = None) -> pd.DataFrame:
+    """The feed check of one scan (default: the latest scan that made one)."""
+    with store.engine.connect() as c:
+        if scan_id is None or not c.execute(sa.select(feed_health.c.scan_id).where(
+                feed_health.c.scan_id == scan_id).limit(1)).first():
+            scan_id = c.execute(sa.select(feed_health.c.scan_id).join(
+                scans, scans.c.scan_id == feed_health.c.scan_id).order_by(
+                scans.c.started.desc()).limit(1)).scalar()
+    if scan_id is None:
+        return pd.DataFrame(columns=[c.name for c in feed_health.columns])
+    return store.read_table(feed_health, feed_health.c.scan_id == scan_id,
+                            feed_health.c.share)
 
 
 def case_findings(store: Store, case_ids: Iterable[str]) -> pd.DataFrame:
     """Every live finding of these cases (earlier scans included)."""
     df = _select_in(store, findings, "case_id", case_ids, findings.c.retracted_scan.is_(None))
     return _decode_findings(df)
+
+
+def resolved_cases_of(store: Store, case_ids: Iterable[str]) -> list[str]:
+    """Which of these cases reviewers have resolved, most severe first."""
+    df = _select_in(store, cases, "case_id", case_ids, cases.c.status == "resolved")
+    if not len(df):
+        return []
+    df = df.assign(_r=df["severity"].map({"low": 0, "medium": 1, "high": 2, "critical": 3})
+                   .fillna(0), _s=pd.to_numeric(df["score"], errors="coerce").fillna(0.0))
+    return df.sort_values(["_r", "_s", "case_id"], ascending=[False, False, True])[
+        "case_id"].tolist()
 
 
 def read_cases(store: Store, case_ids: Iterable[str]) -> pd.DataFrame:

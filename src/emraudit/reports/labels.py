@@ -36,7 +36,17 @@ ROLE = {
 }
 USER_STATUS = {"active": N_("active"), "leave": N_("on leave"),
                "terminated": N_("terminated")}
-KIND = {"patient": N_("patient case"), "account": N_("account case")}
+KIND = {"patient": N_("patient case"), "account": N_("account case"),
+        "incident": N_("incident"), "feed_gap": N_("feed gap")}
+# the points of emraudit.risk, as a reviewer reads them
+RISK_FACTOR = {"severity": N_("severity"), "special_patient": N_("protected patient"),
+               "lookup": N_("name look-up before opening"),
+               "output": N_("records left the system"), "breadth": N_("patients touched"),
+               "volume": N_("events"), "detectors": N_("detectors agreeing"),
+               "history": N_("earlier confirmed cases")}
+# emraudit.feeds: the unit a feed-gap case is about
+FEED_DIMENSION = {"department": N_("department"), "ward": N_("ward"), "role": N_("role"),
+                  "source": N_("source")}
 PATIENT_FLAGS = {"vip": N_("VIP"), "employee": N_("employee"), "sensitive": N_("sensitive"),
                  "watch": N_("sealed record"), "deceased": N_("deceased")}
 

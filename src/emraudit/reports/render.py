@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from emraudit import progress
 from emraudit.config import Config
 from emraudit.connectors.provenance import ProfileTrail
-from emraudit.detectors.base import finding_to_json
+from emraudit.model import finding_to_json
 from emraudit.detectors.registry import all_detectors
 from emraudit.fastops import local_days
 from emraudit.forking import can_fork, fork_pool
@@ -34,15 +34,16 @@ from emraudit.lake import Lake
 from emraudit.reports import charts, data, files
 from emraudit.reports.evidence import render_evidence
 from emraudit.reports.i18n import Lang, make_env
-from emraudit.reports.labels import (ACTION, DISPOSITION, HISTORY_ACTION, KIND, PATIENT_FLAGS,
-                                     ROLE, SCAN_STATUS, SEVERITY, SEVERITY_RANK, STATUS,
-                                     USER_STATUS, detector_info, item_info, label)
+from emraudit.reports.labels import (ACTION, DISPOSITION, FEED_DIMENSION, HISTORY_ACTION,
+                                     KIND, PATIENT_FLAGS, RISK_FACTOR, ROLE, SCAN_STATUS, SEVERITY, SEVERITY_RANK,
+                                     STATUS, USER_STATUS, detector_info, item_info, label)
 from emraudit.reports.masking import Masker
 from emraudit.store import Store, scans
 
 log = logging.getLogger("emraudit.reports")
 
 MAX_EVENTS_SHOWN = 300
+MAX_PATIENTS_SHOWN = 50
 TREND_DAYS = 60
 # below this many cases the pages are written in one process (forking costs more)
 PARALLEL_MIN_CASES = 200
@@ -82,6 +83,18 @@ def _json_list(v) -> list:
         except json.JSONDecodeError:
             return [v]
     return []
+
+
+def _json_dict(v) -> dict:
+    if isinstance(v, dict):
+        return v
+    if isinstance(v, str) and v:
+        try:
+            out = json.loads(v)
+            return out if isinstance(out, dict) else {}
+        except json.JSONDecodeError:
+            return {}
+    return {}
 
 
 class Fmt:
@@ -198,24 +211,6 @@ class Ref:
 
 
 # -- loading ------------------------------------------------------------------------------------
-def _synth_case(cid: str, group: pd.DataFrame) -> dict:
-    """A display-only case for findings whose case the store does not hold (yet)."""
-    sev = max(group["severity"], key=lambda s: SEVERITY_RANK.get(s, 0))
-    pid = _s(group["patient_id"].iloc[0])
-    return {"case_id": cid, "kind": "patient" if pid else "account",
-            "user_id": _s(group["user_id"].iloc[0]), "patient_id": pid,
-            "day": "" if pid else _s(group["start"].min())[:10], "severity": sev,
-            "score": float(pd.to_numeric(group["score"], errors="coerce").max()),
-            "detectors": json.dumps(sorted(set(group["detector"]))),
-            "items": json.dumps(sorted(set(group["rectification_item"].astype(str)))),
-            "first_seen": _s(group["start"].min()), "last_seen": _s(group["end"].max()),
-            "n_findings": len(group), "n_events": len({e for ids in group["event_ids"]
-                                                       for e in ids}),
-            "summary": _s(group.sort_values("score", ascending=False)["summary"].iloc[0]),
-            "status": "open", "disposition": None, "reviewer": None, "note": None,
-            "resolved_at": None, "reopened": False, "created": None}
-
-
 @dataclass
 class Loaded:
     """What one report shows, indexed once so that building a case page is plain Python
@@ -223,7 +218,7 @@ class Loaded:
 
     scan: dict
     findings: pd.DataFrame                  # this scan's findings (the contract file)
-    cases: list[dict]
+    cases: list[dict]                       # the cases shown, highest risk first
     ref: Ref
     findings_by_case: dict[str, list[dict]] = field(default_factory=dict)
     events_by_id: dict[str, dict] = field(default_factory=dict)
@@ -253,38 +248,23 @@ def _local_parts(ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return hours.astype(float), local_days(ts, ts.dt.tz).to_numpy(dtype=object)
 
 
-def load_scan(config: Config, store: Store, lake: Lake, scan_id: str, lang: Lang,
-              masker: Masker, *, case_ids: list[str] | None = None) -> Loaded:
-    """What the pages of a scan show; with `case_ids`, what the pages of those cases show
-    whatever scan found them (the review app), `scan_id` then only marks new findings."""
-    tz = config.tz
-    scan = data.scan_row(store, scan_id) or {"scan_id": scan_id}
+def load_cases(config: Config, store: Store, lake: Lake, case_ids: list[str], lang: Lang,
+               masker: Masker, scan: dict | None = None,
+               scan_found: pd.DataFrame | None = None) -> Loaded:
+    """Everything the pages of these cases show, read from what the scan stored (the
+    scan's reports, `emraudit report case`, the review app)."""
     committed = store.committed_runs()
-    if case_ids is None:
-        found = data.with_case_ids(data.scan_findings(store, scan_id), tz)
-        case_ids = sorted(set(found["case_id"].dropna().astype(str))) if len(found) else []
-    else:
-        found = data.case_findings(store, case_ids)
-        case_ids = sorted(set(case_ids))
-    cf = data.case_findings(store, case_ids)
-    cf = pd.concat([cf, found], ignore_index=True) if len(cf) else found.copy()
-    if len(cf):
-        cf = data.with_case_ids(cf, tz).drop_duplicates("finding_id", keep="first")
-        cf = cf[cf["case_id"].astype(str).isin(case_ids)]
-    by_case = _records_by(cf, "case_id")
     stored = data.read_cases(store, case_ids)
-    stored_rows = {r["case_id"]: r for r in stored.to_dict("records")}
-    cases_list = []
-    for cid in case_ids:
-        row = stored_rows.get(cid)
-        if row is None:
-            row = _synth_case(cid, pd.DataFrame(by_case.get(cid, [])))
-        cases_list.append(row)
+    rows = {r["case_id"]: r for r in stored.to_dict("records")}
+    cases_list = [rows[c] for c in case_ids if c in rows]
+    case_ids = [c["case_id"] for c in cases_list]
+    cf = data.case_findings(store, case_ids)
+    by_case = _records_by(cf, "case_id")
 
     event_ids = sorted({str(e) for ids in cf["event_ids"] for e in ids}) if len(cf) else []
     days = set()
-    for s, e in zip(cf.get("start", []), cf.get("end", [])):
-        days.update(data.days_between(_s(s), _s(e) or _s(s)))
+    for s_, e in zip(cf.get("start", []), cf.get("end", [])):
+        days.update(data.days_between(_s(s_), _s(e) or _s(s_)))
     events = data.read_lake(lake, committed, days, None,
                             [("event_id", "in", event_ids)]) if event_ids else pd.DataFrame()
     events_by_id: dict[str, dict] = {}
@@ -296,8 +276,8 @@ def load_scan(config: Config, store: Store, lake: Lake, scan_id: str, lang: Lang
         # stamps takes ~100 µs a row, a second for the events of a few hundred cases
         ev = ev.drop(columns="ts")
         names = list(ev.columns)
-        rows = (dict(zip(names, vals)) for vals in zip(*(ev[c].tolist() for c in names)))
-        events_by_id = {str(r["event_id"]): r for r in rows}
+        rows_ = (dict(zip(names, vals)) for vals in zip(*(ev[c].tolist() for c in names)))
+        events_by_id = {str(r["event_id"]): r for r in rows_}
 
     users = sorted({_s(c["user_id"]) for c in cases_list} - {""})
     chart_days = set()
@@ -325,12 +305,14 @@ def load_scan(config: Config, store: Store, lake: Lake, scan_id: str, lang: Lang
 
     ref = Ref(data.snapshot(lake, committed, "users"),
               data.snapshot(lake, committed, "patients"), lang, masker)
-    pids = {c.get("patient_id") for c in cases_list}
+    pids = {p for c in cases_list for p in _json_list(c.get("patients"))}
+    pids |= {_s(c.get("patient_id")) for c in cases_list} - {""}
     if len(events) and "patient_id" in events.columns:
         pids |= set(events["patient_id"].dropna().astype(str))
     masker.learn_patients(ref.patients, pids)
     history = data.read_history(store, case_ids)
-    return Loaded(scan, found, cases_list, ref, findings_by_case=by_case,
+    found = scan_found if scan_found is not None else pd.DataFrame()
+    return Loaded(scan or {}, found, cases_list, ref, findings_by_case=by_case,
                   events_by_id=events_by_id, activity_by_user=act_by_user,
                   day_counts=counts,
                   earlier_by_user=_records_by(data.user_cases(store, users), "user_id"),
@@ -363,7 +345,10 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
     item_codes = [str(i) for i in _json_list(row.get("items"))] or \
         sorted({str(f["rectification_item"]) for f in cf})
     user = ld.ref.user(row.get("user_id"))
-    patient = ld.ref.patient(row.get("patient_id")) if _s(row.get("patient_id")) else None
+    pids = [str(p) for p in _json_list(row.get("patients"))] or \
+        ([_s(row.get("patient_id"))] if _s(row.get("patient_id")) else [])
+    patients = [ld.ref.patient(p) for p in pids]
+    patient = patients[0] if len(patients) == 1 else None
     sev = _s(row.get("severity")) or "low"
     found_at = row.get("created") or row.get("first_seen")
     view = {
@@ -374,7 +359,14 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
         "score": float(row["score"]) if _s(row.get("score")) else 0.0,
         "summary": masker.scrub(row.get("summary")),
         "detectors": det, "rect_items": [item_info(i, lang) for i in item_codes],
-        "user": user, "patient": patient, "day": _s(row.get("day")),
+        "user": user, "patient": patient, "patients": patients[:MAX_PATIENTS_SHOWN],
+        "n_patients": len(patients), "day": _s(row.get("day")),
+        "risk": round(float(row["risk"]), 1) if _s(row.get("risk")) else None,
+        "risk_factors": [{"label": label(RISK_FACTOR, k, lang), "points": v}
+                         for k, v in sorted(_json_dict(row.get("risk_factors")).items(),
+                                            key=lambda kv: -kv[1])],
+        "queued": bool(row.get("queued")) if _s(row.get("queued")) else False,
+        "feed": _feed_view(row, lang),
         "first_seen": fmt.ts(row.get("first_seen")), "last_seen": fmt.ts(row.get("last_seen")),
         "first_seen_raw": _s(row.get("first_seen")),
         "found": fmt.day(found_at), "found_raw": found_at,
@@ -461,7 +453,9 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
                         "severity_label": label(SEVERITY, _s(r.get("severity")), lang),
                         "detectors": ", ".join(detector_info(d, lang)["name"]
                                                for d in _json_list(r.get("detectors"))),
-                        "patient": masker.pid(r.get("patient_id")),
+                        "patient": ", ".join(masker.pid(p) for p in (
+                            _json_list(r.get("patients")) or [r.get("patient_id")])[:5]
+                            if _s(p)),
                         "status": st, "reviewer": _s(r.get("reviewer")),
                         "note": masker.scrub(r.get("note"))})
     view["earlier"] = earlier
@@ -479,6 +473,40 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
                      "note": masker.scrub(r.get("note")), "scan": _s(r.get("scan_id"))})
     view["history"] = hist
     return view
+
+
+def _feed_view(row: dict, lang: Lang) -> dict | None:
+    """The figures of a feed-gap case (emraudit.cases.update_feed_gap_cases), for reading."""
+    if _s(row.get("kind")) != "feed_gap":
+        return None
+    facts = next((r for r in _json_list(row.get("severity_reasons"))
+                  if isinstance(r, dict) and r.get("reason") == "feed_gap"), {})
+    dim = str(facts.get("dimension", ""))
+    return {"dimension": dim, "dimension_label": label(FEED_DIMENSION, dim, lang),
+            "value": facts.get("value", ""), "share": _pct(facts.get("share")),
+            "others_share": _pct(facts.get("others_share")), "held": facts.get("held", 0),
+            "users": facts.get("users", 0), "patients": facts.get("patients", 0),
+            "top_users": facts.get("top_users") or []}
+
+
+def _pct(v) -> str:
+    try:
+        return f"{100 * float(v):.0f}"
+    except (TypeError, ValueError):
+        return "—"
+
+
+def feed_rows(store: Store, scan_id: str | None, lang: Lang) -> list[dict]:
+    """The units the latest scan (or `scan_id`) found explained far less than the rest."""
+    df = data.feed_health_rows(store, scan_id)
+    if not len(df):
+        return []
+    df = df[df["gap"].astype(bool)]
+    return [{"dimension": r["dimension"],
+             "dimension_label": label(FEED_DIMENSION, r["dimension"], lang),
+             "value": r["value"], "accesses": int(r["accesses"]), "share": _pct(r["share"]),
+             "others_share": _pct(r["others_share"]), "users": int(r["users"] or 0)}
+            for r in df.to_dict("records")]
 
 
 # -- dashboard aggregates -----------------------------------------------------------------------
@@ -559,6 +587,7 @@ def dashboard_model(views: list[dict], ld: Loaded, config: Config, store: Store,
            "findings": len(ld.findings), "people": len(people), "patients": len(patients),
            "urgent": by_sev["critical"] + by_sev["high"]}
     return {"totals": totals, "rows": rows, "trend": trend, "kpi": kpi,
+            "feeds": feed_rows(store, ld.scan.get("scan_id"), lang),
             "coverage": _coverage(store, config), "scans": _recent_scans(store, fmt, lang),
             "top": [v for v in sorted(views, key=lambda v: (-v["severity_rank"], -v["score"],
                                                             v["id"]))[:5]]}
@@ -644,7 +673,7 @@ class _CasePages:
         tpl = make_env(self.lang).get_template("case.html")
         in_report = {c["case_id"] for c in self.ld.cases}
         views = []
-        for row in self.ld.cases[lo:hi]:
+        for row in self.ld.cases[lo:hi]:          # one per case page
             v = case_view(row, self.ld, self.config, self.lang, self.masker, self.fmt,
                           in_report, self.scan_id)
             files.write_text(self.case_dir / f"{v['id']}.html",
@@ -695,11 +724,15 @@ def _render_case_pages(job: _CasePages, workers: int) -> list[dict]:
 
 def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *,
                        unmask: bool = False, workers: int | None = None) -> Path:
-    """Write reports/<scan_id>/ (dashboard, case pages, findings.jsonl, ledger) and point
-    reports/latest at it. Returns the folder.
+    """Write reports/<scan_id>/ and point reports/latest at it. Returns the folder.
 
-    Case pages are written by `workers` forked processes (default: the scan's `workers`
-    when there are at least PARALLEL_MIN_CASES cases); the output is the same either way."""
+    The dashboard and the ledger cover the open review queue, whatever scan found its cases;
+    a page is written for each case in the queue (at most `[review] max_pages`, highest
+    risk first); the other cases are counted and rendered on demand (`emraudit report case`).
+    findings.jsonl holds this scan's findings. Case pages are written by `workers` forked
+    processes (default: the scan's `workers` when there are at least PARALLEL_MIN_CASES
+    cases); the output is the same either way."""
+    from emraudit.cases import queue_counts, review_queue
     from emraudit.reports import ledger
 
     lang = Lang(config.reports.lang)
@@ -708,7 +741,15 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
         with store.begin() as c:
             c.execute(scans.update().where(scans.c.scan_id == scan_id).values(unmasked=True))
     fmt = Fmt(config.tz)
-    ld = load_scan(config, store, lake, scan_id, lang, masker)
+    scan = data.scan_row(store, scan_id) or {"scan_id": scan_id}
+    queue = review_queue(store)
+    found = data.scan_findings(store, scan_id)
+    # the queue, then the cases of this scan's findings that reviewers already resolved
+    # (context: what was decided about this night); open cases below the budget get none
+    decided = data.resolved_cases_of(store, found["case_id"].dropna().unique()
+                                     if len(found) else [])
+    shown = (queue + [c for c in decided if c not in set(queue)])[:config.review.max_pages]
+    ld = load_cases(config, store, lake, shown, lang, masker, scan, found)
     env = make_env(lang)
     g = _page_globals(config, lang, masker, ld.scan, fmt)
     if workers is None:
@@ -721,8 +762,9 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
         case_dir.mkdir(mode=files.DIR_MODE)
         job = _CasePages(ld, config, lang, masker, fmt, scan_id, g, case_dir)
         views = _render_case_pages(job, workers)
-        views.sort(key=lambda v: (-v["severity_rank"], -v["score"], v["id"]))
         dash = dashboard_model(views, ld, config, store, lang, fmt)
+        dash["queue"] = dict(queue_counts(store), shown=len(views),
+                             not_shown=len(queue) - len(views))
         files.write_text(tmp / "index.html",
                          env.get_template("index.html").render(**g, d=dash, cases=views))
         lines = [finding_to_json(r) for r in ld.findings.to_dict("records")] \
@@ -738,17 +780,28 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
         raise
     final = files.swap_into_place(tmp, root / scan_id)
     files.point_latest(root, final)
-    log.info("report written: %s (%d cases)", final, len(views))
+    log.info("report written: %s (%d case pages)", final, len(views))
     return final
 
 
-def case_views_for(config: Config, store: Store, lake: Lake, scan_id: str, lang: Lang,
-                   masker: Masker) -> list[dict]:
-    """The case view models of a scan (for tests and other renderers)."""
+def write_case_page(config: Config, store: Store, lake: Lake, case_id: str, out: Path, *,
+                    unmask: bool = False) -> Path:
+    """One case's page, for a case without one in the latest report (below the budget,
+    resolved, or past `max_pages`): the same page, written to `out`."""
+    from emraudit.cases import find_case
+
+    lang = Lang(config.reports.lang)
+    masker = Masker(enabled=config.reports.mask_patients and not unmask)
     fmt = Fmt(config.tz)
-    ld = load_scan(config, store, lake, scan_id, lang, masker)
-    in_report = {c["case_id"] for c in ld.cases}
-    return [case_view(c, ld, config, lang, masker, fmt, in_report, scan_id) for c in ld.cases]
+    with store.engine.connect() as c:
+        row = find_case(c, case_id)
+    ld = load_cases(config, store, lake, [row["case_id"]], lang, masker)
+    g = _page_globals(config, lang, masker, {}, fmt)
+    view = case_view(ld.cases[0], ld, config, lang, masker, fmt, set(), "")
+    html = make_env(lang).get_template("case.html").render(**g, c=view)
+    out = Path(out)
+    files.write_text(out, html)
+    return out
 
 
-__all__ = ["write_scan_reports", "case_views_for", "Fmt", "Ref"]
+__all__ = ["write_scan_reports", "write_case_page", "load_cases", "Fmt", "Ref"]

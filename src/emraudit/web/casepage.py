@@ -18,7 +18,7 @@ from emraudit.lake import Lake
 from emraudit.reports.i18n import Lang
 from emraudit.reports.labels import DISPOSITION, label
 from emraudit.reports.masking import Masker
-from emraudit.reports.render import Fmt, _json_list, _s, case_view, load_scan
+from emraudit.reports.render import Fmt, _json_list, _s, case_view, load_cases
 from emraudit.store import Store, case_comments
 from emraudit.web.queue import assignments, case_patients
 
@@ -94,7 +94,7 @@ def case_model(config: Config, store: Store, lake: Lake, row: dict, lang: Lang,
     """The view of one stored case with the review app's additions."""
     cid = row["case_id"]
     fmt = Fmt(config.tz)
-    ld = load_scan(config, store, lake, "", lang, masker, case_ids=[cid])
+    ld = load_cases(config, store, lake, [cid], lang, masker)
     stored = next((c for c in ld.cases if c["case_id"] == cid), row)
     masker.learn_patients(ld.ref.patients, case_patients(stored))
     view = case_view(stored, ld, config, lang, masker, fmt, set(), "")

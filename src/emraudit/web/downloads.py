@@ -19,7 +19,7 @@ from emraudit.config import Config
 from emraudit.lake import Lake
 from emraudit.reports.i18n import Lang
 from emraudit.reports.masking import Masker
-from emraudit.reports.render import Fmt, case_view, load_scan
+from emraudit.reports.render import Fmt, case_view, load_cases
 from emraudit.store import Store
 from emraudit.web.queue import ordered
 from emraudit.web.search import checked_period
@@ -51,7 +51,7 @@ def ledger_file(config: Config, store: Store, lake: Lake, case_ids: list[str], l
     """The ledger of these cases as CSV or XLSX bytes."""
     from emraudit.reports import ledger
     masker = Masker(enabled=config.reports.mask_patients)
-    ld = load_scan(config, store, lake, "", lang, masker, case_ids=case_ids)
+    ld = load_cases(config, store, lake, case_ids, lang, masker)
     fmt = Fmt(config.tz)
     by_id = {c["case_id"]: c for c in ld.cases}
     views = [case_view(by_id[c], ld, config, lang, masker, fmt, set(), "")
