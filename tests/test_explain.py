@@ -155,12 +155,57 @@ def test_prior_unexplained_access_does_not_explain_later_one():
 
 def test_documentation_before_or_after_explains_view():
     events = [ev("rt", "p1", "2025-07-06 09:00"), ev("rt", "p1", "2025-07-06 10:00", "update"),
+              ev("rt", "p1", "2025-07-06 10:30", "update"),
               ev("rt", "p1", "2025-07-07 10:00:01", "view"),
               ev("rt", "p2", "2025-07-06 09:00")]
     x = explain(events, care_relations=[adm()])
     got = dict(zip(x["event_id"], x["explanation"]))
+    # the view is explained by the notes; the notes and the next day's view by the view
+    # before them (prior treatment is tried first)
     assert [got[e["event_id"]] for e in events] == ["documentation", "prior_treatment",
-                                                    "prior_treatment", ""]
+                                                    "prior_treatment", "prior_treatment", ""]
+
+
+def test_one_note_after_a_lookup_explains_neither():
+    """A note written right after an unexplained look-up is no reason to be on the record:
+    both stay unexplained (and the note joins the finding's evidence)."""
+    events = [ev("rt", "p1", "2025-07-06 09:00"), ev("rt", "p1", "2025-07-06 09:05", "update")]
+    x = explain(events, care_relations=[adm()])
+    assert x["explanation"].tolist() == ["", ""]
+    # the old rule (any write explains) is one parameter away
+    x = explain(events, care_relations=[adm()],
+                params={"care.no_relationship": {"documentation_min_writes": 1}})
+    assert x["explained"].tolist() == [True, True]
+
+
+@pytest.mark.parametrize("gap_h,explained", [(24, True), (24.01, False)])
+def test_second_write_must_fall_within_the_window(gap_h, explained):
+    t0 = pd.Timestamp("2025-07-06 09:00")
+    events = [ev("rt", "p1", str(t0), "update"),
+              ev("rt", "p1", str(t0 + pd.Timedelta(hours=gap_h)), "update")]
+    x = explain(events, care_relations=[adm()],
+                params={"care.no_relationship": {"lookback_days": 0.0}})
+    assert x["explained"].tolist() == [explained, explained]
+
+
+def test_a_note_by_someone_with_a_reason_explains_the_earlier_lookup():
+    # the nurse's ward relation starts 07-05 (3 days' grace: from 07-02); her single note on
+    # 07-02 12:00 is explained by it, and so explains her look-up of 07-01 13:00
+    events = [ev("rn", "p1", "2025-07-01 13:00"), ev("rn", "p1", "2025-07-02 12:00", "update")]
+    x = explain(events, users=[NURSE],
+                care_relations=[adm(ward="心内科一病区", start="2025-07-05")],
+                params={"care.no_relationship": {"lookback_days": 0.0}})
+    assert x["explanation"].tolist() == ["documentation", "unit_relation"]
+
+
+def test_documentation_modules_limit_what_counts():
+    events = [ev("rt", "p1", "2025-07-06 09:00"),
+              ev("rt", "p1", "2025-07-06 10:00", "update", module="打印记录"),
+              ev("rt", "p1", "2025-07-06 10:30", "update", module="打印记录")]
+    only = {"care.no_relationship": {"documentation_modules": ["病程记录", "护理记录"]}}
+    assert not explain(events, care_relations=[adm()], params=only)["explained"].any()
+    events[1]["module"] = events[2]["module"] = "护理记录"
+    assert explain(events, care_relations=[adm()], params=only)["explained"].all()
 
 
 def test_documentation_window_edge_and_switch_off():
@@ -173,7 +218,7 @@ def test_documentation_window_edge_and_switch_off():
 
 
 def test_documentation_same_encounter():
-    events = [ev("rt", "p1", "2025-07-01 10:00", "create", encounter_id="E1"),
+    events = [ev("rt", "p1", "2025-07-01 10:00", "sign", encounter_id="E1"),
               ev("rt", "p1", "2025-07-04 10:00", encounter_id="E1"),
               ev("rt", "p1", "2025-07-04 09:00", encounter_id="E2")]
     x = explain(events, care_relations=[adm(start="2025-06-01", end="2025-06-02")],
@@ -231,8 +276,9 @@ def test_unexplained_detail_lists_every_explanation():
 
 
 def test_no_care_relations_table():
-    x = explain([ev("u", "p1", "2025-07-06 09:00", "update")])
-    assert x["explanation"].tolist() == ["documentation"]
+    x = explain([ev("u", "p1", "2025-07-06 09:00", "sign"),
+                 ev("u", "p2", "2025-07-06 09:00", "update")])
+    assert x["explanation"].tolist() == ["documentation", ""]
 
 
 def test_interval_hit_many_relations_no_cross_product():
@@ -285,10 +331,10 @@ def test_empty_events():
 
 @pytest.mark.parametrize("ts,held", [("2025-07-06 14:00", True), ("2025-07-06 14:00:01", False)])
 def test_worked_on_ward_inferred_from_explained_work_there(ts, held):
-    # a float nurse (no roster) charts p1 on 心内科一病区 at 02:00; viewing p2 on the same ward
-    # within 12 h is explained, later it is not
+    # a float nurse (no roster) signs p1's chart on 心内科一病区 at 02:00; viewing p2 on the
+    # same ward within 12 h is explained, later it is not
     rel = [adm("p1", ward="心内科一病区"), adm("p2", ward="心内科一病区")]
-    events = [ev("float", "p1", "2025-07-06 02:00", "update"), ev("float", "p2", ts)]
+    events = [ev("float", "p1", "2025-07-06 02:00", "sign"), ev("float", "p2", ts)]
     x = explain(events, users=[FLOAT], care_relations=rel)
     got = dict(zip(x["event_id"], x["explanation"]))
     assert got[events[1]["event_id"]] == ("worked_on_ward" if held else "")
@@ -298,7 +344,7 @@ def test_worked_on_ward_inferred_from_explained_work_there(ts, held):
 
 def test_worked_on_another_ward_does_not_explain():
     rel = [adm("p1", ward="心内科一病区"), adm("p2", ward="儿科病区")]
-    events = [ev("float", "p1", "2025-07-06 02:00", "update"),
+    events = [ev("float", "p1", "2025-07-06 02:00", "sign"),
               ev("float", "p2", "2025-07-06 03:00")]
     x = explain(events, users=[FLOAT], care_relations=rel)
     assert x["explanation"].tolist() == ["documentation", ""]

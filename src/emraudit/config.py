@@ -28,6 +28,20 @@ class SiteConfig(_Strict):
     timezone: str = "Asia/Shanghai"
     office_hours: tuple[int, int] = (8, 18)   # hours [start, end) for users without a roster
     workdays: tuple[int, ...] = (0, 1, 2, 3, 4)  # Monday=0
+    # the hospital's own address ranges (CIDR); access from elsewhere is a signal of its own
+    networks: list[str] = []
+
+    @field_validator("networks")
+    @classmethod
+    def _cidr(cls, v: list[str]) -> list[str]:
+        import ipaddress
+        for n in v:
+            try:
+                ipaddress.ip_network(n, strict=False)
+            except ValueError:
+                raise ValueError(f"not a network: {n!r} (expected CIDR such as "
+                                 "10.0.0.0/8)") from None
+        return v
 
     @field_validator("timezone")
     @classmethod

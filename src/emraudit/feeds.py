@@ -95,18 +95,24 @@ def explained_shares(explained: np.ndarray, units: pd.DataFrame, user_id: pd.Ser
 
 def held_mask(units: pd.DataFrame, shares: pd.DataFrame) -> tuple[np.ndarray, pd.Series]:
     """(held, gap): which accesses fall in a gap unit, and the gap each is held by, as
-    "dimension\\x1fvalue" (the first dimension of DIMENSIONS that has a gap)."""
+    "dimension\x1fvalue": of the access's units that are gaps, the one explained least (the
+    likeliest culprit: a department at 10% rather than the whole source at 55%), ties in
+    the order of DIMENSIONS."""
     n = len(units)
     gap = pd.Series(pd.NA, index=units.index, dtype="string")
     if shares is None or not len(shares) or not shares["gap"].any():
         return np.zeros(n, dtype=bool), gap
     gaps = shares[shares["gap"]]
-    for dim in reversed(DIMENSIONS):          # the first dimension wins: assigned last
-        vals = set(gaps.loc[gaps["dimension"] == dim, "value"].astype(str))
-        if not vals:
+    best = np.full(n, np.inf)
+    for dim in DIMENSIONS:
+        g = gaps[gaps["dimension"] == dim]
+        if not len(g):
             continue
-        hit = units[dim].isin(vals).fillna(False).to_numpy(dtype=bool)
-        gap[hit] = dim + "\x1f" + units.loc[hit, dim].astype(str)
+        share = units[dim].map(dict(zip(g["value"].astype(str), g["share"].astype(float))))
+        share = pd.to_numeric(share, errors="coerce").to_numpy(dtype=float, na_value=np.inf)
+        better = share < best                  # strictly: an earlier dimension wins ties
+        best = np.where(better, share, best)
+        gap[better] = dim + "\x1f" + units.loc[better, dim].astype(str)
     return gap.notna().to_numpy(), gap
 
 

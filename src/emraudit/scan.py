@@ -182,7 +182,8 @@ def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Tim
                   office_hours=tuple(config.site.office_hours),
                   workdays=tuple(config.site.workdays),
                   detector_params={i: dict(s.params) for i, s in settings.items()},
-                  site_name=config.site.name, **refs)
+                  site_name=config.site.name, networks=tuple(config.site.networks),
+                  **refs)
     ctx.baseline = ctx_baseline
     return ctx
 

@@ -177,6 +177,7 @@ class Context:
     # "user_day_features" frame, fitted "models" rows); the detector never writes it itself
     outputs: dict[str, Any] = field(default_factory=dict)
     site_name: str = ""
+    networks: tuple[str, ...] = ()   # [site] networks: the hospital's own address ranges
 
     def table(self, name: str) -> pd.DataFrame | None:
         if name == "access_log":

@@ -62,9 +62,17 @@ EXPLAIN_PARAMS = (
           0, 365),
     Param("documentation_explains", bool, True, "the user documented on the patient "
           "(create/update/sign) nearby or in the same encounter; charting is strong evidence "
-          "of care (known limitation: a note written to cover a look-up explains it too)"),
+          "of care — but only documentation that real care produces counts (see the next "
+          "two parameters): a note written to cover a look-up explains nothing and joins the "
+          "evidence"),
     Param("documentation_window_hours", float, 24.0, "how close (before or after) the "
           "documentation must be", "hours", 0, 720),
+    Param("documentation_min_writes", int, 2, "documentation explains only when the user "
+          "has some other reason to be on the record (a relation, duty on the ward, a "
+          "request), signed it, or wrote at least this many times on the patient within the "
+          "window: one stray note after a look-up does not", "writes", 1, 1000),
+    Param("documentation_modules", list, [], "only writes in these modules (parts of the "
+          "record, e.g. 病程记录, 护理记录, 医嘱) count as documentation; empty: any module"),
     Param("ward_work_hours", float, 12.0, "worked on the patient's ward: the user has "
           "explained accesses to other patients of the ward the patient lies on this close "
           "in time (float staff, rotating residents, no roster); 0 turns it off", "hours",
@@ -186,7 +194,8 @@ class NoRelationship(Detector):
         ["feed_gaps"] for their feed-gap case), but for protected patients and look-ups."""
         src = ctx.events.loc[u.index, "_source"] if "_source" in ctx.events.columns else None
         held, gap = held_mask(unit_columns(u, ctx.users, src), shares)
-        held &= ~_protected(ctx, u["patient_id"], u["ts"]) & u["lookup"].isna().to_numpy()
+        held = held & ~_protected(ctx, u["patient_id"], u["ts"]) & \
+            u["lookup"].isna().to_numpy()
         if held.any():
             h = u.loc[held, ["event_id", "user_id", "patient_id", "ts"]].assign(
                 gap=gap[held].to_numpy())

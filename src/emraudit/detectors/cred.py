@@ -1,6 +1,6 @@
 """Credential misuse (item 9: login keys and passwords lent to others, accounts not managed).
 
-Seven rule detectors over the accounts' activity, each a sorted pass per user (shift(),
+Eight rule detectors over the accounts' activity, each a sorted pass per user (shift(),
 merge_asof, the explanation engine's interval search), never a pairwise cross join:
 
 - cred.concurrent_use    one account active in two places with interleaved activity (A-B-A);
@@ -8,7 +8,8 @@ merge_asof, the explanation engine's interval search), never a pairwise cross jo
 - cred.off_duty_use      the account used while its owner is on leave, in surgery or offsite;
 - cred.inactive_account  activity after the owner left, while terminated, or after dormancy;
 - cred.acting_mismatch   the logged-in account differs from the recorded acting person;
-- cred.expired_access    trainees and vendors acting after their access_until.
+- cred.expired_access    trainees and vendors acting after their access_until;
+- cred.external_access   records opened from outside the hospital's declared networks.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pandas as pd
 from emraudit.detectors.base import Context, Detector, Param
 from emraudit.detectors.explain import _us, complete, interval_hit
 from emraudit.detectors.registry import register
+from emraudit.detectors.schedule import duty_mask
 from emraudit.fastops import (dense_unique, factorize_text, is_value, local_days,
                                map_values, positions_in, stable_order)
 
@@ -925,5 +927,143 @@ class ExpiredAccess(Detector):
                              "events": int(len(grp)),
                              "patients": int(grp["patient_id"].nunique()),
                              "thresholds": {"grace_days": p.grace_days}},
+            })
+        return self.findings(rows)
+
+
+def _outside(ip: pd.Series, networks: list[str]) -> np.ndarray:
+    """Events whose address is a valid IP outside every one of `networks` (missing or
+    unparsable addresses are not outside: nothing is known of them). One parse per distinct
+    address, IPv4 and IPv6 alike."""
+    nets = [ipaddress.ip_network(n, strict=False) for n in networks]
+    codes, uniq = factorize_text(ip)
+    out = np.zeros(len(uniq) + 1, dtype=bool)
+    for i, s in enumerate(uniq):            # one per distinct address, not per event
+        try:
+            a = ipaddress.ip_address(str(s).strip())
+        except ValueError:
+            continue
+        out[i] = not any(a.version == n.version and a in n for n in nets)
+    return out[np.where(codes < 0, len(uniq), codes)]
+
+
+@register
+class ExternalAccess(Detector):
+    id = "cred.external_access"
+    name_en = "Records opened from outside the hospital's networks"
+    name_zh = "院外网络访问病历"
+    item = "9"
+    severity = "medium"
+    needs = ("access_log",)
+    uses = ("shifts", "users")
+    shares = ("duty_mask",)
+    params = (
+        Param("night_hours", list, [22, 6], "local hours [from, to) counted as night (the "
+              "range may cross midnight)", "hours"),
+        Param("min_patient_events", int, 1, "patient records opened from outside in one day "
+              "needed for a finding", "events", 1, 100_000),
+        Param("ignore_roles", list, [], "roles whose remote reading is arranged (e.g. it for "
+              "vendors on a sanctioned VPN that does not appear as an internal address)"),
+    ) + SHARED_HOST_PARAMS
+    description = ("Patient records opened from an address outside the hospital's own "
+                   "networks ([site] networks, CIDR). Remote use of the EMR is a risk of its "
+                   "own, and more so off roster, at night, or when records are printed or "
+                   "exported from outside. Without declared networks the detector is idle.")
+    note = ("Ask the user whether they worked remotely and through which channel; compare with "
+            "the VPN log. Off-roster night access from outside with many patients is the "
+            "pattern of a lent or stolen login.")
+    false_positives = ("a VPN or VDI gateway whose address is not declared in [site] networks "
+                       "(declare it there, or in shared_ip_ranges)",
+                       "on-call staff reading from home through a sanctioned channel")
+    measure_zh = ("核实院外访问的必要性与授权；院外访问须经审批并通过专用通道；"
+                  "对借用、泄露账号者批评教育并重置口令。")
+    measure_en = ("Verify the need and authorisation for access from outside; require approval "
+                  "and a dedicated channel for remote access; counsel those who lent their "
+                  "login and reset its password.")
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        _check_ranges(self.p.shared_ip_ranges)
+        h = self.p.night_hours
+        if len(h) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                  and 0 <= x <= 24 for x in h):
+            raise ValueError(f"night_hours: expected [from, to] hours within 0..24, got {h!r}")
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = self.p
+        if not ctx.networks:
+            ctx.notes.append("cred.external_access: no [site] networks declared; access from "
+                             "outside the hospital is not checked")
+            return self.findings([])
+        ev = _event_rows(ctx)
+        if "ip" not in ev.columns or not len(ev):
+            return self.findings([])
+        ev = ev.loc[ev["in_window"].to_numpy(dtype=bool)]
+        ev = ev.loc[~_shared_mask(ev, p.shared_ip_ranges, p.shared_workstations)]
+        ev = ev.loc[_outside(ev["ip"], list(ctx.networks))]
+        if p.ignore_roles and ctx.users is not None and len(ev):
+            role = map_values(ev["user_id"], ctx.users.drop_duplicates(
+                "user_id", keep="last").set_index("user_id")["role"])
+            ev = ev.loc[~role.isin(p.ignore_roles).to_numpy(dtype=bool)]
+        if not len(ev):
+            return self.findings([])
+        on_duty, basis = duty_mask(ctx)
+        local = ev["ts"].dt.tz_convert(ctx.tz)
+        hour = (local.dt.hour + local.dt.minute / 60.0).to_numpy()
+        a, b = p.night_hours
+        night = (hour >= a) & (hour < b) if a < b else (hour >= a) | (hour < b)
+        patient = ev["patient_id"].notna().to_numpy() & ~is_value(
+            ev["action"], "login") & ~is_value(ev["action"], "logout")
+        output = np.zeros(len(ev), dtype=bool)
+        for act in ("print", "export", "copy", "download"):
+            output |= is_value(ev["action"], act)
+        f = pd.DataFrame({"user_id": ev["user_id"].astype("string").to_numpy(),
+                          "day": local_days(ev["ts"], ctx.tz).to_numpy(),
+                          "event_id": ev["event_id"].to_numpy(), "ts": ev["ts"].to_numpy(),
+                          "patient_id": ev["patient_id"].astype("string").to_numpy(),
+                          "ip": ev["ip"].astype("string").to_numpy(), "patient": patient,
+                          "night": night, "output": output,
+                          "off_duty": ~on_duty.reindex(ev.index).fillna(True).to_numpy(
+                              dtype=bool),
+                          "rostered": (basis.reindex(ev.index) == "roster").to_numpy()},
+                         index=ev.index)
+        g = f.groupby(["user_id", "day"], sort=True)
+        n_pat = g["patient"].sum()
+        keep = n_pat[n_pat >= p.min_patient_events].index
+        rows = []
+        for (user, day), grp in g:                  # one per finding
+            if (user, day) not in keep:
+                continue
+            pat = grp[grp["patient"]]
+            steps = int(grp["off_duty"].any()) + int(grp["night"].any()) + \
+                int(grp["output"].any())
+            ips = grp["ip"].value_counts().sort_index()
+            rows.append({
+                "key": f"{user}|{day}", "user_id": user,
+                "patient_id": _one_patient(pat),
+                "start": grp["ts"].min(), "end": grp["ts"].max(),
+                "event_ids": sorted(grp["event_id"].astype(str)),
+                "severity": ("medium", "high", "critical", "critical")[steps],
+                "rectification_item": "8" if grp["output"].any() else "9",
+                "score": 1.0 + steps + math.log2(1 + pat["patient_id"].nunique()),
+                "summary": (f"account {user} opened {len(pat)} patient record"
+                            f"{'s' if len(pat) != 1 else ''} of "
+                            f"{pat['patient_id'].nunique()} patient"
+                            f"{'s' if pat['patient_id'].nunique() != 1 else ''} from outside "
+                            f"the hospital's networks on {day}"
+                            + ("; off duty" if grp["off_duty"].any() else "")
+                            + ("; at night" if grp["night"].any() else "")
+                            + ("; records printed or exported" if grp["output"].any()
+                               else "")),
+                "evidence": {"day": day, "addresses": {str(k): int(v) for k, v in ips.items()},
+                             "patient_events": int(len(pat)),
+                             "patients": int(pat["patient_id"].nunique()),
+                             "night_events": int(grp["night"].sum()),
+                             "off_duty_events": int(grp["off_duty"].sum()),
+                             "duty_basis": "roster" if grp["rostered"].any() else "inferred",
+                             "output_events": int(grp["output"].sum()),
+                             "networks": list(ctx.networks),
+                             "thresholds": {"min_patient_events": p.min_patient_events,
+                                            "night_hours": list(p.night_hours)}},
             })
         return self.findings(rows)

@@ -15,8 +15,10 @@ order, and the first that holds is recorded (issue 4):
                     access explained by 1-4/6, within lookback_days;
 6. documentation    the user documented on the patient (create/update/sign) within
                     documentation_window_hours or in the same encounter — charting is strong
-                    evidence of care (known limitation: a note written to cover a look-up
-                    explains it too; `documentation_explains = false` turns it off);
+                    evidence of care, when it is the documentation real care produces: the
+                    writer had another reason to be on the record (1-4), signed it, or wrote
+                    documentation_min_writes times (in documentation_modules, when set). One
+                    note after a look-up explains neither: both stay unexplained evidence;
 7. break_glass      the user broke the glass on this patient shortly before (btg.unjustified
                     judges those);
 8. record_role      the user's role reads records for a living (medical records, quality
@@ -75,7 +77,8 @@ _DEFAULTS = {
     "kind_grace_before_days": 1.0, "kind_grace_after_days": 14.0,
     "unit_match_user_rows": True, "duty_grace_minutes": 60.0,
     "lookback_days": 30.0, "documentation_explains": True,
-    "documentation_window_hours": 24.0, "ward_work_hours": 12.0, "btg_window_hours": 12.0,
+    "documentation_window_hours": 24.0, "documentation_min_writes": 2,
+    "documentation_modules": [], "ward_work_hours": 12.0, "btg_window_hours": 12.0,
     "record_roles": ["medical_records", "quality_control", "insurance", "admin"],
     "record_role_hours": {}, "record_roles_workdays_only": True,
 }
@@ -251,6 +254,34 @@ def nearest_within(akey: np.ndarray, at: np.ndarray, pmask: np.ndarray, before_u
     return hit
 
 
+def _writes_within(akey: np.ndarray, at: np.ndarray, pmask: np.ndarray, w_us: int
+                   ) -> np.ndarray:
+    """For each point where `pmask` holds: how many such points of the same key lie within
+    [t - w, t + w] (itself included); 0 elsewhere. One sort of the points, two searches."""
+    out = np.zeros(len(akey), dtype=np.int64)
+    pos = np.flatnonzero(pmask & (akey >= 0))
+    if not len(pos):
+        return out
+    code, keys = pd.factorize(akey[pos])
+    t = at[pos]
+    packing = _packing(t, len(keys))
+    pp = _pack(code.astype(np.int64), t, packing)
+    sp = np.sort(pp)
+    lo = _pack(code.astype(np.int64), t - w_us, packing)
+    hi = _pack(code.astype(np.int64), t + w_us, packing)
+    out[pos] = np.searchsorted(sp, hi, side="right") - np.searchsorted(sp, lo, side="left")
+    return out
+
+
+def _in_modules(acc: pd.DataFrame, modules: list[str]) -> np.ndarray:
+    """Accesses in one of `modules` (every access when the list is empty)."""
+    if not modules:
+        return np.ones(len(acc), dtype=bool)
+    if "module" not in acc.columns:
+        return np.zeros(len(acc), dtype=bool)
+    return acc["module"].isin(modules).to_numpy(dtype=bool)
+
+
 def _fmt_day(us: np.ndarray, tz: str) -> np.ndarray:
     """Microsecond times as 'YYYY-MM-DD' in the site timezone ('' when open-ended)."""
     us = np.asarray(us, dtype=np.int64)
@@ -271,7 +302,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
     tz = ctx.tz
     mask = ev["patient_id"].notna() & ev["action"].isin(PATIENT_ACTIONS)
     cols = [c for c in ("event_id", "user_id", "patient_id", "ts", "in_window", "action",
-                        "encounter_id") if c in ev.columns]
+                        "encounter_id", "module") if c in ev.columns]
     acc = ev.loc[mask, cols]
     n = len(acc)
     out = pd.DataFrame({
@@ -400,14 +431,18 @@ def _explain(ctx: Context) -> pd.DataFrame:
     doc = np.zeros(n, dtype=bool)
     if p["documentation_explains"] and is_doc.any() and not done.all():
         w = int(p["documentation_window_hours"] * _HOUR_US)
-        doc = nearest_within(akey_up, at, is_doc, w, w, amask=~done)
+        is_doc = is_doc & _in_modules(acc, p.get("documentation_modules") or [])
+        care_doc = is_doc & (done | (action == "sign").to_numpy(dtype=bool)
+                             | (_writes_within(akey_up, at, is_doc, w)
+                                >= int(p.get("documentation_min_writes", 1))))
+        doc = nearest_within(akey_up, at, care_doc, w, w, amask=~done)
         if "encounter_id" in acc.columns:
             enc = acc["encounter_id"]
             has_enc = enc.notna().to_numpy()
-            if (has_enc & is_doc).any():
+            if (has_enc & care_doc).any():
                 ecode, _ = pd.factorize(enc)
                 ekey = pd.Series(akey_up * (int(ecode.max()) + 2) + ecode)
-                doc_keys = pd.unique(ekey[is_doc & has_enc])
+                doc_keys = pd.unique(ekey[care_doc & has_enc])
                 doc |= has_enc & ~done & ekey.isin(doc_keys).to_numpy()
         base |= doc
 
