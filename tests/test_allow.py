@@ -136,7 +136,7 @@ def test_findings_without_entries_get_an_empty_column(store):
 
 def _config(tmp_path):
     cfg = tmp_path / "emraudit.toml"
-    cfg.write_text('[store]\nurl = "sqlite:///state.db"\n', encoding="utf-8")
+    cfg.write_text('[store]\nurl = "sqlite:///state.db"\n[sources.access_log]\npath = "access_log.csv"\n', encoding="utf-8")
     return str(cfg)
 
 

@@ -381,7 +381,7 @@ def test_retracted_findings_leave_their_case(store):
 def _cli_store(tmp_path, mask=True):
     cfg = tmp_path / "emraudit.toml"
     cfg.write_text('[store]\nurl = "sqlite:///cli.db"\n[reports]\nmask_patients = '
-                   f'{"true" if mask else "false"}\n', encoding="utf-8")
+                   f'{"true" if mask else "false"}\n[sources.access_log]\npath = "access_log.csv"\n', encoding="utf-8")
     store = Store(f"sqlite:///{tmp_path / 'cli.db'}")
     scan(store, frame(F("F1", "care.no_relationship", "u1", "P0012345", severity="high"),
                       F("F2", "snoop.vip", "u1", "P0012345", events=("e2",)),

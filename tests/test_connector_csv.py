@@ -217,10 +217,9 @@ def test_cli_ingest_quarantine_and_coverage(tmp_path):
 
 
 def test_user_error_is_raised_not_traceback(tmp_path):
-    cfg = make(tmp_path, {"a.csv": b""}, 'path = "a.csv"\ndelimiter = "::"')
-    (tmp_path / "a.csv").write_text(HEADER + ROWS[0])
+    # a delimiter a source cannot have is refused when the configuration is loaded
     with pytest.raises(UserError, match="one ASCII character"):
-        list(open_connector("access_log", cfg).batches(None))
+        make(tmp_path, {"a.csv": HEADER + ROWS[0]}, 'path = "a.csv"\ndelimiter = "::"')
 
 
 def test_crlf_line_endings_and_no_final_newline(tmp_path):

@@ -37,7 +37,7 @@ def test_values_in_force_come_from_profile_and_config(tmp_path):
     value = p.default + 1 if p.max is None or p.default + 1 <= p.max else p.default - 1
     cfg = tmp_path / "emraudit.toml"
     cfg.write_text(f'[detectors."{det_id}"]\n{p.name} = {value}\nseverity = "critical"\n'
-                   f'[detectors."{other}"]\nenabled = false\n', encoding="utf-8")
+                   f'[detectors."{other}"]\nenabled = false\n[sources.access_log]\npath = "access_log.csv"\n', encoding="utf-8")
     r = CliRunner().invoke(main, ["detectors", "list", "--config", str(cfg), "--format",
                                   "json"])
     assert r.exit_code == 0, r.output
@@ -59,7 +59,7 @@ def test_values_in_force_come_from_profile_and_config(tmp_path):
 
 def test_a_typo_in_the_config_is_exit_2(tmp_path):
     cfg = tmp_path / "emraudit.toml"
-    cfg.write_text('[detectors."no.such_detector"]\nx = 1\n', encoding="utf-8")
+    cfg.write_text('[detectors."no.such_detector"]\nx = 1\n[sources.access_log]\npath = "access_log.csv"\n', encoding="utf-8")
     r = CliRunner().invoke(main, ["detectors", "--config", str(cfg)])
     assert r.exit_code == 2
     assert "no.such_detector" in r.output
@@ -67,7 +67,7 @@ def test_a_typo_in_the_config_is_exit_2(tmp_path):
 
 def test_diff_needs_stored_events(tmp_path):
     cfg = tmp_path / "emraudit.toml"
-    cfg.write_text('[store]\nurl = "sqlite:///s.db"\n', encoding="utf-8")
+    cfg.write_text('[store]\nurl = "sqlite:///s.db"\n[sources.access_log]\npath = "access_log.csv"\n', encoding="utf-8")
     from emraudit.store import Store
     Store(f"sqlite:///{tmp_path / 's.db'}").dispose()
     r = CliRunner().invoke(main, ["detectors", "diff", "default", "--config", str(cfg)])
@@ -77,7 +77,7 @@ def test_diff_needs_stored_events(tmp_path):
 
 def test_tune_on_an_empty_store_is_a_clear_error(tmp_path):
     cfg = tmp_path / "emraudit.toml"
-    cfg.write_text('[store]\nurl = "sqlite:///never.db"\n', encoding="utf-8")
+    cfg.write_text('[store]\nurl = "sqlite:///never.db"\n[sources.access_log]\npath = "access_log.csv"\n', encoding="utf-8")
     det = _pick()
     r = CliRunner().invoke(main, ["tune", "--config", str(cfg), det, _int_param(det).name,
                                   str(_int_param(det).default)])
@@ -90,7 +90,7 @@ def test_tune_on_an_empty_store_is_a_clear_error(tmp_path):
 def test_group_options_reach_the_subcommands(tmp_path):
     det = _pick()
     cfg = tmp_path / "emraudit.toml"
-    cfg.write_text(f'[detectors."{det}"]\nenabled = false\n', encoding="utf-8")
+    cfg.write_text(f'[detectors."{det}"]\nenabled = false\n[sources.access_log]\npath = "access_log.csv"\n', encoding="utf-8")
     r = CliRunner().invoke(main, ["detectors", "--config", str(cfg), "--format", "json",
                                   "list"])
     assert r.exit_code == 0, r.output

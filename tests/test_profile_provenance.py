@@ -25,11 +25,11 @@ from emraudit.store import Store, ingest_runs, profile_steps
 HIS_HEADER = "流水号,操作时间,操作人工号,患者ID,操作类型,操作内容\n"
 
 
-def his_site(tmp_path, rows: list[str], profile: str = "his-zh"):
+def his_site(tmp_path, rows: list[str], profile: str = "his-zh", extra: str = ""):
     (tmp_path / "his.csv").write_text(HIS_HEADER + "".join(rows), encoding="utf-8")
     (tmp_path / "emraudit.toml").write_text(
-        f'[sources.access_log]\npath = "his.csv"\nprofile = "{profile}"\nencoding = "utf-8"\n',
-        encoding="utf-8")
+        f'[sources.access_log]\npath = "his.csv"\nprofile = "{profile}"\nencoding = "utf-8"\n'
+        + extra, encoding="utf-8")
     return load_config(tmp_path / "emraudit.toml")
 
 
@@ -189,11 +189,11 @@ def only_every_print():
     ("en", "mapped by profile his-zh: action 打印 → print"),
 ])
 def test_case_page_says_how_the_word_was_mapped(tmp_path, only_every_print, lang, line):
-    his_site(tmp_path, [ROW1, ROW2])
+    # the configuration (its detectors checked when loaded) names the stand-in's profile
     (tmp_path / "only-tests.toml").write_text("# the stand-in detector\n", encoding="utf-8")
-    with open(tmp_path / "emraudit.toml", "a", encoding="utf-8") as fh:
-        fh.write(f'[detectors]\nprofile = "only-tests.toml"\n[reports]\nlang = "{lang}"\n')
-    res = run_scan(load_config(tmp_path / "emraudit.toml"), echo=lambda s: None)
+    cfg = his_site(tmp_path, [ROW1, ROW2], extra=f'[detectors]\nprofile = "only-tests.toml"\n'
+                                                f'[reports]\nlang = "{lang}"\n')
+    res = run_scan(cfg, echo=lambda s: None)
     pages = list((res.report_dir / "cases").glob("*.html"))
     assert len(pages) == 1
     page = pages[0].read_text(encoding="utf-8")

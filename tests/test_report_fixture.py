@@ -48,7 +48,7 @@ def build(tmp: Path, *, lang: str = "en", mask: bool = True):
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "emraudit.toml").write_text(
         f'[reports]\nlang = "{lang}"\nmask_patients = {str(mask).lower()}\n'
-        'responsible = "@owner"\n', encoding="utf-8")
+        'responsible = "@owner"\n' + '[sources.access_log]\npath = "access_log.csv"\n', encoding="utf-8")
     cfg = default_config(tmp)
     cfg = cfg.model_copy(update={"reports": cfg.reports.model_copy(
         update={"lang": lang, "mask_patients": mask, "responsible": "@owner"})})

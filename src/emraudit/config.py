@@ -1,9 +1,12 @@
 """`emraudit.toml`: load, validate, resolve paths.
 
-The file is validated with pydantic models that forbid unknown keys, so a typo is an error
-naming the file and the key, never a silent fall-back to a default. Relative paths resolve
-against the config file's folder. Detector overrides are checked later against the detector
-declarations (see `emraudit.detectors.profile`).
+The file is validated with strict pydantic models that forbid unknown keys and never coerce
+(`"no"` is not a boolean, `"35"` not a number), so a typo or a wrong type is an error naming
+the file and the key, never a silent fall-back to a default. A key that does not apply to a
+source's connector, a configuration without any source, and ranges (office hours within the
+day, start before end) are errors too. Relative paths resolve against the config file's
+folder. Detector overrides are checked at load time against the detector declarations (see
+`emraudit.detectors.profile`).
 """
 
 from __future__ import annotations
@@ -13,14 +16,26 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, \
+    model_validator
 
 from emraudit.errors import ConfigError
 from emraudit.model import TABLES
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False)
+    # strict: no coercion from strings to numbers or booleans, nor numbers to booleans
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _whole_numbers(v, what: str) -> tuple[int, ...]:
+    """A TOML array of whole numbers (strict: not "8", not 8.0, not true) as a tuple."""
+    if not isinstance(v, (list, tuple)):
+        raise ValueError(f"expected {what}, got {v!r}")
+    bad = [x for x in v if isinstance(x, bool) or not isinstance(x, int)]
+    if bad:
+        raise ValueError(f"expected {what}, got {bad[0]!r} in {list(v)!r}")
+    return tuple(v)
 
 
 class SiteConfig(_Strict):
@@ -43,6 +58,27 @@ class SiteConfig(_Strict):
                                  "10.0.0.0/8)") from None
         return v
 
+    @field_validator("office_hours", mode="before")
+    @classmethod
+    def _hours(cls, v) -> tuple[int, int]:
+        what = "[start, end] in whole hours, e.g. [8, 18]"
+        hours = _whole_numbers(v, what)
+        if len(hours) != 2:
+            raise ValueError(f"expected {what}, got {list(hours)!r}")
+        start, end = hours
+        if not (0 <= start < end <= 24):
+            raise ValueError(f"expected 0 <= start < end <= 24, got {list(hours)!r}")
+        return hours
+
+    @field_validator("workdays", mode="before")
+    @classmethod
+    def _days(cls, v) -> tuple[int, ...]:
+        what = "weekdays 0 (Monday) to 6 (Sunday), e.g. [0, 1, 2, 3, 4]"
+        days = _whole_numbers(v, what)
+        if not days or any(not 0 <= d <= 6 for d in days) or len(set(days)) != len(days):
+            raise ValueError(f"expected distinct {what}, got {list(days)!r}")
+        return days
+
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
@@ -57,7 +93,29 @@ class SiteConfig(_Strict):
 
 class StoreConfig(_Strict):
     url: str = "sqlite:///emraudit.db"
-    lake: str = "lake"
+    lake: str = Field(default="lake", min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+        try:
+            make_url(v)
+        except ArgumentError:
+            raise ValueError("expected a database URL such as sqlite:///emraudit.db or "
+                             "postgresql+psycopg://user@host/db") from None
+        return v
+
+
+# which source keys each connector reads: any other key set for it is a mistake
+_CONNECTOR_KEYS = {
+    "csv": {"path", "encoding", "delimiter"},
+    "jsonl": {"path", "encoding"},
+    "fhir": {"path", "encoding"},
+    "sql": {"url", "password_env", "query", "sql_table", "watermark"},
+}
+_SOURCE_SPECIFIC = set().union(*_CONNECTOR_KEYS.values())
 
 
 class SourceConfig(_Strict):
@@ -75,6 +133,38 @@ class SourceConfig(_Strict):
     batch_rows: int = Field(default=500_000, gt=0)
     expected_daily: bool | None = None  # coverage: warn on days with no events
     enabled: bool = True
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        import codecs
+        try:
+            name = codecs.lookup(v).name
+        except LookupError:
+            raise ValueError(f"unknown encoding {v!r} (expected e.g. utf-8, utf-8-sig, "
+                             "gb18030, gbk)") from None
+        if name.startswith(("utf-16", "utf-32")):
+            raise ValueError("UTF-16/UTF-32 files are not supported: save the export as "
+                             "UTF-8 or GB18030")
+        return v
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, v: str | None) -> str | None:
+        if v is None or v in ("\\t", "tab", "TAB") or (len(v) == 1 and v.isascii()):
+            return v
+        raise ValueError(f"expected one ASCII character (or \"tab\"), got {v!r}")
+
+    @model_validator(mode="after")
+    def _keys_of_connector(self):
+        wrong = sorted((self.model_fields_set & _SOURCE_SPECIFIC)
+                       - _CONNECTOR_KEYS[self.connector])
+        if wrong:
+            raise ValueError(f"'{wrong[0]}' does not apply to the {self.connector} connector "
+                             f"(its keys: {', '.join(sorted(_CONNECTOR_KEYS[self.connector]))})")
+        return self
 
 
 class ReportsConfig(_Strict):
@@ -155,27 +245,52 @@ def _format_loc(loc: tuple) -> str:
     return ".".join(str(x) for x in loc)
 
 
+# pydantic's error types in words a hospital's administrator reads
+_EXPECTED = {
+    "bool_type": "expected true or false", "int_type": "expected a whole number",
+    "float_type": "expected a number", "string_type": "expected a string in quotes",
+    "dict_type": "expected a table", "model_type": "expected a table",
+    "tuple_type": "expected an array", "list_type": "expected an array",
+}
+
+
 def _explain(err: dict) -> str:
     kind = err.get("type", "")
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "literal_error":
         return f"expected {err.get('ctx', {}).get('expected', 'one of the allowed values')}"
+    if kind in _EXPECTED:
+        return _EXPECTED[kind]
     return err.get("msg", "invalid value").replace("Value error, ", "")
 
 
+def _shown(err: dict) -> str:
+    """' (got …)' after the message, unless the message quotes the value already or the
+    value is a whole table."""
+    value = err.get("input")
+    if err.get("type") in ("extra_forbidden", "value_error") or isinstance(value, dict):
+        return ""
+    return f" (got {value!r})"
+
+
 def parse_config(data: dict, path: Path) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError("expected a TOML document of tables", file=str(path))
     try:
         cfg = Config(path=path, **data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(_explain(first) + (f" (got {first.get('input')!r})"
-                                              if first.get("type") != "extra_forbidden"
-                                              and not isinstance(first.get("input"), dict)
-                                              else ""),
+        errors = exc.errors()
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more mistake(s))" if len(errors) > 1 else ""
+        raise ConfigError(_explain(first) + _shown(first) + more,
                           file=str(path), key=_format_loc(first["loc"])) from None
     except TypeError as exc:
         raise ConfigError(str(exc), file=str(path)) from None
+    if not cfg.sources:
+        raise ConfigError("no source is configured: add a [sources.access_log] table with "
+                          "the connector and the path or url of the access log",
+                          file=str(path), key="sources")
     for name in cfg.sources:
         table = cfg.source_table(name)
         if table not in TABLES:
@@ -192,7 +307,15 @@ def parse_config(data: dict, path: Path) -> Config:
         if src.connector == "sql" and not (src.query or src.sql_table):
             raise ConfigError("the sql connector needs 'query' or 'sql_table'", file=str(path),
                               key=f"sources.{name}")
+    _check_detectors(cfg)
     return cfg
+
+
+def _check_detectors(cfg: Config) -> None:
+    """[detectors] overrides against the declarations (and the profile they name), so that a
+    mistake there stops every command, not only the ones that run detectors."""
+    from emraudit.detectors.profile import resolve_detectors
+    resolve_detectors(cfg.detectors, cfg.path)
 
 
 def load_config(path: str | os.PathLike) -> Config:

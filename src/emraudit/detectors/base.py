@@ -10,6 +10,7 @@ file or database access inside. It returns a findings frame built with `findings
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -32,29 +33,28 @@ class Param:
     min: float | None = None
     max: float | None = None
     choices: tuple | None = None
+    # lists: the type of each element; tables: the type of each value (bool, int, float or
+    # str). Unset: the type shared by the default's elements, if it has any.
+    items: type | None = None
 
     def check(self, value: Any) -> Any:
-        """Return the value coerced to the declared type, or raise ValueError saying why."""
+        """Return the value coerced to the declared type, or raise ValueError saying why.
+        Strict: no coercion from strings, nor from booleans to numbers."""
         t = self.type
-        if t is bool:
-            if not isinstance(value, bool):
-                raise ValueError(f"expected true or false, got {value!r}")
-        elif t is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"expected a whole number, got {value!r}")
-        elif t is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"expected a number, got {value!r}")
-            value = float(value)
-        elif t is str:
-            if not isinstance(value, str):
-                raise ValueError(f"expected a string, got {value!r}")
+        if t in (bool, int, float, str):
+            value = _scalar(t, value)
         elif t is list:
             if not isinstance(value, list):
                 raise ValueError(f"expected a list, got {value!r}")
+            kind = self.items or _shared_type(self.default)
+            if kind is not None:
+                value = [_scalar(kind, v, f" in {value!r}") for v in value]
         elif t is dict:
             if not isinstance(value, dict):
                 raise ValueError(f"expected a table, got {value!r}")
+            kind = self.items or _shared_type(list((self.default or {}).values()))
+            if kind is not None:
+                value = {k: _scalar(kind, v, f" for {k!r}") for k, v in value.items()}
         if self.min is not None and isinstance(value, (int, float)) and value < self.min:
             raise ValueError(f"must be at least {self.min}, got {value!r}")
         if self.max is not None and isinstance(value, (int, float)) and value > self.max:
@@ -66,6 +66,37 @@ class Param:
                 raise ValueError(f"expected one of {', '.join(map(str, self.choices))}, "
                                  f"got {bad[0]!r}")
         return value
+
+
+def _scalar(t: type, value: Any, where: str = "") -> Any:
+    """`value` as a `t` (bool, int, float or str), strictly, or ValueError."""
+    if t is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}{where}")
+    elif t is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a whole number, got {value!r}{where}")
+    elif t is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {value!r}{where}")
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {value!r}{where}")
+        value = float(value)
+    elif t is str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {value!r}{where}")
+    return value
+
+
+def _shared_type(values) -> type | None:
+    """The one scalar type of a non-empty default's elements (int where ints and floats mix
+    means float), or None."""
+    kinds = {type(v) for v in values or ()}
+    if kinds == {int, float}:
+        return float
+    if len(kinds) == 1 and next(iter(kinds)) in (bool, int, float, str):
+        return next(iter(kinds))
+    return None
 
 
 class Detector:

@@ -28,6 +28,7 @@ from emraudit.detectors.registry import register
 from emraudit.detectors.schedule import duty_mask
 from emraudit.fastops import (dense_unique, factorize_text, is_value, local_days,
                                map_values, positions_in, stable_order)
+from emraudit.model import ROLES
 
 _MIN_US = 60 * 1_000_000
 _FAR = 2 ** 52
@@ -36,9 +37,9 @@ _DAY_US = 86_400 * 1_000_000
 SHARED_HOST_PARAMS = (
     Param("shared_ip_ranges", list, [], "IP ranges (CIDR, e.g. 10.9.0.0/24) of shared hosts "
           "— VDI/Citrix gateways, VPN concentrators, terminal servers — whose events say "
-          "nothing about where the user is; they are ignored"),
+          "nothing about where the user is; they are ignored", items=str),
     Param("shared_workstations", list, [], "workstation names (shell patterns, e.g. "
-          "'CITRIX-*') of shared hosts, ignored like shared_ip_ranges"),
+          "'CITRIX-*') of shared hosts, ignored like shared_ip_ranges", items=str),
 )
 
 
@@ -422,7 +423,8 @@ class ImpossibleTravel(Detector):
         Param("default_travel_minutes", float, 30.0, "least time to get from one campus to "
               "any other", "minutes", 0, 1440),
         Param("campus_travel_minutes", dict, {}, "least travel time for given campus pairs, "
-              "'A|B' = minutes (either order), overriding the default", "minutes"),
+              "'A|B' = minutes (either order), overriding the default", "minutes",
+              items=float),
     ) + SHARED_HOST_PARAMS
     description = ("Consecutive events of one account on two campuses closer in time than "
                    "anyone could travel between them (campus from the workstations table, "
@@ -880,7 +882,7 @@ class ExpiredAccess(Detector):
         Param("grace_days", float, 1.0, "activity up to this long after access_until is "
               "ignored (access_until is usually the last allowed day)", "days", 0, 90),
         Param("roles", list, [], "only these roles (empty: everyone with an access_until — "
-              "trainees, vendors, visiting staff)"),
+              "trainees, vendors, visiting staff)", choices=ROLES, items=str),
     )
     description = ("Trainees' (进修/实习) and vendors' permissions are time-limited: any "
                    "activity after their access_until is reported.")

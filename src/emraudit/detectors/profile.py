@@ -1,8 +1,10 @@
 """Detector profiles: `detectors/<name>.toml` plus `[detectors]` overrides in emraudit.toml.
 
 A profile has one table per detector id with its parameters and `enabled`. Everything is
-checked against the detector declarations: an unknown id or key, a wrong type or a value out
-of range is a ConfigError naming the file and the key.
+checked against the detector declarations, strictly (no coercion: `"5"` is not a number nor
+`1` a boolean): an unknown id or key, a wrong type (of a value or of a list's elements), a
+value out of range, or a combination the detector itself refuses is a ConfigError naming the
+file and the key.
 """
 
 from __future__ import annotations
@@ -61,7 +63,10 @@ def _read_toml(path: Path) -> dict:
         raise ConfigError(f"not valid TOML: {exc}", file=str(path)) from None
 
 
-def _apply(settings: dict[str, DetectorSetting], data: dict, file: str, prefix: str) -> None:
+def _apply(settings: dict[str, DetectorSetting], data: dict, file: str, prefix: str,
+           origin: dict[str, tuple[str, str]]) -> None:
+    """Apply one file's tables; `origin` records, per detector, the file and key that last
+    set something (to name them if the detector refuses the combination)."""
     from emraudit.model import SEVERITIES
     for det_id, table in data.items():
         key = f"{prefix}{det_id}"
@@ -70,6 +75,7 @@ def _apply(settings: dict[str, DetectorSetting], data: dict, file: str, prefix: 
                               key=key)
         if not isinstance(table, dict):
             raise ConfigError("expected a table of parameters", file=file, key=key)
+        origin[det_id] = (file, key)
         st = settings[det_id]
         declared = {p.name: p for p in st.cls.params}
         for pname, value in table.items():
@@ -79,7 +85,7 @@ def _apply(settings: dict[str, DetectorSetting], data: dict, file: str, prefix: 
                     raise ConfigError(f"expected true or false, got {value!r}", file=file, key=pkey)
                 st.enabled = value
             elif pname == "severity":
-                if value not in SEVERITIES:
+                if not isinstance(value, str) or value not in SEVERITIES:
                     raise ConfigError(f"expected one of {', '.join(SEVERITIES)}", file=file,
                                       key=pkey)
                 st.severity = value
@@ -104,6 +110,12 @@ def resolve_detectors(section: dict | None, config_file: Path | None = None) -> 
                                    {p.name: p.default for p in c.params})
                 for i, c in all_detectors().items()}
     path = find_profile(profile_name, config_file.parent if config_file else None)
-    _apply(settings, _read_toml(path), str(path), "")
-    _apply(settings, section, str(config_file or "emraudit.toml"), "detectors.")
+    origin: dict[str, tuple[str, str]] = {}
+    _apply(settings, _read_toml(path), str(path), "", origin)
+    _apply(settings, section, str(config_file or "emraudit.toml"), "detectors.", origin)
+    for det_id, (file, key) in origin.items():
+        try:      # checks a detector makes across its parameters (e.g. IP ranges)
+            settings[det_id].instantiate()
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(str(exc), file=file, key=key) from None
     return settings
