@@ -3,8 +3,10 @@
 This module is the contract of DESIGN.md "Canonical tables". It declares each table's columns
 (name, kind, required, allowed values) and validates a frame against them in one vectorized
 pass: ids become strings, times become timezone-aware in the site timezone, enumerations are
-normalized, and rows that cannot be coerced go to quarantine with the reason. Unknown extra
-columns are kept untouched.
+normalized, and rows that cannot be coerced go to quarantine with the reason. Loose values are
+quarantined too, never cut to fit: a negative or fractional count, a yes/no field that says
+neither, a nested JSON object or list where a single value belongs, a control character
+(NUL, ESC …) in an id. Unknown extra columns are kept untouched.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from emraudit.fastops import blank_text, duplicated_text, text_missing_where, trimmed_ids
 from emraudit.timeparse import parse_timestamps
@@ -68,6 +71,15 @@ USER_STATUS_SYNONYMS = {
     "disabled": "terminated", "0": "terminated",
 }
 TRUE_WORDS = {"1", "true", "t", "yes", "y", "是", "x"}
+FALSE_WORDS = {"0", "false", "f", "no", "n", "否"}
+
+# control characters an id must not hold (RE2): C0 but the line-ending whitespace an export
+# may leave at a value's edges, DEL and C1; whitespace inside an id is refused on the trimmed
+# value
+_ID_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+_ID_INNER_SPACE = r"[\t\n\r]"
+# text that may be a JSON object or list (confirmed by parsing it)
+_NESTED_START = r"^\s*[\[{]"
 
 
 @dataclass(frozen=True)
@@ -236,6 +248,106 @@ def to_bool(s: pd.Series) -> pd.Series:
     return st.isin(TRUE_WORDS).fillna(False).astype(bool)
 
 
+def _not_yes_no(s: pd.Series) -> pd.Series:
+    """Where a yes/no value is neither (a blank is no)."""
+    if pd.api.types.is_bool_dtype(s):
+        return pd.Series(False, index=s.index)
+    st = s.astype("string").str.strip().str.lower()
+    known = st.isin(TRUE_WORDS | FALSE_WORDS).fillna(False) | st.isna() | (st == "")
+    return ~known.astype(bool)
+
+
+def _text_array(s: pd.Series) -> pa.Array | None:
+    """A text column as one Arrow array (None for typed columns: numbers, times)."""
+    if not (pd.api.types.is_string_dtype(s) or s.dtype == object):
+        return None
+    arr = s.array.__arrow_array__() if hasattr(s.array, "__arrow_array__") else \
+        pa.array(s.astype("string"), type=pa.large_string())
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _matches(arr: pa.Array, pattern: str) -> np.ndarray:
+    return np.asarray(pc.fill_null(pc.match_substring_regex(arr, pattern), False), dtype=bool)
+
+
+def _value_bytes(arr: pa.Array) -> np.ndarray | None:
+    """The UTF-8 bytes of all of a string array's values, one numpy view (no copy); None
+    for other layouts."""
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    _, offsets, data = arr.buffers()
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    off = np.frombuffer(offsets, dtype=width, count=len(arr) + 1,
+                        offset=arr.offset * np.dtype(width).itemsize)
+    if data is None or off[-1] == off[0]:
+        return np.zeros(0, dtype=np.uint8)
+    return np.frombuffer(data, dtype=np.uint8)[off[0]:off[-1]]
+
+
+def _may_hold_control(arr: pa.Array) -> bool:
+    """Whether any value may hold a control character: a byte below 0x20, DEL, or a C1
+    character (C2 80..C2 9F in UTF-8). One pass over the bytes: the clean column (nearly
+    always) needs no regex."""
+    b = _value_bytes(arr)
+    if b is None:
+        return True
+    if not len(b):
+        return False
+    if (b < 0x20).any() or (b == 0x7F).any():
+        return True
+    lead = np.flatnonzero(b[:-1] == 0xC2)
+    return bool(len(lead) and (b[lead + 1] < 0xA0).any())
+
+
+def id_control_chars(raw: pd.Series, trimmed: pd.Series) -> np.ndarray:
+    """Ids holding a control character (NUL, ESC, …; a tab or line break inside): a byte
+    scan of the column, and only when it finds one an Arrow regex over the raw values and
+    one over the trimmed ones."""
+    arr = _text_array(raw)
+    if arr is None or not len(arr) or not _may_hold_control(arr):
+        return np.zeros(len(raw), dtype=bool)
+    bad = _matches(arr, _ID_CONTROL)
+    inner = _text_array(trimmed)
+    if inner is not None:
+        bad |= _matches(inner, _ID_INNER_SPACE)
+    return bad
+
+
+def _control_reason(raw: pd.Series, column: str):
+    """Per failing row: which control character, never the id itself."""
+    import re
+    rx = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+    def why(mask: pd.Series) -> pd.Series:
+        def one(v) -> str:
+            text = str(v).strip(" ") if v is not None else ""
+            m = rx.search(text)
+            code = f"U+{ord(m.group(0)):04X}" if m else "a control character"
+            return f"control character {code} in '{column}'"
+        return raw[mask].map(one).astype("string")
+    return why
+
+
+def nested_json(s: pd.Series) -> np.ndarray:
+    """Values that are a JSON object or list (a nested value where a single one belongs):
+    an Arrow regex finds the few candidates, which are then parsed."""
+    arr = _text_array(s)
+    if arr is None or not len(arr):
+        return np.zeros(len(s), dtype=bool)
+    b = _value_bytes(arr)
+    if b is not None and not ((b == 0x7B).any() or (b == 0x5B).any()):   # no { nor [
+        return np.zeros(len(s), dtype=bool)
+    cand = _matches(arr, _NESTED_START)
+    if not cand.any():
+        return cand
+    for i in np.flatnonzero(cand):
+        try:
+            cand[i] = isinstance(json.loads(str(s.iloc[i])), (dict, list))
+        except ValueError:
+            cand[i] = False
+    return cand
+
+
 def _normalize_enum(col: Column, s: pd.Series) -> pd.Series:
     st = s.astype("string").str.strip()
     lowered = st.str.lower()
@@ -297,8 +409,10 @@ def _raw_json(df: pd.DataFrame) -> pd.Series:
     if df.empty:
         return pd.Series([], dtype="string")
     keep = [c for c in df.columns if c not in (SOURCE_REF, SOURCE)]
-    lines = df[keep].astype("string").to_json(orient="records", lines=True,
-                                              force_ascii=False).splitlines()
+    # records end with "\n" (inside a value it is escaped); splitlines() would also cut at
+    # the NEL, LS and separator characters a broken value may hold
+    text = df[keep].astype("string").to_json(orient="records", lines=True, force_ascii=False)
+    lines = text.rstrip("\n").split("\n")
     return pd.Series(lines, index=df.index, dtype="string")
 
 
@@ -359,6 +473,11 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
                 df[col.name] = col.default
             continue
         s = df[col.name]
+        nested = nested_json(s)
+        if nested.any():
+            fail(pd.Series(nested, index=df.index),
+                 f"'{col.name}' holds a nested JSON value (an object or a list), expected "
+                 "a single value")
         if col.kind == "ts":
             parsed = parse_timestamps(s, tz)
             bad = parsed.isna() & ~_blank(s)
@@ -366,7 +485,11 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
                  + s[m].astype("string").str.slice(0, 40))
             df[col.name] = parsed
         elif col.kind == "id":
-            df[col.name] = to_id(s)
+            ids = to_id(s)
+            control = id_control_chars(s, ids)
+            if control.any():
+                fail(pd.Series(control, index=df.index), _control_reason(s, col.name))
+            df[col.name] = ids
         elif col.kind == "int":
             default = col.default if col.default is not None else 0
             fast = _plain_ints(s, default)
@@ -374,9 +497,20 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
                 num = pd.to_numeric(s, errors="coerce")
                 bad = num.isna() & ~_blank(s)
                 fail(bad, f"'{col.name}' is not a whole number")
-                fast = num.fillna(default).astype("int64")
+                numf = num.astype("float64")
+                frac = num.notna() & (np.floor(numf) != numf)
+                fail(frac, lambda m: f"'{col.name}' is not a whole number ("
+                     + s[m].astype("string").str.slice(0, 20) + ")")
+                huge = num.notna() & ~frac & (numf.abs() >= 2.0 ** 53)
+                fail(huge, f"'{col.name}' is too large to be a count")
+                fast = num.where(~(frac | huge), default).fillna(default).astype("int64")
+            # counts: a negative one is a broken export, not a count
+            fail(pd.Series(fast < 0, index=df.index), lambda m: f"'{col.name}' is negative ("
+                 + fast[m].astype("string") + ")")
             df[col.name] = fast
         elif col.kind == "bool":
+            fail(_not_yes_no(s), lambda m: f"'{col.name}' is not yes/no ('"
+                 + s[m].astype("string").str.slice(0, 20) + "')")
             df[col.name] = to_bool(s)
         elif col.kind == "enum":
             norm = _normalize_enum(col, s)
