@@ -18,6 +18,11 @@ alone needs to parse the same day's CSV: the floor no scan can beat.
 `--raw-history` keeps the history day's raw events in the lake too, so detectors with a raw
 look-back (explanations by earlier treatment, 28-day volume and hour baselines, pending
 break-the-glass) load two days instead of one: the cost of each raw look-back day.
+
+`--unexplained 0,0.03,0.2` scans each size once per share: that share of the night's
+record views and look-ups is moved to patients lying in *other* departments (a feed that
+explains less, or staff browsing), so the cost of what stays unexplained is measured: the
+scan's time and memory must not grow with it (issue 16).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -153,6 +159,40 @@ class _TreePss(threading.Thread):
             time.sleep(0.2)
 
 
+def _redirect(log: Path, work: Path, share: float, seed: int) -> int:
+    """Move `share` of the log's views and look-ups to patients admitted to another
+    department than the accessing user's; returns how many were moved."""
+    if share <= 0:
+        return 0
+    rng = np.random.default_rng(seed)
+    table = pacsv.read_csv(log, convert_options=pacsv.ConvertOptions(
+        column_types={"patient_id": pa.string(), "user_id": pa.string()},
+        strings_can_be_null=True))
+    rel = pd.read_csv(work / "care_relations.csv", dtype=str, usecols=["patient_id",
+                                                                        "department"])
+    rel = rel.dropna().drop_duplicates("patient_id")
+    users = pd.read_csv(work / "users.csv", dtype=str, usecols=["user_id", "department"])
+    action = table.column("action").to_numpy(zero_copy_only=False)
+    pid = table.column("patient_id").to_numpy(zero_copy_only=False)
+    uid = table.column("user_id").to_numpy(zero_copy_only=False)
+    cand = np.flatnonzero(np.isin(action, ["view", "query"]) & pd.notna(pid))
+    pick = np.sort(rng.choice(cand, size=int(round(share * len(cand))), replace=False))
+    udept = pd.Series(users["department"].to_numpy(), index=users["user_id"]).reindex(
+        uid[pick]).to_numpy()
+    depts = rel["department"].to_numpy()
+    choice = rng.integers(0, len(rel), size=len(pick))
+    same = depts[choice] == udept
+    while same.any():          # redraw the few that landed in the user's own department
+        choice[same] = rng.integers(0, len(rel), size=int(same.sum()))
+        same = depts[choice] == udept
+    new = pid.copy()
+    new[pick] = rel["patient_id"].to_numpy()[choice]
+    table = table.set_column(table.schema.get_field_index("patient_id"), "patient_id",
+                             pa.array(new, type=pa.string()))
+    pacsv.write_csv(table, log, pacsv.WriteOptions(quoting_style="needed"))
+    return len(pick)
+
+
 def _night_files(work: Path) -> list[Path]:
     return [work / "emraudit.db", work / "access_log.csv"]
 
@@ -192,10 +232,11 @@ def _run_night(work: Path, n: int, out: Path, profile: bool, gen_s: float,
 
 
 def bench_one(n: int, out: Path, seed: int, profile: bool = False,
-              raw_history: bool = False, reuse: bool = False, keep: bool = False) -> dict:
+              raw_history: bool = False, reuse: bool = False, keep: bool = False,
+              unexplained: float = 0.0) -> dict:
     from emraudit.commands.demo import sample_config
     from emraudit.demo.generate import generate
-    work = out / f"n{n}"
+    work = out / (f"n{n}" if not unexplained else f"n{n}-u{unexplained:g}")
     if reuse and _restore_night(work):
         rows = int((work / "baseline_rows").read_text())
         return _run_night(work, n, out, profile, 0.0, rows, work / "access_log.csv")
@@ -227,12 +268,15 @@ def bench_one(n: int, out: Path, seed: int, profile: bool = False,
         shutil.rmtree(work / "reports", ignore_errors=True)
         shutil.copy(day2, full)
     from emraudit.store import Store
+    moved = _redirect(full, work, unexplained, seed)
     Store(f"sqlite:///{db}")   # creates the schema
     _store_baseline(f"sqlite:///{db}", baseline)
     if keep and not raw_history:
         _save_night(work)
         (work / "baseline_rows").write_text(str(len(baseline)))
-    return _run_night(work, n, out, profile, gen_s, len(baseline), day2)
+    res = _run_night(work, n, out, profile, gen_s, len(baseline), day2 if raw_history else full)
+    res.update(unexplained=unexplained, moved=moved)
+    return res
 
 
 def main() -> None:
@@ -248,20 +292,27 @@ def main() -> None:
                     help="profile the night's scan with pyinstrument (bench/out/profile-N.txt)")
     ap.add_argument("--raw-history", action="store_true",
                     help="keep the history day's raw events in the lake (two days loaded)")
+    ap.add_argument("--unexplained", default="0",
+                    help="shares of the night's views moved to other departments' patients, "
+                         "e.g. 0,0.03,0.2 (one scan each)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for n in (int(x) for x in args.sizes.split(",")):
-        r = bench_one(n, out, args.seed, args.profile, args.raw_history, args.reuse,
-                      args.keep or args.reuse)
-        results.append(r)
-        if not (args.keep or args.reuse):
-            shutil.rmtree(out / f"n{n}", ignore_errors=True)
-        print(f"done {n:,}: {r['wall_s']:.1f}s", file=sys.stderr)
+        for share in (float(x) for x in args.unexplained.split(",")):
+            r = bench_one(n, out, args.seed, args.profile, args.raw_history, args.reuse,
+                          args.keep or args.reuse, unexplained=share)
+            results.append(r)
+            if not (args.keep or args.reuse):
+                shutil.rmtree(out / (f"n{n}" if not share else f"n{n}-u{share:g}"),
+                              ignore_errors=True)
+            print(f"done {n:,} ({share:.0%} moved): {r['wall_s']:.1f}s", file=sys.stderr)
     stages = ["read", "validate", "lake", "commit"]
     det_ids = sorted({d for r in results for d in r["summary"]["detectors"]})
-    head = ["stage"] + [f"{r['n']:,} ev" for r in results]
+    head = ["stage"] + [f"{r['n']:,} ev" + (f", {r['unexplained']:.0%} moved"
+                                             if r.get("unexplained") else "")
+                        for r in results]
     rows = [["scan end to end (s)"] + [f"{r['wall_s']:.1f}" for r in results],
             ["pyarrow parse alone (s)"] + [f"{r['pyarrow_s']:.1f}" for r in results],
             ["ratio to pyarrow"] + [f"{r['wall_s'] / r['pyarrow_s']:.1f}x" for r in results],
@@ -292,6 +343,13 @@ def main() -> None:
             f"{r['summary']['detectors'].get(d, {}).get('peak_mb', 0) / 1024:.2f}"
             for r in results])
     rows.append(["findings"] + [str(r["summary"]["findings"]) for r in results])
+    rows.append(["cases touched"] + [str(r["summary"].get("cases", "")) for r in results])
+    rows.append(["  admitted to the review queue"] + [
+        str(r["summary"].get("queued", "")) for r in results])
+    rows.append(["  below the budget"] + [str(r["summary"].get("below_budget", ""))
+                                          for r in results])
+    rows.append(["views moved to other departments"] + [str(r.get("moved", 0))
+                                                         for r in results])
     widths = [max(len(row[i]) for row in [head] + rows) for i in range(len(head))]
     for row in [head] + rows:
         print(" | ".join(c.ljust(w) if i == 0 else c.rjust(w)
