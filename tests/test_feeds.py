@@ -188,3 +188,17 @@ def test_scan_reports_a_feed_gap_case_through_the_cli(tmp_path):
     assert 'id="feed-gaps"' in index and "心内科" in index
     page = (tmp_path / "reports" / "latest" / "cases" / f"{gap['case_id']}.html")
     assert "c0" in page.read_text(encoding="utf-8")            # the staff most held
+
+
+def test_coverage_shows_the_feed_check(tmp_path):
+    from click.testing import CliRunner
+    from emraudit.cli import main
+    test_scan_reports_a_feed_gap_case_through_the_cli(tmp_path)
+    cfg = str(tmp_path / "emraudit.toml")
+    r = CliRunner().invoke(main, ["coverage", "--config", cfg])
+    assert r.exit_code == 0, r.output
+    line = next(x for x in r.output.splitlines() if "department 心内科" in x)
+    assert "300" in line and "10%" in line and "100%" in line and "below the floor" in line
+    assert "普外科" not in r.output
+    r = CliRunner().invoke(main, ["coverage", "--config", cfg, "--units"])
+    assert "department 普外科" in r.output and "ok" in r.output

@@ -155,3 +155,28 @@ def feed_notes(shares: pd.DataFrame | None, held: pd.DataFrame | None) -> list[s
         lines.append(f"  {r['dimension']} {r['value']}: {100 * float(r['share']):.0f}% of "
                      f"{int(r['accesses'])} accesses explained{others}{held_txt}")
     return lines
+
+
+def format_health(shares: pd.DataFrame, all_units: bool = False) -> str:
+    """The feed check of one scan as a plain table: the gap units (or every unit), least
+    explained first."""
+    if shares is None or not len(shares):
+        return "care relations: not checked yet (no scan with care relations and patient " \
+            "accesses)"
+    df = shares if all_units else shares[shares["gap"].astype(bool)]
+    scan = shares["scan_id"].iloc[0] if "scan_id" in shares.columns else ""
+    head = f"care relations explain, per unit (scan {scan}"
+    if len(shares) and "first_day" in shares.columns:
+        head += f", {shares['first_day'].iloc[0]} .. {shares['last_day'].iloc[0]}"
+    head += "):"
+    if not len(df):
+        return head + "\n  every unit within the usual range (no feed gap)"
+    lines = [head, f"  {'unit':36} {'accesses':>9} {'explained':>9} {'elsewhere':>9}  verdict"]
+    for r in df.sort_values(["share", "dimension", "value"]).to_dict("records"):
+        others = "" if pd.isna(r["others_share"]) else f"{100 * float(r['others_share']):.0f}%"
+        verdict = {"floor": "feed gap (below the floor)",
+                   "below_rest": "feed gap (far below the rest)"}.get(r["reason"] or "", "ok")
+        unit = f"{r['dimension']} {r['value']}"
+        lines.append(f"  {unit:36} {int(r['accesses']):>9} "
+                     f"{100 * float(r['share']):>8.0f}% {others:>9}  {verdict}")
+    return "\n".join(lines)
