@@ -164,4 +164,4 @@ def now(tz: str) -> pd.Timestamp:
     return pd.Timestamp.now(tz=tz)
 
 
-__all__ = ["parse_timestamps", "parse_fixed_width", "cache_horolog_days", "now", "np"]
+__all__ = ["parse_timestamps", "parse_fixed_width", "cache_horolog_days", "now"]

@@ -42,11 +42,7 @@ def load_builtins() -> None:
     if _LOADED:
         return
     for name in BUILTIN_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:   # a real import error inside the module
-                raise
+        importlib.import_module(name)     # a built-in that fails to import is a bug: raise
     for ep in entry_points(group="emraudit.detectors"):
         ep.load()
     _LOADED = True

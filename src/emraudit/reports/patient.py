@@ -38,18 +38,18 @@ log = logging.getLogger("emraudit.reports")
 
 def _explain(config: Config, events: pd.DataFrame, ws: pd.Timestamp, we: pd.Timestamp,
              refs: dict) -> pd.DataFrame | None:
-    """The engine's verdict for each event (None when the engine is not installed)."""
-    try:
-        from emraudit.detectors.explain import explain_accesses
-    except ImportError:
-        return None
+    """The explanation engine's verdict for each access to the patient, with the settings in
+    force (the configuration is validated when loaded: its errors were reported there).
+
+    This report is a question the scan never asked (every access to one patient, explained
+    or not, for the patient's request), so it runs the engine on those accesses; it decides
+    nothing the scan stored."""
     from emraudit.detectors.base import Context
-    try:
-        from emraudit.detectors.profile import resolve_detectors
-        params = {i: dict(s.params) for i, s in
-                  resolve_detectors(config.detectors, config.path).items()}
-    except Exception:  # noqa: BLE001 - defaults are fine for explanations
-        params = {}
+    from emraudit.detectors.explain import explain_accesses
+    from emraudit.detectors.profile import resolve_detectors
+
+    params = {i: dict(s.params) for i, s in
+              resolve_detectors(config.detectors, config.path).items()}
     ev = events.copy()
     ev["in_window"] = ((ev["ts"] >= ws) & (ev["ts"] < we)).to_numpy()
     ctx = Context(events=ev, window_start=ws, window_end=we, tz=config.tz,
