@@ -107,12 +107,45 @@ def user_cases(store: Store, user_ids: Iterable[str]) -> pd.DataFrame:
     return _select_in(store, cases, "user_id", user_ids)
 
 
-def all_live_findings(store: Store, columns=("case_id", "start", "last_scan")) -> pd.DataFrame:
-    stmt = sa.select(*[findings.c[c] for c in columns]).where(
-        findings.c.retracted_scan.is_(None))
+def cases_per_day(store: Store, days: int) -> pd.Series:
+    """Live cases (not retracted) per day of their incident, over the last `days` days that
+    have any: one GROUP BY in the database, however many findings the store holds."""
+    day = sa.func.coalesce(cases.c.day, sa.func.substr(cases.c.first_seen, 1, 10))
     with store.engine.connect() as c:
-        res = c.execute(stmt)
-        return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+        last = c.execute(sa.select(sa.func.max(day)).where(
+            cases.c.status != "retracted")).scalar()
+        if not last:
+            return pd.Series(dtype="int64")
+        first = (pd.Timestamp(last) - pd.Timedelta(days=days - 1)).strftime("%Y-%m-%d")
+        rows = c.execute(sa.select(day.label("d"), sa.func.count()).where(
+            cases.c.status != "retracted", day >= first).group_by(day)).fetchall()
+    return pd.Series({str(d): int(n) for d, n in rows}, dtype="int64").sort_index()
+
+
+def scan_case_ids(store: Store, scan_id: str) -> list[str]:
+    """The cases this scan's live findings belong to."""
+    with store.engine.connect() as c:
+        rows = c.execute(sa.select(findings.c.case_id).distinct().where(
+            findings.c.last_scan == scan_id, findings.c.retracted_scan.is_(None),
+            findings.c.case_id.is_not(None))).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def iter_scan_findings(store: Store, scan_id: str, batch: int = 5_000):
+    """This scan's live findings in the contract's shape, `batch` at a time by id (a night
+    with hundreds of thousands of findings is never held whole)."""
+    after = ""
+    while True:
+        where = sa.and_(findings.c.last_scan == scan_id, findings.c.retracted_scan.is_(None),
+                        findings.c.finding_id > after)
+        with store.engine.connect() as c:
+            res = c.execute(sa.select(findings).where(where)
+                            .order_by(findings.c.finding_id).limit(batch))
+            df = pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+        if df.empty:
+            return
+        yield _decode_findings(df)
+        after = str(df["finding_id"].iloc[-1])
 
 
 def read_lake(lake: Lake, committed: set[str], days: Iterable[str],

@@ -217,7 +217,6 @@ class Loaded:
     over small lists (no DataFrame filtering per case)."""
 
     scan: dict
-    findings: pd.DataFrame                  # this scan's findings (the contract file)
     cases: list[dict]                       # the cases shown, highest risk first
     ref: Ref
     findings_by_case: dict[str, list[dict]] = field(default_factory=dict)
@@ -228,6 +227,7 @@ class Loaded:
     history_by_case: dict[str, list[dict]] = field(default_factory=dict)
     live_findings: pd.DataFrame | None = None
     trail: ProfileTrail | None = None      # how each source's words were mapped
+    n_findings: int = 0                     # this scan's live findings
 
 
 def _records_by(df: pd.DataFrame, key: str) -> dict[str, list[dict]]:
@@ -249,8 +249,7 @@ def _local_parts(ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_cases(config: Config, store: Store, lake: Lake, case_ids: list[str], lang: Lang,
-               masker: Masker, scan: dict | None = None,
-               scan_found: pd.DataFrame | None = None) -> Loaded:
+               masker: Masker, scan: dict | None = None) -> Loaded:
     """Everything the pages of these cases show, read from what the scan stored (the
     scan's reports, `emraudit report case`, the review app)."""
     committed = store.committed_runs()
@@ -311,8 +310,7 @@ def load_cases(config: Config, store: Store, lake: Lake, case_ids: list[str], la
         pids |= set(events["patient_id"].dropna().astype(str))
     masker.learn_patients(ref.patients, pids)
     history = data.read_history(store, case_ids)
-    found = scan_found if scan_found is not None else pd.DataFrame()
-    return Loaded(scan or {}, found, cases_list, ref, findings_by_case=by_case,
+    return Loaded(scan or {}, cases_list, ref, findings_by_case=by_case,
                   events_by_id=events_by_id, activity_by_user=act_by_user,
                   day_counts=counts,
                   earlier_by_user=_records_by(data.user_cases(store, users), "user_id"),
@@ -565,26 +563,22 @@ def dashboard_model(views: list[dict], ld: Loaded, config: Config, store: Store,
              "statusLabel": v["status"]["label"], "summary": v["summary"]}
             for v in views]
     rows.sort(key=lambda r: (-r["sevRank"], -r["score"], r["id"]))
-    # trend: distinct cases per day of their findings, across every scan
-    live = data.all_live_findings(store)
+    # trend: live cases per incident day, across every scan (counted in the database)
+    per_day = data.cases_per_day(store, TREND_DAYS)
     trend = None
-    if len(live):
-        live = live[live["case_id"].notna() & live["start"].notna()]
-    if len(live):
-        live = live.assign(day=live["start"].astype(str).str[:10])
-        per_day = live.groupby("day")["case_id"].nunique()
+    if len(per_day):
         last = per_day.index.max()
         span = (pd.Timestamp(last) - pd.Timestamp(per_day.index.min())).days + 1
         days = list(pd.date_range(end=last, periods=min(TREND_DAYS, max(14, span)))
                     .strftime("%Y-%m-%d"))
-        this = set(live.loc[live["last_scan"] == ld.scan.get("scan_id"), "day"])
+        this = set(_json_list((_json_dict(ld.scan.get("summary")) or {}).get("days")))
         trend = charts.trend_chart(days, [int(per_day.get(d, 0)) for d in days], this,
                                    title=lang.gettext("Cases per day"),
                                    highlight_label=lang.gettext("days in this scan"))
     people = {v["user"]["id"] for v in views}
     patients = {v["patient"]["id"] for v in views if v["patient"]}
     kpi = {"cases": len(views), "open": sum(1 for v in views if v["status"]["status"] == "open"),
-           "findings": len(ld.findings), "people": len(people), "patients": len(patients),
+           "findings": ld.n_findings, "people": len(people), "patients": len(patients),
            "urgent": by_sev["critical"] + by_sev["high"]}
     return {"totals": totals, "rows": rows, "trend": trend, "kpi": kpi,
             "feeds": feed_rows(store, ld.scan.get("scan_id"), lang),
@@ -743,13 +737,11 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
     fmt = Fmt(config.tz)
     scan = data.scan_row(store, scan_id) or {"scan_id": scan_id}
     queue = review_queue(store)
-    found = data.scan_findings(store, scan_id)
     # the queue, then the cases of this scan's findings that reviewers already resolved
     # (context: what was decided about this night); open cases below the budget get none
-    decided = data.resolved_cases_of(store, found["case_id"].dropna().unique()
-                                     if len(found) else [])
+    decided = data.resolved_cases_of(store, data.scan_case_ids(store, scan_id))
     shown = (queue + [c for c in decided if c not in set(queue)])[:config.review.max_pages]
-    ld = load_cases(config, store, lake, shown, lang, masker, scan, found)
+    ld = load_cases(config, store, lake, shown, lang, masker, scan)
     env = make_env(lang)
     g = _page_globals(config, lang, masker, ld.scan, fmt)
     if workers is None:
@@ -762,14 +754,12 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
         case_dir.mkdir(mode=files.DIR_MODE)
         job = _CasePages(ld, config, lang, masker, fmt, scan_id, g, case_dir)
         views = _render_case_pages(job, workers)
+        ld.n_findings = _write_findings_jsonl(tmp / "findings.jsonl", store, scan_id)
         dash = dashboard_model(views, ld, config, store, lang, fmt)
         dash["queue"] = dict(queue_counts(store), shown=len(views),
                              not_shown=len(queue) - len(views))
         files.write_text(tmp / "index.html",
                          env.get_template("index.html").render(**g, d=dash, cases=views))
-        lines = [finding_to_json(r) for r in ld.findings.to_dict("records")] \
-            if len(ld.findings) else []
-        files.write_text(tmp / "findings.jsonl", "".join(line + "\n" for line in lines))
         rows = ledger.ledger_rows(views, config, lang)
         ledger.write_csv(tmp / "ledger.csv", rows, lang)
         ledger.write_xlsx(tmp / "ledger.xlsx", rows, lang,
@@ -782,6 +772,18 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
     files.point_latest(root, final)
     log.info("report written: %s (%d case pages)", final, len(views))
     return final
+
+
+def _write_findings_jsonl(path: Path, store: Store, scan_id: str) -> int:
+    """This scan's findings, one JSON line each (the contract file), streamed from the store
+    a batch at a time; returns how many."""
+    n = 0
+    files.write_text(path, "")
+    with path.open("a", encoding="utf-8") as fh:
+        for part in data.iter_scan_findings(store, scan_id):
+            fh.write("".join(finding_to_json(r) + "\n" for r in part.to_dict("records")))
+            n += len(part)
+    return n
 
 
 def write_case_page(config: Config, store: Store, lake: Lake, case_id: str, out: Path, *,
