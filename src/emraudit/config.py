@@ -119,7 +119,7 @@ _SOURCE_SPECIFIC = set().union(*_CONNECTOR_KEYS.values())
 
 
 class SourceConfig(_Strict):
-    connector: Literal["csv", "jsonl", "sql", "fhir"] = "csv"
+    connector: str = "csv"            # a kind of emraudit.connectors.connector_kinds()
     table: str | None = None          # canonical table; defaults to the section name
     path: str | None = None           # csv/jsonl/fhir: a file, a folder or a glob
     url: str | None = None            # sql: SQLAlchemy URL, may contain {password}
@@ -159,12 +159,22 @@ class SourceConfig(_Strict):
 
     @model_validator(mode="after")
     def _keys_of_connector(self):
-        wrong = sorted((self.model_fields_set & _SOURCE_SPECIFIC)
-                       - _CONNECTOR_KEYS[self.connector])
+        # a plugin's kind (entry point) reads what it reads: any of these keys
+        keys = _CONNECTOR_KEYS.get(self.connector, _SOURCE_SPECIFIC)
+        wrong = sorted((self.model_fields_set & _SOURCE_SPECIFIC) - keys)
         if wrong:
             raise ValueError(f"'{wrong[0]}' does not apply to the {self.connector} connector "
-                             f"(its keys: {', '.join(sorted(_CONNECTOR_KEYS[self.connector]))})")
+                             f"(its keys: {', '.join(sorted(keys))})")
         return self
+
+    @field_validator("connector")
+    @classmethod
+    def _connector(cls, v: str) -> str:
+        from emraudit.connectors import connector_kinds   # built-ins and installed plugins
+        if v not in connector_kinds():
+            raise ValueError(f"unknown connector {v!r} (expected one of "
+                             f"{', '.join(sorted(connector_kinds()))})")
+        return v
 
 
 class ReportsConfig(_Strict):
