@@ -3,24 +3,39 @@ property is checked across the whole collection and all offenders are listed tog
 
 import tomllib
 
-from emraudit.model import SEVERITY_RANK
+from emraudit.demo import violations
 from emraudit.detectors.profile import builtin_profile_path, resolve_detectors
 from emraudit.detectors.profile_doc import render_default_profile
 from emraudit.detectors.registry import all_detectors
-from emraudit.model import RECTIFICATION_ITEMS, TABLES
+from emraudit.model import RECTIFICATION_ITEMS, SEVERITY_RANK, TABLES
 
-EXPECTED_IDS = {
-    "care.no_relationship", "cred.concurrent_use", "cred.impossible_travel",
-    "cred.off_duty_use", "cred.inactive_account", "cred.acting_mismatch",
-    "cred.expired_access", "bulk.off_hours", "bulk.volume", "copy.bulk_export", "snoop.vip",
-    "snoop.coworker", "snoop.family", "snoop.neighbor", "snoop.self", "snoop.deceased",
-    "snoop.watchlist", "btg.unjustified", "anomaly.user_day", "anomaly.relational",
-}
+# the contract's detectors: those the shipped default profile documents (it is generated from
+# the declarations and committed, so a detector that stops registering is missed here)
+EXPECTED_IDS = set(tomllib.loads(builtin_profile_path("default").read_text(encoding="utf-8")))
 
 
 def test_every_contract_detector_is_registered():
+    assert len(EXPECTED_IDS) >= 20
     missing = EXPECTED_IDS - set(all_detectors())
     assert not missing, f"detectors not registered: {sorted(missing)}"
+
+
+def test_detectors_name_the_planted_kinds_they_catch():
+    """Each detector names the sample hospital's planted violations it catches (its own id
+    unless it declares otherwise; `catches = ()` when the sample plants none for it), and each
+    planted kind has a first detector: `emraudit eval` scores recall against these."""
+    kinds = set(violations.KINDS)
+    offenders = []
+    for det_id, cls in all_detectors().items():
+        for kind in (*cls.planted_kinds(), *cls.also_catches):
+            if kind not in kinds:
+                offenders.append(f"{det_id}: {kind} is not a planted kind of emraudit.demo "
+                                 "(plant a case, or declare catches = ())")
+        if set(cls.planted_kinds()) & set(cls.also_catches):
+            offenders.append(f"{det_id}: a kind both in catches and in also_catches")
+    first = {k for cls in all_detectors().values() for k in cls.planted_kinds()}
+    offenders += [f"{kind}: no detector catches it first" for kind in sorted(kinds - first)]
+    assert not offenders, "\n".join(offenders)
 
 
 def test_declarations_complete():
@@ -66,3 +81,28 @@ def test_default_profile_loads_with_declared_defaults():
     for det_id, st in settings.items():
         assert st.enabled == st.cls.enabled_by_default
         assert st.params == {p.name: p.default for p in st.cls.params}
+
+
+def test_eval_expectations_come_from_the_declarations(monkeypatch):
+    from emraudit.detectors import registry
+    from emraudit.detectors.base import Detector
+    from emraudit.evaluate import EXPECTED, expected_detectors
+    assert EXPECTED["anomaly.slow_insider"] == ("anomaly.user_day", "anomaly.relational",
+                                                "care.no_relationship")
+    assert EXPECTED["cred.concurrent_use"] == ("cred.concurrent_use", "cred.impossible_travel")
+    assert EXPECTED["snoop.query_then_open"] == ("care.no_relationship",)
+    assert EXPECTED["snoop.self"] == ("snoop.self",)
+
+    class B(Detector):
+        id, also_catches = "z.b", ("a.kind",)      # and, undeclared, its own kind
+
+    class A(Detector):
+        id, catches, also_catches = "z.a", ("a.kind", "other"), ()
+
+    class C(Detector):
+        id = "y.c"
+
+    registry.all_detectors()
+    monkeypatch.setattr(registry, "_REGISTRY", {"z.b": B, "z.a": A, "y.c": C})
+    assert expected_detectors() == {"a.kind": ("z.a", "z.b"), "other": ("z.a",),
+                                    "y.c": ("y.c",), "z.b": ("z.b",)}

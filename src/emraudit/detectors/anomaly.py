@@ -59,6 +59,8 @@ def _fmt(v) -> str:
 @register
 class UserDayAnomaly(Detector):
     id = "anomaly.user_day"
+    catches = ("anomaly.slow_insider",)
+    also_catches = ("bulk.off_hours", "bulk.volume")
     shares = ("explain", "duty_mask")
     name_en = "User-day behaviour unlike peers"
     name_zh = "用户日行为异常（同岗位对比）"

@@ -36,6 +36,8 @@ ROLE_FAMILY = {"physician": "doctor", "trainee": "doctor", "nurse": "nurse",
 @register
 class RelationalAnomaly(Detector):
     id = "anomaly.relational"
+    catches = ()
+    also_catches = ("anomaly.slow_insider",)
     name_en = "Patients not shared with any colleague"
     name_zh = "查阅患者与同岗位同事无交集（关系异常）"
     item = "9"

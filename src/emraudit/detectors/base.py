@@ -127,6 +127,11 @@ class Detector:
     false_positives: ClassVar[tuple[str, ...]] = ()
     measure_zh: ClassVar[str] = ""            # suggested rectification measure (ledger)
     measure_en: ClassVar[str] = ""
+    # the sample hospital's planted violation kinds (`truth.csv` violation) it is expected to
+    # catch, as the first detector (None: the kind named by its own id) and as another one;
+    # `emraudit eval` and the collection test derive their expectations from these
+    catches: ClassVar[tuple[str, ...] | None] = None
+    also_catches: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **overrides: Any):
         values = {p.name: p.default for p in self.params}
@@ -136,6 +141,11 @@ class Detector:
                 raise KeyError(k)
             values[k] = known[k].check(v)
         self.p = _Params(values)
+
+    @classmethod
+    def planted_kinds(cls) -> tuple[str, ...]:
+        """The planted violation kinds it is the first detector expected to catch."""
+        return (cls.id,) if cls.catches is None else cls.catches
 
     def effective_lookback_days(self) -> int:
         """Days of history before the window this instance needs (may depend on params)."""
@@ -161,6 +171,7 @@ class Detector:
             "description": cls.description,
             "note": cls.note, "false_positives": list(cls.false_positives),
             "measure_zh": cls.measure_zh, "measure_en": cls.measure_en,
+            "catches": list(cls.planted_kinds()), "also_catches": list(cls.also_catches),
             "params": [{"name": p.name, "type": p.type.__name__, "default": p.default,
                         "doc": p.doc, "unit": p.unit, "min": p.min, "max": p.max,
                         "choices": list(p.choices) if p.choices else None}

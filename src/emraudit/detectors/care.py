@@ -135,6 +135,10 @@ class NoRelationship(Detector):
     uses = ("users", "patients", "shifts")
     lookback_days = 30
     params = EXPLAIN_PARAMS + DETECTOR_PARAMS
+    # a name query then an unrelated record is this finding with its severity raised
+    catches = ("care.no_relationship", "snoop.query_then_open")
+    also_catches = ("snoop.vip", "snoop.coworker", "snoop.family", "snoop.neighbor",
+                    "snoop.deceased", "anomaly.slow_insider")
     description = (
         "Every patient access is tested against the legitimate reasons for it, in order: the "
         "user's own care relation (with grace before and after), the user's department or "

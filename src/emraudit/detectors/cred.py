@@ -270,6 +270,7 @@ def _ids(df: pd.DataFrame) -> list[str]:
 @register
 class ConcurrentUse(Detector):
     id = "cred.concurrent_use"
+    also_catches = ("cred.impossible_travel",)   # when the two places are campuses apart
     name_en = "One account active in two places at once"
     name_zh = "账号多终端同时使用"
     item = "9"
@@ -413,6 +414,7 @@ def _get(ev: pd.DataFrame, i: int, col: str):
 @register
 class ImpossibleTravel(Detector):
     id = "cred.impossible_travel"
+    also_catches = ("cred.concurrent_use",)      # the blatant case is on two campuses
     name_en = "Impossible travel between campuses"
     name_zh = "账号跨院区异常切换"
     item = "9"
@@ -952,6 +954,7 @@ def _outside(ip: pd.Series, networks: list[str]) -> np.ndarray:
 @register
 class ExternalAccess(Detector):
     id = "cred.external_access"
+    catches = ()           # the sample hospital declares no networks: nothing planted yet
     name_en = "Records opened from outside the hospital's networks"
     name_zh = "院外网络访问病历"
     item = "9"
