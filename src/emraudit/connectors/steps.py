@@ -79,13 +79,16 @@ class Step:
 
     kind: ClassVar[str]
     order: ClassVar[int]
+    per_column: ClassVar[bool] = True     # declared per canonical column, or once per table
     table: str
     column: str          # the canonical column it produces or changes ("*": every column)
 
     @property
     def key(self) -> str:
         """The profile key it was declared under (errors, provenance, the run record)."""
-        return f"{self.table}.{self.kind}.{self.column}"
+        if self.per_column:
+            return f"{self.table}.{self.kind}.{self.column}"
+        return f"{self.table}.{self.kind}"
 
     @classmethod
     def parse(cls, section: dict, where: Where) -> list["Step"]:
@@ -145,12 +148,9 @@ class ColumnsStep(Step):
 
     kind: ClassVar[str] = "columns"
     order: ClassVar[int] = 10
+    per_column: ClassVar[bool] = False
     mapping: dict[str, str] = field(default_factory=dict)      # canonical -> source
     optional: tuple[str, ...] = ()                              # may be absent from a file
-
-    @property
-    def key(self) -> str:
-        return f"{self.table}.columns"
 
     @classmethod
     def parse(cls, section: dict, where: Where) -> list[Step]:
@@ -363,10 +363,7 @@ class KeepRawStep(Step):
 
     kind: ClassVar[str] = "keep_raw"
     order: ClassVar[int] = 55
-
-    @property
-    def key(self) -> str:
-        return f"{self.table}.keep_raw"
+    per_column: ClassVar[bool] = False
 
     def apply(self, run: Run) -> None:
         out = run.out
@@ -475,10 +472,7 @@ class LoginFailedStep(Step):
 
     kind: ClassVar[str] = "login_failed"
     order: ClassVar[int] = 80
-
-    @property
-    def key(self) -> str:
-        return f"{self.table}.login_failed"
+    per_column: ClassVar[bool] = False
 
     def apply(self, run: Run) -> None:
         out = run.out
