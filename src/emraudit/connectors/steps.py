@@ -80,6 +80,7 @@ class Step:
     kind: ClassVar[str]
     order: ClassVar[int]
     per_column: ClassVar[bool] = True     # declared per canonical column, or once per table
+    any_column: ClassVar[bool] = False    # may be declared for "*" (every column)
     table: str
     column: str          # the canonical column it produces or changes ("*": every column)
 
@@ -101,10 +102,9 @@ class Step:
             steps.append(cls.parse_column(col, spec, where, key))
         return steps
 
-    any_column: ClassVar[bool] = False      # may be declared for "*"
-
     @classmethod
     def parse_column(cls, col: str, spec: Any, where: Where, key: str) -> "Step":
+        """The step one column's specification declares (checked: errors name `key`)."""
         raise NotImplementedError  # pragma: no cover - every kind implements parse or this
 
     def apply(self, run: Run) -> None:  # pragma: no cover - abstract
