@@ -217,7 +217,7 @@ def test_cli_generate(tmp_path):
     from emraudit.config import load_config
     cfg = load_config(tmp_path / "h" / "emraudit.toml")
     assert set(cfg.sources) == {"access_log", "users", "patients", "care_relations",
-                                "patient_contacts", "shifts", "workstations"}
+                                "patient_contacts", "shifts", "workstations", "departments"}
     bad = CliRunner().invoke(main, ["demo", "generate", "--out", str(tmp_path / "x"),
                                     "--size", "huge"])
     assert bad.exit_code == 2 and "unknown size" in bad.output

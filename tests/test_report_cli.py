@@ -71,7 +71,9 @@ def test_period_summary(tmp_path):
     assert res.exit_code == 0, res.output
     html_path, xlsx_path = [p for p in res.output.split()]
     html = open(html_path, encoding="utf-8").read()
-    assert 'id="kpi-cases">3<' in html and 'id="kpi-rate">66.7%<' in html
+    # two confirmed problems, none rectified yet: confirming is not rectifying
+    assert 'id="kpi-cases">3<' in html and 'id="kpi-confirmed">2<' in html
+    assert 'id="kpi-rectified">0<' in html and 'id="kpi-rate">0.0%<' in html
     assert "阶段汇总" in html and "U001" in html           # U001: two cases (repeat)
     assert "（八）泄露患者隐私问题" in html
     from openpyxl import load_workbook

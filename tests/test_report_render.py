@@ -20,8 +20,10 @@ from emraudit.store import findings, scans
 from test_report_fixture import (CASE_A, CASE_OLD, CASE_P, FORMULA_DEPT, PATIENT, PATIENT_NAME,
                                  SCAN1, XSS_USER, build)
 
-ZH_HEADERS = ["序号", "整改事项", "问题描述", "涉及人员（工号/姓名/科室）", "患者", "发现时间",
-              "证据（事件及来源）", "整改措施", "责任部门", "责任人", "整改时限", "整改状态", "案件编号"]
+ZH_HEADERS = ["序号", "案件编号", "整改事项", "问题描述", "检出规则", "风险等级",
+              "涉及人员（工号/姓名/科室）", "岗位", "患者", "发现时间", "立案日期", "证据（事件及来源）",
+              "核实结论", "整改措施", "已采取的整改措施", "责任部门", "责任人", "整改时限", "整改状态",
+              "整改完成日期", "是否逾期"]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +43,8 @@ def test_folder_contents_permissions_and_latest(rendered):
     cfg, _, _, out = rendered
     assert out == cfg.reports_dir / SCAN1
     names = {p.relative_to(out).as_posix() for p in out.rglob("*")}
-    assert names == {"index.html", "findings.jsonl", "ledger.csv", "ledger.xlsx", "cases",
-                     f"cases/{CASE_P}.html", f"cases/{CASE_A}.html"}
+    assert names == {"index.html", "findings.jsonl", "ledger.csv", "ledger.xlsx", "ledger.html",
+                     "cases", f"cases/{CASE_P}.html", f"cases/{CASE_A}.html"}
     for p in [out, out / "cases", cfg.reports_dir]:
         assert stat.S_IMODE(p.stat().st_mode) == 0o700, p
     for p in out.rglob("*"):
@@ -142,25 +144,29 @@ def test_case_page_tells_who_whom_what_why(rendered):
 
 
 def test_ledger_csv_and_xlsx(rendered):
+    """The scan folder's ledger covers every open problem (CASE_OLD is from an earlier scan)
+    and gives source references for the events this scan's report loaded."""
     cfg, _, _, out = rendered
     raw = (out / "ledger.csv").read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = list(csv.reader(raw.decode("utf-8-sig").splitlines()))
     assert rows[0] == ZH_HEADERS
-    body = {r[-1]: dict(zip(ZH_HEADERS, r)) for r in rows[1:]}
-    assert set(body) == {CASE_P, CASE_A}
+    body = {r[1]: dict(zip(ZH_HEADERS, r)) for r in rows[1:]}
+    assert set(body) == {CASE_P, CASE_A, CASE_OLD}
     p = body[CASE_P]
     assert p["责任部门"] == "'" + FORMULA_DEPT            # neutralized
-    assert p["责任人"] == "'@owner"
+    assert p["责任人"] == "'@owner"                       # no departments table: the fallback
     assert FORMULA_DEPT in p["涉及人员（工号/姓名/科室）"]  # inside text: harmless
-    assert p["患者"].startswith("张*明 P0*****67")
+    assert p["患者"] == "P0*****67"
     assert p["整改事项"] == "（八）泄露患者隐私问题；（九）电子病历系统管理不到位问题"
-    assert "access_log.csv:2" in p["证据（事件及来源）"]
-    found = date.fromisoformat(p["发现时间"])
-    assert date.fromisoformat(p["整改时限"]) == found + timedelta(days=cfg.reports.deadline_days)
-    assert body[CASE_A]["整改状态"] == "已处理 · 属实"
+    assert "access_log.csv:2" in p["证据（事件及来源）"] and "查看" in p["证据（事件及来源）"]
+    assert "access_log.csv" not in body[CASE_OLD]["证据（事件及来源）"]   # not loaded here
+    assert p["发现时间"] == "2025-07-02 23:10"                 # the first access
+    assert (body[CASE_A]["核实结论"], body[CASE_A]["整改状态"]) == ("属实", "待整改")
+    assert (p["核实结论"], p["整改状态"]) == ("待核实", "待整改")
     for r in rows[1:]:
         assert all(not c[:1] in ("=", "+", "-", "@") for c in r), r
+    assert "ledger-table" in _read(out / "ledger.html")
 
     from openpyxl import load_workbook
     ws = load_workbook(out / "ledger.xlsx").active
@@ -181,7 +187,8 @@ def test_both_languages_render(tmp_path):
     assert "Why: findings and evidence" in case and "failed" in case
     assert "（八）泄露患者隐私问题" in case            # the official wording stays Chinese
     with open(out / "ledger.csv", encoding="utf-8-sig") as fh:
-        assert next(csv.reader(fh))[:3] == ["No.", "Rectification item", "Problem description"]
+        assert next(csv.reader(fh))[:4] == ["No.", "Case", "Rectification item",
+                                            "Problem description"]
     cfg2, store2, lake2 = build(tmp_path / "zh", lang="zh")
     out2 = write_scan_reports(cfg2, store2, lake2, SCAN1)
     index2 = _read(out2 / "index.html")
@@ -270,8 +277,8 @@ def test_a_scan_without_findings_still_reports_the_open_queue(tmp_path):
     assert "No findings in this scan." in index
     assert "1 open cases to review" in index
     assert [p.stem for p in (out / "cases").iterdir()] == [CASE_P]
-    with open(out / "ledger.csv", encoding="utf-8-sig") as fh:
-        assert len(list(csv.reader(fh))) == 2
+    with open(out / "ledger.csv", encoding="utf-8-sig") as fh:   # the store's open problems
+        assert len(list(csv.reader(fh))) == 4
 
 
 def test_private_dir_tightens_our_folder_but_never_a_shared_one(tmp_path):

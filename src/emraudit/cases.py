@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -715,18 +715,47 @@ def find_case(conn: sa.Connection, case_ref: str) -> dict:
 def resolve_case(store: Store, case_ref: str, disposition: str, note: str, by: str, *,
                  now: Any = None, expected_version: int | None = None,
                  retries: int = 5) -> dict:
-    """Record a reviewer's disposition: one short transaction, optimistic concurrency.
+    """Record a reviewer's disposition (the verification, 核实结论) through `change_case`.
 
-    The update is `… WHERE case_id = ? AND version = ?`. When another reviewer (or a scan)
-    changed the case in between, it is read again and the disposition applied on top, so both
-    changes are in the history and nothing is lost — unless `expected_version` is given, in
-    which case a changed case raises CaseConflict. Returns the updated case row.
-    """
+    A case verified again after new findings reopened it starts its rectification over: a
+    measure recorded as done before does not cover what came after it."""
     if disposition not in DISPOSITIONS:
         raise UserError(f"unknown disposition '{disposition}' (expected one of "
                         f"{', '.join(DISPOSITIONS)})")
     if not (by or "").strip():
         raise UserError("--by is required: the reviewer's name")
+
+    def change(row: dict, at: datetime) -> tuple[dict, list[dict]]:
+        values = {"status": "resolved", "disposition": disposition, "reviewer": by,
+                  "note": note, "resolved_at": at, "reopened": row["reopened"]}
+        hist = [_history(row["case_id"], at, "resolved", by=by, field="disposition",
+                         old=row["disposition"], new=disposition, note=note)]
+        if row["status"] == "open" and row.get("rectification_status") not in (None, "pending"):
+            values["rectification_status"] = "pending"
+            hist.append(_history(row["case_id"], at, "rectified", by=by,
+                                 field="rectification_status",
+                                 old=row["rectification_status"], new="pending",
+                                 note="verified again after new findings: rectification "
+                                      "starts over"))
+        return values, hist
+
+    return change_case(store, case_ref, change, now=now, expected_version=expected_version,
+                       retries=retries, doing="resolving")
+
+
+def change_case(store: Store, case_ref: str,
+                change: Callable[[dict, datetime], tuple[dict, list[dict]]], *,
+                now: Any = None, expected_version: int | None = None, retries: int = 5,
+                doing: str = "changing") -> dict:
+    """Apply a reviewer's change to one case: one short transaction, optimistic concurrency.
+
+    `change(row, at)` gets the case as read and returns the new values and the history rows
+    to append (it may raise UserError when the change does not apply to this case). The
+    update is `… WHERE case_id = ? AND version = ?`. When another reviewer (or a scan)
+    changed the case in between, it is read again and the change applied on top, so both
+    changes are in the history and nothing is lost — unless `expected_version` is given, in
+    which case a changed case raises CaseConflict. Returns the updated case row.
+    """
     for _ in range(max(1, retries)):
         at = _dt(now if now is not None else now_utc())
         try:
@@ -740,20 +769,18 @@ def resolve_case(store: Store, case_ref: str, disposition: str, note: str, by: s
                         f"case {row['case_id']} changed since you read it (version "
                         f"{expected_version}, now {row['version']}, last change "
                         f"{row['updated']}); look at it again with `emraudit cases show`")
-                values = {"status": "resolved", "disposition": disposition, "reviewer": by,
-                          "note": note, "resolved_at": at, "reopened": row["reopened"],
-                          "version": row["version"] + 1, "updated": at}
+                values, hist = change(dict(row), at)
+                values = dict(values, version=row["version"] + 1, updated=at)
                 res = conn.execute(cases.update().where(
                     cases.c.case_id == row["case_id"], cases.c.version == row["version"])
                     .values(**values))
                 if res.rowcount == 0:
                     if expected_version is not None:
-                        raise CaseConflict(f"case {row['case_id']} changed while resolving; "
+                        raise CaseConflict(f"case {row['case_id']} changed while {doing}; "
                                            "look at it again")
                     continue   # transaction ends; read again
-                conn.execute(case_history.insert().values(**_history(
-                    row["case_id"], at, "resolved", by=by, field="disposition",
-                    old=row["disposition"], new=disposition, note=note)))
+                if hist:
+                    conn.execute(case_history.insert(), hist)
                 row.update(values)
                 return row
         except sa.exc.OperationalError as exc:
@@ -761,7 +788,7 @@ def resolve_case(store: Store, case_ref: str, disposition: str, note: str, by: s
                 raise CaseConflict(f"case {case_ref} is being updated by a running scan; "
                                    "try again in a moment") from None
             raise
-    raise CaseConflict(f"case {case_ref} kept changing while resolving; try again")
+    raise CaseConflict(f"case {case_ref} kept changing while {doing}; try again")
 
 
 def list_cases(store: Store, *, status: str | None = "open", detector: str | None = None,

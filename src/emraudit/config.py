@@ -181,9 +181,32 @@ class ReportsConfig(_Strict):
     dir: str = "reports"
     lang: Literal["zh", "en"] = "zh"
     mask_patients: bool = True
+    # older keys, still read: one deadline for every severity when [ledger.deadline_days]
+    # is not given, and the responsible person when [ledger] default_responsible is not
     deadline_days: int = Field(default=30, gt=0)
-    responsible: str | None = None    # default responsible party in the ledger
+    responsible: str | None = None
     group: str | None = None          # a group that may read report files (2750/0640)
+
+
+class LedgerDeadlines(BaseModel):
+    """Days to rectify a problem, by its severity, counted from the day its case opened."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    critical: int = Field(default=7, gt=0)
+    high: int = Field(default=15, gt=0)
+    medium: int = Field(default=30, gt=0)
+    low: int = Field(default=60, gt=0)
+
+
+class LedgerConfig(BaseModel):
+    """The problem ledger's 责任人 and 整改时限 (emraudit.reports.ledger)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    deadline_days: LedgerDeadlines = LedgerDeadlines()
+    # department -> the person responsible when the departments table names no head for it
+    responsible: dict[str, str] = {}
+    # when neither the department, its parents nor `responsible` name anyone
+    default_responsible: str | None = None
 
 
 class ScanConfig(_Strict):
@@ -217,6 +240,7 @@ class Config(BaseModel):
     reports: ReportsConfig = ReportsConfig()
     scan: ScanConfig = ScanConfig()
     review: ReviewConfig = ReviewConfig()
+    ledger: LedgerConfig = LedgerConfig()
 
     @property
     def base(self) -> Path:

@@ -172,8 +172,16 @@ WORKSTATIONS = TableSchema("workstations", (
     _c("workstation", "str", True), _c("ip"), _c("department"), _c("campus"), _c("location"),
 ), doc="where terminals are")
 
+DEPARTMENTS = TableSchema("departments", (
+    _c("department", "str", True, doc="the department's name, as users.department gives it"),
+    _c("parent", "str", doc="the department it belongs to (大科, 职能部门 …)"),
+    _c("head_user_id", "id", doc="the head's account (科主任 / 负责人)"),
+    _c("head_name", "str", doc="the head's name"),
+), key=("department",), doc="departments and their heads: the 责任人 of the problem ledger")
+
 TABLES: dict[str, TableSchema] = {t.name: t for t in (
-    ACCESS_LOG, USERS, PATIENTS, CARE_RELATIONS, PATIENT_CONTACTS, SHIFTS, WORKSTATIONS)}
+    ACCESS_LOG, USERS, PATIENTS, CARE_RELATIONS, PATIENT_CONTACTS, SHIFTS, WORKSTATIONS,
+    DEPARTMENTS)}
 REFERENCE_TABLES = tuple(n for n in TABLES if n != "access_log")
 
 # Enum-like access-log columns that validation hands on as plain strings, whatever dtype the

@@ -163,6 +163,11 @@ cases = sa.Table(
     sa.Column("queued", sa.Boolean),                       # in the review queue
     sa.Column("queue_rank", sa.Integer),                   # rank among the scan's arrivals
     sa.Column("queued_scan", sa.String(64)),               # the scan that queued it
+    # rectification (整改), kept apart from the verification (disposition): emraudit.rectification
+    sa.Column("rectification_status", sa.String(20)),     # pending | in_progress | done
+    sa.Column("rectification_measure", sa.Text),          # the measure actually taken
+    sa.Column("rectification_date", sa.String(10)),       # the day it was taken (site-local)
+    sa.Column("rectification_by", sa.String(200)),
 )
 
 case_history = sa.Table(

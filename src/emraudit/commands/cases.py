@@ -1,4 +1,5 @@
-"""`emraudit cases list|show|resolve`: the review queue and reviewers' dispositions."""
+"""`emraudit cases list|show|resolve|rectify`: the review queue, reviewers' dispositions and
+the rectification of confirmed problems."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import click
 import pandas as pd
 
 from emraudit.commands._common import config_option, get_config
-from emraudit.dates import ISO_TIME
+from emraudit.dates import ISO_DATE, ISO_TIME
 
 
 # -- small output helpers (shared by allow, tune and detectors commands) --------------------
@@ -82,6 +83,11 @@ def _mask(cfg, unmask: bool):
     return (lambda v: _cell(v)) if unmask or not cfg.reports.mask_patients else mask_id
 
 
+def _rectification(df: pd.DataFrame) -> list:
+    from emraudit.rectification import status_of
+    return [status_of(r) for r in df.to_dict("records")]
+
+
 # -- verbs --------------------------------------------------------------------------------
 @click.group("cases")
 def cases_group() -> None:
@@ -139,8 +145,9 @@ def list_cmd(config_path, status, detector, user, since, below_budget, fmt, unma
         seen=df["last_seen"].map(lambda s: _cell(s)[:16].replace("T", " ")),
         state=[s + (" (reopened)" if r is True and s == "open" else "")
                + (f": {d}" if isinstance(d, str) and d else "")
-               for s, r, d in zip(df["status"], df["reopened"].fillna(False).astype(bool),
-                                  df["disposition"])])
+               + (f", rectification {x}" if x else "")
+               for s, r, d, x in zip(df["status"], df["reopened"].fillna(False).astype(bool),
+                                     df["disposition"], _rectification(df))])
     echo_table(df, [("case_id", "case"), ("severity", "severity"), ("risk", "risk"),
                     ("queue", "queued"), ("user_id", "user"), ("whom", "patients/day"),
                     ("dets", "detectors"), ("n_findings", "findings"), ("seen", "last seen"),
@@ -215,6 +222,13 @@ def show_cmd(config_path, case, fmt, unmask) -> None:
     if row["disposition"]:
         click.echo(f"disposition: {row['disposition']} by {row['reviewer']} at "
                    f"{when(row['resolved_at'])}: {row['note'] or ''}")
+    from emraudit.rectification import status_of
+    rect = status_of(row)
+    if rect:
+        click.echo(f"rectification: {rect}" + (
+            f" ({_cell(row.get('rectification_date'))}, by "
+            f"{_cell(row.get('rectification_by'))}): {_cell(row.get('rectification_measure'))}"
+            if _cell(row.get("rectification_by")) else ""))
     click.echo("")
     if len(fnd):
         fnd = fnd.assign(n=fnd["event_ids"].map(len),
@@ -265,6 +279,34 @@ def resolve_cmd(config_path, case, disposition, note, by, expect_version) -> Non
                        expected_version=expect_version)
     click.echo(f"case {row['case_id']} resolved: {disposition} by {by} "
                f"(version {row['version']})")
+
+
+@cases_group.command("rectify")
+@config_option
+@click.argument("case")
+@click.option("--status", required=True,
+              help="pending | in_progress | done (or 待整改 | 整改中 | 已整改).")
+@click.option("--measure", help="The measure actually taken (required with done).")
+@click.option("--by", "by", required=True, help="Who records it.")
+@click.option("--date", "day", type=ISO_DATE,
+              help="The day the measure was taken (ISO; default today).")
+@click.option("--note", help="Anything else worth keeping with it.")
+@click.option("--expect-version", type=int, default=None,
+              help="Fail instead of applying on top when the case changed since this version.")
+def rectify_cmd(config_path, case, status, measure, by, day, note, expect_version) -> None:
+    """Record the rectification (整改) of a confirmed case: its status, the measure actually
+    taken and the day. Confirming a case is not rectifying it: the ledger and the summary
+    count a problem as rectified only from here. Kept in the case's history; exit 2 for a
+    case that is not a confirmed problem, 4 when it changed since --expect-version."""
+    from emraudit.rectification import rectify_case
+    from emraudit.store import Store
+
+    cfg = get_config(config_path)
+    row = rectify_case(Store(cfg.store_url), case, status, by=by, measure=measure,
+                       day=day.day if day else None, note=note, tz=cfg.tz,
+                       expected_version=expect_version)
+    click.echo(f"case {row['case_id']} rectification: {row['rectification_status']} "
+               f"({row['rectification_date']}) by {by} (version {row['version']})")
 
 
 def register(group: click.Group) -> None:

@@ -23,9 +23,18 @@ lake = "lake"
 dir = "{reports}"
 lang = "zh"
 mask_patients = true
+
+[ledger.deadline_days]          # days to rectify a problem, by severity
+critical = 7
+high = 15
+medium = 30
+low = 60
+
+[ledger.responsible]            # who answers where the departments table names no head
+"生殖医学科" = "医务处 王主任"
 """
 TABLES = ("access_log", "users", "patients", "care_relations", "patient_contacts", "shifts",
-          "workstations")
+          "workstations", "departments")
 
 
 def sample_config(reports_dir: str = "../reports", name: str = "sample_logs") -> str:

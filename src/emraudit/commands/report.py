@@ -1,5 +1,5 @@
-"""`emraudit report scan|patient|summary`: re-render a scan's reports, the patient access
-report and the period summary."""
+"""`emraudit report scan|patient|summary|ledger`: re-render a scan's reports, the patient
+access report, the period summary and the problem ledger."""
 
 from __future__ import annotations
 
@@ -108,6 +108,39 @@ def report_summary(config_path, start, end, out) -> None:
     html, xlsx = write_summary(cfg, store, lake, start, end, out=out)
     click.echo(str(html))
     click.echo(str(xlsx))
+
+
+@report_group.command("ledger")
+@config_option
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="HTML file to write (the XLSX and CSV are written beside it; default "
+                   "reports/ledger/ledger-<today>.html).")
+@click.option("--include-rectified", is_flag=True, help="Also the problems already rectified.")
+@click.option("--unmask", is_flag=True, help="Show patient ids unmasked.")
+def report_ledger(config_path, out, include_rectified, unmask) -> None:
+    """The problem ledger (问题台账) of every open problem, whatever scan found it, with the
+    four clarities: the item, the measure, the person responsible and the deadline; its
+    verification and rectification status apart (XLSX, CSV, HTML)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from emraudit.reports import files
+    from emraudit.reports.ledger import write_ledger
+    from emraudit.reports.masking import Masker
+
+    cfg, store, lake = _open(config_path)
+    if out is None:
+        folder = files.private_dir(files.private_dir(cfg.reports_dir) / "ledger")
+        stem = f"ledger-{pd.Timestamp.now(tz=cfg.tz).date().isoformat()}"
+    else:
+        out = Path(out)
+        folder = files.private_dir(out.parent) if not out.parent.exists() else out.parent
+        stem = out.stem
+    masker = Masker(enabled=cfg.reports.mask_patients and not unmask)
+    for path in write_ledger(cfg, store, lake, folder, masker=masker, stem=stem,
+                             include_rectified=include_rectified):
+        click.echo(str(path))
 
 
 def register(group: click.Group) -> None:

@@ -341,3 +341,35 @@ def _build_staff(rng, departments, wards, locations, start, days) -> pd.DataFram
         vu[0] = start + max(3, days // 2 - 2) * day   # one vendor contract ends in the window
     df.loc[ven, "_until_ts"] = vu
     return df.reset_index(drop=True)
+
+
+# departments (科室) and their heads, for the problem ledger's 责任人 -------------------------
+
+# the department each kind belongs to, and the child whose head also heads that group
+PARENTS = {"内科": "心内科", "外科": "普外科", "医技科室": "检验科", "职能部门": "医务处"}
+# a head post left vacant in the sample, so that the ledger's configured fallback shows
+VACANT_HEAD = "生殖医学科"
+
+
+def department_table(departments: pd.DataFrame, users: pd.DataFrame) -> pd.DataFrame:
+    """department, parent, head_user_id, head_name: each clinical department headed by its
+    first 主任医师, every other by its first member; the groups above them (内科, 外科,
+    医技科室, 职能部门) by the head of their first department. Drawn from the staff already
+    built (no random draws: the rest of the hospital is unchanged)."""
+    rows = []
+    heads: dict[str, tuple[str, str]] = {}
+    for d in departments.itertuples():
+        staff = users[users.department == d.department]
+        if d.kind in ("ward", "icu", "ed", "clinic"):
+            parent = "外科" if d.surgical else "内科"
+            staff = staff[staff.title == "主任医师"]
+        else:
+            parent = "医技科室" if d.kind == "service" else "职能部门"
+        head = ("", "") if d.department == VACANT_HEAD or staff.empty else \
+            (str(staff.user_id.iloc[0]), str(staff.name.iloc[0]))
+        heads[d.department] = head
+        rows.append((d.department, parent, *head))
+    for group, first in PARENTS.items():
+        rows.append((group, "", *heads.get(first, ("", ""))))
+    out = pd.DataFrame(rows, columns=["department", "parent", "head_user_id", "head_name"])
+    return out.replace({"": None})

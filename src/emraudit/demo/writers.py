@@ -186,8 +186,10 @@ def reference_tables(w) -> dict[str, pd.DataFrame]:
     ws = w.workstations
     wst = pd.DataFrame({"workstation": ws.workstation, "ip": ws.ip, "department": ws.department,
                         "campus": ws.campus, "location": ws.location})
+    from emraudit.demo.hospital import department_table
     return {"users": users, "patients": patients, "care_relations": rel,
-            "patient_contacts": contacts, "shifts": shifts, "workstations": wst}
+            "patient_contacts": contacts, "shifts": shifts, "workstations": wst,
+            "departments": department_table(w.departments, u)}
 
 
 def truth_table(w, event_ids: pa.Array) -> pd.DataFrame:

@@ -209,6 +209,7 @@ class Context:
     patient_contacts: pd.DataFrame | None = None
     shifts: pd.DataFrame | None = None
     workstations: pd.DataFrame | None = None
+    departments: pd.DataFrame | None = None
     office_hours: tuple[int, int] = (8, 18)
     workdays: tuple[int, ...] = (0, 1, 2, 3, 4)
     baseline: dict[str, Any] = field(default_factory=dict)  # stored state (features, models)

@@ -19,7 +19,11 @@ DISPOSITION = {"confirmed": N_("confirmed"), "false_positive": N_("false positiv
                "justified": N_("justified"), "training": N_("training")}
 SCAN_STATUS = {"running": N_("running"), "committed": N_("completed"), "failed": N_("failed")}
 HISTORY_ACTION = {"opened": N_("opened"), "resolved": N_("resolved"),
-                  "reopened": N_("reopened"), "updated": N_("updated")}
+                  "reopened": N_("reopened"), "updated": N_("updated"),
+                  "rectified": N_("rectification"), "notice": N_("notice given")}
+# the rectification (整改) of a confirmed problem, apart from its verification
+RECTIFICATION = {"pending": N_("to rectify"), "in_progress": N_("rectifying"),
+                 "done": N_("rectified")}
 ACTION = {
     "view": N_("view"), "query": N_("query"), "create": N_("create"), "update": N_("update"),
     "delete": N_("delete"), "sign": N_("sign"), "print": N_("print"), "export": N_("export"),

@@ -35,8 +35,9 @@ from emraudit.reports import charts, data, files
 from emraudit.reports.evidence import render_evidence
 from emraudit.reports.i18n import Lang, make_env
 from emraudit.reports.labels import (ACTION, DISPOSITION, FEED_DIMENSION, HISTORY_ACTION,
-                                     KIND, PATIENT_FLAGS, RISK_FACTOR, ROLE, SCAN_STATUS, SEVERITY, SEVERITY_RANK,
-                                     STATUS, USER_STATUS, detector_info, item_info, label)
+                                     KIND, PATIENT_FLAGS, RECTIFICATION, RISK_FACTOR, ROLE,
+                                     SCAN_STATUS, SEVERITY, SEVERITY_RANK, STATUS,
+                                     USER_STATUS, detector_info, item_info, label)
 from emraudit.reports.masking import Masker
 from emraudit.store import Store, scans
 
@@ -392,10 +393,6 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
         "by": ", ".join(sorted(names.get(d, d) for d in flagged_by[str(r["event_id"])])),
     } for r in mine[:MAX_EVENTS_SHOWN]]
     view["mappings"] = ld.trail.for_events(mine[:MAX_EVENTS_SHOWN]) if ld.trail else []
-    view["event_lines"] = [
-        f"{r['_time']} {_s(r.get('action'))} {_s(r.get('module'))} "
-        f"@{_s(r.get('workstation')) or _s(r.get('ip'))} ({_s(r.get('_source_ref'))})"
-        for r in mine[:20]]
 
     # why: each finding with its evidence, most severe first
     order = sorted(cf, key=lambda f: (-SEVERITY_RANK.get(f["severity"], 0), _s(f["start"]),
@@ -462,7 +459,8 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
     hist = []
     for r in sorted(ld.history_by_case.get(cid, []), key=lambda r: r["id"]):
         fld, old, new = _s(r.get("field")), _s(r.get("old")), _s(r.get("new"))
-        table = {"disposition": DISPOSITION, "status": STATUS, "severity": SEVERITY}.get(fld)
+        table = {"disposition": DISPOSITION, "status": STATUS, "severity": SEVERITY,
+                 "rectification_status": RECTIFICATION}.get(fld)
         if table is not None:
             old, new = label(table, old, lang), label(table, new, lang)
         hist.append({"at": fmt.minute(r.get("at")), "by": _s(r.get("by")),
@@ -720,8 +718,8 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
                        unmask: bool = False, workers: int | None = None) -> Path:
     """Write reports/<scan_id>/ and point reports/latest at it. Returns the folder.
 
-    The dashboard and the ledger cover the open review queue, whatever scan found its cases;
-    a page is written for each case in the queue (at most `[review] max_pages`, highest
+    The dashboard covers the open review queue, whatever scan found its cases, and the
+    ledger every open problem (`emraudit.reports.ledger`); a page is written for each case in the queue (at most `[review] max_pages`, highest
     risk first); the other cases are counted and rendered on demand (`emraudit report case`).
     findings.jsonl holds this scan's findings. Case pages are written by `workers` forked
     processes (default: the scan's `workers` when there are at least PARALLEL_MIN_CASES
@@ -760,10 +758,10 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
                              not_shown=len(queue) - len(views))
         files.write_text(tmp / "index.html",
                          env.get_template("index.html").render(**g, d=dash, cases=views))
-        rows = ledger.ledger_rows(views, config, lang)
-        ledger.write_csv(tmp / "ledger.csv", rows, lang)
-        ledger.write_xlsx(tmp / "ledger.xlsx", rows, lang,
-                          title=f"{config.site.name} {scan_id}")
+        # the ledger covers every open problem, not only this scan's; the events loaded
+        # for this scan's cases give their rows source references
+        ledger.write_ledger(config, store, lake, tmp, masker=masker,
+                            evidence={v["id"]: v["events"] for v in views})
     except BaseException:
         import shutil
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,9 +1,14 @@
 """The period summary for the institution's stage reports to the health commission.
 
 One HTML page and one XLSX workbook for a period: cases and people involved per
-rectification item, detector and department; dispositions and the rectification completion
-rate; the top recurring patterns (staff with several cases, detector × department pairs);
-and the trend by week. Cases count in the period of their first finding. No patient data.
+rectification item, detector and department; dispositions, rectification and the
+completion rate; the top recurring patterns (staff with several cases, detector ×
+department pairs); and the trend by week. Cases count in the period of their first finding.
+No patient data.
+
+Confirming a problem is not rectifying it: the completion rate (整改完成率) is the share of
+confirmed problems (confirmed, or handled by training) whose rectification is recorded as
+done (`emraudit cases rectify`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from emraudit.dates import period
 from emraudit.lake import Lake
 from emraudit.reports import charts, data, files
 from emraudit.reports.i18n import Lang, make_env
-from emraudit.reports.labels import DISPOSITION, SEVERITY, STATUS, detector_info, item_info, label
+from emraudit.reports.labels import (DISPOSITION, RECTIFICATION, SEVERITY, STATUS,
+                                     detector_info, item_info, label)
+from emraudit.reports.ledger import PROBLEM
 from emraudit.reports.render import Fmt, _csp, _json_list, _s, _static
 from emraudit.store import Store, cases
 
@@ -37,11 +44,13 @@ def _group(df: pd.DataFrame, key: str, label_of) -> list[dict]:
         return []
     g = df.groupby(key, sort=False).agg(cases=("case_id", "nunique"),
                                         people=("user_id", "nunique"),
-                                        resolved=("resolved", "sum")).reset_index()
+                                        confirmed=("problem", "sum"),
+                                        rectified=("rectified", "sum")).reset_index()
     g = g.sort_values(["cases", key], ascending=[False, True])
     top = max(1, int(g["cases"].max()))
     return [{"key": r[key], "label": label_of(r[key]), "cases": int(r["cases"]),
-             "people": int(r["people"]), "resolved": int(r["resolved"]),
+             "people": int(r["people"]), "confirmed": int(r["confirmed"]),
+             "rectified": int(r["rectified"]),
              "pct": round(100.0 * r["cases"] / top, 1)} for r in g.to_dict("records")]
 
 
@@ -55,7 +64,10 @@ def build_summary(config: Config, store: Store, lake: Lake, start: str, end: str
         dept = dict(zip(users["user_id"].astype(str), users["department"].astype(object)))
     if len(df):
         df["department"] = df["user_id"].astype(str).map(lambda u: _s(dept.get(u)) or "—")
-        df["resolved"] = (df["status"] == "resolved").astype(int)
+        df["problem"] = ((df["status"] == "resolved")
+                         & df["disposition"].isin(PROBLEM)).astype(int)
+        df["rectified"] = (df["problem"].astype(bool)
+                           & (df["rectification_status"] == "done")).astype(int)
         df["det_list"] = df["detectors"].map(lambda s: [str(x) for x in _json_list(s)])
         df["item_list"] = df["items"].map(lambda s: [str(x) for x in _json_list(s)])
         df["week"] = pd.to_datetime(df["first_seen"].str[:10]).dt.to_period("W-SUN") \
@@ -71,7 +83,8 @@ def build_summary(config: Config, store: Store, lake: Lake, start: str, end: str
         return dnames[d]
 
     n = len(active)
-    resolved = int(active["resolved"].sum()) if n else 0
+    problems = int(active["problem"].sum()) if n else 0
+    rectified = int(active["rectified"].sum()) if n else 0
     disp_rows = []
     if n:
         counts = active.assign(disposition=active["disposition"].fillna("")) \
@@ -104,13 +117,19 @@ def build_summary(config: Config, store: Store, lake: Lake, start: str, end: str
     trend = None
     if n:
         wk = active.groupby("week").agg(n=("case_id", "nunique"),
-                                        resolved=("resolved", "sum"))
+                                        rectified=("rectified", "sum"))
         all_weeks = pd.period_range(lo, hi, freq="W-SUN").start_time.strftime("%Y-%m-%d")
         weeks = [{"week": w, "n": int(wk["n"].get(w, 0)),
-                  "resolved": int(wk["resolved"].get(w, 0))} for w in all_weeks]
+                  "rectified": int(wk["rectified"].get(w, 0))} for w in all_weeks]
         trend = charts.days_chart([w["week"] for w in weeks], [w["n"] for w in weeks], [],
                                   title=lang.gettext("Cases per week"),
                                   flagged_label="")
+    rect_rows = []
+    if problems:
+        state = active.loc[active["problem"].astype(bool), "rectification_status"] \
+            .where(lambda x: x.isin(list(RECTIFICATION)), "pending")
+        rect_rows = [{"key": k, "label": label(RECTIFICATION, k, lang),
+                      "n": int((state == k).sum())} for k in RECTIFICATION]
     sev = []
     if n:
         for s in ("critical", "high", "medium", "low"):
@@ -119,13 +138,16 @@ def build_summary(config: Config, store: Store, lake: Lake, start: str, end: str
     return {
         "from": lo.strftime("%Y-%m-%d"), "to": hi.strftime("%Y-%m-%d"),
         "kpi": {"cases": n, "people": int(active["user_id"].nunique()) if n else 0,
-                "resolved": resolved, "rate": round(100.0 * resolved / n, 1) if n else 0.0,
+                "verified": int((active["status"] == "resolved").sum()) if n else 0,
+                "confirmed": problems, "rectified": rectified,
+                "rate": round(100.0 * rectified / problems, 1) if problems else None,
                 "suppressed": int((df["status"] == "suppressed").sum()) if len(df) else 0,
                 "open": int((active["status"] == "open").sum()) if n else 0},
         "item": _group(by_item, "item_list", lambda k: item_info(k, lang)["zh"]),
         "detector": _group(by_det, "det_list", dname),
         "department": _group(active, "department", lambda k: k),
         "severity": sev, "dispositions": disp_rows, "repeat": repeat, "pairs": pairs,
+        "rectification": rect_rows,
         "weeks": weeks, "trend": trend,
     }
 
@@ -141,24 +163,28 @@ def _xlsx(model: dict, lang: Lang, title: str) -> bytes:
     k = model["kpi"]
     write_sheet(ws, [_("measure"), _("value")], [
         [_("period"), f"{model['from']} – {model['to']}"], [_("cases"), k["cases"]],
-        [_("staff involved"), k["people"]], [_("resolved"), k["resolved"]],
-        [_("completion rate (%)"), k["rate"]], [_("open"), k["open"]],
-        [_("suppressed"), k["suppressed"]]], [28, 30])
+        [_("staff involved"), k["people"]], [_("verified"), k["verified"]],
+        [_("confirmed problems"), k["confirmed"]], [_("rectified"), k["rectified"]],
+        [_("completion rate (%)"), "—" if k["rate"] is None else k["rate"]],
+        [_("open"), k["open"]], [_("suppressed"), k["suppressed"]]], [28, 30])
     for name, rows in ((_("By rectification item"), model["item"]),
                        (_("By detector"), model["detector"]),
                        (_("By department"), model["department"])):
-        write_sheet(wb.create_sheet(name[:31]), [name, _("cases"), _("people"), _("resolved")],
-                    [[r["label"], r["cases"], r["people"], r["resolved"]] for r in rows],
-                    [40, 10, 10, 10])
+        write_sheet(wb.create_sheet(name[:31]),
+                    [name, _("cases"), _("people"), _("confirmed"), _("rectified")],
+                    [[r["label"], r["cases"], r["people"], r["confirmed"], r["rectified"]]
+                     for r in rows], [40, 10, 10, 10, 10])
     write_sheet(wb.create_sheet(_("Dispositions")[:31]), [_("status"), _("cases")],
                 [[r["label"], r["n"]] for r in model["dispositions"]], [30, 10])
     write_sheet(wb.create_sheet(_("Recurring patterns")[:31]),
                 [_("account"), _("department"), _("cases"), _("confirmed"), _("detectors")],
                 [[r["user"], r["department"], r["n"], r["confirmed"], r["detectors"]]
                  for r in model["repeat"]], [14, 20, 8, 10, 50])
+    write_sheet(wb.create_sheet(_("Rectification")[:31]), [_("status"), _("cases")],
+                [[r["label"], r["n"]] for r in model["rectification"]], [30, 10])
     write_sheet(wb.create_sheet(_("Weekly trend")[:31]),
-                [_("week starting"), _("cases"), _("resolved")],
-                [[w["week"], w["n"], w["resolved"]] for w in model["weeks"]], [14, 10, 10])
+                [_("week starting"), _("cases"), _("rectified")],
+                [[w["week"], w["n"], w["rectified"]] for w in model["weeks"]], [14, 10, 10])
     wb.properties.title = title
     buf = io.BytesIO()
     wb.save(buf)
