@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh Debian machine, then run pytest.
 #   - Debian packages: postgresql (the PostgreSQL store tests), chromium + chromium-driver
-#     (the browser tests of the HTML reports); installed only when missing.
+#     (the browser tests of the HTML reports), fonts-noto-cjk (Chinese in charts and
+#     screenshots); installed only when missing.
 #   - a virtual environment in .venv with the package and its test extras.
 #   - a local PostgreSQL cluster with a test role and database.
 # Extra arguments are passed to pytest (e.g. scripts/test.sh -k ingest).
@@ -15,6 +16,8 @@ need_pkgs=()
 command -v pg_ctlcluster >/dev/null || need_pkgs+=(postgresql)
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
+# CJK fonts: Chinese text in the report charts (and in the browser's screenshots)
+[ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need_pkgs+=(fonts-noto-cjk)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   $SUDO apt-get update -qq

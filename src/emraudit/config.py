@@ -207,6 +207,8 @@ class LedgerConfig(BaseModel):
     responsible: dict[str, str] = {}
     # when neither the department, its parents nor `responsible` name anyone
     default_responsible: str | None = None
+    # days a user has to explain in writing after a notice (告知书)
+    notice_reply_days: int = Field(default=5, gt=0, le=90)
 
 
 class ScanConfig(_Strict):

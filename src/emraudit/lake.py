@@ -157,15 +157,20 @@ class Lake:
                for f in files]
         return pd.Index(pd.concat(ids, ignore_index=True).astype("string"))
 
-    def read_snapshot(self, table: str, committed: set[str]) -> pd.DataFrame | None:
-        """The newest committed snapshot of a reference table, or None if never loaded."""
+    def snapshot_file(self, table: str, committed: set[str]) -> Path | None:
+        """The newest committed snapshot file of a reference table, or None if never loaded
+        (its row count is in the file's metadata: no need to read it to count)."""
         folder = self.ref_dir(table)
         if not folder.exists():
             return None
         files = [f for f in folder.glob("snapshot-*.parquet") if self.run_of(f) in committed]
-        if not files:
+        return max(files, key=lambda f: f.stat().st_mtime_ns) if files else None
+
+    def read_snapshot(self, table: str, committed: set[str]) -> pd.DataFrame | None:
+        """The newest committed snapshot of a reference table, or None if never loaded."""
+        newest = self.snapshot_file(table, committed)
+        if newest is None:
             return None
-        newest = max(files, key=lambda f: f.stat().st_mtime_ns)
         df = pq.read_table(newest).to_pandas()
         for c in df.columns:
             if isinstance(df[c].dtype, pd.DatetimeTZDtype):

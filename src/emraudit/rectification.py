@@ -50,7 +50,7 @@ def status_of(row: dict) -> str | None:
     return s if isinstance(s, str) and s in STATUSES else "pending"
 
 
-def _not_a_problem(row: dict, act: str) -> str:
+def not_a_problem(row: dict, act: str) -> str:
     """Why `act` (rectify, give a notice) does not apply to this case."""
     cid = row["case_id"]
     if row.get("status") != "resolved":
@@ -86,13 +86,14 @@ def rectify_case(store: Store, case_ref: str, status: str, *, by: str,
 
     def change(row: dict, at: datetime) -> tuple[dict, list[dict]]:
         if status_of(row) is None:
-            raise UserError(_not_a_problem(row, "rectify"))
+            raise UserError(not_a_problem(row, "rectify"))
         values = {"rectification_status": status, "rectification_date": when.isoformat(),
                   "rectification_by": by}
         if measure:
             values["rectification_measure"] = measure
-        told = "; ".join(x for x in (f"measure: {measure}" if measure else "",
-                                     f"date: {when.isoformat()}", note or "") if x)
+        # data, not a sentence: the measure and note as given, the day in brackets
+        told = "; ".join(x for x in (measure, (note or "").strip()) if x) + \
+            f" [{when.isoformat()}]"
         return values, [_history(row["case_id"], at, "rectified", by=by,
                                  field="rectification_status",
                                  old=row.get("rectification_status") or "pending",
@@ -111,12 +112,12 @@ def record_notice(store: Store, case_ref: str, *, by: str, to: str, copy_to: str
 
     def change(row: dict, at: datetime) -> tuple[dict, list[dict]]:
         if status_of(row) is None:
-            raise UserError(_not_a_problem(row, "give a notice for"))
-        note = f"to {to}" + (f"; copy to {copy_to}" if copy_to else "") + f"; file {path}"
+            raise UserError(not_a_problem(row, "give a notice for"))
+        note = "; ".join(x for x in (to, copy_to, path) if x)    # to; copy to; file
         return {}, [_history(row["case_id"], at, "notice", by=by, note=note)]
 
     return change_case(store, case_ref, change, now=now, doing="recording the notice")
 
 
-__all__ = ["STATUSES", "PROBLEM_DISPOSITIONS", "normalize_status", "status_of",
+__all__ = ["STATUSES", "PROBLEM_DISPOSITIONS", "normalize_status", "status_of", "not_a_problem",
            "rectify_case", "record_notice"]

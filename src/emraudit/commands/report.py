@@ -1,5 +1,6 @@
-"""`emraudit report scan|patient|summary|ledger`: re-render a scan's reports, the patient
-access report, the period summary and the problem ledger."""
+"""`emraudit report scan|patient|summary|ledger|self-inspection`: re-render a scan's reports,
+the patient access report, the period summary, the problem ledger and the self-inspection
+report."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ def _open(config_path):
 
     cfg = get_config(config_path)
     return cfg, Store(cfg.store_url), Lake(cfg.lake_dir, cfg.tz)
+
+
+def period_options(f):
+    """--from and --to, ISO days (both inclusive)."""
+    f = click.option("--to", "end", required=True, type=ISO_TIME,
+                     help="Last day (inclusive).")(f)
+    return click.option("--from", "start", required=True, type=ISO_TIME,
+                        help="First day (ISO), e.g. 2026-09-01.")(f)
 
 
 @click.group("report")
@@ -74,9 +83,7 @@ def report_case(config_path, case_id, out, unmask) -> None:
 @report_group.command("patient")
 @config_option
 @click.argument("patient_id")
-@click.option("--from", "start", required=True, type=ISO_TIME,
-              help="First day (ISO), e.g. 2026-09-01.")
-@click.option("--to", "end", required=True, type=ISO_TIME, help="Last day (inclusive).")
+@period_options
 @click.option("--out", type=click.Path(dir_okay=False),
               help="HTML file to write (a CSV is written beside it).")
 @click.option("--unmask", is_flag=True, help="Show the patient's name and id unmasked.")
@@ -94,9 +101,7 @@ def report_patient(config_path, patient_id, start, end, out, unmask) -> None:
 
 @report_group.command("summary")
 @config_option
-@click.option("--from", "start", required=True, type=ISO_TIME,
-              help="First day (ISO), e.g. 2026-09-01.")
-@click.option("--to", "end", required=True, type=ISO_TIME, help="Last day (inclusive).")
+@period_options
 @click.option("--out", type=click.Path(dir_okay=False),
               help="HTML file to write (the XLSX is written beside it).")
 def report_summary(config_path, start, end, out) -> None:
@@ -110,6 +115,26 @@ def report_summary(config_path, start, end, out) -> None:
     click.echo(str(xlsx))
 
 
+@report_group.command("self-inspection")
+@config_option
+@period_options
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="DOCX file to write (the HTML page is written beside it; default "
+                   "reports/self-inspection/self-inspection-<from>-<to>.docx).")
+@click.option("--unmask", is_flag=True, help="Show patient ids unmasked.")
+def report_self_inspection(config_path, start, end, out, unmask) -> None:
+    """The self-inspection report (自查整改报告) for the health commission, as DOCX and HTML:
+    scope and coverage, problems by item, detector, department and role, trend charts,
+    typical cases (masked), causes, measures and their status, repeat offenders, and what
+    remains open."""
+    from emraudit.reports.self_inspection import write_self_inspection
+
+    cfg, store, lake = _open(config_path)
+    docx, html = write_self_inspection(cfg, store, lake, start, end, out=out, unmask=unmask)
+    click.echo(str(docx))
+    click.echo(str(html))
+
+
 @report_group.command("ledger")
 @config_option
 @click.option("--out", type=click.Path(dir_okay=False),
@@ -121,8 +146,6 @@ def report_ledger(config_path, out, include_rectified, unmask) -> None:
     """The problem ledger (问题台账) of every open problem, whatever scan found it, with the
     four clarities: the item, the measure, the person responsible and the deadline; its
     verification and rectification status apart (XLSX, CSV, HTML)."""
-    from pathlib import Path
-
     import pandas as pd
 
     from emraudit.reports import files
@@ -130,15 +153,10 @@ def report_ledger(config_path, out, include_rectified, unmask) -> None:
     from emraudit.reports.masking import Masker
 
     cfg, store, lake = _open(config_path)
-    if out is None:
-        folder = files.private_dir(files.private_dir(cfg.reports_dir) / "ledger")
-        stem = f"ledger-{pd.Timestamp.now(tz=cfg.tz).date().isoformat()}"
-    else:
-        out = Path(out)
-        folder = files.private_dir(out.parent) if not out.parent.exists() else out.parent
-        stem = out.stem
+    out = files.output_path(out, cfg.reports_dir, "ledger",
+                            f"ledger-{pd.Timestamp.now(tz=cfg.tz).date().isoformat()}.html")
     masker = Masker(enabled=cfg.reports.mask_patients and not unmask)
-    for path in write_ledger(cfg, store, lake, folder, masker=masker, stem=stem,
+    for path in write_ledger(cfg, store, lake, out.parent, masker=masker, stem=out.stem,
                              include_rectified=include_rectified):
         click.echo(str(path))
 

@@ -14,17 +14,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from emraudit.config import Config
+from emraudit.reports.render import _s as text
 
 
 def _s(v) -> str:
-    if v is None:
-        return ""
-    try:
-        if pd.isna(v):
-            return ""
-    except (TypeError, ValueError):
-        pass
-    return str(v).strip()
+    return text(v).strip()
 
 
 @dataclass(frozen=True)

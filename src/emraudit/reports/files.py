@@ -73,6 +73,17 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def output_path(out, reports_dir: Path, folder: str, name: str) -> Path:
+    """Where a report on request goes: `out` as given (a new folder for it made owner-only),
+    else `reports_dir/folder/name` (both folders owner-only)."""
+    if out is None:
+        return private_dir(private_dir(reports_dir) / folder) / name
+    out = Path(out)
+    if not out.parent.exists():
+        private_dir(out.parent)
+    return out
+
+
 def write_bytes(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:

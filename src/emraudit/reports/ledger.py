@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -46,6 +45,7 @@ from emraudit.reports.i18n import N_, Lang, make_env
 from emraudit.reports.labels import (DISPOSITION, RECTIFICATION, ROLE, SEVERITY,
                                      SEVERITY_RANK, detector_info, item_info, label)
 from emraudit.reports.masking import Masker
+from emraudit.reports.render import _json_list, _s
 from emraudit.store import Store, cases
 
 log = logging.getLogger("emraudit.reports")
@@ -96,30 +96,11 @@ def neutralize(value):
     return value
 
 
-def _s(v) -> str:
-    if v is None:
-        return ""
-    try:
-        if pd.isna(v):
-            return ""
-    except (TypeError, ValueError):
-        pass
-    return str(v)
-
-
 def _list(v) -> list[str]:
-    if isinstance(v, list):
-        return [str(x) for x in v]
-    if isinstance(v, str) and v.strip():
-        try:
-            out = json.loads(v)
-        except json.JSONDecodeError:
-            return [v]
-        return [str(x) for x in out] if isinstance(out, list) else [str(out)]
-    return []
+    return [str(x) for x in _json_list(v)]
 
 
-def _local(v, tz: str) -> pd.Timestamp | None:
+def local_time(v, tz: str) -> pd.Timestamp | None:
     """A stored time (ISO text, or a UTC datetime SQLite returns without its zone)."""
     if _s(v) == "":
         return None
@@ -217,8 +198,8 @@ def ledger_rows(problems: pd.DataFrame, ctx: LedgerContext,
         patient = ", ".join(ctx.masker.pid(p) for p in pats[:MAX_PATIENTS_SHOWN])
         if len(pats) > MAX_PATIENTS_SHOWN:
             patient += " " + _("and %(n)s more", n=len(pats) - MAX_PATIENTS_SHOWN)
-        first, last = _local(r.get("first_seen"), tz), _local(r.get("last_seen"), tz)
-        opened = _local(r.get("created"), tz) or first
+        first, last = local_time(r.get("first_seen"), tz), local_time(r.get("last_seen"), tz)
+        opened = local_time(r.get("created"), tz) or first
         sev = _s(r.get("severity")) or "low"
         deadline = (opened.date() if opened is not None else ctx.today) + \
             timedelta(days=deadline_days(ctx.config, sev))
@@ -352,6 +333,26 @@ def html_page(rows: list[dict], ctx: LedgerContext, *, title: str = "") -> str:
         today=ctx.today.isoformat())
 
 
+def _patient_ids(df: pd.DataFrame) -> set[str]:
+    out: set[str] = set()
+    for r in df.to_dict("records"):
+        out.update(_list(r.get("patients")) or [_s(r.get("patient_id"))])
+    return out - {""}
+
+
+def rows_for_cases(config: Config, store: Store, lake: Lake, case_ids: list[str], *,
+                   lang: Lang, masker: Masker,
+                   evidence: dict[str, list[dict]] | None = None) -> list[dict]:
+    """Ledger rows for these cases, in this order, whatever they are (the review app's
+    downloads choose them: its queue, or a period)."""
+    df = data.read_cases(store, case_ids)
+    if len(df):
+        order = {c: i for i, c in enumerate(case_ids)}
+        df = df.assign(_o=df["case_id"].map(order)).sort_values("_o").drop(columns="_o")
+    ctx = LedgerContext.load(config, store, lake, lang, masker, _patient_ids(df))
+    return ledger_rows(df, ctx, evidence)
+
+
 def write_ledger(config: Config, store: Store, lake: Lake, folder: Path, *,
                  masker: Masker | None = None, include_rectified: bool = False,
                  evidence: dict[str, list[dict]] | None = None, stem: str = "ledger",
@@ -360,10 +361,8 @@ def write_ledger(config: Config, store: Store, lake: Lake, folder: Path, *,
     lang = Lang(config.reports.lang)
     masker = masker or Masker(enabled=config.reports.mask_patients)
     problems = problem_cases(store, include_rectified=include_rectified)
-    pids = set()
-    for r in problems.to_dict("records"):
-        pids.update(_list(r.get("patients")) or [_s(r.get("patient_id"))])
-    ctx = LedgerContext.load(config, store, lake, lang, masker, pids - {""}, today=today)
+    ctx = LedgerContext.load(config, store, lake, lang, masker, _patient_ids(problems),
+                             today=today)
     rows = ledger_rows(problems, ctx, evidence)
     title = f"{config.site.name} {lang.gettext('Problem ledger')} {ctx.today.isoformat()}"
     out = [folder / f"{stem}.xlsx", folder / f"{stem}.csv", folder / f"{stem}.html"]
@@ -374,5 +373,5 @@ def write_ledger(config: Config, store: Store, lake: Lake, folder: Path, *,
     return out
 
 
-__all__ = ["write_ledger", "ledger_rows", "problem_cases", "neutralize", "write_sheet",
-           "deadline_days", "LedgerContext"]
+__all__ = ["write_ledger", "ledger_rows", "rows_for_cases", "problem_cases", "neutralize",
+           "write_sheet", "deadline_days", "LedgerContext"]

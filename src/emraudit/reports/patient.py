@@ -163,14 +163,9 @@ def write_patient_report(config: Config, store: Store, lake: Lake, patient_id: s
     lang = Lang(config.reports.lang)
     model = build_patient_report(config, store, lake, patient_id, start, end, unmask=unmask,
                                  lang=lang)
-    if out is None:
-        tag = hashlib.sha1(str(patient_id).encode("utf-8")).hexdigest()[:10]
-        folder = files.private_dir(files.private_dir(config.reports_dir) / "patients")
-        out = folder / f"access-{tag}-{model['from']}-{model['to']}.html"
-    else:
-        out = Path(out)
-        if not out.parent.exists():
-            files.private_dir(out.parent)
+    tag = hashlib.sha1(str(patient_id).encode("utf-8")).hexdigest()[:10]
+    out = files.output_path(out, config.reports_dir, "patients",
+                            f"access-{tag}-{model['from']}-{model['to']}.html")
     env = make_env(lang)
     js = _static("report.js")
     html = env.get_template("patient.html").render(

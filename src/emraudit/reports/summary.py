@@ -25,7 +25,7 @@ from emraudit.dates import period
 from emraudit.lake import Lake
 from emraudit.reports import charts, data, files
 from emraudit.reports.i18n import Lang, make_env
-from emraudit.reports.labels import (DISPOSITION, RECTIFICATION, SEVERITY, STATUS,
+from emraudit.reports.labels import (DISPOSITION, RECTIFICATION, ROLE, SEVERITY, STATUS,
                                      detector_info, item_info, label)
 from emraudit.reports.ledger import PROBLEM
 from emraudit.reports.render import Fmt, _csp, _json_list, _s, _static
@@ -54,16 +54,21 @@ def _group(df: pd.DataFrame, key: str, label_of) -> list[dict]:
              "pct": round(100.0 * r["cases"] / top, 1)} for r in g.to_dict("records")]
 
 
-def build_summary(config: Config, store: Store, lake: Lake, start: str, end: str,
-                  lang: Lang) -> dict:
-    lo, hi = period(start, end, config.tz)
+def period_cases(config: Config, store: Store, lake: Lake, lo: pd.Timestamp,
+                 hi: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(every case whose first finding falls in the period, the active ones: not
+    suppressed, not retracted), with the columns the period's reports group by:
+    `department` and `role` (the case's own, else the users table's), `problem` and
+    `rectified` (0/1), `det_list`, `item_list`, `week` (its Monday)."""
     df = _read_cases(store, lo, hi)
-    users = data.snapshot(lake, store.committed_runs(), "users")
-    dept = {}
-    if users is not None and len(users):
-        dept = dict(zip(users["user_id"].astype(str), users["department"].astype(object)))
     if len(df):
-        df["department"] = df["user_id"].astype(str).map(lambda u: _s(dept.get(u)) or "—")
+        users = data.snapshot(lake, store.committed_runs(), "users")
+        known = {} if users is None or not len(users) else \
+            {str(u): r for u, r in zip(users["user_id"], users.to_dict("records"))}
+        for col in ("department", "role"):
+            own = df[col].map(_s) if col in df.columns else pd.Series("", index=df.index)
+            ref = df["user_id"].astype(str).map(lambda u, c=col: _s(known.get(u, {}).get(c)))
+            df[col] = own.where(own != "", ref).where(lambda x: x != "", "—")
         df["problem"] = ((df["status"] == "resolved")
                          & df["disposition"].isin(PROBLEM)).astype(int)
         df["rectified"] = (df["problem"].astype(bool)
@@ -72,7 +77,14 @@ def build_summary(config: Config, store: Store, lake: Lake, start: str, end: str
         df["item_list"] = df["items"].map(lambda s: [str(x) for x in _json_list(s)])
         df["week"] = pd.to_datetime(df["first_seen"].str[:10]).dt.to_period("W-SUN") \
             .map(lambda p: p.start_time.strftime("%Y-%m-%d"))
-    active = df[df["status"] != "suppressed"] if len(df) else df
+    active = df[~df["status"].isin(["suppressed", "retracted"])] if len(df) else df
+    return df, active
+
+
+def build_summary(config: Config, store: Store, lake: Lake, start: str, end: str,
+                  lang: Lang) -> dict:
+    lo, hi = period(start, end, config.tz)
+    df, active = period_cases(config, store, lake, lo, hi)
     by_det = active.explode("det_list") if len(active) else active
     by_item = active.explode("item_list") if len(active) else active
     dnames: dict[str, str] = {}
@@ -146,6 +158,7 @@ def build_summary(config: Config, store: Store, lake: Lake, start: str, end: str
         "item": _group(by_item, "item_list", lambda k: item_info(k, lang)["zh"]),
         "detector": _group(by_det, "det_list", dname),
         "department": _group(active, "department", lambda k: k),
+        "role": _group(active, "role", lambda k: label(ROLE, k, lang)),
         "severity": sev, "dispositions": disp_rows, "repeat": repeat, "pairs": pairs,
         "rectification": rect_rows,
         "weeks": weeks, "trend": trend,
@@ -169,7 +182,8 @@ def _xlsx(model: dict, lang: Lang, title: str) -> bytes:
         [_("open"), k["open"]], [_("suppressed"), k["suppressed"]]], [28, 30])
     for name, rows in ((_("By rectification item"), model["item"]),
                        (_("By detector"), model["detector"]),
-                       (_("By department"), model["department"])):
+                       (_("By department"), model["department"]),
+                       (_("By role"), model["role"])):
         write_sheet(wb.create_sheet(name[:31]),
                     [name, _("cases"), _("people"), _("confirmed"), _("rectified")],
                     [[r["label"], r["cases"], r["people"], r["confirmed"], r["rectified"]]
@@ -196,13 +210,8 @@ def write_summary(config: Config, store: Store, lake: Lake, start: str, end: str
     """Write the summary HTML and XLSX; returns both paths."""
     lang = Lang(config.reports.lang)
     model = build_summary(config, store, lake, start, end, lang)
-    if out is None:
-        folder = files.private_dir(files.private_dir(config.reports_dir) / "summaries")
-        out = folder / f"summary-{model['from']}-{model['to']}.html"
-    else:
-        out = Path(out)
-        if not out.parent.exists():
-            files.private_dir(out.parent)
+    out = files.output_path(out, config.reports_dir, "summaries",
+                            f"summary-{model['from']}-{model['to']}.html")
     env = make_env(lang)
     js = _static("report.js")
     html = env.get_template("summary.html").render(

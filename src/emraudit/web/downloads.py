@@ -1,6 +1,6 @@
 """Downloads: the problem ledger and the period summary, for the open queue or a period.
 
-Built by the report modules' own public functions (`reports.ledger.ledger_rows`,
+Built by the report modules' own public functions (`reports.ledger.rows_for_cases`,
 `write_csv`, `write_xlsx`; `reports.summary.write_summary`) into a private temporary folder
 and handed back as bytes, so a download is the same file `emraudit report` would write, with
 the masking of the configuration. The open queue is every open case whatever scan found it;
@@ -56,7 +56,8 @@ def ledger_file(config: Config, store: Store, lake: Lake, case_ids: list[str], l
     by_id = {c["case_id"]: c for c in ld.cases}
     views = [case_view(by_id[c], ld, config, lang, masker, fmt, set(), "")
              for c in case_ids if c in by_id]
-    rows = ledger.ledger_rows(views, config, lang)
+    rows = ledger.rows_for_cases(config, store, lake, case_ids, lang=lang, masker=masker,
+                                 evidence={v["id"]: v["events"] for v in views})
     with tempfile.TemporaryDirectory(prefix="emraudit-ledger-") as tmp:
         path = Path(tmp) / f"ledger.{fmt_name}"
         if fmt_name == "csv":
