@@ -125,7 +125,8 @@ def test_export_driven_finding_is_item_8():
 
 def test_alert_budget_respected():
     ctx = Context(**synth(window_days=3, plant=False))
-    det = UserDayAnomaly(history_days=3, max_per_day=2, min_percentile=0.0)
+    det = UserDayAnomaly(history_days=3, max_per_day=2, min_percentile=0.0,
+                         max_per_100k_events=0.0, require_signal=False)
     f, scores = run(det, ctx)
     per_day = scores[scores["flagged"]].groupby("day").size()
     assert len(per_day) == 3 and (per_day == 2).all()
@@ -136,14 +137,18 @@ def test_alert_budget_respected():
     assert (s2["flagged"] == (s2["rank"] > 1.0)).all()
 
 
-def test_peer_group_of_one_falls_back():
+def test_peer_group_of_one_is_not_scored():
+    # 1 technician < 5 users: no role+department group, no role group; compared with
+    # everyone, a therapist's normal day (every ward) would look unusual
     ctx = Context(**synth())
-    det = UserDayAnomaly(history_days=3, max_per_day=0, min_percentile=0.0)
+    det = UserDayAnomaly(history_days=3, max_per_day=0, min_percentile=0.0,
+                         max_per_100k_events=0.0, require_signal=False)
     f, scores = run(det, ctx)
-    t = f[f["user_id"] == "t0"].iloc[0]
-    assert t["evidence"]["drivers"][0]["peer_group"] == "*"      # 1 technician < 5 users
+    assert "t0" not in set(f["user_id"]) and len(f)
+    assert any("not scored: their role has fewer than 5 users" in n for n in ctx.notes)
     ctx = Context(**synth())
     f1, _ = run(UserDayAnomaly(history_days=3, max_per_day=0, min_percentile=0.0,
+                               max_per_100k_events=0.0, require_signal=False,
                                min_peer_users=1), ctx)
     t1 = f1[f1["user_id"] == "t0"].iloc[0]
     assert t1["evidence"]["drivers"][0]["peer_group"] == "technician|rehab"
@@ -264,3 +269,58 @@ def test_skewness_is_scipys_to_the_bit():
     assert np.array_equal(np.isnan(got), np.isnan(ref)) and np.isnan(got[2])
     assert np.array_equal(got[~np.isnan(got)], ref[~np.isnan(ref)])
     assert np.sign(got[0]) == 1 and np.sign(got[1]) == -1
+
+
+def busy_day_ctx(patient_prefix: str) -> Context:
+    """n3's last day: 80 accesses to 60 ward patients within an hour (explained when the
+    prefix is 'p'), or to 80 unknown patients ('x': unexplained)."""
+    s = synth(plant=False)
+    ev = s["events"]
+    last = ev["ts"].max().normalize()
+    extra = pd.DataFrame({"ts": [last + pd.Timedelta(hours=10, seconds=40 * j)
+                                 for j in range(80)], "user_id": "n3",
+                          "patient_id": [f"{patient_prefix}{j % 60}" for j in range(80)],
+                          "action": "view", "workstation": "ws-n3", "record_count": 1})
+    extra["event_id"] = [f"busy{j}" for j in range(80)]
+    extra["ip"] = "ws-n3"
+    extra["in_window"] = True
+    s["events"] = pd.concat([ev, extra.astype(ev.dtypes.to_dict())], ignore_index=True) \
+        .sort_values("ts", kind="stable").reset_index(drop=True)
+    return Context(**s)
+
+
+@pytest.mark.parametrize("prefix,gate,reported", [
+    ("p", True, False),     # every access explained by care: workload, not a privacy lead
+    ("p", False, True),
+    ("x", True, True)])     # the same burst of unexplained patients is
+def test_privacy_gate(prefix, gate, reported):
+    f, scores = run(UserDayAnomaly(history_days=3, min_percentile=90.0, require_signal=gate),
+                    busy_day_ctx(prefix))
+    top = scores.sort_values("score", ascending=False).iloc[0]
+    assert top["user_id"] == "n3"                   # scored the same either way
+    assert ("n3" in set(f["user_id"])) is reported
+    if reported:
+        ev = f[f["user_id"] == "n3"].iloc[0]["evidence"]
+        assert ev["unusual_features"] == [d["feature"] for d in ev["drivers"]]
+        assert all(d["label_zh"] and d["label_en"] for d in ev["drivers"])
+
+
+def test_volume_budget_percentile():
+    from emraudit.detectors.anomaly import volume_percentile
+    base = pd.DataFrame({"events": [3.0] * 1000})          # 3 events a user-day
+    # 10 per 100k events over 3,000 events: 0.3 user-days of 1,000 -> q = 0.9997
+    assert volume_percentile(base, 10.0) == pytest.approx(1 - 10 * 3000 / (1000 * 1e5))
+    big = pd.DataFrame({"events": [500.0] * 1000})         # a large hospital's busy staff
+    assert volume_percentile(big, 10.0) == pytest.approx(0.95)
+    assert volume_percentile(base, 0.0) == 0.0
+
+
+def test_volume_budget_holds_a_small_unit_to_the_rate():
+    ctx = busy_day_ctx("x")
+    f_off, _ = run(UserDayAnomaly(history_days=3, min_percentile=50.0, max_per_day=0,
+                                  max_per_100k_events=0.0, require_signal=False), ctx)
+    ctx = busy_day_ctx("x")
+    f_on, _ = run(UserDayAnomaly(history_days=3, min_percentile=50.0, max_per_day=0,
+                                 require_signal=False), ctx)
+    assert len(f_on) < len(f_off) and "n3" in set(f_on["user_id"])
+    assert f_on.iloc[0]["evidence"]["threshold_rank"] > 0.5

@@ -126,8 +126,8 @@ def test_features_exact(engines):
     b = row(df, "u1", "2025-03-02")
     expect_b = dict(events=3, patients=3, new_patients=1, unexplained=0, unexplained_share=0,
                     off_duty_share=1 / 3, outputs=1, output_records=3, departments=2, wards=1,
-                    workstations=1, ips=1, vip_accesses=0, employee_accesses=1,
-                    sensitive_accesses=0, burst_patients=2, queries=0)
+                    workstations=1, ips=1, vip_accesses=0, employee_accesses=0,
+                    sensitive_accesses=0, burst_patients=2, queries=0)  # p5's care: explained
     for k, v in expect_b.items():
         assert b[k] == pytest.approx(v), k
     assert b["in_window"]
@@ -135,10 +135,27 @@ def test_features_exact(engines):
     c = row(df, "u2", "2025-03-01")
     expect_c = dict(events=2, patients=1, unexplained=0, unexplained_share=0,
                     off_duty_share=0, outputs=0, output_records=0, departments=0, wards=0,
-                    workstations=1, ips=1, vip_accesses=1, employee_accesses=0,
-                    sensitive_accesses=0, burst_patients=1, queries=0)
+                    workstations=1, ips=1, vip_accesses=0, employee_accesses=0,
+                    sensitive_accesses=0, burst_patients=1, queries=0)  # the VIP's own care
     for k, v in expect_c.items():
         assert c[k] == pytest.approx(v), k
+
+
+def test_flagged_patient_features_count_unexplained_accesses_only(engines):
+    """A VIP's, an employee's or a sensitive patient's own care team is not unusual: only
+    accesses the explanation engine could not explain count (p2 and p3 are unexplained)."""
+    ctx = make_ctx()
+    pt = ctx.patients.copy()
+    pt["vip"] = pt["patient_id"].isin(["p2", "p6"]).to_numpy()
+    pt["employee_user_id"] = pd.Series(["u9", None, None, None, "u9", None], dtype="string")
+    ctx.patients = pt
+    df = user_day_features(ctx, history_days=1, burst_minutes=30)
+    a, c = row(df, "u1", "2025-03-01"), row(df, "u2", "2025-03-01")
+    n_p2 = int(((ctx.events["patient_id"] == "p2") & (ctx.events["user_id"] == "u1")
+                & (ctx.events["ts"] < T("2025-03-02"))).sum())
+    assert n_p2 > 0 and a["vip_accesses"] == n_p2           # p2: unexplained VIP
+    assert a["employee_accesses"] == 0                        # p1: employee, explained
+    assert c["vip_accesses"] == 0                             # p6: the VIP's own care
 
 
 def test_new_patient_history_window(engines):

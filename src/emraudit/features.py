@@ -66,14 +66,16 @@ FEATURES: dict[str, dict[str, Any]] = {
                          doc="distinct workstations used"),
     "ips": dict(kind="count", item="9", en="IP addresses", zh="IP地址数",
                 doc="distinct IP addresses used"),
-    "vip_accesses": dict(kind="count", item="8", en="VIP accesses", zh="VIP患者查阅次数",
-                         doc="accesses to patients flagged VIP"),
-    "employee_accesses": dict(kind="count", item="8", en="employee-patient accesses",
-                              zh="职工患者查阅次数",
-                              doc="accesses to patients who are staff members"),
-    "sensitive_accesses": dict(kind="count", item="8", en="sensitive-record accesses",
-                               zh="敏感病历查阅次数",
-                               doc="accesses to patients flagged sensitive"),
+    "vip_accesses": dict(kind="count", item="8", en="unexplained VIP accesses",
+                         zh="无诊疗关系VIP患者查阅次数",
+                         doc="unexplained accesses to patients flagged VIP (the VIP's own care "
+                             "team is not unusual; all accesses when no explanation engine)"),
+    "employee_accesses": dict(kind="count", item="8", en="unexplained employee-patient accesses",
+                              zh="无诊疗关系职工患者查阅次数",
+                              doc="unexplained accesses to patients who are staff members"),
+    "sensitive_accesses": dict(kind="count", item="8", en="unexplained sensitive-record accesses",
+                               zh="无诊疗关系敏感病历查阅次数",
+                               doc="unexplained accesses to patients flagged sensitive"),
     "burst_patients": dict(kind="count", item="9", en="longest burst", zh="30分钟内最多患者数",
                            doc="most distinct patients within any burst_minutes window"),
     "queries": dict(kind="count", item="9", en="searches", zh="检索次数",
@@ -367,7 +369,52 @@ def user_day_features(ctx, *, history_days: int = 30, burst_minutes: int = 30,
     else:
         feats["burst_patients"] = np.zeros(G)
 
-    # patient flags ------------------------------------------------------------------
+    # departments and wards of the patients touched (first access of the patient that day)
+    rel = getattr(ctx, "care_relations", None)
+    fr = rows[f]
+    codes = (_relation_codes(rel, pats, pcode_all[fr], ts_ns[fr], ctx.tz)
+             if rel is not None and len(pats) else {})
+    for col, name in (("department", "departments"), ("ward", "wards")):
+        if rel is None or col not in rel.columns or len(pats) == 0:
+            feats[name] = np.full(G, np.nan)
+            continue
+        feats[name] = _distinct_per_group(s_ud[f], codes[col], G)
+
+    # explanation engine and duty schedule ---------------------------------------------
+    ex = _engine_explained(ctx)
+    unexp_ev = None                    # per event: an unexplained patient access
+    if ex is not None and len(ex):
+        pos = _aligned_positions(ev, ex)
+        unexp = ~ex["explained"].to_numpy(bool)
+        if pos is not None:        # the engine kept ctx.events' row labels: no string lookups
+            eud = ud[pos]
+            unexp_ev = np.zeros(n, bool)
+            unexp_ev[pos] = unexp
+        else:
+            eu = users.get_indexer(ex["user_id"].astype("string"))
+            eday = _local_day_ns(ex["ts"], ctx.tz) // NS_PER_DAY - d0
+            ok = (eu >= 0) & (eday >= 0) & (eday < nd)
+            eud = remap[eu[ok] * nd + eday[ok]]
+            ok2 = eud >= 0
+            eud = eud[ok2]
+            unexp = unexp[ok][ok2]
+            if "event_id" in ex.columns and "event_id" in ev.columns:
+                unexp_ev = ev["event_id"].astype("string").isin(
+                    ex.loc[~ex["explained"].to_numpy(bool), "event_id"].astype("string")
+                ).fillna(False).to_numpy(bool)
+        tot = np.bincount(eud, minlength=G).astype(float)
+        une = np.bincount(eud, weights=unexp, minlength=G)
+        feats["unexplained"] = une
+        feats["unexplained_share"] = np.divide(une, tot, out=np.zeros(G), where=tot > 0)
+    elif ex is not None:
+        unexp_ev = np.zeros(n, bool)
+        feats["unexplained"] = np.zeros(G)
+        feats["unexplained_share"] = np.zeros(G)
+    else:
+        feats["unexplained"] = np.full(G, np.nan)
+        feats["unexplained_share"] = np.full(G, np.nan)
+
+    # patient flags: unexplained accesses to VIP, employee and sensitive patients --------
     pt = getattr(ctx, "patients", None)
     ud_p = ud[prow]
     p_idx = (pats.get_indexer(pt["patient_id"]) if pt is not None and len(pats)
@@ -383,44 +430,11 @@ def user_day_features(ctx, *, history_days: int = 30, burst_minutes: int = 30,
             if flag == "employee_user_id" else pt[flag].fillna(False).astype(bool).to_numpy()
         ok = idx >= 0
         arr[idx[ok]] = vals[ok]
-        feats[name] = np.bincount(ud_p, weights=arr[pcode_all[prow]], minlength=G)
+        hit = arr[pcode_all[prow]]
+        if unexp_ev is not None:     # the flagged patient's own care team is not unusual
+            hit = hit & unexp_ev[prow]
+        feats[name] = np.bincount(ud_p, weights=hit, minlength=G)
 
-    # departments and wards of the patients touched (first access of the patient that day)
-    rel = getattr(ctx, "care_relations", None)
-    fr = rows[f]
-    codes = (_relation_codes(rel, pats, pcode_all[fr], ts_ns[fr], ctx.tz)
-             if rel is not None and len(pats) else {})
-    for col, name in (("department", "departments"), ("ward", "wards")):
-        if rel is None or col not in rel.columns or len(pats) == 0:
-            feats[name] = np.full(G, np.nan)
-            continue
-        feats[name] = _distinct_per_group(s_ud[f], codes[col], G)
-
-    # explanation engine and duty schedule ---------------------------------------------
-    ex = _engine_explained(ctx)
-    if ex is not None and len(ex):
-        pos = _aligned_positions(ev, ex)
-        if pos is not None:        # the engine kept ctx.events' row labels: no string lookups
-            eud = ud[pos]
-            unexp = ~ex["explained"].to_numpy(bool)
-        else:
-            eu = users.get_indexer(ex["user_id"].astype("string"))
-            eday = _local_day_ns(ex["ts"], ctx.tz) // NS_PER_DAY - d0
-            ok = (eu >= 0) & (eday >= 0) & (eday < nd)
-            eud = remap[eu[ok] * nd + eday[ok]]
-            ok2 = eud >= 0
-            eud = eud[ok2]
-            unexp = ~ex["explained"].to_numpy(bool)[ok][ok2]
-        tot = np.bincount(eud, minlength=G).astype(float)
-        une = np.bincount(eud, weights=unexp, minlength=G)
-        feats["unexplained"] = une
-        feats["unexplained_share"] = np.divide(une, tot, out=np.zeros(G), where=tot > 0)
-    elif ex is not None:
-        feats["unexplained"] = np.zeros(G)
-        feats["unexplained_share"] = np.zeros(G)
-    else:
-        feats["unexplained"] = np.full(G, np.nan)
-        feats["unexplained_share"] = np.full(G, np.nan)
     on = _engine_on_duty(ctx, ev)
     if on is not None:
         off = np.bincount(ud, weights=~on, minlength=G)

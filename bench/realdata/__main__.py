@@ -1,0 +1,3 @@
+from bench.realdata.run import main
+
+main()
