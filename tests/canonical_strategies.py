@@ -75,6 +75,17 @@ def _maybe(draw, values, none_share: bool = True):
     return draw(st.sampled_from(([None] if none_share else []) + list(values)))
 
 
+# a reference table: absent (None), empty, or with rows
+_has_rows = st.sampled_from([False, True, True])
+
+
+def _contact_fields(draw) -> dict:
+    """Name, address and phone: few values, so households and neighbours do match."""
+    return {"name": _maybe(draw, ["王伟", "李娜", "Smith"]),
+            "address": _maybe(draw, ["幸福路1号", "幸福路1号 2单元", "Main St 1"]),
+            "phone": _maybe(draw, ["13800000000", "13800000001"])}
+
+
 @st.composite
 def _moment(draw, days: int) -> tuple[int, int]:
     day = draw(st.sampled_from(sorted({0, days - 1, days // 2})) | st.integers(0, days - 1))
@@ -110,41 +121,30 @@ def _events(draw, days, users, patients) -> list[dict]:
 
 @st.composite
 def _users(draw, users, days) -> list[dict] | None:
-    mode = draw(st.sampled_from(["none", "empty", "rows"]))
-    if mode == "none":
-        return None
-    if mode == "empty":
-        return []
+    if not draw(_has_rows):
+        return draw(st.sampled_from([None, []]))
     out = []
     for u in draw(st.lists(st.sampled_from(users), min_size=1, unique=True)):
         row = {"user_id": u, "role": draw(st.sampled_from(ROLES)),
                "department": _maybe(draw, UNITS), "ward": _maybe(draw, UNITS),
                "status": draw(st.sampled_from(["active", "leave", "terminated"])),
-               "name": _maybe(draw, ["王伟", "李娜", "Smith"])}
+               **_contact_fields(draw)}
         for c in ("start_date", "end_date", "access_until"):
             if draw(st.booleans()):
                 row[c] = _day(draw(st.integers(0, days)))
         row["supervisor_id"] = _maybe(draw, users)
         row["patient_id"] = _maybe(draw, PATIENT_IDS)
-        row["address"] = _maybe(draw, ["幸福路1号", "幸福路1号 2单元", "Main St 1"])
-        row["phone"] = _maybe(draw, ["13800000000", "13800000001"])
         out.append(row)
     return out
 
 
 @st.composite
 def _patients(draw, patients, users, days) -> list[dict] | None:
-    mode = draw(st.sampled_from(["none", "empty", "rows"]))
-    if mode == "none":
-        return None
-    if mode == "empty":
-        return []
+    if not draw(_has_rows):
+        return draw(st.sampled_from([None, []]))
     out = []
     for p in draw(st.lists(st.sampled_from(patients), min_size=1, unique=True)):
-        row = {"patient_id": p, "name": _maybe(draw, ["王伟", "李娜", "Smith"]),
-               "address": _maybe(draw, ["幸福路1号", "幸福路1号 2单元", "Main St 1"]),
-               "phone": _maybe(draw, ["13800000000", "13800000001"]),
-               "vip": draw(st.booleans()), "sensitive": draw(st.booleans()),
+        row = {"patient_id": p, **_contact_fields(draw), "vip": draw(st.booleans()), "sensitive": draw(st.booleans()),
                "watch": draw(st.booleans()),
                "watch_team": _maybe(draw, ["u1", "u1;u2"]),
                "employee_user_id": _maybe(draw, users)}
@@ -156,11 +156,8 @@ def _patients(draw, patients, users, days) -> list[dict] | None:
 
 @st.composite
 def _relations(draw, patients, users, days) -> list[dict] | None:
-    mode = draw(st.sampled_from(["none", "empty", "rows"]))
-    if mode == "none":
-        return None
-    if mode == "empty":
-        return []
+    if not draw(_has_rows):
+        return draw(st.sampled_from([None, []]))
     out = []
     for _ in range(draw(st.integers(1, 8))):
         d0, s0 = draw(_moment(days))

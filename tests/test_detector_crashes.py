@@ -80,3 +80,23 @@ def test_deceased_patient_never_accessed():
     ctx = make_ctx([ev("u", "p1", "2025-07-08 10:00")], window=W,
                    patients=[{"patient_id": "p2", "deceased_date": "2025-01-01"}])
     assert run("snoop.deceased", ctx).empty
+
+
+def test_cases_of_users_in_and_out_of_the_staff_master_in_one_scan(tmp_path):
+    # found by the property tests: one insert of new cases named `department` for a user in
+    # the staff master and not for another, and SQLAlchemy's executemany refused the batch
+    from click.testing import CliRunner
+    from emraudit.cli import main
+    (tmp_path / "access_log.csv").write_text(
+        "event_id,ts,user_id,patient_id,action\n"
+        "e1,2025-07-08 10:00,known,p1,view\ne2,2025-07-08 11:00,stranger,p2,view\n",
+        encoding="utf-8")
+    (tmp_path / "users.csv").write_text("user_id,role,department\nknown,nurse,ICU\n",
+                                        encoding="utf-8")
+    (tmp_path / "care_relations.csv").write_text(
+        "patient_id,user_id,kind,start\np9,known,admission,2025-07-01\n", encoding="utf-8")
+    (tmp_path / "emraudit.toml").write_text(
+        "".join(f'[sources.{t}]\nconnector = "csv"\npath = "{t}.csv"\n'
+                for t in ("access_log", "users", "care_relations")), encoding="utf-8")
+    res = CliRunner().invoke(main, ["scan", "--config", str(tmp_path / "emraudit.toml")])
+    assert res.exit_code == 0, (res.output, res.exception)

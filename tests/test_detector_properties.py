@@ -121,7 +121,7 @@ def test_whole_scan_never_fails_on_valid_tables(h, tz):
     with tempfile.TemporaryDirectory() as tmp:
         cfg = write_site(Path(tmp), h, tz)
         res = CliRunner().invoke(main, ["scan", "--config", str(cfg)])
-        assert res.exit_code == 0, res.output
+        assert res.exit_code == 0, (res.output, res.exception)
         assert " failed " not in res.output, res.output
         first = findings_of(cfg)
         ids = set(pd.read_csv(Path(tmp) / "access_log.csv", dtype=str)["event_id"])

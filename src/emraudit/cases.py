@@ -453,6 +453,9 @@ def _process(conn: sa.Connection, cids: list[str], new: pd.DataFrame, at: dateti
             kind = str(info[cid]["kind"])
             status = "suppressed" if agg["all_suppressed"] else "open"
             values = {k: v for k, v in agg.items() if k in CASE_COLUMNS}
+            # every insert names the same columns (one executemany): a user missing from
+            # the staff master has no department or role, not absent keys
+            values.update(dict.fromkeys(_USER_FIELDS))
             values.update(profile.get(str(info[cid]["user"]), {}))
             values.update({
                 "case_id": cid, "kind": kind, "user_id": str(info[cid]["user"]),
