@@ -22,8 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from emraudit.connectors.filebase import LineFileConnector
-from emraudit.connectors.files import (SAMPLE_BYTES, BadLine, Block, detect_encoding,
-                                       normalize_encoding)
+from emraudit.connectors.files import (SAMPLE_BYTES, BadLine, Block, decode_line,
+                                       detect_encoding, normalize_encoding)
 from emraudit.errors import SourceError
 from emraudit.model import SOURCE_REF
 from emraudit.timeparse import parse_fixed_width
@@ -101,7 +101,7 @@ class CsvConnector(LineFileConnector):
         nl = sample.find(b"\n")
         header_raw = sample[bom:] if nl < 0 else sample[bom:nl + 1]
         try:
-            header_text = header_raw.decode(enc)
+            header_text = decode_line(header_raw, enc)
         except UnicodeDecodeError:
             raise SourceError(f"the header line is not valid {enc} text (set 'encoding' in the "
                               "source)", file=str(path), line=1) from None

@@ -1,11 +1,19 @@
 """File sources: listing, encoding detection, bounded line blocks and the resume position.
 
 Shared by the csv, jsonl and fhir (NDJSON) connectors. A file is read in blocks of whole
-lines (never the whole file), decoded to UTF-8 with the detected encoding; the position
-after each block records, per file, the bytes and lines consumed and a fingerprint of the
-last bytes read, so the next run can tell an unchanged file (skip it), a file that only grew
-(resume after what was consumed) and a rewritten one (read it again; the pipeline drops the
-duplicate events by event_id).
+lines (never the whole file), decoded to UTF-8; the position after each block records, per
+file, the bytes and lines consumed and a fingerprint of the last bytes read, so the next run
+can tell an unchanged file (skip it), a file that only grew (resume after what was consumed)
+and a rewritten one (read it again; the pipeline drops the duplicate events by event_id).
+
+Encodings are decided per line where a file mixes them (exports concatenated from two
+systems, a GBK line pasted into a UTF-8 log): the file's usual encoding (its BOM, the
+majority of the sample's lines, or the source's `encoding`) is only the first guess. A line
+that is not valid UTF-8 is read as GB18030; a line that is valid UTF-8 in a GB18030 file is
+read as UTF-8 unless its GB18030 reading is the more plausible Chinese text; a line that is
+neither goes to the quarantine with the reason. Mojibake is never produced by decoding a
+whole block in one encoding. Clean files keep the fast path: a UTF-8 block is validated by
+the parser, a GB18030 block is decoded in one call once a byte scan finds no UTF-8 line in it.
 """
 
 from __future__ import annotations
@@ -64,7 +72,9 @@ def display_names(files: list[Path]) -> dict[Path, str]:
 # --- encodings --------------------------------------------------------------------------------
 
 def detect_encoding(sample: bytes) -> tuple[str, int]:
-    """(encoding, BOM length): a BOM first, then strict UTF-8, then GB18030."""
+    """(encoding, BOM length): a BOM first, then strict UTF-8, then whichever of UTF-8 and
+    GB18030 most of the sample's non-ASCII lines are in. It is the file's usual encoding,
+    the first guess for each line (see `_decode`), not a verdict on every line."""
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8", 3
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -77,7 +87,104 @@ def detect_encoding(sample: bytes) -> tuple[str, int]:
     except UnicodeDecodeError as exc:
         if exc.start >= len(body) - 3 and len(sample) >= SAMPLE_BYTES:
             return "utf-8", 0      # a character cut by the sample's end
-    return FALLBACK_ENCODING, 0
+    lines = _Lines(body)
+    maybe, high = _utf8_lines(body, lines)
+    utf8 = _confirmed_utf8(body, maybe & high, lines)
+    return ("utf-8" if utf8.sum() > (high & ~utf8).sum() else FALLBACK_ENCODING), 0
+
+
+class _Lines:
+    """Where each line of a block starts and ends (its newline included), found once."""
+
+    def __init__(self, raw: bytes):
+        self.arr = np.frombuffer(raw, dtype=np.uint8)
+        self.nl = np.flatnonzero(self.arr == 10)
+        self.starts = np.concatenate(([0], self.nl + 1)).astype(np.int64)
+        self.ends = np.append(self.nl + 1, len(raw)).astype(np.int64)
+        if raw.endswith(b"\n") or not raw:
+            self.starts, self.ends = self.starts[:-1], self.ends[:-1]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
+def _utf8_lines(raw: bytes, lines: _Lines) -> tuple[np.ndarray, np.ndarray]:
+    """Per line of `raw` (a last line without a newline counts): (may be valid UTF-8, holds
+    a byte above ASCII). Vectorized over the bytes above ASCII only: a valid line has no
+    byte UTF-8 never uses and as many continuation bytes as its lead bytes announce. That
+    is necessary, not sufficient (order, overlong forms): callers confirm by decoding."""
+    n = len(lines)
+    above = np.flatnonzero(lines.arr >= 0x80)
+    if not len(above):
+        return np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    line = np.searchsorted(lines.nl, above)
+    v = lines.arr[above]
+    # a lead byte announces 1-3 continuation bytes (C0-DF: 1, E0-EF: 2, F0-F7: 3); each
+    # continuation byte (80-BF) answers one
+    owed = (v >= 0xC0).astype(np.int8) + (v >= 0xE0) + (v >= 0xF0) - (v < 0xC0)
+    never = (v == 0xC0) | (v == 0xC1) | (v >= 0xF5)
+    balance = np.bincount(line, weights=owed, minlength=n)
+    broken = np.bincount(line, weights=never, minlength=n)
+    high = np.bincount(line, minlength=n) > 0
+    return (balance == 0) & (broken == 0), high
+
+
+def _confirmed_utf8(raw: bytes, maybe: np.ndarray, lines: _Lines) -> np.ndarray:
+    """`maybe` narrowed to the lines that do decode as UTF-8 (few lines: a loop)."""
+    out = maybe.copy()
+    for i in np.flatnonzero(maybe):
+        try:
+            raw[lines.starts[i]:lines.ends[i]].decode("utf-8")
+        except UnicodeDecodeError:
+            out[i] = False
+    return out
+
+
+def _plausibility(text: str) -> float:
+    """Share of a line's non-ASCII characters that are common in Chinese text: GB2312
+    ideographs, CJK and full-width punctuation, the middle dot of transliterated names. The
+    wrong reading of a line (UTF-8 read as GB18030 gives rare ideographs; GB18030 read as
+    UTF-8 gives Latin, Greek or Cyrillic letters) scores low."""
+    chars = [ch for ch in text if ord(ch) >= 0x80]
+    if not chars:
+        return 1.0
+    common = 0
+    for ch in chars:
+        o = ord(ch)
+        if 0x3000 <= o <= 0x303F or 0xFF00 <= o <= 0xFFEF or 0x2010 <= o <= 0x2027 \
+                or o == 0xB7:
+            common += 1
+        elif 0x4E00 <= o <= 0x9FFF:
+            try:
+                ch.encode("gb2312")
+                common += 1
+            except UnicodeEncodeError:
+                pass
+    return common / len(chars)
+
+
+def decode_line(line: bytes, enc: str) -> str:
+    """One line in the file's usual encoding `enc`, or in the other of UTF-8 and GB18030
+    where that is the right reading; UnicodeDecodeError when it is neither."""
+    try:
+        utf8 = line.decode("utf-8")
+    except UnicodeDecodeError:
+        if enc == "utf-8":
+            return line.decode(FALLBACK_ENCODING)
+        return line.decode(enc)
+    if enc == "utf-8" or line.isascii():
+        return utf8
+    try:
+        other = line.decode(enc)
+    except UnicodeDecodeError:
+        return utf8
+    return other if _plausibility(other) > _plausibility(utf8) else utf8
+
+
+def _neither(enc: str) -> str:
+    other = FALLBACK_ENCODING if enc == "utf-8" else "utf-8"
+    names = sorted({enc.upper(), other.upper()}, key=lambda n: n != "UTF-8")
+    return f"line is neither {names[0]} nor {names[1]} text"
 
 
 def normalize_encoding(name: str, file: str) -> str:
@@ -127,55 +234,92 @@ class Block:
         if not self.unchecked:
             return self
         data, bad, notes = _decode(self.data, "utf-8", self.first_line)
+        self.notes.extend(notes)      # the same list: the batch carries the block's notes
         return Block(data, self.first_line, self.end_offset, self.end_line, self.bad + bad,
-                     self.notes + notes, self.eof, self.open_quote, False)
+                     self.notes, self.eof, self.open_quote, False)
 
 
 def _decode(raw: bytes, enc: str, first_line: int) -> tuple[bytes, list[BadLine], list[str]]:
-    """Raw bytes to UTF-8. A line that does not decode falls back to GB18030 (when the file
-    was read as UTF-8) or is replaced by an empty line and reported."""
-    bad: list[BadLine] = []
-    notes: list[str] = []
-    try:
-        text = raw.decode(enc)
-        return (raw if enc == "utf-8" else text.encode("utf-8")), bad, notes
-    except UnicodeDecodeError:
-        pass
-    out: list[bytes] = []
-    pos = 0
-    fell_back = 0
-    while pos < len(raw):
+    """Raw bytes to UTF-8, line by line where the block mixes encodings (see the module
+    docstring). A line that is neither is replaced by an empty line and reported."""
+    if enc == "utf-8":
         try:
-            text = raw[pos:].decode(enc)
-            out.append(raw[pos:] if enc == "utf-8" else text.encode("utf-8"))
-            break
+            raw.decode("utf-8")
+            return raw, [], []
+        except UnicodeDecodeError:
+            lines = _Lines(raw)
+            maybe, _ = _utf8_lines(raw, lines)
+            return _by_line(raw, enc, first_line, ~maybe, lines)
+    lines = _Lines(raw)
+    maybe, high = _utf8_lines(raw, lines)
+    utf8 = _confirmed_utf8(raw, maybe & high, lines)
+    if not utf8.any():
+        try:
+            return raw.decode(enc).encode("utf-8"), [], []
+        except UnicodeDecodeError:
+            pass
+    return _by_line(raw, enc, first_line, utf8, lines)
+
+
+_WINDOW = 4096      # lines decoded in one call between judged lines (bounds re-decoding)
+
+
+def _by_line(raw: bytes, enc: str, first_line: int, judge: np.ndarray, lines: _Lines
+             ) -> tuple[bytes, list[BadLine], list[str]]:
+    """The block decoded a run of lines at a time: the runs in the usual encoding in one
+    call each, the lines in `judge` (those that cannot be UTF-8; in a non-UTF-8 file those
+    that are) one by one with `decode_line`, as is any line a run fails on."""
+    bad: list[BadLine] = []
+    out: list[bytes] = []
+    other = 0
+    starts, ends = lines.starts, lines.ends
+
+    def one(i: int) -> None:
+        nonlocal other
+        line = raw[starts[i]:ends[i]]
+        try:
+            text = decode_line(line, enc)
         except UnicodeDecodeError as exc:
-            err = pos + exc.start
-            ls = raw.rfind(b"\n", 0, err) + 1
-            le = raw.find(b"\n", err)
-            le = len(raw) if le < 0 else le + 1
-            good = raw[pos:ls]
-            out.append(good if enc == "utf-8" else good.decode(enc).encode("utf-8"))
-            line = raw[ls:le]
-            lineno = first_line + raw.count(b"\n", 0, ls)
-            decoded = None
-            if enc == "utf-8":
-                try:
-                    decoded = line.decode(FALLBACK_ENCODING)
-                    fell_back += 1
-                except UnicodeDecodeError:
-                    decoded = None
-            if decoded is not None:
-                out.append(decoded.encode("utf-8"))
-            else:
-                bad.append(BadLine(lineno, f"line is not valid {enc} text (byte "
-                                   f"0x{raw[err]:02x} at column {err - ls + 1})",
-                                   line.decode(enc, errors="replace").rstrip("\r\n")[:2000]))
-                out.append(b"\n" if line.endswith(b"\n") else b"")
-            pos = le
-    if fell_back:
-        notes.append(f"{fell_back} line(s) from line {first_line} on are not UTF-8 and were "
-                     f"read as {FALLBACK_ENCODING.upper()}")
+            bad.append(BadLine(first_line + i, f"{_neither(enc)} (byte 0x{line[exc.start]:02x} "
+                               f"at column {exc.start + 1})",
+                               line.decode("utf-8", errors="replace").rstrip("\r\n")[:2000]))
+            out.append(b"\n" if line.endswith(b"\n") else b"")
+            return
+        try:
+            other += text != line.decode(enc)
+        except UnicodeDecodeError:
+            other += 1
+        out.append(text.encode("utf-8"))
+
+    def run(lo: int, hi: int) -> None:
+        """Lines lo..hi-1 in the usual encoding, a window at a time; a line that fails is
+        judged alone and the window goes on after it."""
+        while lo < hi:
+            top = min(hi, lo + _WINDOW)
+            chunk = raw[starts[lo]:ends[top - 1]]
+            try:
+                text = chunk.decode(enc)
+                out.append(chunk if enc == "utf-8" else text.encode("utf-8"))
+                lo = top
+                continue
+            except UnicodeDecodeError as exc:
+                line = int(np.searchsorted(ends, starts[lo] + exc.start, side="right"))
+            if line > lo:   # lines end on a newline, never inside a character
+                out.append(raw[starts[lo]:starts[line]].decode(enc).encode("utf-8"))
+            one(line)
+            lo = line + 1
+
+    prev = 0
+    for i in np.flatnonzero(judge):
+        run(prev, int(i))
+        one(int(i))
+        prev = int(i) + 1
+    run(prev, len(starts))
+    notes = []
+    if other:
+        notes.append(f"{other} line(s) from line {first_line} on are not "
+                     f"{enc.upper()} and were read as "
+                     f"{'GB18030' if enc == 'utf-8' else 'UTF-8'}")
     return b"".join(out), bad, notes
 
 
