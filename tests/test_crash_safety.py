@@ -215,7 +215,7 @@ def test_a_second_scan_while_one_runs_stops_with_the_lock_message(hospital, tmp_
         store.dispose()
     from emraudit.errors import LockedError
     assert r.returncode == LockedError.exit_code, r.stdout + r.stderr
-    assert "another scan holds the lock" in r.stderr
+    assert "another writer holds this store (scan on host" in r.stderr
     assert "Traceback" not in r.stderr
 
 

@@ -22,9 +22,11 @@ def test_second_holder_refused_then_released(tmp_path):
         with pytest.raises(LockedError) as err:
             with scan_lock(other):
                 pass
-        assert "another scan holds the lock" in str(err.value)
-        assert err.value.exit_code == 2
-        assert force_unlock(store)
+        assert "another writer holds this store (scan on host" in str(err.value)
+        assert err.value.exit_code == 4          # DESIGN.md: a held lock is a conflict
+        with pytest.raises(LockedError, match="not stale"):
+            force_unlock(store)                  # its holder runs on this host
+        assert force_unlock(store, force=True)
     with scan_lock(other):   # free again
         pass
 

@@ -35,4 +35,7 @@ class SourceError(UserError):
 
 
 class LockedError(UserError):
-    """Another scan holds the store's lock: this scan could not run (exit code 2)."""
+    """Another writer holds the store's lock: this command could not run (exit code 4, a
+    conflict: run it again once the other has finished)."""
+
+    exit_code = 4

@@ -5,6 +5,12 @@ its quarantine, coverage, watermark and counts are committed in one transaction.
 run that never committed are invisible and removed by the next ingest, so a crash leaves no
 partial batch and a rerun resumes after the last complete one. Counts always reconcile:
 read = accepted + quarantined + duplicates.
+
+An ingest holds the store's writer lock (`emraudit.lock`), and the lake refuses a second copy
+of an event id whatever the order of writers: batches commit one at a time (a shared commit
+point), and each checks its ids, at that point, against what runs committed since it started
+have stored (what is being committed by another writer is either before it, and checked, or
+after it, and checks this batch).
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ import pandas as pd
 import sqlalchemy as sa
 
 from emraudit.config import Config
-from emraudit.errors import UserError
+from emraudit.errors import LockedError, UserError
 from emraudit.fastops import id_hashes, in_sorted, isin, local_days
 from emraudit import progress
 from emraudit.lake import Lake
+from emraudit.lock import ensure_commit_point, serialize_commits, writer_lock
 from emraudit.model import SOURCE, empty_quarantine, validate
 from emraudit.store import Store, coverage, ingest_runs, now_utc, quarantine, upsert
 
@@ -171,7 +178,8 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
             nxt = _Pending(run_id, batch, q, day_coverage(acc, name, config.tz, day=day),
                            dict(read=batch.read, accepted=len(acc), quarantined=len(q),
                                 duplicates=v.duplicates + int(dup.sum())),
-                           writer.submit(acc, day, run_id))
+                           writer.submit(acc, day, run_id),
+                           lambda ev: day_coverage(ev, name, config.tz))
             wm = batch.position
             t = res.timed("lake", t)
             # the previous batch commits while this one's files are being written
@@ -284,6 +292,7 @@ class _Pending:
     coverage: pd.DataFrame
     counts: dict
     files: Future
+    coverage_of: Callable[[pd.DataFrame], pd.DataFrame] | None = None   # for a trimmed batch
 
 
 class _LakeWriter:
@@ -313,20 +322,27 @@ def _commit_batch(store: Store, lake: Lake, name: str, p: _Pending, committed: s
     t = res.timed("lake", t)
     if on_stage:
         on_stage("ingest:after-lake-write")
-    written_days = sorted({f.parent.name[4:] for f in files})
     with store.begin() as c:
+        serialize_commits(c)       # first: no other writer's batch commits until this one has
+        files = _refuse_foreign_copies(c, lake, p, files, committed, known)
+        written_days = sorted({f.parent.name[4:] for f in files})
         rows = _quarantine_rows(p.quarantine, p.run_id, name)
         if rows:
             c.execute(quarantine.insert(), rows)
         _merge_coverage(c, p.coverage)
         store.set_watermark(c, name, p.batch.position)
-        c.execute(ingest_runs.update().where(ingest_runs.c.run_id == p.run_id).values(
+        done = c.execute(ingest_runs.update().where(
+            ingest_runs.c.run_id == p.run_id, ingest_runs.c.status == "running").values(
             status="committed", finished=now_utc(),
             watermark_after=json.dumps(p.batch.position, default=str),
             days=json.dumps(written_days),
             detail=json.dumps({"files": [str(f.relative_to(lake.root)) for f in files],
                                "notes": p.batch.notes}, ensure_ascii=False),
             **p.counts))
+        if done.rowcount != 1:
+            raise UserError(f"ingest run {p.run_id} of source '{name}' was marked failed by "
+                            "another process while it ran (a lock removed by force?); this "
+                            "batch was not kept: run the command again")
     committed.add(p.run_id)
     known.landed(p.run_id)
     t = res.timed("commit", t)
@@ -337,6 +353,36 @@ def _commit_batch(store: Store, lake: Lake, name: str, p: _Pending, committed: s
         on_batch(res)
     progress.current().track(f"ingest {name}", res.read, unit="rows")
     return t
+
+
+def _refuse_foreign_copies(conn: sa.Connection, lake: Lake, p: _Pending, files: list,
+                           committed: set[str], known: "_KnownIds") -> list:
+    """At the commit point: drop from this batch the events a run committed since this
+    ingest began (another writer) already stored, rewriting its (still invisible) files, and
+    count them as duplicates. Returns the batch's files. Nothing to do, and no file read,
+    unless such a run touched the batch's days."""
+    days = sorted({f.parent.name[4:] for f in files})
+    if not days:
+        return files
+    runs = conn.execute(sa.select(ingest_runs.c.run_id).where(
+        ingest_runs.c.status == "committed", ingest_runs.c.table_name == "access_log",
+        sa.or_(*[ingest_runs.c.days.like(f'%"{d}"%') for d in days]))).scalars().all()
+    foreign = sorted(set(runs) - committed - {p.run_id})
+    if not foreign:
+        return files
+    committed.update(foreign)
+    known.forget(days)          # later batches reload these days, the foreign runs included
+    stored = lake.existing_event_ids(set(foreign), days)
+    ids = known.in_flight.get(p.run_id)
+    if ids is None or not len(stored) or not isin(ids, pd.Series(stored, dtype="string")).any():
+        return files
+    kept, events = lake.drop_events(files, stored)
+    gone = p.counts["accepted"] - len(events)
+    p.counts["accepted"] -= gone
+    p.counts["duplicates"] += gone
+    if p.coverage_of is not None:
+        p.coverage = p.coverage_of(events) if len(events) else p.coverage.iloc[0:0]
+    return kept
 
 
 class _KnownIds:
@@ -385,6 +431,10 @@ class _KnownIds:
         """The batch committed: its ids are read from the lake from now on."""
         self.in_flight.pop(run_id, None)
 
+    def forget(self, days: list[str]) -> None:
+        """Load these days again when next touched (another writer added to them)."""
+        self.days.difference_update(days)
+
 
 def _same_as_snapshot(lake: Lake, table: str, frame: pd.DataFrame, committed: set[str]) -> bool:
     """A reference table identical to its newest snapshot needs no new snapshot."""
@@ -422,20 +472,24 @@ def ingest(config: Config, store: Store, lake: Lake, *, only: list[str] | None =
     A source that fails (unreadable, malformed beyond quarantine) is reported with its error
     and the others go on; configuration mistakes are raised before anything is read.
     """
-    _fail_stale_runs(store)
-    committed = store.committed_runs()
-    lake.remove_orphans(committed)
-    names = [n for n in config.sources if only is None or n in only]
-    names.sort(key=lambda n: (config.source_table(n) == "access_log", n))
-    results = []
-    for name in names:
-        try:
-            results.append(ingest_source(config, store, lake, name, committed, on_batch,
-                                         on_stage))
-        except UserError as err:
-            results.append(SourceResult(name, config.source_table(name), status="failed",
-                                        error=str(err)))
-    return results
+    with writer_lock(store, "ingest"):
+        _fail_stale_runs(store)          # under the lock: no other writer's run is live
+        committed = store.committed_runs()
+        lake.remove_orphans(committed)
+        ensure_commit_point(store)
+        names = [n for n in config.sources if only is None or n in only]
+        names.sort(key=lambda n: (config.source_table(n) == "access_log", n))
+        results = []
+        for name in names:
+            try:
+                results.append(ingest_source(config, store, lake, name, committed, on_batch,
+                                             on_stage))
+            except UserError as err:
+                if isinstance(err, LockedError):
+                    raise
+                results.append(SourceResult(name, config.source_table(name), status="failed",
+                                            error=str(err)))
+        return results
 
 
 def format_results(results: list[SourceResult]) -> str:

@@ -157,6 +157,29 @@ class Lake:
                for f in files]
         return pd.Index(pd.concat(ids, ignore_index=True).astype("string"))
 
+    def drop_events(self, files: list[Path], ids) -> tuple[list[Path], pd.DataFrame]:
+        """Rewrite the uncommitted `files` of one run without the events whose id is in
+        `ids` (a file left empty is removed). Returns the files kept and their events."""
+        drop = pa.array(pd.Series(ids, dtype="string").dropna().unique(), pa.large_string())
+        kept, frames = [], []
+        for f in files:
+            table = pq.read_table(f)
+            keep = pc.invert(pc.is_in(table.column("event_id").cast(pa.large_string()),
+                                      value_set=drop))
+            part = table.filter(keep)
+            if part.num_rows == 0:
+                f.unlink(missing_ok=True)
+                continue
+            df = part.to_pandas()
+            if "ts" in df.columns:
+                df["ts"] = df["ts"].dt.tz_convert(self.tz)
+            if part.num_rows != table.num_rows:
+                _atomic_write(df, f, **_event_write(df))
+            kept.append(f)
+            frames.append(df)
+        return kept, (pd.concat(frames, ignore_index=True) if frames else
+                      pd.DataFrame(columns=["event_id", "ts"]))
+
     def snapshot_file(self, table: str, committed: set[str]) -> Path | None:
         """The newest committed snapshot file of a reference table, or None if never loaded
         (its row count is in the file's metadata: no need to read it to count)."""

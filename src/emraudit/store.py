@@ -246,6 +246,7 @@ locks = sa.Table(
     sa.Column("holder", sa.String(200), nullable=False),
     sa.Column("acquired", TS, nullable=False),
     sa.Column("heartbeat", TS, nullable=False),
+    sa.Column("command", sa.String(64)),       # what holds it: scan, ingest, allow add …
 )
 
 

@@ -7,6 +7,7 @@ import json
 import click
 
 from emraudit.commands._common import config_option, get_config
+from emraudit.lock import writer_lock
 
 
 @click.group("allow")
@@ -33,9 +34,10 @@ def add_cmd(config_path, user, patient, department, detector, until, reason, by)
     from emraudit.store import Store
 
     cfg = get_config(config_path)
-    entry_id = add_entry(Store(cfg.store_url), user=user, patient=patient,
-                         department=department, detector=detector, until=until,
-                         reason=reason, by=by, tz=cfg.tz)
+    store = Store(cfg.store_url)
+    with writer_lock(store, "allow add"):
+        entry_id = add_entry(store, user=user, patient=patient, department=department,
+                             detector=detector, until=until, reason=reason, by=by, tz=cfg.tz)
     scope = ("patient", patient) if patient else ("department", department) if department \
         else ("detector", detector)
     click.echo(f"allowlist entry #{entry_id}: user {user}, {scope[0]} {scope[1]}, "
@@ -89,7 +91,9 @@ def remove_cmd(config_path, entry_id, by) -> None:
     except ValueError:
         raise UserError(f"expected an entry number such as 3, got {entry_id!r}") from None
     cfg = get_config(config_path)
-    remove_entry(Store(cfg.store_url), num, by=by)
+    store = Store(cfg.store_url)
+    with writer_lock(store, "allow remove"):
+        remove_entry(store, num, by=by)
     click.echo(f"allowlist entry #{num} removed")
 
 

@@ -53,7 +53,9 @@ def report_scan(config_path, scan_id, unmask, quiet) -> None:
             raise UserError("no committed scan in the store yet (run `emraudit scan` first)")
     elif scan_row(store, scan_id) is None:
         raise UserError(f"no scan '{scan_id}' in the store (see the report folders' names)")
-    with progress.showing(quiet):
+    from emraudit.lock import writer_lock
+    with writer_lock(store, "report scan"), progress.showing(quiet):
+        # a scan's folder and reports/latest are the scan's to write: not while one runs
         out = write_scan_reports(cfg, store, lake, scan_id, unmask=unmask)
     click.echo(str(out / "index.html"))
 

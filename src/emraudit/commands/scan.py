@@ -40,7 +40,8 @@ def scan_cmd(config_path, since, until, full, unmask, no_ingest, quiet) -> None:
     """Ingest what is new, run every enabled detector, store findings and cases, write reports.
 
     Exit codes: 0 ran (whatever it found); 1 ran but some source or detector failed (named
-    in the summary); 2 could not run (bad config, unreadable store, another scan running).
+    in the summary); 2 could not run (bad config, unwritable reports folder or store, a
+    full disk); 4 another writer (scan, ingest, allow …) holds the store's lock.
     """
     from emraudit.scan import format_summary, run_scan
 
@@ -64,13 +65,22 @@ def scan_cmd(config_path, since, until, full, unmask, no_ingest, quiet) -> None:
 
 @click.command("unlock")
 @config_option
-def unlock_cmd(config_path) -> None:
-    """Remove a stale scan lock (after a crashed scan on another host)."""
-    from emraudit.lock import force_unlock
+@click.option("--force", is_flag=True,
+              help="Remove the lock even though its holder still runs on this host.")
+def unlock_cmd(config_path, force) -> None:
+    """Remove a stale writer lock (after a writer crashed on another host). A lock whose
+    holder still runs on this host is refused (exit 4) unless --force: removing it would let
+    a second writer in beside the first."""
+    from emraudit.lock import current_holder, describe, force_unlock
     from emraudit.store import Store
 
     cfg = get_config(config_path)
-    click.echo("lock removed" if force_unlock(Store(cfg.store_url)) else "no lock was held")
+    store = Store(cfg.store_url)
+    row = current_holder(store)
+    if row is not None and force_unlock(store, force=force):
+        click.echo(f"lock removed (it was held by {describe(row)})")
+    else:
+        click.echo("no lock was held")
 
 
 def register(group: click.Group) -> None:
