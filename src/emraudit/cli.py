@@ -2,7 +2,8 @@
 
 Each module in `emraudit/commands/` defines its verbs and a `register(group)` function; they
 are discovered here so that a feature adds its verbs without editing this file. User mistakes
-(`UserError`) print one clear line and exit with its code (2); nothing else is caught.
+(`UserError`) print one clear line and exit with its code (2), and so does a full, read-only
+or forbidden disk or store (`emraudit.storage`); nothing else is caught.
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as err:
+            click.echo(f"emraudit: error: {err}", err=True)
+            sys.exit(err.exit_code)
+        except Exception as exc:
+            from emraudit.storage import as_storage_error
+            err = as_storage_error(exc)
+            if err is None:
+                raise
             click.echo(f"emraudit: error: {err}", err=True)
             sys.exit(err.exit_code)
 

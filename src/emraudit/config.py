@@ -257,7 +257,7 @@ class Config(BaseModel):
         url = os.environ.get("EMRAUDIT_STORE_URL") or self.store.url
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             rel = url[len("sqlite:///"):]
-            if rel and rel != ":memory:":
+            if rel and rel != ":memory:" and not rel.startswith("file:"):   # a URI: as given
                 url = "sqlite:///" + str(self.resolve(rel))
         return url
 

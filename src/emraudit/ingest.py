@@ -36,6 +36,7 @@ from emraudit import progress
 from emraudit.lake import Lake
 from emraudit.lock import ensure_commit_point, serialize_commits, writer_lock
 from emraudit.model import SOURCE, empty_quarantine, validate
+from emraudit.storage import StorageError, check_writable
 from emraudit.store import Store, coverage, ingest_runs, now_utc, quarantine, upsert
 
 
@@ -472,6 +473,7 @@ def ingest(config: Config, store: Store, lake: Lake, *, only: list[str] | None =
     A source that fails (unreadable, malformed beyond quarantine) is reported with its error
     and the others go on; configuration mistakes are raised before anything is read.
     """
+    check_writable(config, reports=False)
     with writer_lock(store, "ingest"):
         _fail_stale_runs(store)          # under the lock: no other writer's run is live
         committed = store.committed_runs()
@@ -485,8 +487,8 @@ def ingest(config: Config, store: Store, lake: Lake, *, only: list[str] | None =
                 results.append(ingest_source(config, store, lake, name, committed, on_batch,
                                              on_stage))
             except UserError as err:
-                if isinstance(err, LockedError):
-                    raise
+                if isinstance(err, (LockedError, StorageError)):
+                    raise                # not this source's fault: the others would fail too
                 results.append(SourceResult(name, config.source_table(name), status="failed",
                                             error=str(err)))
         return results

@@ -320,8 +320,12 @@ def _atomic_write(df: pd.DataFrame, path: Path, **options) -> None:
     """Write to a temporary name, fsync, then rename: a reader never sees half a file."""
     tmp = path.with_name(f".tmp-{path.name}")
     table = pa.Table.from_pandas(df, preserve_index=False)
-    pq.write_table(table, tmp, compression="zstd", **options)
-    os.chmod(tmp, 0o600)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp, compression="zstd", **options)
+        os.chmod(tmp, 0o600)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)      # a full disk keeps no half file (and gets its space)
+        raise

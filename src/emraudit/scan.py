@@ -15,7 +15,7 @@ import os
 import resource
 import secrets
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -38,7 +38,9 @@ from emraudit.fastops import id_hashes, in_sorted, local_days
 from emraudit.forking import can_fork, fork_pool
 from emraudit.ingest import SourceResult, ingest
 from emraudit.lake import Lake
+from emraudit import leftovers
 from emraudit.lock import scan_lock
+from emraudit.storage import check_writable
 from emraudit.model import REFERENCE_TABLES, SOURCE_REF
 from emraudit.reports import write_scan_reports
 from emraudit.feeds import feed_notes
@@ -418,18 +420,22 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
              on_stage: Callable[[str], None] | None = None) -> ScanResult:
     """The whole nightly job. Raises UserError when it cannot run at all."""
     settings = resolve_detectors(config.detectors, config.path)   # config errors first
+    check_writable(config, reports=True)        # an unwritable folder fails before any work
     store = Store(config.store_url)
     lake = Lake(config.lake_dir, config.tz)
     stage = on_stage or (lambda _name: None)
-    with scan_lock(store):
+    with scan_lock(store), ExitStack() as on_error:
+        cleared = leftovers.recover(store, config.reports_dir)   # of scans killed earlier
         scan_id = new_scan_id()
         res = ScanResult(scan_id)
+        res.notes += cleared
         t0 = time.perf_counter()
         with store.begin() as c:
             c.execute(scans.insert().values(
                 scan_id=scan_id, started=now_utc(), status="running", stage="ingest",
                 unmasked=unmask, params=json.dumps({"since": since, "until": until,
                                                     "full": full, "unmask": unmask})))
+        on_error.enter_context(leftovers.marks_failed(store, scan_id))
         if not skip_ingest:
             echo("ingesting sources …")
             res.sources = ingest(config, store, lake, on_batch=lambda r: echo(

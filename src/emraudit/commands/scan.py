@@ -44,10 +44,12 @@ def scan_cmd(config_path, since, until, full, unmask, no_ingest, quiet) -> None:
     full disk); 4 another writer (scan, ingest, allow …) holds the store's lock.
     """
     from emraudit.scan import format_summary, run_scan
+    from emraudit.storage import check_writable
 
     cfg = get_config(config_path)
     since, until = (w.text if w else None for w in (since, until))
     day_range(since, until, cfg.tz)       # an end before the start fails before the lock
+    check_writable(cfg, reports=True)     # before the log file goes into the reports folder
     _setup_log(cfg)
     log = logging.getLogger("emraudit.scan")
     log.info("scan started (config %s)", cfg.path)

@@ -17,7 +17,8 @@ STATUS = {"open": N_("open"), "resolved": N_("resolved"), "suppressed": N_("supp
           "reopened": N_("reopened"), "retracted": N_("retracted")}
 DISPOSITION = {"confirmed": N_("confirmed"), "false_positive": N_("false positive"),
                "justified": N_("justified"), "training": N_("training")}
-SCAN_STATUS = {"running": N_("running"), "committed": N_("completed"), "failed": N_("failed")}
+SCAN_STATUS = {"running": N_("running"), "committed": N_("completed"), "failed": N_("failed"),
+               "interrupted": N_("interrupted")}
 HISTORY_ACTION = {"opened": N_("opened"), "resolved": N_("resolved"),
                   "reopened": N_("reopened"), "updated": N_("updated"),
                   "rectified": N_("rectification"), "notice": N_("notice given")}
