@@ -189,12 +189,18 @@ class Lake:
         files = [f for f in folder.glob("snapshot-*.parquet") if self.run_of(f) in committed]
         return max(files, key=lambda f: f.stat().st_mtime_ns) if files else None
 
-    def read_snapshot(self, table: str, committed: set[str]) -> pd.DataFrame | None:
-        """The newest committed snapshot of a reference table, or None if never loaded."""
+    def read_snapshot(self, table: str, committed: set[str], *, key: str | None = None,
+                      values: list[str] | None = None) -> pd.DataFrame | None:
+        """The newest committed snapshot of a reference table, or None if never loaded;
+        with `key` and `values`, only its rows whose `key` is one of them."""
         newest = self.snapshot_file(table, committed)
         if newest is None:
             return None
-        df = pq.read_table(newest).to_pandas()
+        where = [(key, "in", sorted(set(values)))] if key and values is not None else None
+        if where is not None and not values:
+            df = pq.read_table(newest).schema.empty_table().to_pandas()
+        else:
+            df = pq.read_table(newest, filters=where).to_pandas()
         for c in df.columns:
             if isinstance(df[c].dtype, pd.DatetimeTZDtype):
                 df[c] = df[c].dt.tz_convert(self.tz)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from emraudit.commands._common import config_option, get_config
+from emraudit.commands._common import config_option, get_config, masker_for, teach_patients
 from emraudit.lock import writer_lock
 
 
@@ -38,8 +38,9 @@ def add_cmd(config_path, user, patient, department, detector, until, reason, by)
     with writer_lock(store, "allow add"):
         entry_id = add_entry(store, user=user, patient=patient, department=department,
                              detector=detector, until=until, reason=reason, by=by, tz=cfg.tz)
-    scope = ("patient", patient) if patient else ("department", department) if department \
-        else ("detector", detector)
+    masker = masker_for(cfg, store, unmask=False, command="allow add")
+    scope = ("patient", masker.pid(patient)) if patient else ("department", department) \
+        if department else ("detector", detector)
     click.echo(f"allowlist entry #{entry_id}: user {user}, {scope[0]} {scope[1]}, "
                f"until {until}")
 
@@ -49,15 +50,24 @@ def add_cmd(config_path, user, patient, department, detector, until, reason, by)
 @click.option("--all", "include_all", is_flag=True, help="Also expired and removed entries.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
-def list_cmd(config_path, include_all, fmt) -> None:
+@click.option("--unmask", is_flag=True, help="Show patient ids in full (recorded in the audit "
+                                             "trail).")
+def list_cmd(config_path, include_all, fmt, unmask) -> None:
     """The entries in force (with --all: every entry ever made), and how many stored findings
-    each suppresses."""
+    each suppresses. Patient entries show the patient masked, as reports do."""
     from emraudit.allow import list_entries
     from emraudit.commands.cases import echo_table
     from emraudit.store import Store
 
     cfg = get_config(config_path)
-    df = list_entries(Store(cfg.store_url), include_all=include_all, tz=cfg.tz)
+    store = Store(cfg.store_url)
+    df = list_entries(store, include_all=include_all, tz=cfg.tz)
+    masker = masker_for(cfg, store, unmask=unmask, command="allow list")
+    if len(df):
+        patient = df["scope"] == "patient"
+        teach_patients(masker, cfg, store, df.loc[patient, "value"], list(df["reason"]))
+        df = df.assign(value=[masker.pid(v) if p else v for v, p in zip(df["value"], patient)],
+                       reason=df["reason"].map(masker.scrub))
     if fmt == "json":
         cols = ["id", "user_id", "scope", "value", "until_day", "state", "reason",
                 "created_by", "created", "removed", "removed_by", "suppressed"]

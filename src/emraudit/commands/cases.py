@@ -51,16 +51,6 @@ def when(v) -> str:
     return t.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def mask_id(value) -> str:
-    """Partly masked patient id: first two and last two characters kept."""
-    s = _cell(value)
-    if len(s) <= 2:
-        return "*" * len(s)
-    if len(s) <= 4:
-        return s[0] + "*" * (len(s) - 1)
-    return s[:2] + "*" * (len(s) - 4) + s[-2:]
-
-
 def _jsonable(v):
     if v is None or (isinstance(v, float) and v != v) or v is pd.NaT:
         return None
@@ -75,12 +65,22 @@ def _jsonable(v):
 
 
 unmask_option = click.option("--unmask", is_flag=True,
-                             help="Show patient ids in full (masked by default when "
-                                  "[reports] mask_patients is on).")
+                             help="Show patient ids and names in full (masked by default when "
+                                  "[reports] mask_patients is on); recorded in the audit "
+                                  "trail.")
 
 
-def _mask(cfg, unmask: bool):
-    return (lambda v: _cell(v)) if unmask or not cfg.reports.mask_patients else mask_id
+def _case_masker(cfg, store, unmask: bool, command: str, rows: list[dict], target=None,
+                 texts=()):
+    """The masker for these case rows: their patients learned, so that their ids and names
+    are scrubbed from every free text printed (summaries, notes, history)."""
+    from emraudit.commands._common import masker_for, teach_patients
+    from emraudit.reports.masking import case_patient_ids
+    masker = masker_for(cfg, store, unmask=unmask, command=command, target=target)
+    ids = [p for r in rows for p in case_patient_ids(r)]
+    teach_patients(masker, cfg, store, ids, [*texts, *(r.get("summary") for r in rows),
+                                             *(r.get("note") for r in rows)])
+    return masker
 
 
 def _rectification(df: pd.DataFrame) -> list:
@@ -119,18 +119,19 @@ def list_cmd(config_path, status, detector, user, since, below_budget, fmt, unma
     if since:   # stored times are ISO text in the site's timezone
         since = since.day.isoformat() if since.time is None else \
             since.start(cfg.tz).strftime("%Y-%m-%dT%H:%M:%S")
-    df = list_cases(Store(cfg.store_url), status=status, detector=detector, user=user,
-                    since=since, below_budget=below_budget)
-    mask = _mask(cfg, unmask)
+    store = Store(cfg.store_url)
+    df = list_cases(store, status=status, detector=detector, user=user, since=since,
+                    below_budget=below_budget)
+    masker = _case_masker(cfg, store, unmask, "cases list", df.to_dict("records"),
+                          target=f"cases list --status {status}")
+    mask = masker.pid
     if fmt == "json":
         out = []
         for r in df.to_dict("records"):
-            r = {k: _jsonable(v) for k, v in r.items()}
+            r = masker.case({k: _jsonable(v) for k, v in r.items()})
             r["detectors"] = json.loads(r["detectors"] or "[]")
             r["items"] = json.loads(r["items"] or "[]")
-            if r.get("patient_id"):
-                r["patient_id"] = mask(r["patient_id"])
-            r["patients"] = [mask(p) for p in json.loads(r.get("patients") or "[]")]
+            r["patients"] = json.loads(r.get("patients") or "[]")
             out.append(r)
         click.echo(json.dumps(out, ensure_ascii=False, indent=1))
         return
@@ -189,19 +190,25 @@ def show_cmd(config_path, case, fmt, unmask) -> None:
     others = user_history(store, row["user_id"]) if row["user_id"] else pd.DataFrame(
         columns=["case_id"])
     others = others[others["case_id"] != cid]
-    mask = _mask(cfg, unmask)
+    texts = [*hist.get("note", []), *hist.get("old", []), *hist.get("new", [])]
+    masker = _case_masker(cfg, store, unmask, "cases show", [row, *fnd.to_dict("records")],
+                          target=cid, texts=[t for t in texts if isinstance(t, str)])
+    scrub = masker.scrub
+    row = masker.case(row)
+    fnd = pd.DataFrame([masker.finding(f) for f in fnd.to_dict("records")],
+                       columns=fnd.columns)
+    hist = hist.assign(**{k: hist[k].map(lambda v: scrub(v) if isinstance(v, str) else v)
+                          for k in ("old", "new", "note") if k in hist})
     if fmt == "json":
         out = {k: _jsonable(v) for k, v in row.items()}
         out["detectors"] = json.loads(out["detectors"] or "[]")
         out["items"] = json.loads(out["items"] or "[]")
-        if out.get("patient_id"):
-            out["patient_id"] = mask(out["patient_id"])
-        out["patients"] = [mask(p) for p in json.loads(out.get("patients") or "[]")]
+        out["patients"] = json.loads(out.get("patients") or "[]")
         out["findings"] = [
             {"finding_id": f["finding_id"], "detector": f["detector"],
              "severity": f["severity"], "start": f["start"], "end": f["end"],
-             "summary": f["summary"], "event_ids": f["event_ids"],
-             "suppressed_by": _jsonable(f["suppressed_by"])}
+             "patient_id": f["patient_id"] or None, "summary": f["summary"],
+             "event_ids": f["event_ids"], "suppressed_by": _jsonable(f["suppressed_by"])}
             for f in fnd.to_dict("records")]
         out["history"] = [{k: _jsonable(v) for k, v in h.items() if k != "id"}
                           for h in hist.to_dict("records")]
@@ -211,7 +218,7 @@ def show_cmd(config_path, case, fmt, unmask) -> None:
         click.echo(json.dumps(out, ensure_ascii=False, indent=1))
         return
     whom = _whom(row["kind"], row.get("patient_id"), row.get("day"), row.get("patients"),
-                 mask)
+                 _cell)                      # the row is masked already
     click.echo(f"case {cid}  [{row['severity']}]  {row['status']}"
                + (" (reopened)" if row["reopened"] else ""))
     click.echo(f"user {row['user_id']}, {whom}")

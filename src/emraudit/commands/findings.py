@@ -20,7 +20,12 @@ from emraudit.model import FINDING_COLUMNS, finding_to_json
 @click.option("--include-retracted", is_flag=True,
               help="Also findings a later rescan no longer produced.")
 def findings_cmd(config_path, fmt, detector, include_retracted) -> None:
-    """Print every stored finding: JSON lines (one object a line) or CSV."""
+    """Print every stored finding: JSON lines (one object a line) or CSV.
+
+    This is the store's own export, for the systems that take findings further: patient
+    ids, names in summaries and evidence are printed RAW, whatever [reports] mask_patients
+    says. Reports, the ledger, the report folder's findings.jsonl and the other verbs mask
+    them."""
     from emraudit.store import Store, findings
 
     cfg = get_config(config_path)

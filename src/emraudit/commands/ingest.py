@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from emraudit import progress
-from emraudit.commands._common import config_option, get_config
+from emraudit.commands._common import config_option, get_config, scrub_failures
 from emraudit.progress import quiet_option
 
 
@@ -32,6 +32,7 @@ def ingest_cmd(config_path: str, sources: tuple[str, ...], quiet: bool) -> None:
     store = Store(cfg.store_url)
     with progress.showing(quiet):
         results = ingest(cfg, store, Lake(cfg.lake_dir, cfg.tz), only=list(sources) or None)
+    scrub_failures(cfg, results)
     click.echo(format_results(results))
     if any(r.quarantined for r in results):
         click.echo(f"\nquarantined rows: emraudit quarantine --config {config_path}")

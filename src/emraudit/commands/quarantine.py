@@ -14,7 +14,8 @@ from emraudit.commands._common import config_option, get_config
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=0),
               help="Rows to list (0 = all).")
 @click.option("--raw", "show_raw", is_flag=True,
-              help="Also print the raw row (may contain patient data).")
+              help="Also print the raw row (may contain patient data: recorded in the audit "
+                   "trail).")
 @click.option("--summary", is_flag=True, help="Counts per source and reason instead of rows.")
 def quarantine_cmd(config_path: str, source: str | None, limit: int, show_raw: bool,
                    summary: bool) -> None:
@@ -24,6 +25,9 @@ def quarantine_cmd(config_path: str, source: str | None, limit: int, show_raw: b
 
     cfg = get_config(config_path)
     store = Store(cfg.store_url)
+    if show_raw and not summary:
+        from emraudit.commands._common import record_unmask
+        record_unmask(store, "quarantine --raw", source)
     where = quarantine.c.source == source if source else sa.true()
     with store.engine.connect() as c:
         total = c.execute(sa.select(sa.func.count()).select_from(quarantine).where(where)).scalar()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from emraudit.commands._common import config_option, get_config
+from emraudit.commands._common import config_option, get_config, record_unmask
 from emraudit import progress
 from emraudit.dates import ISO_TIME
 from emraudit.progress import quiet_option
@@ -54,6 +54,8 @@ def report_scan(config_path, scan_id, unmask, quiet) -> None:
     elif scan_row(store, scan_id) is None:
         raise UserError(f"no scan '{scan_id}' in the store (see the report folders' names)")
     from emraudit.lock import writer_lock
+    if unmask and cfg.reports.mask_patients:
+        record_unmask(store, "report scan --unmask", scan_id)
     with writer_lock(store, "report scan"), progress.showing(quiet):
         # a scan's folder and reports/latest are the scan's to write: not while one runs
         out = write_scan_reports(cfg, store, lake, scan_id, unmask=unmask)
@@ -75,6 +77,8 @@ def report_case(config_path, case_id, out, unmask) -> None:
     from emraudit.reports.render import write_case_page
 
     cfg, store, lake = _open(config_path)
+    if unmask and cfg.reports.mask_patients:
+        record_unmask(store, "report case --unmask", case_id)
     if out is None:
         folder = files.private_dir(cfg.reports_dir / "cases")
         out = folder / f"{case_id}.html"
@@ -95,6 +99,8 @@ def report_patient(config_path, patient_id, start, end, out, unmask) -> None:
     from emraudit.reports.patient import write_patient_report
 
     cfg, store, lake = _open(config_path)
+    if unmask and cfg.reports.mask_patients:
+        record_unmask(store, "report patient --unmask", patient_id)
     html, csv_path = write_patient_report(cfg, store, lake, patient_id, start, end, out=out,
                                           unmask=unmask)
     click.echo(str(html))

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from emraudit.commands._common import config_option, get_config
+from emraudit.commands._common import config_option, get_config, scrub_failures
 from emraudit import progress
 from emraudit.dates import ISO_TIME, day_range
 from emraudit.progress import quiet_option
@@ -47,6 +47,10 @@ def scan_cmd(config_path, since, until, full, unmask, no_ingest, quiet) -> None:
     from emraudit.storage import check_writable
 
     cfg = get_config(config_path)
+    if unmask and cfg.reports.mask_patients:
+        from emraudit.commands._common import record_unmask
+        from emraudit.store import Store
+        record_unmask(Store(cfg.store_url), "scan --unmask")
     since, until = (w.text if w else None for w in (since, until))
     day_range(since, until, cfg.tz)       # an end before the start fails before the lock
     check_writable(cfg, reports=True)     # before the log file goes into the reports folder
@@ -59,6 +63,7 @@ def scan_cmd(config_path, since, until, full, unmask, no_ingest, quiet) -> None:
         res = run_scan(cfg, since=since, until=until, full=full, unmask=unmask,
                        skip_ingest=no_ingest,
                        echo=lambda m: None if m.startswith("  ") else shown.note(m))
+    scrub_failures(cfg, [d for d in res.detectors if d.status == "failed"] + res.sources)
     click.echo(format_summary(res))
     log.info("scan %s finished: %d findings, %d cases touched, exit %d", res.scan_id,
              res.findings, res.cases, res.exit_code)

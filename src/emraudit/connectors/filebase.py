@@ -77,7 +77,9 @@ class LineFileConnector(Connector):
                                   notes + [f"{names[path]} is empty (0 bytes)"])
                 continue
             if "header" in info:
-                self.profile.check_columns(self.table, info["header"], names[path])
+                # a file's header is its content (the path may be wrong): never echoed
+                self.profile.check_columns(self.table, info["header"], names[path],
+                                           list_found=False)
             if info.get("whole"):
                 frame, quarantine, read = self._whole_file(path, info, names[path])
                 state[key] = file_state(path, path.stat().st_size, 1)

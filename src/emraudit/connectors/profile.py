@@ -122,23 +122,29 @@ class ConnectorProfile:
             need.update(step.reads())
         return need
 
-    def check_columns(self, table: str, source_columns: list[str], where: str) -> None:
+    def check_columns(self, table: str, source_columns: list[str], where: str, *,
+                      list_found: bool = True) -> None:
         """Raise when the profile names a column the source lacks, or a required canonical
-        column cannot be produced. `where` names the source (file or table) for the message."""
+        column cannot be produced. `where` names the source (file or table) for the message.
+        `list_found`: name the source's columns in the message (a database's; a file's first
+        line is its content — a wrong path may be any file — so only counted)."""
         have = set(source_columns)
+
+        def found() -> str:
+            if list_found:
+                return ", ".join(list(source_columns)[:30]) or "(no columns)"
+            return f"{len(source_columns)} column(s) in its first line, not shown"
         for key, col in self.source_columns(table).items():
             if col not in have:
-                shown = ", ".join(list(source_columns)[:30]) or "(no columns)"
                 raise ConfigError(f"maps to column '{col}', which {where} does not have "
-                                  f"(it has: {shown})", file=self.file, key=key)
+                                  f"(it has: {found()})", file=self.file, key=key)
         produced = set(self.output_columns(table, source_columns))
         missing = [c for c in TABLES[table].required if c not in produced and c != "event_id"]
         if missing:
-            shown = ", ".join(list(source_columns)[:30]) or "(no columns)"
             raise SourceError(f"missing required column{'s' if len(missing) > 1 else ''} "
                               f"{', '.join(repr(m) for m in missing)} for table '{table}' "
-                              f"after applying profile '{self.name}' (the source has: {shown})",
-                              file=where)
+                              f"after applying profile '{self.name}' (the source has: "
+                              f"{found()})", file=where)
 
     def output_columns(self, table: str, source_columns: list[str]) -> list[str]:
         """The columns a batch with these source columns has once the steps ran."""

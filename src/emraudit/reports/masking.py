@@ -1,17 +1,27 @@
-"""Patient masking for reports: names as 张*明, ids as P0****67, unless `--unmask`.
+"""Patient masking, the one function every output goes through: names as 张*明, ids as
+P0****67, unless `--unmask`.
 
-Reports are read by compliance staff who need to know *that* a patient's record was opened
-and by whom, rarely *which* patient by name. Masking is on by default ([reports]
-mask_patients); `--unmask` turns it off explicitly and the scan records it. Staff names are
-never masked: who looked is the point of the report.
+Reports, the ledger, findings.jsonl in a report folder, and the CLI's text and JSON are read
+by compliance staff who need to know *that* a patient's record was opened and by whom, rarely
+*which* patient by name. Masking is on by default ([reports] mask_patients); `--unmask` turns
+it off explicitly and is recorded (the scan record, the audit trail). Staff names are never
+masked: who looked is the point of the report. `emraudit findings`, the store's own export,
+stays raw and says so.
 
-`Masker.scrub(text)` also replaces the known names and ids of the patients in a report when
-they appear inside free text (a detector's sentence, an evidence string), so a patient's name
-cannot leak through a finding summary.
+`Masker.scrub(text)` also replaces the known names and ids of patients wherever they appear
+inside free text (a detector's sentence, an evidence string, a reviewer's note), so a
+patient's name cannot leak through a finding summary. It scans the text once, looking each
+position up in a dictionary of the known strings (by their lengths), so its cost does not grow
+with the number of patients known: an id matches only as a whole token (P0001 is not masked
+inside P00012), a name anywhere (Chinese text has no spaces), the longest known string first;
+strings declared `keep` (staff names) are left whole even when they contain a patient's.
+`finding(row)` and `case(row)` apply all of it to one record of the findings or cases
+contract.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Iterable
 
@@ -56,14 +66,22 @@ def mask_id(value) -> str:
     return s[:2] + "*" * (n - 4) + s[-2:]
 
 
+def _word(ch: str) -> bool:
+    """A character that continues an id token (ids match only as whole tokens)."""
+    return ch.isascii() and (ch.isalnum() or ch in "_-")
+
+
 class Masker:
     """Masks patient names and ids when `enabled`; knows which strings to scrub from text."""
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
-        self._known: dict[str, str] = {}
-        self._rx: re.Pattern | None = None
+        self._known: dict[str, str] = {}     # raw string -> its masked form
+        self._ids: set[str] = set()          # of those, ids: whole tokens only
+        self._keep: set[str] = set()         # never replaced (staff names)
+        self._index: tuple[frozenset, tuple[int, ...]] | None = None
 
+    # single values ---------------------------------------------------------------------
     def name(self, value) -> str:
         if _blank(value):
             return ""
@@ -74,25 +92,73 @@ class Masker:
             return ""
         return mask_id(value) if self.enabled else str(value)
 
+    # what to scrub ---------------------------------------------------------------------
     def learn(self, ids: Iterable = (), names: Iterable = ()) -> None:
         """Remember patient ids and names to scrub from free text."""
         if not self.enabled:
             return
         for v in ids:
-            if not _blank(v) and len(str(v).strip()) >= 3:
-                self._known[str(v).strip()] = mask_id(v)
+            if not _blank(v) and len(str(v).strip()) >= 2:
+                s = str(v).strip()
+                self._known[s] = mask_id(s)
+                self._ids.add(s)
         for v in names:
             if not _blank(v) and len(str(v).strip()) >= 2:
                 self._known[str(v).strip()] = mask_name(v)
-        self._rx = None
+        self._index = None
+
+    def keep(self, strings: Iterable) -> None:
+        """Strings never replaced (staff names: a patient 王五 must not turn the staff
+        member 王五明 into 王*明)."""
+        if not self.enabled:
+            return
+        self._keep.update(str(s).strip() for s in strings
+                          if not _blank(s) and len(str(s).strip()) >= 2)
+        self._index = None
 
     def learn_patients(self, patients: pd.DataFrame | None, ids: Iterable) -> None:
+        """Learn these patient ids and, from the patients table, their names."""
         ids = [str(i) for i in ids if not _blank(i)]
         names: list = []
         if patients is not None and len(patients) and "name" in patients.columns:
             sel = patients[patients["patient_id"].astype("string").isin(ids)]
             names = list(sel["name"].dropna())
         self.learn(ids, names)
+
+    def learn_mentioned(self, patients: pd.DataFrame | None, texts: Iterable) -> None:
+        """Learn the patients of the patients table whose id appears as a token in `texts`
+        (evidence lists and sentences that name other patients than the record's own)."""
+        if not self.enabled or patients is None or not len(patients):
+            return
+        tokens: set[str] = set()
+        for t in texts:
+            if not _blank(t):
+                tokens.update(id_tokens(str(t)))
+        if tokens:
+            ids = patients["patient_id"].astype("string")
+            self.learn_patients(patients, ids[ids.isin(tokens)].tolist())
+
+    def learn_findings(self, patients: pd.DataFrame | None, found: pd.DataFrame) -> None:
+        """Learn the patients of these findings: their own, and any the summaries or the
+        evidence name."""
+        if not self.enabled or found is None or not len(found):
+            return
+        self.learn_patients(patients, found["patient_id"] if "patient_id" in found else [])
+        texts = list(found["summary"]) if "summary" in found else []
+        if "evidence" in found:
+            texts += [e if isinstance(e, str) else json.dumps(e, ensure_ascii=False,
+                                                              default=str)
+                      for e in found["evidence"]]
+        self.learn_mentioned(patients, texts)
+
+    # free text ---------------------------------------------------------------------------
+    def pattern(self):
+        """Build the lookup index now (before forking page writers, so each inherits it)."""
+        if self._index is None:
+            strings = set(self._known) | self._keep
+            self._index = (frozenset(s[:2] for s in strings),
+                           tuple(sorted({len(s) for s in strings}, reverse=True)))
+        return self._index
 
     def scrub(self, text) -> str:
         """Free text with every known patient name or id replaced by its masked form."""
@@ -101,16 +167,36 @@ class Masker:
         s = str(text)
         if not self.enabled or not self._known:
             return s
-        return self.pattern().sub(lambda m: self._known[m.group(0)], s)
-
-    def pattern(self) -> re.Pattern:
-        """The compiled alternation of every known string, longest first (built once: with
-        thousands of patients compiling it takes a second)."""
-        if self._rx is None:
-            keys = sorted(self._known, key=len, reverse=True)
-            # nothing known: a pattern that never matches (an empty one matches everywhere)
-            self._rx = re.compile("|".join(re.escape(k) for k in keys) if keys else "(?!)")
-        return self._rx
+        starts, lengths = self.pattern()
+        known, ids, keep = self._known, self._ids, self._keep
+        out: list[str] = []
+        last = i = 0
+        n = len(s)
+        while i < n - 1:
+            if s[i:i + 2] not in starts:
+                i += 1
+                continue
+            for size in lengths:
+                if i + size > n:
+                    continue
+                piece = s[i:i + size]
+                if piece in keep:
+                    i += size - 1
+                    break
+                rep = known.get(piece)
+                if rep is None:
+                    continue
+                if piece in ids and ((i and _word(s[i - 1])) or
+                                     (i + size < n and _word(s[i + size]))):
+                    continue          # part of a longer token: another id, not this one
+                out.append(s[last:i])
+                out.append(rep)
+                last = i + size
+                i = last - 1
+                break
+            i += 1
+        out.append(s[last:])
+        return "".join(out)
 
     def scrub_obj(self, obj):
         """`scrub` applied to every string inside a JSON-like structure."""
@@ -121,3 +207,66 @@ class Masker:
         if isinstance(obj, (list, tuple)):
             return [self.scrub_obj(v) for v in obj]
         return obj
+
+    # records -----------------------------------------------------------------------------
+    def finding(self, row: dict) -> dict:
+        """One finding (the contract's fields) as an output shows it: patient id masked,
+        summary and evidence scrubbed. The caller has learned the patients involved."""
+        if not self.enabled:
+            return row
+        out = dict(row)
+        out["patient_id"] = self.pid(row.get("patient_id")) or row.get("patient_id")
+        out["summary"] = self.scrub(row.get("summary"))
+        ev = row.get("evidence")
+        if isinstance(ev, str):
+            try:
+                out["evidence"] = json.dumps(self.scrub_obj(json.loads(ev)),
+                                             ensure_ascii=False, sort_keys=True)
+            except ValueError:
+                out["evidence"] = self.scrub(ev)
+        elif ev is not None:
+            out["evidence"] = self.scrub_obj(ev)
+        return out
+
+    def case(self, row: dict) -> dict:
+        """One case row as an output shows it: its patients masked, its free text
+        (summary, the reviewer's note) scrubbed."""
+        if not self.enabled:
+            return row
+        out = dict(row)
+        if not _blank(row.get("patient_id")):
+            out["patient_id"] = self.pid(row["patient_id"])
+        pats = row.get("patients")
+        if isinstance(pats, str) and pats:
+            try:
+                out["patients"] = json.dumps([self.pid(p) for p in json.loads(pats)])
+            except ValueError:
+                out["patients"] = self.scrub(pats)
+        elif isinstance(pats, list):
+            out["patients"] = [self.pid(p) for p in pats]
+        for key in ("summary", "note"):
+            if key in row and not _blank(row[key]):
+                out[key] = self.scrub(row[key])
+        return out
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def id_tokens(text: str) -> set[str]:
+    """The id-like tokens of a text (runs of ASCII letters, digits, '_' and '-')."""
+    return set(_TOKEN.findall(text))
+
+
+def case_patient_ids(row: dict) -> list[str]:
+    """The patients a case row is about (its patient, or its incident's list)."""
+    ids = [] if _blank(row.get("patient_id")) else [str(row["patient_id"])]
+    pats = row.get("patients")
+    if isinstance(pats, str) and pats:
+        try:
+            ids += [str(p) for p in json.loads(pats)]
+        except ValueError:
+            pass
+    elif isinstance(pats, list):
+        ids += [str(p) for p in pats]
+    return ids

@@ -740,6 +740,8 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
     decided = data.resolved_cases_of(store, data.scan_case_ids(store, scan_id))
     shown = (queue + [c for c in decided if c not in set(queue)])[:config.review.max_pages]
     ld = load_cases(config, store, lake, shown, lang, masker, scan)
+    if ld.ref.users is not None and "name" in ld.ref.users:
+        masker.keep(ld.ref.users["name"])      # staff names stay whole in scrubbed text
     env = make_env(lang)
     g = _page_globals(config, lang, masker, ld.scan, fmt)
     if workers is None:
@@ -752,7 +754,8 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
         case_dir.mkdir(mode=files.DIR_MODE)
         job = _CasePages(ld, config, lang, masker, fmt, scan_id, g, case_dir)
         views = _render_case_pages(job, workers)
-        ld.n_findings = _write_findings_jsonl(tmp / "findings.jsonl", store, scan_id)
+        ld.n_findings = _write_findings_jsonl(tmp / "findings.jsonl", store, scan_id,
+                                              masker, ld.ref.patients)
         dash = dashboard_model(views, ld, config, store, lang, fmt)
         dash["queue"] = dict(queue_counts(store), shown=len(views),
                              not_shown=len(queue) - len(views))
@@ -772,14 +775,18 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
     return final
 
 
-def _write_findings_jsonl(path: Path, store: Store, scan_id: str) -> int:
+def _write_findings_jsonl(path: Path, store: Store, scan_id: str, masker: Masker,
+                          patients: pd.DataFrame | None) -> int:
     """This scan's findings, one JSON line each (the contract file), streamed from the store
-    a batch at a time; returns how many."""
+    a batch at a time, masked as the pages are (DESIGN: patient ids and names in every field
+    follow mask_patients); returns how many."""
     n = 0
     files.write_text(path, "")
     with path.open("a", encoding="utf-8") as fh:
         for part in data.iter_scan_findings(store, scan_id):
-            fh.write("".join(finding_to_json(r) + "\n" for r in part.to_dict("records")))
+            masker.learn_findings(patients, part)
+            fh.write("".join(finding_to_json(masker.finding(r)) + "\n"
+                             for r in part.to_dict("records")))
             n += len(part)
     return n
 
