@@ -17,9 +17,8 @@ import sys
 
 import sqlalchemy as sa
 
-from emraudit import ingest as ingest_module
 from emraudit import lake as lake_module
-from emraudit import scan as scan_module
+from killable import cli_with_stage
 
 
 def main() -> None:
@@ -48,9 +47,8 @@ def main() -> None:
         def at(name: str) -> None:
             if name == arg:
                 full["on"] = True
-        run_scan, ingest = scan_module.run_scan, ingest_module.ingest
-        scan_module.run_scan = lambda *a, **k: run_scan(*a, on_stage=at, **k)
-        ingest_module.ingest = lambda *a, **k: ingest(*a, on_stage=at, **k)
+        cli_with_stage(at, args)
+        return
     else:
         raise SystemExit(f"unknown mode {mode!r}: lake or store")
     from emraudit.cli import main as cli

@@ -27,9 +27,15 @@ def main() -> None:
         if name == stage:
             os.kill(os.getpid(), signal.SIGKILL)
 
+    cli_with_stage(kill_at, args)
+
+
+def cli_with_stage(on_stage, args: list[str]) -> None:
+    """The real command line, with `on_stage` told each stage of scans and ingests (shared
+    by the test scripts that stop, pause or fill the disk at a stage)."""
     run_scan, ingest = scan_module.run_scan, ingest_module.ingest
-    scan_module.run_scan = lambda *a, **k: run_scan(*a, on_stage=kill_at, **k)
-    ingest_module.ingest = lambda *a, **k: ingest(*a, on_stage=kill_at, **k)
+    scan_module.run_scan = lambda *a, **k: run_scan(*a, on_stage=on_stage, **k)
+    ingest_module.ingest = lambda *a, **k: ingest(*a, on_stage=on_stage, **k)
     from emraudit.cli import main as cli
     cli(args, prog_name="emraudit")
 

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from emraudit import ingest as ingest_module
 from emraudit import scan as scan_module
+from killable import cli_with_stage
 
 
 def main() -> None:
@@ -29,11 +29,7 @@ def main() -> None:
             while not go.exists() and time.time() - t0 < 120:
                 time.sleep(0.02)
 
-    run_scan, ingest = scan_module.run_scan, ingest_module.ingest
-    scan_module.run_scan = lambda *a, **k: run_scan(*a, on_stage=pause_at, **k)
-    ingest_module.ingest = lambda *a, **k: ingest(*a, on_stage=pause_at, **k)
-    from emraudit.cli import main as cli
-    cli(args, prog_name="emraudit")
+    cli_with_stage(pause_at, args)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,18 @@ def baseline(tmp_path_factory):
     return st
 
 
+def _rerun_equals(cfg: Path, baseline: dict) -> dict:
+    """Scan again on a disk that has room: every event once, the uninterrupted scan's
+    findings and cases."""
+    r = emraudit("scan", "--config", cfg)
+    assert r.returncode == 0, r.stdout + r.stderr
+    after = state(cfg)
+    assert after["events"] == after["unique_events"] == baseline["events"]
+    assert after["findings"] == baseline["findings"]
+    assert after["cases"] == baseline["cases"]
+    return after
+
+
 def _runs(cfg: Path) -> int:
     store = Store(load_config(cfg).store_url)
     with store.engine.connect() as c:
@@ -91,12 +103,7 @@ def test_a_full_disk_while_writing_the_lake_then_a_rerun_recovers(tmp_path, base
     assert 0 < mid["events"] == mid["unique_events"] < baseline["events"]
     lake = tmp_path / "h" / "lake"
     assert not list(lake.rglob(".tmp-*"))              # no half-written file kept
-    r = emraudit("scan", "--config", cfg)
-    assert r.returncode == 0, r.stdout + r.stderr
-    after = state(cfg)
-    assert after["events"] == after["unique_events"] == baseline["events"]
-    assert after["findings"] == baseline["findings"]
-    assert after["cases"] == baseline["cases"]
+    _rerun_equals(cfg, baseline)
 
 
 @pytest.mark.parametrize("stage", ["scan:after-detectors", "scan:after-findings"])
@@ -108,10 +115,7 @@ def test_a_full_state_database_then_a_rerun_recovers(tmp_path, baseline, stage):
     assert r.returncode == 2, r.stdout + r.stderr
     assert "no space left on the device (the state database refused a write)" in r.stderr
     assert "Traceback" not in r.stderr
-    r = emraudit("scan", "--config", cfg)
-    assert r.returncode == 0, r.stdout + r.stderr
-    after = state(cfg)
-    assert after["findings"] == baseline["findings"] and after["cases"] == baseline["cases"]
+    after = _rerun_equals(cfg, baseline)
     # the scan the full disk stopped is not left "running"
     assert after["scans"][0] in ("failed", "interrupted") and after["scans"][-1] == "committed"
 
@@ -141,11 +145,6 @@ def test_a_real_tiny_file_system_fills_up_then_a_rerun_recovers(tmp_path, baseli
         assert r.returncode == 2, r.stdout + r.stderr
         assert "no space left on the device" in r.stderr and "Traceback" not in r.stderr
         subprocess.run(["mount", "-o", "remount,size=256m", str(disk)], check=True)
-        r = emraudit("scan", "--config", cfg)
-        assert r.returncode == 0, r.stdout + r.stderr
-        after = state(cfg)
-        assert after["events"] == after["unique_events"] == baseline["events"]
-        assert after["findings"] == baseline["findings"]
-        assert after["cases"] == baseline["cases"]
+        _rerun_equals(cfg, baseline)
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
