@@ -45,7 +45,7 @@ def frame(table: str, rows: list[dict] | pd.DataFrame | None, tz: str = TZ) -> p
 
 def make_ctx(events: list[dict] | pd.DataFrame | None = None, *, window: tuple[str, str],
              users=None, patients=None, care_relations=None, patient_contacts=None,
-             shifts=None, workstations=None, params: dict[str, dict] | None = None,
+             shifts=None, workstations=None, grants=None, roles=None, params: dict[str, dict] | None = None,
              tz: str = TZ, office_hours: tuple[int, int] = (8, 18),
              workdays: tuple[int, ...] = (0, 1, 2, 3, 4)) -> Context:
     """A Context as the scan builds it: events sorted by ts with `in_window` set.
@@ -64,7 +64,7 @@ def make_ctx(events: list[dict] | pd.DataFrame | None = None, *, window: tuple[s
     for name, rows in (("users", users), ("patients", patients),
                        ("care_relations", care_relations),
                        ("patient_contacts", patient_contacts), ("shifts", shifts),
-                       ("workstations", workstations)):
+                       ("workstations", workstations), ("grants", grants), ("roles", roles)):
         refs[name] = None if rows is None else frame(name, rows, tz)
     detector_params = {}
     if params:

@@ -19,6 +19,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from emraudit.access_rights import (normalize_classes, normalize_permissions,
+                                    normalize_scope)
 from emraudit.fastops import blank_text, duplicated_text, text_missing_where, trimmed_ids
 from emraudit.timeparse import parse_timestamps
 
@@ -151,12 +153,17 @@ PATIENTS = TableSchema("patients", (
     _c("watch", "bool", default=False, doc="records sealed after an incident (封存)"),
     _c("watch_team", "str", doc="user ids allowed to read a sealed record, separated by ';'"),
     _c("deceased_date", "ts"), _c("employee_user_id", "id"),
+    _c("sensitive_class", "str", doc="record classes needing a grant of their own: "
+       "psychiatric, infectious, reproductive, minor, vip, sealed (精神, 传染病/HIV, 生殖, "
+       "未成年, VIP, 封存), several separated by ';'; other words kept as written"),
 ), key=("patient_id",), doc="patient master")
 
 CARE_RELATIONS = TableSchema("care_relations", (
     _c("patient_id", "id", True), _c("user_id", "id"), _c("department"), _c("ward"),
     _c("kind", "enum", True, RELATION_KINDS), _c("start", "ts", True), _c("end", "ts"),
     _c("encounter_id", "id"),
+    _c("sensitive_class", "str", doc="record classes of this encounter (a psychiatric "
+       "admission of an otherwise ordinary patient), as on patients"),
 ), doc="time-bounded care relationships; empty user_id relates the department or ward")
 
 PATIENT_CONTACTS = TableSchema("patient_contacts", (
@@ -179,9 +186,45 @@ DEPARTMENTS = TableSchema("departments", (
     _c("head_name", "str", doc="the head's name"),
 ), key=("department",), doc="departments and their heads: the 责任人 of the problem ledger")
 
+GRANTS = TableSchema("grants", (
+    _c("grant_id", "id", doc="unique id; derived from the row's content when absent"),
+    _c("user_id", "id", doc="the account granted (empty when the grant is to a role)"),
+    _c("role", "str", doc="with user_id: the user is given this role; alone: the role is "
+       "given the permission"),
+    _c("permission", "str", doc="read, write, print, export, break_glass, grant, all "
+       "(several separated by ';'); other words kept as written"),
+    _c("record_class", "str", doc="sensitive classes the grant reaches (as "
+       "patients.sensitive_class); empty: ordinary records"),
+    _c("scope", "str", doc="own (the holder's department or ward), all (the whole "
+       "hospital) or a department's name"),
+    _c("department", "str", doc="the department the grant was made for (the holder's post "
+       "then)"),
+    _c("granted_at", "ts", True, doc="when it was granted (授权时间)"),
+    _c("granted_by", "id", doc="who granted it (授权人)"),
+    _c("approved_by", "id", doc="who approved it (审批人)"),
+    _c("revoked_at", "ts", doc="when it was revoked (撤销时间); empty: still held"),
+    _c("expires_at", "ts", doc="when it lapses by itself (有效期至)"),
+    _c("reason", "str", doc="why it was granted (授权原因)"),
+), key=("grant_id",), doc="access rights granted to accounts and roles, with who granted "
+   "and approved them")
+
+ROLES_TABLE = TableSchema("roles", (
+    _c("role", "str", True, doc="the role's name (the normalized role where a synonym "
+       "matches, e.g. 医师 -> physician; otherwise as written)"),
+    _c("permissions", "str", doc="what every holder of the role may do, as "
+       "grants.permission"),
+    _c("record_class", "str", doc="sensitive classes the role reaches, as "
+       "grants.record_class"),
+    _c("scope", "str", doc="as grants.scope"),
+    _c("approved_by", "id", doc="who approved the role's definition"),
+    _c("description", "str"),
+), key=("role", "permissions", "record_class", "scope"), doc="what each role may do (one "
+   "row per role, or several: they add up); users hold their users.role and the roles "
+   "granted to them")
+
 TABLES: dict[str, TableSchema] = {t.name: t for t in (
     ACCESS_LOG, USERS, PATIENTS, CARE_RELATIONS, PATIENT_CONTACTS, SHIFTS, WORKSTATIONS,
-    DEPARTMENTS)}
+    DEPARTMENTS, GRANTS, ROLES_TABLE)}
 REFERENCE_TABLES = tuple(n for n in TABLES if n != "access_log")
 
 # Enum-like access-log columns that validation hands on as plain strings, whatever dtype the
@@ -552,6 +595,8 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
             ev = ev.copy()
             ev[missing] = derive_event_ids(df.loc[missing], source)
         df["event_id"] = ev.astype("string")
+    if table in RIGHTS_NORMALIZED:
+        df = _normalize_rights(table, df, fail, source)
     if table == "care_relations" and "end" in df.columns:
         fail(df["end"].notna() & (df["end"] < df["start"]), "care relation ends before it starts")
     if table == "shifts":
@@ -579,6 +624,69 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
         if c in accepted.columns and table == "access_log":
             accepted[c] = accepted[c].astype("string")
     return Validated(accepted.reset_index(drop=True), quarantine, read=n, duplicates=duplicates)
+
+
+# the list-valued columns of the rights tables and how each is normalized
+RIGHTS_NORMALIZED = {
+    "patients": {"sensitive_class": normalize_classes},
+    "care_relations": {"sensitive_class": normalize_classes},
+    "grants": {"permission": normalize_permissions, "record_class": normalize_classes,
+               "scope": normalize_scope, "role": None},
+    "roles": {"permissions": normalize_permissions, "record_class": normalize_classes,
+              "scope": normalize_scope, "role": None},
+}
+GRANT_ID_FIELDS = ("user_id", "role", "permission", "record_class", "scope", "department",
+                   "granted_at")
+
+
+def normalize_role_names(s: pd.Series) -> pd.Series:
+    """Role names in grants and roles: a known synonym becomes the normalized role (医师 ->
+    physician, so it meets users.role); any other name (精神科医护组) is kept as written."""
+    st = s.astype("string").str.strip()
+    mapped = st.str.lower().map(ROLE_SYNONYMS)
+    return mapped.where(mapped.notna(), st).astype("string")
+
+
+def _normalize_rights(table: str, df: pd.DataFrame, fail, source: str) -> pd.DataFrame:
+    """Normalize the rights columns of `table` and check the rows' shape (a grant names a
+    holder and what is granted; it is not revoked before it was granted)."""
+    for col, fn in RIGHTS_NORMALIZED[table].items():
+        if col in df.columns:
+            df[col] = (fn or normalize_role_names)(df[col])
+    if table != "grants":
+        return df
+    for c in ("user_id", "role", "permission"):
+        if c not in df.columns:
+            df[c] = pd.Series(pd.NA, index=df.index, dtype="string")
+    fail(df["user_id"].isna() & df["role"].isna(), "a grant names neither a user nor a role")
+    fail(df["permission"].isna() & (df["user_id"].isna() | df["role"].isna()),
+         "a grant names no permission (nor a role given to a user)")
+    if "revoked_at" in df.columns:
+        fail(df["revoked_at"].notna() & (df["revoked_at"] < df["granted_at"]),
+             "grant revoked before it was granted")
+    gid = df["grant_id"] if "grant_id" in df.columns else pd.Series(pd.NA, index=df.index,
+                                                                    dtype="string")
+    missing = gid.isna()
+    if missing.any():
+        gid = gid.copy()
+        gid[missing] = derive_row_ids(df.loc[missing], GRANT_ID_FIELDS, "G")
+    df["grant_id"] = gid.astype("string")
+    return df
+
+
+def derive_row_ids(df: pd.DataFrame, fields: tuple[str, ...], prefix: str) -> pd.Series:
+    """Deterministic ids from the content of a reference row (not its source or line): the
+    same grant exported again, or read through another source, keeps its id."""
+    from pandas.util import hash_pandas_object
+    cols = [c for c in fields if c in df.columns]
+    part = pd.DataFrame({c: (df[c].dt.tz_convert("UTC").astype("string")
+                             if isinstance(df[c].dtype, pd.DatetimeTZDtype)
+                             else df[c].astype("string")).fillna("\x00") for c in cols},
+                        index=df.index)
+    h1 = hash_pandas_object(part, index=False, hash_key="emraudit-row-001").to_numpy()
+    h2 = hash_pandas_object(part, index=False, hash_key="emraudit-row-002").to_numpy()
+    return pd.Series([f"{prefix}{a:016x}{b:016x}" for a, b in zip(h1, h2)], index=df.index,
+                     dtype="string")
 
 
 def code_event_columns(df: pd.DataFrame) -> pd.DataFrame:

@@ -154,6 +154,9 @@ def save_scan_results(conn: sa.Connection, found: pd.DataFrame, scan_id: str, *,
             else gap_cases
         if held_dir is not None and outputs.get("feed_gap_events") is not None:
             write_held_events(held_dir, scan_id, outputs["feed_gap_events"])
+    if outputs.get("rights_usage") is not None:      # the rights detectors' usage state
+        from emraudit.rights_state import save_usage
+        save_usage(conn, outputs["rights_usage"], scan_id)
     if outputs:
         save_outputs(conn, outputs, scan_id)
     return Saved(n_new, n_gone, touched, q["admitted"], q["below_budget"], gaps)

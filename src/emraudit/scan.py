@@ -187,6 +187,9 @@ def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Tim
                   site_name=config.site.name, networks=tuple(config.site.networks),
                   **refs)
     ctx.baseline = ctx_baseline
+    if refs.get("grants") is not None:     # the rights detectors' stored usage
+        from emraudit.rights_state import load_usage
+        ctx.baseline["rights_usage"] = load_usage(store, tz)
     return ctx
 
 
@@ -251,7 +254,8 @@ def run_detectors(ctx: Context, settings: dict[str, DetectorSetting],
     for n_done, (det_id, st_obj, found) in enumerate(results, start=1):
         progress.current().track("detect", n_done, len(runnable), unit="detectors",
                                  what=det_id)
-        if len(found) and not settings[det_id].cls.judges_late:
+        if len(found) and not (settings[det_id].cls.judges_late
+                               or settings[det_id].cls.judges_state):
             if window is None:
                 window = _window_ids(ctx)
             found = found.loc[window.any_in(found["event_ids"])]
@@ -555,9 +559,19 @@ def format_summary(res: ScanResult) -> str:
         lines += ["", f"days scanned: {res.days[0]} .. {res.days[-1]} ({len(res.days)} days)"]
     if res.detectors:
         lines += ["", f"{'detector':28} {'status':9} {'findings':>8} {'seconds':>8}"]
+        # detectors skipped for the same reason (a missing table) are said once, together
+        skipped: dict[str, list[str]] = {}
         for d in res.detectors:
+            if d.status == "skipped" and d.message:
+                skipped.setdefault(d.message, []).append(d.id)
+        for d in res.detectors:
+            if len(skipped.get(d.message, ())) > 1 and d.status == "skipped":
+                continue
             extra = f"  {d.message}" if d.message else ""
             lines.append(f"{d.id:28} {d.status:9} {d.findings:>8} {d.seconds:>8.2f}{extra}")
+        for msg, ids in skipped.items():
+            if len(ids) > 1:
+                lines.append(f"skipped, {msg}: {', '.join(ids)}")
     lines += ["", f"findings: {res.findings} ({res.new_findings} new, {res.suppressed} "
                   f"suppressed by allowlist, {res.retracted} retracted)  cases touched: "
                   f"{res.cases}"]

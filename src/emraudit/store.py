@@ -240,6 +240,25 @@ models = sa.Table(
     sa.Column("blob", sa.LargeBinary),                # what scoring needs, not training rows
 )
 
+rights_usage = sa.Table(
+    "rights_usage", metadata,       # emraudit.rights_state: which rights accounts used
+    sa.Column("user_id", sa.String(200), primary_key=True),
+    sa.Column("permission", sa.String(40), primary_key=True),
+    sa.Column("record_class", sa.String(80), primary_key=True),
+    sa.Column("first_used", sa.String(40), nullable=False),   # ISO-8601, UTC
+    sa.Column("last_used", sa.String(40), nullable=False),
+    sa.Column("scan_id", sa.String(64)),
+)
+
+rights_snapshots = sa.Table(
+    "rights_snapshots", metadata,   # emraudit.reports.rights: what the last report showed
+    sa.Column("snapshot_id", sa.String(64), primary_key=True),
+    sa.Column("taken_at", TS, nullable=False, index=True),
+    sa.Column("as_of", sa.String(40)),                        # ISO-8601: the rights shown
+    sa.Column("unmasked", sa.Boolean, default=False),         # written with --unmask
+    sa.Column("content", sa.LargeBinary, nullable=False),     # zlib-compressed JSON
+)
+
 locks = sa.Table(
     "locks", metadata,
     sa.Column("name", sa.String(64), primary_key=True),

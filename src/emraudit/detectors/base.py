@@ -120,6 +120,11 @@ class Detector:
     # relation up to a day after the break-the-glass). Such a detector keeps the rule itself:
     # each deferred judgement is made exactly once, with a deterministic key.
     judges_late: ClassVar[bool] = False
+    # True when findings are about the state of reference tables (rights held now, as of the
+    # window's end) rather than events: they may list no event at all. Such a detector keys
+    # and dates each finding by what it is about (a grant and its granted_at), so every
+    # scan reproduces the same finding until the state changes.
+    judges_state: ClassVar[bool] = False
     kind: ClassVar[str] = "rule"              # rule | anomaly
     enabled_by_default: ClassVar[bool] = True # False: opt-in (too noisy to run unasked)
     description: ClassVar[str] = ""           # what it looks for, one paragraph
@@ -210,6 +215,8 @@ class Context:
     shifts: pd.DataFrame | None = None
     workstations: pd.DataFrame | None = None
     departments: pd.DataFrame | None = None
+    grants: pd.DataFrame | None = None
+    roles: pd.DataFrame | None = None
     office_hours: tuple[int, int] = (8, 18)
     workdays: tuple[int, ...] = (0, 1, 2, 3, 4)
     baseline: dict[str, Any] = field(default_factory=dict)  # stored state (features, models)
