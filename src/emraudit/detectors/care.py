@@ -280,6 +280,8 @@ class NoRelationship(Detector):
         agg["score"] = (np.log2(1 + n) + 1.0 * special.to_numpy() + 1.0 * has_lookup.to_numpy())
 
         users = _user_info(ctx, agg["user_id"])
+        from emraudit.detectors.rights_use import class_grant_evidence
+        class_grants = class_grant_evidence(ctx, agg["user_id"], agg["patient_id"], agg["start"])
         rows = []
         thresholds = {k: p[k] for k in ("min_accesses", "medium_accesses", "high_accesses",
                                         "critical_accesses", "grace_before_days",
@@ -307,6 +309,8 @@ class NoRelationship(Detector):
                                           "with no relation, shortly before opening the record"}
                                  if pd.notna(r.lookup) else None),
             }
+            if class_grants[len(rows)] is not None:   # the sensitive classes' grant check
+                ev_["class_grants"] = class_grants[len(rows)]
             rows.append({"key": f"{r.user_id}|{r.patient_id}|{r.day}", "user_id": r.user_id,
                          "patient_id": r.patient_id, "start": r.start, "end": r.end,
                          "event_ids": list(r.event_ids) + list(r.lookup_events),

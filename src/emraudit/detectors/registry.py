@@ -23,6 +23,9 @@ BUILTIN_MODULES = (
     "emraudit.detectors.snoop",
     "emraudit.detectors.btg",
     "emraudit.detectors.anomaly",
+    "emraudit.detectors.rights",
+    "emraudit.detectors.rights_use",
+    "emraudit.detectors.accounts",
 )
 
 
