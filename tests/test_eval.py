@@ -109,3 +109,25 @@ def test_cli_eval_bad_truth(site):
     r = CliRunner().invoke(main, ["eval", "--config", str(site / "emraudit.toml"), "--truth",
                                   str(site / "bad.csv")])
     assert r.exit_code == 2 and "missing column" in r.output
+
+
+def test_findings_about_grants_are_matched_through_their_refs():
+    truth = pd.concat([TRUTH.assign(ref=""), pd.DataFrame([
+        ("", "rights.unused", "rights.unused:U7:export", "grants:G1"),
+        ("", "rights.beyond_role", "rights.beyond_role:role:R", "roles:R"),
+    ], columns=["event_id", "violation", "case_key", "ref"])], ignore_index=True)
+    findings = pd.DataFrame([
+        ("F1", "care.no_relationship", ["E1"], {}),
+        ("F8", "rights.unused", [], {"refs": ["grants:G1"]}),           # true by its ref
+        ("F9", "rights.beyond_role", [], {"refs": ["grants:G2"]}),      # a ref not planted
+        ("F10", "rights.beyond_role", [], {"refs": ["roles:R"]}),
+    ], columns=["finding_id", "detector", "event_ids", "evidence"])
+    r = score(findings, truth, n_events=1006)
+    o = r["overall"]
+    assert o["planted_events"] == 6 and o["legitimate_events"] == 1000   # refs are no events
+    assert (o["findings"], o["true_findings"]) == (4, 3)
+    kinds = {k["violation"]: k for k in r["kinds"]}
+    assert kinds["rights.unused"]["detected_expected"] == 1
+    assert kinds["rights.beyond_role"]["recall_expected"] == 1.0
+    dets = {d["detector"]: d for d in r["detectors"]}
+    assert dets["rights.beyond_role"]["precision"] == 0.5

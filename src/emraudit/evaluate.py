@@ -3,7 +3,10 @@
 This is the yardstick of every detector issue. Matching is through event ids only:
 
 - a **finding is true** when at least one of its `event_ids` is a planted event (any row of
-  `truth.csv`), and false otherwise;
+  `truth.csv`), or when it rests on a planted reference row: a problem of rights held, not
+  of accesses made (a self-granted grant, a grant never used) has no event; its truth rows
+  name the row in `ref` ("grants:G…", "roles:…", event_id empty) and the finding lists it in
+  `evidence.refs`. False otherwise;
 - a **planted case** (one `case_key` of `truth.csv`, i.e. all events of one planted
   violation) **is detected** when at least one finding, of any detector, lists at least one
   of the case's events; it is **detected by the expected detector** when such a finding comes
@@ -51,11 +54,17 @@ def _ratio(a: int, b: int) -> float | None:
 def score(findings: pd.DataFrame, truth: pd.DataFrame, n_events: int) -> dict:
     """Recall per violation kind, precision and false findings per detector, and totals.
 
-    `findings`: columns `finding_id`, `detector`, `event_ids` (a list of event ids per row);
-    `truth`: columns `event_id`, `violation`, `case_key`; `n_events`: events in the access log.
+    `findings`: columns `finding_id`, `detector`, `event_ids` (a list of event ids per row),
+    optionally `evidence` (a dict whose `refs` lists the reference rows it rests on);
+    `truth`: columns `event_id`, `violation`, `case_key`, optionally `ref`; `n_events`:
+    events in the access log.
     """
-    truth = truth[["event_id", "violation", "case_key"]].astype(str).drop_duplicates()
-    planted = pd.Index(truth.event_id.unique())
+    cols = ["event_id", "violation", "case_key"] + (["ref"] if "ref" in truth.columns else [])
+    truth = truth[cols].fillna("").astype(str).drop_duplicates()
+    if "ref" not in truth.columns:
+        truth = truth.assign(ref="")
+    planted = pd.Index(truth.loc[truth.event_id != "", "event_id"].unique())
+    refs = truth[truth.ref != ""]
     legit_events = max(int(n_events) - len(planted), 0)
     f = findings.reset_index(drop=True)
     if "finding_id" not in f.columns:
@@ -64,11 +73,20 @@ def score(findings: pd.DataFrame, truth: pd.DataFrame, n_events: int) -> dict:
     ex = f[["_row", "detector", "event_ids"]].explode("event_ids").dropna(subset=["event_ids"])
     ex = ex.assign(event_id=ex.event_ids.astype(str))
     hit = ex[ex.event_id.isin(planted)]
-    true_rows = set(hit._row.tolist())
+    f_refs = pd.DataFrame({"_row": f["_row"], "detector": f["detector"],
+                           "ref": [list((e or {}).get("refs") or []) if isinstance(e, dict)
+                                   else [] for e in (f["evidence"] if "evidence" in f.columns
+                                                     else [None] * len(f))]})
+    f_refs = f_refs.explode("ref").dropna(subset=["ref"])
+    ref_hit = f_refs[f_refs.ref.astype(str).isin(set(refs.ref))]
+    true_rows = set(hit._row.tolist()) | set(ref_hit._row.tolist())
     f["true"] = f._row.isin(true_rows)
 
     # cases covered by any finding / by an expected detector
-    cov = hit[["detector", "event_id"]].merge(truth, on="event_id")
+    cov = pd.concat([hit[["detector", "event_id"]].merge(truth[truth.event_id != ""],
+                                                         on="event_id"),
+                     ref_hit[["detector", "ref"]].assign(ref=ref_hit.ref.astype(str))
+                     .merge(refs, on="ref")], ignore_index=True)
     cov["expected"] = [d in EXPECTED.get(v, ()) for d, v in zip(cov.detector, cov.violation)]
     detected = set(cov.case_key)
     detected_exp = set(cov.loc[cov.expected, "case_key"])

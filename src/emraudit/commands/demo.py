@@ -19,6 +19,9 @@ timezone = "Asia/Shanghai"
 url = "sqlite:///emraudit.db"
 lake = "lake"
 {sources}
+[detectors."rights.unused"]
+unused_days = {unused_days}          # the sample covers {days} days: a grant unused for this long is judged
+
 [reports]
 dir = "{reports}"
 lang = "zh"
@@ -34,13 +37,20 @@ low = 60
 "生殖医学科" = "医务处 王主任"
 """
 TABLES = ("access_log", "users", "patients", "care_relations", "patient_contacts", "shifts",
-          "workstations", "departments")
+          "workstations", "departments", "grants", "roles")
 
 
-def sample_config(reports_dir: str = "../reports", name: str = "sample_logs") -> str:
+def unused_days_for(days: int) -> int:
+    """A rights.unused horizon the sample can judge: under the days it covers."""
+    return max(2, min(21, days // 2))
+
+
+def sample_config(reports_dir: str = "../reports", name: str = "sample_logs",
+                  days: int = 30) -> str:
     src = "".join(f'\n[sources.{t}]\nconnector = "csv"\npath = "{t}.csv"\nprofile = "canonical"\n'
                   for t in TABLES)
-    return SAMPLE_TOML.format(sources=src, reports=reports_dir, name=name)
+    return SAMPLE_TOML.format(sources=src, reports=reports_dir, name=name, days=days,
+                              unused_days=unused_days_for(days))
 
 
 @click.group("demo")
@@ -71,7 +81,7 @@ def generate_cmd(out_dir, seed, days, size, formats, start, reports_dir):
     out = Path(out_dir)
     cfg = out / "emraudit.toml"
     if not cfg.exists():
-        cfg.write_text(sample_config(reports_dir, out.name), encoding="utf-8")
+        cfg.write_text(sample_config(reports_dir, out.name, days), encoding="utf-8")
     click.echo(f"wrote {out}: {summary['events']} events, {summary['users']} staff, "
                f"{summary['patients']} patients, {summary['cases']} planted cases "
                f"({summary['planted_events']} events) in {summary['timings']['total']:.1f}s")

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emraudit.demo import care, legit, population, roster as roster_mod, sessions, violations
+from emraudit.demo import (care, legit, population, rights, roster as roster_mod, sessions,
+                           violations)
 from emraudit.demo.events import EventBuf, SRC, take
 from emraudit.demo.hospital import N_SMALL_DEPTS, build_hospital
 from emraudit.demo.roster import DAY
@@ -154,6 +155,7 @@ def build(seed: int = 7, days: int = 30, size: str | int = "small",
     w.rel = pd.concat([rel] + extra_rel, ignore_index=True)
     w.rel = w.rel[w.rel.end > w.rel.start].reset_index(drop=True)
     population.build_patients(w)
+    rights.sensitive_classes(w)
     legit.office_roles(w, buf)
     _watch_team_reads(w, buf)
     _family_care(w, buf)
@@ -166,16 +168,31 @@ def build(seed: int = 7, days: int = 30, size: str | int = "small",
 
     clock = time.perf_counter()
     w.patient_last_enc = _last_encounter(w)
+    rights.add_accounts(w)
     vbuf = EventBuf()
     w.cases = violations.plant(w, vbuf, spec.cases)
     vev = vbuf.concat()
+    # the misused accounts of the rights audit draw from their own generator, so the rest of
+    # the hospital is what it was before they were added
+    rbuf = EventBuf()
+    rights_rng = np.random.default_rng([seed, 2020])
+    w.cases = rights.plant_accounts(w, rbuf, rights_rng, spec.cases, busy=set(vev["user"]),
+                                    legit=ev)
     allev = {k: np.concatenate([ev[k], vev[k]]) for k in ev}
     acc = np.array([i for i, (v, _) in enumerate(w.cases) if v in violations.ACCOUNT_KINDS],
                    np.int64)
     allev = sessions.build_sessions(w, allev, acc)
+    rev = rbuf.concat()
+    if len(rev["ts"]):
+        main_rng, w.rng = w.rng, rights_rng
+        rev = sessions.build_sessions(w, rev, acc)
+        w.rng = main_rng
+        rev["session"] = rev["session"] + int(allev["session"].max()) + 1
+        allev = {k: np.concatenate([allev[k], rev[k]]) for k in allev}
     # final order: time, then user, action, patient (deterministic ties)
     o = np.lexsort((allev["patient"], allev["action"], allev["user"], allev["ts"]))
     w.events = {k: v[o] for k, v in allev.items()}
+    rights.build_rights(w)
     w.timings["plant+sessions"] = time.perf_counter() - clock
     return w
 
@@ -244,9 +261,11 @@ def generate(out_dir, seed: int = 7, days: int = 30, size: str | int = "small",
     w.timings["write"] = time.perf_counter() - t
     w.timings["total"] = time.perf_counter() - clock
     planted = np.unique(w.events["case"][w.events["case"] >= 0])
-    truth_cases = pd.Series([w.cases[i][0] for i in planted]).value_counts().sort_index()
+    truth_cases = pd.Series([w.cases[i][0] for i in planted]
+                            + [v for v, _, _ in w.rights_truth]).value_counts().sort_index()
     return {"events": int(len(w.events["ts"])), "users": int(len(w.users)),
-            "patients": int(w.n_pat), "cases": int(len(planted)),
+            "patients": int(w.n_pat), "cases": int(len(planted)) + len(w.rights_truth),
+            "grants": int(len(w.grants_table)),
             "planted_events": int((w.events["case"] >= 0).sum()),
             "cases_by_kind": {k: int(v) for k, v in truth_cases.items()},
             "timings": {k: round(v, 2) for k, v in w.timings.items()}}

@@ -24,10 +24,14 @@ KINDS = [
     "cred.concurrent_use", "cred.impossible_travel", "cred.off_duty_use",
     "cred.inactive_account", "cred.expired_access", "cred.acting_mismatch", "bulk.off_hours",
     "bulk.volume", "copy.bulk_export", "btg.unjustified", "anomaly.slow_insider",
+    # access rights (emraudit.demo.rights): the last three kinds are problems of grants held,
+    # with truth rows naming the grant instead of events
+    "rights.generic_account", "rights.outside_grant", "rights.beyond_role",
+    "rights.unapproved", "rights.after_leaving", "rights.unused",
 ]
 # the use of the account itself is the violation: its logins belong to the case
 ACCOUNT_KINDS = ("cred.concurrent_use", "cred.impossible_travel", "cred.off_duty_use",
-                 "cred.inactive_account", "cred.expired_access")
+                 "cred.inactive_account", "cred.expired_access", "rights.generic_account")
 
 
 class Planter:

@@ -152,7 +152,8 @@ def reference_tables(w) -> dict[str, pd.DataFrame]:
         "birth_date": _date(p._birth, False), "address": p.address, "phone": p.phone,
         "vip": p.vip.astype(int), "sensitive": p.sensitive.astype(int),
         "watch": p.watch.astype(int), "watch_team": p.watch_team,
-        "deceased_date": _date(p._deceased), "employee_user_id": p.employee_user_id})
+        "deceased_date": _date(p._deceased), "employee_user_id": p.employee_user_id,
+        "sensitive_class": p.sensitive_class})
     r = w.rel
     r = r[(r.start < w.t_end)].copy()
     r["end"] = np.where(r.end.to_numpy() >= w.t_end, -1, r.end.to_numpy())
@@ -189,7 +190,8 @@ def reference_tables(w) -> dict[str, pd.DataFrame]:
     from emraudit.demo.hospital import department_table
     return {"users": users, "patients": patients, "care_relations": rel,
             "patient_contacts": contacts, "shifts": shifts, "workstations": wst,
-            "departments": department_table(w.departments, u)}
+            "departments": department_table(w.departments, u),
+            "grants": w.grants_table, "roles": w.roles_table}
 
 
 def truth_table(w, event_ids: pa.Array) -> pd.DataFrame:
@@ -198,7 +200,11 @@ def truth_table(w, event_ids: pa.Array) -> pd.DataFrame:
     ids = np.asarray(event_ids.to_numpy(zero_copy_only=False))[m]
     viol = np.array([v for v, _ in w.cases], dtype=object)
     key = np.array([k for _, k in w.cases], dtype=object)
-    return pd.DataFrame({"event_id": ids, "violation": viol[case[m]], "case_key": key[case[m]]})
+    events = pd.DataFrame({"event_id": ids, "violation": viol[case[m]],
+                           "case_key": key[case[m]], "ref": None})
+    # problems of rights held (a grant, a role) have no event: the row they rest on instead
+    refs = pd.DataFrame(w.rights_truth, columns=["violation", "case_key", "ref"])
+    return pd.concat([events, refs.assign(event_id=None)[events.columns]], ignore_index=True)
 
 
 def write_all(w, out: Path, formats) -> None:
@@ -212,6 +218,8 @@ def write_all(w, out: Path, formats) -> None:
     _frame_csv(truth_table(w, cols["event_id"]), out / "truth.csv")
     if "his-zh" in formats:
         write_his(w, cols, out / "access_log_his.csv")
+        from emraudit.demo.rights import write_his_grants
+        write_his_grants(w, out / "grants_his.csv")
     if "fhir" in formats:
         write_fhir(w, cols, out / "access_log_fhir.ndjson")
 
