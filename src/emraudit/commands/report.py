@@ -1,6 +1,6 @@
-"""`emraudit report scan|patient|summary|ledger|self-inspection`: re-render a scan's reports,
-the patient access report, the period summary, the problem ledger and the self-inspection
-report."""
+"""`emraudit report scan|patient|summary|ledger|self-inspection|rights`: re-render a scan's
+reports, the patient access report, the period summary, the problem ledger, the
+self-inspection report and the access-rights report."""
 
 from __future__ import annotations
 
@@ -167,6 +167,28 @@ def report_ledger(config_path, out, include_rectified, unmask) -> None:
     for path in write_ledger(cfg, store, lake, out.parent, masker=masker, stem=out.stem,
                              include_rectified=include_rectified):
         click.echo(str(path))
+
+
+@report_group.command("rights")
+@config_option
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="HTML file to write (the XLSX is written beside it).")
+@click.option("--lang", type=click.Choice(["zh", "en"]),
+              help="Report language (default: [reports] lang).")
+@click.option("--as-of", "as_of", help="Rights held at this day's end or time, e.g. "
+              "2026-09-30 (default: now).")
+@click.option("--unmask", is_flag=True,
+              help="Show patient ids in the findings unmasked (recorded with the snapshot).")
+def report_rights(config_path, out, lang, as_of, unmask) -> None:
+    """Who may read what: each department and role, the sensitive-class holders, the changes
+    since the last rights report, and the rights problems as a ledger (HTML + XLSX)."""
+    from emraudit.reports.rights import write_rights_report
+
+    cfg, store, lake = _open(config_path)
+    html, xlsx = write_rights_report(cfg, store, lake, out=out, lang=lang, as_of=as_of,
+                                     unmask=unmask)
+    click.echo(str(html))
+    click.echo(str(xlsx))
 
 
 def register(group: click.Group) -> None:
