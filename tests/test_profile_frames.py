@@ -391,6 +391,8 @@ def compute(tmp: Path) -> dict:
     """Everything the reference records, computed by the code under test."""
     got: dict = {}
     for name in builtin_profiles():
+        if name not in FIXTURES:      # a profile of other tables (test_connector_grants)
+            continue
         prof = load_profile(name)
         rows = FIXTURES[name][0]
         got[f"fixture/{name}"] = _apply(prof, "access_log", rows)

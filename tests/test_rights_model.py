@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
 from detector_frames import TZ, ev, frame, make_ctx
 from emraudit.entitlements import grant_held_at, held_at, holdings
@@ -180,3 +179,15 @@ def test_merged_usage_is_order_free_and_only_changes_are_saved(tmp_path):
         assert save_usage(c, saved, "scan1") == len(saved)
     back = load_usage(store, TZ)
     assert len(back) == len(saved) and back["last_used"].max() == T("2026-09-03 10:00")
+
+
+def test_usage_round_trip_on_postgresql(pg_url):
+    store = Store(pg_url)
+    fresh = usage_from_events(_usage_ctx())
+    with store.begin() as c:
+        save_usage(c, fresh, "scan1")
+        save_usage(c, fresh.assign(last_used=fresh["last_used"] + pd.Timedelta(days=1)),
+                   "scan2")                                    # an upsert, not a duplicate
+    back = load_usage(store, TZ)
+    assert len(back) == len(fresh)
+    assert back["last_used"].max() == T("2026-09-04 10:00")

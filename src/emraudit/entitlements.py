@@ -197,6 +197,18 @@ def empty_holdings(dt: str = "datetime64[ns, Asia/Shanghai]") -> pd.DataFrame:
                          for c in HOLDING_COLUMNS})
 
 
+def in_post(users: pd.DataFrame, t: pd.Timestamp) -> np.ndarray:
+    """For each staff row: still in post at `t` (not terminated; end_date and access_until
+    not passed). Departed accounts hold no peer group and are rights.after_leaving's."""
+    gone = pd.Series(False, index=users.index)
+    if "status" in users.columns:
+        gone |= (users["status"].astype("string") == "terminated").fillna(False)
+    for c in ("end_date", "access_until"):
+        if c in users.columns:
+            gone |= (users[c].notna() & (users[c] < t)).fillna(False)
+    return ~gone.to_numpy()
+
+
 def held_at(h: pd.DataFrame, t: pd.Timestamp) -> pd.DataFrame:
     """The rights held at time `t`."""
     ok = (h["start"].isna() | (h["start"] <= t)) & (h["end"].isna() | (h["end"] > t))

@@ -86,7 +86,7 @@ def _ok_events(ev: pd.DataFrame) -> np.ndarray:
     return keep
 
 
-def _codes(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def codes_of(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Integer codes (-1 missing) and the distinct values; a coded column as it is."""
     if isinstance(s.dtype, pd.CategoricalDtype):
         return s.cat.codes.to_numpy().astype(np.int64), np.asarray(s.cat.categories,
@@ -106,8 +106,8 @@ def usage_from_events(ctx: Context) -> pd.DataFrame:
         return empty_usage(ctx.tz)
     keep = _ok_events(ev)
     mask, bits = event_classes(ctx, ev)
-    ucode, users = _codes(ev["user_id"])
-    acode, actions = _codes(ev["action"])
+    ucode, users = codes_of(ev["user_id"])
+    acode, actions = codes_of(ev["action"])
     perm_of_action = np.array([PERMISSION_ORDER.index(ACTION_PERMISSION[a])
                                if a in ACTION_PERMISSION else -1 for a in actions] + [-1],
                               dtype=np.int64)

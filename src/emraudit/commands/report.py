@@ -175,8 +175,8 @@ def report_ledger(config_path, out, include_rectified, unmask) -> None:
               help="HTML file to write (the XLSX is written beside it).")
 @click.option("--lang", type=click.Choice(["zh", "en"]),
               help="Report language (default: [reports] lang).")
-@click.option("--as-of", "as_of", help="Rights held at this day's end or time, e.g. "
-              "2026-09-30 (default: now).")
+@click.option("--as-of", "as_of", type=ISO_TIME, help="Rights held at this day's end or "
+              "time, e.g. 2026-09-30 (default: now).")
 @click.option("--unmask", is_flag=True,
               help="Show patient ids in the findings unmasked (recorded with the snapshot).")
 def report_rights(config_path, out, lang, as_of, unmask) -> None:

@@ -26,15 +26,22 @@ from emraudit.detectors.cred import SHARED_HOST_PARAMS, _check_ranges, _shared_m
 from emraudit.detectors.explain import _us
 from emraudit.detectors.registry import register
 from emraudit.detectors.rights import staff
-from emraudit.fastops import is_value, local_days
+from emraudit.fastops import is_value
 from emraudit.reports.rights_text import sentence
-from emraudit.rights_usage import _codes
+from emraudit.rights_usage import codes_of
 
 DEFAULT_PATTERNS = [
     "^admin", "^administrator$", "^root$", "^sa$", "^test", "^guest", "^temp", "^demo",
     "^public", "^shared?[-_]?", "^(hsz|ysz)\\d*$", "测试", "临时", "公用", "共用", "通用",
     "护士站", "医生站", "科室账号", "管理员", "体验",
 ]
+
+
+def _day_numbers(ts: pd.Series, tz: str) -> np.ndarray:
+    """Site-local calendar day of each event as days since 1970 (integers, no strings)."""
+    naive = ts.dt.tz_convert(tz).dt.tz_localize(None) \
+        if isinstance(ts.dtype, pd.DatetimeTZDtype) else ts
+    return naive.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").view(np.int64)
 
 
 def _check_patterns(values: list[str]) -> list[str]:
@@ -105,13 +112,13 @@ class GenericAccount(Detector):
         keep = np.array(ev["user_id"].notna(), dtype=bool)
         if "outcome" in ev.columns:
             keep &= ~is_value(ev["outcome"], "failure")
-        ucode, users = _codes(ev["user_id"])
+        ucode, users = codes_of(ev["user_id"])
         ignored = np.isin(users.astype(str), [str(a) for a in self.p.ignore_accounts])
         keep &= (ucode >= 0) & ~np.append(ignored, False)[np.where(ucode < 0, len(users),
                                                                    ucode)]
         if not keep.any():
             return self.findings([])
-        day = np.asarray(local_days(ev["ts"], ctx.tz), dtype=object)
+        day = _day_numbers(ev["ts"], ctx.tz)
         rows = self._by_name(ctx, ev, keep, ucode, users, day)
         rows += self._by_sharing(ctx, ev, keep, ucode, users, day)
         return self.findings(rows)
@@ -150,11 +157,11 @@ class GenericAccount(Detector):
             return []
         use = keep & ~_shared_mask(ev, p.shared_ip_ranges, p.shared_workstations) \
             & ~is_value(ev["action"], "logout")
-        wcode, _ = _codes(ev[term])
+        wcode, _ = codes_of(ev[term])
         use &= wcode >= 0
         if not use.any():
             return []
-        dcode, days = pd.factorize(day)
+        dcode = day
         bucket = _us(ev["ts"]) // int(p.window_minutes * 60e6)
         i = np.flatnonzero(use)
         # distinct (account, bucket, terminal), then terminals per (account, bucket)
@@ -172,8 +179,8 @@ class GenericAccount(Detector):
                         & (judged["shared"] >= p.min_share * judged["active"])]
         rows = []
         for code, r in judged.iterrows():                 # one per shared account
-            sdays = set(days[[d for (u, d), v in shared.loc[[code]].items() if v]])
-            sel = use & (ucode == code) & np.isin(day, list(sdays))
+            mine = shared.loc[code]
+            sel = use & (ucode == code) & np.isin(day, mine.index[mine.to_numpy()].to_numpy())
             args_of = (lambda n_days, n_ws, _r=r: {
                 "min_workstations": p.min_workstations, "minutes": p.window_minutes,
                 "shared_days": int(_r["shared"]), "days": int(_r["active"])})
@@ -191,14 +198,15 @@ class GenericAccount(Detector):
         if not sel.any():
             return []
         idx = np.flatnonzero(sel)
-        month = np.array([d[:7] for d in day[idx]], dtype=object)
+        month = day[idx].astype("datetime64[D]").astype("datetime64[M]")
         inwin = ev["in_window"].to_numpy(dtype=bool)[idx]
         rows = []
         term = ev["workstation"] if "workstation" in ev.columns else ev.get("ip")
-        for m in sorted(set(month[inwin])):              # months with in-window events
-            pos = idx[month == m]
+        for mo in np.unique(month[inwin]):              # months with in-window events
+            m = str(mo)
+            pos = idx[month == mo]
             ts = ev["ts"].iloc[pos]
-            n_days = len(set(day[pos]))
+            n_days = len(np.unique(day[pos]))
             n_ws = int(term.iloc[pos].nunique()) if term is not None else 0
             ids = ev["event_id"].iloc[pos].astype(str).tolist()
             half = self.p.max_events // 2

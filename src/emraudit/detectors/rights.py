@@ -27,7 +27,7 @@ import pandas as pd
 from emraudit.access_rights import PERMISSION_ACTIONS, PERMISSIONS, split_list
 from emraudit.detectors.base import Context, Detector, Param, raise_severity
 from emraudit.detectors.registry import register
-from emraudit.entitlements import grant_held_at, held_at, holdings, split_grants
+from emraudit.entitlements import grant_held_at, held_at, holdings, in_post, split_grants
 from emraudit.reports.rights_text import sentence
 from emraudit.rights_usage import observed_since, usage
 
@@ -101,15 +101,7 @@ def active_staff(ctx: Context, asof: pd.Timestamp) -> pd.DataFrame:
     """Staff still in post at `asof` (not terminated; end date and access_until not
     passed)."""
     u = staff(ctx)
-    if not len(u):
-        return u
-    gone = pd.Series(False, index=u.index)
-    if "status" in u.columns:
-        gone |= (u["status"].astype("string") == "terminated").fillna(False)
-    for c in ("end_date", "access_until"):
-        if c in u.columns:
-            gone |= (u[c].notna() & (u[c] < asof)).fillna(False)
-    return u[~gone.to_numpy()]
+    return u[in_post(u, asof)] if len(u) else u
 
 
 # --- rights.beyond_role --------------------------------------------------------------------
@@ -342,8 +334,8 @@ class Unapproved(Detector):
             "self_approved": (user.notna() & (appr == user)).fillna(False),
             "no_granter": by.isna(),
             "no_approval": appr.isna() & needs,
-            "same_person": ((by == appr) & (by != user.fillna("")) & p.four_eyes).fillna(False)
-            if p.four_eyes else pd.Series(False, index=g.index),
+            "same_person": ((by == appr) & (by != user.fillna(""))).fillna(False)
+            & p.four_eyes,
         }
         flags = pd.DataFrame(problems)
         any_ = flags.any(axis=1).to_numpy()

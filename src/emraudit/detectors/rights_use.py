@@ -18,10 +18,9 @@ from emraudit.access_rights import ACTION_PERMISSION, split_list
 from emraudit.detectors.base import Context, Detector, Param, raise_severity
 from emraudit.detectors.explain import _us, explain_accesses
 from emraudit.detectors.registry import register
-from emraudit.detectors.rights import rights_held, state_finding  # noqa: F401 (shared)
+from emraudit.detectors.rights import rights_held, state_finding
 from emraudit.fastops import is_value, local_days
 from emraudit.model import OUTPUT_ACTIONS
-from emraudit.reports.rights_text import sentence
 from emraudit.rights_usage import event_classes
 
 _FAR = 2 ** 62

@@ -33,6 +33,12 @@ KEY_LABELS = {
     "explanation": N_("explanation"), "detail": N_("detail"), "required": N_("required"),
     "floor": N_("floor"), "own_baseline": N_("own baseline"), "unit": N_("unit"),
     "peer_percentile": N_("peer percentile"), "group": N_("group"), "duty": N_("duty"),
+    # the access-rights checks (emraudit.detectors.rights*, the class check on
+    # care.no_relationship)
+    "class_grants": N_("sensitive-class grants"), "classes": N_("sensitive classes"),
+    "missing": N_("without a grant"), "classes_without_grant": N_("classes without a grant"),
+    "care_explanations": N_("care relation found"), "problems": N_("problems"),
+    "refs": N_("rows it rests on"),
 }
 RESULT_WORDS = {"held": N_("held"), "failed": N_("failed")}
 _HIGHLIGHT = re.compile(r"explan|threshold|baseline|limit|median|expected")

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 
+from emraudit import dates
 from emraudit.config import Config
-from emraudit.entitlements import grant_held_at, held_at, holdings
+from emraudit.entitlements import grant_held_at, held_at, holdings, in_post
 from emraudit.errors import UserError
 from emraudit.lake import Lake
 from emraudit.reports import data, files, rights_snapshot
@@ -36,18 +36,11 @@ from emraudit.store import Store, cases, findings, rights_usage
 
 log = logging.getLogger("emraudit.reports")
 
-_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?$")
-
-
-def parse_as_of(value: str | None, tz: str) -> pd.Timestamp:
+def parse_as_of(value, tz: str) -> pd.Timestamp:
     """--as-of: a day means the end of that day; a time is taken as it is; none: now."""
     if value is None:
         return pd.Timestamp.now(tz=tz).floor("s")
-    if not _ISO.match(str(value).strip()):
-        raise UserError(f"--as-of: expected an ISO date such as 2026-09-30 (optionally with a "
-                        f"time), got {value!r}")
-    t = pd.Timestamp(str(value).strip()).tz_localize(tz)
-    return t + pd.Timedelta(days=1) if len(str(value).strip()) == 10 else t
+    return dates.parse(value, "--as-of").end(tz)
 
 
 def _perm_order(perms) -> list[str]:
@@ -62,13 +55,7 @@ def _active(users: pd.DataFrame | None, asof) -> pd.DataFrame:
     if users is None or not len(users):
         return pd.DataFrame(columns=["user_id", "name", "role", "department"])
     u = users.drop_duplicates("user_id", keep="last")
-    gone = pd.Series(False, index=u.index)
-    if "status" in u.columns:
-        gone |= (u["status"].astype("string") == "terminated").fillna(False)
-    for c in ("end_date", "access_until"):
-        if c in u.columns:
-            gone |= (u[c].notna() & (u[c] < asof)).fillna(False)
-    return u[~gone.to_numpy()]
+    return u[in_post(u, asof)]
 
 
 def _by_unit(held: pd.DataFrame, users: pd.DataFrame, lang: Lang) -> list[dict]:
