@@ -21,11 +21,13 @@ ROLES = """role,permissions,record_class,scope,approved_by
 护士,查阅;书写,,本科室,M1
 医师,查阅;书写;打印,,本科室,M1
 精神科组,查阅,精神,本科室,M1
+进修组,查阅,传染病,全院,
 """
 GRANTS = """grant_id,user_id,role,permission,record_class,granted_at,granted_by,approved_by,revoked_at
 G1,D1,精神科组,,,2026-01-01,IT1,M1,
 G2,N1,,导出,,2026-02-01,N1,,
 G3,X1,,查阅,精神,2026-03-01,IT1,M1,
+G5,N2,进修组,,,2026-04-01,IT1,M1,
 """
 PATIENTS = """patient_id,name,sensitive_class
 P00001234,陈病人,精神

@@ -30,8 +30,11 @@ def test_state_findings_stay_put_and_usage_is_kept(tmp_path):
     _scan(cfg)
     store = Store(load_config(cfg).store_url)
     first = _rights(store)
-    assert {"rights.unapproved", "rights.after_leaving", "rights.outside_grant"} <= set(
-        first["detector"])
+    assert {"rights.unapproved", "rights.after_leaving", "rights.outside_grant",
+            "rights.beyond_role"} <= set(first["detector"])
+    # a role's finding belongs to no staff member: its case still opens, beside the others
+    role = first[first["user_id"] == "role:进修组"].iloc[0]
+    assert role["case_id"] and role["start"].startswith("2026-04-01")
     self_granted = first[first["detector"] == "rights.unapproved"].iloc[0]
     assert self_granted["event_ids"] == [] and self_granted["start"].startswith("2026-02-01")
     with store.engine.connect() as c:
