@@ -99,11 +99,12 @@ def test_no_relation_case_carries_the_class_grant_check_as_evidence():
     rel = [r for r in RELATIONS if r["patient_id"] not in ("p1", "p2")]
     events = [ev("n1", "p1", "2026-09-10 10:00"), ev("n1", "p2", "2026-09-10 10:00")]
     f = run("care.no_relationship", octx(events, relations=rel)).set_index("patient_id")
-    assert f.loc["p1", "evidence"]["class_grants"] == {"classes": ["psychiatric"], "held": [],
+    assert f.loc["p1", "evidence"]["class_grants"] == {"classes": ["psychiatric"],
+                                                       "granted": [],
                                                        "missing": ["psychiatric"]}
     assert "class_grants" not in f.loc["p2", "evidence"]               # no class
     f = run("care.no_relationship", octx(events, [g("G1", "n1")], relations=rel))
-    assert f.set_index("patient_id").loc["p1", "evidence"]["class_grants"]["held"] == [
+    assert f.set_index("patient_id").loc["p1", "evidence"]["class_grants"]["granted"] == [
         "psychiatric"]
     # without a grants table there is nothing to say
     ctx = make_ctx(events, window=("2026-09-10", "2026-09-11"), users=USERS,

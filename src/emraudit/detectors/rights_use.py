@@ -73,9 +73,9 @@ def class_grant_evidence(ctx: Context, users, patients, times) -> list[dict | No
                            np.array(c_, dtype=object), _us(pd.Series(list(t_))))
     for k, i in enumerate(i_):
         if out[i] is None:
-            out[i] = {"classes": [], "held": [], "missing": []}
+            out[i] = {"classes": [], "granted": [], "missing": []}
         out[i]["classes"].append(c_[k])
-        (out[i]["held"] if held[k] else out[i]["missing"]).append(c_[k])
+        (out[i]["granted"] if held[k] else out[i]["missing"]).append(c_[k])
     return out
 
 

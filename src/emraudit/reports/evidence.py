@@ -36,7 +36,8 @@ KEY_LABELS = {
     # the access-rights checks (emraudit.detectors.rights*, the class check on
     # care.no_relationship)
     "class_grants": N_("sensitive-class grants"), "classes": N_("sensitive classes"),
-    "missing": N_("without a grant"), "classes_without_grant": N_("classes without a grant"),
+    "granted": N_("with a grant"), "missing": N_("without a grant"),
+    "classes_without_grant": N_("classes without a grant"),
     "care_explanations": N_("care relation found"), "problems": N_("problems"),
     "refs": N_("rows it rests on"),
 }
