@@ -152,3 +152,18 @@ def test_consult_and_float_nurse_are_explained():
                "ward": "心内科一病区"}]
     events = [ev("cons", "p1", "2025-07-09 10:00"), ev("snoop", "p1", "2025-07-09 02:00")]
     assert care(events, care_relations=rel, shifts=shifts).empty
+
+
+def test_protected_patients_when_no_access_matches_the_patients_table():
+    """Accesses only to patients missing from the patients table: nothing is protected (a
+    map() with no match gave a null-typed Arrow column that fillna(False) rejected)."""
+    from emraudit.detectors.care import _protected
+    ctx = make_ctx([ev("u1", "p9", "2025-07-01 10:00")], window=("2025-07-01", "2025-07-02"),
+                   patients=[{"patient_id": "p1", "vip": True, "employee_user_id": "u7"}])
+    pid = ctx.events["patient_id"].astype("string")
+    assert _protected(ctx, pid, ctx.events["ts"]).tolist() == [False]
+    ctx = make_ctx([ev("u1", "p1", "2025-07-01 10:00"), ev("u1", "p9", "2025-07-01 11:00")],
+                   window=("2025-07-01", "2025-07-02"),
+                   patients=[{"patient_id": "p1", "vip": True}])
+    pid = ctx.events["patient_id"].astype("string")
+    assert _protected(ctx, pid, ctx.events["ts"]).tolist() == [True, False]

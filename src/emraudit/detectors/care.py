@@ -328,12 +328,15 @@ def _protected(ctx: Context, patient_id: pd.Series, ts: pd.Series) -> np.ndarray
         return out
     pt = pt.drop_duplicates("patient_id", keep="last").set_index("patient_id")
     pid = patient_id.astype("string")
+    # membership, not map(): a map that matches no patient gives a null-typed Arrow column
+    # that fillna(False) cannot fill (every access to patients missing from the table)
     for col in ("vip", "sensitive", "watch"):
         if col in pt.columns:
-            out |= pid.map(pt[col].fillna(False).astype(bool)).fillna(False) \
-                .to_numpy(dtype=bool)
+            out |= pid.isin(pt.index[pt[col].fillna(False).astype(bool).to_numpy()]) \
+                .fillna(False).to_numpy(dtype=bool)
     if "employee_user_id" in pt.columns:
-        out |= pid.map(pt["employee_user_id"].notna()).fillna(False).to_numpy(dtype=bool)
+        out |= pid.isin(pt.index[pt["employee_user_id"].notna().to_numpy()]).fillna(False) \
+            .to_numpy(dtype=bool)
     if "deceased_date" in pt.columns:
         dd = pid.map(pt["deceased_date"])
         out |= (dd.notna() & (dd <= ts)).to_numpy(dtype=bool)
