@@ -98,7 +98,10 @@ def test_planted_outlier_ranks_first(model):
     assert set(feats) & {"patients", "unexplained", "unexplained_share", "new_patients",
                          "output_records", "burst_patients", "off_duty_share", "events"}
     d0 = ev["drivers"][0]
-    assert "vs peer median" in d0["text"] and "own" in d0["text"]
+    assert {"value", "peer_median", "peer_p99", "own_median", "own_days"} <= set(d0)
+    assert best["message_id"] == "anomaly.user_day"
+    assert best["message_args"]["drivers"][0]["feature"] == d0["feature"]
+    assert "peers: median" in best["summary"] and "own median" in best["summary"]
     assert d0["peer_group"] == "nurse|A"
     assert best["event_ids"] and len(best["event_ids"]) <= det.p.max_event_ids
 

@@ -1,8 +1,10 @@
 """A small hand-made store + lake for the report tests (and a check that it loads).
 
 Two scans; three cases: an incident of one VIP patient (two detectors, one finding from an
-earlier scan, open in the review queue), an incident of bulk viewing of many patients
-(resolved as confirmed), and an earlier confirmed case of the same user outside this scan. Log values carry HTML/script
+earlier scan, open in the review queue; the VIP finding carries its sentence as a message, the
+other only an English summary, as findings stored before messages existed), an incident of
+bulk viewing of many patients (resolved as confirmed), and an earlier confirmed case of the
+same user outside this scan. Log values carry HTML/script
 payloads and spreadsheet formulas so the escaping and neutralization tests have teeth.
 """
 
@@ -118,13 +120,15 @@ def build(tmp: Path, *, lang: str = "en", mask: bool = True):
     fs.append(findings_frame("snoop.vip", [dict(
         key="U001|P|0702", user_id="U001", patient_id=PATIENT, event_ids=["e0", "e1", "e2"],
         start=pd.Timestamp("2025-07-02 23:10", tz=TZ), end=pd.Timestamp("2025-07-02 23:40", tz=TZ),
-        severity="high", score=3.5,
-        summary=f"U001 opened the record of VIP patient {PATIENT_NAME} ({PATIENT}) 3 times at "
-                "night with no care relation.",
+        severity="high", score=3.5, message_id="snoop.vip",
+        message_args={"user": "U001", "patient": PATIENT, "accesses": 3, "lookup": False},
         evidence={"explanations": [
-            {"explanation": "own_relation", "result": "failed", "detail": "no admission"},
+            {"explanation": "own_relation", "result": "failed",
+             "detail": {"grace_before_days": 3.0, "grace_after_days": 30.0}},
             {"explanation": "unit_relation", "result": "failed",
-             "detail": XSS_EVIDENCE}],
+             "detail": {"department": XSS_EVIDENCE, "ward": None, "more": 0,
+                        "patient_relations": [{"kind": "admission", "start": "2025-07-01",
+                                               "end": None, "ward": "心内科一病区"}]}}],
             "thresholds": {"grace_days": 7, "median": 0.25}, "patient_name": PATIENT_NAME},
     )], default_item="8", default_severity="high"))
     fs.append(findings_frame("bulk.off_hours", [dict(
@@ -146,6 +150,8 @@ def build(tmp: Path, *, lang: str = "en", mask: bool = True):
                             [SCAN1, SCAN0, SCAN1]):
         rows.append(dict(r, event_ids=json.dumps(r["event_ids"]),
                          evidence=json.dumps(r["evidence"], ensure_ascii=False),
+                         message_args=(json.dumps(r["message_args"])
+                                       if isinstance(r["message_args"], dict) else None),
                          case_id=cid, first_scan=last, last_scan=last, created=now, updated=now))
     with store.begin() as c:
         c.execute(findings.insert(), _rows(findings, rows))

@@ -126,19 +126,29 @@ def test_case_page_tells_who_whom_what_why(rendered):
     case = _read(out / "cases" / f"{CASE_P}.html")
     for needle in ["VIP", "本院职工",                       # whom + flags
                    "access_log.csv:2", "WS-ICU-01", "10.0.0.7",  # what, source reference
-                   "不成立", "no admission",                    # explanations tried, why failed
-                   "宽限天数", ">7<",                           # thresholds with numbers
-                   "（八）泄露患者隐私问题", "Item 8 — leaking patient privacy",
+                   "不成立", "宽限：前 3 天，后 30 天",          # explanations tried, why failed
+                   "住院，2025-07-01 起（尚未结束），病区 心内科一病区",   # the patient's relation
+                   "宽限期（天）", ">7<",                       # thresholds with numbers
+                   "（八）泄露患者隐私问题",
                    CASE_OLD, "属实",                            # earlier confirmed case
                    "重新打开", "有正当理由",                     # history and disposition
                    '<svg class="chart"', 'class="flag"']:
         assert needle in case, needle
+    # the headline: the top finding's sentence in Chinese, masked, with the case's extras
+    assert ("U001 在无诊疗关系、也无其他正当理由的情况下查阅重点人员（VIP）患者 P0*****67 的病历 3 次"
+            "（另有 1 项发现）；严重程度由“高”升为“严重”：2 条规则同时命中") in case
+    # a finding stored before messages (English summary only) reads as a Chinese sentence
+    assert "非工作时间批量查阅：账号 U001，患者 P0*****67" in case
+    assert "viewed records off duty" not in case
+    # the English gloss of the item is for English pages only
+    assert "Item 8 — leaking patient privacy" not in case
     # grouping: both detectors' findings on the one (user, patient) case, the older one
     # (from an earlier scan) shown without the "this scan" tag
     assert case.count('<div class="finding"') == 2
     assert case.count('<span class="tag">本次扫描</span>') == 1
     from emraudit.detectors.registry import get
-    assert get("snoop.vip").measure_zh in case and get("snoop.vip").note in case
+    assert get("snoop.vip").measure_zh in case and get("snoop.vip").note_zh in case
+    assert get("snoop.vip").note not in case
     account = _read(out / "cases" / f"{CASE_A}.html")
     assert "审核员" in account and "@SUM(A1) talked to him" in account
 
@@ -186,6 +196,10 @@ def test_both_languages_render(tmp_path):
     assert '<html lang="en">' in index and "EMR access audit" in index
     assert "Why: findings and evidence" in case and "failed" in case
     assert "（八）泄露患者隐私问题" in case            # the official wording stays Chinese
+    assert "Item 8 — leaking patient privacy" in case  # with its English gloss
+    assert ("U001 opened the record of VIP patient P0*****67 3 times with no care relation or "
+            "other explanation (+1 more finding)") in case
+    assert "-U001 viewed records off duty." in case    # a stored English summary, as it is
     with open(out / "ledger.csv", encoding="utf-8-sig") as fh:
         assert next(csv.reader(fh))[:4] == ["No.", "Case", "Rectification item",
                                             "Problem description"]

@@ -732,10 +732,17 @@ def dumps(obj) -> str:
 
 
 # -- findings (DESIGN.md "Findings", a contract) ------------------------------------------------
+# message_id / message_args (optional, added later): the sentence as data, rendered per
+# language by emraudit.reports.text; `summary` is its English rendering (unmasked)
 FINDING_COLUMNS = ["finding_id", "detector", "severity", "score", "user_id", "patient_id",
-                   "start", "end", "event_ids", "rectification_item", "summary", "evidence"]
+                   "start", "end", "event_ids", "rectification_item", "summary", "evidence",
+                   "message_id", "message_args"]
 
 
 def finding_to_json(row: dict) -> str:
     """One finding as the JSON line of findings.jsonl (the contract)."""
-    return dumps({c: row.get(c) for c in FINDING_COLUMNS})
+    out = {c: row.get(c) for c in FINDING_COLUMNS}
+    for c in ("message_id", "message_args"):      # absent on findings stored before them
+        if not isinstance(out[c], (str, dict)):
+            out[c] = None
+    return dumps(out)

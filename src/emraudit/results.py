@@ -64,6 +64,11 @@ def _finding_rows(df: pd.DataFrame, scan_id: str, first_scan: dict[str, str],
             "summary": part["summary"].astype(str).tolist(),
             "evidence": _json_text(part["evidence"], ensure_ascii=False, default=str,
                                    sort_keys=True),
+            "message_id": [m if isinstance(m, str) else None for m in part["message_id"]]
+            if "message_id" in part else [None] * len(part),
+            "message_args": [json.dumps(a, ensure_ascii=False, default=str, sort_keys=True)
+                             if isinstance(a, dict) else None for a in part["message_args"]]
+            if "message_args" in part else [None] * len(part),
             "suppressed_by": [int(v) if pd.notna(v) else None for v in sup],
             "case_id": part["case_id"].tolist(),
             "risk_flags": _json_text(part["risk_flags"]),

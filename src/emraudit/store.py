@@ -124,6 +124,8 @@ findings = sa.Table(
     sa.Column("created", TS),
     sa.Column("updated", TS),
     sa.Column("risk_flags", sa.Text),                # JSON list: emraudit.risk.finding_flags
+    sa.Column("message_id", sa.String(120)),        # the sentence as data (reports.text)
+    sa.Column("message_args", sa.Text),             # JSON object
 )
 
 cases = sa.Table(
@@ -412,6 +414,7 @@ class Store:
         if not df.empty:
             df["event_ids"] = df["event_ids"].map(lambda s: json.loads(s) if s else [])
             df["evidence"] = df["evidence"].map(lambda s: json.loads(s) if s else {})
+            df["message_args"] = df["message_args"].map(decode_args)
         return df
 
     def committed_runs(self) -> set[str]:
@@ -419,6 +422,11 @@ class Store:
             rows = c.execute(sa.select(ingest_runs.c.run_id)
                              .where(ingest_runs.c.status == "committed")).fetchall()
         return {r[0] for r in rows}
+
+
+def decode_args(s) -> dict | None:
+    """A stored `message_args` (JSON text, NULL on findings stored before it) as a dict."""
+    return json.loads(s) if isinstance(s, str) and s else None
 
 
 def add_missing_columns(engine: Engine) -> list[str]:

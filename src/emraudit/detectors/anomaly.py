@@ -35,10 +35,12 @@ import pandas as pd
 from emraudit.detectors.anomaly_models import MODEL_KINDS, UserDayModel, own_medians, \
     peer_group_of
 from emraudit.detectors.base import Context, Detector, Param
+from emraudit.detectors.message import Message
 from emraudit.detectors.registry import register
 from emraudit.features import ALL_FEATURES, FEATURE_NAMES, FEATURES, add_trailing, \
     day_event_rows, empty_features, user_day_features, user_rows
 from emraudit.model import OUTPUT_ACTIONS
+from emraudit.reports.i18n import N_
 
 SCORES_MEMO = "anomaly.user_day.scores"
 # features the model uses by default, chosen on the generated hospitals
@@ -54,13 +56,6 @@ DEFAULT_FEATURES = ("new_patients", "unexplained", "unexplained_share", "unexpla
 
 def _d(s: str) -> date:
     return date.fromisoformat(s)
-
-
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "n/a"
-    v = float(v)
-    return f"{v:.2f}" if abs(v - round(v)) > 1e-9 and abs(v) < 10 else f"{v:.0f}"
 
 
 @register
@@ -142,9 +137,28 @@ class UserDayAnomaly(Detector):
         "when their role has few peers",
         "quality-control or records staff doing an audit sweep",
     )
+    description_zh = ("为每个用户逐日计算行为指标（操作次数、患者数、新接触患者数、无诊疗关系查阅"
+                      "和非当班操作占比、打印导出、涉及科室与病区、终端数、重点人员/职工/敏感病历"
+                      "查阅、30 分钟内最多患者数、检索次数），在同类人员（岗位和科室）中及相对本"
+                      "人基线进行标准化，并用在此前基线期内拟合的离群检测模型为每个扫描日评分。每"
+                      "天最多报告固定数量的人日。")
+    note_zh = ("先看“异常之处”：每项列出当日数值，以及同类人员的中位数和第 99 百分位、本人基线中"
+               "位数。打开所列事件（无诊疗关系查阅、导出），对照排班和诊疗关系核实；异常只是线索"
+               "，不是结论。")
+    false_positives_zh = (
+        "调入新科室或轮转后的头几天（新患者多，尚无本人基线）",
+        "突发高峰班次（成批伤员、夜间 ICU 大量收治）",
+        "合法服务全院各病区的人员（治疗师、营养师、会诊团队），而其岗位同类人员很少",
+        "质控或病案人员进行专项抽查",
+    )
     measure_zh = "核查当日异常行为涉及的病历查阅与导出，约谈当事人，必要时调整其访问权限并开展隐私保护培训"
     measure_en = ("Review the day's unusual accesses and exports with the user and their "
                   "supervisor; restrict access where unjustified; retrain.")
+    # each driver (feature, value, peers' median and 99th percentile, own median) is put in
+    # words by emraudit.reports.text.driver_text
+    messages = {"anomaly.user_day": Message(
+        N_("%(user)s (%(role)s, %(department)s) on %(day)s behaved unlike peers and their own "
+           "past: %(drivers)s (score above %(percent)s%% of baseline user-days)"))}
 
     def effective_lookback_days(self) -> int:
         return int(self.p.history_days)
@@ -329,15 +343,11 @@ class UserDayAnomaly(Detector):
             val = float(row[f]) if not pd.isna(row[f]) else None
             pm = float(model.peers.raw_med[g, j])
             p99 = float(model.peers.raw_p99[g, j])
-            d = FEATURES[f]
-            text = (f"{d['en']}: {_fmt(val)} vs peer median {_fmt(pm)} / p99 {_fmt(p99)}; "
-                    f"vs own {model_days(own_days)} median {_fmt(own_med)}")
-            out.append({"feature": f, "label_en": d["en"], "label_zh": d["zh"],
-                        "item": d["item"], "value": val, "peer_group": gkeys[0],
+            out.append({"feature": f, "item": FEATURES[f]["item"], "value": val,
+                        "peer_group": gkeys[0],
                         "peer_median": pm, "peer_p99": p99, "own_median": own_med,
                         "own_days": own_days, "peer_tail_p": round(math.exp(-cp), 6),
-                        "own_tail_p": round(math.exp(-co), 6) if co else None,
-                        "text": text})
+                        "own_tail_p": round(math.exp(-co), 6) if co else None})
         return out
 
     def _finding(self, ctx: Context, model: UserDayModel, row: pd.Series, res: dict, i: int,
@@ -364,9 +374,10 @@ class UserDayAnomaly(Detector):
         score = float(res["score"][i])
         sev = "high" if rank > 1.0 else self.severity
         pct = min(rank, 1.0) * 100
-        summary = (f"{uid} ({row['role']}, {row['department'] or '-'}) on {day} behaved unlike "
-                   f"peers and their own past: " + "; ".join(d["text"] for d in drivers) +
-                   f" (score above {pct:.2f}% of baseline user-days).")
+        args = {"user": uid, "role": row["role"], "department": row["department"] or None,
+                "day": day, "percent": round(pct, 2),
+                "drivers": [{k: d[k] for k in ("feature", "value", "peer_median", "peer_p99",
+                                               "own_median", "own_days")} for d in drivers]}
         start = sub["ts"].min() if len(sub) else pd.Timestamp(day, tz=ctx.tz)
         end = sub["ts"].max() if len(sub) else start
         evidence = {
@@ -383,7 +394,8 @@ class UserDayAnomaly(Detector):
                                for f in ALL_FEATURES if f in row.index},
         }
         return {"key": f"{uid}|{day}", "user_id": uid, "patient_id": "", "start": start,
-                "end": end, "event_ids": ids, "summary": summary, "score": score,
+                "end": end, "event_ids": ids, "message_id": self.id, "message_args": args,
+                "score": score,
                 "severity": sev, "rectification_item": item, "evidence": evidence}
 
 
@@ -419,10 +431,6 @@ def _has_peers(model: UserDayModel, days: pd.DataFrame) -> np.ndarray:
     a role with too few users has no peers to say what is unusual for it."""
     _, keys = peer_group_of(model.peers, days)
     return np.array([k != "*" for k in keys], dtype=bool)
-
-
-def model_days(n: int) -> str:
-    return f"{n}-day"
 
 
 def driver_events(ctx: Context, sub: pd.DataFrame, feats: list[str], p) -> dict[str, list[str]]:

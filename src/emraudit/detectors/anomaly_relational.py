@@ -23,7 +23,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from emraudit.detectors.base import Context, Detector, Param
+from emraudit.detectors.message import Message
 from emraudit.detectors.registry import register
+from emraudit.reports.i18n import N_
 
 # "similar role": trainees work under physicians and share their patients; records, quality,
 # insurance and administrative staff read the same finished records.
@@ -94,9 +96,24 @@ class RelationalAnomaly(Detector):
         "outpatient clinicians whose patients are seen by no one else in the window",
         "new staff in their first days, before their patients overlap with the team's",
     )
+    description_zh = ("按回溯期和扫描期构建“用户×患者”查阅关系图，对每个活跃用户评分：其查阅的患"
+                      "者与同岗位最相似同事查阅的患者重合越少，评分越高。默认不启用：在生成的模拟"
+                      "医院上，它对植入的浏览行为排序效果差（ROC AUC 0.56–0.70），并在样例扫描中"
+                      "产生了仅有的误报；可用于研究孤立的查阅模式，不宜用于每晚告警。")
+    note_zh = ("查看无任何相似同事接触过的那些患者：是否在该用户所在病区、是否由该用户开具医嘱，"
+               "还是散布在全院各处？新设岗位或只有一人的服务也会显得孤立。")
+    false_positives_zh = (
+        "只有一人的服务（唯一的营养师、少见的专科医师），其同岗位人员在别处从事不同工作",
+        "门诊医师所看的患者在此期间无其他人接诊",
+        "入职头几天的新员工，其患者尚未与团队的患者重合",
+    )
     measure_zh = "核查该用户查阅的无人共享患者是否有诊疗依据，按最小必要原则收紧访问权限"
     measure_en = ("Check whether the user had a reason to open the patients no colleague "
                   "shares; tighten access to the minimum necessary.")
+    messages = {"anomaly.relational": Message(
+        N_("%(user)s (%(role)s) opened %(patients)s patients in the window, %(lonely)s of which "
+           "none of their %(neighbours)s most similar colleagues in the same role touched "
+           "(mean similarity %(similarity)s)"))}
 
     def effective_lookback_days(self) -> int:
         return int(self.p.graph_days)
@@ -210,9 +227,9 @@ class RelationalAnomaly(Detector):
                        "shared_patients": int((A[u].multiply(A[t]) > 0).sum())}
                       for t, s in nb]
         sim = float(np.mean([x for _, x in nb])) if nb else 0.0
-        summary = (f"{uid} ({role[u]}) opened {len(mine)} patients in the window, "
-                   f"{len(lonely)} of which none of their {len(nb)} most similar "
-                   f"{role[u]} colleagues touched (mean similarity {sim:.2f}).")
+        args = {"user": uid, "role": str(role[u]), "patients": int(len(mine)),
+                "lonely": int(len(lonely)), "neighbours": len(nb),
+                "similarity": round(sim, 2)}
         evidence = {
             "method": p.method, "score_kind": p.score, "similarity": round(sim, 4),
             "score": round(score, 4),
@@ -227,7 +244,8 @@ class RelationalAnomaly(Detector):
         return {"key": f"{uid}|{ctx.window_start.date()}|{ctx.window_end.date()}",
                 "user_id": uid, "patient_id": "", "start": sub["ts"].min(),
                 "end": sub["ts"].max(), "event_ids": eids[: p.max_event_ids],
-                "summary": summary, "score": score, "evidence": evidence}
+                "message_id": self.id, "message_args": args, "score": score,
+                "evidence": evidence}
 
 
 def _roles(ctx: Context, users: pd.Index) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import pandas as pd
 
+from emraudit.detectors.message import Message
 from emraudit.model import (FINDING_COLUMNS, RECTIFICATION_ITEMS, SEVERITIES, SEVERITY_RANK,
                             finding_to_json)
 
@@ -130,6 +131,11 @@ class Detector:
     description: ClassVar[str] = ""           # what it looks for, one paragraph
     note: ClassVar[str] = ""                  # triage note shown to the reviewer
     false_positives: ClassVar[tuple[str, ...]] = ()
+    description_zh: ClassVar[str] = ""        # the same three in Chinese (reports in zh)
+    note_zh: ClassVar[str] = ""
+    false_positives_zh: ClassVar[tuple[str, ...]] = ()
+    # the sentences its findings name by message_id (emraudit.detectors.message)
+    messages: ClassVar[dict[str, Message]] = {}
     measure_zh: ClassVar[str] = ""            # suggested rectification measure (ledger)
     measure_en: ClassVar[str] = ""
     # the sample hospital's planted violation kinds (`truth.csv` violation) it is expected to
@@ -175,6 +181,9 @@ class Detector:
             "lookback_days": cls.lookback_days, "shares": list(cls.shares),
             "description": cls.description,
             "note": cls.note, "false_positives": list(cls.false_positives),
+            "description_zh": cls.description_zh, "note_zh": cls.note_zh,
+            "false_positives_zh": list(cls.false_positives_zh),
+            "messages": sorted(cls.messages),
             "measure_zh": cls.measure_zh, "measure_en": cls.measure_en,
             "catches": list(cls.planted_kinds()), "also_catches": list(cls.also_catches),
             "params": [{"name": p.name, "type": p.type.__name__, "default": p.default,
@@ -287,16 +296,26 @@ def findings_frame(detector_id: str, rows: pd.DataFrame | list[dict], *,
     """Normalize a detector's output to the findings contract.
 
     `rows` needs `key` (what makes the finding unique for this detector, e.g.
-    "user|patient|day"), `user_id`, `event_ids` (list), `start`, `end`, `summary`; optional
-    `patient_id`, `severity`, `score`, `rectification_item`, `evidence` (dict).
+    "user|patient|day"), `user_id`, `event_ids` (list), `start`, `end`, and either
+    `message_id` with `message_args` (dict) — the sentence as data; `summary` is then its
+    English rendering — or a ready `summary` (third-party detectors); optional `patient_id`,
+    `severity`, `score`, `rectification_item`, `evidence` (dict).
     """
     df = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
     if df.empty:
         return empty_findings()
-    missing = [c for c in ("key", "user_id", "event_ids", "start", "end", "summary")
-               if c not in df.columns]
+    missing = [c for c in ("key", "user_id", "event_ids", "start", "end") if c not in df.columns]
+    if "summary" not in df.columns and "message_id" not in df.columns:
+        missing.append("summary or message_id")
     if missing:
         raise ValueError(f"{detector_id}: findings lack {missing}")
+    if "message_id" in df.columns:
+        df["message_args"] = ([a if isinstance(a, dict) else {} for a in df["message_args"]]
+                              if "message_args" in df.columns else [{} for _ in range(len(df))])
+        if "summary" not in df.columns:
+            from emraudit.reports.text import english_summary
+            df["summary"] = [english_summary(m, a) for m, a in
+                             zip(df["message_id"], df["message_args"])]
     out = pd.DataFrame({
         "finding_id": [finding_id(detector_id, str(k)) for k in df["key"]],
         "detector": detector_id,
@@ -316,6 +335,9 @@ def findings_frame(detector_id: str, rows: pd.DataFrame | list[dict], *,
                                if "rectification_item" in df else default_item),
         "summary": df["summary"].astype(str),
         "evidence": df["evidence"] if "evidence" in df else [{} for _ in range(len(df))],
+        "message_id": (df["message_id"].astype(object).where(df["message_id"].notna(), None)
+                       if "message_id" in df else None),
+        "message_args": df["message_args"] if "message_args" in df else None,
     })
     bad = ~out["severity"].isin(SEVERITIES)
     if bad.any():

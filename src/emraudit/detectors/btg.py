@@ -23,8 +23,10 @@ import pandas as pd
 from emraudit.detectors.base import Context, Detector, Param, empty_findings, raise_severity
 from emraudit.detectors.bulk import (PEER_PARAMS, in_window, patient_days, patient_events,
                                      peer_groups, user_info)
+from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
 from emraudit.model import OUTPUT_ACTIONS
+from emraudit.reports.i18n import N_, Np_
 
 
 def _naive_utc(s: pd.Series) -> np.ndarray:
@@ -71,9 +73,30 @@ class BtgUnjustified(Detector):
                        "Patients who died or left before a relation was recorded.",
                        "Emergency departments where breaking the glass is routine (peers share "
                        "the rate).")
+    description_zh = ("紧急授权（破窗）后，用户本人、所在科室或病区当时既无有效的诊疗关系，在补录"
+                      "期限（justify_hours）内也未建立；以及某用户的紧急授权频率远高于同类人员。")
+    note_zh = ("先看填写的事由。紧急情况之后既无入院、也无会诊或医嘱的，很少是真的紧急；核查破窗"
+               "后查阅、打印或导出了什么。对于频率情形，与同科室同事比较。")
+    false_positives_zh = (
+        "紧急救治后在其他科室登记入院，或登记时间晚于补录期限。",
+        "患者在建立诊疗关系前已死亡或离院。",
+        "紧急授权属于常规操作的急诊科室（同类人员频率相近）。",
+    )
     measure_zh = "规范紧急授权使用，事后48小时内补录事由并由科主任审核，定期通报滥用情况。"
     measure_en = ("Require a reason and a department head's review for every break-the-glass, "
                   "and report abuse regularly.")
+    messages = {
+        "btg.unjustified": Message(
+            N_("%(user)s broke the glass on patient %(patient)s and no care relation for the "
+               "user, department or ward followed within %(hours)s h"),
+            clauses=(Clause("outputs", N_("; records were printed or exported meanwhile")),)),
+        "btg.unjustified.rate": Message(
+            Np_("%(user)s (%(role)s) broke the glass %(count)s time (%(rate)s per 100 "
+                "patient-days), above the required %(required)s for peers %(group)s",
+                "%(user)s (%(role)s) broke the glass %(count)s times (%(rate)s per 100 "
+                "patient-days), above the required %(required)s for peers %(group)s"),
+            count="count"),
+    }
 
     def run(self, ctx: Context) -> pd.DataFrame:
         rows = self._unjustified(ctx) + self._rate(ctx)
@@ -163,15 +186,16 @@ class BtgUnjustified(Detector):
                 "event_ids": [str(e["event_id"]), *after["event_id"].astype(str).tolist()],
                 "start": e["ts"], "end": max([e["ts"], *after["ts"].tolist()]),
                 "severity": sev, "score": 2.0 + (1.0 if outputs else 0.0),
-                "summary": (f"{r['user_id']} broke the glass on patient {r['patient_id']} and no "
-                            f"care relation for the user, department or ward followed within "
-                            f"{p.justify_hours:g} h."),
+                "message_id": self.id,
+                "message_args": {"user": r["user_id"], "patient": r["patient_id"],
+                                 "hours": float(p.justify_hours), "outputs": outputs},
                 "evidence": {
-                    "pattern": "no relation after break-the-glass",
+                    "pattern": "no_relation_after",
                     "reason_given": reason, "justify_hours": float(p.justify_hours),
-                    "relations_looked_for": "user, department "
-                    f"'{r['dept'] or '-'}', ward '{r['ward'] or '-'}': active at the time or "
-                    "starting within the justification period",
+                    # relations of these, active then or starting within justify_hours
+                    "relations_looked_for": {"user": r["user_id"],
+                                             "department": _name(r["dept"]),
+                                             "ward": _name(r["ward"])},
                     "accesses_after": int(len(after)), "outputs_after": outputs,
                     "judged_after_window_start": not bool(in_window(ctx, src.loc[[e.name]])[0]),
                 },
@@ -213,11 +237,12 @@ class BtgUnjustified(Detector):
                 "event_ids": ub["event_id"].astype(str).tolist(), "start": ub["ts"].min(),
                 "end": ub["ts"].max(), "severity": "medium",
                 "score": round(r / max(required, 1e-9), 3),
-                "summary": (f"{uid} ({info.loc[uid, 'role'] or 'unknown role'}) broke the glass "
-                            f"{n} times ({r:.1f} per 100 patient-days), above the required "
-                            f"{required:.1f} for peers '{g}'."),
+                "message_id": self.id + ".rate",
+                "message_args": {"user": uid, "role": info.loc[uid, "role"] or None,
+                                 "count": n, "rate": round(r, 1),
+                                 "required": round(required, 1), "group": g},
                 "evidence": {
-                    "pattern": "break-the-glass rate above peers",
+                    "pattern": "rate_above_peers",
                     "btg_count": n, "patient_days": int(denom.get(uid, 0)),
                     "rate_per_100_patient_days": round(r, 2),
                     "thresholds": {"min_count": int(p.rate_min_count),
@@ -228,3 +253,8 @@ class BtgUnjustified(Detector):
                 },
             })
         return rows
+
+
+def _name(v) -> str | None:
+    """A department or ward name for the evidence (None when unknown)."""
+    return None if v is None or pd.isna(v) or str(v) == "" else str(v)

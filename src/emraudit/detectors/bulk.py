@@ -18,10 +18,12 @@ import numpy as np
 import pandas as pd
 
 from emraudit.detectors.base import Context, Detector, Param, empty_findings
+from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
 from emraudit.detectors.schedule import DAY_NS, MINUTE_NS, duty_mask, get_schedule, local_ns, utc_ns
 from emraudit.fastops import is_value
 from emraudit.model import OUTPUT_ACTIONS
+from emraudit.reports.i18n import N_
 
 COUNTED_ACTIONS = ("view", "query", "create", "update", "sign", "delete", "print", "export",
                    "copy", "download")
@@ -323,6 +325,7 @@ class Baselines:
 
 
 def _thresholds_evidence(row, unit: str) -> dict:
+    """The thresholds compared, for the evidence; `unit` is a code (labels.UNIT)."""
     return {
         "floor": {"value": float(row["t_floor"]), "unit": unit},
         "own_baseline": {"value": round(float(row["own"]), 2), "days": int(row["own_days"]),
@@ -330,11 +333,13 @@ def _thresholds_evidence(row, unit: str) -> dict:
         "peer_percentile": {"group": str(row["group"]), "value": round(float(row["peer"]), 2),
                             "required": float(row["t_peer"])},
         "required": float(row["required"]),
-        **({"explained_required": row["explained_required"],
-            "explained_rule": "patients mostly explained: the threshold is multiplied"}
+        **({"explained_required": row["explained_required"]}
            if "explained_required" in row else {}),
     }
 
+
+# both bulk-viewing sentences say when records were also printed or exported
+_OUTPUTS = Clause("outputs", N_("; records were also printed or exported"))
 
 PEER_PARAMS = (
     Param("peer_min_size", int, 5, "fewest active users for a role+department peer group; "
@@ -401,9 +406,31 @@ class BulkOffHours(Detector):
         "Covering another ward at night during an emergency or mass-casualty event.",
         "Batch documentation or coding done from home under remote access.",
     )
+    description_zh = ("用户在本人非当班时间（依据排班表、推断的惯常工作时段或办公时间）于滑动时间"
+                      "窗内查阅的不同患者数，超过固定下限、本人非当班基线的倍数和同类人员（岗位+"
+                      "科室）百分位三者中的最大值。")
+    note_zh = ("先看证据中的当班判断依据：若依据的是推断的惯常时段或办公时间，该用户可能上了未排"
+               "班的班次。再看患者：都是本病区患者提示在工作；遍布全院、伴有打印或导出提示在搜集"
+               "信息。集中查阅中有打印导出或达到阈值两倍的，归入第（八）项，否则归入第（九）项。")
+    false_positives_zh = (
+        "排班表中缺失的加班（或无排班表时的首个夜班）。",
+        "突发事件或成批伤员时夜间支援其他病区。",
+        "通过远程访问在家中批量书写病历或编码。",
+    )
     measure_zh = "核实非工作时间批量查阅的事由，规范排班与远程访问管理，必要时限制非当班账号的批量查阅权限。"
     measure_en = ("Verify the purpose of the off-duty bulk viewing, keep rosters complete, and "
                   "restrict bulk access from off-duty accounts.")
+    messages = {
+        "bulk.off_hours": Message(
+            N_("%(user)s (%(role)s) opened %(peak)s distinct patients within %(minutes)s min "
+               "while off duty (%(basis)s), %(patients)s in the whole burst; the threshold was "
+               "%(required)s"), clauses=(_OUTPUTS,)),
+        "bulk.off_hours.own_patients": Message(
+            N_("%(user)s (%(role)s) opened %(peak)s distinct patients within %(minutes)s min "
+               "while off duty (%(basis)s), %(patients)s in the whole burst; most were the "
+               "user's own patients, so the threshold was raised to %(required)s"),
+            clauses=(_OUTPUTS,)),
+    }
 
     def run(self, ctx: Context) -> pd.DataFrame:
         p = self.p
@@ -486,10 +513,14 @@ class BulkOffHours(Detector):
                 "start": g["ts"].min(), "end": g["ts"].max(), "severity": sev,
                 "score": round(peak / max(row["required"], 1.0), 3),
                 "rectification_item": item,
-                "summary": (f"{uid} ({info.loc[uid, 'role'] or 'unknown role'}) opened "
-                            f"{peak} distinct patients within {p.window_minutes} min while off "
-                            f"duty ({duty_basis} schedule), {n_pat} in the whole burst; the "
-                            f"threshold was {int(row['required'])}."),
+                "message_id": self.id + (".own_patients" if "explained_required" in row
+                                         else ""),
+                "message_args": {"user": uid, "role": info.loc[uid, "role"] or None,
+                                 "peak": peak, "minutes": int(p.window_minutes),
+                                 "basis": duty_basis, "patients": n_pat,
+                                 "required": int(row.get("explained_required",
+                                                         row["required"])),
+                                 "outputs": outputs},
                 "evidence": {
                     "window_minutes": int(p.window_minutes),
                     "peak_distinct_patients": peak,
@@ -501,7 +532,6 @@ class BulkOffHours(Detector):
                     "thresholds": _thresholds_evidence(row, "patients"),
                     "explained_patient_share": round(share, 3),
                     "outputs": outputs,
-                    "item_rule": "8 when prints/exports or >= 2x threshold, else 9",
                     "department": str(info.loc[uid, "department"]),
                 },
             })
@@ -560,9 +590,28 @@ class BulkVolume(Detector):
         "A new job (role change) whose peers are not yet in the staff master.",
         "Audits, coding or quality reviews by staff whose role is recorded as clinical.",
     )
+    description_zh = ("每个用户每天（不分时段）查阅的不同患者数，超过固定下限、本人日常基线的倍数"
+                      "和同类人员（岗位+科室；病案和质控人员单独成组）百分位三者中的最大值。")
+    note_zh = ("对照证据中本人日常水平和同类人员水平。看患者是否属于本科室还是分散在全院，以及当"
+               "天是否有打印或导出（批量打印/导出/复制）。")
+    false_positives_zh = (
+        "一名医师值班或周末负责整个科室。",
+        "岗位调整后，同类人员尚未录入人员主数据。",
+        "岗位登记为临床的人员进行病历抽查、编码或质控。",
+    )
     measure_zh = "核查批量查阅的业务需要，按岗位最小授权，对超常规查阅量设置预警与审批。"
     measure_en = ("Check the business need for the bulk viewing, grant access by post on least "
                   "privilege, and require approval beyond the usual volume.")
+    messages = {
+        "bulk.volume": Message(
+            N_("%(user)s (%(role)s) opened %(patients)s distinct patients on %(day)s; the "
+               "threshold was %(required)s (own usual %(own)s, peers %(peer)s)"),
+            clauses=(_OUTPUTS,)),
+        "bulk.volume.own_patients": Message(
+            N_("%(user)s (%(role)s) opened %(patients)s distinct patients on %(day)s; most were "
+               "the user's own patients, so the threshold was raised to %(required)s"),
+            clauses=(_OUTPUTS,)),
+    }
 
     def run(self, ctx: Context) -> pd.DataFrame:
         p = self.p
@@ -620,13 +669,19 @@ class BulkVolume(Detector):
                 "event_ids": g["event_id"].astype(str).tolist(),
                 "start": g["ts"].min(), "end": g["ts"].max(), "severity": sev,
                 "score": round(ratio, 3),
-                "summary": (f"{uid} ({info.loc[uid, 'role'] or 'unknown role'}) opened "
-                            f"{n_pat} distinct patients on {date}; the threshold was "
-                            f"{int(row['required'])} (own usual {row['own']:.0f}, peers "
-                            f"{row['peer']:.0f})."),
+                "message_id": self.id + (".own_patients" if "explained_required" in row
+                                         else ""),
+                "message_args": {"user": uid, "role": info.loc[uid, "role"] or None,
+                                 "patients": n_pat, "day": date,
+                                 "required": int(row.get("explained_required",
+                                                         row["required"])),
+                                 "own": int(round(row["own"])),
+                                 "peer": int(round(row["peer"])),
+                                 "outputs": bool(g["action"].isin(
+                                     list(OUTPUT_ACTIONS)).any())},
                 "evidence": {
                     "date": date, "distinct_patients": n_pat, "events": int(len(g)),
-                    "thresholds": _thresholds_evidence(row, "patients per day"),
+                    "thresholds": _thresholds_evidence(row, "patients_per_day"),
                     "explained_patient_share": round(share, 3),
                     "outputs": bool(g["action"].isin(list(OUTPUT_ACTIONS)).any()),
                     "department": str(info.loc[uid, "department"]),

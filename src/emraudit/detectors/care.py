@@ -18,7 +18,9 @@ import pandas as pd
 
 from emraudit.detectors.base import Context, Detector, Param, raise_severity
 from emraudit.detectors.explain import EXPLANATIONS, explain_accesses, explanation_evidence
+from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
+from emraudit.reports.i18n import N_, Np_
 from emraudit.fastops import is_value, local_days
 from emraudit.feeds import FeedRules, explained_shares, held_mask, held_summary, unit_columns
 from emraudit.model import ROLES
@@ -162,11 +164,37 @@ class NoRelationship(Detector):
         "teaching, research and audit reading without an access request on file",
         "therapists and technicians serving every ward who read before charting",
     )
+    description_zh = ("对每一次患者病历查阅，依次核对正当理由：用户本人的诊疗关系（含前后宽限期）"
+                      "、用户所在科室或病区、在患者所在病区当班（支援）、会诊/医嘱/预约/权限申请"
+                      "、回溯期内的既往诊疗、为该患者书写过病历、由其他有正当理由的查阅推断的当班"
+                      "病区工作、查阅前刚进行的紧急授权，以及病案等阅档岗位在工作时间内的查阅。任"
+                      "何理由都不能解释的查阅，按用户、患者和本地日期归并为一项发现。")
+    note_zh = ("先看已核对的理由：诊疗关系刚在宽限期前结束、人员主数据与出入院（ADT）数据中的科室"
+               "名称写法不一致、排班缺失，通常都能在这里看出来。向用户所在科室负责人了解该用户是"
+               "否在照护该患者；打开病历前刚按姓名检索（证据中注明），以及重点人员、职工或已故患"
+               "者，都会降低存在正当理由的可能性。")
+    false_positives_zh = (
+        "未列入排班的顶班人员（私下换班、在家听班）",
+        "诊疗关系登记滞后或登记在未接入的系统中（院外会诊、多学科讨论）",
+        "人员主数据与诊疗关系中的科室或病区名称不一致",
+        "教学、科研和检查阅档但未办理权限申请",
+        "服务全院各病区的治疗师和技师在书写记录前的查阅",
+    )
     measure_zh = ("核实查阅目的；无正当理由的，对当事人批评教育并按院内规定处理；"
                   "按岗位最小授权收紧病历查阅权限，科室外病历查阅须经权限申请。")
     measure_en = ("Verify the purpose with the user; where there was none, counsel and "
                   "discipline per hospital policy; tighten record access to least privilege by "
                   "post and require an access request for patients outside the user's unit.")
+    messages = {
+        "care.no_relationship": Message(
+            Np_("%(user)s opened the record of patient %(patient)s %(accesses)s time on "
+                "%(day)s with no care relationship (%(tried)s explanations tried, none held)",
+                "%(user)s opened the record of patient %(patient)s %(accesses)s times on "
+                "%(day)s with no care relationship (%(tried)s explanations tried, none held)"),
+            count="accesses",
+            clauses=(Clause("flags", N_("; patient flagged: %(flags)s")),
+                     Clause("lookup", N_("; looked the patient up by name just before")))),
+    }
 
     def effective_lookback_days(self) -> int:
         return int(math.ceil(self.p.lookback_days))
@@ -291,22 +319,16 @@ class NoRelationship(Detector):
             tried = explanation_evidence(fr)
             info = users.get(r.user_id, {})
             pf = flags.iloc[len(rows)]
-            summary = (f"{r.user_id} opened the record of patient {r.patient_id} {r.n} "
-                       f"time{'s' if r.n != 1 else ''} on {r.day} with no care relationship "
-                       f"({len(EXPLANATIONS)} explanations tried, none held)")
-            if pf:
-                summary += f"; patient is {', '.join(pf)}"
-            if pd.notna(r.lookup):
-                summary += "; looked the patient up by name just before"
+            args = {"user": r.user_id, "patient": r.patient_id, "accesses": int(r.n),
+                    "day": r.day, "tried": len(EXPLANATIONS), "flags": list(pf),
+                    "lookup": bool(pd.notna(r.lookup))}
             ev_ = {
                 "day": r.day, "accesses": int(r.n), "actions": r.actions,
                 "explanations": tried, "patient_flags": pf,
                 "user": info, "thresholds": thresholds,
                 "query_lookup": ({"at": pd.Timestamp(r.lookup).isoformat(),
                                   "event_ids": list(r.lookup_events),
-                                  "window_minutes": p.query_window_minutes,
-                                  "note": "a look-up (query) of this patient by the same user "
-                                          "with no relation, shortly before opening the record"}
+                                  "window_minutes": p.query_window_minutes}
                                  if pd.notna(r.lookup) else None),
             }
             if class_grants[len(rows)] is not None:   # the sensitive classes' grant check
@@ -315,7 +337,8 @@ class NoRelationship(Detector):
                          "patient_id": r.patient_id, "start": r.start, "end": r.end,
                          "event_ids": list(r.event_ids) + list(r.lookup_events),
                          "severity": r.severity,
-                         "score": float(r.score), "summary": summary, "evidence": ev_})
+                         "score": float(r.score), "message_id": self.id,
+                         "message_args": args, "evidence": ev_})
         return self.findings(rows)
 
 
@@ -353,12 +376,11 @@ def _patient_flags(ctx: Context, agg: pd.DataFrame) -> pd.Series:
     pt = pt.drop_duplicates("patient_id", keep="last").set_index("patient_id")
     j = agg[["patient_id", "start"]].join(pt, on="patient_id")
     parts = []
-    for col, label in (("vip", "VIP"), ("sensitive", "sensitive"),
-                       ("watch", "sealed (封存)")):
+    for col in ("vip", "sensitive", "watch"):       # codes, labelled where shown
         if col in j.columns:
-            parts.append((j[col].fillna(False).astype(bool).to_numpy(), label))
+            parts.append((j[col].fillna(False).astype(bool).to_numpy(), col))
     if "employee_user_id" in j.columns:
-        parts.append((j["employee_user_id"].notna().to_numpy(), "a staff member"))
+        parts.append((j["employee_user_id"].notna().to_numpy(), "employee"))
     if "deceased_date" in j.columns:
         dd = j["deceased_date"]
         parts.append(((dd.notna() & (dd <= j["start"])).to_numpy(), "deceased"))

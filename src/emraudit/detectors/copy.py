@@ -20,9 +20,11 @@ from emraudit.detectors.bulk import (PEER_PARAMS, Baselines, _fmt_day, _threshol
                                      distinct_at_events, episodes, explanations,
                                      explained_flags, in_window, patient_events, peer_groups,
                                      user_day_activity, user_info)
+from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
 from emraudit.detectors.schedule import DAY_NS, MINUTE_NS, utc_ns
 from emraudit.model import OUTPUT_ACTIONS
+from emraudit.reports.i18n import N_
 
 IMAGING_PATTERN = r"影像|放射|pacs|dicom|imaging|image|radiolog|ct|mri|x-?ray"
 
@@ -40,6 +42,9 @@ def window_sums(u: np.ndarray, t: np.ndarray, w: np.ndarray, window_ns: int) -> 
     lo = np.searchsorted(k, k - w_sec, side="right")
     prev = np.where(lo > 0, cs[lo - 1], 0)
     return cs - prev
+
+
+_IMAGING = Clause("imaging", N_("; imaging was among the exports"))
 
 
 @register
@@ -88,9 +93,32 @@ class CopyBulkExport(Detector):
                        "Records office copying for insurers or courts when the role is "
                        "recorded as clinical.",
                        "Teaching or M&M conference preparation.")
+    description_zh = ("按用户在滑动时间窗内累计打印、导出、复制和下载的病历份数（record_count），"
+                      "超过固定下限、本人水平的倍数和同类人员百分位三者中的最大值，且涉及多名患者"
+                      "；与用户无正当关系的患者的输出另行单独累计，适用更低的下限。")
+    note_zh = ("询问打印或导出了什么、去向何处。导出影像（整套检查刻盘或拷入U盘）和导出无诊疗关系"
+               "患者的病历最为严重；病案室应患者申请复印属于正常业务。")
+    false_positives_zh = (
+        "出院高峰日病区人员批量打印出院小结。",
+        "岗位登记为临床的病案人员为保险公司或法院复印病历。",
+        "教学或死亡病例讨论（M&M）准备材料。",
+    )
     measure_zh = "规范病历打印、导出、复制审批与登记，限制批量导出与移动介质使用，核查去向。"
     measure_en = ("Require approval and registration of printing, export and copying, restrict "
                   "bulk export and removable media, and trace where the copies went.")
+    # one sentence per rule, so the headline names the rule that fired
+    messages = {
+        "copy.bulk_export": Message(
+            N_("%(user)s (%(role)s) printed or exported %(records)s records of %(patients)s "
+               "patients (%(peak)s within %(minutes)s min); the threshold was %(required)s"),
+            clauses=(_IMAGING,)),
+        "copy.bulk_export.unrelated": Message(
+            N_("%(user)s (%(role)s) printed or exported %(peak)s records of patients they have "
+               "no care relation to within %(minutes)s min (%(records)s records of "
+               "%(patients)s patients in all); the threshold for such records was "
+               "%(required)s"),
+            clauses=(_IMAGING,)),
+    }
 
     def run(self, ctx: Context) -> pd.DataFrame:
         p = self.p
@@ -149,7 +177,8 @@ class CopyBulkExport(Detector):
             hit_u = (g["unrel"] & (g["nu"] >= th["required_unrelated"]) &
                      (g["npu"] >= p.min_patients)).any()
             if hit_all or hit_u:
-                th["rule"] = ("all outputs" if hit_all else "outputs of unrelated patients")
+                th["rule"] = "all_outputs" if hit_all else "unrelated_outputs"
+                th["peak_unrelated"] = int(g.loc[g["unrel"], "nu"].max()) if hit_u else 0
                 verdict[int(ep)] = th
         if not verdict:
             return empty_findings()
@@ -186,29 +215,35 @@ class CopyBulkExport(Detector):
             raised = []
             if imaging:
                 sev = raise_severity(sev)
-                raised.append("imaging export")
+                raised.append("imaging")
             if share >= p.unrelated_share:
                 sev = raise_severity(sev)
-                raised.append("patients without a care relation")
+                raised.append("unrelated_patients")
             records = int(g["rc"].sum())
             rows.append({
                 "key": f"{uid}|{g['ts'].min().isoformat()}", "user_id": uid, "patient_id": "",
                 "event_ids": g["event_id"].astype(str).tolist(), "start": g["ts"].min(),
                 "end": g["ts"].max(), "severity": sev,
                 "score": round(float(e["peak"]) / max(row["required"], 1.0), 3),
-                "summary": (f"{uid} ({info.loc[uid, 'role'] or 'unknown role'}) printed/"
-                            f"exported {records} records of {len(pats)} patients "
-                            f"({int(e['peak'])} within {p.window_minutes} min); the threshold "
-                            f"was {int(row['required'])}."),
+                "message_id": self.id + ("" if row["rule"] == "all_outputs" else ".unrelated"),
+                "message_args": {
+                    "user": uid, "role": info.loc[uid, "role"] or None, "records": records,
+                    "patients": int(len(pats)), "minutes": int(p.window_minutes),
+                    "peak": int(e["peak"]) if row["rule"] == "all_outputs"
+                    else row["peak_unrelated"],
+                    "required": int(row["required"]) if row["rule"] == "all_outputs"
+                    else int(row["required_unrelated"]),
+                    "imaging": imaging},
                 "evidence": {
                     "window_minutes": int(p.window_minutes),
                     "peak_records_in_window": int(e["peak"]),
                     "records": records, "distinct_patients": int(len(pats)),
                     "actions": g.groupby("action")["rc"].sum().astype(int).to_dict(),
                     "modules": sorted(set(g["module"].astype(str)) - {""}),
-                    "thresholds": _thresholds_evidence(row, "records per window"),
+                    "thresholds": _thresholds_evidence(row, "records_per_window"),
                     "min_patients": int(p.min_patients), "rule": row["rule"],
                     "required_unrelated": float(row["required_unrelated"]),
+                    "peak_unrelated_in_window": int(row["peak_unrelated"]),
                     "unrelated_records": int(g.loc[~g["patient_id"].astype(str).isin(
                         related), "rc"].sum()),
                     "imaging": imaging, "unrelated_patients": unrelated,

@@ -24,8 +24,10 @@ import pandas as pd
 
 from emraudit.detectors.base import Context, Detector, Param
 from emraudit.detectors.explain import _us, complete, interval_hit
+from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
 from emraudit.detectors.schedule import duty_mask
+from emraudit.reports.i18n import N_, Np_
 from emraudit.fastops import (dense_unique, factorize_text, is_value, local_days,
                                map_values, positions_in, stable_order)
 from emraudit.model import ROLES
@@ -306,9 +308,25 @@ class ConcurrentUse(Detector):
         "thin clients and VDI gateways not listed in shared_ip_ranges/shared_workstations",
         "a workstations table with wrong departments for some terminals",
     )
+    description_zh = ("同一账号在两处交替操作——在 window_minutes 内先 A、再 B、又回到 A——一个人无"
+                      "法做到：在两个院区（10:00 在 A，10:03 在 B，10:05 又在 A），或在同一院区但"
+                      "两次切换都快于步行过去并登录所需的时间（move_minutes）。说明有两个人在使用"
+                      "同一账号。共用主机（VDI 等远程桌面网关，可配置）不计；注销不视为在场。")
+    note_zh = ("核对事件中的两台终端和会话号：不同病区同时开着两个会话，就是两个人。询问每台终端"
+               "前坐的是谁；密码贴在显示器上或会话留给同事继续用都很常见。")
+    false_positives_zh = (
+        "某终端上未注销的会话仍在自动刷新",
+        "未列入 shared_ip_ranges/shared_workstations 的瘦客户端和 VDI 网关",
+        "终端表中部分终端所属科室有误",
+    )
     measure_zh = "落实一人一号，禁止共用或出借账号；强制会话超时与单点登录互斥；对当事人及科室通报整改。"
     measure_en = ("Enforce one person one account; forbid sharing or lending logins; enforce "
                   "session time-outs and single active session; notify the user and unit.")
+    messages = {"cred.concurrent_use": Message(
+        Np_("account %(user)s was active in %(n_places)s places at once on %(day)s: %(places)s "
+            "interleaved within %(minutes)s min (%(count)s time)",
+            "account %(user)s was active in %(n_places)s places at once on %(day)s: %(places)s "
+            "interleaved within %(minutes)s min (%(count)s times)"), count="count")}
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -386,9 +404,10 @@ class ConcurrentUse(Detector):
                 "key": f"{user}|{d}", "user_id": user, "patient_id": "",
                 "start": ev["ts"].iloc[idx[0]], "end": ev["ts"].iloc[idx[-1]],
                 "event_ids": [ids[i] for i in idx], "score": float(len(grp)) + len(places),
-                "summary": (f"account {user} was active in {len(places)} places at once on "
-                            f"{d}: {' / '.join(places[:3])} interleaved within "
-                            f"{gap:.0f} min ({len(grp)} time{'s' if len(grp) > 1 else ''})"),
+                "message_id": self.id,
+                "message_args": {"user": user, "n_places": len(places), "day": d,
+                                 "places": places[:3], "minutes": int(round(gap)),
+                                 "count": int(len(grp))},
                 "evidence": {"day": d, "places": places, "interleavings": int(len(grp)),
                              "first_pattern": example,
                              "thresholds": {"window_minutes": p.window_minutes,
@@ -436,9 +455,22 @@ class ImpossibleTravel(Detector):
             "not yet listed as shared is the usual innocent cause.")
     false_positives = ("remote desktop or VPN gateways not listed as shared hosts",
                        "workstations assigned to the wrong campus in the workstations table")
+    description_zh = ("同一账号在两个院区的相邻两次操作时间间隔短于任何人在两地之间往返所需的时间"
+                      "（院区取自终端表，否则取自事件的 access_log.facility）。")
+    note_zh = ("比较两台终端及其会话；同一账号几分钟内在两个院区使用，说明有两个人在用。经尚未登"
+               "记为共用主机的网关远程访问，是常见的无害原因。")
+    false_positives_zh = (
+        "未登记为共用主机的远程桌面或 VPN 网关",
+        "终端表中院区登记错误的终端",
+    )
     measure_zh = "落实一人一号，禁止出借账号；核查异地登录，必要时启用双因素认证。"
     measure_en = ("Enforce one person one account; review cross-campus logins and require "
                   "two-factor authentication where needed.")
+    messages = {"cred.impossible_travel": Message(
+        N_("account %(user)s moved from %(from)s to %(to)s in %(minutes)s min on %(day)s (at "
+           "least %(needed)s min needed)"),
+        clauses=(Clause("hops", Np_(", %(hops)s such hop", ", %(hops)s such hops"),
+                        count="hops"),))}
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -514,9 +546,11 @@ class ImpossibleTravel(Detector):
                 "start": ev["ts"].iloc[idx[0]], "end": ev["ts"].iloc[idx[-1]],
                 "event_ids": ev["event_id"].iloc[idx].astype(str).tolist(),
                 "score": float(len(hops)),
-                "summary": (f"account {user} moved from {h['from']} to {h['to']} in "
-                            f"{h['minutes']:g} min on {d} (at least {h['needed_minutes']:g} "
-                            f"min needed){f', {len(hops)} such hops' if len(hops) > 1 else ''}"),
+                "message_id": self.id,
+                "message_args": {"user": user, "from": h["from"], "to": h["to"],
+                                 "minutes": h["minutes"], "day": d,
+                                 "needed": h["needed_minutes"],
+                                 "hops": len(hops) if len(hops) > 1 else 0},
                 "evidence": {"day": d, "hops": hops[:20],
                              "thresholds": {"default_travel_minutes": p.default_travel_minutes,
                                             "campus_travel_minutes":
@@ -526,6 +560,9 @@ class ImpossibleTravel(Detector):
 
 
 # --- cred.off_duty_use ---------------------------------------------------------------------
+
+_FROM_PLACES = Clause("places", N_(" from %(places)s"))
+
 
 @register
 class OffDutyUse(Detector):
@@ -558,9 +595,34 @@ class OffDutyUse(Detector):
     false_positives = ("leave cancelled or an operation moved without updating the roster",
                        "remote access while on leave that the hospital allows (list VPN "
                        "gateways as shared hosts to ignore them)")
+    description_zh = ("排班显示账号本人在休假、手术中或外出，账号却在使用。手术期间外科医师的账号"
+                      "在病区终端上活动，是借用账号的典型信号。")
+    note_zh = ("先与排班管理人员核实该时段（休假取消、手术推迟），再询问是谁使用了该终端。手术期"
+               "间在手术室内的使用不计。")
+    false_positives_zh = (
+        "休假取消或手术改期但排班未更新",
+        "医院允许的休假期间远程访问（将 VPN 网关登记为共用主机即可忽略）",
+    )
     measure_zh = "休假、手术期间账号不得由他人使用；排班变更及时录入；对出借账号者批评教育。"
     measure_en = ("An account must not be used by others while its owner is away; keep the "
                   "roster current; counsel those who lend their login.")
+    messages = {
+        "cred.off_duty_use.leave": Message(Np_(
+            "account %(user)s was used %(count)s time while its owner was on leave "
+            "(%(start)s – %(end)s)",
+            "account %(user)s was used %(count)s times while its owner was on leave "
+            "(%(start)s – %(end)s)"), count="count", clauses=(_FROM_PLACES,)),
+        "cred.off_duty_use.surgery": Message(Np_(
+            "account %(user)s was used %(count)s time while its owner was in surgery "
+            "(%(start)s – %(end)s)",
+            "account %(user)s was used %(count)s times while its owner was in surgery "
+            "(%(start)s – %(end)s)"), count="count", clauses=(_FROM_PLACES,)),
+        "cred.off_duty_use.offsite": Message(Np_(
+            "account %(user)s was used %(count)s time while its owner was offsite "
+            "(%(start)s – %(end)s)",
+            "account %(user)s was used %(count)s times while its owner was offsite "
+            "(%(start)s – %(end)s)"), count="count", clauses=(_FROM_PLACES,)),
+    }
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -617,7 +679,6 @@ class OffDutyUse(Detector):
             places = sorted(set(_workstation_info(ctx, grp, "location").dropna().astype(str))
                             | set(grp["workstation"].dropna().astype(str)
                                   if "workstation" in grp.columns else []))
-            what = {"leave": "on leave", "surgery": "in surgery", "offsite": "offsite"}[k]
             rows.append({
                 "key": f"{user}|{k}|{blk['start'].isoformat()}", "user_id": user,
                 "patient_id": (grp["patient_id"].dropna().iloc[0]
@@ -626,10 +687,10 @@ class OffDutyUse(Detector):
                 "start": grp["ts"].min(), "end": grp["ts"].max(), "event_ids": _ids(grp),
                 "severity": "high" if k in ("leave", "surgery") else "medium",
                 "score": float(len(grp)),
-                "summary": (f"account {user} was used {len(grp)} time"
-                            f"{'s' if len(grp) > 1 else ''} while its owner was {what} "
-                            f"({blk['start']:%Y-%m-%d %H:%M}–{blk['end']:%Y-%m-%d %H:%M})"
-                            + (f" from {', '.join(places[:3])}" if places else "")),
+                "message_id": f"{self.id}.{k}",
+                "message_args": {"user": user, "count": int(len(grp)),
+                                 "start": blk["start"].isoformat(),
+                                 "end": blk["end"].isoformat(), "places": places[:3]},
                 "evidence": {"block": {"kind": k, "start": blk["start"].isoformat(),
                                        "end": blk["end"].isoformat(),
                                        "location": None if pd.isna(blk["location"])
@@ -673,9 +734,35 @@ class InactiveAccount(Detector):
     false_positives = ("end_date recorded before the real last day (notice period, handover)",
                        "staff returning from long unrostered leave (maternity, study)",
                        "rarely used accounts of part-time or visiting staff")
+    description_zh = ("人员离职日期（end_date）之后或状态为已停用时仍有操作，以及长期闲置账号的首"
+                      "次重新使用。判断闲置需要回溯历史（lookback_days = dormant_days + 1）；排班"
+                      "中休假归来的人员和新入职人员不算闲置。")
+    note_zh = ("离职人员账号仍在使用，说明有人掌握其密码或账号从未停用：停用账号并查明是谁在使用"
+               "（终端、会话）。闲置账号重新使用的证据较弱：与账号本人核实。")
+    false_positives_zh = (
+        "登记的离职日期早于实际最后工作日（交接期）",
+        "长期未排班的休假后返岗（产假、进修学习）",
+        "兼职或外来人员很少使用的账号",
+    )
     measure_zh = "离职、调岗人员账号即时停用；定期清理长期未使用账号；核查停用账号被使用的原因。"
     measure_en = ("Disable accounts on departure or transfer; review long-unused accounts; "
                   "investigate any use of a disabled account.")
+    messages = {
+        "cred.inactive_account.ended": Message(Np_(
+            "account %(user)s was used %(count)s time on %(day)s after the end date "
+            "%(end_date)s",
+            "account %(user)s was used %(count)s times on %(day)s after the end date "
+            "%(end_date)s"), count="count"),
+        "cred.inactive_account.terminated": Message(Np_(
+            "account %(user)s was used %(count)s time on %(day)s while the account is "
+            "terminated",
+            "account %(user)s was used %(count)s times on %(day)s while the account is "
+            "terminated"), count="count"),
+        "cred.inactive_account.dormant": Message(Np_(
+            "account %(user)s was used on %(day)s after %(days)s day without any activity",
+            "account %(user)s was used on %(day)s after %(days)s days without any activity"),
+            count="days"),
+    }
 
     def effective_lookback_days(self) -> int:
         return int(math.ceil(self.p.dormant_days)) + 1 if self.p.dormant_days > 0 else 0
@@ -711,15 +798,14 @@ class InactiveAccount(Detector):
                     [sel["user_id"], _local_day(sel["ts"], ctx.tz)], sort=True):
                 e = u.loc[user, "end_date"]
                 st = u.loc[user, "status"]
-                why = (f"after the end date {e:%Y-%m-%d}" if pd.notna(e)
-                       else "while the account is terminated")
                 rows.append({
                     "key": f"{user}|departed|{d}", "user_id": user,
                     "patient_id": _one_patient(grp), "start": grp["ts"].min(),
                     "end": grp["ts"].max(), "event_ids": _ids(grp),
                     "severity": self.severity, "score": 2.0 + len(grp) / 10.0,
-                    "summary": (f"account {user} was used {len(grp)} time"
-                                f"{'s' if len(grp) > 1 else ''} on {d} {why}"),
+                    "message_id": self.id + (".ended" if pd.notna(e) else ".terminated"),
+                    "message_args": {"user": user, "count": int(len(grp)), "day": d,
+                                     "end_date": None if pd.isna(e) else e.isoformat()},
                     "evidence": {"day": d, "reason": "departed", "status": str(st),
                                  "end_date": None if pd.isna(e) else e.isoformat(),
                                  "events": int(len(grp)),
@@ -774,8 +860,8 @@ class InactiveAccount(Detector):
                 "patient_id": _one_patient(same), "start": same["ts"].min(),
                 "end": same["ts"].max(), "event_ids": _ids(same),
                 "severity": p.dormant_severity, "score": 1.0 + days / 100.0,
-                "summary": (f"account {r.user_id} was used on {d} after {days:.0f} days "
-                            "without any activity"),
+                "message_id": self.id + ".dormant",
+                "message_args": {"user": r.user_id, "day": d, "days": int(round(days))},
                 "evidence": {"day": d, "reason": "dormant", "idle_days": round(days, 1),
                              "last_activity_before": (None if pd.isna(r.prev)
                                                       else pd.Timestamp(r.prev).isoformat()),
@@ -809,19 +895,33 @@ class ActingMismatch(Detector):
         Param("min_events", int, 1, "mismatched events per account, acting person and day",
               "events", 1, 1000),
     )
-    description = ("The EMR records the logged-in physician (登录医师) and the acting one "
-                   "(操作医师) separately; when they differ, someone is working under another "
+    description = ("The EMR records the logged-in physician and the acting one "
+                   "separately; when they differ, someone is working under another "
                    "person's login. A trainee acting under the supervisor's account is the "
                    "typical lent login; the supervisor countersigning in the trainee's session "
                    "is allowed by default.")
     note = ("Ask both people. Working under a senior's login to place orders or sign notes "
             "that the trainee may not sign alone is the case the rectification plan targets.")
-    false_positives = ("systems that record a proxy (scribe, 代录) with the responsible "
+    false_positives = ("systems that record a proxy (a scribe) with the responsible "
                        "doctor's account by design",
                        "supervisors not recorded in users.supervisor_id")
+    description_zh = ("电子病历系统分别记录登录医师和操作医师；二者不一致时，说明有人在使用他人的"
+                      "账号工作。进修/实习人员使用带教老师账号是典型的借用账号；带教老师在学员会"
+                      "话中补签默认允许。")
+    note_zh = ("分别询问双方。为开具医嘱或签署学员无权单独签署的文书而使用上级医师账号，正是整改"
+               "方案所针对的情形。")
+    false_positives_zh = (
+        "按设计以责任医师账号记录代录人员（如代录员）的系统",
+        "未在 users.supervisor_id 中登记的带教老师",
+    )
     measure_zh = "严禁使用他人账号书写、签署病历或开具医嘱；规范上级医师审签流程；对出借者与使用者分别处理。"
     measure_en = ("Forbid writing, signing or ordering under another person's login; use the "
                   "countersign workflow; hold both lender and user accountable.")
+    messages = {"cred.acting_mismatch": Message(
+        Np_("%(acting)s acted %(count)s time under the account of %(user)s on %(day)s",
+            "%(acting)s acted %(count)s times under the account of %(user)s on %(day)s"),
+        count="count",
+        clauses=(Clause("trainee", N_(" (a trainee under the supervisor's login)")),))}
 
     def run(self, ctx: Context) -> pd.DataFrame:
         p = self.p
@@ -854,10 +954,9 @@ class ActingMismatch(Detector):
                 "key": f"{user}|{act}|{d}", "user_id": user, "patient_id": _one_patient(grp),
                 "start": grp["ts"].min(), "end": grp["ts"].max(), "event_ids": _ids(grp),
                 "score": float(len(grp)) + (1.0 if trainee_on_sup else 0.0),
-                "summary": (f"{act} acted {len(grp)} time{'s' if len(grp) > 1 else ''} under "
-                            f"the account of {user} on {d}"
-                            + (" (a trainee under the supervisor's login)" if trainee_on_sup
-                               else "")),
+                "message_id": self.id,
+                "message_args": {"acting": act, "count": int(len(grp)), "user": user, "day": d,
+                                 "trainee": trainee_on_sup},
                 "evidence": {"day": d, "account": user, "acting": act,
                              "events": int(len(grp)),
                              "patients": int(grp["patient_id"].nunique()),
@@ -886,15 +985,27 @@ class ExpiredAccess(Detector):
         Param("roles", list, [], "only these roles (empty: everyone with an access_until — "
               "trainees, vendors, visiting staff)", choices=ROLES, items=str),
     )
-    description = ("Trainees' (进修/实习) and vendors' permissions are time-limited: any "
+    description = ("Trainees' (visiting and student) and vendors' permissions are "
+                   "time-limited: any "
                    "activity after their access_until is reported.")
     note = ("Check whether the training or contract was extended without updating "
             "access_until; otherwise disable the account and find who used it.")
     false_positives = ("extensions of training or contracts not yet entered in the staff "
                        "master",)
+    description_zh = ("进修、实习人员和厂商人员的权限有期限：其 access_until 之后的任何操作都会报"
+                      "告。")
+    note_zh = "核实培训或合同是否已延期但未更新 access_until；否则停用该账号并查明是谁在使用。"
+    false_positives_zh = (
+        "培训或合同延期尚未录入人员主数据",
+    )
     measure_zh = "进修、实习人员权限不超出培训期，厂商人员权限不超出合同期；到期自动停用。"
     measure_en = ("Trainees' access never beyond their training period, vendors' never beyond "
                   "their contract; expire accounts automatically.")
+    messages = {"cred.expired_access": Message(
+        Np_("%(role)s account %(user)s was used %(count)s time on %(day)s after its access "
+            "ended on %(until)s",
+            "%(role)s account %(user)s was used %(count)s times on %(day)s after its access "
+            "ended on %(until)s"), count="count")}
 
     def run(self, ctx: Context) -> pd.DataFrame:
         p = self.p
@@ -923,9 +1034,10 @@ class ExpiredAccess(Detector):
                 "start": grp["ts"].min(), "end": grp["ts"].max(), "event_ids": _ids(grp),
                 "severity": "high" if days > 30 else "medium",
                 "score": 1.0 + len(grp) / 10.0 + days / 30.0,
-                "summary": (f"{role} account {user} was used {len(grp)} time"
-                            f"{'s' if len(grp) > 1 else ''} on {d}, {days:.0f} days after its "
-                            f"access ended ({lim:%Y-%m-%d})"),
+                "message_id": self.id,
+                "message_args": {"role": None if pd.isna(role) else str(role),
+                                 "user": user, "count": int(len(grp)), "day": d,
+                                 "until": lim.isoformat()},
                 "evidence": {"day": d, "role": None if pd.isna(role) else str(role),
                              "access_until": lim.isoformat(), "days_after": round(days, 1),
                              "events": int(len(grp)),
@@ -980,6 +1092,23 @@ class ExternalAccess(Detector):
     false_positives = ("a VPN or VDI gateway whose address is not declared in [site] networks "
                        "(declare it there, or in shared_ip_ranges)",
                        "on-call staff reading from home through a sanctioned channel")
+    description_zh = ("从医院自有网络（[site] networks，CIDR）以外的地址打开患者病历。院外使用电子"
+                      "病历本身就有风险，非排班时段、夜间或从院外打印导出病历时风险更高。未声明网络"
+                      "时该规则不运行。")
+    note_zh = ("询问用户是否远程工作、通过什么渠道；与 VPN 日志核对。非排班时段夜间从院外查阅"
+               "大量患者，是账号被借用或被盗用的典型模式。")
+    false_positives_zh = (
+        "地址未在 [site] networks 中声明的 VPN 或 VDI 网关（在该处或 shared_ip_ranges 中声明"
+        "即可）",
+        "值班人员通过经批准的渠道在家中查阅",
+    )
+    messages = {"cred.external_access": Message(
+        Np_("account %(user)s opened patient records %(records)s time (%(patients)s patients) "
+            "from outside the hospital's networks on %(day)s",
+            "account %(user)s opened patient records %(records)s times (%(patients)s patients) "
+            "from outside the hospital's networks on %(day)s"), count="records",
+        clauses=(Clause("off_duty", N_("; off duty")), Clause("night", N_("; at night")),
+                 Clause("outputs", N_("; records printed or exported"))))}
     measure_zh = ("核实院外访问的必要性与授权；院外访问须经审批并通过专用通道；"
                   "对借用、泄露账号者批评教育并重置口令。")
     measure_en = ("Verify the need and authorisation for access from outside; require approval "
@@ -1051,15 +1180,12 @@ class ExternalAccess(Detector):
                 "severity": ("medium", "high", "critical", "critical")[steps],
                 "rectification_item": "8" if grp["output"].any() else "9",
                 "score": 1.0 + steps + math.log2(1 + pat["patient_id"].nunique()),
-                "summary": (f"account {user} opened {len(pat)} patient record"
-                            f"{'s' if len(pat) != 1 else ''} of "
-                            f"{pat['patient_id'].nunique()} patient"
-                            f"{'s' if pat['patient_id'].nunique() != 1 else ''} from outside "
-                            f"the hospital's networks on {day}"
-                            + ("; off duty" if grp["off_duty"].any() else "")
-                            + ("; at night" if grp["night"].any() else "")
-                            + ("; records printed or exported" if grp["output"].any()
-                               else "")),
+                "message_id": self.id,
+                "message_args": {"user": user, "records": int(len(pat)),
+                                 "patients": int(pat["patient_id"].nunique()), "day": day,
+                                 "off_duty": bool(grp["off_duty"].any()),
+                                 "night": bool(grp["night"].any()),
+                                 "outputs": bool(grp["output"].any())},
                 "evidence": {"day": day, "addresses": {str(k): int(v) for k, v in ips.items()},
                              "patient_events": int(len(pat)),
                              "patients": int(pat["patient_id"].nunique()),

@@ -32,6 +32,8 @@ Parameters are those of `care.no_relationship` (ctx.params_for).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -496,7 +498,8 @@ def _explain(ctx: Context) -> pd.DataFrame:
         res[rr] = inside
         record("record_role", res)
 
-    # details: a categorical column (few distinct texts, 10M rows) ---------------------------
+    # details: a categorical column of JSON objects (few distinct ones, 10M rows): the facts
+    # behind the verdict, put in words per language by emraudit.reports.explanations
     first = _FirstView(_first_code(flags))
     cats: list[str] = []
     codes = np.full(n, -1, dtype=np.int64)
@@ -517,32 +520,29 @@ def _explain(ctx: Context) -> pd.DataFrame:
     use = rel_based & (which_rel >= 0)
     if use.any():
         ids, _, inv = dense_unique(which_rel[use])
-        desc = _relation_desc(rel.iloc[ids], tz)
+        desc = _relation_json(rel.iloc[ids], tz)
         codes[use] = inv + len(cats)
-        cats.extend(desc.tolist())
+        cats.extend(('{"relation":' + desc + "}").tolist())
+    unit_names = np.asarray(list(units) + [""], dtype=object)
     dm = first == "duty_ward"
     if dm.any():
-        unit_names = np.asarray(list(units) + [""], dtype=object)
         pair = duty_ward[dm] * (len(rel) + 1) + which_rel[dm]
         ids, first_pos, inv = np.unique(pair, return_index=True, return_inverse=True)
-        wards = unit_names[duty_ward[dm][first_pos]].astype(str)
+        wards = _jq(unit_names[duty_ward[dm][first_pos]])
         rids = which_rel[dm][first_pos]
-        desc = _relation_desc(rel.iloc[np.clip(rids, 0, None)], tz).astype(str)
+        desc = np.where(rids >= 0, _relation_json(rel.iloc[np.clip(rids, 0, None)], tz)
+                        if len(rel) else "null", "null")
         codes[dm] = inv + len(cats)
-        cats.extend(("on duty on ward " + wards + "; patient: " + desc).tolist())
-    put(first == "prior_treatment",
-        f"treated this patient within the last {p['lookback_days']:g} days")
-    put(first == "documentation", "documented on this patient (create/update/sign) within "
-        f"{p['documentation_window_hours']:g} h or in the same encounter")
+        cats.extend(('{"ward":' + wards + ',"relation":' + desc + "}").tolist())
+    put(first == "prior_treatment", _obj(days=p["lookback_days"]))
+    put(first == "documentation", _obj(hours=p["documentation_window_hours"]))
     wm = first == "worked_on_ward"
     if wm.any():
-        unit_names = np.asarray(list(units) + [""], dtype=object)
-        put(wm, "worked on ward " + unit_names[ward_at[wm]].astype(str) + " within "
-            f"{p['ward_work_hours']:g} h (explained accesses to other patients there)")
-    put(first == "break_glass",
-        f"break-the-glass on this patient within {p['btg_window_hours']:g} h before")
+        put(wm, '{"ward":' + _jq(unit_names[ward_at[wm]]) + ',"hours":'
+            + json.dumps(float(p["ward_work_hours"])) + "}")
+    put(first == "break_glass", _obj(hours=p["btg_window_hours"]))
     rrm = first == "record_role"
-    put(rrm, "role " + acc_role[rrm].astype(str) + " within office hours")
+    put(rrm, '{"role":' + _jq(acc_role[rrm]) + "}")
     none = first == ""
     if none.any():
         put(none, _why_not(p, none, rel, r_p, r_start, pcode, acc_dept, acc_ward, units,
@@ -551,6 +551,19 @@ def _explain(ctx: Context) -> pd.DataFrame:
     categories = _dedupe(cats, codes)
     detail = pd.Categorical.from_codes(codes, categories=categories)
     return _assemble(out, flags, detail)
+
+
+def _obj(**kw) -> str:
+    return json.dumps(kw, ensure_ascii=False, sort_keys=True)
+
+
+def _jq(values) -> np.ndarray:
+    """Each value as a JSON string literal ('null' when missing), quoting each distinct value
+    once (names repeat: departments, wards, roles)."""
+    codes, uniq = pd.factorize(pd.Series(np.asarray(values, dtype=object), dtype=object))
+    quoted = np.asarray([json.dumps(str(u), ensure_ascii=False) if str(u) != "" else "null"
+                         for u in uniq] + ["null"], dtype=object)
+    return quoted[codes]
 
 
 def _dedupe(cats: list[str], codes: np.ndarray) -> pd.Index:
@@ -598,24 +611,26 @@ def _assemble(out: pd.DataFrame, flags: dict, detail) -> pd.DataFrame:
     return out
 
 
-def _relation_desc(rel: pd.DataFrame, tz: str) -> np.ndarray:
-    """'admission 2025-07-01..2025-07-09, department 心内科, ward 心内科一病区' per relation row."""
+def _relation_json(rel: pd.DataFrame, tz: str) -> np.ndarray:
+    """Each relation row as a JSON object: kind, start and end days (end null when ongoing),
+    department, ward and user when set."""
     if not len(rel):
         return np.array([], dtype=object)
-    start = _fmt_day(_us(rel["start"]), tz)
-    end = _fmt_day(_us(rel["end"]), tz)
-    end = np.where(end == "", "ongoing", end)
-    s = (rel["kind"].astype("string").fillna("") + " " + pd.Series(start, index=rel.index)
-         + ".." + pd.Series(end, index=rel.index).astype("string"))
-    for col, label in (("department", "department"), ("ward", "ward"), ("user_id", "user")):
-        v = rel[col].astype("string")
-        s = s + (", " + label + " " + v).fillna("")
-    return s.astype(str).to_numpy(dtype=object)
+    start = _fmt_day(_us(rel["start"]), tz).astype(str)
+    end = _fmt_day(_us(rel["end"]), tz).astype(str)
+    end = np.where(end == "", "null", '"' + end + '"')
+    s = ('{"kind":' + _jq(rel["kind"].astype("string").to_numpy(dtype=object))
+         + ',"start":"' + start + '","end":' + end)
+    for col, key in (("department", "department"), ("ward", "ward"), ("user_id", "user")):
+        q = _jq(rel[col].astype("string").to_numpy(dtype=object))
+        s = s + np.where(q == "null", "", ',"' + key + '":' + q)
+    return (s + "}").astype(object)
 
 
 def _why_not(p, none, rel, r_p, r_start, pcode, acc_dept, acc_ward, units, acc_role,
              duty_ward, roles, tz) -> np.ndarray:
-    """Why each unexplained access failed every explanation (vectorized over them)."""
+    """Why each unexplained access failed every explanation (vectorized over them), as one
+    JSON object: explanation -> the facts that made it fail."""
     idx = np.flatnonzero(none)
     unit_names = np.asarray(list(units) + [""], dtype=object)
     dept = np.where(acc_dept[idx] >= 0, unit_names[acc_dept[idx]], "")
@@ -624,55 +639,65 @@ def _why_not(p, none, rel, r_p, r_start, pcode, acc_dept, acc_ward, units, acc_r
     wanted = np.unique(pcode[idx])
     sel = np.flatnonzero(np.isin(r_p, wanted))
     pr = pd.DataFrame({"p": r_p[sel], "start": r_start[sel],
-                       "desc": _relation_desc(rel.iloc[sel], tz) if len(sel)
+                       "desc": _relation_json(rel.iloc[sel], tz) if len(sel)
                        else np.array([], dtype=object)})
     per_patient: dict[int, str] = {}
-    wanted = set(pcode[idx].tolist())
     if len(pr):
         pr = pr.sort_values(["p", "start"])
         for pc, grp in pr.groupby("p", sort=False):   # one per unexplained patient, not event
             descs = grp["desc"].tolist()
-            more = f" (+{len(descs) - 3} more)" if len(descs) > 3 else ""
-            per_patient[int(pc)] = "; ".join(descs[-3:]) + more
-    gtxt = f"-{p['grace_before_days']:g}/+{p['grace_after_days']:g} d grace"
-    pat_rel = np.asarray([per_patient.get(int(c), "none") for c in np.unique(pcode[idx])],
-                         dtype=object)[np.searchsorted(np.unique(pcode[idx]), pcode[idx])]
+            per_patient[int(pc)] = ("[" + ",".join(descs[-3:]) + '],"more":'
+                                    + str(max(len(descs) - 3, 0)))
+    uniq = np.unique(pcode[idx])
+    pat_rel = np.asarray([per_patient.get(int(c), '[],"more":0') for c in uniq],
+                         dtype=object)[np.searchsorted(uniq, pcode[idx])]
     dw = duty_ward[idx]
-    duty_txt = np.where(dw < 0, "duty_ward: no duty shift on a ward at that time",
-                        "duty_ward: on duty on ward '" + unit_names[np.clip(dw, 0, None)].astype(str)
-                        + "', patient not there")
+    duty_json = np.where(dw < 0, "null", _jq(unit_names[np.clip(dw, 0, None)]))
     role = acc_role[idx].astype(str)
-    role_txt = np.where(np.isin(role, roles), "outside its office hours", "is not a record role")
-    doc_txt = (f"documentation: no create/update/sign on this patient within "
-               f"{p['documentation_window_hours']:g} h or in the same encounter"
-               if p["documentation_explains"]
-               else "documentation: not used (documentation_explains = false)")
-    text = (f"own_relation: none active for this user ({gtxt})"
-            + " | unit_relation: user's department '" + np.where(dept == "", "-", dept).astype(str)
-            + "' / ward '" + np.where(ward == "", "-", ward).astype(str)
-            + "' has none active; patient's relations: " + pat_rel.astype(str)
-            + " | " + duty_txt
-            + f" | request_relation: no consult/order/appointment/access request "
-              f"(-{p['kind_grace_before_days']:g}/+{p['kind_grace_after_days']:g} d)"
-            + f" | prior_treatment: none within {p['lookback_days']:g} days"
-            + " | " + doc_txt
-            + f" | worked_on_ward: no explained work on the patient's ward within "
-              f"{p['ward_work_hours']:g} h"
-            + f" | break_glass: none within {p['btg_window_hours']:g} h before"
-            + " | record_role: role '" + np.where(role == "", "-", role) + "' " + role_txt)
+    is_rr = np.where(np.isin(role, roles), "true", "false")
+    doc = (_obj(hours=float(p["documentation_window_hours"])) if p["documentation_explains"]
+           else _obj(off=True))
+    text = ('{"own_relation":' + _obj(grace_before_days=float(p["grace_before_days"]),
+                                      grace_after_days=float(p["grace_after_days"]))
+            + ',"unit_relation":{"department":' + _jq(dept) + ',"ward":' + _jq(ward)
+            + ',"patient_relations":' + pat_rel.astype(str) + "}"
+            + ',"duty_ward":{"ward":' + duty_json + "}"
+            + ',"request_relation":'
+            + _obj(grace_before_days=float(p["kind_grace_before_days"]),
+                   grace_after_days=float(p["kind_grace_after_days"]))
+            + ',"prior_treatment":' + _obj(days=float(p["lookback_days"]))
+            + ',"documentation":' + doc
+            + ',"worked_on_ward":' + _obj(hours=float(p["ward_work_hours"]))
+            + ',"break_glass":' + _obj(hours=float(p["btg_window_hours"]))
+            + ',"record_role":{"role":' + _jq(role) + ',"record_role":' + is_rr + "}}")
     return np.asarray(text, dtype=object)
 
 
+def explanation_detail(row: pd.Series | dict) -> dict:
+    """The `detail` of one explain row as a dict (empty when there is none)."""
+    d = row.get("detail", "")
+    if not isinstance(d, str) or not d:
+        return {}
+    try:
+        out = json.loads(d)
+    except json.JSONDecodeError:
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
 def explanation_evidence(row: pd.Series | dict, params: dict | None = None) -> list[dict]:
-    """The structured list [{explanation, result, detail}] for one explain row (evidence)."""
-    parts = str(row.get("detail", "")).split(" | ")
-    bymap = {}
-    for part in parts:
-        name, _, text = part.partition(": ")
-        bymap[name] = text
+    """The structured list [{explanation, result, detail}] for one explain row (evidence):
+    `detail` holds the facts (relation found, grace, ward, role …) that made each
+    explanation hold or fail; emraudit.reports.explanations puts them in words."""
+    d = explanation_detail(row)
+    first = str(row.get("explanation", "") or "")
     res = []
     for name in EXPLANATIONS:
         held = bool(row.get("x_" + name, False))
+        if first:
+            detail = d if name == first else {}
+        else:
+            detail = d.get(name) if isinstance(d.get(name), dict) else {}
         res.append({"explanation": name, "result": "held" if held else "failed",
-                    "detail": bymap.get(name, "") if not held else str(row.get("detail", ""))})
+                    "detail": detail})
     return res

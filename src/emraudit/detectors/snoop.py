@@ -11,6 +11,7 @@ the record raises the severity one step, and the evidence says so.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import numpy as np
@@ -19,8 +20,11 @@ import pandas as pd
 from emraudit.detectors.base import (Context, Detector, Param, empty_findings, raise_severity,
                                      shared_work)
 from emraudit.detectors.bulk import explanations, user_info
+from emraudit.detectors.explain import EXPLANATIONS, explanation_evidence
+from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
 from emraudit.detectors.schedule import DAY_NS, MINUTE_NS, local_ns, utc_ns
+from emraudit.reports.i18n import N_, Np_
 from emraudit.detectors.surnames import (COMMON_SHARE, is_common, normalize_name, surname,
                                          surname_bits, surname_share)
 
@@ -98,7 +102,7 @@ def _accesses(ctx: Context, patients) -> pd.DataFrame:
     if ex is None or len(ex) == 0:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in [*cols, "action", "failed"]})
     wanted = pd.Series(list(patients), dtype="string").dropna().unique()
-    cols += [c for c in ("detail",) if c in ex.columns]
+    cols += [c for c in ("detail", *("x_" + n for n in EXPLANATIONS)) if c in ex.columns]
     acc = ex.loc[ex["patient_id"].isin(wanted).to_numpy(dtype=bool), cols].copy()
     acc["action"] = ctx.events["action"].reindex(acc.index).astype("string")
     acc["user_id"] = acc["user_id"].astype("string")
@@ -134,13 +138,18 @@ def _looked_up(g: pd.DataFrame, minutes: int) -> bool:
     return bool(((ot[ok] - qt[i[ok]]) <= minutes * MINUTE_NS).any())
 
 
-def group_findings(det: Detector, ctx: Context, hits: pd.DataFrame, *, summary, evidence,
+# appended to every snooping sentence when the record was opened right after a name search
+LOOKUP = Clause("lookup", N_("; the record was opened right after a look-up by name"))
+
+
+def group_findings(det: Detector, ctx: Context, hits: pd.DataFrame, *, message, evidence,
                    severity=None, only_unexplained: bool = True) -> pd.DataFrame:
     """One finding per (user, patient, local day) of `hits` with an in-window hit.
 
     `hits` are the accesses that match the detector's condition (columns of `_accesses` plus
-    whatever the callbacks read). `summary(g, ctx)`, `evidence(g)` and `severity(g)` are
-    called once per finding (a loop per finding, not per event)."""
+    whatever the callbacks read). `message(g)` gives (message id, extra arguments; user,
+    patient and accesses are added here), `evidence(g)` and `severity(g)` are called once per
+    finding (a loop per finding, not per event)."""
     if hits.empty:
         return empty_findings()
     hits = hits[~hits["failed"].astype(bool)] if "failed" in hits.columns else hits
@@ -163,25 +172,22 @@ def group_findings(det: Detector, ctx: Context, hits: pd.DataFrame, *, summary, 
         date = str(pd.Timestamp(int(day) * DAY_NS).date())
         ev = {"date": date, "accesses": int(len(g)),
               "actions": sorted(set(g["action"].astype(str))),
-              "explanations_tried": "explanation engine (care relation, unit, duty ward, "
-                                    "consult/order, prior treatment, documentation, "
-                                    "break-the-glass, record role)",
               "explained": bool(g["explained"].any()),
-              "explanation": "; ".join(sorted(set(g["explanation"].astype(str)) - {""})),
+              "explained_by": sorted(set(g["explanation"].astype(str)) - {""}),
               "name_lookup_then_open": lookup}
         if "detail" in g.columns:
-            details = [d for d in g["detail"].astype("string").fillna("").tolist() if d]
-            if details:
-                ev["explanation_detail"] = details[0]
+            # the verdicts on the first access no reason explains (else the first access)
+            unexpl = g[~g["explained"].astype(bool)]
+            ev["explanations"] = explanation_evidence((unexpl if len(unexpl) else g).iloc[0])
         ev.update(evidence(g))
-        summ = summary(g, ctx)
-        if lookup:
-            summ += " The record was opened right after a look-up by name."
+        mid, args = message(g)
+        args = {"user": uid, "patient": pid, "accesses": int(len(g)), **args,
+                "lookup": lookup}
         rows.append({"key": f"{uid}|{pid}|{date}", "user_id": uid, "patient_id": pid,
                      "event_ids": g["event_id"].astype(str).tolist(), "start": g["ts"].min(),
                      "end": g["ts"].max(), "severity": sev,
                      "score": float(ev.get("score", 1.0)) + (1.0 if lookup else 0.0),
-                     "summary": summ, "evidence": ev})
+                     "message_id": mid, "message_args": args, "evidence": ev})
     return det.findings(rows)
 
 
@@ -234,9 +240,22 @@ class SnoopVip(Detector):
             "(an informal consult) and whether anything was printed or shared.")
     false_positives = ("Informal consults not registered as a consult request.",
                        "Care relations missing from the source (late admission entry).")
+    description_zh = ("查阅标记为重点人员（VIP：公众人物、领导干部、知名患者）的患者病历，且任何"
+                      "诊疗关系、会诊、当班或阅档岗位都无法解释。")
+    note_zh = ("询问用户打开病历的原因；核实是否有人请其帮忙（非正式会诊），以及是否打印或外传了"
+               "任何内容。")
+    false_positives_zh = (
+        "未登记为会诊申请的非正式会诊。",
+        "数据源中缺失诊疗关系（入院登记滞后）。",
+    )
     measure_zh = "对重点人员病历设置访问提醒与二次确认，核实查阅事由，违规者按制度处理。"
     measure_en = ("Add an access warning and confirmation for VIP records, verify the reason, "
                   "and apply sanctions to violations.")
+    messages = {"snoop.vip": Message(
+        Np_("%(user)s opened the record of VIP patient %(patient)s %(accesses)s time with no "
+            "care relation or other explanation",
+            "%(user)s opened the record of VIP patient %(patient)s %(accesses)s times with no "
+            "care relation or other explanation"), count="accesses", clauses=(LOOKUP,))}
 
     def run(self, ctx: Context) -> pd.DataFrame:
         p = _patients(ctx)
@@ -246,9 +265,7 @@ class SnoopVip(Detector):
         hits = _accesses(ctx, vip)
         return group_findings(
             self, ctx, hits,
-            summary=lambda g, c: (f"{g['user_id'].iloc[0]} opened the record of VIP patient "
-                                  f"{g['patient_id'].iloc[0]} {len(g)} time(s) with no care "
-                                  f"relation or other explanation."),
+            message=lambda g: ("snoop.vip", {}),
             evidence=lambda g: {"vip": True, "score": 3.0})
 
 
@@ -272,9 +289,22 @@ class SnoopCoworker(Detector):
             "asked the user for help, and whether the access was during the patient's stay.")
     false_positives = ("A colleague asked informally for advice about their own case.",
                        "Occupational health staff whose role is recorded as clinical.")
+    description_zh = ("员工（patients.employee_user_id 或 users.patient_id）作为患者，其病历被其"
+                      "他员工在无正当理由的情况下查阅。二人在同一科室时严重程度更高。")
+    note_zh = ("同科室同事是常见的被查阅对象。核实是否是患者本人请该用户帮忙，以及查阅是否发生在"
+               "患者住院期间。")
+    false_positives_zh = (
+        "同事私下就本人病情征求意见。",
+        "岗位登记为临床的职业健康人员。",
+    )
     measure_zh = "加强员工病历的访问控制与告知，核实查阅事由，开展隐私保护教育。"
     measure_en = ("Tighten access to staff members' records, verify the reason and train staff "
                   "on privacy.")
+    messages = {"snoop.coworker": Message(
+        N_("%(user)s opened the record of coworker %(coworker)s (patient %(patient)s) with no "
+           "care relation or other explanation"),
+        clauses=(Clause("same_department", N_("; both work in the same department")),
+                 LOOKUP))}
 
     def run(self, ctx: Context) -> pd.DataFrame:
         if ctx.patients is None and ctx.users is None:
@@ -301,10 +331,9 @@ class SnoopCoworker(Detector):
         return group_findings(
             self, ctx, hits,
             severity=lambda g: "high" if same_dept(g) else "medium",
-            summary=lambda g, c: (f"{g['user_id'].iloc[0]} opened the record of coworker "
-                                  f"{g['employee_user_id'].iloc[0]} (patient "
-                                  f"{g['patient_id'].iloc[0]}) with no care relation or other "
-                                  f"explanation."),
+            message=lambda g: ("snoop.coworker",
+                               {"coworker": str(g["employee_user_id"].iloc[0]),
+                                "same_department": same_dept(g)}),
             evidence=lambda g: {"employee_user_id": str(g["employee_user_id"].iloc[0]),
                                 "same_department": same_dept(g),
                                 "score": 3.0 if same_dept(g) else 2.0})
@@ -331,9 +360,23 @@ class SnoopSelf(Detector):
             "procedure. Edits to one's own record are serious (possible tampering).")
     false_positives = ("Staff treated in their own department, where policy allows it.",
                        "Wrong employee_user_id / patient_id link in the masters.")
+    description_zh = ("用户查阅本人的病历（users.patient_id 或 patients.employee_user_id）。这是"
+                      "制度性发现：即使查阅另有正当理由也会报告，因为员工应通过病案室获取本人病历"
+                      "，而不是使用工作账号。")
+    note_zh = ("通常是想看自己的检查结果；核实后提醒用户按规定程序办理。修改本人病历性质严重（可"
+               "能篡改）。")
+    false_positives_zh = (
+        "员工在本科室就诊且制度允许的情形。",
+        "人员或患者主数据中 employee_user_id / patient_id 关联错误。",
+    )
     measure_zh = "明确职工本人病历须经病案室申请查阅复印，禁止使用工作账号查阅本人病历。"
     measure_en = ("Require staff to obtain their own records through the records office, never "
                   "with their work account.")
+    messages = {"snoop.self": Message(
+        Np_("%(user)s opened their own patient record %(patient)s (%(accesses)s access)",
+            "%(user)s opened their own patient record %(patient)s (%(accesses)s accesses)"),
+        count="accesses",
+        clauses=(Clause("edited", N_("; the record was also edited")), LOOKUP))}
 
     def run(self, ctx: Context) -> pd.DataFrame:
         links = employee_links(ctx)
@@ -349,8 +392,8 @@ class SnoopSelf(Detector):
 
         return group_findings(
             self, ctx, hits, only_unexplained=False, severity=sev,
-            summary=lambda g, c: (f"{g['user_id'].iloc[0]} opened their own patient record "
-                                  f"{g['patient_id'].iloc[0]} ({len(g)} access(es))."),
+            message=lambda g: ("snoop.self", {"edited": bool(
+                g["action"].isin(["update", "delete", "create", "sign"]).any())}),
             evidence=lambda g: {"own_record": True,
                                 "edited": bool(g["action"].isin(["update", "delete", "create",
                                                                  "sign"]).any()),
@@ -460,6 +503,14 @@ def _household_pairs(ctx: Context, max_share: int) -> pd.DataFrame:
     return out[cols]
 
 
+def _basis(r) -> list[str]:
+    """Why a household pair counts as family, as codes (labels.FAMILY_BASIS)."""
+    return [k for k, v in (("declared_contact", r["declared"]),
+                           ("same_surname", r["same_surname"]),
+                           ("same_address", r["same_address"]),
+                           ("same_phone", r["same_phone"])) if v]
+
+
 def family_mask(pairs: pd.DataFrame) -> pd.Series:
     """Family: a declared contact, or the same surname AND the same address or phone."""
     return pairs["declared"] | (pairs["same_surname"] & (pairs["same_address"] |
@@ -488,17 +539,30 @@ class SnoopFamily(Detector):
     description = ("Accesses with no explanation to a patient who is family of the user: a "
                    "declared contact in patient_contacts matching the staff member by name and "
                    "phone or address, or the same surname AND the same address or phone. A "
-                   "shared surname is weighed by its rarity (王, 李, 张 … are shared by "
-                   "millions); a surname alone never fires.")
+                   "shared surname is weighed by its rarity (the commonest are shared by "
+                   "tens of millions); a surname alone never fires.")
     note = ("Family members often ask staff to 'have a look'. Confirm the relation and whether "
             "the patient consented; a rare surname with the same address is strong evidence.")
     false_positives = ("A staff member accompanying a relative at their request (consent "
                        "should then be on record).",
                        "Same surname and address in a large shared building with a poorly "
                        "normalized address.")
+    description_zh = ("无正当理由查阅员工亲属的病历：患者联系人（patient_contacts）中登记的联系人"
+                      "按姓名及电话或住址与该员工匹配，或者同姓且同住址或同电话。同姓按姓氏的罕见"
+                      "程度加权（王、李、张等姓氏有上千万人）；仅同姓不会触发。")
+    note_zh = ("亲属常请员工“帮忙看看”。核实亲属关系以及患者是否同意；罕见姓氏加同一住址是有力的"
+               "证据。")
+    false_positives_zh = (
+        "员工应亲属要求陪同就诊（此时应有书面同意）。",
+        "大型住宅楼内同姓同址，且地址规范化不充分。",
+    )
     measure_zh = "禁止无诊疗关系查阅亲属病历，亲属查阅须经患者授权并走病案复印流程。"
     measure_en = ("Forbid viewing relatives' records without a care relation; relatives' access "
                   "goes through patient consent and the records office.")
+    messages = {"snoop.family": Message(
+        N_("%(user)s opened the record of patient %(patient)s, family by %(family)s, with no "
+           "care relation or other explanation"),
+        clauses=(Clause("relation", N_("; declared as the user's %(relation)s")), LOOKUP))}
 
     def run(self, ctx: Context) -> pd.DataFrame:
         pairs = household_pairs(ctx, self.p.max_shared_by)
@@ -517,11 +581,7 @@ class SnoopFamily(Detector):
             r = g.iloc[0]
             sn = str(r["surname"])
             bits = surname_bits(sn) if r["same_surname"] else 0.0
-            basis = [k for k, v in (("declared contact", r["declared"]),
-                                    ("same surname", r["same_surname"]),
-                                    ("same address", r["same_address"]),
-                                    ("same phone", r["same_phone"])) if v]
-            return {"basis": basis, "declared_relation": str(r["relation"]),
+            return {"family_basis": _basis(r), "declared_relation": str(r["relation"]),
                     "surname": sn, "surname_share_percent": surname_share(sn) if sn else None,
                     "surname_common": bool(sn) and surname_share(sn) >= COMMON_SHARE,
                     "surname_bits": bits,
@@ -529,14 +589,12 @@ class SnoopFamily(Detector):
                                    (2 if r["same_phone"] else 0) +
                                    (1 if r["same_address"] else 0), 2)}
 
-        def summary(g, c):
+        def message(g):
             r = g.iloc[0]
-            why = ("a declared contact" if r["declared"] else
-                   "the same surname and " + ("phone" if r["same_phone"] else "address"))
-            return (f"{r['user_id']} opened the record of patient {r['patient_id']}, family by "
-                    f"{why}, with no care relation or other explanation.")
+            return "snoop.family", {"family": _basis(r),
+                                    "relation": str(r["relation"]) if r["declared"] else ""}
 
-        return group_findings(self, ctx, hits, severity=sev, summary=summary,
+        return group_findings(self, ctx, hits, severity=sev, message=message,
                               evidence=evidence)
 
 
@@ -559,9 +617,18 @@ class SnoopNeighbor(Detector):
             "before contacting the user.")
     false_positives = ("Addresses normalized to the same building but different flats when the "
                        "flat number is missing from one of them.",)
+    description_zh = ("无正当理由查阅与该用户住址相同的患者的病历（地址规范化：忽略空格、标点和全"
+                      "角字符），且按亲属规则不属于亲属。")
+    note_zh = "邻居、房东和合租者。联系当事人之前先核对证据中的地址匹配。"
+    false_positives_zh = (
+        "其中一个地址缺少房号，导致同楼不同户被规范化为同一地址。",
+    )
     measure_zh = "禁止无诊疗关系查阅熟人病历，核实查阅事由并开展隐私教育。"
     measure_en = ("Forbid viewing acquaintances' records without a care relation; verify the "
                   "reason and train staff.")
+    messages = {"snoop.neighbor": Message(
+        N_("%(user)s opened the record of patient %(patient)s, who lives at the user's address, "
+           "with no care relation or other explanation"), clauses=(LOOKUP,))}
 
     def run(self, ctx: Context) -> pd.DataFrame:
         pairs = household_pairs(ctx, self.p.max_shared_by)
@@ -571,10 +638,8 @@ class SnoopNeighbor(Detector):
         hits = _for_pairs(_accesses(ctx, pairs["patient_id"]), pairs)
         return group_findings(
             self, ctx, hits,
-            summary=lambda g, c: (f"{g['user_id'].iloc[0]} opened the record of patient "
-                                  f"{g['patient_id'].iloc[0]}, who lives at the user's "
-                                  f"address, with no care relation or other explanation."),
-            evidence=lambda g: {"basis": ["same address"], "score": 2.0})
+            message=lambda g: ("snoop.neighbor", {}),
+            evidence=lambda g: {"family_basis": ["same_address"], "score": 2.0})
 
 
 # --------------------------------------------------------------------------- snoop.deceased
@@ -597,12 +662,24 @@ class SnoopDeceased(Detector):
     description = ("Accesses to a deceased patient's record at least N days after death with "
                    "no explanation (death reviews, coding and claims by records, quality and "
                    "insurance staff are explained by their role).")
-    note = ("Death case reviews (死亡病例讨论) and litigation requests are legitimate: check for "
+    note = ("Death case reviews and litigation requests are legitimate: check for "
             "a request or a review meeting before contacting the user.")
     false_positives = ("Death case reviews by clinicians without a registered relation.",
                        "Research or teaching use approved outside the EMR.")
+    description_zh = ("在患者死亡 N 天或更久之后，无正当理由查阅其病历（病案、质控和医保人员的死"
+                      "亡病例审核、编码和理赔由其岗位职责解释）。")
+    note_zh = "死亡病例讨论和诉讼调阅属于正当用途：联系当事人之前先核实有无申请或讨论会议。"
+    false_positives_zh = (
+        "临床医师参加死亡病例讨论，但未登记诊疗关系。",
+        "在电子病历系统之外批准的科研或教学使用。",
+    )
     measure_zh = "已故患者病历归档后仅限授权查阅，核实查阅事由。"
     measure_en = "Restrict archived records of deceased patients to authorized use."
+    messages = {"snoop.deceased": Message(
+        Np_("%(user)s opened the record of patient %(patient)s %(days)s day after their death "
+            "with no explanation",
+            "%(user)s opened the record of patient %(patient)s %(days)s days after their death "
+            "with no explanation"), count="days", clauses=(LOOKUP,))}
 
     def run(self, ctx: Context) -> pd.DataFrame:
         p = _patients(ctx)
@@ -623,9 +700,7 @@ class SnoopDeceased(Detector):
         return group_findings(
             self, ctx, hits,
             severity=lambda g: "high" if g["days"].max() >= 365 else self.severity,
-            summary=lambda g, c: (f"{g['user_id'].iloc[0]} opened the record of patient "
-                                  f"{g['patient_id'].iloc[0]} {int(g['days'].max())} days "
-                                  f"after their death with no explanation."),
+            message=lambda g: ("snoop.deceased", {"days": int(g["days"].max())}),
             evidence=lambda g: {"deceased_date": str(g["deceased_date"].iloc[0].date()),
                                 "days_after_death": int(g["days"].max()),
                                 "threshold_days": n, "score": 1.0 + min(g["days"].max(), 3650)
@@ -651,9 +726,20 @@ class SnoopWatchlist(Detector):
     note = ("Sealed records may only be read by the named team. Even an explained access by an "
             "outsider needs the incident lead's confirmation; keep watch_team up to date.")
     false_positives = ("A clinician newly caring for the patient not yet added to the team.",)
+    description_zh = ("患者病历因事件被封存（patients.watch）后，指定人员（patients.watch_team，"
+                      "用户号以“;”分隔）以外的任何人查阅，无论是否有正当理由。无正当理由的为严重"
+                      "级。")
+    note_zh = ("封存病历只能由指定人员查阅。即使外部人员的查阅有正当理由，也需要事件负责人确认；"
+               "请及时更新 watch_team。")
+    false_positives_zh = (
+        "新接手该患者的临床医师尚未加入指定人员名单。",
+    )
     measure_zh = "严格执行病历封存制度，封存期间仅限指定人员查阅，超范围查阅立即核查。"
     measure_en = ("Enforce record sealing: only the named team may read sealed records; any "
                   "other access is investigated at once.")
+    messages = {"snoop.watchlist": Message(
+        N_("%(user)s opened the sealed record of patient %(patient)s without being on its team"),
+        clauses=(Clause("unexplained", N_(" and with no care relation")), LOOKUP))}
 
     def run(self, ctx: Context) -> pd.DataFrame:
         p = _patients(ctx)
@@ -679,10 +765,10 @@ class SnoopWatchlist(Detector):
         return group_findings(
             self, ctx, hits, only_unexplained=False,
             severity=lambda g: "high" if g["explained"].all() else "critical",
-            summary=lambda g, c: (f"{g['user_id'].iloc[0]} opened the sealed record of patient "
-                                  f"{g['patient_id'].iloc[0]} without being on its team"
-                                  + ("" if g["explained"].all() else
-                                     " and with no care relation") + "."),
+            message=lambda g: ("snoop.watchlist",
+                               {"unexplained": not bool(g["explained"].all())}),
             evidence=lambda g: {"sealed": True,
-                                "watch_team": teams.get(str(g["patient_id"].iloc[0]), ""),
+                                "watch_team": [t for t in re.split(
+                                    r"[;,；，\s]+", teams.get(str(g["patient_id"].iloc[0]), ""))
+                                    if t],
                                 "score": 3.0 if g["explained"].all() else 4.0})

@@ -87,8 +87,10 @@ def day_chart(hours: Sequence[float], flagged_hours: Sequence[float], *,
 
 
 def days_chart(days: Sequence[str], counts: Sequence[int], flagged_days: Iterable[str], *,
-               title: str = "", flagged_label: str = "flagged day") -> Markup:
-    """Accesses per day (oldest first), flagged days in red, with the median as a line."""
+               title: str = "", flagged_label: str = "flagged day",
+               median_label: str = "median") -> Markup:
+    """Accesses per day (oldest first), flagged days in red, with the median as a line
+    (`median_label`: its tooltip, in the page's language)."""
     w, h, left, right, top, bottom = 720, 170, 36, 10, 22, 40
     pw, ph = w - left - right, h - top - bottom
     flagged = set(flagged_days)
@@ -112,7 +114,7 @@ def days_chart(days: Sequence[str], counts: Sequence[int], flagged_days: Iterabl
         med = float(np.median(vals))
         out.append(f'<line x1="{left}" y1="{_num(y(med))}" x2="{left + pw}" y2="{_num(y(med))}" '
                    f'stroke="{AXIS}" stroke-dasharray="4 3" stroke-width="1">'
-                   f"<title>median {_num(med)}</title></line>")
+                   f"<title>{escape(median_label)} {_num(med)}</title></line>")
     out.append(f'<line x1="{left}" y1="{base}" x2="{left + pw}" y2="{base}" '
                f'stroke="{AXIS}" stroke-width="1"/>')
     step = max(1, n // 6)
@@ -130,6 +132,8 @@ def days_chart(days: Sequence[str], counts: Sequence[int], flagged_days: Iterabl
 
 
 def trend_chart(days: Sequence[str], counts: Sequence[int], highlight: Iterable[str], *,
-                title: str = "", highlight_label: str = "this scan") -> Markup:
+                title: str = "", highlight_label: str = "this scan",
+                median_label: str = "median") -> Markup:
     """Cases per day across scans (dashboard); the days of this scan highlighted."""
-    return days_chart(days, counts, highlight, title=title, flagged_label=highlight_label)
+    return days_chart(days, counts, highlight, title=title, flagged_label=highlight_label,
+                      median_label=median_label)

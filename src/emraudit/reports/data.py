@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from emraudit.lake import Lake
-from emraudit.store import (Store, case_history, cases, feed_health, findings, scans,
+from emraudit.store import (Store, case_history, cases, decode_args, feed_health, findings, scans,
                             user_day_features)
 
 _CHUNK = 500
@@ -42,6 +42,7 @@ def _decode_findings(df: pd.DataFrame) -> pd.DataFrame:
         df = df.copy()
         df["event_ids"] = df["event_ids"].map(lambda s: json.loads(s) if s else [])
         df["evidence"] = df["evidence"].map(lambda s: json.loads(s) if s else {})
+        df["message_args"] = df["message_args"].map(decode_args)
     return df
 
 

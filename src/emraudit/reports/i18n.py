@@ -1,9 +1,12 @@
 """Languages of the reports: gettext catalogs compiled at runtime, a jinja2 environment.
 
 Source strings are English. `src/emraudit/locale/<lang>/LC_MESSAGES/emraudit.po` holds the
-translations; the .po is compiled in memory with babel on first use (a committed .mo is used
-when it is newer), so no build step is needed. Templates use `{% trans %}` and `_()` through
-jinja2's i18n extension; Python code uses the `Lang.gettext` of the same catalog.
+translations and the compiled `emraudit.mo` beside it ships as package data
+(`scripts/catalogs.py` extracts, merges and compiles; a test checks the .mo is the .po
+compiled). The .po is compiled in memory instead when it is newer than the .mo (editing a
+translation needs no build step to be seen). Templates use `{% trans %}` and `_()` through
+jinja2's i18n extension; Python code uses the `Lang.gettext` of the same catalog; finding
+sentences are messages declared by the detectors (`emraudit.reports.text`).
 
 Autoescaping is always on: every value that reaches a page is escaped unless it was built
 here as markup on purpose (the inline SVG charts, whose text is escaped when built).
@@ -23,6 +26,15 @@ from markupsafe import Markup
 
 LANGS = ("zh", "en")
 DOMAIN = "emraudit"
+# where the catalogs' messages come from, relative to the package (scripts/catalogs.py
+# extracts them with babel; a test checks the zh catalog translates every one)
+EXTRACT_METHODS = [("reports/templates/**.html", "jinja2"), ("web/templates/**.html", "jinja2"),
+                   ("reports/**.py", "python"), ("detectors/**.py", "python"),
+                   ("web/**.py", "python"), ("commands/report.py", "python")]
+EXTRACT_OPTIONS = {"reports/templates/**.html": {"extensions": "jinja2.ext.i18n"},
+                   "web/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
+EXTRACT_KEYWORDS = {"_": None, "gettext": None, "N_": None, "ngettext": (1, 2),
+                    "Np_": (1, 2)}
 
 
 def locale_dir() -> Path:
@@ -38,20 +50,29 @@ def translations(lang: str) -> gettext.NullTranslations:
         with mo.open("rb") as fh:
             return gettext.GNUTranslations(fh)
     if po.exists():
-        from babel.messages.mofile import write_mo
-        from babel.messages.pofile import read_po
-        with po.open("rb") as fh:
-            catalog = read_po(fh, locale=lang, domain=DOMAIN)
-        buf = io.BytesIO()
-        write_mo(buf, catalog)
-        buf.seek(0)
-        return gettext.GNUTranslations(buf)
+        return gettext.GNUTranslations(io.BytesIO(compile_po(po, lang)))
     return gettext.NullTranslations()
+
+
+def compile_po(po: Path, lang: str) -> bytes:
+    """The .mo bytes of a .po catalog (babel; plural forms from its header)."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+    with po.open("rb") as fh:
+        catalog = read_po(fh, locale=lang, domain=DOMAIN)
+    buf = io.BytesIO()
+    write_mo(buf, catalog, use_fuzzy=False)
+    return buf.getvalue()
 
 
 def N_(message: str) -> str:
     """Mark a string for extraction without translating it yet (translated where shown)."""
     return message
+
+
+def Np_(singular: str, plural: str) -> tuple[str, str]:
+    """Mark a singular/plural pair for extraction (translated with `ngettext` where shown)."""
+    return (singular, plural)
 
 
 class Lang:
@@ -102,4 +123,6 @@ def make_env(lang: Lang) -> jinja2.Environment:
     env.install_gettext_translations(lang.t, newstyle=True)
     env.filters["safe_json"] = safe_json
     env.globals["lang"] = lang
+    from emraudit.reports.labels import FIELD, label
+    env.globals["field_label"] = lambda code: label(FIELD, code, lang)
     return env

@@ -55,6 +55,31 @@ FEED_DIMENSION = {"department": N_("department"), "ward": N_("ward"), "role": N_
 PATIENT_FLAGS = {"vip": N_("VIP"), "employee": N_("employee"), "sensitive": N_("sensitive"),
                  "watch": N_("sealed record"), "deceased": N_("deceased")}
 
+# kinds of care relation (model.RELATION_KINDS) and of roster blocks (model.SHIFT_KINDS)
+RELATION_KIND = {
+    "admission": N_("admission"), "outpatient": N_("outpatient visit"),
+    "consult": N_("consult"), "order": N_("order"), "appointment": N_("appointment"),
+    "care_team": N_("care team"), "transfer": N_("transfer"), "document": N_("document"),
+    "access_request": N_("access request"),
+}
+SHIFT_KIND = {"duty": N_("on duty"), "leave": N_("on leave"), "surgery": N_("in surgery"),
+              "offsite": N_("offsite")}
+# how a patient is family of the user (snoop.family), and declared contacts' relations
+FAMILY_BASIS = {"declared_contact": N_("a declared contact"),
+                "same_surname": N_("the same surname"), "same_address": N_("the same address"),
+                "same_phone": N_("the same phone number")}
+CONTACT_RELATION = {"spouse": N_("spouse"), "parent": N_("parent"), "child": N_("child"),
+                    "sibling": N_("sibling"), "guarantor": N_("guarantor"),
+                    "emergency": N_("emergency contact"), "other": N_("other relation")}
+# what decided whether an access was off duty (bulk.off_hours)
+DUTY_BASIS = {"roster": N_("by the duty roster"),
+              "inferred": N_("by the hours the user usually works"),
+              "office_hours": N_("by office hours")}
+
+# access-log fields whose fill rate the coverage card shows
+FIELD = {"module": N_("module"), "workstation": N_("workstation"), "ip": N_("IP address"),
+         "session_id": N_("session")}
+
 # the explanation engine's names (emraudit.detectors.explain.EXPLANATIONS)
 EXPLANATION_LABELS = {
     "own_relation": N_("own care relation"),
@@ -65,6 +90,7 @@ EXPLANATION_LABELS = {
     "documentation": N_("documented on the patient"),
     "break_glass": N_("break the glass"),
     "record_role": N_("records role (medical records, quality control, insurance)"),
+    "worked_on_ward": N_("worked on the patient's ward that shift"),
 }
 
 ITEM_GLOSS = {
@@ -83,7 +109,19 @@ ITEM_SHORT = {"8": N_("Item 8: patient privacy leak"),
 def label(table: dict, code, lang: Lang) -> str:
     if code is None or str(code) == "" or str(code) == "nan":
         return ""
-    return lang.gettext(table[code]) if code in table else str(code)
+    try:
+        return lang.gettext(table[code]) if code in table else str(code)
+    except TypeError:       # unhashable: not a code
+        return str(code)
+
+
+def peer_group_label(group, lang: Lang) -> str:
+    """A peer group key ("nurse|骨科", "nurse", "all") in words: role · department."""
+    g = "" if group is None else str(group)
+    if g in ("", "all"):
+        return lang.gettext("all staff")
+    role, _, dept = g.partition("|")
+    return " · ".join(x for x in (label(ROLE, role, lang), dept) if x)
 
 
 def item_info(code: str, lang: Lang) -> dict:
@@ -105,8 +143,13 @@ def detector_info(det_id: str, lang: Lang) -> dict:
                 "measure_zh": "", "measure_en": "", "item": "", "kind": ""}
     zh, en = cls.name_zh or cls.id, cls.name_en or cls.id
     mzh, men = cls.measure_zh or cls.measure_en, cls.measure_en or cls.measure_zh
-    return {"id": det_id, "name": zh if lang.code == "zh" else en, "name_zh": zh,
-            "name_en": en, "description": cls.description, "note": cls.note,
-            "false_positives": list(cls.false_positives),
-            "measure": mzh if lang.code == "zh" else men, "measure_zh": mzh,
+    in_zh = lang.code == "zh"
+    # a plug-in without Chinese prose shows its English rather than nothing
+    return {"id": det_id, "name": zh if in_zh else en, "name_zh": zh,
+            "name_en": en,
+            "description": (cls.description_zh if in_zh else "") or cls.description,
+            "note": (cls.note_zh if in_zh else "") or cls.note,
+            "false_positives": list((cls.false_positives_zh if in_zh else ())
+                                    or cls.false_positives),
+            "measure": mzh if in_zh else men, "measure_zh": mzh,
             "measure_en": men, "item": cls.item, "kind": cls.kind}

@@ -32,13 +32,15 @@ from emraudit.fastops import local_days
 from emraudit.forking import can_fork, fork_pool
 from emraudit.lake import Lake
 from emraudit.reports import charts, data, files
-from emraudit.reports.evidence import render_evidence
+from emraudit.reports.evidence import group_repeats, render_evidence
 from emraudit.reports.i18n import Lang, make_env
 from emraudit.reports.labels import (ACTION, DISPOSITION, FEED_DIMENSION, HISTORY_ACTION,
                                      KIND, PATIENT_FLAGS, RECTIFICATION, RISK_FACTOR, ROLE,
                                      SCAN_STATUS, SEVERITY, SEVERITY_RANK, STATUS,
                                      USER_STATUS, detector_info, item_info, label)
 from emraudit.reports.masking import Masker
+from emraudit.reports.text import (HISTORY_FIELD, case_sentence, finding_sentence,
+                                   history_note, history_value)
 from emraudit.store import Store, scans
 
 log = logging.getLogger("emraudit.reports")
@@ -356,7 +358,7 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
         "severity": sev, "severity_label": label(SEVERITY, sev, lang),
         "severity_rank": SEVERITY_RANK.get(sev, 0),
         "score": float(row["score"]) if _s(row.get("score")) else 0.0,
-        "summary": masker.scrub(row.get("summary")),
+        "summary": case_sentence(row, cf, lang, masker),
         "detectors": det, "rect_items": [item_info(i, lang) for i in item_codes],
         "user": user, "patient": patient, "patients": patients[:MAX_PATIENTS_SHOWN],
         "n_patients": len(patients), "day": _s(row.get("day")),
@@ -401,13 +403,15 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
         "id": f["finding_id"], "detector": f["detector"],
         "detector_name": names.get(f["detector"], f["detector"]),
         "severity": f["severity"], "severity_label": label(SEVERITY, f["severity"], lang),
-        "score": round(float(f.get("score") or 0), 3), "summary": masker.scrub(f.get("summary")),
+        "score": round(float(f.get("score") or 0), 3),
+        "summary": finding_sentence(f, lang, masker),
         "start": fmt.ts(f.get("start")), "end": fmt.ts(f.get("end")),
         "n_events": len(f["event_ids"]),
         "item": item_info(_s(f.get("rectification_item")), lang),
         "evidence": render_evidence(f.get("evidence") or {}, lang, masker),
         "suppressed": _s(f.get("suppressed_by")) != "",
         "new": _s(f.get("last_scan")) == scan_id} for f in order]
+    view["finding_groups"] = group_repeats(view["findings"])
 
     # activity charts: the day with most flagged events, and the 30 days up to it
     uid = user["id"]
@@ -433,7 +437,8 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
         view["days_chart"] = charts.days_chart(
             days, [int(per_day.get(d, 0)) for d in days], set(fdays) or {focus},
             title=lang.gettext("Accesses by %(user)s per day, last 30 days", user=uid),
-            flagged_label=lang.gettext("day with flagged accesses"))
+            flagged_label=lang.gettext("day with flagged accesses"),
+            median_label=lang.gettext("median"))
 
     # the user's other cases
     others = [r for r in ld.earlier_by_user.get(uid, []) if r["case_id"] != cid]
@@ -458,15 +463,15 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
                                     if e["status"]["disposition"] == "confirmed")
     hist = []
     for r in sorted(ld.history_by_case.get(cid, []), key=lambda r: r["id"]):
-        fld, old, new = _s(r.get("field")), _s(r.get("old")), _s(r.get("new"))
-        table = {"disposition": DISPOSITION, "status": STATUS, "severity": SEVERITY,
-                 "rectification_status": RECTIFICATION}.get(fld)
-        if table is not None:
-            old, new = label(table, old, lang), label(table, new, lang)
-        hist.append({"at": fmt.minute(r.get("at")), "by": _s(r.get("by")),
+        fld = _s(r.get("field"))
+        old, new = history_value(fld, r.get("old"), lang), history_value(fld, r.get("new"), lang)
+        by = _s(r.get("by"))
+        hist.append({"at": fmt.minute(r.get("at")),
+                     "by": lang.gettext("scan") if by == "scan" else by,
                      "action": label(HISTORY_ACTION, _s(r.get("action")), lang),
-                     "field": fld, "old": masker.scrub(old), "new": masker.scrub(new),
-                     "note": masker.scrub(r.get("note")), "scan": _s(r.get("scan_id"))})
+                     "field": label(HISTORY_FIELD, fld, lang),
+                     "old": masker.scrub(old), "new": masker.scrub(new),
+                     "note": history_note(r, lang, masker), "scan": _s(r.get("scan_id"))})
     view["history"] = hist
     return view
 
@@ -572,7 +577,8 @@ def dashboard_model(views: list[dict], ld: Loaded, config: Config, store: Store,
         this = set(_json_list((_json_dict(ld.scan.get("summary")) or {}).get("days")))
         trend = charts.trend_chart(days, [int(per_day.get(d, 0)) for d in days], this,
                                    title=lang.gettext("Cases per day"),
-                                   highlight_label=lang.gettext("days in this scan"))
+                                   highlight_label=lang.gettext("days in this scan"),
+                                   median_label=lang.gettext("median"))
     people = {v["user"]["id"] for v in views}
     patients = {v["patient"]["id"] for v in views if v["patient"]}
     kpi = {"cases": len(views), "open": sum(1 for v in views if v["status"]["status"] == "open"),

@@ -135,7 +135,7 @@ def build_summary(config: Config, store: Store, lake: Lake, start: str, end: str
                   "rectified": int(wk["rectified"].get(w, 0))} for w in all_weeks]
         trend = charts.days_chart([w["week"] for w in weeks], [w["n"] for w in weeks], [],
                                   title=lang.gettext("Cases per week"),
-                                  flagged_label="")
+                                  flagged_label="", median_label=lang.gettext("median"))
     rect_rows = []
     if problems:
         state = active.loc[active["problem"].astype(bool), "rectification_status"] \
