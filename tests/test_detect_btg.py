@@ -90,7 +90,8 @@ def test_btg_rate_far_above_peers():
     assert len(f) == 1
     r = f.iloc[0]
     assert r["user_id"] == "d0" and r["patient_id"] == ""
-    assert r["evidence"]["pattern"] == "break-the-glass rate above peers"
+    assert r["evidence"]["pattern"] == "rate_above_peers"
+    assert r["message_id"] == "btg.unjustified.rate" and r["message_args"]["count"] == 7
     assert r["evidence"]["btg_count"] == 7
     # below the minimum count: no rate finding
     assert run("btg.unjustified", ctx, rate_min_count=8).empty

@@ -53,7 +53,17 @@ def test_one_finding_per_user_patient_day_with_every_event():
     tried = first["evidence"]["explanations"]
     assert [t["explanation"] for t in tried][:2] == ["own_relation", "unit_relation"]
     assert all(t["result"] == "failed" for t in tried)
-    assert "心内科一病区" in tried[1]["detail"]          # where the patient was instead
+    # where the patient was instead, as facts, and in words
+    assert tried[1]["detail"]["patient_relations"][0]["ward"] == "心内科一病区"
+    from emraudit.reports.explanations import explanation_text
+    from emraudit.reports.masking import Masker
+    assert "患者的诊疗关系：住院，2025-07-01 起（尚未结束），心内科，病区 心内科一病区" in \
+        explanation_text(tried[1], "zh", Masker())
+    assert first["message_args"] == {"user": "snoop", "patient": "p1", "accesses": 2,
+                                     "day": "2025-07-08", "tried": 9, "flags": [],
+                                     "lookup": False}
+    assert first["summary"] == ("snoop opened the record of patient p1 2 times on 2025-07-08 "
+                                "with no care relationship (9 explanations tried, none held)")
 
 
 def test_finding_ids_are_stable_across_rescans():
@@ -125,8 +135,13 @@ def test_records_staff_inside_vs_outside_office_hours():
     assert care([ev("mr", "p1", "2025-07-08 10:00")]).empty          # Tuesday
     f = care([ev("mr", "p1", "2025-07-08 21:00")])
     assert len(f) == 1
-    tried = {t["explanation"]: t["detail"] for t in f["evidence"].iloc[0]["explanations"]}
-    assert "outside its office hours" in tried["record_role"]
+    tried = {t["explanation"]: t for t in f["evidence"].iloc[0]["explanations"]}
+    assert tried["record_role"]["detail"] == {"role": "medical_records", "record_role": True}
+    from emraudit.reports.explanations import explanation_text
+    from emraudit.reports.masking import Masker
+    assert explanation_text(tried["record_role"], "en", Masker()) == \
+        "medical records, but outside its office hours"
+    assert explanation_text(tried["record_role"], "zh", Masker()) == "病案室，但不在该岗位工作时间内"
 
 
 def test_only_window_events_make_findings_but_lookback_explains():

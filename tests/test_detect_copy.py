@@ -106,7 +106,9 @@ def test_imaging_and_unrelated_patients_raise_severity():
     f = run("copy.bulk_export", stub_explain(make_ctx(img, window=WINDOW)))
     assert f.iloc[0]["severity"] == "critical"
     assert f.iloc[0]["evidence"]["imaging"] is True
-    assert "imaging export" in f.iloc[0]["evidence"]["severity_raised_by"]
+    assert f.iloc[0]["evidence"]["severity_raised_by"] == ["imaging", "unrelated_patients"]
+    assert f.iloc[0]["message_args"]["imaging"] is True
+    assert f.iloc[0]["summary"].endswith("; imaging was among the exports")
 
 
 def test_views_are_not_exports():

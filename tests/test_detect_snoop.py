@@ -181,7 +181,9 @@ def test_watchlist_team_member_vs_outsider():
     f = run("snoop.watchlist", ctx).sort_values("start")
     assert list(f["user_id"]) == ["u3", "u3"]
     assert list(f["severity"]) == ["high", "critical"]
-    assert f.iloc[0]["evidence"]["watch_team"] == "u1; u2"
+    assert f.iloc[0]["evidence"]["watch_team"] == ["u1", "u2"]
+    assert [a["unexplained"] for a in f["message_args"]] == [False, True]
+    assert f.iloc[1]["summary"].endswith("without being on its team and with no care relation")
 
 
 MINIMAL = {
@@ -227,7 +229,11 @@ def test_same_surname_and_phone_is_family_and_a_switchboard_is_not():
     pats = [{"patient_id": "F1", "name": "王芳", "phone": "13800000001"}]
     f = run("snoop.family", ctx_with([ev("u1", "F1", "2025-07-22 10:00")], pats))
     assert len(f) == 1 and f.iloc[0]["severity"] == "high"
-    assert "same phone" in f.iloc[0]["evidence"]["basis"]
+    assert "same_phone" in f.iloc[0]["evidence"]["family_basis"]
+    assert f.iloc[0]["message_args"]["family"] == f.iloc[0]["evidence"]["family_basis"]
+    from emraudit.reports.masking import Masker
+    from emraudit.reports.text import finding_sentence
+    assert "亲属依据：同姓、同一电话" in finding_sentence(f.iloc[0].to_dict(), "zh", Masker())
     many = [{"patient_id": f"F{i}", "name": "王芳", "phone": "13800000001"} for i in range(6)]
     assert run("snoop.family", ctx_with([ev("u1", "F1", "2025-07-22 10:00")], many)).empty
 

@@ -8,9 +8,11 @@ import pytest
 
 from detector_frames import ev, make_ctx
 from emraudit.detectors.explain import (
-    EXPLANATIONS, _DEFAULTS, explain_accesses, explanation_evidence, interval_hit,
-    nearest_within,
+    EXPLANATIONS, _DEFAULTS, explain_accesses, explanation_detail, explanation_evidence,
+    interval_hit, nearest_within,
 )
+from emraudit.reports.explanations import explanation_text
+from emraudit.reports.masking import Masker
 
 W = ("2025-07-01", "2025-09-01")
 DOC = {"user_id": "doc", "role": "physician", "department": "心内科"}
@@ -49,7 +51,15 @@ def test_ongoing_relation_and_detail_text():
     x = explain([ev("doc", "p1", "2025-08-30 10:00")],
                 care_relations=[adm(user="doc", end=None, ward="心内科一病区")])
     assert x["explanation"].iloc[0] == "own_relation"
-    assert x["detail"].iloc[0] == ("admission 2025-07-05..ongoing, ward 心内科一病区, user doc")
+    assert explanation_detail(x.iloc[0]) == {"relation": {
+        "kind": "admission", "start": "2025-07-05", "end": None, "ward": "心内科一病区",
+        "user": "doc"}}
+    held = explanation_evidence(x.iloc[0])[0]
+    assert held["result"] == "held"
+    assert explanation_text(held, "en", Masker()) == \
+        "admission since 2025-07-05 (ongoing), ward 心内科一病区, staff doc"
+    assert explanation_text(held, "zh", Masker()) == \
+        "住院，2025-07-05 起（尚未结束），病区 心内科一病区，经治人员 doc"
 
 
 def test_department_relation_matches_doctor_of_that_department_only():
@@ -90,7 +100,10 @@ def test_float_nurse_on_night_duty_on_patient_ward(ts, held):
                 care_relations=[adm(ward="心内科一病区")])
     assert x["explanation"].iloc[0] == ("duty_ward" if held else "")
     if held:
-        assert "on duty on ward 心内科一病区" in x["detail"].iloc[0]
+        d = explanation_detail(x.iloc[0])
+        assert d["ward"] == "心内科一病区" and d["relation"]["kind"] == "admission"
+        assert explanation_text(explanation_evidence(x.iloc[0])[2], "zh", Masker()) \
+            .startswith("当时在病区 心内科一病区 当班；患者：住院")
 
 
 def test_duty_on_another_ward_does_not_explain():
@@ -99,7 +112,10 @@ def test_duty_on_another_ward_does_not_explain():
     x = explain([ev("float", "p1", "2025-07-06 03:00")], users=[FLOAT], shifts=shifts,
                 care_relations=[adm(ward="心内科一病区")])
     assert not x["explained"].iloc[0]
-    assert "on duty on ward '儿科病区', patient not there" in x["detail"].iloc[0]
+    duty = explanation_evidence(x.iloc[0])[2]
+    assert duty["detail"] == {"ward": "儿科病区"}
+    assert explanation_text(duty, "en", Masker()) == \
+        "on duty on ward 儿科病区, but the patient was not there"
 
 
 @pytest.mark.parametrize("ts,held", [
@@ -272,7 +288,16 @@ def test_unexplained_detail_lists_every_explanation():
     parts = explanation_evidence(x.iloc[0])
     assert [p["explanation"] for p in parts] == list(EXPLANATIONS)
     assert all(p["result"] == "failed" and p["detail"] for p in parts)
-    assert "admission 2025-07-05..2025-07-10, department 骨科" in parts[1]["detail"]
+    assert parts[1]["detail"]["patient_relations"] == [
+        {"kind": "admission", "start": "2025-07-05", "end": "2025-07-10", "department": "骨科"}]
+    # every failure reads as a sentence in both languages, with the facts in it
+    for lang in ("en", "zh"):
+        texts = [explanation_text(p, lang, Masker()) for p in parts]
+        assert all(texts), texts
+    assert "admission 2025-07-05 – 2025-07-10, 骨科" in explanation_text(parts[1], "en", Masker())
+    assert "住院 2025-07-05 至 2025-07-10，骨科" in explanation_text(parts[1], "zh", Masker())
+    assert explanation_text(parts[0], "zh", Masker()) == \
+        "当时该用户本人无有效诊疗关系（宽限：前 3 天，后 30 天）"
 
 
 def test_no_care_relations_table():
@@ -339,7 +364,10 @@ def test_worked_on_ward_inferred_from_explained_work_there(ts, held):
     got = dict(zip(x["event_id"], x["explanation"]))
     assert got[events[1]["event_id"]] == ("worked_on_ward" if held else "")
     if held:
-        assert "worked on ward 心内科一病区" in x["detail"].iloc[1]
+        d = explanation_detail(x.iloc[1])
+        assert d == {"ward": "心内科一病区", "hours": 12.0}
+        assert explanation_text(explanation_evidence(x.iloc[1])[6], "en", Masker()) == \
+            "worked on ward 心内科一病区 within 12 h (explained accesses to other patients there)"
 
 
 def test_worked_on_another_ward_does_not_explain():
