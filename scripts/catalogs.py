@@ -52,7 +52,9 @@ def main(argv: list[str]) -> int:
                     cat[msg.id] = msg
             cat.obsolete.clear()
             with po.open("wb") as fh:
-                write_po(fh, cat, width=WIDTH, omit_header=False, sort_output=True)
+                # file names without line numbers: moving code does not churn the catalogs
+                write_po(fh, cat, width=WIDTH, omit_header=False, sort_output=True,
+                         include_lineno=False)
             empty = [m.id for m in cat if m.id and not m.string]
             if lang != "en" and empty:
                 print(f"{lang}: {len(empty)} messages to translate")

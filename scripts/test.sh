@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh Debian machine, then run pytest.
 #   - Debian packages: postgresql (the PostgreSQL store tests), chromium + chromium-driver
-#     (the browser tests of the HTML reports), fonts-noto-cjk (Chinese in charts and
-#     screenshots); installed only when missing.
+#     (the browser tests of the HTML reports), fonts-noto-cjk (Chinese in the report charts,
+#     and Chinese pages drawn with Chinese glyphs, not boxes: a browser test checks it);
+#     installed only when missing.
 #   - a virtual environment in .venv with the package and its test extras.
 #   - a local PostgreSQL cluster with a test role and database.
 # Extra arguments are passed to pytest (e.g. scripts/test.sh -k ingest).
@@ -16,7 +17,7 @@ need_pkgs=()
 command -v pg_ctlcluster >/dev/null || need_pkgs+=(postgresql)
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
-# CJK fonts: Chinese text in the report charts (and in the browser's screenshots)
+# CJK fonts: Chinese in the report charts and pages (the browser tests check the glyphs)
 [ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need_pkgs+=(fonts-noto-cjk)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_pkgs[*]}"

@@ -383,8 +383,10 @@ def _cli_store(tmp_path, mask=True):
     cfg.write_text('[store]\nurl = "sqlite:///cli.db"\n[reports]\nmask_patients = '
                    f'{"true" if mask else "false"}\n[sources.access_log]\npath = "access_log.csv"\n', encoding="utf-8")
     store = Store(f"sqlite:///{tmp_path / 'cli.db'}")
-    scan(store, frame(F("F1", "care.no_relationship", "u1", "P0012345", severity="high"),
-                      F("F2", "snoop.vip", "u1", "P0012345", events=("e2",)),
+    vip = dict(F("F2", "snoop.vip", "u1", "P0012345", events=("e2",)),
+               message_id="snoop.vip",
+               message_args={"user": "u1", "patient": "P0012345", "accesses": 2})
+    scan(store, frame(F("F1", "care.no_relationship", "u1", "P0012345", severity="high"), vip,
                       F("F3", "bulk.off_hours", "u2", "", severity="low")), "S1")
     return str(cfg), store
 
@@ -406,6 +408,9 @@ def test_cli_list_show_resolve(tmp_path):
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
     assert [d["case_id"] for d in data] == [cid] and data[0]["patient_id"] == "P0012345"
+    # the case's sentence, from its top finding, in English and the reports' language
+    assert data[0]["summary"].startswith("care.no_relationship on u1 (+1 more finding)")
+    assert data[0]["summary_zh"].startswith("无诊疗关系查阅：账号 u1，患者 P0012345（另有 1 项发现）")
     r = run.invoke(main, ["cases", "resolve", "--config", cfg, cid[:9], "--disposition",
                           "confirmed", "--note", "interviewed; no clinical reason",
                           "--by", "officer.li"])
@@ -419,11 +424,20 @@ def test_cli_list_show_resolve(tmp_path):
     assert "confirmed by officer.li" in r.output
     assert "resolved" in r.output and "opened" in r.output and "(scan S1)" in r.output
     assert "snoop.vip" in r.output and "P0012345" not in r.output
+    # the findings' sentences, in the reports' language (zh by default), patients masked
+    assert "u1 在无诊疗关系、也无其他正当理由的情况下查阅重点人员（VIP）患者 P0****45 的病历 2 次" \
+        in r.output
+    assert "summary: 无诊疗关系查阅：账号 u1，患者 P0****45（另有 1 项发现）" in r.output
     r = run.invoke(main, ["cases", "show", "--config", cfg, cid, "--format", "json"])
     data = json.loads(r.output)
     assert [h["action"] for h in data["history"]] == ["opened", "resolved"]
     assert data["history"][1]["by"] == "officer.li" and data["version"] == 2
     assert len(data["findings"]) == 2
+    vip = next(f for f in data["findings"] if f["detector"] == "snoop.vip")
+    assert vip["summary"] == ("u1 opened the record of VIP patient P0****45 2 times with no care "
+                              "relation or other explanation")
+    assert vip["summary_zh"].startswith("u1 在无诊疗关系")
+    assert "P0012345" not in r.output
 
 
 def test_cli_resolve_errors_exit_2(tmp_path):

@@ -57,6 +57,8 @@ def test_patient_access_report(tmp_path):
         by_user.setdefault(r[1], []).append(r)
     assert {r[9] for r in by_user["U001"]} == {"none found"}
     assert by_user["U002"][0][9] == "own care relation"
+    # the relation that explains it, in words (the engine's facts, not its internals)
+    assert by_user["U002"][0][10] == "admission since 2025-06-30 (ongoing), 骨科, staff U002"
     modules = [r[6] for r in rows[1:]]
     assert "'+SUM(1,2)" in modules                # neutralized
     # the 07-03 day is outside the period: nothing from it

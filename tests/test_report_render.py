@@ -59,15 +59,21 @@ def test_findings_jsonl_is_exactly_the_contract(rendered):
     _, store, _, out = rendered
     lines = _read(out / "findings.jsonl").splitlines()
     objs = [json.loads(line) for line in lines]
-    assert all(list(o) == sorted(FINDING_COLUMNS) or set(o) == set(FINDING_COLUMNS)
-               for o in objs)
-    assert all(set(o) == set(FINDING_COLUMNS) for o in objs)
+    # the contract's fields, and in a Chinese report each sentence in Chinese beside it
+    assert all(set(o) == set(FINDING_COLUMNS) | {"summary_zh"} for o in objs)
     with store.engine.connect() as c:
         want = {r[0] for r in c.execute(sa.select(findings.c.finding_id)
                                         .where(findings.c.last_scan == SCAN1))}
     assert {o["finding_id"] for o in objs} == want and len(objs) == 2
     assert all(isinstance(o["event_ids"], list) and isinstance(o["evidence"], dict)
                for o in objs)
+    by = {o["detector"]: o for o in objs}
+    vip = by["snoop.vip"]
+    assert vip["message_id"] == "snoop.vip" and vip["message_args"]["patient"] == "P0*****67"
+    assert vip["summary"].startswith("U001 opened the record of VIP patient P0*****67 3 times")
+    assert vip["summary_zh"].startswith("U001 在无诊疗关系、也无其他正当理由的情况下查阅重点人员")
+    assert by["bulk.volume"]["message_id"] is None           # stored before messages
+    assert by["bulk.volume"]["summary_zh"] == "批量查阅：账号 U002"
 
 
 def test_log_values_are_escaped_everywhere(rendered):
@@ -105,7 +111,8 @@ def test_no_external_resources_and_csp(rendered):
 
 def test_patients_masked_in_pages_and_ledger(rendered):
     _, _, _, out = rendered
-    texts = [_read(p) for p in out.rglob("*.html")] + [_read(out / "ledger.csv")]
+    texts = [_read(p) for p in out.rglob("*.html")] + [_read(out / "ledger.csv"),
+                                                        _read(out / "findings.jsonl")]
     for t in texts:
         assert PATIENT_NAME not in t and PATIENT not in t
     case = _read(out / "cases" / f"{CASE_P}.html")

@@ -88,6 +88,27 @@ def _rectification(df: pd.DataFrame) -> list:
     return [status_of(r) for r in df.to_dict("records")]
 
 
+def _sentences(cfg, masker):
+    """(case sentence, finding sentence) in the reports' language, patients masked by
+    `masker` (emraudit.reports.text: one wording everywhere). They take the raw rows."""
+    from emraudit.reports.text import case_sentence, finding_sentence
+    lang = cfg.reports.lang
+
+    def case(row, fnd, in_lang=lang):
+        return case_sentence(row, fnd, in_lang, masker)
+
+    def finding(row, in_lang=lang):
+        return finding_sentence(row, in_lang, masker)
+    return case, finding
+
+
+def _sentence_fields(out: dict, text, lang: str) -> None:
+    """`summary` in English and, for a Chinese configuration, `summary_zh` beside it."""
+    out["summary"] = text("en")
+    if lang != "en":
+        out["summary_" + lang] = text(lang)
+
+
 # -- verbs --------------------------------------------------------------------------------
 @click.group("cases")
 def cases_group() -> None:
@@ -126,9 +147,19 @@ def list_cmd(config_path, status, detector, user, since, below_budget, fmt, unma
                           target=f"cases list --status {status}")
     mask = masker.pid
     if fmt == "json":
+        from emraudit.reports.data import case_findings
+        case_text, _ = _sentences(cfg, masker)
+        found = case_findings(store, df["case_id"].tolist()) if len(df) else None
+        by_case: dict = {}
+        for f in found.to_dict("records") if found is not None and len(found) else []:
+            by_case.setdefault(f["case_id"], []).append(f)
         out = []
         for r in df.to_dict("records"):
+            fnd = by_case.get(r["case_id"], [])
+            raw = dict(r)
             r = masker.case({k: _jsonable(v) for k, v in r.items()})
+            _sentence_fields(r, lambda lang, raw=raw, fnd=fnd: case_text(raw, fnd, lang),
+                             cfg.reports.lang)
             r["detectors"] = json.loads(r["detectors"] or "[]")
             r["items"] = json.loads(r["items"] or "[]")
             r["patients"] = json.loads(r.get("patients") or "[]")
@@ -190,26 +221,31 @@ def show_cmd(config_path, case, fmt, unmask) -> None:
     others = user_history(store, row["user_id"]) if row["user_id"] else pd.DataFrame(
         columns=["case_id"])
     others = others[others["case_id"] != cid]
+    raw_row, records = dict(row), fnd.to_dict("records")
     texts = [*hist.get("note", []), *hist.get("old", []), *hist.get("new", [])]
-    masker = _case_masker(cfg, store, unmask, "cases show", [row, *fnd.to_dict("records")],
+    masker = _case_masker(cfg, store, unmask, "cases show", [row, *records],
                           target=cid, texts=[t for t in texts if isinstance(t, str)])
+    case_text, finding_text = _sentences(cfg, masker)
     scrub = masker.scrub
     row = masker.case(row)
-    fnd = pd.DataFrame([masker.finding(f) for f in fnd.to_dict("records")],
-                       columns=fnd.columns)
+    fnd = pd.DataFrame([masker.finding(f) for f in records], columns=fnd.columns)
     hist = hist.assign(**{k: hist[k].map(lambda v: scrub(v) if isinstance(v, str) else v)
                           for k in ("old", "new", "note") if k in hist})
     if fmt == "json":
         out = {k: _jsonable(v) for k, v in row.items()}
+        _sentence_fields(out, lambda lang: case_text(raw_row, records, lang),
+                         cfg.reports.lang)
         out["detectors"] = json.loads(out["detectors"] or "[]")
         out["items"] = json.loads(out["items"] or "[]")
         out["patients"] = json.loads(out.get("patients") or "[]")
-        out["findings"] = [
-            {"finding_id": f["finding_id"], "detector": f["detector"],
-             "severity": f["severity"], "start": f["start"], "end": f["end"],
-             "patient_id": f["patient_id"] or None, "summary": f["summary"],
-             "event_ids": f["event_ids"], "suppressed_by": _jsonable(f["suppressed_by"])}
-            for f in fnd.to_dict("records")]
+        out["findings"] = []
+        for f in records:
+            item = {"finding_id": f["finding_id"], "detector": f["detector"],
+                    "severity": f["severity"], "start": f["start"], "end": f["end"],
+                    "patient_id": masker.pid(f["patient_id"]) or None,
+                    "event_ids": f["event_ids"], "suppressed_by": _jsonable(f["suppressed_by"])}
+            _sentence_fields(item, lambda lang, f=f: finding_text(f, lang), cfg.reports.lang)
+            out["findings"].append(item)
         out["history"] = [{k: _jsonable(v) for k, v in h.items() if k != "id"}
                           for h in hist.to_dict("records")]
         out["user_cases"] = [{"case_id": o["case_id"], "status": o["status"],
@@ -225,7 +261,7 @@ def show_cmd(config_path, case, fmt, unmask) -> None:
     click.echo(f"seen {row['first_seen']} .. {row['last_seen']}; {row['n_findings']} "
                f"finding(s), {row['n_events']} event(s); items "
                f"{', '.join(json.loads(row['items'] or '[]'))}")
-    click.echo(f"summary: {row['summary']}")
+    click.echo(f"summary: {case_text(raw_row, records)}")
     if row["disposition"]:
         click.echo(f"disposition: {row['disposition']} by {row['reviewer']} at "
                    f"{when(row['resolved_at'])}: {row['note'] or ''}")
@@ -240,7 +276,8 @@ def show_cmd(config_path, case, fmt, unmask) -> None:
     if len(fnd):
         fnd = fnd.assign(n=fnd["event_ids"].map(len),
                          sup=fnd["suppressed_by"].map(lambda s: f"#{int(s)}" if pd.notna(s)
-                                                      else ""))
+                                                      else ""),
+                         summary=[finding_text(f) for f in records])
         echo_table(fnd, [("detector", "detector"), ("severity", "severity"),
                          ("start", "start"), ("n", "events"), ("sup", "allowlisted"),
                          ("summary", "summary")], max_width=90)

@@ -43,7 +43,8 @@ KEY_LABELS = {
     "peer_percentile": N_("peers' level"), "group": N_("peer group"),
     "peer_group": N_("peer group"), "duty": N_("duty hours"), "start": N_("start"),
     "end": N_("end"), "at": N_("time"), "location": N_("location"), "status": N_("status"),
-    "places": N_("places"), "modules": N_("modules"),
+    "places": N_("places"), "modules": N_("modules"), "patient_name": N_("patient name"),
+    "patient_id": N_("patient id"),
     # care.no_relationship
     "patient_flags": N_("patient flags"), "query_lookup": N_("name search before opening"),
     "event_ids": N_("events"), "min_accesses": N_("fewest accesses for a finding"),
@@ -176,7 +177,8 @@ MORE = N_("(+%(n)s more)")
 VALUE_LABELS: dict[str, dict] = {
     "actions": ACTION, "role": ROLE, "status": USER_STATUS, "patient_flags": PATIENT_FLAGS,
     "family_basis": FAMILY_BASIS, "declared_relation": CONTACT_RELATION,
-    "basis": DUTY_BASIS, "duty_basis": DUTY_BASIS, "kind": {**SHIFT_KIND, **RELATION_KIND}, "unit": UNIT, "rule": RULE,
+    "basis": DUTY_BASIS, "duty_basis": DUTY_BASIS, "duty": DUTY_BASIS,
+    "kind": {**SHIFT_KIND, **RELATION_KIND}, "unit": UNIT, "rule": RULE,
     "pattern": PATTERN, "severity_raised_by": RAISED_BY, "reason": INACTIVE_REASON,
     "place_level": PLACE_LEVEL, "explained_by": EXPLANATION_LABELS,
     "explanation": EXPLANATION_LABELS, "model": MODEL, "method": MODEL, "score_kind": MODEL,

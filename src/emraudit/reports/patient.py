@@ -22,9 +22,11 @@ import pandas as pd
 
 from emraudit.config import Config
 from emraudit.dates import period
+from emraudit.detectors.explain import explanation_detail
 from emraudit.errors import UserError
 from emraudit.lake import Lake
 from emraudit.reports import data, files
+from emraudit.reports.explanations import explanation_text
 from emraudit.reports.i18n import N_, Lang, make_env
 from emraudit.reports.labels import ACTION, EXPLANATION_LABELS, detector_info, label
 from emraudit.reports.ledger import neutralize
@@ -117,7 +119,9 @@ def build_patient_report(config: Config, store: Store, lake: Lake, patient_id: s
             explained = bool(x["explained"])
             key = _s(x.get("explanation"))
             why = label(EXPLANATION_LABELS, key, lang) if key else ""
-            detail = masker.scrub(x.get("detail")) if explained else ""
+            detail = explanation_text({"explanation": key, "result": "held",
+                                       "detail": explanation_detail(x)}, lang, masker) \
+                if explained else ""
         rows.append({
             "time": fmt.ts(r.get("ts")), "user": u["id"], "name": u["name"],
             "role": u["role_label"], "department": u["department"],

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from emraudit import progress
 from emraudit.config import Config
 from emraudit.connectors.provenance import ProfileTrail
-from emraudit.model import finding_to_json
+from emraudit.model import dumps
 from emraudit.detectors.registry import all_detectors
 from emraudit.fastops import local_days
 from emraudit.forking import can_fork, fork_pool
@@ -40,7 +40,7 @@ from emraudit.reports.labels import (ACTION, DISPOSITION, FEED_DIMENSION, HISTOR
                                      USER_STATUS, detector_info, item_info, label)
 from emraudit.reports.masking import Masker
 from emraudit.reports.text import (HISTORY_FIELD, case_sentence, finding_sentence,
-                                   history_note, history_value)
+                                   history_note, history_value, report_record)
 from emraudit.store import Store, scans
 
 log = logging.getLogger("emraudit.reports")
@@ -760,7 +760,7 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
         case_dir.mkdir(mode=files.DIR_MODE)
         job = _CasePages(ld, config, lang, masker, fmt, scan_id, g, case_dir)
         views = _render_case_pages(job, workers)
-        ld.n_findings = _write_findings_jsonl(tmp / "findings.jsonl", store, scan_id,
+        ld.n_findings = _write_findings_jsonl(tmp / "findings.jsonl", store, scan_id, lang,
                                               masker, ld.ref.patients)
         dash = dashboard_model(views, ld, config, store, lang, fmt)
         dash["queue"] = dict(queue_counts(store), shown=len(views),
@@ -781,17 +781,18 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
     return final
 
 
-def _write_findings_jsonl(path: Path, store: Store, scan_id: str, masker: Masker,
+def _write_findings_jsonl(path: Path, store: Store, scan_id: str, lang: Lang, masker: Masker,
                           patients: pd.DataFrame | None) -> int:
     """This scan's findings, one JSON line each (the contract file), streamed from the store
     a batch at a time, masked as the pages are (DESIGN: patient ids and names in every field
-    follow mask_patients); returns how many."""
+    follow mask_patients), sentences in English and the report's language; returns how
+    many."""
     n = 0
     files.write_text(path, "")
     with path.open("a", encoding="utf-8") as fh:
         for part in data.iter_scan_findings(store, scan_id):
             masker.learn_findings(patients, part)
-            fh.write("".join(finding_to_json(masker.finding(r)) + "\n"
+            fh.write("".join(dumps(report_record(r, lang, masker)) + "\n"
                              for r in part.to_dict("records")))
             n += len(part)
     return n

@@ -213,6 +213,29 @@ def finding_sentence(row: dict, lang: Lang | str, masker: Masker) -> str:
                        "user": row.get("user_id"), "patient": pid}, lang, masker)
 
 
+def report_record(row: dict, lang: Lang | str, masker: Masker) -> dict:
+    """One finding as findings.jsonl of a report folder writes it: the contract's fields
+    with patient ids and names masked in every field (as on the pages), `summary` the
+    English sentence and, in a Chinese report, `summary_zh` beside it."""
+    from emraudit.model import FINDING_COLUMNS
+    lang = as_lang(lang)
+    out = {c: row.get(c) for c in FINDING_COLUMNS}
+    out["patient_id"] = masker.pid(row.get("patient_id"))
+    out["summary"] = finding_sentence(row, "en", masker)
+    if lang.code != "en":
+        out["summary_" + lang.code] = finding_sentence(row, lang, masker)
+    out["evidence"] = masker.scrub_obj(row.get("evidence") or {})
+    args = row.get("message_args")
+    if isinstance(args, dict):
+        out["message_args"] = {k: (masker.pid(v) if ARG_KINDS.get(k) == "patient"
+                                   else masker.scrub_obj(v)) for k, v in args.items()}
+    else:
+        out["message_args"] = None
+    if not isinstance(out["message_id"], str):
+        out["message_id"] = None
+    return out
+
+
 def case_headline(top: dict | None, *, n_findings: int, base: str, severity: str,
                   reasons: list[dict], lang: Lang | str, masker: Masker) -> str:
     """A case's headline: its top finding's sentence, how many more findings it holds, and
@@ -413,5 +436,6 @@ def history_value(field: str, value, lang: Lang | str) -> str:
     return str(value)
 
 
-__all__ = ["finding_sentence", "case_sentence", "history_note", "history_value", "english_summary", "case_headline", "render", "format_arg",
+__all__ = ["finding_sentence", "case_sentence", "report_record", "history_note", "history_value",
+           "english_summary", "case_headline", "feed_gap_sentence", "render", "format_arg",
            "message", "messages", "ARG_KINDS"]
