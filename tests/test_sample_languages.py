@@ -3,7 +3,8 @@ or in the Chinese ledger, no Chinese on an English one, beyond ids, codes and na
 
 One scan of sample_logs/ in Chinese, then the same scan rendered in English. Every page of
 each folder is read as a reader sees it (tests/language_check.py): the dashboard, every case
-page, the ledger (CSV and XLSX), a patient's access report, findings.jsonl's sentences. Names
+page, the ledger (CSV, XLSX and HTML), a patient's access report, the self-inspection report,
+a notice to a confirmed user, findings.jsonl's sentences. Names
 are data, not prose: the site's, the staff's, patients' (masked or not), departments, wards,
 places, modules, and the campaign's official item wording.
 """
@@ -72,7 +73,8 @@ def sample(tmp_path_factory):
 
 
 def _pages(folder: Path) -> dict[str, str]:
-    pages = {"index.html": page_text((folder / "index.html").read_text(encoding="utf-8"))}
+    pages = {name: page_text((folder / name).read_text(encoding="utf-8"))
+             for name in ("index.html", "ledger.html")}
     for p in sorted((folder / "cases").glob("*.html")):
         pages["cases/" + p.name] = page_text(p.read_text(encoding="utf-8"))
     return pages
@@ -127,3 +129,35 @@ def test_a_patient_access_report_of_the_sample_is_in_its_language(sample, lang, 
     texts = {"patient.html": page_text(html.read_text(encoding="utf-8")),
              "patient.csv": csv_path.read_text(encoding="utf-8-sig")}
     assert offenders(texts, lang, names) == []
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_self_inspection_report_and_a_notice_of_the_sample_are_in_its_language(
+        sample, lang, tmp_path):
+    from emraudit.cases import resolve_case
+    from emraudit.lake import Lake
+    from emraudit.reports.notice import write_notice
+    from emraudit.reports.self_inspection import write_self_inspection
+    names, folders, (zh, en, store, _) = sample
+    cfg = zh if lang == "zh" else en
+    lake = Lake(cfg.lake_dir, cfg.tz)
+    _, html = write_self_inspection(cfg, store, lake, "2026-09-07", "2026-10-06",
+                                    out=tmp_path / "self.docx")
+    first = json.loads((folders["zh"] / "findings.jsonl").read_text(
+        encoding="utf-8").splitlines()[0])
+    case_id = _a_case(store, first)
+    resolve_case(store, case_id, "confirmed", "interviewed", "officer")
+    notice = write_notice(cfg, store, lake, case_id, by="officer",
+                          out=tmp_path / "notice.html")
+    texts = {"self-inspection.html": page_text(html.read_text(encoding="utf-8")),
+             "notice.html": page_text(notice.read_text(encoding="utf-8"))}
+    assert offenders(texts, lang, names) == []
+
+
+def _a_case(store, finding: dict) -> str:
+    """The case of a finding of the sample (the first line of findings.jsonl)."""
+    import sqlalchemy as sa
+    from emraudit.store import findings
+    with store.engine.connect() as c:
+        return c.execute(sa.select(findings.c.case_id).where(
+            findings.c.finding_id == finding["finding_id"])).scalar()

@@ -475,6 +475,8 @@ def test_language_choice_and_security_headers(web_site):
     c, tok = session(web_site, "rev1")
     r = c.get("/cases")
     assert '<html lang="zh-CN">' in r.text and "审核队列" in r.text
+    # the queue's case sentences in the account's language (emraudit.reports.text)
+    assert "在无诊疗关系的情况下查阅患者 P0****06 的病历 6 次" in r.text
     csp = r.headers["content-security-policy"]
     assert "script-src 'none'" in csp and "default-src 'none'" in csp
     assert "form-action 'self'" in csp and "frame-ancestors 'none'" in csp
@@ -485,6 +487,7 @@ def test_language_choice_and_security_headers(web_site):
     assert r.headers["location"] == "/cases"
     page = c.get("/cases").text
     assert '<html lang="en">' in page and "Review queue" in page
+    assert "opened the record of patient P0****06 6 times on 2026-09-07" in page
     cid = _vip_case(web_site)
     assert '<html lang="en">' in c.get(f"/cases/{cid}").text
     # the choice is the account's, not the browser's

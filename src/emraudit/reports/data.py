@@ -95,6 +95,27 @@ def resolved_cases_of(store: Store, case_ids: Iterable[str]) -> list[str]:
         "case_id"].tolist()
 
 
+SENTENCE_COLUMNS = ("finding_id", "case_id", "detector", "severity", "score", "user_id",
+                    "patient_id", "summary", "suppressed_by", "message_id", "message_args")
+
+
+def sentence_findings(store: Store, case_ids: Iterable[str]) -> pd.DataFrame:
+    """The live findings of these cases with only what their sentences need (no evidence,
+    no event lists): ledgers and reports over many cases."""
+    vals = sorted({str(v) for v in case_ids if v is not None and str(v) != ""})
+    frames = []
+    with store.engine.connect() as c:
+        for i in range(0, len(vals), _CHUNK):
+            res = c.execute(sa.select(*[findings.c[k] for k in SENTENCE_COLUMNS]).where(
+                findings.c.case_id.in_(vals[i:i + _CHUNK]), findings.c.retracted_scan.is_(None)))
+            frames.append(pd.DataFrame(res.fetchall(), columns=list(res.keys())))
+    df = pd.concat(frames, ignore_index=True) if frames else \
+        pd.DataFrame(columns=list(SENTENCE_COLUMNS))
+    if len(df):
+        df["message_args"] = df["message_args"].map(decode_args)
+    return df
+
+
 def read_cases(store: Store, case_ids: Iterable[str]) -> pd.DataFrame:
     return _select_in(store, cases, "case_id", case_ids)
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from emraudit.reports.labels import (DISPOSITION, RECTIFICATION, ROLE, SEVERITY,
                                      SEVERITY_RANK, detector_info, item_info, label)
 from emraudit.reports.masking import Masker
 from emraudit.reports.render import _json_list, _s
+from emraudit.reports.text import case_sentences
 from emraudit.store import Store, cases
 
 log = logging.getLogger("emraudit.reports")
@@ -147,10 +148,12 @@ class LedgerContext:
     users: dict[str, dict]               # user id -> the users table's row
     departments: Departments
     today: date
+    sentences: dict[str, str] = field(default_factory=dict)   # case id -> 问题描述
 
     @classmethod
     def load(cls, config: Config, store: Store, lake: Lake, lang: Lang, masker: Masker,
-             patient_ids, *, today: date | None = None) -> "LedgerContext":
+             patient_ids, *, today: date | None = None,
+             cases: pd.DataFrame | None = None) -> "LedgerContext":
         committed = store.committed_runs()
         users = data.snapshot(lake, committed, "users")
         patients = data.snapshot(lake, committed, "patients")
@@ -159,8 +162,12 @@ class LedgerContext:
             today = pd.Timestamp(datetime.now(timezone.utc)).tz_convert(config.tz).date()
         by_user = {str(r["user_id"]): r for r in users.to_dict("records")} \
             if users is not None and len(users) else {}
+        # each problem's description: its case headline in the ledger's language
+        sentences = case_sentences(store, cases.to_dict("records"), lang, masker) \
+            if cases is not None and len(cases) else {}
         return cls(config, lang, masker, by_user,
-                   Departments(data.snapshot(lake, committed, "departments"), config), today)
+                   Departments(data.snapshot(lake, committed, "departments"), config), today,
+                   sentences)
 
 
 def _event_line(e: dict) -> str:
@@ -218,7 +225,7 @@ def ledger_rows(problems: pd.DataFrame, ctx: LedgerContext,
         rows.append({
             "no": n, "case_id": cid,
             "item": "；".join(i["zh"] for i in items),
-            "description": ctx.masker.scrub(r.get("summary")),
+            "description": ctx.sentences.get(cid) or ctx.masker.scrub(r.get("summary")),
             "detected_by": ", ".join(d["name"] for d in infos),
             "severity": label(SEVERITY, sev, ctx.lang),
             "staff": " / ".join(x for x in (uid, _s(u.get("name")), dept) if x),
@@ -349,7 +356,7 @@ def rows_for_cases(config: Config, store: Store, lake: Lake, case_ids: list[str]
     if len(df):
         order = {c: i for i, c in enumerate(case_ids)}
         df = df.assign(_o=df["case_id"].map(order)).sort_values("_o").drop(columns="_o")
-    ctx = LedgerContext.load(config, store, lake, lang, masker, _patient_ids(df))
+    ctx = LedgerContext.load(config, store, lake, lang, masker, _patient_ids(df), cases=df)
     return ledger_rows(df, ctx, evidence)
 
 
@@ -362,7 +369,7 @@ def write_ledger(config: Config, store: Store, lake: Lake, folder: Path, *,
     masker = masker or Masker(enabled=config.reports.mask_patients)
     problems = problem_cases(store, include_rectified=include_rectified)
     ctx = LedgerContext.load(config, store, lake, lang, masker, _patient_ids(problems),
-                             today=today)
+                             today=today, cases=problems)
     rows = ledger_rows(problems, ctx, evidence)
     title = f"{config.site.name} {lang.gettext('Problem ledger')} {ctx.today.isoformat()}"
     out = [folder / f"{stem}.xlsx", folder / f"{stem}.csv", folder / f"{stem}.html"]

@@ -30,6 +30,7 @@ from emraudit.reports.i18n import N_, Lang, make_env
 from emraudit.reports.labels import ACTION, ROLE, detector_info, item_info, label
 from emraudit.reports.masking import Masker
 from emraudit.reports.render import Fmt, _json_list, _s, _static
+from emraudit.reports.text import case_sentence
 from emraudit.store import Store, findings
 
 log = logging.getLogger("emraudit.reports")
@@ -124,7 +125,8 @@ def build_notice(config: Config, store: Store, lake: Lake, case_ref: str, lang: 
         "n_events": int(row.get("n_events") or len(ids)), "n_patients": len(pats),
         "actions": ", ".join(_("%(action)s %(n)s times", action=label(ACTION, a, lang), n=n)
                              for a, n in actions.items()),
-        "summary": masker.scrub(row.get("summary")),
+        "summary": case_sentence(row, fnd.to_dict("records") if len(fnd) else [], lang,
+                                 masker),
         "found_by": [detector_info(d, lang)["name"] for d in dets],
         "events": events[:MAX_EVENTS], "more_events": max(0, len(events) - MAX_EVENTS),
         "items": [item_info(i, lang)["zh"] for i in items],

@@ -41,6 +41,7 @@ from emraudit.reports.ledger import deadline_days, local_time
 from emraudit.reports.masking import Masker
 from emraudit.reports.render import Fmt, _csp, _json_list, _s, _static
 from emraudit.reports.summary import build_summary, period_cases
+from emraudit.reports.text import case_sentences
 from emraudit.store import Store, ingest_runs, scans
 
 log = logging.getLogger("emraudit.reports")
@@ -197,7 +198,7 @@ def _charts(active: pd.DataFrame, summary: dict, weeks: list[str], config: Confi
 
 
 def _typical(active: pd.DataFrame, users: dict, config: Config, lang: Lang,
-             masker: Masker, fmt: Fmt) -> list[dict]:
+             masker: Masker, fmt: Fmt, store: Store) -> list[dict]:
     if not len(active):
         return []
     conf = active[active["problem"] == 1]
@@ -205,6 +206,7 @@ def _typical(active: pd.DataFrame, users: dict, config: Config, lang: Lang,
     conf = conf.sort_values(["_rank", "score", "first_seen", "case_id"],
                             ascending=[False, False, True, True]).head(TYPICAL_CASES)
     out = []
+    said = case_sentences(store, conf.to_dict("records"), lang, masker)
     for r in conf.to_dict("records"):
         u = users.get(str(r["user_id"]), {})
         pats = _patients(r)
@@ -218,7 +220,7 @@ def _typical(active: pd.DataFrame, users: dict, config: Config, lang: Lang,
             "detectors": ", ".join(detector_info(d, lang)["name"] for d in r["det_list"]),
             "items": "；".join(item_info(i, lang)["zh"] for i in r["item_list"]),
             "severity": label(SEVERITY, _s(r.get("severity")), lang),
-            "summary": masker.scrub(r.get("summary")),
+            "summary": said.get(str(r["case_id"])) or masker.scrub(r.get("summary")),
             "verification": label(DISPOSITION, _s(r.get("disposition")), lang),
             "rectification": label(RECTIFICATION, _s(r.get("rectification_status"))
                                    or "pending", lang),
@@ -321,7 +323,7 @@ def build_self_inspection(config: Config, store: Store, lake: Lake, start, end,
         "item": summary["item"], "detector": summary["detector"],
         "department": summary["department"], "role": summary["role"],
         "charts": _charts(active, summary, weeks, config, lang),
-        "typical": _typical(active, users, config, lang, masker, fmt),
+        "typical": _typical(active, users, config, lang, masker, fmt, store),
         "causes": _causes(active, lang),
         "measures": _measures(active, summary, lang, masker),
         "repeat": summary["repeat"],

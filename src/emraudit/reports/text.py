@@ -320,6 +320,19 @@ def case_sentence(case: dict, findings: list[dict], lang: Lang | str, masker: Ma
                          reasons=_reasons(case, base, n_det), lang=lang, masker=masker)
 
 
+def case_sentences(store, cases: list[dict], lang: Lang | str,
+                   masker: Masker) -> dict[str, str]:
+    """case id -> its headline, for many cases at once (their findings read in one pass):
+    ledgers, the self-inspection report."""
+    from emraudit.reports.data import sentence_findings
+    found = sentence_findings(store, [c["case_id"] for c in cases])
+    by_case: dict[str, list[dict]] = {}
+    for f in found.to_dict("records"):
+        by_case.setdefault(str(f["case_id"]), []).append(f)
+    return {str(c["case_id"]): case_sentence(c, by_case.get(str(c["case_id"]), []), lang,
+                                             masker) for c in cases}
+
+
 FEED_GAP = {
     "department": N_("care relations explain %(share)s%% of the accesses of department "
                      "%(value)s against %(others)s%% elsewhere: its admission feed or department "
@@ -436,6 +449,6 @@ def history_value(field: str, value, lang: Lang | str) -> str:
     return str(value)
 
 
-__all__ = ["finding_sentence", "case_sentence", "report_record", "history_note", "history_value",
+__all__ = ["finding_sentence", "case_sentence", "case_sentences", "report_record", "history_note", "history_value",
            "english_summary", "case_headline", "feed_gap_sentence", "render", "format_arg",
            "message", "messages", "ARG_KINDS"]

@@ -21,6 +21,7 @@ from emraudit.model import SEVERITIES
 from emraudit.reports.labels import SEVERITY, STATUS, detector_info, item_info, label
 from emraudit.reports.masking import Masker
 from emraudit.reports.render import Fmt, Ref, _json_list, _s
+from emraudit.reports.text import case_sentences
 from emraudit.store import Store, case_assignments
 
 PAGE_SIZE = 50
@@ -143,6 +144,7 @@ def queue_model(store: Store, filters: Filters, ref: Ref, masker: Masker, fmt: F
     page = min(filters.page, pages)
     rows = df.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE].to_dict("records")
     masker.learn_patients(patients, [p for r in rows for p in case_patients(r)])
+    said = case_sentences(store, rows, lang, masker)      # in the app's language
     out = []
     for r in rows:
         pats = case_patients(r)
@@ -160,7 +162,7 @@ def queue_model(store: Store, filters: Filters, ref: Ref, masker: Masker, fmt: F
             "first_seen": fmt.minute(r.get("first_seen")), "n_events": r.get("n_events") or 0,
             "status": label(STATUS, "reopened" if status == "open" and r.get("reopened") is True
                             else status, lang),
-            "assignee": _s(r.get("assignee")), "summary": masker.scrub(r.get("summary"))})
+            "assignee": _s(r.get("assignee")), "summary": said.get(str(r["case_id"]), "")})
     # the menus offer what the cases of this status hold, whatever else is filtered
     every = _with_people(list_cases(
         store, status=None if filters.status == "all" else filters.status), store, users)

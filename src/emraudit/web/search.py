@@ -21,6 +21,7 @@ from emraudit.reports.labels import ACTION, SEVERITY, STATUS, detector_info, lab
 from emraudit.reports.masking import Masker
 from emraudit.dates import period
 from emraudit.reports.render import Fmt, Ref, _json_list, _s
+from emraudit.reports.text import case_sentences
 from emraudit.store import Store, findings
 
 MAX_DAYS = 92
@@ -48,10 +49,13 @@ def checked_period(start: str, end: str, tz: str, max_days: int = MAX_DAYS
     return lo, hi
 
 
-def case_rows(df: pd.DataFrame, lang: Lang, fmt: Fmt, masker: Masker) -> list[dict]:
+def case_rows(df: pd.DataFrame, lang: Lang, fmt: Fmt, masker: Masker,
+              store: Store) -> list[dict]:
     """Cases as rows that link into the app."""
     out = []
-    for r in df.to_dict("records") if len(df) else []:
+    records = df.to_dict("records") if len(df) else []
+    said = case_sentences(store, records, lang, masker)   # in the app's language
+    for r in records:
         sev = _s(r.get("severity"))
         out.append({"id": r["case_id"], "severity": sev,
                     "severity_label": label(SEVERITY, sev, lang),
@@ -60,7 +64,7 @@ def case_rows(df: pd.DataFrame, lang: Lang, fmt: Fmt, masker: Masker) -> list[di
                                            for d in _json_list(r.get("detectors"))),
                     "status": label(STATUS, _s(r.get("status")), lang),
                     "disposition": _s(r.get("disposition")),
-                    "summary": masker.scrub(r.get("summary"))})
+                    "summary": said.get(str(r["case_id"]), "")})
     return out
 
 
@@ -105,7 +109,7 @@ def user_search(config: Config, store: Store, lake: Lake, user_id: str, start: s
     return {"user": ref.user(user_id), "from": lo.strftime("%Y-%m-%d"),
             "to": hi.strftime("%Y-%m-%d"), "rows": rows, "n_total": n_total,
             "n_patients": int(ev["patient_id"].nunique()) if len(ev) else 0,
-            "truncated": n_total > len(rows), "cases": case_rows(cases, lang, fmt, masker)}
+            "truncated": n_total > len(rows), "cases": case_rows(cases, lang, fmt, masker, store)}
 
 
 def patient_cases(store: Store, patient_id: str) -> pd.DataFrame:
@@ -129,7 +133,8 @@ def patient_search(config: Config, store: Store, lake: Lake, patient_id: str, st
                                  lang=lang)
     masker = Masker(enabled=model["masked"])
     masker.learn_patients(patients, [patient_id])
-    model["cases"] = case_rows(patient_cases(store, patient_id), lang, Fmt(config.tz), masker)
+    model["cases"] = case_rows(patient_cases(store, patient_id), lang, Fmt(config.tz), masker,
+                               store)
     model["truncated"] = len(model["rows"]) > MAX_ROWS
     model["rows"] = model["rows"][:MAX_ROWS]
     return model
