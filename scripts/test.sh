@@ -2,8 +2,8 @@
 # Set up everything the tests need on a fresh Debian machine, then run pytest.
 #   - Debian packages: postgresql (the PostgreSQL store tests), chromium + chromium-driver
 #     (the browser tests of the HTML reports), fonts-noto-cjk (Chinese in the report charts,
-#     and Chinese pages drawn with Chinese glyphs, not boxes: a browser test checks it);
-#     installed only when missing.
+#     and Chinese pages drawn with Chinese glyphs, not boxes: a browser test checks it),
+#     openjdk-17-jre-headless (the Spark engine's tests); installed only when missing.
 #   - a virtual environment in .venv with the package and its test extras.
 #   - a local PostgreSQL cluster with a test role and database.
 # Extra arguments are passed to pytest (e.g. scripts/test.sh -k ingest).
@@ -19,6 +19,7 @@ command -v pg_ctlcluster >/dev/null || need_pkgs+=(postgresql)
 [ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
 # CJK fonts: Chinese in the report charts and pages (the browser tests check the glyphs)
 [ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || need_pkgs+=(fonts-noto-cjk)
+command -v java >/dev/null || need_pkgs+=(openjdk-17-jre-headless)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   $SUDO apt-get update -qq
@@ -27,7 +28,7 @@ fi
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,spark]'
 
 # PostgreSQL: start the default cluster and make a test role/database (idempotent).
 if command -v pg_ctlcluster >/dev/null; then
@@ -45,4 +46,5 @@ if command -v pg_ctlcluster >/dev/null; then
   export EMRAUDIT_TEST_PG_URL="postgresql+psycopg://emraudit:emraudit@127.0.0.1:${port}/emraudit_test"
 fi
 
-exec .venv/bin/python -m pytest -n 2 -q "$@"
+# loadgroup: the Spark tests share one worker, hence one Spark session per run
+exec .venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"

@@ -221,6 +221,18 @@ class ScanConfig(_Strict):
     parallel_min_events: int = Field(default=500_000, ge=0)
 
 
+class EngineConfig(_Strict):
+    """How detection runs when a scan is too large for one process (emraudit.engine)."""
+
+    kind: Literal["local", "spark"] = "local"   # local worker processes, or Apache Spark
+    master: str | None = None         # spark: master URL (local[2], yarn, k8s://…, spark://…)
+    # events per partition of the users (a worker holds one partition at a time); scans
+    # with fewer than [scan] parallel_min_events events run in the scan's own process
+    partition_events: int = Field(default=1_000_000, ge=1_000)
+    scratch: str | None = None        # folder for workers' results (default: the system's)
+    spark_conf: dict[str, str] = {}   # extra Spark settings (spark.executor.memory …)
+
+
 class ReviewConfig(_Strict):
     # cases a scan admits to the review queue per night it covers, highest risk first; the
     # rest stay open, stored and counted below the budget (`cases list --below-budget`)
@@ -243,6 +255,7 @@ class Config(BaseModel):
     scan: ScanConfig = ScanConfig()
     review: ReviewConfig = ReviewConfig()
     ledger: LedgerConfig = LedgerConfig()
+    engine: EngineConfig = EngineConfig()
 
     @property
     def base(self) -> Path:

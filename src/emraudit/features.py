@@ -240,8 +240,13 @@ def empty_features() -> pd.DataFrame:
 
 
 def user_day_features(ctx, *, history_days: int = 30, burst_minutes: int = 30,
-                      events: pd.DataFrame | None = None) -> pd.DataFrame:
+                      events: pd.DataFrame | None = None,
+                      first_day: str | None = None) -> pd.DataFrame:
     """One row per (user, site-local day) present in `ctx.events` (look-back and window).
+
+    `first_day` ("YYYY-MM-DD"): the first day of the history the events are part of, when
+    they are one partition of it (new patients are unknown within `history_days` of it);
+    by default the events' own first day.
 
     Columns: user_id, day ("YYYY-MM-DD"), role, department (from ctx.users; "" when unknown),
     one float column per FEATURES entry, and in_window (the day holds an in-window event).
@@ -254,6 +259,8 @@ def user_day_features(ctx, *, history_days: int = 30, burst_minutes: int = 30,
     local = _local_day_ns(ev["ts"], ctx.tz)
     day_abs = local // NS_PER_DAY
     d0 = int(day_abs.min())
+    if first_day is not None:
+        d0 = min(d0, int(np.datetime64(first_day, "D").astype(np.int64)))
     dayi = (day_abs - d0).astype(np.int64)
     nd = int(dayi.max()) + 1
     ucode, users = _codes(ev["user_id"])

@@ -60,21 +60,53 @@ def explained_shares(explained: np.ndarray, units: pd.DataFrame, user_id: pd.Ser
                      patient_id: pd.Series, rules: FeedRules) -> pd.DataFrame:
     """One row per (dimension, unit): accesses, explained, share, the rest's share, distinct
     users and patients, and whether it is a gap (reason `floor` or `below_rest`)."""
+    return shares_from_counts([share_counts(explained, units, user_id, patient_id)], rules)
+
+
+def share_counts(explained: np.ndarray, units: pd.DataFrame, user_id: pd.Series,
+                 patient_id: pd.Series) -> dict:
+    """What `shares_from_counts` needs from some of the accesses (one partition of the users):
+    totals, per (dimension, unit) accesses, explained and distinct users, and the distinct
+    (dimension, unit, patient) triples (patients are shared between partitions)."""
     explained = np.asarray(explained, dtype=bool)
-    total, total_x = len(explained), int(explained.sum())
-    frames = []
+    counts, pairs = [], []
     for dim in DIMENSIONS:
         v = units[dim]
         has = v.notna().to_numpy()
         if not has.any():
             continue
         codes, names = pd.factorize(v[has])
+        names = np.asarray(names, dtype=object)
         n = np.bincount(codes, minlength=len(names))
         x = np.bincount(codes, weights=explained[has], minlength=len(names)).astype(np.int64)
         sub = pd.DataFrame({"c": codes, "u": user_id[has].to_numpy(),
                             "p": patient_id[has].to_numpy()})
         users = sub.groupby("c")["u"].nunique().reindex(range(len(names)), fill_value=0)
-        pats = sub.groupby("c")["p"].nunique().reindex(range(len(names)), fill_value=0)
+        counts.append(pd.DataFrame({"dimension": dim, "value": names, "accesses": n,
+                                    "explained": x, "users": users.to_numpy()}))
+        pp = sub[["c", "p"]].dropna().drop_duplicates()
+        pairs.append(pd.DataFrame({"dimension": dim, "value": names[pp["c"].to_numpy()],
+                                   "patient_id": pp["p"].astype(str).to_numpy()}))
+    return {"total": len(explained), "total_x": int(explained.sum()), "counts": counts,
+            "pairs": pairs}
+
+
+def shares_from_counts(parts: list[dict], rules: FeedRules) -> pd.DataFrame:
+    """`explained_shares` from the `share_counts` of disjoint sets of users."""
+    total = sum(p["total"] for p in parts)
+    total_x = sum(p["total_x"] for p in parts)
+    counts = [c for p in parts for c in p["counts"]]
+    if not counts:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
+    pairs = pd.concat([q for p in parts for q in p["pairs"]], ignore_index=True)
+    pats = pairs.drop_duplicates().groupby(["dimension", "value"]).size()
+    agg = pd.concat(counts, ignore_index=True).groupby(["dimension", "value"], sort=False).sum()
+    frames = []
+    for dim in DIMENSIONS:
+        if dim not in agg.index.get_level_values(0):
+            continue
+        a = agg.loc[dim]
+        n, x = a["accesses"].to_numpy(), a["explained"].to_numpy().astype(np.int64)
         rest_n, rest_x = total - n, total_x - x
         share = x / np.maximum(n, 1)
         others = np.where(rest_n > 0, rest_x / np.maximum(rest_n, 1), np.nan)
@@ -82,13 +114,14 @@ def explained_shares(explained: np.ndarray, units: pd.DataFrame, user_id: pd.Ser
         low = judged & (share < rules.floor)
         below = judged & (rest_n >= rules.min_accesses) & ((others - share) >= rules.margin)
         frames.append(pd.DataFrame({
-            "dimension": dim, "value": np.asarray(names, dtype=object), "accesses": n,
+            "dimension": dim, "value": np.asarray(a.index, dtype=object), "accesses": n,
             "explained": x, "share": share.round(4), "others_share": np.round(others, 4),
-            "users": users.to_numpy(), "patients": pats.to_numpy(),
+            "users": a["users"].to_numpy(),
+            "patients": (pats.loc[dim] if dim in pats.index.get_level_values(0)
+                         else pd.Series(dtype=np.int64)).reindex(a.index, fill_value=0)
+            .to_numpy(),
             "gap": low | below,
             "reason": np.where(low, "floor", np.where(below, "below_rest", ""))}))
-    if not frames:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
     out = pd.concat(frames, ignore_index=True)
     return out.sort_values(["dimension", "share", "value"]).reset_index(drop=True)
 
@@ -135,6 +168,16 @@ def held_summary(held: pd.DataFrame) -> pd.DataFrame:
     parts = agg["gap"].str.split("\x1f", n=1, expand=True)
     agg["dimension"], agg["value"] = parts[0], parts[1]
     return agg[cols]
+
+
+def held_outputs(held: pd.DataFrame) -> dict:
+    """What a scan stores for the accesses held in feed gaps (columns event_id, user_id,
+    patient_id, ts, gap): the per-gap summary and the held event ids, ordered by gap and
+    time; "feed_gap_accesses" keeps the rows, so a partitioned scan can summarize the
+    partitions' rows together."""
+    held = held.sort_values(["gap", "ts", "event_id"], kind="stable").reset_index(drop=True)
+    return {"feed_gaps": held_summary(held), "feed_gap_accesses": held,
+            "feed_gap_events": held[["gap", "event_id"]]}
 
 
 def feed_notes(shares: pd.DataFrame | None, held: pd.DataFrame | None) -> list[str]:

@@ -326,7 +326,7 @@ def _commit_batch(store: Store, lake: Lake, name: str, p: _Pending, committed: s
     with store.begin() as c:
         serialize_commits(c)       # first: no other writer's batch commits until this one has
         files = _refuse_foreign_copies(c, lake, p, files, committed, known)
-        written_days = sorted({f.parent.name[4:] for f in files})
+        written_days = sorted({lake.day_of(f) for f in files})
         rows = _quarantine_rows(p.quarantine, p.run_id, name)
         if rows:
             c.execute(quarantine.insert(), rows)
@@ -362,7 +362,7 @@ def _refuse_foreign_copies(conn: sa.Connection, lake: Lake, p: _Pending, files: 
     ingest began (another writer) already stored, rewriting its (still invisible) files, and
     count them as duplicates. Returns the batch's files. Nothing to do, and no file read,
     unless such a run touched the batch's days."""
-    days = sorted({f.parent.name[4:] for f in files})
+    days = sorted({lake.day_of(f) for f in files})
     if not days:
         return files
     runs = conn.execute(sa.select(ingest_runs.c.run_id).where(

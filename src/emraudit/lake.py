@@ -2,8 +2,13 @@
 
 Layout (readable by DuckDB, Spark and pandas alike — hive partitioning):
 
-    lake/access_log/day=2025-07-01/part-<run_id>.parquet
+    lake/access_log/day=2025-07-01/bucket=07/part-<run_id>.parquet
     lake/ref/<table>/snapshot-<run_id>.parquet
+
+Events are split by user as well as by day: `bucket` is a stable hash of user_id modulo
+BUCKETS, so one partition of the users (engine.plan) reads its own files, not a filter over
+everything. Lakes written before buckets (`day=…/part-….parquet`) stay readable: their files
+hold every bucket and are filtered by the same hash when read by partition.
 
 Each file carries the ingestion run that wrote it. A file counts only once its run is
 committed in the state database, so a run that dies half-way leaves nothing visible; its
@@ -22,10 +27,34 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from emraudit.fastops import local_days
+from emraudit.fastops import id_hashes, local_days
 from emraudit.model import CODED_EVENT_COLUMNS, SOURCE, SOURCE_REF, code_event_columns, empty_table
 
 _PART = re.compile(r"^(?:part|snapshot)-(?P<run>[A-Za-z0-9_.-]+?)(?:-\d+)?\.parquet$")
+
+BUCKETS = 32        # user buckets per day; a power of two (partitions divide or multiply it)
+
+
+def user_hashes(user_id) -> np.ndarray:
+    """A stable 64-bit hash of each user id (the same in every process, engine and run):
+    computed once per distinct id."""
+    codes, uniq = pd.factorize(pd.Series(user_id).astype("string"))
+    h = id_hashes(pd.Series(np.asarray(uniq, dtype=object), dtype="string")) \
+        if len(uniq) else np.zeros(0, dtype=np.uint64)
+    h = np.append(h, np.uint64(0))               # missing ids: bucket 0
+    return h[np.where(codes < 0, len(uniq), codes)]
+
+
+def user_bucket(user_id, n: int = BUCKETS) -> np.ndarray:
+    """The bucket (0..n-1) of each user id."""
+    return (user_hashes(user_id) % np.uint64(n)).astype(np.int64)
+
+
+def in_partition(user_id, part: tuple[int, int] | None) -> np.ndarray | None:
+    """Rows whose user belongs to partition (r, n): hash modulo n == r (None: all rows)."""
+    if part is None or part[1] <= 1:
+        return None
+    return user_bucket(user_id, part[1]) == part[0]
 
 
 class Lake:
@@ -55,9 +84,10 @@ class Lake:
             return []
         if day is None:
             day = local_days(df["ts"], self.tz)
+        bucket = pd.Series(user_bucket(df["user_id"]), index=df.index)
         written = []
-        for d, part in df.groupby(day, sort=True):
-            folder = self.events_dir / f"day={d}"
+        for (d, b), part in df.groupby([day, bucket], sort=True):
+            folder = self.events_dir / f"day={d}" / f"bucket={int(b):02d}"
             self._mkdir(folder)
             path = folder / f"part-{run_id}.parquet"
             n = 0
@@ -82,8 +112,26 @@ class Lake:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     # reading ------------------------------------------------------------------------------
+    @staticmethod
+    def day_of(path: Path) -> str:
+        """The site-local day of an event file, from its `day=` folder."""
+        for part in Path(path).parts[::-1]:
+            if part.startswith("day="):
+                return part[4:]
+        raise ValueError(f"not an event file: {path}")
+
+    @staticmethod
+    def bucket_of(path: Path) -> int | None:
+        """The user bucket of an event file; None for a file of a lake written before
+        buckets (it holds every bucket)."""
+        name = Path(path).parent.name
+        return int(name[7:]) if name.startswith("bucket=") else None
+
     def event_files(self, committed: set[str], start_day: str | None = None,
-                    end_day: str | None = None) -> list[Path]:
+                    end_day: str | None = None, part: tuple[int, int] | None = None
+                    ) -> list[Path]:
+        """Committed event files of the days (both inclusive); with `part` = (r, n) only
+        those that may hold users of partition r of n (files without a bucket always)."""
         if not self.events_dir.exists():
             return []
         files = []
@@ -93,18 +141,46 @@ class Lake:
             day = d.name[4:]
             if (start_day and day < start_day) or (end_day and day > end_day):
                 continue
-            files += [f for f in sorted(d.glob("*.parquet")) if self.run_of(f) in committed]
+            found = sorted(d.glob("*.parquet")) + sorted(d.glob("bucket=*/*.parquet"))
+            files += [f for f in found if self.run_of(f) in committed
+                      and _bucket_in(self.bucket_of(f), part)]
         return files
 
     def days(self, committed: set[str]) -> list[str]:
-        return sorted({f.parent.name[4:] for f in self.event_files(committed)})
+        return sorted({self.day_of(f) for f in self.event_files(committed)})
+
+    def history(self, committed: set[str], start: pd.Timestamp | None,
+                end: pd.Timestamp | None) -> dict:
+        """First and last event time with start <= ts < end, the days that hold events and
+        the events per bucket (None: files without one), from the Parquet footers (time
+        statistics), reading a time column only where a file has none."""
+        sd = start.tz_convert(self.tz).strftime("%Y-%m-%d") if start is not None else None
+        ed = end.tz_convert(self.tz).strftime("%Y-%m-%d") if end is not None else None
+        lo = pd.Timestamp(start).value if start is not None else None
+        hi = pd.Timestamp(end).value if end is not None else None
+        first = last = None
+        days: set[str] = set()
+        rows: dict[int | None, int] = {}
+        for f in self.event_files(committed, sd, ed):
+            t_min, t_max, n = _ts_range(f, lo, hi)
+            if n == 0:
+                continue
+            days.add(self.day_of(f))
+            rows[self.bucket_of(f)] = rows.get(self.bucket_of(f), 0) + n
+            first = t_min if first is None else min(first, t_min)
+            last = t_max if last is None else max(last, t_max)
+        conv = (lambda v: None if v is None else
+                pd.Timestamp(v, unit="ns", tz="UTC").tz_convert(self.tz))
+        return {"first": conv(first), "last": conv(last), "days": sorted(days), "rows": rows}
 
     def read_events(self, committed: set[str], start: pd.Timestamp | None = None,
                     end: pd.Timestamp | None = None, columns: list[str] | None = None,
                     days: list[str] | None = None, exclude: tuple[str, ...] = (),
-                    coded: bool = False) -> pd.DataFrame:
+                    coded: bool = False, part: tuple[int, int] | None = None
+                    ) -> pd.DataFrame:
         """Events with start <= ts < end (site-local days), only from committed runs, ordered
-        by (ts, event_id).
+        by (ts, event_id); with `part` = (r, n) only the users of partition r of n (their
+        bucket files; a file holding other users too is filtered by the user hash).
 
         `exclude` names columns not to read at all (the scan leaves out the source references,
         which only reports need: every column costs time in each filter a detector makes).
@@ -113,10 +189,10 @@ class Lake:
         happen on the Arrow table, before pandas sees it, so no extra copy is made."""
         sd = start.tz_convert(self.tz).strftime("%Y-%m-%d") if start is not None else None
         ed = end.tz_convert(self.tz).strftime("%Y-%m-%d") if end is not None else None
-        files = self.event_files(committed, sd, ed)
+        files = self.event_files(committed, sd, ed, part)
         if days is not None:
             keep = set(days)
-            files = [f for f in files if f.parent.name[4:] in keep]
+            files = [f for f in files if self.day_of(f) in keep]
         if not files:
             df = empty_table("access_log", self.tz)
             return code_event_columns(df) if coded else df
@@ -124,8 +200,12 @@ class Lake:
         for f in files:
             names = pq.read_schema(f).names
             cols = [c for c in (columns or names) if c in names and c not in exclude]
-            tables.append(pq.read_table(f, columns=cols, read_dictionary=[
-                c for c in CODED_EVENT_COLUMNS if c in cols] if coded else None))
+            t = pq.read_table(f, columns=cols, read_dictionary=[
+                c for c in CODED_EVENT_COLUMNS if c in cols] if coded else None)
+            if part is not None and not _whole_bucket(self.bucket_of(f), part):
+                uid = pq.read_table(f, columns=["user_id"]).column("user_id").to_pandas()
+                t = t.filter(pa.array(in_partition(uid, part)))
+            tables.append(t)
         table = pa.concat_tables(tables, promote_options="permissive")
         del tables
         pick = _range_order(table, start, end) if "ts" in table.column_names else None
@@ -150,7 +230,7 @@ class Lake:
     def existing_event_ids(self, committed: set[str], days: list[str]) -> pd.Index:
         """Event ids already stored for these days (to drop duplicates on re-ingest)."""
         files = [f for f in self.event_files(committed)
-                 if f.parent.name[4:] in set(days)]
+                 if self.day_of(f) in set(days)]
         if not files:
             return pd.Index([], dtype="string")
         ids = [pq.read_table(f, columns=["event_id"]).column("event_id").to_pandas()
@@ -194,8 +274,12 @@ class Lake:
         """The newest committed snapshot of a reference table, or None if never loaded;
         with `key` and `values`, only its rows whose `key` is one of them."""
         newest = self.snapshot_file(table, committed)
-        if newest is None:
-            return None
+        return None if newest is None else self.read_snapshot_file(newest, key=key,
+                                                                   values=values)
+
+    def read_snapshot_file(self, newest: Path, *, key: str | None = None,
+                           values: list[str] | None = None) -> pd.DataFrame:
+        """A snapshot as the canonical frame detectors read (times in the site zone)."""
         where = [(key, "in", sorted(set(values)))] if key and values is not None else None
         if where is not None and not values:
             df = pq.read_table(newest).schema.empty_table().to_pandas()
@@ -225,6 +309,47 @@ class Lake:
         for f in self.root.rglob(f"*-{run_id}*.parquet"):
             if self.run_of(f) == run_id:
                 f.unlink(missing_ok=True)
+
+
+def _bucket_in(bucket: int | None, part: tuple[int, int] | None) -> bool:
+    """May a file of this bucket hold users of partition `part` = (r, n)?"""
+    if part is None or bucket is None or part[1] <= 1:
+        return True
+    r, n = part
+    return bucket % n == r if BUCKETS % n == 0 else r % BUCKETS == bucket
+
+
+def _whole_bucket(bucket: int | None, part: tuple[int, int]) -> bool:
+    """Does the partition take every row of a file of this bucket (no row filter)?"""
+    return part[1] <= 1 or (bucket is not None and BUCKETS % part[1] == 0)
+
+
+def _ts_range(f: Path, lo: int | None, hi: int | None) -> tuple[int, int, int]:
+    """(min, max, rows) of an event file's times (ns, UTC) within [lo, hi): from the row-group
+    statistics when they lie within it, else from the column."""
+    md = pq.ParquetFile(f).metadata
+    names = [md.schema.column(i).name for i in range(md.num_columns)]
+    mins, maxs = [], []
+    if "ts" in names and md.num_rows:
+        i = names.index("ts")
+        for g in range(md.num_row_groups):
+            st = md.row_group(g).column(i).statistics
+            if st is None or not st.has_min_max:
+                break
+            mins.append(pd.Timestamp(st.min).value if not isinstance(st.min, int) else None)
+            maxs.append(pd.Timestamp(st.max).value if not isinstance(st.max, int) else None)
+    ok = len(mins) == md.num_row_groups and None not in mins and None not in maxs
+    if ok and md.num_rows and (lo is None or min(mins) >= lo) and (hi is None or max(maxs) < hi):
+        return min(mins), max(maxs), md.num_rows
+    t = pc.cast(pq.read_table(f, columns=["ts"]).column("ts"),
+                pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_numpy()
+    keep = np.ones(len(t), dtype=bool)
+    if lo is not None:
+        keep &= t >= lo
+    if hi is not None:
+        keep &= t < hi
+    t = t[keep]
+    return (int(t.min()), int(t.max()), len(t)) if len(t) else (0, 0, 0)
 
 
 def _range_order(table: pa.Table, start: pd.Timestamp | None,

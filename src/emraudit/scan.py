@@ -79,6 +79,8 @@ class ScanResult:
     # seconds of each piece of shared work a parallel detection did before its second phase
     shared_work: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # how detection ran when it was partitioned: executor, partitions, seconds per pass
+    engine: dict[str, Any] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -153,16 +155,23 @@ def window_days(config: Config, store: Store, lake: Lake, *, since: str | None,
 NOT_FOR_DETECTORS = (SOURCE_REF, "action_raw")
 
 
+def loaded_start(config: Config, window_start: pd.Timestamp,
+                 settings: dict[str, DetectorSetting]) -> pd.Timestamp:
+    """The first instant loaded: the window's start less the look-back the enabled
+    detectors need (at most [scan] lookback_days)."""
+    enabled = [s for s in settings.values() if s.enabled]
+    lookback = max([s.instantiate().effective_lookback_days() for s in enabled] or [0])
+    lookback = min(lookback, config.scan.lookback_days)
+    return window_start - pd.Timedelta(days=lookback)
+
+
 def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Timestamp,
                   window_end: pd.Timestamp, settings: dict[str, DetectorSetting],
                   days: list[str] | None = None) -> Context:
     """Load the events of the window plus the look-back the enabled detectors need."""
     tz = config.tz
-    enabled = [s for s in settings.values() if s.enabled]
-    lookback = max([s.instantiate().effective_lookback_days() for s in enabled] or [0])
-    lookback = min(lookback, config.scan.lookback_days)
     committed = store.committed_runs()
-    start = window_start - pd.Timedelta(days=lookback)
+    start = loaded_start(config, window_start, settings)
     ud = settings.get("anomaly.user_day")
     days_back = int(ud.params.get("baseline_days", 30)) if ud else 30
     # the stored baseline (SQLite rows and JSON, seconds at a large hospital) is read on a
@@ -421,7 +430,8 @@ STAGES = ("ingest:after-lake-write", "scan:after-detectors", "scan:after-finding
 def run_scan(config: Config, *, since: str | None = None, until: str | None = None,
              full: bool = False, unmask: bool = False, skip_ingest: bool = False,
              echo: Callable[[str], None] = print,
-             on_stage: Callable[[str], None] | None = None) -> ScanResult:
+             on_stage: Callable[[str], None] | None = None, engine: str | None = None,
+             spark_master: str | None = None) -> ScanResult:
     """The whole nightly job. Raises UserError when it cannot run at all."""
     settings = resolve_detectors(config.detectors, config.path)   # config errors first
     check_writable(config, reports=True)        # an unwritable folder fails before any work
@@ -456,19 +466,32 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
         ws, we = _day_start(days[0], config.tz), _day_start(days[-1], config.tz) + \
             pd.Timedelta(days=1)
         t1 = time.perf_counter()
-        echo(f"loading events {days[0]} .. {days[-1]} and look-back …")
-        ctx = build_context(config, store, lake, ws, we, settings, days)
-        res.timings["load"] = time.perf_counter() - t1
-        res.peak_mb["load"] = peak_rss_mb()
-        t2 = time.perf_counter()
-        echo(f"running detectors on {len(ctx.events):,} events …")
-        workers = config.scan.workers if len(ctx.events) >= config.scan.parallel_min_events \
-            else 1
-        found, status = run_detectors(ctx, settings, on_detector=lambda d: echo(
-            f"  {d.id}: {d.status}, {d.findings} findings, {d.seconds:.1f}s"),
-            workers=workers, costs=_last_costs(store))
-        res.timings["detect"] = time.perf_counter() - t2
-        res.peak_mb["detect"] = max(peak_rss_mb(), ctx.memo.get(WORKERS_PEAK_MB, 0.0))
+        on_det = lambda d: echo(f"  {d.id}: {d.status}, {d.findings} findings, "  # noqa: E731
+                                f"{d.seconds:.1f}s")
+        engine = engine or config.engine.kind
+        n_events = lake_events(store, lake, config, ws, we, settings)
+        if engine == "spark" or n_events >= config.scan.parallel_min_events:
+            from emraudit.engine.driver import detect
+            echo(f"detecting over {n_events:,} events in partitions ({engine}) …")
+            det = detect(config, store, lake, ws, we, settings, days,
+                         make_executor(config, engine, spark_master), on_detector=on_det)
+            ctx, found, status = det.ctx, det.found, det.status
+            res.engine = {"kind": det.executor, "partitions": det.partitions,
+                          **{k: round(v, 3) for k, v in det.timings.items()}}
+            res.timings["load"] = det.timings.get("plan", 0.0)
+            res.peak_mb["load"] = peak_rss_mb()
+            res.timings["detect"] = time.perf_counter() - t1 - res.timings["load"]
+            res.peak_mb["detect"] = max(peak_rss_mb(), det.peak_mb)
+        else:
+            echo(f"loading events {days[0]} .. {days[-1]} and look-back …")
+            ctx = build_context(config, store, lake, ws, we, settings, days)
+            res.timings["load"] = time.perf_counter() - t1
+            res.peak_mb["load"] = peak_rss_mb()
+            t2 = time.perf_counter()
+            echo(f"running detectors on {len(ctx.events):,} events …")
+            found, status = run_detectors(ctx, settings, on_detector=on_det, workers=1)
+            res.timings["detect"] = time.perf_counter() - t2
+            res.peak_mb["detect"] = peak_rss_mb()
         res.shared_work = dict(ctx.memo.get(SHARED_SECONDS, {}))
         res.detectors = list(status.values())
         stage("scan:after-detectors")
@@ -505,6 +528,22 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
         return res
 
 
+def lake_events(store: Store, lake: Lake, config: Config, ws: pd.Timestamp, we: pd.Timestamp,
+                settings: dict[str, DetectorSetting]) -> int:
+    """Events a scan of [ws, we) loads, look-back included, from the Parquet footers."""
+    start = loaded_start(config, ws, settings)
+    return sum(lake.history(store.committed_runs(), start, we)["rows"].values())
+
+
+def make_executor(config: Config, engine: str, master: str | None = None):
+    """The executor a scan's partitions run on."""
+    if engine == "spark":
+        from emraudit.engine.spark import SparkExecutor
+        return SparkExecutor.from_config(config, master)
+    from emraudit.engine.local import LocalExecutor
+    return LocalExecutor(config.scan.workers, scratch=config.engine.scratch)
+
+
 def _last_costs(store: Store) -> dict[str, float]:
     """Seconds each detector took in the last committed scan: a parallel scan starts the
     longest first, so the processes finish together."""
@@ -536,6 +575,7 @@ def _finish(store: Store, scan_id: str, res: ScanResult, *, runs: list[str]) -> 
         "timings": {k: round(v, 3) for k, v in res.timings.items()},
         "peak_mb": {k: round(v) for k, v in res.peak_mb.items()},
         "shared_work": {k: round(v, 3) for k, v in res.shared_work.items()},
+        "engine": res.engine,
         "notes": res.notes,
     }
     with store.begin() as c:

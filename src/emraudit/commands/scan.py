@@ -35,8 +35,14 @@ def _setup_log(cfg) -> None:
 @click.option("--unmask", is_flag=True,
               help="Show patient names and ids unmasked in reports (recorded in the scan).")
 @click.option("--no-ingest", is_flag=True, help="Scan stored events without reading sources.")
+@click.option("--engine", type=click.Choice(["local", "spark"]), default=None,
+              help="Where detection runs: local worker processes or Apache Spark "
+                   "(default: [engine] kind, else local).")
+@click.option("--spark-master", default=None, metavar="URL",
+              help="Spark master (local[2], yarn, k8s://…); default [engine] master.")
 @quiet_option
-def scan_cmd(config_path, since, until, full, unmask, no_ingest, quiet) -> None:
+def scan_cmd(config_path, since, until, full, unmask, no_ingest, engine, spark_master,
+             quiet) -> None:
     """Ingest what is new, run every enabled detector, store findings and cases, write reports.
 
     Exit codes: 0 ran (whatever it found); 1 ran but some source or detector failed (named
@@ -51,6 +57,9 @@ def scan_cmd(config_path, since, until, full, unmask, no_ingest, quiet) -> None:
         from emraudit.commands._common import record_unmask
         from emraudit.store import Store
         record_unmask(Store(cfg.store_url), "scan --unmask")
+    if spark_master and (engine or cfg.engine.kind) != "spark":
+        raise click.UsageError("--spark-master needs --engine spark (or [engine] kind = "
+                               "\"spark\")")
     since, until = (w.text if w else None for w in (since, until))
     day_range(since, until, cfg.tz)       # an end before the start fails before the lock
     check_writable(cfg, reports=True)     # before the log file goes into the reports folder
@@ -61,7 +70,7 @@ def scan_cmd(config_path, since, until, full, unmask, no_ingest, quiet) -> None:
         # stage lines above the bars; the indented per-source and per-detector lines are
         # what the bars show
         res = run_scan(cfg, since=since, until=until, full=full, unmask=unmask,
-                       skip_ingest=no_ingest,
+                       skip_ingest=no_ingest, engine=engine, spark_master=spark_master,
                        echo=lambda m: None if m.startswith("  ") else shown.note(m))
     scrub_failures(cfg, [d for d in res.detectors if d.status == "failed"] + res.sources)
     click.echo(format_summary(res))

@@ -63,6 +63,7 @@ class UserDayAnomaly(Detector):
     id = "anomaly.user_day"
     catches = ("anomaly.slow_insider",)
     also_catches = ("bulk.off_hours", "bulk.volume")
+    partition_key = "user"
     shares = ("explain", "duty_mask")
     name_en = "User-day behaviour unlike peers"
     name_zh = "用户日行为异常（同岗位对比）"
@@ -165,34 +166,48 @@ class UserDayAnomaly(Detector):
 
     # ------------------------------------------------------------------------------------
     def features(self, ctx: Context) -> pd.DataFrame:
+        """The daily features computed from the raw events: of ctx.events, or of every
+        partition when the context holds one (engine.population collects them)."""
         key = f"features.user_day:{self.p.history_days}:{self.p.burst_minutes}"
-        return ctx.cached(key, lambda: user_day_features(
-            ctx, history_days=self.p.history_days, burst_minutes=self.p.burst_minutes,
-            events=self._events_needed(ctx)))
+        if key in ctx.population:
+            return ctx.population[key]
+        return ctx.cached(key, lambda: self._compute_features(ctx))
 
-    def _events_needed(self, ctx: Context) -> pd.DataFrame:
-        """The events whose days must be computed: when the store already holds every
-        look-back day, only the window and the `history_days` before it (for 'new patient'),
-        not the whole look-back the pipeline loaded for other detectors."""
+    def _compute_features(self, ctx: Context) -> pd.DataFrame:
+        events, since = self._events_needed(ctx)
+        return user_day_features(ctx, history_days=self.p.history_days,
+                                 burst_minutes=self.p.burst_minutes, events=events,
+                                 first_day=ctx.first_event_day(since))
+
+    def _events_needed(self, ctx: Context) -> tuple[pd.DataFrame, pd.Timestamp | None]:
+        """The events whose days must be computed, and the time they start from: when the
+        store already holds every look-back day, only the window and the `history_days`
+        before it (for 'new patient'), not the whole look-back the pipeline loaded for
+        other detectors. (A partitioned scan gives every partition the stored days.)"""
         ev = ctx.events
         stored = ctx.baseline.get("user_day_features")
-        if ev is None or len(ev) == 0 or stored is None or len(stored) == 0:
-            return ev
+        if ctx.partitioned:
+            stored = ctx.population.get("anomaly.stored_days")
+        first_ts = ctx.history_bounds()[0]
+        if ev is None or len(ev) == 0 or stored is None or len(stored) == 0 \
+                or first_ts is None:
+            return ev, None
         tz = ctx.tz
-        first = ev["ts"].iloc[0].tz_convert(tz).normalize()
+        first = first_ts.tz_convert(tz).normalize()
         ws = ctx.window_start.tz_convert(tz).normalize()
         lookback = pd.date_range(first, ws - pd.Timedelta(days=1), freq="D")
-        have = set(stored["day"].unique().astype(str))
+        have = set(stored["day"].unique().astype(str)) if isinstance(stored, pd.DataFrame) \
+            else set(stored)
         if any(d.strftime("%Y-%m-%d") not in have for d in lookback):
-            return ev
+            return ev, None
         start = ws - pd.Timedelta(days=self.p.history_days)
         ts = ev["ts"]
         if not ts.is_monotonic_increasing:
             keep = (ts >= start).to_numpy()
-            return ev if keep.all() else ev[keep]
+            return (ev if keep.all() else ev[keep]), start
         i = int(ts.searchsorted(start, side="left"))
         # ctx.events itself when nothing is cut: the shared duty mask is cached for it
-        return ev if i == 0 else ev.iloc[i:]
+        return (ev if i == 0 else ev.iloc[i:]), start
 
     def _all_features(self, ctx: Context) -> tuple[pd.DataFrame, list[str]]:
         """Stored baseline days plus computed days; computed days the store lacks (and the
@@ -251,14 +266,51 @@ class UserDayAnomaly(Detector):
         return age > 0 if self.p.refit == "nightly" else age >= 7
 
     # ------------------------------------------------------------------------------------
+    def population_prepare(self, ctx: Context) -> None:
+        stored = ctx.baseline.get("user_day_features")
+        ctx.population["anomaly.stored_days"] = (
+            sorted(stored["day"].astype(str).unique()) if stored is not None and len(stored)
+            else [])
+
+    def population_part(self, ctx: Context) -> dict:
+        key = f"features.user_day:{self.p.history_days}:{self.p.burst_minutes}"
+        return {key: self.features(ctx)}
+
+    def population_combine(self, key: str, parts: list) -> pd.DataFrame:
+        frames = [f for f in parts if f is not None and len(f)]
+        if not frames:
+            return parts[0] if parts else None
+        return pd.concat(frames, ignore_index=True).sort_values(
+            ["day", "user_id"], kind="stable").reset_index(drop=True)
+
+    def population_finish(self, ctx: Context) -> None:
+        ctx.population[f"plan:{self.id}"] = self.plan(ctx)
+
     def run(self, ctx: Context) -> pd.DataFrame:
+        """Score the scanned days and report the chosen user-days. A partitioned scan
+        scores once, for every partition (`plan`, in engine.population), and each
+        partition reports the chosen user-days of its own users."""
+        plan = ctx.population.get(f"plan:{self.id}")
+        if plan is None:
+            plan = self.plan(ctx)
+        mine = plan
+        if ctx.partitioned:
+            users = set(ctx.events["user_id"].astype(str).unique()) if len(ctx.events) \
+                else set()
+            mine = [c for c in plan if c["user_id"] in users]
+        return self.findings([self._finding(ctx, c) for c in mine])
+
+    def plan(self, ctx: Context) -> list[dict]:
+        """Fit, score and choose: one dict per reported user-day, everything its finding
+        needs but the events (drivers, score, rank, features). Sets ctx.outputs (features,
+        models) and the scores memo."""
         p = self.p
         if not p.features:
             ctx.notes.append(f"{self.id}: no features configured; nothing scored")
-            return self.findings([])
+            return []
         allf, scan_days = self._all_features(ctx)
         if not scan_days:
-            return self.findings([])
+            return []
         model = self._stored_model(ctx)
         fitted: list[UserDayModel] = []
         scored: list[pd.DataFrame] = []
@@ -296,8 +348,7 @@ class UserDayAnomaly(Detector):
             frame.loc[chosen, "flagged"] = True
             scored.append(frame)
             for i in chosen:
-                rows_out.append(self._finding(ctx, model, today.iloc[i], res, i, own,
-                                              thr_rank))
+                rows_out.append(self._choice(model, today.iloc[i], res, i, own, thr_rank))
         if skipped:
             ctx.notes.append(f"{self.id}: {len(skipped)} day(s) not scored, baseline shorter "
                              f"than {p.min_baseline_days} days ({skipped[0]} … {skipped[-1]})")
@@ -313,7 +364,7 @@ class UserDayAnomaly(Detector):
         ctx.memo[SCORES_MEMO] = (pd.concat(scored, ignore_index=True) if scored else
                                  pd.DataFrame(columns=["user_id", "day", "role", "department",
                                                        "score", "rank", "flagged"]))
-        return self.findings(rows_out)
+        return rows_out
 
     # ------------------------------------------------------------------------------------
     def _drivers(self, model: UserDayModel, row: pd.Series, res: dict, i: int,
@@ -350,11 +401,20 @@ class UserDayAnomaly(Detector):
                         "own_tail_p": round(math.exp(-co), 6) if co else None})
         return out
 
-    def _finding(self, ctx: Context, model: UserDayModel, row: pd.Series, res: dict, i: int,
-                 own: pd.DataFrame, thr_rank: float) -> dict:
+    def _choice(self, model: UserDayModel, row: pd.Series, res: dict, i: int,
+                own: pd.DataFrame, thr_rank: float) -> dict:
+        """A chosen user-day with what its finding says, computed where the model is."""
+        return {"user_id": str(row["user_id"]), "day": str(row["day"]), "row": row,
+                "drivers": self._drivers(model, row, res, i, own),
+                "rank": float(res["rank"][i]), "score": float(res["score"][i]),
+                "threshold_rank": float(thr_rank),
+                "model": {"kind": model.kind, "window": list(model.window),
+                          "feats": list(model.feats)}}
+
+    def _finding(self, ctx: Context, choice: dict) -> dict:
         p = self.p
-        uid, day = str(row["user_id"]), str(row["day"])
-        drivers = self._drivers(model, row, res, i, own)
+        uid, day, row = choice["user_id"], choice["day"], choice["row"]
+        drivers = [dict(d) for d in choice["drivers"]]
         sub = day_event_rows(ctx, uid, day)
         carried = driver_events(ctx, sub, [d["feature"] for d in drivers], p)
         ids: list[str] = []
@@ -370,8 +430,7 @@ class UserDayAnomaly(Detector):
         if not ids:
             ids = sub["event_id"].astype(str).tolist()[: p.max_event_ids]
         item = drivers[0]["item"]
-        rank = float(res["rank"][i])
-        score = float(res["score"][i])
+        rank, score, model = choice["rank"], choice["score"], choice["model"]
         sev = "high" if rank > 1.0 else self.severity
         pct = min(rank, 1.0) * 100
         args = {"user": uid, "role": row["role"], "department": row["department"] or None,
@@ -381,13 +440,13 @@ class UserDayAnomaly(Detector):
         start = sub["ts"].min() if len(sub) else pd.Timestamp(day, tz=ctx.tz)
         end = sub["ts"].max() if len(sub) else start
         evidence = {
-            "model": model.kind, "score": round(score, 6), "baseline_rank": round(rank, 6),
+            "model": model["kind"], "score": round(score, 6), "baseline_rank": round(rank, 6),
             "threshold_percentile": p.min_percentile, "max_per_day": p.max_per_day,
             "max_per_100k_events": p.max_per_100k_events,
-            "threshold_rank": round(float(thr_rank), 6),
+            "threshold_rank": round(choice["threshold_rank"], 6),
             # what made the day unusual, as fields (reports word them in either language)
             "unusual_features": [d["feature"] for d in drivers],
-            "training_window": list(model.window), "features": list(model.feats),
+            "training_window": list(model["window"]), "features": list(model["feats"]),
             "peer_group": drivers[0]["peer_group"], "drivers": drivers,
             "events_total": int(len(sub)), "event_ids_listed": len(ids),
             "feature_values": {f: (None if pd.isna(row[f]) else float(row[f]))

@@ -40,6 +40,7 @@ class RelationalAnomaly(Detector):
     id = "anomaly.relational"
     catches = ()
     also_catches = ("anomaly.slow_insider",)
+    partition_key = "global"      # the whole user x patient graph at once
     name_en = "Patients not shared with any colleague"
     name_zh = "查阅患者与同岗位同事无交集（关系异常）"
     item = "9"

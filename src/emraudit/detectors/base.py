@@ -126,6 +126,11 @@ class Detector:
     # and dates each finding by what it is about (a grant and its granted_at), so every
     # scan reproduces the same finding until the state changes.
     judges_state: ClassVar[bool] = False
+    # The key this detector's work divides on (docs/PARTITIONS.md): "user" (each account's
+    # events plus the broadcast reference tables and population statistics suffice),
+    # "patient", "user_day", or "global" (needs every event at once: one partition). A
+    # detector that does not say is global: always correct, never divided.
+    partition_key: ClassVar[str] = "global"
     kind: ClassVar[str] = "rule"              # rule | anomaly
     enabled_by_default: ClassVar[bool] = True # False: opt-in (too noisy to run unasked)
     description: ClassVar[str] = ""           # what it looks for, one paragraph
@@ -165,6 +170,27 @@ class Detector:
     def run(self, ctx: "Context") -> pd.DataFrame:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # partitioned scans (emraudit.engine): what this detector compares one partition's users
+    # with, computed from every partition before any of them is judged ----------------------
+    def population_prepare(self, ctx: "Context") -> None:
+        """In the scan's own process, before the partitions are read: put in
+        ctx.population what every partition needs from the store (ctx.baseline)."""
+
+    def population_part(self, ctx: "Context") -> dict[str, Any]:
+        """One partition's part of the population statistics this detector compares with
+        (peer baselines, feed shares, features), by key."""
+        return {}
+
+    def population_combine(self, key: str, parts: list[Any]) -> Any:
+        """A statistic of the whole population from every partition's part (default:
+        frames and series concatenated, lists joined, numbers added)."""
+        return combine_parts(parts)
+
+    def population_finish(self, ctx: "Context") -> None:
+        """In the scan's own process, once ctx.population holds the combined statistics:
+        decisions over the whole population (a model fitted on every user, a daily alert
+        budget), left in ctx.population, ctx.outputs and ctx.notes."""
+
     # helpers for subclasses -------------------------------------------------------------
     def findings(self, rows: pd.DataFrame | list[dict]) -> pd.DataFrame:
         return findings_frame(self.id, rows, default_item=self.item,
@@ -179,6 +205,7 @@ class Detector:
             "kind": cls.kind, "enabled_by_default": cls.enabled_by_default,
             "needs": list(cls.needs), "uses": list(cls.uses),
             "lookback_days": cls.lookback_days, "shares": list(cls.shares),
+            "partition_key": cls.partition_key,
             "description": cls.description,
             "note": cls.note, "false_positives": list(cls.false_positives),
             "description_zh": cls.description_zh, "note_zh": cls.note_zh,
@@ -237,6 +264,10 @@ class Context:
     outputs: dict[str, Any] = field(default_factory=dict)
     site_name: str = ""
     networks: tuple[str, ...] = ()   # [site] networks: the hospital's own address ranges
+    # statistics of the whole population (every partition of a site), computed before the
+    # detectors run on one partition of the events (emraudit.engine.population); empty when
+    # ctx.events is every event, and the detectors then compute them from ctx.events
+    population: dict[str, Any] = field(default_factory=dict)
 
     def table(self, name: str) -> pd.DataFrame | None:
         if name == "access_log":
@@ -265,19 +296,69 @@ class Context:
     def window_events(self) -> pd.DataFrame:
         return self.events[self.events["in_window"]]
 
+    @property
+    def partitioned(self) -> bool:
+        """ctx.events is one partition of the events; population statistics are given."""
+        return bool(self.population)
+
+    def history_bounds(self) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+        """First and last event time of the whole history loaded (every partition)."""
+        h = self.population.get("history")
+        if h is not None:
+            return h["first"], h["last"]
+        ts = self.events["ts"] if self.events is not None and len(self.events) else None
+        return (None, None) if ts is None else (ts.min(), ts.max())
+
+    def first_event_day(self, since: pd.Timestamp | None = None) -> str | None:
+        """The site-local day of the first event at or after `since` (of every partition)."""
+        h = self.population.get("history")
+        if h is not None:
+            lo = since.tz_convert(self.tz).strftime("%Y-%m-%d") if since is not None else ""
+            days = [d for d in h["days"] if d >= lo]
+            return days[0] if days else None
+        ts = self.events["ts"] if self.events is not None else None
+        if ts is None or not len(ts):
+            return None
+        if since is not None:
+            ts = ts[(ts >= since).to_numpy()]
+            if not len(ts):
+                return None
+        return ts.min().tz_convert(self.tz).strftime("%Y-%m-%d")
+
 
 # Work several detectors share through ctx.memo (the care-relation explanations, the duty
 # schedule, the household pairs), by name. Registered where it is defined; a parallel scan
 # runs the entries the enabled detectors declare in `shares` before it forks the processes
 # that run them, so each inherits the result.
 SHARED_WORK: dict[str, Callable[[Context], Any]] = {}
+# shared work that reads only the reference tables (no events): a partitioned scan does it
+# once and hands its ctx.memo entries to every partition
+REFERENCE_WORK: set[str] = set()
 
 
-def shared_work(name: str) -> Callable:
+def shared_work(name: str, references_only: bool = False) -> Callable:
     def deco(fn: Callable[[Context], Any]) -> Callable[[Context], Any]:
         SHARED_WORK[name] = fn
+        if references_only:
+            REFERENCE_WORK.add(name)
         return fn
     return deco
+
+
+def combine_parts(parts: list[Any]) -> Any:
+    """Every partition's part of a statistic put together: frames and series concatenated
+    (in partition order), lists joined, numbers added, dicts combined key by key."""
+    parts = [p for p in parts if p is not None]
+    if not parts:
+        return None
+    first = parts[0]
+    if isinstance(first, (pd.DataFrame, pd.Series)):
+        return pd.concat(parts, ignore_index=isinstance(first, pd.DataFrame))
+    if isinstance(first, dict):
+        return {k: combine_parts([p.get(k) for p in parts]) for k in first}
+    if isinstance(first, list):
+        return [x for p in parts for x in p]
+    return sum(parts)
 
 
 def finding_id(detector_id: str, key: str) -> str:

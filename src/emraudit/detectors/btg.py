@@ -39,6 +39,7 @@ def _naive_utc(s: pd.Series) -> np.ndarray:
 @register
 class BtgUnjustified(Detector):
     id = "btg.unjustified"
+    partition_key = "user"
     name_en = "Unjustified break-the-glass"
     name_zh = "紧急授权滥用"
     item = "9"
@@ -125,7 +126,7 @@ class BtgUnjustified(Detector):
         due = (btg["ts"] + justify <= horizon).to_numpy()
         fresh = (btg["ts"] + justify > ctx.window_start).to_numpy()
         pending = int((~due & in_window(ctx, btg)).sum())
-        if pending:
+        if pending and not ctx.partitioned:     # a partitioned scan counts them all once
             ctx.notes.append(f"btg.unjustified: {pending} break-the-glass event(s) still within "
                              f"their {p.justify_hours:g} h justification period; judged next scan")
         btg = btg[due & fresh & (in_window(ctx, btg) | fresh)]
@@ -202,7 +203,48 @@ class BtgUnjustified(Detector):
             })
         return rows
 
+    # ------------------------------------------------------------------ population
+    def population_part(self, ctx: Context) -> dict:
+        denom, num = self.rate_counts(ctx)
+        return {f"rates:{self.id}": {"denom": denom, "num": num},
+                f"pending:{self.id}": self.pending(ctx)}
+
+    def population_finish(self, ctx: Context) -> None:
+        pending = ctx.population.get(f"pending:{self.id}") or 0
+        if pending:
+            ctx.notes.append(f"btg.unjustified: {pending} break-the-glass event(s) still within "
+                             f"their {self.p.justify_hours:g} h justification period; judged "
+                             "next scan")
+
     # ------------------------------------------------------------------ rate
+    def rate_counts(self, ctx: Context) -> tuple[pd.Series, pd.Series]:
+        """(patient-days of access, break-the-glass events) per user: of every user of the
+        population when the context is one partition (engine.population), else of
+        ctx.events (patient-days shared with bulk.volume, computed once)."""
+        pop = ctx.population.get(f"rates:{self.id}")
+        if pop is not None:
+            return pop["denom"], pop["num"]
+        ev = ctx.events
+        b = ev[(ev["action"] == "break_glass").to_numpy(dtype=bool) &
+               ev["patient_id"].notna().to_numpy(dtype=bool)]
+        return patient_days(ctx)["per_user"], b.groupby(b["user_id"].astype(str)).size()
+
+    def pending(self, ctx: Context) -> int:
+        """In-window break-the-glass events still within their justification period."""
+        ev = ctx.events
+        btg = ev[(ev["action"] == "break_glass").to_numpy(dtype=bool) &
+                 ev["patient_id"].notna().to_numpy(dtype=bool)]
+        if "outcome" in btg.columns:
+            btg = btg[btg["outcome"].astype("string").fillna("success") != "failure"]
+        rel = ctx.care_relations
+        if btg.empty or rel is None:
+            return 0
+        horizon = ctx.window_end
+        if len(rel) and rel["start"].notna().any():
+            horizon = max(horizon, rel["start"].max())
+        due = (btg["ts"] + pd.Timedelta(hours=self.p.justify_hours) <= horizon).to_numpy()
+        return int((~due & in_window(ctx, btg)).sum())
+
     def _rate(self, ctx: Context) -> list[dict]:
         p = self.p
         ev = ctx.events
@@ -210,11 +252,9 @@ class BtgUnjustified(Detector):
             ev["patient_id"].notna().to_numpy(dtype=bool)
         if not (is_btg & in_window(ctx, ev)).any():
             return []
-        # patient-days of access per user (shared with bulk.volume, computed once)
-        denom = patient_days(ctx)["per_user"]
-        denom = denom[denom > 0]
         b = ev[is_btg]
-        num = b.groupby(b["user_id"].astype(str)).size()
+        denom, num = self.rate_counts(ctx)
+        denom = denom[denom > 0]
         rate = (num.reindex(denom.index).fillna(0) / denom * 100.0)
         groups = peer_groups(ctx, denom.index, p.peer_min_size)
         gl = groups.reindex(rate.index).fillna("all")

@@ -245,6 +245,8 @@ def user_day_activity(ctx: Context, events: pd.DataFrame | None = None) -> pd.Da
     days a baseline counts. Any event of the user counts (a day at work without the measured
     action is a zero day). Computed once per scan with integer codes (cached in ctx.memo);
     `events` is accepted for symmetry and ignored."""
+    if "user_day_activity" in ctx.population:       # every partition's (engine.population)
+        return ctx.population["user_day_activity"]
     if "user_day_activity" in ctx.memo:
         return ctx.memo["user_day_activity"]
     ev = ctx.events
@@ -261,6 +263,12 @@ def user_day_activity(ctx: Context, events: pd.DataFrame | None = None) -> pd.Da
                             "day": key % span + d0})
     ctx.memo["user_day_activity"] = out
     return out
+
+
+def population_daily(ctx: Context, detector_id: str, daily: pd.DataFrame) -> pd.DataFrame:
+    """The daily measure of every user a baseline compares with: this context's own when it
+    holds every event, else the population's (each partition's daily rows, concatenated)."""
+    return ctx.population.get(f"daily:{detector_id}", daily)
 
 
 class Baselines:
@@ -351,6 +359,7 @@ PEER_PARAMS = (
 @register
 class BulkOffHours(Detector):
     id = "bulk.off_hours"
+    partition_key = "user"
     shares = ("explain", "duty_mask")
     name_en = "Bulk viewing outside duty hours"
     name_zh = "非工作时间批量查阅"
@@ -432,16 +441,15 @@ class BulkOffHours(Detector):
             clauses=(_OUTPUTS,)),
     }
 
-    def run(self, ctx: Context) -> pd.DataFrame:
+    def off_duty_windows(self, ctx: Context):
+        """(off-duty patient events, user codes, users, times, window points, daily maxima):
+        the daily maxima are what a baseline compares (engine.population collects them from
+        every partition)."""
         p = self.p
         ev = patient_events(ctx, p.actions)
-        if ev.empty or not in_window(ctx, ev).any():
-            return empty_findings()
         on, basis = duty_mask(ctx)
         on = on.reindex(ev.index).fillna(True).to_numpy(dtype=bool)
         off = ev[~on]
-        if off.empty or not in_window(ctx, off).any():
-            return empty_findings()
         W = int(p.window_minutes) * MINUTE_NS
         ucodes, users = codes_of(off["user_id"])
         pcodes, _ = codes_of(off["patient_id"])
@@ -450,6 +458,21 @@ class BulkOffHours(Detector):
         pts["user_id"] = users[pts["u"].to_numpy()]
         pts["day"] = (pts["t"].to_numpy() + _tz_offset_ns(ctx, pts["t"].to_numpy())) // DAY_NS
         daily = pts.groupby(["user_id", "day"])["n"].max().rename("value").reset_index()
+        return off, basis, ucodes, users, t, pts, daily
+
+    def population_part(self, ctx: Context) -> dict:
+        """Each user-day's largest off-duty window: the peers' baselines."""
+        return {f"daily:{self.id}": self.off_duty_windows(ctx)[-1]}
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = self.p
+        ev = patient_events(ctx, p.actions)
+        if ev.empty or not in_window(ctx, ev).any():
+            return empty_findings()
+        off, basis, ucodes, users, t, pts, daily = self.off_duty_windows(ctx)
+        if off.empty or not in_window(ctx, off).any():
+            return empty_findings()
+        W = int(p.window_minutes) * MINUTE_NS
         cand = pts[pts["n"].to_numpy() >= p.min_patients]          # the floor first
         if cand.empty:
             return empty_findings()
@@ -460,9 +483,10 @@ class BulkOffHours(Detector):
             return empty_findings()
         all_users = user_day_activity(ctx)["user_id"].unique()
         groups = peer_groups(ctx, all_users, p.peer_min_size)
-        base = Baselines(daily, user_day_activity(ctx), groups, own_q=p.own_quantile,
-                         own_mult=p.own_multiple, peer_q=p.peer_quantile,
-                         peer_mult=p.peer_multiple, floor=p.min_patients)
+        base = Baselines(population_daily(ctx, self.id, daily), user_day_activity(ctx),
+                         groups, own_q=p.own_quantile, own_mult=p.own_multiple,
+                         peer_q=p.peer_quantile, peer_mult=p.peer_multiple,
+                         floor=p.min_patients)
         cols = ["event_id", "user_id", "patient_id", "ts", "action"]
         part = off.loc[sel, cols].copy()
         part["ep"] = ep_of[sel]
@@ -550,6 +574,7 @@ def _tz_offset_ns(ctx: Context, t_utc: np.ndarray) -> np.ndarray:
 @register
 class BulkVolume(Detector):
     id = "bulk.volume"
+    partition_key = "user"
     shares = ("explain",)
     name_en = "Bulk viewing"
     name_zh = "批量查阅"
@@ -613,6 +638,10 @@ class BulkVolume(Detector):
             clauses=(_OUTPUTS,)),
     }
 
+    def population_part(self, ctx: Context) -> dict:
+        """Each user-day's distinct patients: the peers' baselines."""
+        return {f"daily:{self.id}": patient_days(ctx, self.p.actions)["daily"]}
+
     def run(self, ctx: Context) -> pd.DataFrame:
         p = self.p
         ev = patient_events(ctx, p.actions)
@@ -627,7 +656,8 @@ class BulkVolume(Detector):
         if cand.empty:
             return empty_findings()
         groups = peer_groups(ctx, user_day_activity(ctx)["user_id"].unique(), p.peer_min_size)
-        base = Baselines(daily, user_day_activity(ctx), groups, own_q=p.own_quantile,
+        base = Baselines(population_daily(ctx, self.id, daily), user_day_activity(ctx), groups,
+                         own_q=p.own_quantile,
                          own_mult=p.own_multiple, peer_q=p.peer_quantile,
                          peer_mult=p.peer_multiple, floor=p.min_patients)
         keep, ths = [], {}

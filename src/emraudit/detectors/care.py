@@ -22,7 +22,8 @@ from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
 from emraudit.reports.i18n import N_, Np_
 from emraudit.fastops import is_value, local_days
-from emraudit.feeds import FeedRules, explained_shares, held_mask, held_summary, unit_columns
+from emraudit.feeds import (FeedRules, held_mask, held_outputs, share_counts,
+                            shares_from_counts, unit_columns)
 from emraudit.model import ROLES
 
 
@@ -128,6 +129,7 @@ DETECTOR_PARAMS = (
 @register
 class NoRelationship(Detector):
     id = "care.no_relationship"
+    partition_key = "user"
     shares = ("explain",)
     name_en = "Record viewed without a care relationship"
     name_zh = "无诊疗关系查阅"
@@ -199,24 +201,57 @@ class NoRelationship(Detector):
     def effective_lookback_days(self) -> int:
         return int(math.ceil(self.p.lookback_days))
 
-    def _feed_health(self, ctx: Context, x: pd.DataFrame, judged: np.ndarray
-                     ) -> pd.DataFrame | None:
-        """Explained shares per unit (left in ctx.outputs["feed_health"] for the scan to
-        store and report); returns them when some unit is a gap and gaps are held."""
-        p = self.p
+    def feed_counts(self, ctx: Context, x: pd.DataFrame | None = None,
+                    judged: np.ndarray | None = None) -> dict | None:
+        """The explained-share counts of this context's judged accesses (feeds.share_counts,
+        with their first and last day): one partition's part of the feed health."""
+        if x is None:
+            x = explain_accesses(ctx)
+            judged = self._judged(ctx, x)[0] if len(x) else np.zeros(0, dtype=bool)
         if not judged.any():
             return None
         acc = x.loc[judged, ["user_id", "patient_id"]]
         src = ctx.events.loc[acc.index, "_source"] if "_source" in ctx.events.columns \
             else None
         units = unit_columns(acc, ctx.users, src)
-        rules = FeedRules(p.feed_floor, p.feed_margin, p.feed_min_accesses)
-        shares = explained_shares(x["explained"].to_numpy()[judged], units,
-                                  acc["user_id"].astype("string"),
-                                  acc["patient_id"].astype("string"), rules)
+        part = share_counts(x["explained"].to_numpy()[judged], units,
+                            acc["user_id"].astype("string"), acc["patient_id"].astype("string"))
         days = local_days(x.loc[judged, "ts"], ctx.tz)
-        shares["first_day"], shares["last_day"] = str(days.min()), str(days.max())
-        ctx.outputs["feed_health"] = shares
+        part["days"] = (str(days.min()), str(days.max()))
+        return part
+
+    def feed_shares(self, parts: list[dict]) -> pd.DataFrame:
+        """Explained shares per unit from the counts of every partition."""
+        p = self.p
+        shares = shares_from_counts(parts, FeedRules(p.feed_floor, p.feed_margin,
+                                                     p.feed_min_accesses))
+        shares["first_day"] = min(q["days"][0] for q in parts)
+        shares["last_day"] = max(q["days"][1] for q in parts)
+        return shares
+
+    def population_part(self, ctx: Context) -> dict:
+        part = self.feed_counts(ctx)
+        return {f"feed_counts:{self.id}": [part] if part is not None else []}
+
+    def population_finish(self, ctx: Context) -> None:
+        parts = ctx.population.get(f"feed_counts:{self.id}")
+        if parts:
+            shares = self.feed_shares(parts)
+            ctx.population[f"feed:{self.id}"] = shares
+            ctx.outputs["feed_health"] = shares
+
+    def _feed_health(self, ctx: Context, x: pd.DataFrame, judged: np.ndarray
+                     ) -> pd.DataFrame | None:
+        """Explained shares per unit (left in ctx.outputs["feed_health"] for the scan to
+        store and report; a partitioned scan computes them once, from every partition's
+        counts); returns them when some unit is a gap and gaps are held."""
+        p = self.p
+        if not judged.any():
+            return None
+        shares = ctx.population.get(f"feed:{self.id}")
+        if shares is None:
+            shares = self.feed_shares([self.feed_counts(ctx, x, judged)])
+            ctx.outputs["feed_health"] = shares
         if not p.hold_feed_gaps or not shares["gap"].any():
             return None
         return shares
@@ -231,15 +266,14 @@ class NoRelationship(Detector):
         if held.any():
             h = u.loc[held, ["event_id", "user_id", "patient_id", "ts"]].assign(
                 gap=gap[held].to_numpy())
-            ctx.outputs["feed_gaps"] = held_summary(h)
-            ctx.outputs["feed_gap_events"] = h[["gap", "event_id"]].reset_index(drop=True)
+            ctx.outputs.update(held_outputs(h))
         return u.loc[~held]
 
-    def run(self, ctx: Context) -> pd.DataFrame:
+    def _judged(self, ctx: Context, x: pd.DataFrame) -> tuple[np.ndarray, pd.Series,
+                                                               np.ndarray]:
+        """(judged, action, is_query) per explained access: in the window, not failed
+        (unless counted), not a break-the-glass, not a look-up (unless counted)."""
         p = self.p
-        x = explain_accesses(ctx)
-        if not len(x):
-            return self.findings([])
         ev = ctx.events
         action = ev.loc[x.index, "action"]          # coded: compared by code, no strings
         judged = x["in_window"].to_numpy().copy()
@@ -249,6 +283,14 @@ class NoRelationship(Detector):
         judged &= action.notna().to_numpy() & ~is_value(action, "break_glass")
         if not p.count_queries:
             judged &= ~is_query
+        return judged, action, is_query
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = self.p
+        x = explain_accesses(ctx)
+        if not len(x):
+            return self.findings([])
+        judged, action, is_query = self._judged(ctx, x)
         counted = judged & ~x["explained"].to_numpy()
         gaps = self._feed_health(ctx, x, judged)
         if not counted.any():

@@ -19,6 +19,7 @@ from emraudit.detectors.bulk import (PEER_PARAMS, Baselines, _fmt_day, _threshol
                                      _tz_offset_ns, assign_episodes, codes_of,
                                      distinct_at_events, episodes, explanations,
                                      explained_flags, in_window, patient_events, peer_groups,
+                                     population_daily,
                                      user_day_activity, user_info)
 from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
@@ -50,6 +51,7 @@ _IMAGING = Clause("imaging", N_("; imaging was among the exports"))
 @register
 class CopyBulkExport(Detector):
     id = "copy.bulk_export"
+    partition_key = "user"
     shares = ("explain",)
     name_en = "Bulk printing, export or copying"
     name_zh = "批量打印/导出/复制"
@@ -120,11 +122,13 @@ class CopyBulkExport(Detector):
             clauses=(_IMAGING,)),
     }
 
-    def run(self, ctx: Context) -> pd.DataFrame:
+    def output_windows(self, ctx: Context):
+        """(output events, user codes, users, patient codes, times, record counts, sort
+        order, sorted users/times/counts, window sums, window points, daily maxima): the
+        daily maxima are what a baseline compares (engine.population collects them from
+        every partition)."""
         p = self.p
         ev = patient_events(ctx, OUTPUT_ACTIONS)
-        if ev.empty or not in_window(ctx, ev).any():
-            return empty_findings()
         W = int(p.window_minutes) * MINUTE_NS
         ucodes, users = codes_of(ev["user_id"])
         pcodes, _ = codes_of(ev["patient_id"])
@@ -138,6 +142,20 @@ class CopyBulkExport(Detector):
         pts["day"] = (pts["t"].to_numpy() + _tz_offset_ns(ctx, pts["t"].to_numpy())) // DAY_NS
         pts["user_id"] = users[pts["u"].to_numpy()]
         daily = pts.groupby(["user_id", "day"])["n"].max().rename("value").reset_index()
+        return ev, ucodes, users, pcodes, t, rc, order, u_s, t_s, rc_s, sums, pts, daily
+
+    def population_part(self, ctx: Context) -> dict:
+        """Each user-day's largest output window: the peers' baselines."""
+        return {f"daily:{self.id}": self.output_windows(ctx)[-1]}
+
+    def run(self, ctx: Context) -> pd.DataFrame:
+        p = self.p
+        ev = patient_events(ctx, OUTPUT_ACTIONS)
+        if ev.empty or not in_window(ctx, ev).any():
+            return empty_findings()
+        W = int(p.window_minutes) * MINUTE_NS
+        (ev, ucodes, users, pcodes, t, rc, order, u_s, t_s, rc_s, sums, pts,
+         daily) = self.output_windows(ctx)
         # distinct patients in the same windows, at each event
         pc_s = pcodes[order].astype(np.int64)
         npat = distinct_at_events(u_s, pc_s, t_s, W)
@@ -159,7 +177,8 @@ class CopyBulkExport(Detector):
         ep_of[order] = ep_s
         all_users = user_day_activity(ctx)["user_id"].unique()
         groups = peer_groups(ctx, all_users, p.peer_min_size)
-        base = Baselines(daily, user_day_activity(ctx), groups, own_q=p.own_quantile,
+        base = Baselines(population_daily(ctx, self.id, daily), user_day_activity(ctx), groups,
+                         own_q=p.own_quantile,
                          own_mult=p.own_multiple, peer_q=p.peer_quantile,
                          peer_mult=p.peer_multiple, floor=p.min_records)
         # per episode: the thresholds (leave-one-out) and whether any window meets them

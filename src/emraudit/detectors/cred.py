@@ -273,6 +273,7 @@ def _ids(df: pd.DataFrame) -> list[str]:
 class ConcurrentUse(Detector):
     id = "cred.concurrent_use"
     also_catches = ("cred.impossible_travel",)   # when the two places are campuses apart
+    partition_key = "user"
     name_en = "One account active in two places at once"
     name_zh = "账号多终端同时使用"
     item = "9"
@@ -434,6 +435,7 @@ def _get(ev: pd.DataFrame, i: int, col: str):
 class ImpossibleTravel(Detector):
     id = "cred.impossible_travel"
     also_catches = ("cred.concurrent_use",)      # the blatant case is on two campuses
+    partition_key = "user"
     name_en = "Impossible travel between campuses"
     name_zh = "账号跨院区异常切换"
     item = "9"
@@ -567,6 +569,7 @@ _FROM_PLACES = Clause("places", N_(" from %(places)s"))
 @register
 class OffDutyUse(Detector):
     id = "cred.off_duty_use"
+    partition_key = "user"
     name_en = "Account used while its owner is on leave, in surgery or offsite"
     name_zh = "休假/手术/外出期间账号被使用"
     item = "9"
@@ -708,6 +711,7 @@ class OffDutyUse(Detector):
 @register
 class InactiveAccount(Detector):
     id = "cred.inactive_account"
+    partition_key = "user"
     name_en = "Account of a departed or dormant user in use"
     name_zh = "离职/停用账号使用"
     item = "9"
@@ -813,8 +817,8 @@ class InactiveAccount(Detector):
                                  "actions": grp["action"].astype(str).value_counts().to_dict(),
                                  "thresholds": {"end_grace_days": p.end_grace_days}},
                 })
-        if p.dormant_days > 0 and (full["ts"].max() - full["ts"].min()
-                                   >= pd.Timedelta(days=p.dormant_days)):
+        first, last = ctx.history_bounds()        # of every partition's events
+        if p.dormant_days > 0 and (last - first >= pd.Timedelta(days=p.dormant_days)):
             rows += self._dormant(ctx, _event_rows(ctx)[~bad_arr[ok_row]], u)
         return self.findings(rows)
 
@@ -823,7 +827,7 @@ class InactiveAccount(Detector):
         if not len(ev):
             return []
         gap_need = pd.Timedelta(days=p.dormant_days)
-        history_start = ctx.events["ts"].min()
+        history_start = ctx.history_bounds()[0]
         if ev["ts"].max() - history_start < gap_need:
             return []            # the loaded history is too short to see any dormancy
         code, _ = pd.factorize(ev["user_id"])
@@ -880,6 +884,7 @@ def _one_patient(grp: pd.DataFrame) -> str:
 @register
 class ActingMismatch(Detector):
     id = "cred.acting_mismatch"
+    partition_key = "user"
     name_en = "Logged-in account differs from the acting person"
     name_zh = "登录人与操作人不一致"
     item = "9"
@@ -974,6 +979,7 @@ class ActingMismatch(Detector):
 @register
 class ExpiredAccess(Detector):
     id = "cred.expired_access"
+    partition_key = "user"
     name_en = "Trainee or vendor acting after their access expired"
     name_zh = "进修/实习/厂商人员超期使用"
     item = "9"
@@ -1067,6 +1073,7 @@ def _outside(ip: pd.Series, networks: list[str]) -> np.ndarray:
 class ExternalAccess(Detector):
     id = "cred.external_access"
     catches = ()           # the sample hospital declares no networks: nothing planted yet
+    partition_key = "user"
     name_en = "Records opened from outside the hospital's networks"
     name_zh = "院外网络访问病历"
     item = "9"

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from emraudit.detectors.base import Context, shared_work
-from emraudit.fastops import cache_order, dense_unique, positions_in
+from emraudit.fastops import cache_order, dense_unique, positions_in, stable_order
 from emraudit.model import PATIENT_ACTIONS
 
 EXPLANATIONS = ("own_relation", "unit_relation", "duty_ward", "request_relation",
@@ -191,7 +191,9 @@ def interval_hit(akey: np.ndarray, at: np.ndarray, rkey: np.ndarray, rlo: np.nda
     packing = _packing(t, len(keys))
     pcode = np.searchsorted(keys, rkey[r])
     pp = _pack(pcode, rlo[r], packing)
-    order = np.argsort(pp)
+    # stable: relations of one key starting together stay in row order, so the one cited
+    # is the same whichever other users' accesses are searched with them (partitions)
+    order = stable_order(pp)
     pp = pp[order]
     lo_s, hi_s, rid_s = rlo[r][order], rhi[r][order], rid[r][order]
     k = pcode[order]

@@ -225,6 +225,7 @@ def employee_links(ctx: Context) -> pd.DataFrame:
 @register
 class SnoopVip(Detector):
     id = "snoop.vip"
+    partition_key = "user"
     shares = ("explain",)
     name_en = "Unexplained access to a VIP patient"
     name_zh = "无故查阅重点人员病历"
@@ -273,6 +274,7 @@ class SnoopVip(Detector):
 @register
 class SnoopCoworker(Detector):
     id = "snoop.coworker"
+    partition_key = "user"
     shares = ("explain",)
     name_en = "Unexplained access to a coworker's record"
     name_zh = "无故查阅同事病历"
@@ -343,6 +345,7 @@ class SnoopCoworker(Detector):
 @register
 class SnoopSelf(Detector):
     id = "snoop.self"
+    partition_key = "user"
     shares = ("explain",)
     name_en = "Access to one's own record"
     name_zh = "查阅本人病历"
@@ -411,7 +414,7 @@ def household_pairs(ctx: Context, max_share: int) -> pd.DataFrame:
                       lambda: _household_pairs(ctx, max_share))
 
 
-@shared_work("household_pairs")
+@shared_work("household_pairs", references_only=True)
 def household_pairs_in_force(ctx: Context) -> None:
     """The household pairs for the `max_shared_by` of snoop.family and snoop.neighbor (one
     computation when they agree): a parallel scan does this once, before it forks, instead
@@ -527,6 +530,7 @@ HOUSEHOLD_PARAMS = (
 @register
 class SnoopFamily(Detector):
     id = "snoop.family"
+    partition_key = "user"
     shares = ("explain", "household_pairs")
     name_en = "Unexplained access to a family member's record"
     name_zh = "无故查阅亲属病历"
@@ -601,6 +605,7 @@ class SnoopFamily(Detector):
 @register
 class SnoopNeighbor(Detector):
     id = "snoop.neighbor"
+    partition_key = "user"
     shares = ("explain", "household_pairs")
     name_en = "Unexplained access to a neighbour's record"
     name_zh = "无故查阅邻居病历"
@@ -646,6 +651,7 @@ class SnoopNeighbor(Detector):
 @register
 class SnoopDeceased(Detector):
     id = "snoop.deceased"
+    partition_key = "user"
     shares = ("explain",)
     name_en = "Unexplained access long after death"
     name_zh = "无故查阅已故患者病历"
@@ -711,6 +717,7 @@ class SnoopDeceased(Detector):
 @register
 class SnoopWatchlist(Detector):
     id = "snoop.watchlist"
+    partition_key = "user"
     shares = ("explain",)
     name_en = "Access to a sealed record"
     name_zh = "封存病历查阅"

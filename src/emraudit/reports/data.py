@@ -178,7 +178,7 @@ def read_lake(lake: Lake, committed: set[str], days: Iterable[str],
         return pd.DataFrame(columns=columns or [])
     keep = set(days)
     files = [f for f in lake.event_files(committed, days[0], days[-1])
-             if f.parent.name[4:] in keep]
+             if lake.day_of(f) in keep]
     tables = []
     for f in files:
         try:
