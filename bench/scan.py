@@ -91,6 +91,9 @@ def _store_baseline(db_url: str, rows: pd.DataFrame) -> None:
         upsert(c, user_day_features, rows.to_dict("records"), ["user_id", "day"])
 
 
+ENGINE: list[str] = []     # extra `emraudit scan` arguments (--engine spark …)
+
+
 def _scan(cfg: Path, profile: Path | None = None) -> tuple[float, int, dict]:
     """Run one scan in a child process; wall time, peak RSS (bytes) and its stored summary.
 
@@ -101,7 +104,7 @@ def _scan(cfg: Path, profile: Path | None = None) -> tuple[float, int, dict]:
     t = time.perf_counter()
     prefix = [PY, "-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(profile)] \
         if profile else [PY]
-    proc = subprocess.Popen(prefix + ["-m", "emraudit", "scan", "--config", str(cfg)],
+    proc = subprocess.Popen(prefix + ["-m", "emraudit", "scan", "--config", str(cfg)] + ENGINE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler = _TreePss(proc.pid)
     sampler.start()
@@ -295,7 +298,13 @@ def main() -> None:
     ap.add_argument("--unexplained", default="0",
                     help="shares of the night's views moved to other departments' patients, "
                          "e.g. 0,0.03,0.2 (one scan each)")
+    ap.add_argument("--engine", choices=("local", "spark"),
+                    help="detection engine of the night's scan (default: the config's)")
+    ap.add_argument("--spark-master", help="with --engine spark: the master (local[2])")
     args = ap.parse_args()
+    if args.engine:
+        ENGINE[:] = ["--engine", args.engine] + (
+            ["--spark-master", args.spark_master] if args.spark_master else [])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []

@@ -69,28 +69,43 @@ def test_generated_multi_day_hospital_partitioned_equals_single_process(multiday
     _same(single, status, ctx, det)
 
 
-def test_lake_is_written_by_day_and_user_bucket(sample):
+@pytest.fixture
+def bucketed(tmp_path, sample, monkeypatch):
+    """The sample's events written again with small files, so days split into buckets."""
+    import emraudit.lake as lake_mod
     cfg, store, lake = sample
-    files = lake.event_files(store.committed_runs())
-    assert files and all(lake.bucket_of(f) is not None for f in files)
-    for f in files[:40]:
+    every = lake.read_events(store.committed_runs())
+    monkeypatch.setattr(lake_mod, "FILE_ROWS", 20)
+    out = Lake(tmp_path / "lake", cfg.tz)
+    out.write_events(every, "run1")
+    return every, out
+
+
+def test_lake_is_written_by_day_and_user_bucket(bucketed, sample):
+    every, lake = bucketed
+    files = lake.event_files({"run1"})
+    assert {lake.bucket_of(f)[1] for f in files} >= {BUCKETS}     # busy days: 32 buckets
+    for f in files[:60]:
+        b, m = lake.bucket_of(f)
         uid = pq.read_table(f, columns=["user_id"]).column("user_id").to_pandas()
-        assert (user_bucket(uid) == lake.bucket_of(f)).all()
-    # a partition reads only its buckets' files (4 of 32 for 8 partitions)
-    part = lake.event_files(store.committed_runs(), part=(3, 8))
-    assert {lake.bucket_of(f) for f in part} == {3, 11, 19, 27}
+        assert (user_bucket(uid, m) == b).all()
+    # a partition reads only the files that may hold its users
+    part = lake.event_files({"run1"}, part=(3, 8))
+    assert part and all(b % min(m, 8) == 3 % min(m, 8) for b, m in map(lake.bucket_of, part))
+    # a small hospital's day is one file
+    cfg, store, small = sample
+    assert {small.bucket_of(f) for f in small.event_files(store.committed_runs())} == {(0, 1)}
 
 
-def test_partitions_cover_every_event_once(sample):
-    cfg, store, lake = sample
-    committed = store.committed_runs()
-    every = lake.read_events(committed)
+def test_partitions_cover_every_event_once(bucketed):
+    every, lake = bucketed
     for n in (2, BUCKETS, 2 * BUCKETS):     # whole buckets, one bucket each, half buckets
-        parts = [lake.read_events(committed, part=(r, n)) for r in range(n)]
+        parts = [lake.read_events({"run1"}, part=(r, n)) for r in range(n)]
         got = pd.concat(parts)["event_id"].astype(str)
         assert sorted(got) == sorted(every["event_id"].astype(str))
-        assert all(len(set(p["user_id"].astype(str)) & set(q["user_id"].astype(str))) == 0
-                   for p, q in zip(parts, parts[1:]))
+        users = [set(p["user_id"].astype(str)) for p in parts]
+        assert all(not (a & b) for i, a in enumerate(users) for b in users[i + 1:])
+    assert lake.history({"run1"}, None, None)["first"] == every["ts"].min()
 
 
 def test_a_lake_written_before_buckets_is_read_by_partition(tmp_path, sample):

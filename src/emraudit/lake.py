@@ -2,13 +2,15 @@
 
 Layout (readable by DuckDB, Spark and pandas alike — hive partitioning):
 
-    lake/access_log/day=2025-07-01/bucket=07/part-<run_id>.parquet
+    lake/access_log/day=2025-07-01/bucket=07of32/part-<run_id>.parquet
     lake/ref/<table>/snapshot-<run_id>.parquet
 
-Events are split by user as well as by day: `bucket` is a stable hash of user_id modulo
-BUCKETS, so one partition of the users (engine.plan) reads its own files, not a filter over
-everything. Lakes written before buckets (`day=…/part-….parquet`) stay readable: their files
-hold every bucket and are filtered by the same hash when read by partition.
+Events are split by user as well as by day: `bucket=BofM` holds the users whose stable hash
+modulo M is B, so one partition of the users (engine.plan) reads its own files, not a filter
+over everything. M is a power of two up to BUCKETS, chosen per batch and day so that files
+keep at least FILE_ROWS rows (a small hospital's day is one file, `0of1`). Lakes written
+before buckets (`day=…/part-….parquet`) stay readable: their files hold every user and are
+filtered by the same hash when read by partition.
 
 Each file carries the ingestion run that wrote it. A file counts only once its run is
 committed in the state database, so a run that dies half-way leaves nothing visible; its
@@ -32,7 +34,18 @@ from emraudit.model import CODED_EVENT_COLUMNS, SOURCE, SOURCE_REF, code_event_c
 
 _PART = re.compile(r"^(?:part|snapshot)-(?P<run>[A-Za-z0-9_.-]+?)(?:-\d+)?\.parquet$")
 
-BUCKETS = 32        # user buckets per day; a power of two (partitions divide or multiply it)
+BUCKETS = 32        # most user buckets per day; a power of two, as partition counts are
+FILE_ROWS = 10_000  # fewest rows an event file is split down to (Parquet's footer and
+                    # dictionaries make smaller files cost more than they save)
+
+
+def buckets_for(rows: int) -> int:
+    """Buckets for `rows` events of one batch and day: the largest power of two up to
+    BUCKETS that keeps FILE_ROWS rows a file."""
+    m = 1
+    while m < BUCKETS and rows >= 2 * m * FILE_ROWS:
+        m *= 2
+    return m
 
 
 def user_hashes(user_id) -> np.ndarray:
@@ -78,25 +91,32 @@ class Lake:
     # writing ------------------------------------------------------------------------------
     def write_events(self, df: pd.DataFrame, run_id: str,
                      day: pd.Series | None = None) -> list[Path]:
-        """Write accepted events, one file per day for this run; returns the files written.
+        """Write accepted events, one file per day and user bucket for this run; returns the
+        files written.
         `day`: the events' site-local days, if the caller has them already."""
         if df.empty:
             return []
         if day is None:
             day = local_days(df["ts"], self.tz)
-        bucket = pd.Series(user_bucket(df["user_id"]), index=df.index)
+        hashes = user_hashes(df["user_id"])
         written = []
-        for (d, b), part in df.groupby([day, bucket], sort=True):
-            folder = self.events_dir / f"day={d}" / f"bucket={int(b):02d}"
-            self._mkdir(folder)
-            path = folder / f"part-{run_id}.parquet"
-            n = 0
-            while path.exists():   # several batches of one run touching the same day
-                n += 1
-                path = folder / f"part-{run_id}-{n}.parquet"
-            _atomic_write(part.sort_values("ts", kind="stable"), path, **_event_write(part))
-            written.append(path)
+        for d, rows in df.groupby(day, sort=True).indices.items():
+            m = buckets_for(len(rows))
+            for b, part in df.iloc[rows].groupby(hashes[rows] % np.uint64(m), sort=True):
+                written.append(self._write_day_part(part, run_id, d, int(b), m))
         return written
+
+    def _write_day_part(self, part: pd.DataFrame, run_id: str, d: str, b: int, m: int
+                        ) -> Path:
+        folder = self.events_dir / f"day={d}" / f"bucket={b:02d}of{m:02d}"
+        self._mkdir(folder)
+        path = folder / f"part-{run_id}.parquet"
+        n = 0
+        while path.exists():   # several batches of one run touching the same day
+            n += 1
+            path = folder / f"part-{run_id}-{n}.parquet"
+        _atomic_write(part.sort_values("ts", kind="stable"), path, **_event_write(part))
+        return path
 
     def write_snapshot(self, table: str, df: pd.DataFrame, run_id: str) -> Path:
         folder = self.ref_dir(table)
@@ -121,11 +141,14 @@ class Lake:
         raise ValueError(f"not an event file: {path}")
 
     @staticmethod
-    def bucket_of(path: Path) -> int | None:
-        """The user bucket of an event file; None for a file of a lake written before
-        buckets (it holds every bucket)."""
+    def bucket_of(path: Path) -> tuple[int, int] | None:
+        """(B, M) of an event file in `bucket=BofM`: its users' hash modulo M is B; None for
+        a file of a lake written before buckets (it holds every user)."""
         name = Path(path).parent.name
-        return int(name[7:]) if name.startswith("bucket=") else None
+        if not name.startswith("bucket="):
+            return None
+        b, _, m = name[7:].partition("of")
+        return int(b), int(m)
 
     def event_files(self, committed: set[str], start_day: str | None = None,
                     end_day: str | None = None, part: tuple[int, int] | None = None
@@ -311,17 +334,19 @@ class Lake:
                 f.unlink(missing_ok=True)
 
 
-def _bucket_in(bucket: int | None, part: tuple[int, int] | None) -> bool:
-    """May a file of this bucket hold users of partition `part` = (r, n)?"""
+def _bucket_in(bucket: tuple[int, int] | None, part: tuple[int, int] | None) -> bool:
+    """May a file of bucket (B, M) hold users of partition `part` = (r, n)? (Both moduli
+    are powers of two: the smaller divides the larger.)"""
     if part is None or bucket is None or part[1] <= 1:
         return True
-    r, n = part
-    return bucket % n == r if BUCKETS % n == 0 else r % BUCKETS == bucket
+    (b, m), (r, n) = bucket, part
+    k = min(m, n)
+    return b % k == r % k
 
 
-def _whole_bucket(bucket: int | None, part: tuple[int, int]) -> bool:
+def _whole_bucket(bucket: tuple[int, int] | None, part: tuple[int, int]) -> bool:
     """Does the partition take every row of a file of this bucket (no row filter)?"""
-    return part[1] <= 1 or (bucket is not None and BUCKETS % part[1] == 0)
+    return part[1] <= 1 or (bucket is not None and bucket[1] % part[1] == 0)
 
 
 def _ts_range(f: Path, lo: int | None, hi: int | None) -> tuple[int, int, int]:
