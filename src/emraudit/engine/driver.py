@@ -9,6 +9,8 @@ detection ran.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -109,6 +111,19 @@ def detect(config: Config, store: Store, lake: Lake, window_start: pd.Timestamp,
         SHARED_WORK[name](ctx)                      # from the reference tables alone, once
     job.memo = dict(ctx.memo)
     job.population = dict(ctx.population)
+    if executor.name == "local":
+        job.spill_dir = tempfile.mkdtemp(prefix="emraudit-spill-", dir=config.engine.scratch)
+    try:
+        return _passes(config, settings, executor, ctx, job, hist, status, runnable,
+                       per_partition, on_detector, t0)
+    finally:
+        if job.spill_dir:
+            shutil.rmtree(job.spill_dir, ignore_errors=True)
+
+
+def _passes(config, settings, executor, ctx, job, hist, status, runnable, per_partition,
+            on_detector, t0) -> Detection:
+    from emraudit.scan import DetectorStatus
     events = sum(hist["rows"].values())
     per = per_partition or config.engine.partition_events
     count = plan.partition_count(events, per)

@@ -11,6 +11,7 @@ handed over (Spark reads the lake itself and gives each group's rows).
 
 from __future__ import annotations
 
+import pickle
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -46,6 +47,13 @@ class ScanJob:
     exclude: tuple[str, ...] = ()       # event columns no detector reads
     memo: dict[str, Any] = field(default_factory=dict)
     population: dict[str, Any] = field(default_factory=dict)
+    # a folder the population pass leaves each partition's explanations and duty mask in,
+    # for its detection pass to reuse (the local executor; without it they are recomputed)
+    spill_dir: str | None = None
+
+
+# shared work a partition's population pass computes and its detection pass needs again
+SPILLED = ("explain", "duty_mask")
 
 
 def remember_refs(refs: dict[str, pd.DataFrame | None], files: dict[str, str | None]) -> None:
@@ -122,6 +130,7 @@ def pass_one(job: ScanJob, task: Task, events: pd.DataFrame | None = None) -> di
         except Exception as exc:  # noqa: BLE001 - one detector must not sink the scan
             failed[det_id] = f"{type(exc).__name__}: {exc}"
             parts[det_id] = {}
+    _spill(job, task, ctx)
     return {"parts": parts, "failed": failed, "notes": list(ctx.notes), "rows": len(ev),
             "seconds": time.perf_counter() - t0, "peak_mb": _peak_mb()}
 
@@ -132,6 +141,7 @@ def pass_two(job: ScanJob, task: Task, events: pd.DataFrame | None = None) -> di
     t0 = time.perf_counter()
     ev = read_partition(job, task) if events is None else canonical_events(job, events)
     ctx = partition_context(job, ev)
+    ctx.memo.update(_unspill(job, task, len(ev)))
     settings = {d: job.settings[d] for d in task.detectors}
     found, status = run_detectors(ctx, settings)
     by_det = {d: f.reset_index(drop=True) for d, f in found.groupby("detector", sort=False)} \
@@ -139,6 +149,32 @@ def pass_two(job: ScanJob, task: Task, events: pd.DataFrame | None = None) -> di
     return {"found": by_det, "status": status, "outputs": ctx.outputs,
             "notes": list(ctx.notes), "rows": len(ev), "seconds": time.perf_counter() - t0,
             "peak_mb": _peak_mb()}
+
+
+def _spill_path(job: ScanJob, task: Task) -> Path | None:
+    return Path(job.spill_dir) / f"{task.index}-{task.count}.pkl" if job.spill_dir else None
+
+
+def _spill(job: ScanJob, task: Task, ctx: Context) -> None:
+    """Keep what the detection pass of the same partition would compute again."""
+    path = _spill_path(job, task)
+    if path is None:
+        return
+    keep = {k: ctx.memo[k] for k in SPILLED if k in ctx.memo}
+    with open(path, "wb") as fh:
+        pickle.dump((len(ctx.events), keep), fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unspill(job: ScanJob, task: Task, rows: int) -> dict:
+    """What the population pass kept for this partition (only for the same events: the
+    same rows, read in the same order), removed once read."""
+    path = _spill_path(job, task)
+    if path is None or not path.exists():
+        return {}
+    with open(path, "rb") as fh:
+        n, keep = pickle.load(fh)
+    path.unlink(missing_ok=True)
+    return keep if n == rows else {}
 
 
 def combine_population(settings: dict[str, DetectorSetting], results: list[dict]
