@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -45,6 +47,10 @@ def row_hash(row: dict) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# the PostgreSQL advisory lock that serializes appends to the trail (any fixed number)
+_TRAIL_LOCK = 0x656D7261
+
+
 def record(store: Store, actor: str, action: str, *, target: str | None = None,
            detail: dict | None = None, role: str | None = None, client: str | None = None,
            at: datetime | None = None, retries: int = 20) -> int:
@@ -58,6 +64,9 @@ def record(store: Store, actor: str, action: str, *, target: str | None = None,
     for _ in range(retries):
         try:
             with store.begin() as c:
+                if c.dialect.name == "postgresql":
+                    # appenders queue here instead of racing for the next number
+                    c.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _TRAIL_LOCK})
                 head = c.execute(sa.select(audit_trail.c.seq, audit_trail.c.hash)
                                  .order_by(audit_trail.c.seq.desc()).limit(1)).first()
                 seq, prev = (int(head[0]) + 1, head[1]) if head else (1, GENESIS)
@@ -69,6 +78,7 @@ def record(store: Store, actor: str, action: str, *, target: str | None = None,
                 return seq
         except (sa.exc.IntegrityError, sa.exc.OperationalError) as exc:
             last_exc = exc      # another writer took this number: read the head again
+            time.sleep(random.uniform(0.001, 0.02))
     raise RuntimeError(f"could not append to the audit trail: {last_exc}")
 
 
