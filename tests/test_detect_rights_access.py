@@ -126,7 +126,8 @@ def test_generic_names_in_the_login_or_the_staff_name():
               ev("TEST01", "p1", "2026-09-10 11:00", outcome="failure", action="login_failed")]
     f = run("rights.generic_account", gctx(events, users)).set_index("user_id")
     assert sorted(f.index) == ["U77", "admin"]                        # a failed try is not use
-    assert f.loc["U77", "evidence"]["message_args"]["match"] == ["护士站"]
+    assert f.loc["U77", "message_args"]["match"] == ["护士站"]
+    assert f.loc["U77", "message_id"] == "rights.generic_account.name"
     assert f.loc["admin", "severity"] == "high"
     assert run("rights.generic_account", gctx(events, users),
                ignore_accounts=["admin", "U77"]).empty

@@ -27,20 +27,47 @@ NAME_COLUMNS = {"users.csv": ("name", "department", "ward", "title"),
                 "patients.csv": ("name", "sex"),
                 "workstations.csv": ("department", "campus", "location"),
                 "care_relations.csv": ("department", "ward"), "access_log.csv": ("module",),
-                "shifts.csv": ("ward", "location"), "patient_contacts.csv": ("name",)}
+                "shifts.csv": ("ward", "location"), "patient_contacts.csv": ("name",),
+                # the rights tables: role names, departments and the reasons typed with a grant
+                "grants.csv": ("role", "department", "reason"),
+                "roles.csv": ("role", "description"),
+                "departments.csv": ("department", "parent", "head_name")}
+
 
 
 def _names(site: Path, config) -> set[str]:
     from emraudit.model import RECTIFICATION_ITEMS
     from emraudit.reports.masking import mask_name
     names = {config.site.name, *RECTIFICATION_ITEMS.values()}
+    # the configuration's own names: its sources and their connector kinds (csv, his-zh …)
+    names |= set(config.sources) | {s.connector for s in config.sources.values()}
     for fname, cols in NAME_COLUMNS.items():
         with open(site / fname, encoding="utf-8") as fh:
             for r in csv.DictReader(fh):
                 names.update(r[c] for c in cols if r.get(c))
     people = {n for f in ("users.csv", "patients.csv", "patient_contacts.csv")
               for n in _column(site / f, "name")}
-    return names | {mask_name(n) for n in people} | {n[0] for n in people if n}
+    names |= set(_column(site / "access_log.csv", "user_id"))
+    names |= {f"role:{r}" for r in _column(site / "roles.csv", "role")}
+    return names | {mask_name(n) for n in people} | {n[0] for n in people if n} \
+        | _keywords()
+
+
+def _keywords() -> set[str]:
+    """The Chinese words detectors match in the hospital's data (generic logins such as 护士站,
+    the sensitive-class keywords such as 精神, the trainee words 进修/实习), quoted as data on
+    English pages. English codes are not taken: they must never show on a Chinese page."""
+    from emraudit.access_rights import SENSITIVE_CLASS_SYNONYMS
+    from emraudit.detectors.registry import all_detectors
+    out: set[str] = set(SENSITIVE_CLASS_SYNONYMS) | {"进修", "实习", "传染病/HIV"}
+    for cls in all_detectors().values():
+        for p in cls.params:
+            d = p.default
+            vals = d if isinstance(d, (list, tuple)) else \
+                [v for vs in d.values() for v in (vs if isinstance(vs, (list, tuple)) else [vs])] \
+                if isinstance(d, dict) else []
+            out.update(str(v) for v in vals if isinstance(v, str) and v)
+    return {w for w in out if not w.isascii()}
 
 
 def _column(path: Path, col: str) -> list[str]:

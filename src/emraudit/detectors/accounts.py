@@ -27,7 +27,7 @@ from emraudit.detectors.explain import _us
 from emraudit.detectors.registry import register
 from emraudit.detectors.rights import staff
 from emraudit.fastops import is_value
-from emraudit.reports.rights_text import sentence
+from emraudit.reports.rights_text import message_id, rule_messages
 from emraudit.rights_usage import codes_of
 
 DEFAULT_PATTERNS = [
@@ -56,6 +56,10 @@ def _check_patterns(values: list[str]) -> list[str]:
 @register
 class GenericAccount(Detector):
     id = "rights.generic_account"
+    description_zh = ('名称为通用账号的登录（如管理员、测试、访客、护士站、公用，按账号或人员姓名判断），以及在大多数使用日同时从多台终端登录的账号：一个病区或科室共用一个密码。每个账号每月一条发现，列出当月体现该问题的事件。')
+    note_zh = ('查明谁知道该密码：询问使用这些终端的病区或科室。共用账号使每次查阅都无法追溯到个人，这是整改方案所禁止的；测试或管理账号打开患者病历更为严重。不人工查阅病历的接口账号应列入 ignore_accounts。')
+    false_positives_zh = ('名称类似通用账号的接口和服务账号（HIS-LIS 接口）', '未列为共享主机的瘦客户端或 VDI 网关', '一人在一排终端上工作（影像阅片室）')
+    messages = rule_messages("rights.generic_account")
     name_en = "Generic or shared account"
     name_zh = "通用账号或多人共用账号"
     item = "9"
@@ -80,7 +84,7 @@ class GenericAccount(Detector):
               "half; the evidence counts them all)", "events", 10, 100000),
     ) + SHARED_HOST_PARAMS
     description = (
-        "Logins such as admin, test, guest, 护士站 or 科室公用 (by the account or the staff "
+        "Logins such as admin, test, guest, 护士站 or 公用 (by the account or the staff "
         "name), and accounts used from several terminals at once on most days they are "
         "used: one password shared by a ward or an office. One finding per account and "
         "month, listing that month's events that show it.")
@@ -217,8 +221,8 @@ class GenericAccount(Detector):
                 "key": f"{acct}|{reason}|{m}", "user_id": acct, "patient_id": "",
                 "start": ts.min(), "end": ts.max(), "event_ids": listed,
                 "severity": "high" if reason == "name" else "medium",
-                "score": 2.0 + n_days / 10.0, "summary": sentence(rule, args),
-                "evidence": {"rule": rule, "message_args": args, "month": m,
+                "score": 2.0 + n_days / 10.0, "message_id": message_id(rule), "message_args": args,
+                "evidence": {"rule": rule, "month": m,
                              "events_total": len(ids), "events_listed": len(listed),
                              "days": n_days, "workstations": n_ws, **(extra or {})}})
         return rows

@@ -28,7 +28,7 @@ from emraudit.access_rights import PERMISSION_ACTIONS, PERMISSIONS, split_list
 from emraudit.detectors.base import Context, Detector, Param, raise_severity
 from emraudit.detectors.registry import register
 from emraudit.entitlements import grant_held_at, held_at, holdings, in_post, split_grants
-from emraudit.reports.rights_text import sentence
+from emraudit.reports.rights_text import message_id, rule_messages
 from emraudit.rights_usage import observed_since, usage
 
 
@@ -88,8 +88,8 @@ def state_finding(key: str, user: str, start, rule: str, args: dict, evidence: d
     """A finding about held rights: no events; dated by what it is about."""
     return {"key": key, "user_id": user, "patient_id": "", "start": start, "end": start,
             "event_ids": [], "severity": severity, "score": score,
-            "summary": sentence(rule, args),
-            "evidence": {"rule": rule, "message_args": args, **evidence, "refs": refs}}
+            "message_id": message_id(rule), "message_args": args,
+            "evidence": {"rule": rule, **evidence, "refs": refs}}
 
 
 def note_once(ctx: Context, text_: str) -> None:
@@ -119,6 +119,10 @@ def _covers(perm_a: pd.Series, scope_a: pd.Series, perm_b: pd.Series, scope_b: p
 @register
 class BeyondRole(Detector):
     id = "rights.beyond_role"
+    description_zh = ('角色挖掘：同一岗位、同一科室的人员通常持有相同的权限。某项普通病历权限（权限与范围）由授权赋予，而同类人员中持有者不超过 max_peer_share，即为超出岗位的权限。角色表中某角色的定义涉及敏感类别（精神、传染病/HIV、生殖……）却无审批人记录，则该角色的每个持有者都未经审批即可查阅这些病历。单个账号获授的敏感类别由 rights.unapproved 判断。')
+    note_zh = ('询问科主任该账号为何需要同类人员没有的权限：特殊职责（教学、科研、质控）应有备案并注明截止日期；否则撤销。对涉及敏感类别的角色，核实医务部门是否审批了该角色的定义及其持有人（权限报告）。')
+    false_positives_zh = ('有备案额外职责的人员（科室质控员、科研人员）', '小科室中高年资人员持有低年资人员没有的权限', '人员主数据与 HIS 中科室或角色记录不一致')
+    messages = rule_messages("rights.beyond_role")
     name_en = "Rights beyond the role"
     name_zh = "超出岗位的权限"
     item = "9"
@@ -255,7 +259,7 @@ class BeyondRole(Detector):
                                                              "record_class", "scope",
                                                              "approved_by", "description")},
                   "holders_sample": sorted(map(str, holders))[:50],
-                  "dated_by": "the first time the role was held"}
+                  "dated_by": "first_held"}
             key = "|".join(str(r.get(k) or "") for k in ("role", "permissions",
                                                           "record_class", "scope"))
             rows.append(state_finding(f"roles|{key}", f"role:{role}", min(dates),
@@ -277,6 +281,10 @@ APPROVAL_POLICIES = ("any", "sensitive") + PERMISSIONS
 @register
 class Unapproved(Detector):
     id = "rights.unapproved"
+    description_zh = ('检查窗口结束时仍持有或窗口内新增的每条授权：本人给自己授权、本人审批、无授权人记录、策略（require_approval）要求审批却无审批人，或授权与审批为同一人。当角色涉及策略所列内容时，授予账号该角色也需要审批。')
+    note_zh = ('本人给自己授权最为严重：查明是谁操作的权限系统（granted_by 即执行授权的账号）以及该权限是否被使用过。缺少审批的，向医务部门调取纸质或 OA 审批记录并补录，或撤销授权。')
+    false_positives_zh = ('纸质或 OA 系统中的审批未随授权一并导出', 'HIS 将操作人（信息科工程师）记为已审批申请的授权人', '迁移脚本以技术账号为授权人批量授权')
+    messages = rule_messages("rights.unapproved")
     name_en = "Grant without approval, or self-granted"
     name_zh = "未经审批或自行授权"
     item = "9"
@@ -401,6 +409,10 @@ class Unapproved(Detector):
 @register
 class AfterLeaving(Detector):
     id = "rights.after_leaving"
+    description_zh = ('账号的所有人已离岗（已过 end_date 或已离职）、限时权限已到期（进修/实习人员、厂商：access_until），或已调往其他科室却仍保留为原科室所做授权，而这些授权仍未撤销、未过期。账号现岗位角色带来的权限不计在内：停用账号是 cred.inactive_account 的整改措施。')
+    note_zh = ('撤销这些授权，并核查账号在该日期之后是否仍被使用（cred.inactive_account、cred.expired_access）。对调岗人员，询问新科室是否仍需原权限；如需要，按新岗位重新审批授权。')
+    false_positives_zh = ('离岗日期或 access_until 早于实际最后工作日录入（交接、延期）', '同时为两个科室工作、两处均有授权的人员', '授权表与人员主数据中科室名称写法不同')
+    messages = rule_messages("rights.after_leaving")
     name_en = "Rights still held after leaving"
     name_zh = "离岗后仍持有权限"
     item = "9"
@@ -517,6 +529,10 @@ JUDGED_PERMISSIONS = tuple(PERMISSION_ACTIONS) + ("all",)
 @register
 class Unused(Detector):
     id = "rights.unused"
+    description_zh = ('授予账号的某项权限（查阅、书写、打印、导出、紧急授权或全部权限）在 unused_days 天内未被使用：没有该授权所允许的操作，也没有访问其涉及的病历类别。使用情况在各次扫描之间保存在状态库中，因此判断需要 unused_days 天的观察期，而非已加载历史的天数；在此之前扫描会提示一次。授权管理权限在访问日志中不留痕迹，不作判断。')
+    note_zh = ('未使用的权限是一扇敞开的门：除非持有人说明即将需要（轮转、值班），否则应撤销。查看证据中的最后使用时间：按设计每季度才用一次的权限（审计）可能需要更长的 unused_days。')
+    false_positives_zh = ('仅在未加载日志的系统中使用的权限', '季节性职责（年度审计、应急演练）', '以他人账号记录的操作（acting_user_id）')
+    messages = rule_messages("rights.unused")
     name_en = "Rights not used for a long time"
     name_zh = "长期未使用的权限"
     item = "9"

@@ -19,6 +19,7 @@ from emraudit.detectors.base import Context, Detector, Param, raise_severity
 from emraudit.detectors.explain import _us, explain_accesses
 from emraudit.detectors.registry import register
 from emraudit.detectors.rights import rights_held, state_finding
+from emraudit.reports.rights_text import rule_messages
 from emraudit.fastops import is_value, local_days
 from emraudit.model import OUTPUT_ACTIONS
 from emraudit.rights_usage import event_classes
@@ -82,6 +83,10 @@ def class_grant_evidence(ctx: Context, users, patients, times) -> list[dict | No
 @register
 class OutsideGrant(Detector):
     id = "rights.outside_grant"
+    description_zh = ('某账号访问敏感类别病历（patients.sensitive_class，或 care_relations 中该次就诊的类别）时，并未持有该类别对应操作的权限——既无本人授权，也无涉及该类别的角色（查看需要查阅权限，打印需要打印权限……）。有诊疗关系解释该访问时，按账号、患者和日期每组一条发现；无解释的访问作为 care.no_relationship 的证据。')
+    note_zh = ('诊疗是真实的，但缺少类别授权：或者授权流程滞后于实际工作（补办授权并审批），或者访问超出了该账号可查阅的范围（会诊医生完整查阅精神科病史）。核查打开的是病历的哪一部分（模块）以及是否确有必要。')
+    false_positives_zh = ('纸质授权尚未录入权限系统', '患者类别在访问之后才记录（当天作出的诊断）', '急诊抢救未留下紧急授权记录')
+    messages = rule_messages("rights.outside_grant")
     name_en = "Sensitive record read outside the grant"
     name_zh = "超出授权范围访问敏感病历"
     item = "9"

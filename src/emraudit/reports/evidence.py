@@ -146,23 +146,59 @@ KEY_LABELS = {
     "care_explanations": N_("care relation found"), "problems": N_("problems"),
     "refs": N_("rows it rests on"), "unusual_features": N_("unusual figures"),
     "max_per_100k_events": N_("most findings per 100,000 events"),
+    "events_listed": N_("events listed"), "month": N_("month"),
+    "min_workstations": N_("fewest workstations at once"),
+    "min_days": N_("fewest active days judged"),
+    "min_share": N_("share of days that counts"), "days_shared": N_("days used at once"),
+    "grant": N_("grant"), "grant_id": N_("grant"), "granted_by": N_("granted by"),
+    "granted_at": N_("granted at"), "approved_by": N_("approved by"),
+    "expires_at": N_("expires at"), "revoked_at": N_("revoked at"),
+    "permission": N_("permission"), "record_class": N_("record class"), "scope": N_("scope"),
+    "via": N_("held through"), "peers": N_("peers"), "peer_share": N_("share of peers holding it"),
+    "min_peers": N_("fewest peers to compare"),
+    "max_peer_share": N_("largest share of peers that counts"),
+    "unused_days": N_("days unused that count"), "last_used": N_("last used"),
+    "watched_since": N_("watched since"), "policy": N_("approval policy"),
+    "require_approval": N_("rights that need approval"),
+    "four_eyes": N_("approver other than the granter"),
+    "needs_approval": N_("this grant needs approval"), "grants": N_("grants"),
+    "left": N_("left on"), "sensitive_classes": N_("sensitive classes"),
+    "dated_by": N_("dated by"), "definition": N_("role definition"),
+    "description": N_("description"), "permissions": N_("permissions"),
+    "holders_sample": N_("holders (first 50)"),
 }
 # internals of a detector, not a reviewer's business (or said elsewhere on the page)
 HIDDEN = {"score", "surname_bits", "label_en", "label_zh", "text", "item", "item_rule",
           "peer_tail_p", "own_tail_p", "baseline_rank", "judged_after_window_start",
-          "explanation_detail", "explained_rule", "threshold_rank"}
+          "explanation_detail", "explained_rule", "threshold_rank",
+          "refs"}
 # inside lists of objects (hops, drivers, first pattern) the events are on the events table
 _HIDDEN_IN_LISTS = HIDDEN | {"event_ids", "peer_group"}
 
 UNIT = {"patients": N_("patients"), "patients_per_day": N_("patients per day"),
         "records_per_window": N_("records per window")}
-RULE = {"all_outputs": N_("all records printed or exported"),
+RULE = {"after_leaving.departed": N_("left and still holds grants"),
+        "after_leaving.terminated": N_("terminated and still holds grants"),
+        "after_leaving.expired": N_("access ended and grants still held"),
+        "after_leaving.transferred": N_("moved and kept the former department's grant"),
+        "beyond_role.peers": N_("a right few peers hold"),
+        "beyond_role.role_class": N_("a role reaching a sensitive class unapproved"),
+        "generic.name": N_("generic account name"),
+        "generic.shared": N_("used from several workstations at once"),
+        "outside_grant": N_("sensitive record read outside the grant"),
+        "unapproved": N_("grant not properly approved"),
+        "unapproved.role": N_("role given without proper approval"),
+        "unused.last": N_("unused since its last use"), "unused.never": N_("never used"),
+        "all_outputs": N_("all records printed or exported"),
         "unrelated_outputs": N_("records of patients without a care relation")}
 PATTERN = {"no_relation_after": N_("no care relation followed the break-the-glass"),
            "rate_above_peers": N_("break-the-glass rate above peers")}
 RAISED_BY = {"imaging": N_("imaging exported"),
              "unrelated_patients": N_("patients without a care relation")}
-INACTIVE_REASON = {"departed": N_("departed or terminated"), "dormant": N_("long unused")}
+INACTIVE_REASON = {"departed": N_("departed or terminated"), "dormant": N_("long unused"),
+                   "terminated": N_("terminated"), "expired": N_("time-limited access ended"),
+                   "transferred": N_("moved to another department")}
+DATED_BY = {"first_held": N_("the first time the role was held")}
 PLACE_LEVEL = {"department": N_("department"), "location": N_("location"),
                "campus": N_("campus")}
 MODEL = {"ecod": "ECOD", "copod": "COPOD", "iforest": "IForest", "hbos": "HBOS",
@@ -174,6 +210,9 @@ YES, NO = N_("yes"), N_("no")
 MORE = N_("(+%(n)s more)")
 
 # how the string values (or, for a dict, its keys) under a key read
+from emraudit.reports.rights_text import (CLASS as _CLASS, PERMISSION as _PERMISSION,  # noqa: E402
+                                          PROBLEM as _PROBLEM, SCOPE as _SCOPE, VIA as _VIA)
+
 VALUE_LABELS: dict[str, dict] = {
     "actions": ACTION, "role": ROLE, "status": USER_STATUS, "patient_flags": PATIENT_FLAGS,
     "family_basis": FAMILY_BASIS, "declared_relation": CONTACT_RELATION,
@@ -183,6 +222,12 @@ VALUE_LABELS: dict[str, dict] = {
     "place_level": PLACE_LEVEL, "explained_by": EXPLANATION_LABELS,
     "explanation": EXPLANATION_LABELS, "model": MODEL, "method": MODEL, "score_kind": MODEL,
     "result": RESULT_WORDS,
+    # the access-rights audit: sensitive-class codes and the care explanations found
+    "classes": _CLASS, "classes_without_grant": _CLASS, "missing": _CLASS, "granted": _CLASS,
+    "care_explanations": EXPLANATION_LABELS, "problems": _PROBLEM,
+    "record_class": _CLASS, "permission": _PERMISSION, "scope": _SCOPE, "via": _VIA,
+    "permissions": _PERMISSION, "sensitive_classes": _CLASS, "dated_by": DATED_BY,
+    "require_approval": {**_PERMISSION, "sensitive": N_("sensitive classes")},
 }
 _FEATURE_KEYS = {"features", "feature", "feature_values", "unusual_features"}
 # free text copied from the hospital's own data (a reason typed into the EMR, a surname):
@@ -225,6 +270,11 @@ def _code_label(key: str | None, v: str, lang: Lang) -> str | None:
     table = VALUE_LABELS.get(key or "")
     if table is not None and v in table:
         return lang.gettext(table[v])
+    if table is not None and ";" in v:          # a list kept as one cell: read;print
+        parts = [p.strip() for p in v.split(";") if p.strip()]
+        if parts and all(p in table for p in parts):
+            return ("、" if lang.code == "zh" else ", ").join(lang.gettext(table[p])
+                                                              for p in parts)
     return None
 
 
@@ -295,10 +345,12 @@ def render_evidence(obj, lang: Lang, masker: Masker, depth: int = 0,
             k = str(k)
             if k in HIDDEN:
                 continue
-            # a dict keyed by codes (actions: counts, feature values) labels its keys
-            if key in VALUE_LABELS or key in _FEATURE_KEYS:
-                name = _code_label(key, k, lang) or k
-                inner = key
+            # a dict keyed by codes (actions: counts, feature values) labels its keys; a
+            # key that is no code of the table is a field (duty: {basis: …})
+            coded = _code_label(key, k, lang) if (key in VALUE_LABELS or
+                                                   key in _FEATURE_KEYS) else None
+            if coded is not None:
+                name, inner = coded, key
             else:
                 name, inner = key_label(k, lang), k
             cls = ' class="hl"' if _HIGHLIGHT.search(k) and inner == k else ""

@@ -39,6 +39,12 @@ ROLE = {
     "insurance": N_("insurance office"), "admin": N_("administration"), "it": N_("IT"),
     "other": N_("other"),
 }
+# the canonical tables, as a report names them
+TABLE = {"access_log": N_("access log"), "users": N_("staff"), "patients": N_("patients"),
+         "care_relations": N_("care relations"), "patient_contacts": N_("patient contacts"),
+         "shifts": N_("duty roster"), "workstations": N_("workstations"),
+         "departments": N_("departments"), "grants": N_("access grants"),
+         "roles": N_("role definitions")}
 USER_STATUS = {"active": N_("active"), "leave": N_("on leave"),
                "terminated": N_("terminated")}
 KIND = {"patient": N_("patient case"), "account": N_("account case"),

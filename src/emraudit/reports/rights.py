@@ -31,7 +31,8 @@ from emraudit.reports.masking import Masker
 from emraudit.reports.render import Fmt, _csp, _s, _static
 from emraudit.access_rights import PERMISSIONS
 from emraudit.reports.rights_text import (CLASS, VIA, classes_text, permissions_text,
-                                          right_text, sentence)
+                                          right_text)
+from emraudit.reports.text import finding_sentence
 from emraudit.store import Store, cases, findings, rights_usage
 
 log = logging.getLogger("emraudit.reports")
@@ -241,11 +242,7 @@ def _ledger(store: Store, users, config: Config, lang: Lang, masker: Masker,
     f = f.assign(_r=f["severity"].map(sev_rank).fillna(4)).sort_values(
         ["_r", "detector", "start", "finding_id"], kind="stable")
     for n, r in enumerate(f.to_dict("records"), start=1):       # one per finding
-        ev = r["evidence"] or {}
-        args = dict(ev.get("message_args") or {})
-        if "patient" in args:
-            args["patient"] = masker.pid(args["patient"])
-        text = sentence(ev.get("rule", ""), args, lang) or masker.scrub(r["summary"])
+        text = finding_sentence(r, lang, masker)
         det = detector_info(r["detector"], lang)
         found = pd.Timestamp(r["start"]) if _s(r["start"]) else None
         st = status.get(r.get("case_id"), ("open", None))

@@ -1,16 +1,16 @@
 """Sentences and labels of the access-rights audit, in every report language.
 
-A rights finding stores the rule that fired (`evidence.rule`) and its arguments as data
-(`evidence.message_args`: ids, counts, dates and codes, never words). `sentence(rule, args,
-lang)` builds the sentence from the rule's template in the gettext catalog, with the codes
-(permissions, classes, scopes, roles, problems) turned into labels of the same language.
-The English sentence is the finding's `summary`; reports render theirs in their language.
+A rights finding stores the rule that fired (`evidence.rule`), its message id (the detector's
+id and the rule) and its arguments as data (`message_args`: ids, counts, dates and codes,
+never words). Each rule's template is declared here and rendered, like every finding's
+sentence, by emraudit.reports.text, which turns the codes (rights, classes, problems, roles)
+into labels of the reader's language through the helpers below.
 """
 
 from __future__ import annotations
 
 from emraudit.access_rights import split_list
-from emraudit.reports.i18n import N_, Lang
+from emraudit.reports.i18n import N_, Np_, Lang
 
 PERMISSION = {"read": N_("read"), "write": N_("write"), "print": N_("print"),
               "export": N_("export"), "break_glass": N_("break the glass"),
@@ -41,16 +41,16 @@ MESSAGES: dict[str, str | tuple[str, str, str]] = {
                       "%(granted)s) for %(idle)s days, since %(last_used)s"),
     "unused.never": N_("%(user)s has not used %(right)s (grant %(grant)s, granted "
                        "%(granted)s) in the %(idle)s days the tool has watched"),
-    "after_leaving.departed": (N_("%(user)s left on %(left)s and still holds %(count)s grant"),
-                               N_("%(user)s left on %(left)s and still holds %(count)s grants"),
-                               "count"),
-    "after_leaving.terminated": (N_("%(user)s is terminated and still holds %(count)s grant"),
-                                 N_("%(user)s is terminated and still holds %(count)s grants"),
-                                 "count"),
-    "after_leaving.expired": (
-        N_("%(user)s (%(role)s) had access until %(left)s and still holds %(count)s grant"),
-        N_("%(user)s (%(role)s) had access until %(left)s and still holds %(count)s grants"),
-        "count"),
+    "after_leaving.departed": Np_(
+        "%(user)s left on %(left)s and still holds %(count)s grant",
+        "%(user)s left on %(left)s and still holds %(count)s grants") + ("count",),
+    "after_leaving.terminated": Np_(
+        "%(user)s is terminated and still holds %(count)s grant",
+        "%(user)s is terminated and still holds %(count)s grants") + ("count",),
+    "after_leaving.expired": Np_(
+        "%(user)s (%(role)s) had access until %(left)s and still holds %(count)s grant",
+        "%(user)s (%(role)s) had access until %(left)s and still holds %(count)s grants")
+    + ("count",),
     "after_leaving.transferred": N_("%(user)s now works in %(department)s and still holds "
                                     "%(right)s granted for %(old_department)s (grant "
                                     "%(grant)s)"),
@@ -61,30 +61,49 @@ MESSAGES: dict[str, str | tuple[str, str, str]] = {
                          "days"),
     "unapproved": N_("grant %(grant)s of %(right)s to %(holder)s: %(problems)s"),
     "unapproved.role": N_("grant %(grant)s of role %(role)s to %(holder)s: %(problems)s"),
-    "outside_grant": (N_("%(user)s accessed the record of patient %(patient)s (%(classes)s) "
-                         "%(count)s time on %(day)s (%(actions)s) without a grant for that "
-                         "class"),
-                      N_("%(user)s accessed the record of patient %(patient)s (%(classes)s) "
-                         "%(count)s times on %(day)s (%(actions)s) without a grant for that "
-                         "class"), "count"),
+    "outside_grant": Np_(
+        "%(user)s accessed the record of patient %(patient)s (%(classes)s) %(count)s time on "
+        "%(day)s (%(actions)s) without a grant for that class",
+        "%(user)s accessed the record of patient %(patient)s (%(classes)s) %(count)s times on "
+        "%(day)s (%(actions)s) without a grant for that class") + ("count",),
 }
 
 
-class _English:
-    """The identity translation, for the stored English summary."""
-
-    code = "en"
-
-    def gettext(self, message: str, **kw) -> str:
-        return message % kw if kw else message
+# a rule's message id is its detector's id and the rule ("rights.unused.last"): the rule's
+# first word names the detector (generic -> rights.generic_account)
+_DETECTOR_OF_RULE = {"generic": "rights.generic_account"}
 
 
-ENGLISH = _English()
+def message_id(rule: str) -> str:
+    head, _, rest = rule.partition(".")
+    det = _DETECTOR_OF_RULE.get(head, "rights." + head)
+    return det + ("." + rest if rest else "")
+
+
+def rule_messages(detector_id: str) -> dict:
+    """The `messages` a rights detector declares: one per rule of its own, the same
+    templates as `sentence` (emraudit.reports.text renders them through ARG_KINDS)."""
+    from emraudit.detectors.message import Message
+    out = {}
+    for rule, template in MESSAGES.items():
+        mid = message_id(rule)
+        if mid != detector_id and not mid.startswith(detector_id + "."):
+            continue
+        if isinstance(template, tuple):
+            singular, plural, count = template
+            out[mid] = Message((singular, plural), count=count)
+        else:
+            out[mid] = Message(template)
+    return out
 
 
 def _label(table: dict, code, lang) -> str:
     code = "" if code is None else str(code)
     return lang.gettext(table[code]) if code in table else code
+
+
+def problem_text(code, lang) -> str:
+    return _label(PROBLEM, code, lang)
 
 
 def classes_text(value, lang) -> str:
@@ -113,40 +132,3 @@ def right_text(right: dict, lang) -> str:
         where = _label(SCOPE, scope, lang) if scope in SCOPE else scope
         out += lang.gettext(N_(" (%(scope)s)"), scope=where)
     return out
-
-
-def sentence(rule: str, args: dict, lang: Lang | _English | None = None) -> str:
-    """The finding's sentence in `lang` (English when None)."""
-    lang = lang or ENGLISH
-    template = MESSAGES.get(rule)
-    if template is None:
-        return ""
-    kw = {}
-    sep = "；" if lang.code == "zh" else "; "
-    for k, v in args.items():
-        if k == "right" and isinstance(v, dict):
-            kw[k] = right_text(v, lang)
-        elif k == "classes":
-            kw[k] = classes_text(v, lang)
-        elif k == "problems":
-            kw[k] = sep.join(_label(PROBLEM, p, lang) for p in v)
-        elif k == "role":
-            from emraudit.reports.labels import ROLE
-            kw[k] = _label(ROLE, v, lang)
-        elif k == "actions" and isinstance(v, dict):
-            from emraudit.reports.labels import ACTION
-            kw[k] = ("，" if lang.code == "zh" else ", ").join(
-                f"{_label(ACTION, a, lang)} {n}" for a, n in sorted(v.items()))
-        elif k == "match" and isinstance(v, list):
-            kw[k] = ", ".join(map(str, v))
-        elif v is None:
-            kw[k] = "—"
-        elif isinstance(v, float) and v.is_integer():
-            kw[k] = int(v)
-        else:
-            kw[k] = v
-    if isinstance(template, tuple):
-        # both forms are catalog entries of their own; Chinese has one form for all
-        singular, plural, count = template
-        template = singular if int(kw.get(count, 0)) == 1 else plural
-    return lang.gettext(template, **kw)

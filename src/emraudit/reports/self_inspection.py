@@ -35,7 +35,7 @@ from emraudit.model import REFERENCE_TABLES
 from emraudit.reports import data, figures, files, word
 from emraudit.reports.departments import Departments
 from emraudit.reports.i18n import N_, Lang, make_env
-from emraudit.reports.labels import (DISPOSITION, RECTIFICATION, ROLE, SEVERITY,
+from emraudit.reports.labels import (DISPOSITION, RECTIFICATION, ROLE, SEVERITY, TABLE,
                                      SEVERITY_RANK, detector_info, item_info, label)
 from emraudit.reports.ledger import deadline_days, local_time
 from emraudit.reports.masking import Masker
@@ -89,7 +89,7 @@ def _patients(row: dict) -> list[str]:
 
 # -- sections ---------------------------------------------------------------------------------
 def _scope(config: Config, store: Store, lake: Lake, lo: pd.Timestamp,
-           hi: pd.Timestamp) -> dict:
+           hi: pd.Timestamp, lang: Lang) -> dict:
     from emraudit.coverage import coverage_report
 
     a, b = lo.strftime("%Y-%m-%d"), hi.strftime("%Y-%m-%d")
@@ -106,7 +106,8 @@ def _scope(config: Config, store: Store, lake: Lake, lo: pd.Timestamp,
     for name in list(config.sources) + [n for n in logs if n not in config.sources]:
         src = config.sources.get(name)
         table = config.source_table(name) if src else "access_log"
-        row = {"name": name, "table": table, "connector": src.connector if src else "—",
+        row = {"name": name, "table": label(TABLE, table, lang),
+               "connector": src.connector if src else "—",
                "profile": src.profile if src else "", "log": name in logs}
         if name in logs:
             part = cov[cov["source"] == name] if len(cov) else cov
@@ -137,8 +138,9 @@ def _scope(config: Config, store: Store, lake: Lake, lo: pd.Timestamp,
             "days_without": days - covered,
             "events": int(log_cov["events"].sum()) if len(log_cov) else 0,
             "gap_days": sorted({d for s in per_source for d in s["gaps"]}),
-            "tables": loaded, "missing_tables": [t for t in REFERENCE_TABLES
-                                                 if t not in loaded],
+            "tables": [label(TABLE, t, lang) for t in loaded],
+            "missing_tables": [label(TABLE, t, lang) for t in REFERENCE_TABLES
+                               if t not in loaded],
             "scans": int(n_scans), "quarantined": int(quarantined)}
 
 
@@ -317,7 +319,7 @@ def build_self_inspection(config: Config, store: Store, lake: Lake, start, end,
     return {
         "site": config.site.name, "from": lo.strftime("%Y-%m-%d"),
         "to": hi.strftime("%Y-%m-%d"), "today": today.isoformat(),
-        "scope": _scope(config, store, lake, lo, hi),
+        "scope": _scope(config, store, lake, lo, hi, lang),
         "kpi": dict(summary["kpi"], patients=len(pids),
                     to_verify=int((active["status"] == "open").sum()) if len(active) else 0),
         "item": summary["item"], "detector": summary["detector"],

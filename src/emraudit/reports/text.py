@@ -37,6 +37,9 @@ ARG_KINDS: dict[str, str] = {
     "role": "role", "flags": "flags", "actions": "actions", "places": "names",
     "basis": "duty_basis", "family": "family_basis", "relation": "contact_relation",
     "group": "group", "drivers": "drivers", "percent": "percent", "kind": "relation_kind",
+    # the access-rights audit (emraudit.reports.rights_text: codes put in words)
+    "grant": "id", "holder": "id", "right": "right", "classes": "classes",
+    "problems": "problems",
 }
 
 FALLBACK = Message(N_("%(detector)s: account %(user)s, patient %(patient)s"))
@@ -106,6 +109,18 @@ def format_arg(name: str, value, lang: Lang, masker: Masker) -> str:
         return when(value, kind == "date")
     if kind == "percent":
         return f"{float(value):.2f}"
+    if kind in ("right", "classes", "problems"):
+        from emraudit.reports import rights_text
+        if kind == "right":
+            return rights_text.right_text(value if isinstance(value, dict) else {}, lang)
+        if kind == "classes":
+            return rights_text.classes_text(value, lang)
+        sep = "；" if lang.code == "zh" else "; "
+        vals = value if isinstance(value, (list, tuple)) else [value]
+        return sep.join(rights_text.problem_text(v, lang) for v in vals)
+    if kind == "actions" and isinstance(value, dict):     # {action: times}
+        return joiner(lang).join(f"{label(ACTION, a, lang)} {number(n)}"
+                                 for a, n in sorted(value.items()))
     tables = {"role": ROLE, "flags": PATIENT_FLAGS, "actions": ACTION, "duty_basis": DUTY_BASIS,
               "family_basis": FAMILY_BASIS, "contact_relation": CONTACT_RELATION,
               "relation_kind": RELATION_KIND}
