@@ -94,8 +94,8 @@ def test_a_full_disk_while_writing_the_lake_then_a_rerun_recovers(tmp_path, base
     text = cfg.read_text(encoding="utf-8").replace(
         'path = "access_log.csv"\n', 'path = "access_log.csv"\nbatch_rows = 3000\n')
     cfg.write_text(text, encoding="utf-8")
-    # six reference snapshots, then the access log's day files: the 12th write fails
-    r = emraudit("lake", 12, "scan", "--config", cfg, script="diskfull.py")
+    # nine reference snapshots, then the access log's day files: the 30th write fails
+    r = emraudit("lake", 30, "scan", "--config", cfg, script="diskfull.py")
     assert r.returncode == 2, r.stdout + r.stderr
     assert "no space left on the device" in r.stderr and "Traceback" not in r.stderr
     mid = state(cfg)

@@ -134,7 +134,9 @@ class SparkExecutor:
 
         @pandas_udf("long")
         def part_of(user_id: pd.Series) -> pd.Series:
-            return pd.Series(user_bucket(user_id, count) if count > 1 else 0)
+            if count <= 1:                  # one partition: every row in it (same length)
+                return pd.Series(0, index=user_id.index, dtype="int64")
+            return pd.Series(user_bucket(user_id, count), index=user_id.index)
 
         def run(rows: pd.DataFrame) -> pd.DataFrame:
             r = int(rows["_part"].iloc[0])
