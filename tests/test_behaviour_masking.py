@@ -179,3 +179,11 @@ def test_case_patient_ids_and_tokens():
     assert case_patient_ids({"patient_id": None, "patients": ["P2"]}) == ["P2"]
     assert case_patient_ids({"patient_id": "P1", "patients": "broken"}) == ["P1"]
     assert id_tokens("P0001，张三 U_1-a") == {"P0001", "U_1-a"}
+
+
+def test_two_character_ids_and_staff_names_count_too():
+    m = Masker()
+    m.learn(["P7"], ["李莉"])
+    m.keep(["王五"])
+    m.learn([], ["王五"])            # a patient who shares a staff member's name
+    assert m.scrub("P7 P77 王五 李莉") == "** P77 王五 李*"
