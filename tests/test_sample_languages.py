@@ -173,8 +173,9 @@ def test_self_inspection_report_and_a_notice_of_the_sample_are_in_its_language(
     first = json.loads((folders["zh"] / "findings.jsonl").read_text(
         encoding="utf-8").splitlines()[0])
     case_id = _a_case(store, first)
-    resolve_case(store, case_id, "confirmed", "interviewed", "officer")
-    notice = write_notice(cfg, store, lake, case_id, by="officer",
+    officer = "王芳" if lang == "zh" else "officer"   # a person's name, as a user types it
+    resolve_case(store, case_id, "confirmed", "interviewed", officer)
+    notice = write_notice(cfg, store, lake, case_id, by=officer,
                           out=tmp_path / "notice.html")
     texts = {"self-inspection.html": page_text(html.read_text(encoding="utf-8")),
              "notice.html": page_text(notice.read_text(encoding="utf-8"))}

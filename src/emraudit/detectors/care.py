@@ -321,20 +321,19 @@ class NoRelationship(Detector):
 
         keys = ["user_id", "patient_id", "day"]
         big = u.groupby(keys, sort=False, observed=True)["ts"].transform("size").to_numpy()
-        u = u[big >= p.min_accesses]          # the per-group lists only for findings
+        u = u[big >= p.min_accesses].dropna(subset=keys)  # the per-group lists only for findings
         if not len(u):
             return self.findings([])
-        g = u.groupby(keys, sort=True, observed=True)
-        agg = g.agg(n=("event_id", "size"), start=("ts", "min"), end=("ts", "max"),
-                    lookup=("lookup", "min"))
-        ids = g["event_id"].agg(list)
-        looked = g["lookup_event"].agg(lambda s: sorted(set(s.dropna())))
-        acts = g["action"].agg(lambda s: s.value_counts().to_dict())
-        first_row = g.head(1).set_index(["user_id", "patient_id", "day"])
-        agg = agg.join(ids.rename("event_ids")).join(acts.rename("actions")) \
-            .join(looked.rename("lookup_events"))
-        agg = agg.reset_index()
-
+        # one stable sort by the keys: each finding's accesses are a slice, in their order
+        u = u.sort_values(keys, kind="stable")
+        agg = u.groupby(keys, sort=True, observed=True).agg(
+            n=("event_id", "size"), start=("ts", "min"), end=("ts", "max"),
+            lookup=("lookup", "min")).reset_index()
+        bounds = np.append(np.flatnonzero(_key_changes(u, keys)), len(u))
+        agg["event_ids"] = _slices(u["event_id"].astype(object).to_numpy(), bounds)
+        agg["actions"] = _action_counts(u, keys, bounds)
+        agg["lookup_events"] = _lookup_events(u, keys, agg)
+        first_rows = u.iloc[bounds[:-1]].to_dict("records")
         n = agg["n"].to_numpy()
         sev = np.where(n >= p.critical_accesses, "critical",
                        np.where(n >= p.high_accesses, "high",
@@ -356,8 +355,7 @@ class NoRelationship(Detector):
         thresholds = {k: p[k] for k in ("min_accesses", "medium_accesses", "high_accesses",
                                         "critical_accesses", "grace_before_days",
                                         "grace_after_days", "lookback_days")}
-        for r in agg.itertuples(index=False):    # one per finding
-            fr = first_row.loc[(r.user_id, r.patient_id, r.day)]
+        for r, fr in zip(agg.itertuples(index=False), first_rows):    # one per finding
             tried = explanation_evidence(fr)
             info = users.get(r.user_id, {})
             pf = flags.iloc[len(rows)]
@@ -382,6 +380,48 @@ class NoRelationship(Detector):
                          "score": float(r.score), "message_id": self.id,
                          "message_args": args, "evidence": ev_})
         return self.findings(rows)
+
+
+def _key_changes(u: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """Per row of `u` (sorted by `keys`): does a new group start here?"""
+    out = np.zeros(len(u), dtype=bool)
+    out[:1] = True
+    for k in keys:
+        v = u[k].astype(object).to_numpy()
+        out[1:] |= v[1:] != v[:-1]
+    return out
+
+
+def _slices(values: np.ndarray, bounds: np.ndarray) -> list[list]:
+    """values[bounds[i]:bounds[i+1]] as lists: one per group of a sorted frame."""
+    return [values[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _action_counts(u: pd.DataFrame, keys: list[str], bounds: np.ndarray) -> list[dict]:
+    """Per group: {action: accesses}, most frequent first (ties by code), counted in one
+    group-by over (group, action) rather than a value_counts per finding."""
+    grp = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+    c = pd.DataFrame({"g": grp, "action": u["action"].astype(object).to_numpy()}) \
+        .dropna().groupby(["g", "action"], sort=False).size().reset_index(name="k")
+    c = c.sort_values(["g", "k", "action"], ascending=[True, False, True], kind="stable")
+    out: list[dict] = [{} for _ in range(len(bounds) - 1)]
+    for g, action, k in zip(c["g"].to_numpy(), c["action"].to_numpy(), c["k"].to_numpy()):
+        out[g][action] = int(k)
+    return out
+
+
+def _lookup_events(u: pd.DataFrame, keys: list[str], agg: pd.DataFrame) -> list[list]:
+    """Per group of `agg`: the distinct look-up event ids before its accesses, sorted."""
+    out: list[list] = [[] for _ in range(len(agg))]
+    le = u.loc[u["lookup_event"].notna(), keys + ["lookup_event"]]
+    if not len(le):
+        return out
+    le = le.drop_duplicates().merge(
+        agg[keys].reset_index(names="g"), on=keys, how="inner") \
+        .sort_values(["g", "lookup_event"], kind="stable")
+    for g, e in zip(le["g"].to_numpy(), le["lookup_event"].astype(object).to_numpy()):
+        out[g].append(e)
+    return out
 
 
 def _protected(ctx: Context, patient_id: pd.Series, ts: pd.Series) -> np.ndarray:
