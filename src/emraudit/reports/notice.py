@@ -202,20 +202,28 @@ def _signatures(m: dict, lang: Lang) -> list[str]:
             _("Department head (signature and date): ____________________")]
 
 
+def notice_name(number: str, suffix: str = ".html") -> str:
+    """The file name of a notice in `<reports dir>/notices` (its number: case id and day)."""
+    return f"notice-{number}{suffix}"
+
+
 def write_notice(config: Config, store: Store, lake: Lake, case_ref: str, *, by: str,
                  out: Path | None = None, unmask: bool = False,
-                 today: date | None = None) -> Path:
-    """Write the notice (HTML, or DOCX when `out` ends in .docx) and record it in the
-    case's history; returns the path."""
+                 today: date | None = None, lang: Lang | None = None,
+                 suffix: str = ".html") -> Path:
+    """Write the notice (HTML, or DOCX when `out` or, without `out`, `suffix` ends in
+    .docx) in `lang` (default the reports' language) and record it in the case's history;
+    returns the path."""
     from emraudit.rectification import record_notice
 
     if not (by or "").strip():
         raise UserError("--by is required: who gives the notice")
-    lang = Lang(config.reports.lang)
+    lang = lang or Lang(config.reports.lang)
     masker = Masker(enabled=config.reports.mask_patients and not unmask)
     n = build_notice(config, store, lake, case_ref, lang, masker, by=by.strip(), today=today)
     m = n.model
-    out = files.output_path(out, config.reports_dir, "notices", f"notice-{m['number']}.html")
+    out = files.output_path(out, config.reports_dir, "notices",
+                            notice_name(m["number"], suffix))
     if out.suffix.lower() == ".docx":
         files.write_bytes(out, write_docx(m, lang))
     else:
@@ -229,4 +237,4 @@ def write_notice(config: Config, store: Store, lake: Lake, case_ref: str, *, by:
     return out
 
 
-__all__ = ["build_notice", "write_notice", "write_docx"]
+__all__ = ["build_notice", "write_notice", "write_docx", "notice_name"]

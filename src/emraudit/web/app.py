@@ -8,6 +8,12 @@ Contract (DESIGN.md): `GET /login` is a form with a hidden `csrf_token`; `POST /
 requests are redirected to /login; a POST without a valid token, or by a role that may not
 act, gets 403.
 
+Added: `POST /cases/{case_id}/rectify` (`status` pending | in_progress | done or 待整改 |
+整改中 | 已整改, `measure`, `date`, `csrf_token`, optionally `version`; the roles that
+decide), `POST /cases/{case_id}/notice` (`format` html | docx, `csrf_token`; officers) and
+`GET /cases/{case_id}/notices/{name}` (the notice written, to view and print, or with
+`?download=1` to save).
+
 Every page is rendered on the server (no script at all: the CSP forbids scripts), with the
 report templates and the gettext catalogs, in the user's language.
 """
@@ -191,6 +197,16 @@ def _redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
+def _version(form) -> int | None:
+    """The case version a form was read at (optimistic concurrency), None when not sent."""
+    if not str(form.get("version", "")).strip():
+        return None
+    try:
+        return int(str(form.get("version")))
+    except ValueError:
+        raise UserError("version: expected a number") from None
+
+
 # -- routes ------------------------------------------------------------------------------------
 def build_routes(app: ReviewApp) -> list[Route]:
     from emraudit.web.roles import home
@@ -318,12 +334,7 @@ def build_routes(app: ReviewApp) -> list[Route]:
                             f"got {disposition!r}")
         if not note:
             raise UserError("a note is required: say what the review found")
-        version = None
-        if str(form.get("version", "")).strip():
-            try:
-                version = int(str(form.get("version")))
-            except ValueError:
-                raise UserError("version: expected a number") from None
+        version = _version(form)
         allow = None
         if form.get("allowlist"):
             if not may(s.role, "allowlist"):
@@ -369,6 +380,45 @@ def build_routes(app: ReviewApp) -> list[Route]:
         casepage.add_comment(app.store, row["case_id"], s.username, str(form.get("text", "")))
         app.audit(request, s, "comment", target=row["case_id"])
         return _redirect(f"/cases/{row['case_id']}#comments")
+
+    async def case_rectify(request: Request):
+        from emraudit.rectification import rectify_case
+        s, form = await app.posted(request, "decide")
+        row = casepage.read_case(app.store, request.path_params["case_id"])
+        ask = casepage.rectify_request(form, row, app.lang_of(s), app.config.tz)
+        row = rectify_case(app.store, row["case_id"], ask["status"], by=s.username,
+                           measure=ask["measure"], day=ask["day"], tz=app.config.tz,
+                           expected_version=_version(form))
+        app.audit(request, s, "rectify", target=row["case_id"], status=ask["status"],
+                  date=ask["day"].isoformat(), version=int(row["version"]))
+        return _redirect(f"/cases/{row['case_id']}?done=rectified#rectification")
+
+    async def case_notice(request: Request):
+        from emraudit.reports.notice import write_notice
+        s, form = await app.posted(request, "notice")
+        lang = app.lang_of(s)
+        row = casepage.read_case(app.store, request.path_params["case_id"])
+        casepage.refuse_unless_problem(row, lang, "notice")
+        kind = str(form.get("format", "html"))
+        if kind not in casepage.NOTICE_FORMATS:
+            raise UserError(lang.gettext("Choose the notice's format: %(choices)s.",
+                                         choices=", ".join(casepage.NOTICE_FORMATS)))
+        path = write_notice(app.config, app.store, app.lake, row["case_id"], by=s.username,
+                            lang=lang, suffix=casepage.NOTICE_FORMATS[kind])
+        app.audit(request, s, "notice", target=row["case_id"], file=path.name)
+        return _redirect(f"/cases/{row['case_id']}?done=notice#notices")
+
+    async def notice_get(request: Request):
+        s = app.need(request, "notice")
+        cid, name = request.path_params["case_id"], request.path_params["name"]
+        path = casepage.notice_file(app.config, cid, name)
+        if path is None:
+            return app.error(request, 404, app.lang_of(s).gettext("No such notice."))
+        app.audit(request, s, "export", target=cid, file=name)
+        docx = path.suffix == ".docx"
+        how = "attachment" if docx or request.query_params.get("download") else "inline"
+        return Response(path.read_bytes(), media_type=downloads.MEDIA[path.suffix[1:]],
+                        headers={"Content-Disposition": f'{how}; filename="{name}"'})
 
     # search ----------------------------------------------------------------------------------
     async def search_page(request: Request):
@@ -518,6 +568,9 @@ def build_routes(app: ReviewApp) -> list[Route]:
         Route("/cases/{case_id}/disposition", case_disposition, methods=["POST"]),
         Route("/cases/{case_id}/assign", case_assign, methods=["POST"]),
         Route("/cases/{case_id}/comment", case_comment, methods=["POST"]),
+        Route("/cases/{case_id}/rectify", case_rectify, methods=["POST"]),
+        Route("/cases/{case_id}/notice", case_notice, methods=["POST"]),
+        Route("/cases/{case_id}/notices/{name}", notice_get),
         Route("/search", search_page),
         Route("/search/user", search_user),
         Route("/search/patient", search_patient, methods=["POST"]),

@@ -9,6 +9,10 @@ comments, the version the disposition form expects, and what an allowlist entry 
 
 from __future__ import annotations
 
+import re
+from datetime import date
+from pathlib import Path
+
 import pandas as pd
 import sqlalchemy as sa
 
@@ -16,13 +20,18 @@ from emraudit.cases import find_case
 from emraudit.config import Config
 from emraudit.lake import Lake
 from emraudit.reports.i18n import Lang
-from emraudit.reports.labels import DISPOSITION, label
+from emraudit.dates import parse_day
+from emraudit.errors import UserError
+from emraudit.rectification import STATUSES, STATUS_WORDS, status_of
+from emraudit.reports.labels import DISPOSITION, RECTIFICATION, label
 from emraudit.reports.masking import Masker
 from emraudit.reports.render import Fmt, _json_list, _s, case_view, load_cases
 from emraudit.store import Store, case_comments
 from emraudit.web.queue import assignments, case_patients
 
 ALLOW_DAYS = 90     # the default expiry offered for an allowlist entry
+MAX_MEASURE = 4000  # characters of a measure taken
+NOTICE_FORMATS = {"html": ".html", "docx": ".docx"}
 
 
 def read_case(store: Store, case_ref: str) -> dict:
@@ -38,7 +47,6 @@ def comments(store: Store, case_id: str) -> list[dict]:
 
 
 def add_comment(store: Store, case_id: str, by: str, text: str) -> None:
-    from emraudit.errors import UserError
     from emraudit.store import now_utc
     text = (text or "").strip()
     if not text:
@@ -77,7 +85,6 @@ def allow_scopes(row: dict, masker: Masker, lang: Lang) -> list[tuple[str, str]]
 
 def resolve_scope(row: dict, scope: str) -> dict:
     """The allowlist keyword (patient= or detector=) a form's scope value stands for."""
-    from emraudit.errors import UserError
     kind, _, value = (scope or "").partition(":")
     if kind == "patient":
         pats = case_patients(row)
@@ -87,6 +94,116 @@ def resolve_scope(row: dict, scope: str) -> dict:
         return {"detector": value}
     raise UserError(f"allowlist scope {scope!r} is not one of this case's patients or "
                     "detectors")
+
+
+# -- rectification and notices ----------------------------------------------------------------
+def today_in(tz: str) -> date:
+    return pd.Timestamp.now(tz=tz).date()
+
+
+def refuse_unless_problem(row: dict, lang: Lang, act: str) -> None:
+    """A UserError in the reader's language when the case is not a confirmed problem (what
+    `emraudit.rectification.not_a_problem` says on the command line); `act`: rectify or
+    notice."""
+    if status_of(row) is not None:
+        return
+    _ = lang.gettext
+    if row.get("status") != "resolved":
+        raise UserError(_("This case is not verified yet: record the verification first. Only "
+                          "a confirmed problem is rectified.") if act == "rectify" else
+                        _("This case is not verified yet: record the verification first. "
+                          "Only a confirmed problem gets a notice."))
+    disp = label(DISPOSITION, str(row.get("disposition") or ""), lang)
+    raise UserError(_("This case was verified as %(disposition)s: only confirmed problems (or "
+                      "those handled by training) are rectified.", disposition=disp)
+                    if act == "rectify" else
+                    _("This case was verified as %(disposition)s: only confirmed problems (or "
+                      "those handled by training) get a notice.", disposition=disp))
+
+
+def rectify_request(form, row: dict, lang: Lang, tz: str) -> dict:
+    """The rectification a posted form asks for (status, measure, day), checked; a mistake
+    is a UserError in the reader's language."""
+    _ = lang.gettext
+    refuse_unless_problem(row, lang, "rectify")
+    given = str(form.get("status", "")).strip()
+    status = STATUS_WORDS.get(given, given)
+    if status not in STATUSES:
+        raise UserError(_("Choose the rectification status: %(choices)s.", choices=", ".join(
+            label(RECTIFICATION, s, lang) for s in STATUSES)))
+    measure = str(form.get("measure", "")).strip()
+    if status == "done" and not measure:
+        raise UserError(_("Say what measure was actually taken: it is required when the "
+                          "problem is rectified."))
+    if len(measure) > MAX_MEASURE:
+        raise UserError(_("The measure is too long (at most %(n)s characters).",
+                          n=MAX_MEASURE))
+    text = str(form.get("date", "")).strip()
+    today = today_in(tz)
+    if not text:
+        day = today
+    else:
+        try:
+            day = parse_day(text, "date")
+        except UserError:
+            raise UserError(_("The date %(date)s is not a day: give it as year-month-day, "
+                              "e.g. %(example)s.", date=text, example=today.isoformat())
+                            ) from None
+        if day > today:
+            raise UserError(_("The date %(date)s is in the future: give the day the measure "
+                              "was taken.", date=text))
+    return {"status": status, "measure": measure or None, "day": day}
+
+
+def notice_dir(config: Config) -> Path:
+    return config.reports_dir / "notices"
+
+
+def notices(config: Config, case_id: str) -> list[str]:
+    """The notices written for this case (file names in the reports' notices folder)."""
+    folder = notice_dir(config)
+    if not folder.is_dir():
+        return []
+    return sorted((p.name for p in folder.glob(f"notice-{case_id}-*")
+                   if notice_file(config, case_id, p.name) is not None), reverse=True)
+
+
+def notice_file(config: Config, case_id: str, name: str) -> Path | None:
+    """The file of one of this case's notices by its name, None unless it is one."""
+    suffixes = "|".join(s[1:] for s in NOTICE_FORMATS.values())
+    if not re.fullmatch(rf"notice-{re.escape(case_id)}-\d{{8}}\.({suffixes})", name or ""):
+        return None
+    path = notice_dir(config) / name
+    return path if path.is_file() else None
+
+
+def rectification_view(config: Config, store: Store, lake: Lake, row: dict, lang: Lang,
+                       masker: Masker) -> dict:
+    """The case's 整改状态 as the ledger has it (status, measure taken, day, responsible
+    person, deadline), and what the forms offer."""
+    from emraudit.reports.ledger import rows_for_cases
+    state = status_of(row)
+    listed = state is not None or row.get("status") == "open"   # a row of the ledger
+    lr = rows_for_cases(config, store, lake, [row["case_id"]], lang=lang,
+                        masker=masker)[0] if listed else {}
+    refusal = ""
+    if state is None:
+        try:
+            refuse_unless_problem(row, lang, "rectify")
+        except UserError as err:
+            refusal = str(err)
+    return {
+        "applies": state is not None, "refusal": refusal, "listed": listed,
+        "state": state or "",
+        "status": label(RECTIFICATION, state, lang) if state else "",
+        "measure": masker.scrub(row.get("rectification_measure")) if state else "",
+        "date": _s(row.get("rectification_date")) if state else "",
+        "by": _s(row.get("rectification_by")) if state else "",
+        "suggested": lr.get("measure", ""), "responsible": lr.get("responsible", ""),
+        "deadline": str(lr.get("deadline") or ""), "overdue": bool(lr.get("_overdue")),
+        "statuses": [(s, label(RECTIFICATION, s, lang)) for s in STATUSES],
+        "today": today_in(config.tz).isoformat(),
+    }
 
 
 def case_model(config: Config, store: Store, lake: Lake, row: dict, lang: Lang,
@@ -113,4 +230,6 @@ def case_model(config: Config, store: Store, lake: Lake, row: dict, lang: Lang,
     view["allow_scopes"] = allow_scopes(stored, masker, lang)
     view["allow_until"] = (pd.Timestamp.now(tz=config.tz) + pd.Timedelta(days=ALLOW_DAYS)) \
         .strftime("%Y-%m-%d")
+    view["rect"] = rectification_view(config, store, lake, stored, lang, masker)
+    view["notices"] = notices(config, cid)
     return view

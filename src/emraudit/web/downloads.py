@@ -28,7 +28,8 @@ PERIOD_DAYS = 400   # a downloaded ledger or summary covers at most this many da
 
 MEDIA = {"csv": "text/csv; charset=utf-8",
          "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-         "html": "text/html; charset=utf-8"}
+         "html": "text/html; charset=utf-8",
+         "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document"}
 
 
 def ledger_cases(store: Store, scope: str, tz: str, start: str = "", end: str = ""

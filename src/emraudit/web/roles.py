@@ -1,7 +1,7 @@
 """Who may do what in the review app: one table of permissions per role.
 
-Separation of duties: reviewers decide cases; officers also assign them, allowlist, unmask
-patients and download the ledger; admins manage accounts and see no cases; auditors read the
+Separation of duties: reviewers decide cases and record their rectification; officers also
+assign them, allowlist, unmask patients, issue notices (告知书) and download the ledger; admins manage accounts and see no cases; auditors read the
 audit trail and the cases (read-only) but decide nothing.
 """
 
@@ -16,7 +16,7 @@ ROLE_LABELS = {"reviewer": N_("reviewer"), "officer": N_("privacy officer"),
 PERMISSIONS: dict[str, frozenset[str]] = {
     "reviewer": frozenset({"view_cases", "decide", "comment", "search"}),
     "officer": frozenset({"view_cases", "decide", "comment", "search", "assign", "allowlist",
-                          "unmask", "download"}),
+                          "unmask", "download", "notice"}),
     "admin": frozenset({"manage_users"}),
     "auditor": frozenset({"view_cases", "search", "read_trail", "download"}),
 }

@@ -26,8 +26,8 @@ from emraudit.store import Store, audit_trail, now_utc
 
 GENESIS = "0" * 64
 ACTIONS = ("login", "login_failed", "logout", "case_view", "unmask", "disposition", "assign",
-           "comment", "allowlist", "export", "search_user", "search_patient", "trail_view",
-           "user_add", "user_passwd", "user_disable", "user_enable", "user_role")
+           "comment", "allowlist", "rectify", "notice", "export", "search_user", "search_patient",
+           "trail_view", "user_add", "user_passwd", "user_disable", "user_enable", "user_role")
 _CHUNK = 5000
 
 
