@@ -1,7 +1,8 @@
 """The review app in headless Chromium against a live server on 127.0.0.1: log in, filter
-the queue, open a case, record a disposition; no console errors (a CSP violation would be
-one). Screenshots go to /tmp/emraudit-shots. Skipped when Chromium is missing, except under
-CI=true (tests/conftest.py)."""
+the queue, open a case, record a disposition, confirm the next case and record its
+rectification; no console errors (a CSP violation would be one). Screenshots go to
+/tmp/emraudit-shots. Skipped when Chromium is missing, except under CI=true
+(tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -97,3 +98,21 @@ def test_work_a_case_in_chromium(live, driver):
     row = list_cases(Store(load_config(cfg).store_url), status="resolved")
     assert list(zip(row["case_id"], row["disposition"], row["reviewer"])) == \
         [(cid, "false_positive", "rev1")]
+    # confirm the next case, then record its rectification with one click on the form
+    nxt = d.current_url.rsplit("/", 1)[-1]
+    d.find_element(By.ID, "d-confirmed").click()
+    d.find_element(By.ID, "note").send_keys("属实")
+    d.find_element(By.ID, "decide").click()
+    until_url("done=confirmed")
+    d.find_element(By.ID, "r-in_progress").click()
+    d.find_element(By.ID, "measure").send_keys("已约谈")
+    d.find_element(By.ID, "rectify").click()
+    until_url("done=rectified")
+    assert d.find_element(By.ID, "rectified").is_displayed()
+    assert d.find_element(By.ID, "rect-status").text.startswith("整改中")
+    d.save_screenshot(str(SHOTS / "web-rectified.png"))
+    assert _errors(d) == []
+    done = list_cases(Store(load_config(cfg).store_url), status="resolved")
+    done = done[done["case_id"] == nxt].iloc[0]
+    assert (done["rectification_status"], done["rectification_measure"]) == \
+        ("in_progress", "已约谈")
