@@ -11,7 +11,6 @@ import json
 import re
 
 import pandas as pd
-import sqlalchemy as sa
 
 from emraudit.cases import list_cases
 from emraudit.config import load_config

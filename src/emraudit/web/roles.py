@@ -1,8 +1,9 @@
 """Who may do what in the review app: one table of permissions per role.
 
 Separation of duties: reviewers decide cases and record their rectification; officers also
-assign them, allowlist, unmask patients, issue notices (告知书) and download the ledger; admins manage accounts and see no cases; auditors read the
-audit trail and the cases (read-only) but decide nothing.
+assign them, allowlist, unmask patients, issue notices (告知书) and download the ledger;
+admins manage accounts and see no cases; auditors read the audit trail and the cases
+(read-only) but decide nothing.
 """
 
 from __future__ import annotations
