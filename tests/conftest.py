@@ -43,3 +43,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "browser" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def sample_scan(tmp_path_factory):
+    """(site folder, config, ScanResult) of one scan of a private copy of the bundled sample
+    hospital, shared by every test of the process that reads it (the golden findings, the
+    sample's languages). Tests read it; none may change its findings."""
+    import shutil
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[1] / "sample_logs"
+    if not (sample / "access_log.csv").exists():
+        pytest.skip("sample_logs/ not generated")
+    from emraudit.config import load_config
+    from emraudit.scan import run_scan
+    site = tmp_path_factory.mktemp("sample") / "site"
+    shutil.copytree(sample, site)
+    cfg = load_config(site / "emraudit.toml")
+    return site, cfg, run_scan(cfg, echo=lambda s: None)

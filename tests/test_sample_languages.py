@@ -22,7 +22,6 @@ from language_check import offenders, page_text
 
 pytestmark = pytest.mark.slow
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_logs"
 NAME_COLUMNS = {"users.csv": ("name", "department", "ward", "title"),
                 "patients.csv": ("name", "sex"),
                 "workstations.csv": ("department", "campus", "location"),
@@ -76,21 +75,14 @@ def _column(path: Path, col: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory):
+def sample(sample_scan, tmp_path_factory):
     """(names, {"zh": folder, "en": folder}, config) of one scan of the sample hospital."""
-    if not (SAMPLE / "access_log.csv").exists():
-        pytest.skip("sample_logs/ not generated")
-    from emraudit.config import load_config
     from emraudit.lake import Lake
     from emraudit.reports import write_scan_reports
-    from emraudit.scan import run_scan
     from emraudit.store import Store
-    tmp = tmp_path_factory.mktemp("sample")
-    site = tmp / "site"
-    shutil.copytree(SAMPLE, site)
-    cfg = load_config(site / "emraudit.toml")
+    site, cfg, res = sample_scan
+    tmp = tmp_path_factory.mktemp("sample-lang")
     assert cfg.reports.lang == "zh"
-    res = run_scan(cfg, echo=lambda s: None)
     folders = {"zh": tmp / "zh"}
     shutil.copytree(res.report_dir, folders["zh"])
     en = cfg.model_copy(update={"reports": cfg.reports.model_copy(update={"lang": "en"})})
