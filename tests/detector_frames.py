@@ -52,7 +52,8 @@ def make_ctx(events: list[dict] | pd.DataFrame | None = None, *, window: tuple[s
 
     `window` is (start, end) in site-local time; events outside it are look-back history.
     Reference tables given as lists of dicts (or frames) are validated; None stays None.
-    `params` maps detector id -> parameter overrides (merged over declared defaults).
+    `params` maps detector id -> parameter overrides (merged over declared defaults), or a
+    section name ("explain", "schedule") -> its parameters.
     """
     ws = pd.Timestamp(window[0]).tz_localize(tz)
     we = pd.Timestamp(window[1]).tz_localize(tz)
@@ -66,17 +67,21 @@ def make_ctx(events: list[dict] | pd.DataFrame | None = None, *, window: tuple[s
                        ("patient_contacts", patient_contacts), ("shifts", shifts),
                        ("workstations", workstations), ("grants", grants), ("roles", roles)):
         refs[name] = None if rows is None else frame(name, rows, tz)
-    detector_params = {}
+    detector_params, sections = {}, {}
     if params:
+        from emraudit.detectors.base import SECTIONS
         from emraudit.detectors.registry import all_detectors
         known = all_detectors()
         for det_id, over in params.items():
+            if det_id in SECTIONS:
+                sections[det_id] = dict(over)
+                continue
             base = {p.name: p.default for p in known[det_id].params} if det_id in known else {}
             base.update(over)
             detector_params[det_id] = base
     return Context(events=evs, window_start=ws, window_end=we, tz=tz,
                    office_hours=office_hours, workdays=workdays,
-                   detector_params=detector_params, **refs)
+                   detector_params=detector_params, sections=sections, **refs)
 
 
 def run(detector_id: str, ctx: Context, **overrides) -> pd.DataFrame:

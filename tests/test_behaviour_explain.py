@@ -15,7 +15,7 @@ W = ("2025-07-01", "2025-09-01")
 DOC = {"user_id": "doc", "role": "physician", "department": "心内科"}
 NURSE = {"user_id": "rn", "role": "nurse", "ward": "心内科一病区"}
 FLOAT = {"user_id": "float", "role": "nurse", "ward": "骨科病区"}
-NO_LOOKBACK = {"care.no_relationship": {"lookback_days": 0.0}}
+NO_LOOKBACK = {"explain": {"lookback_days": 0.0}}
 
 
 def verdicts(events, **kw):
@@ -106,7 +106,7 @@ def test_unit_relation_grace_on_both_sides(ts, explains, who, unit):
 
 
 def test_unit_relation_grace_follows_its_parameters():
-    over = {"care.no_relationship": {"lookback_days": 0.0, "grace_before_days": 1.0,
+    over = {"explain": {"lookback_days": 0.0, "grace_before_days": 1.0,
                                      "grace_after_days": 2.0}}
     events = [ev("doc", "p1", "2025-07-04 00:00"), ev("doc", "p1", "2025-07-03 23:59"),
               ev("doc", "p2", "2025-07-12 00:00"), ev("doc", "p2", "2025-07-12 00:01")]
@@ -137,7 +137,7 @@ def test_an_ongoing_unit_relation_explains_long_after_its_start():
     ("2025-07-12 00:00:00", True), ("2025-07-12 00:00:01", False),
 ])
 def test_own_relation_grace_follows_its_parameters(ts, explains):
-    over = {"care.no_relationship": {"lookback_days": 0.0, "grace_before_days": 1.0,
+    over = {"explain": {"lookback_days": 0.0, "grace_before_days": 1.0,
                                      "grace_after_days": 2.0}}
     got = verdicts([ev("doc", "p1", ts)], care_relations=[rel(user="doc")], params=over)
     assert got == ["own_relation" if explains else ""]
@@ -154,7 +154,7 @@ def test_someone_elses_relation_or_another_patients_does_not_explain():
 def test_a_later_explained_access_is_not_prior_treatment_of_an_earlier_one():
     events = [ev("doc", "p1", "2025-08-20 10:00"), ev("doc", "p1", "2025-08-25 10:00")]
     # the relation holds on 08-25 (starts 08-25, grace 0): the 08-20 access has no reason
-    over = {"care.no_relationship": {"grace_before_days": 0.0}}
+    over = {"explain": {"grace_before_days": 0.0}}
     got = verdicts(events, care_relations=[rel(user="doc", start="2025-08-25",
                                                end="2025-08-26")], params=over)
     assert got == ["", "own_relation"]
@@ -166,7 +166,7 @@ def test_prior_treatment_look_back_edge(days, explains):
     t1 = pd.Timestamp("2025-07-05 10:00")
     t2 = t1 + pd.Timedelta(days=days)
     events = [ev("cons", "p1", str(t1)), ev("cons", "p1", str(t2))]
-    over = {"care.no_relationship": {"kind_grace_after_days": 0.0,
+    over = {"explain": {"kind_grace_after_days": 0.0,
                                      "kind_grace_before_days": 0.0, "lookback_days": 30.0}}
     got = verdicts(events, care_relations=[rel(user="cons", kind="consult", start=str(t1),
                                                end=str(t1))], params=over)

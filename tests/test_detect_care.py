@@ -151,7 +151,8 @@ def test_only_window_events_make_findings_but_lookback_explains():
             "start": "2025-06-20", "end": "2025-06-21"}]
     events = [ev("snoop", "p2", "2025-06-20 10:00"), ev("snoop", "p2", "2025-07-08 10:00"),
               ev("snoop", "p1", "2025-07-01 10:00")]
-    assert care(events, care_relations=REL + rel, over={"grace_after_days": 0.0}).empty
+    assert care(events, care_relations=REL + rel,
+                params={"explain": {"grace_after_days": 0.0}}).empty
 
 
 def test_break_glass_rows_and_failures_are_not_counted():

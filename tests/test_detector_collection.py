@@ -4,14 +4,22 @@ property is checked across the whole collection and all offenders are listed tog
 import tomllib
 
 from emraudit.demo import violations
+from emraudit.detectors.base import SECTIONS
 from emraudit.detectors.profile import builtin_profile_path, resolve_detectors
 from emraudit.detectors.profile_doc import render_default_profile
 from emraudit.detectors.registry import all_detectors
 from emraudit.model import RECTIFICATION_ITEMS, SEVERITY_RANK, TABLES
 
 # the contract's detectors: those the shipped default profile documents (it is generated from
-# the declarations and committed, so a detector that stops registering is missed here)
-EXPECTED_IDS = set(tomllib.loads(builtin_profile_path("default").read_text(encoding="utf-8")))
+# the declarations and committed, so a detector that stops registering is missed here); its
+# other tables are the sections of shared parameters ([explain], [schedule])
+DEFAULT_TABLES = set(tomllib.loads(builtin_profile_path("default").read_text(encoding="utf-8")))
+EXPECTED_IDS = {t for t in DEFAULT_TABLES if "." in t}
+
+
+def test_the_default_profile_documents_every_section():
+    all_detectors()
+    assert DEFAULT_TABLES - EXPECTED_IDS == set(SECTIONS) == {"explain", "schedule"}
 
 
 def test_every_contract_detector_is_registered():

@@ -8,7 +8,7 @@ import pytest
 
 from detector_frames import ev, make_ctx
 from emraudit.detectors.explain import (
-    EXPLANATIONS, _DEFAULTS, explain_accesses, explanation_detail, explanation_evidence,
+    EXPLANATIONS, explain_accesses, explanation_detail, explanation_evidence,
     interval_hit, nearest_within,
 )
 from emraudit.reports.explanations import explanation_text
@@ -30,9 +30,19 @@ def adm(patient="p1", user=None, start="2025-07-05", end="2025-07-10", kind="adm
             "department": department, "ward": ward}
 
 
-def test_defaults_match_declarations():
-    from emraudit.detectors.care import EXPLAIN_PARAMS
-    assert {p.name: p.default for p in EXPLAIN_PARAMS} == _DEFAULTS
+def test_the_engine_declares_its_parameters_once():
+    """[explain] is the one declaration: no detector declares one of its parameters again,
+    and a context without a profile reads the declared defaults."""
+    from emraudit.detectors.base import SECTIONS
+    from emraudit.detectors.registry import all_detectors
+    names = {p.name for p in SECTIONS["explain"].params}
+    assert {"grace_after_days", "lookup_minutes", "record_roles"} <= names
+    again = [(d, p.name) for d, c in all_detectors().items() for p in c.params
+             if p.name in names]
+    assert again == []
+    ctx = make_ctx([], window=W, params={"explain": {"grace_after_days": 2.0}})
+    assert ctx.section("explain")["grace_after_days"] == 2.0
+    assert ctx.section("explain")["grace_before_days"] == 3.0
 
 
 @pytest.mark.parametrize("ts,held", [
@@ -81,7 +91,7 @@ def test_ward_relation_matches_nurse_by_ward():
 def test_unit_match_can_exclude_rows_naming_a_user():
     ctx = make_ctx([ev("rn", "p1", "2025-07-06 03:00")], window=W,
                    care_relations=[adm(user="doc", ward="心内科一病区")], users=[NURSE],
-                   params={"care.no_relationship": {"unit_match_user_rows": False}})
+                   params={"explain": {"unit_match_user_rows": False}})
     assert not explain_accesses(ctx)["explained"].iloc[0]
 
 
@@ -127,7 +137,7 @@ def test_duty_on_another_ward_does_not_explain():
 def test_consult_with_its_own_grace(ts, held):
     rel = [adm(user="cons", kind="consult", start="2025-07-07", end="2025-07-08")]
     x = explain([ev("cons", "p1", ts)], care_relations=rel,
-                params={"care.no_relationship": {"lookback_days": 0.0}})
+                params={"explain": {"lookback_days": 0.0}})
     assert x["explanation"].iloc[0] == ("request_relation" if held else "")
 
 
@@ -143,7 +153,7 @@ def test_access_request_is_not_prior_treatment():
 
 def test_prior_treatment_within_lookback():
     rel = [adm(user="doc", start="2025-07-05", end="2025-07-05 12:00")]
-    over = {"care.no_relationship": {"grace_after_days": 0.0}}
+    over = {"explain": {"grace_after_days": 0.0}}
     # relation ended 07-05 12:00 -> +30 days is 08-04 12:00, inclusive; prior-treatment
     # explanations do not chain (08-04 12:00 does not extend the look-back)
     events = [ev("doc", "p1", "2025-07-05 10:00"), ev("doc", "p1", "2025-08-04 12:00"),
@@ -155,7 +165,7 @@ def test_prior_treatment_within_lookback():
 def test_prior_explained_access_within_lookback():
     # a consult explained the first access; 30 days later the access is prior treatment
     rel = [adm(user="cons", kind="consult", start="2025-07-05", end="2025-07-05")]
-    over = {"care.no_relationship": {"kind_grace_after_days": 0.0,
+    over = {"explain": {"kind_grace_after_days": 0.0,
                                      "kind_grace_before_days": 0.0, "lookback_days": 30.0}}
     events = [ev("cons", "p1", "2025-07-05 00:00"), ev("cons", "p1", "2025-08-04 00:00"),
               ev("cons", "p1", "2025-08-04 00:00:01")]
@@ -190,7 +200,7 @@ def test_one_note_after_a_lookup_explains_neither():
     assert x["explanation"].tolist() == ["", ""]
     # the old rule (any write explains) is one parameter away
     x = explain(events, care_relations=[adm()],
-                params={"care.no_relationship": {"documentation_min_writes": 1}})
+                params={"explain": {"documentation_min_writes": 1}})
     assert x["explained"].tolist() == [True, True]
 
 
@@ -200,7 +210,7 @@ def test_second_write_must_fall_within_the_window(gap_h, explained):
     events = [ev("rt", "p1", str(t0), "update"),
               ev("rt", "p1", str(t0 + pd.Timedelta(hours=gap_h)), "update")]
     x = explain(events, care_relations=[adm()],
-                params={"care.no_relationship": {"lookback_days": 0.0}})
+                params={"explain": {"lookback_days": 0.0}})
     assert x["explained"].tolist() == [explained, explained]
 
 
@@ -210,7 +220,7 @@ def test_a_note_by_someone_with_a_reason_explains_the_earlier_lookup():
     events = [ev("rn", "p1", "2025-07-01 13:00"), ev("rn", "p1", "2025-07-02 12:00", "update")]
     x = explain(events, users=[NURSE],
                 care_relations=[adm(ward="心内科一病区", start="2025-07-05")],
-                params={"care.no_relationship": {"lookback_days": 0.0}})
+                params={"explain": {"lookback_days": 0.0}})
     assert x["explanation"].tolist() == ["documentation", "unit_relation"]
 
 
@@ -218,7 +228,7 @@ def test_documentation_modules_limit_what_counts():
     events = [ev("rt", "p1", "2025-07-06 09:00"),
               ev("rt", "p1", "2025-07-06 10:00", "update", module="打印记录"),
               ev("rt", "p1", "2025-07-06 10:30", "update", module="打印记录")]
-    only = {"care.no_relationship": {"documentation_modules": ["病程记录", "护理记录"]}}
+    only = {"explain": {"documentation_modules": ["病程记录", "护理记录"]}}
     assert not explain(events, care_relations=[adm()], params=only)["explained"].any()
     events[1]["module"] = events[2]["module"] = "护理记录"
     assert explain(events, care_relations=[adm()], params=only)["explained"].all()
@@ -229,7 +239,7 @@ def test_documentation_window_edge_and_switch_off():
     x = explain(events, care_relations=[adm()])
     assert x.set_index("ts")["explanation"].iloc[0] == "documentation"   # exactly 24 h before
     ctx = make_ctx(events, window=W, care_relations=[adm()],
-                   params={"care.no_relationship": {"documentation_explains": False}})
+                   params={"explain": {"documentation_explains": False}})
     assert not explain_accesses(ctx)["explained"].any()
 
 
@@ -238,7 +248,7 @@ def test_documentation_same_encounter():
               ev("rt", "p1", "2025-07-04 10:00", encounter_id="E1"),
               ev("rt", "p1", "2025-07-04 09:00", encounter_id="E2")]
     x = explain(events, care_relations=[adm(start="2025-06-01", end="2025-06-02")],
-                params={"care.no_relationship": {"lookback_days": 1.0}})
+                params={"explain": {"lookback_days": 1.0}})
     got = dict(zip(x["event_id"], x["explanation"]))
     assert [got[e["event_id"]] for e in events] == ["documentation", "documentation", ""]
 
@@ -266,7 +276,7 @@ def test_records_role_hours_per_role():
     users = [{"user_id": "mr", "role": "medical_records"}]
     ctx = make_ctx([ev("mr", "p1", "2025-07-08 19:00")], window=W, users=users,
                    care_relations=[adm()],
-                   params={"care.no_relationship": {
+                   params={"explain": {
                        "record_role_hours": {"medical_records": [7, 20]}}})
     assert explain_accesses(ctx)["explanation"].iloc[0] == "record_role"
 

@@ -90,9 +90,9 @@ def test_inferred_hour_needs_k_distinct_days_and_smoothing_widens_by_one_hour():
     assert _mask_of(ctx, "smoothed") == (True, "inferred")
     assert _mask_of(ctx, "beyond") == (False, "inferred")
     assert _mask_of(ctx, "k2") == (False, "inferred")
-    ctx = make_ctx(evs, window=WINDOW, params={"bulk.off_hours": {"infer_smooth_hours": 0,
-                                                                  "infer_min_days": 2,
-                                                                  "infer_min_share": 0.0}})
+    ctx = make_ctx(evs, window=WINDOW, params={"schedule": {"infer_smooth_hours": 0,
+                                                                "infer_min_days": 2,
+                                                                "infer_min_share": 0.0}})
     assert _mask_of(ctx, "smoothed") == (False, "inferred")
     assert _mask_of(ctx, "k2") == (True, "inferred")
 

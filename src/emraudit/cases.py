@@ -86,6 +86,10 @@ def case_id_for(kind: str, user_id: str, other: str) -> str:
 
 
 def _local_day(start: pd.Series, tz: str | None) -> pd.Series:
+    """The site-local day of each finding's `start`. Not fastops.local_days alone: `start`
+    is ISO text (the findings contract), parsed first; text that does not parse, and every
+    value when no timezone is given, keeps its first ten characters (the day it was written
+    in), which local_days, taking timestamps, cannot do."""
     start = start.fillna("").astype(str)
     if tz is None:
         return start.str[:10]   # ISO strings written in the site's timezone

@@ -29,7 +29,9 @@ import pyarrow.compute as pc
 
 
 def local_days(ts: pd.Series, tz: str) -> pd.Series:
-    """'YYYY-MM-DD' of each timestamp in the site timezone (missing stays missing)."""
+    """'YYYY-MM-DD' of each timestamp in the site timezone (missing stays missing): the one
+    site-local-day helper (local_ns below gives the same day as a number of nanoseconds,
+    for arithmetic on wall-clock times)."""
     if isinstance(ts.dtype, pd.DatetimeTZDtype):
         naive = ts.dt.tz_convert(tz).dt.tz_localize(None)
     else:
@@ -46,6 +48,45 @@ def local_days(ts: pd.Series, tz: str) -> pd.Series:
     codes = pa.array(code.astype(np.int32), mask=nat)
     text = pa.DictionaryArray.from_arrays(codes, pa.array(names.tolist(), pa.large_string()))
     return pd.Series(pd.arrays.ArrowStringArray(text.cast(pa.large_string())), index=ts.index)
+
+
+_HOUR_NS = 3_600 * 10**9
+
+
+def utc_ns(ts: pd.Series) -> np.ndarray:
+    """Instants as int64 nanoseconds since the epoch (UTC); naive times are taken as they are."""
+    if isinstance(ts.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(ts.dtype):
+        if getattr(ts.dtype, "unit", "ns") != "ns":
+            ts = ts.dt.as_unit("ns")
+        return np.asarray(ts.array.asi8, dtype=np.int64)
+    return pd.to_datetime(ts).astype("datetime64[ns]").to_numpy().astype("int64")
+
+
+def local_ns(ts: pd.Series, tz: str | None = None) -> np.ndarray:
+    """Wall-clock nanoseconds in `tz` (default: the series' own timezone), so day
+    (`// DAY_NS`) and hour are site-local; naive times are taken as they are. The
+    site-local day as a number, where local_days gives it as text.
+
+    The UTC offset is looked up once per distinct hour (offsets change on hour boundaries),
+    through a dense table over the span, so 10 million events cost one gather, not a tz
+    conversion each."""
+    t = utc_ns(ts)
+    own = getattr(ts.dtype, "tz", None)
+    tz = (tz or own) if own is not None else None
+    if tz is None or len(t) == 0:
+        return t
+    h = t // _HOUR_NS
+    h0, h1 = int(h.min()), int(h.max())
+    if h1 - h0 > 2_000_000:         # more than ~228 years: convert directly
+        return local_ns_slow(ts.dt.tz_convert(tz))
+    hours = np.arange(h0, h1 + 1, dtype=np.int64) * _HOUR_NS
+    wall = pd.DatetimeIndex(hours.view("datetime64[ns]")).tz_localize("UTC").tz_convert(tz)
+    off = wall.tz_localize(None).asi8 - hours
+    return t + off[h - h0]
+
+
+def local_ns_slow(ts: pd.Series) -> np.ndarray:
+    return ts.dt.tz_localize(None).astype("datetime64[ns]").to_numpy().astype("int64")
 
 
 def isin(values: pd.Series | pd.Index | np.ndarray, value_set) -> np.ndarray:

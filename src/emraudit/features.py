@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from emraudit.model import OUTPUT_ACTIONS
-from emraudit.fastops import local_days, stable_order
+from emraudit.fastops import local_days, local_ns, stable_order
 
 NS_PER_DAY = 86_400 * 10**9
 
@@ -132,13 +132,6 @@ def _codes(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return codes.astype(np.int64, copy=False), pd.Index(uniques)
 
 
-def _local_day_ns(ts: pd.Series, tz: str) -> np.ndarray:
-    """Wall-clock nanoseconds in the site timezone (naive), as int64."""
-    if isinstance(ts.dtype, pd.DatetimeTZDtype):
-        ts = ts.dt.tz_convert(tz).dt.tz_localize(None)
-    return ts.to_numpy("datetime64[ns]").view(np.int64)
-
-
 def _distinct_per_group(group: np.ndarray, value: np.ndarray, n_groups: int) -> np.ndarray:
     """Number of distinct non-negative `value`s per group (both integer arrays)."""
     ok = value >= 0
@@ -164,7 +157,7 @@ def _relation_codes(rel: pd.DataFrame, p_index: pd.Index, p_code: np.ndarray,
         return out
     r = rel[keep]
     rp = rp[keep]
-    start_s = _local_day_ns(r["start"], tz) // 10**9
+    start_s = local_ns(r["start"], tz) // 10**9
     t0 = min(int(start_s.min()), int(when.min() // 10**9)) - 1
     key_r = rp.astype(np.int64) * (1 << 32) + np.clip(start_s - t0, 0, (1 << 32) - 1)
     o = stable_order(key_r)
@@ -256,7 +249,7 @@ def user_day_features(ctx, *, history_days: int = 30, burst_minutes: int = 30,
     if ev is None or len(ev) == 0:
         return empty_features()
     n = len(ev)
-    local = _local_day_ns(ev["ts"], ctx.tz)
+    local = local_ns(ev["ts"], ctx.tz)
     day_abs = local // NS_PER_DAY
     d0 = int(day_abs.min())
     if first_day is not None:
@@ -399,7 +392,7 @@ def user_day_features(ctx, *, history_days: int = 30, burst_minutes: int = 30,
             unexp_ev[pos] = unexp
         else:
             eu = users.get_indexer(ex["user_id"].astype("string"))
-            eday = _local_day_ns(ex["ts"], ctx.tz) // NS_PER_DAY - d0
+            eday = local_ns(ex["ts"], ctx.tz) // NS_PER_DAY - d0
             ok = (eu >= 0) & (eday >= 0) & (eday < nd)
             eud = remap[eu[ok] * nd + eday[ok]]
             ok2 = eud >= 0

@@ -33,7 +33,7 @@ from emraudit import progress
 from emraudit.config import Config
 from emraudit.dates import day_range
 from emraudit.detectors.base import SHARED_WORK, Context, empty_findings
-from emraudit.detectors.profile import DetectorSetting, resolve_detectors
+from emraudit.detectors.profile import DetectorSetting, context_args, resolve_detectors
 from emraudit.fastops import id_hashes, in_sorted, local_days
 from emraudit.forking import can_fork, fork_pool
 from emraudit.ingest import SourceResult, ingest
@@ -192,7 +192,7 @@ def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Tim
     ctx = Context(events=events, window_start=window_start, window_end=window_end, tz=tz,
                   office_hours=tuple(config.site.office_hours),
                   workdays=tuple(config.site.workdays),
-                  detector_params={i: dict(s.params) for i, s in settings.items()},
+                  **context_args(settings),
                   site_name=config.site.name, networks=tuple(config.site.networks),
                   **refs)
     ctx.baseline = ctx_baseline
@@ -443,6 +443,7 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
         scan_id = new_scan_id()
         res = ScanResult(scan_id)
         res.notes += cleared
+        res.notes += getattr(settings, "notes", [])   # old profile keys still in use
         t0 = time.perf_counter()
         with store.begin() as c:
             c.execute(scans.insert().values(

@@ -23,7 +23,6 @@ Scoring (documented in `emraudit tune --help` too):
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
@@ -35,6 +34,8 @@ from xml.sax.saxutils import escape
 import pandas as pd
 
 from emraudit.cases import assign_cases
+from emraudit.detectors.base import section_values
+from emraudit.detectors.profile import context_args, tunable_params, with_value
 from emraudit.errors import UserError
 
 # -- values -----------------------------------------------------------------------------------
@@ -222,7 +223,9 @@ def make_replay(config, settings_for_context: list[dict], days: int) -> Replay:
         ctx.outputs.clear()
         ctx.notes.clear()
         ctx.detector_params = dict(base_params)
-        ctx.detector_params.update({i: dict(s.params) for i, s in settings.items()})
+        args = context_args(settings)
+        ctx.detector_params.update(args["detector_params"])
+        ctx.sections = args["sections"]     # [explain] and [schedule]: a sweep may set one
         found, status = scan.run_detectors(ctx, settings)
         failed = [s for s in status.values() if getattr(s, "status", "") == "failed"]
         if failed:
@@ -274,17 +277,20 @@ def sweep(detector_id: str, param: str, values: list[Any], settings: dict,
     if detector_id not in settings:
         raise UserError(f"unknown detector '{detector_id}' (known: {', '.join(settings)})")
     base = settings[detector_id]
-    declared = {p.name: p for p in base.cls.params}
+    declared = tunable_params(base.cls)
     if param not in declared:
         raise UserError(f"detector {detector_id} has no parameter '{param}' (known: "
                         f"{', '.join(declared) or 'none'})")
-    current = base.params.get(param, declared[param].default)
+    if param in base.params or param not in base.cls.moved:
+        current = base.params.get(param, declared[param].default)
+    else:                                   # a moved key: its section's value in force
+        section, pname = base.cls.moved[param].split(".", 1)
+        current = section_values(section, base.sections)[pname]
     tried = list(dict.fromkeys([*values]))
     runs_for = tried if current in tried else [*tried, current]
 
     def settings_for(value) -> dict:
-        st = copy.copy(base)
-        st.params = dict(base.params, **{param: value})
+        st = with_value(base, param, value)
         st.enabled = True
         return {detector_id: st}
 
@@ -517,6 +523,10 @@ def param_differences(cur: dict, new: dict) -> list[dict]:
             va, vb = a.params.get(p.name), b.params.get(p.name)
             if va != vb:
                 out.append({"detector": det_id, "param": p.name, "current": va, "new": vb})
+    for name in sorted(set(getattr(cur, "sections", {})) | set(getattr(new, "sections", {}))):
+        a, b = section_values(name, cur.sections), section_values(name, new.sections)
+        out += [{"detector": name, "param": k, "current": a[k], "new": b[k]}
+                for k in a if a[k] != b[k]]
     return out
 
 

@@ -46,7 +46,7 @@ def tune_cmd(config_path, detector, param, values, range_, days, truth, chart, f
       emraudit tune --config emraudit.toml bulk.off_hours min_patients
           --range 5:40:5 --truth truth.csv --chart min_patients.svg
     """
-    from emraudit.detectors.profile import resolve_detectors
+    from emraudit.detectors.profile import resolve_detectors, tunable_params
     from emraudit.detectors.registry import check_id
     from emraudit.errors import UserError
     from emraudit.tune import (chart_svg, format_sweep, make_replay, parse_value,
@@ -55,7 +55,7 @@ def tune_cmd(config_path, detector, param, values, range_, days, truth, chart, f
     cfg = get_config(config_path)
     settings = resolve_detectors(cfg.detectors, cfg.path)
     detector = check_id(detector, "DETECTOR")
-    declared = {p.name: p for p in settings[detector].cls.params}
+    declared = tunable_params(settings[detector].cls)
     if param not in declared:
         raise UserError(f"detector {detector} has no parameter '{param}' (known: "
                         f"{', '.join(declared) or 'none'})")

@@ -100,6 +100,40 @@ def _shared_type(values) -> type | None:
     return None
 
 
+@dataclass(frozen=True)
+class Section:
+    """The parameters of work several detectors share (the explanation engine, the duty
+    schedule), declared once by the module that does the work: a `[name]` table of the
+    detector profile, validated like a detector's, handed to every detector through
+    `ctx.section(name)`. A detector whose table held one of them before names it in its
+    `moved` declaration: the old key stays a deprecated alias."""
+
+    name: str
+    title: str
+    description: str
+    params: tuple[Param, ...]
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+
+def section_values(name: str, given: dict[str, dict]) -> dict[str, Any]:
+    """A section's parameters in force: its declared defaults, then those `given` for it."""
+    return {**SECTIONS[name].defaults(), **given.get(name, {})}
+
+
+# every declared section, by name (declared where the work is done: detectors/explain.py,
+# detectors/schedule.py)
+SECTIONS: dict[str, Section] = {}
+
+
+def declare_section(section: Section) -> Section:
+    if SECTIONS.get(section.name, section) is not section:
+        raise TypeError(f"section {section.name!r} declared twice")
+    SECTIONS[section.name] = section
+    return section
+
+
 class Detector:
     """Base class. Subclasses set the class attributes and implement `run`."""
 
@@ -112,6 +146,10 @@ class Detector:
     uses: ClassVar[tuple[str, ...]] = ()      # optional tables that sharpen it
     params: ClassVar[tuple[Param, ...]] = ()
     lookback_days: ClassVar[int] = 0          # history before the scan window it needs
+    # keys its profile table held before they moved to a section of shared parameters, as
+    # old key -> "section.param" (care's explanation settings are now [explain] ones): a
+    # profile that still sets one sets the section's parameter, with a deprecation note
+    moved: ClassVar[dict[str, str]] = {}
     # shared computations (SHARED_WORK names) this detector reads from ctx.memo: a scan that
     # divides the detectors among processes computes them once, before forking those that
     # use them
@@ -157,6 +195,12 @@ class Detector:
                 raise KeyError(k)
             values[k] = known[k].check(v)
         self.p = _Params(values)
+        # the shared sections' parameters set by the profile (DetectorSetting.instantiate);
+        # read through self.section(name), as a detector reads ctx.section(name) when it runs
+        self.sections: dict[str, dict] = {}
+
+    def section(self, name: str) -> dict[str, Any]:
+        return section_values(name, self.sections)
 
     @classmethod
     def planted_kinds(cls) -> tuple[str, ...]:
@@ -258,6 +302,9 @@ class Context:
     baseline: dict[str, Any] = field(default_factory=dict)  # stored state (features, models)
     memo: dict[str, Any] = field(default_factory=dict)
     detector_params: dict[str, dict] = field(default_factory=dict)  # id -> params in force
+    # section name -> its parameters set by the profile ([explain], [schedule]); read through
+    # ctx.section(name), which adds the declared defaults
+    sections: dict[str, dict] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     # state a detector wants persisted by the pipeline after the scan commits (e.g. the
     # "user_day_features" frame, fitted "models" rows); the detector never writes it itself
@@ -283,14 +330,10 @@ class Context:
             self.memo[key] = fn()
         return self.memo[key]
 
-    def params_for(self, detector_id: str) -> dict:
-        """Parameters in force for another detector (e.g. the care-relation settings that
-        the snooping detectors share), falling back to its declared defaults."""
-        if detector_id in self.detector_params:
-            return self.detector_params[detector_id]
-        from emraudit.detectors.registry import all_detectors
-        cls = all_detectors().get(detector_id)
-        return {p.name: p.default for p in cls.params} if cls else {}
+    def section(self, name: str) -> dict[str, Any]:
+        """The parameters in force of a shared engine's section (`[explain]`, `[schedule]`):
+        its declared defaults, then what the profile set (ctx.sections)."""
+        return section_values(name, self.sections)
 
     @property
     def window_events(self) -> pd.DataFrame:

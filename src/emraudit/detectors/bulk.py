@@ -20,7 +20,8 @@ import pandas as pd
 from emraudit.detectors.base import Context, Detector, Param, empty_findings
 from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
-from emraudit.detectors.schedule import DAY_NS, MINUTE_NS, duty_mask, get_schedule, local_ns, utc_ns
+from emraudit.detectors.schedule import (DAY_NS, MINUTE_NS, SCHEDULE, duty_mask, get_schedule,
+                                         local_ns, utc_ns)
 from emraudit.fastops import is_value
 from emraudit.model import OUTPUT_ACTIONS
 from emraudit.reports.i18n import N_
@@ -368,6 +369,8 @@ class BulkOffHours(Detector):
     needs = ("access_log",)
     uses = ("shifts", "users", "care_relations")
     lookback_days = 28
+    # the duty schedule's settings, now [schedule]
+    moved = {p.name: f"schedule.{p.name}" for p in SCHEDULE.params}
     params = (
         Param("window_minutes", int, 60, "length of the sliding window (windows straddle "
               "midnight)", "minutes", 5, 1440),
@@ -389,17 +392,6 @@ class BulkOffHours(Detector):
               "its threshold is multiplied by explained_multiple", "", 0.0, 1.0),
         Param("explained_multiple", float, 2.0, "threshold multiplier for such explained "
               "bursts (1.0 treats them like any other)", "×", 1.0, 100.0),
-        Param("roster_slack_minutes", int, 60, "duty extends this long before and after each "
-              "rostered shift (handover, late charting)", "minutes", 0, 720),
-        Param("infer_min_days", int, 3, "an hour of the day is a duty hour of a user without a "
-              "roster when they were active in it on at least this many days", "days", 1, 60),
-        Param("infer_min_share", float, 0.2, "… and on at least this share of their active "
-              "days (a weekly night call is not a night shift)", "", 0.0, 1.0),
-        Param("infer_min_active_days", int, 7, "fewest active days in the look-back to infer "
-              "a schedule; fewer falls back to office hours", "days", 1, 60),
-        Param("infer_smooth_hours", int, 1, "inferred duty hours are widened by this many hours "
-              "each side", "hours", 0, 6),
-        Param("infer_lookback_days", int, 28, "history used to infer duty hours", "days", 1, 365),
     )
     description = ("Distinct patients whose records a user opened outside their own duty "
                    "(roster, inferred schedule or office hours) within a sliding window, above "

@@ -4,94 +4,28 @@ The work is done by the explanation engine (detectors/explain.py), which tries e
 legitimate reason in order; this module groups what no reason explains into one finding per
 user, patient and site-local day, and grades it: more accesses, a special patient (VIP,
 sensitive, staff member, deceased) or a name look-up just before opening the record all
-raise the severity. The parameters declared here are also the engine's settings, shared with
-the snooping detectors through `ctx.params_for("care.no_relationship")`.
+raise the severity. The engine's settings (and the look-up window) are the `[explain]`
+section of the profile, shared with the snooping detectors; this table's old keys for them
+are deprecated aliases (`moved`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from emraudit.detectors.base import Context, Detector, Param, raise_severity
-from emraudit.detectors.explain import EXPLANATIONS, explain_accesses, explanation_evidence
+from emraudit.detectors.explain import (EXPLANATIONS, MOVED_FROM_CARE, explain_accesses,
+                                        explanation_evidence, looked_up_before)
 from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
 from emraudit.reports.i18n import N_, Np_
 from emraudit.fastops import is_value, local_days
 from emraudit.feeds import (FeedRules, held_mask, held_outputs, share_counts,
                             shares_from_counts, unit_columns)
-from emraudit.model import ROLES
 
-
-@dataclass(frozen=True)
-class RoleHoursParam(Param):
-    """A table role -> [start_hour, end_hour), e.g. {medical_records = [8, 17.5]}."""
-
-    def check(self, value):
-        value = super().check(value)
-        for role, hours in value.items():
-            if role not in ROLES:
-                raise ValueError(f"unknown role {role!r} (expected one of {', '.join(ROLES)})")
-            if (not isinstance(hours, list) or len(hours) != 2
-                    or not all(isinstance(h, (int, float)) and not isinstance(h, bool)
-                               for h in hours)
-                    or not 0 <= hours[0] < hours[1] <= 24):
-                raise ValueError(f"{role}: expected [start_hour, end_hour] with "
-                                 f"0 <= start < end <= 24, got {hours!r}")
-        return value
-
-
-# Parameters of the explanation engine (shared with snoop.* through params_for).
-EXPLAIN_PARAMS = (
-    Param("grace_before_days", float, 3.0, "care may start before the relation is recorded "
-          "(pre-admission work-up, registration entered late)", "days", 0, 365),
-    Param("grace_after_days", float, 30.0, "follow-up after discharge or the end of a "
-          "relation (results, discharge summary, outpatient review)", "days", 0, 3650),
-    Param("kind_grace_before_days", float, 1.0, "grace before a consult, order, appointment "
-          "or access request starts", "days", 0, 365),
-    Param("kind_grace_after_days", float, 14.0, "grace after a consult, order, appointment or "
-          "access request ends (results and reports come later)", "days", 0, 3650),
-    Param("unit_match_user_rows", bool, True, "a department/ward also counts as related "
-          "through relations that name one of its members (not only rows with empty "
-          "user_id): covering colleagues of the same unit are explained"),
-    Param("duty_grace_minutes", float, 60.0, "slack around a rostered duty shift (handover, "
-          "late charting) for the float-cover explanation", "minutes", 0, 720),
-    Param("lookback_days", float, 30.0, "prior treatment: an own relation that ended, or an "
-          "explained access, within this many days before explains the access", "days",
-          0, 365),
-    Param("documentation_explains", bool, True, "the user documented on the patient "
-          "(create/update/sign) nearby or in the same encounter; charting is strong evidence "
-          "of care — but only documentation that real care produces counts (see the next "
-          "two parameters): a note written to cover a look-up explains nothing and joins the "
-          "evidence"),
-    Param("documentation_window_hours", float, 24.0, "how close (before or after) the "
-          "documentation must be", "hours", 0, 720),
-    Param("documentation_min_writes", int, 2, "documentation explains only when the user "
-          "has some other reason to be on the record (a relation, duty on the ward, a "
-          "request), signed it, or wrote at least this many times on the patient within the "
-          "window: one stray note after a look-up does not", "writes", 1, 1000),
-    Param("documentation_modules", list, [], "only writes in these modules (parts of the "
-          "record, e.g. 病程记录, 护理记录, 医嘱) count as documentation; empty: any module"),
-    Param("ward_work_hours", float, 12.0, "worked on the patient's ward: the user has "
-          "explained accesses to other patients of the ward the patient lies on this close "
-          "in time (float staff, rotating residents, no roster); 0 turns it off", "hours",
-          0, 72),
-    Param("btg_window_hours", float, 12.0, "a break-the-glass by the user on the patient this "
-          "long before explains the access (btg.unjustified judges it instead)", "hours",
-          0, 168),
-    Param("record_roles", list, ["medical_records", "quality_control", "insurance", "admin"],
-          "roles whose job is to read records (病案室, 质控科, 医保办, 医务处 = admin): explained "
-          "within their office hours", choices=ROLES),
-    RoleHoursParam("record_role_hours", dict, {}, "office hours per record role as "
-                   "[start_hour, end_hour); roles not listed use [site] office_hours",
-                   "hours"),
-    Param("record_roles_workdays_only", bool, True, "record roles are explained only on "
-          "[site] workdays"),
-)
 
 DETECTOR_PARAMS = (
     Param("min_accesses", int, 1, "unexplained accesses of one patient by one user in one "
@@ -104,9 +38,6 @@ DETECTOR_PARAMS = (
           "accesses", 1, 1000000),
     Param("special_patient_steps", int, 1, "severity steps added for a VIP, sensitive, "
           "employee or deceased patient", "levels", 0, 3),
-    Param("query_window_minutes", float, 30.0, "a look-up (query) of the same patient by the "
-          "same user this long before opening the record raises the severity", "minutes",
-          0, 1440),
     Param("query_lookup_steps", int, 1, "severity steps added for a look-up before opening",
           "levels", 0, 3),
     Param("count_queries", bool, False, "count unexplained look-ups (query) themselves as "
@@ -138,7 +69,8 @@ class NoRelationship(Detector):
     needs = ("access_log", "care_relations")
     uses = ("users", "patients", "shifts")
     lookback_days = 30
-    params = EXPLAIN_PARAMS + DETECTOR_PARAMS
+    params = DETECTOR_PARAMS
+    moved = MOVED_FROM_CARE      # the engine's settings, now [explain]
     # a name query then an unrelated record is this finding with its severity raised
     catches = ("care.no_relationship", "snoop.query_then_open")
     also_catches = ("snoop.vip", "snoop.coworker", "snoop.family", "snoop.neighbor",
@@ -199,7 +131,7 @@ class NoRelationship(Detector):
     }
 
     def effective_lookback_days(self) -> int:
-        return int(math.ceil(self.p.lookback_days))
+        return int(math.ceil(self.section("explain")["lookback_days"]))
 
     def feed_counts(self, ctx: Context, x: pd.DataFrame | None = None,
                     judged: np.ndarray | None = None) -> dict | None:
@@ -300,20 +232,11 @@ class NoRelationship(Detector):
         u["day"] = local_days(u["ts"], ctx.tz)
 
         # a look-up by name shortly before opening, itself unexplained
-        u["lookup"] = pd.Series(pd.NaT, index=u.index, dtype=x["ts"].dtype)
-        u["lookup_event"] = pd.Series(pd.NA, index=u.index, dtype="string")
         lookups = x.loc[~x["explained"].to_numpy() & is_query,
                         ["user_id", "patient_id", "ts", "event_id"]]
-        if len(lookups) and p.query_window_minutes > 0:
-            left = u[["user_id", "patient_id", "ts"]].reset_index().sort_values("ts")
-            right = lookups.rename(columns={"ts": "lookup", "event_id": "lookup_event"}) \
-                .sort_values("lookup")
-            right["lookup_ts"] = right["lookup"]
-            m = pd.merge_asof(left, right, left_on="ts", right_on="lookup_ts",
-                              by=["user_id", "patient_id"], direction="backward",
-                              tolerance=pd.Timedelta(minutes=p.query_window_minutes))
-            u.loc[m["index"].to_numpy(), "lookup"] = m["lookup"].to_numpy()
-            u.loc[m["index"].to_numpy(), "lookup_event"] = m["lookup_event"].to_numpy()
+        window_minutes = ctx.section("explain")["lookup_minutes"]
+        u[["lookup", "lookup_event"]] = looked_up_before(u, lookups, window_minutes,
+                                                         ["user_id", "patient_id"])
         if gaps is not None:
             u = self._hold(ctx, u, gaps)
             if not len(u):
@@ -352,7 +275,8 @@ class NoRelationship(Detector):
         from emraudit.detectors.rights_use import class_grant_evidence
         class_grants = class_grant_evidence(ctx, agg["user_id"], agg["patient_id"], agg["start"])
         rows = []
-        thresholds = {k: p[k] for k in ("min_accesses", "medium_accesses", "high_accesses",
+        given = {**ctx.section("explain"), **p}     # the evidence names both kinds
+        thresholds = {k: given[k] for k in ("min_accesses", "medium_accesses", "high_accesses",
                                         "critical_accesses", "grace_before_days",
                                         "grace_after_days", "lookback_days")}
         for r, fr in zip(agg.itertuples(index=False), first_rows):    # one per finding
@@ -368,7 +292,7 @@ class NoRelationship(Detector):
                 "user": info, "thresholds": thresholds,
                 "query_lookup": ({"at": pd.Timestamp(r.lookup).isoformat(),
                                   "event_ids": list(r.lookup_events),
-                                  "window_minutes": p.query_window_minutes}
+                                  "window_minutes": window_minutes}
                                  if pd.notna(r.lookup) else None),
             }
             if class_grants[len(rows)] is not None:   # the sensitive classes' grant check

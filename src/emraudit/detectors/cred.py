@@ -47,10 +47,6 @@ SHARED_HOST_PARAMS = (
 
 # --- shared helpers ------------------------------------------------------------------------
 
-def _local_day(ts: pd.Series, tz: str) -> pd.Series:
-    return local_days(ts, tz)
-
-
 def _ip_ints(ip: pd.Series) -> np.ndarray:
     """IPv4 addresses as integers (-1 when missing or not IPv4); parsed once per distinct."""
     codes, uniq = factorize_text(ip)
@@ -380,7 +376,7 @@ class ConcurrentUse(Detector):
         t = _us(ev["ts"])
         ends = remap[ends]
         starts = remap[starts]
-        day = _local_day(ev["ts"], ctx.tz).to_numpy()
+        day = local_days(ev["ts"], ctx.tz).to_numpy()
         in_win = ev["in_window"].to_numpy(dtype=bool)
         ids = ev["event_id"].astype(str).to_numpy()
         users_ = ev["user_id"].astype(str).to_numpy()
@@ -526,7 +522,7 @@ class ImpossibleTravel(Detector):
         pos = remap[hp]
         pairs = pd.DataFrame({"i": remap[hp - 1], "j": pos,
                               "user": ev["user_id"].astype(str).to_numpy()[pos],
-                              "day": _local_day(ev["ts"].iloc[pos], ctx.tz).to_numpy()})
+                              "day": local_days(ev["ts"].iloc[pos], ctx.tz).to_numpy()})
         need = need_s
         rows = []
         in_win = ev["in_window"].to_numpy(dtype=bool)
@@ -799,7 +795,7 @@ class InactiveAccount(Detector):
         sel = full[bad_arr]
         if len(sel):
             for (user, d), grp in sel.groupby(
-                    [sel["user_id"], _local_day(sel["ts"], ctx.tz)], sort=True):
+                    [sel["user_id"], local_days(sel["ts"], ctx.tz)], sort=True):
                 e = u.loc[user, "end_date"]
                 st = u.loc[user, "status"]
                 rows.append({
@@ -855,7 +851,7 @@ class InactiveAccount(Detector):
         rows = []
         for r in c.itertuples():
             # the whole first day of renewed activity supports the finding
-            d = _local_day(pd.Series([r.ts]), ctx.tz).iloc[0]
+            d = local_days(pd.Series([r.ts]), ctx.tz).iloc[0]
             same = ev[(ev["user_id"] == r.user_id) & (ev["ts"] >= r.ts)
                       & (ev["ts"] < r.ts + pd.Timedelta(days=1))]
             days = (r.ts - r.gap_start).total_seconds() / 86400
@@ -949,7 +945,7 @@ class ActingMismatch(Detector):
         if not len(sel):
             return self.findings(rows)
         for (user, act, d), grp in sel.groupby(
-                [sel["user_id"], sel["acting_user_id"], _local_day(sel["ts"], ctx.tz)],
+                [sel["user_id"], sel["acting_user_id"], local_days(sel["ts"], ctx.tz)],
                 sort=True):
             if len(grp) < p.min_events:
                 continue
@@ -1030,7 +1026,7 @@ class ExpiredAccess(Detector):
             False) & ev["in_window"].astype(bool)
         sel = ev[bad.to_numpy()]
         rows = []
-        for (user, d), grp in sel.groupby([sel["user_id"], _local_day(sel["ts"], ctx.tz)],
+        for (user, d), grp in sel.groupby([sel["user_id"], local_days(sel["ts"], ctx.tz)],
                                           sort=True):
             lim = u.loc[user, "access_until"]
             role = u.loc[user, "role"]

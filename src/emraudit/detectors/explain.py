@@ -27,7 +27,8 @@ order, and the first that holds is recorded (issue 4):
 Everything is vectorized. Interval tests use one sorted join per key (`merge_asof` on the
 interval starts with a running maximum of the ends), so a patient with many relations and
 many accesses never produces a cross product. Ids are factorized to integers first.
-Parameters are those of `care.no_relationship` (ctx.params_for).
+Parameters are the engine's own, declared here as the `[explain]` section of the detector
+profile (EXPLAIN) and read through `ctx.section("explain")`.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ import json
 import numpy as np
 import pandas as pd
 
-from emraudit.detectors.base import Context, shared_work
+from dataclasses import dataclass
+
+from emraudit.detectors.base import Context, Param, Section, declare_section, shared_work
 from emraudit.fastops import cache_order, dense_unique, positions_in, stable_order
-from emraudit.model import PATIENT_ACTIONS
+from emraudit.model import PATIENT_ACTIONS, ROLES
 
 EXPLANATIONS = ("own_relation", "unit_relation", "duty_ward", "request_relation",
                 "prior_treatment", "documentation", "worked_on_ward", "break_glass",
@@ -65,25 +68,116 @@ def explain_accesses(ctx: Context) -> pd.DataFrame:
     return ctx.cached("explain", lambda: _explain(ctx))
 
 
+@dataclass(frozen=True)
+class RoleHoursParam(Param):
+    """A table role -> [start_hour, end_hour), e.g. {medical_records = [8, 17.5]}."""
+
+    def check(self, value):
+        value = super().check(value)
+        for role, hours in value.items():
+            if role not in ROLES:
+                raise ValueError(f"unknown role {role!r} (expected one of {', '.join(ROLES)})")
+            if (not isinstance(hours, list) or len(hours) != 2
+                    or not all(isinstance(h, (int, float)) and not isinstance(h, bool)
+                               for h in hours)
+                    or not 0 <= hours[0] < hours[1] <= 24):
+                raise ValueError(f"{role}: expected [start_hour, end_hour] with "
+                                 f"0 <= start < end <= 24, got {hours!r}")
+        return value
+
+
+EXPLAIN = declare_section(Section(
+    "explain", "The explanation engine / 诊疗关系解释引擎",
+    "Why was a record opened? Every patient access is tested against the legitimate reasons "
+    "for it (care relations, the unit's, duty on the ward, requests, prior treatment, "
+    "documentation, work on the ward, break-the-glass, record roles); care.no_relationship "
+    "and the snoop.* detectors judge what no reason explains. These settings hold for all of "
+    "them.",
+    (
+        Param("grace_before_days", float, 3.0, "care may start before the relation is "
+              "recorded (pre-admission work-up, registration entered late)", "days", 0, 365),
+        Param("grace_after_days", float, 30.0, "follow-up after discharge or the end of a "
+              "relation (results, discharge summary, outpatient review)", "days", 0, 3650),
+        Param("kind_grace_before_days", float, 1.0, "grace before a consult, order, "
+              "appointment or access request starts", "days", 0, 365),
+        Param("kind_grace_after_days", float, 14.0, "grace after a consult, order, "
+              "appointment or access request ends (results and reports come later)", "days",
+              0, 3650),
+        Param("unit_match_user_rows", bool, True, "a department/ward also counts as related "
+              "through relations that name one of its members (not only rows with empty "
+              "user_id): covering colleagues of the same unit are explained"),
+        Param("duty_grace_minutes", float, 60.0, "slack around a rostered duty shift "
+              "(handover, late charting) for the float-cover explanation", "minutes", 0, 720),
+        Param("lookback_days", float, 30.0, "prior treatment: an own relation that ended, or "
+              "an explained access, within this many days before explains the access", "days",
+              0, 365),
+        Param("documentation_explains", bool, True, "the user documented on the patient "
+              "(create/update/sign) nearby or in the same encounter; charting is strong "
+              "evidence of care — but only documentation that real care produces counts (see "
+              "the next two parameters): a note written to cover a look-up explains nothing "
+              "and joins the evidence"),
+        Param("documentation_window_hours", float, 24.0, "how close (before or after) the "
+              "documentation must be", "hours", 0, 720),
+        Param("documentation_min_writes", int, 2, "documentation explains only when the user "
+              "has some other reason to be on the record (a relation, duty on the ward, a "
+              "request), signed it, or wrote at least this many times on the patient within "
+              "the window: one stray note after a look-up does not", "writes", 1, 1000),
+        Param("documentation_modules", list, [], "only writes in these modules (parts of the "
+              "record, e.g. 病程记录, 护理记录, 医嘱) count as documentation; empty: any module"),
+        Param("ward_work_hours", float, 12.0, "worked on the patient's ward: the user has "
+              "explained accesses to other patients of the ward the patient lies on this close "
+              "in time (float staff, rotating residents, no roster); 0 turns it off", "hours",
+              0, 72),
+        Param("btg_window_hours", float, 12.0, "a break-the-glass by the user on the patient "
+              "this long before explains the access (btg.unjustified judges it instead)",
+              "hours", 0, 168),
+        Param("record_roles", list, ["medical_records", "quality_control", "insurance",
+                                     "admin"],
+              "roles whose job is to read records (病案室, 质控科, 医保办, 医务处 = admin): "
+              "explained within their office hours", choices=ROLES),
+        RoleHoursParam("record_role_hours", dict, {}, "office hours per record role as "
+                       "[start_hour, end_hour); roles not listed use [site] office_hours",
+                       "hours"),
+        Param("record_roles_workdays_only", bool, True, "record roles are explained only on "
+              "[site] workdays"),
+        Param("lookup_minutes", float, 30.0, "a look-up (query) of the same patient by the "
+              "same user at most this long before opening the record raises the severity of "
+              "the finding (care.no_relationship and snoop.*); 0 turns it off", "minutes",
+              0, 1440),
+    )))
+
+# the keys of care.no_relationship's table that were the engine's before [explain] existed
+MOVED_FROM_CARE = {**{p.name: f"explain.{p.name}" for p in EXPLAIN.params
+                      if p.name != "lookup_minutes"},
+                   "query_window_minutes": "explain.lookup_minutes"}
+
+
 def explanation_params(ctx: Context) -> dict:
-    """The parameters in force (those of care.no_relationship), with safe fallbacks."""
-    p = dict(_DEFAULTS)
-    p.update(ctx.params_for("care.no_relationship") or {})
-    return p
+    """The [explain] parameters in force."""
+    return ctx.section("explain")
 
 
-# Fallbacks when care.no_relationship is not registered (the declarations in care.py are the
-# documented source of truth; keep these equal).
-_DEFAULTS = {
-    "grace_before_days": 3.0, "grace_after_days": 30.0,
-    "kind_grace_before_days": 1.0, "kind_grace_after_days": 14.0,
-    "unit_match_user_rows": True, "duty_grace_minutes": 60.0,
-    "lookback_days": 30.0, "documentation_explains": True,
-    "documentation_window_hours": 24.0, "documentation_min_writes": 2,
-    "documentation_modules": [], "ward_work_hours": 12.0, "btg_window_hours": 12.0,
-    "record_roles": ["medical_records", "quality_control", "insurance", "admin"],
-    "record_role_hours": {}, "record_roles_workdays_only": True,
-}
+def looked_up_before(opens: pd.DataFrame, queries: pd.DataFrame, minutes: float,
+                     by: list[str]) -> pd.DataFrame:
+    """The look-up before opening: for each row of `opens` (columns `by` and `ts`), the
+    latest row of `queries` (the same columns and `event_id`) with the same `by` values at
+    most `minutes` before it (at the same instant included). Returns `lookup` (its time, NaT
+    when none) and `lookup_event` (its event id), on the index of `opens`. One sorted join,
+    no loop; `minutes` <= 0 finds none."""
+    out = pd.DataFrame({"lookup": pd.Series(pd.NaT, index=opens.index, dtype=opens["ts"].dtype),
+                        "lookup_event": pd.Series(pd.NA, index=opens.index, dtype="string")})
+    if not len(opens) or not len(queries) or not minutes > 0:
+        return out
+    left = opens[[*by, "ts"]].reset_index().sort_values("ts")
+    right = queries[[*by, "ts", "event_id"]].rename(
+        columns={"ts": "lookup", "event_id": "lookup_event"}).sort_values("lookup")
+    right["lookup_ts"] = right["lookup"]
+    m = pd.merge_asof(left, right, left_on="ts", right_on="lookup_ts", by=by,
+                      direction="backward", tolerance=pd.Timedelta(minutes=minutes))
+    where = m[left.columns[0]].to_numpy()
+    out.loc[where, "lookup"] = m["lookup"].to_numpy()
+    out.loc[where, "lookup_event"] = m["lookup_event"].to_numpy()
+    return out
 
 
 # --- helpers ---------------------------------------------------------------------------------

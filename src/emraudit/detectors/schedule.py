@@ -16,9 +16,10 @@ Shared by `bulk.off_hours` and the anomaly features. Three bases, tried in order
   baseline, peers) and to the explanation engine in bulk.off_hours.
 - ``office_hours``: too little history: the site's office hours on its workdays.
 
-Everything is vectorized (codes, a presence cube, one packed sorted search for the roster). Parameters are those of the
-``bulk.off_hours`` declaration (``ctx.params_for``), so the profile tunes the schedule once for
-every user of it. The schedule is cached in ``ctx.memo["duty_schedule"]``.
+Everything is vectorized (codes, a presence cube, one packed sorted search for the roster).
+Parameters are the schedule's own, the ``[schedule]`` section of the detector profile
+(SCHEDULE, read through ``ctx.section("schedule")``), so the profile tunes the schedule once for
+every detector that reads it. The schedule is cached in ``ctx.memo["duty_schedule"]``.
 """
 
 from __future__ import annotations
@@ -28,57 +29,34 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from emraudit.detectors.base import shared_work
-from emraudit.fastops import stable_order
+from emraudit.detectors.base import Param, Section, declare_section, shared_work
+from emraudit.fastops import local_ns, stable_order, utc_ns
 
 DAY_NS = 86_400 * 10**9
 HOUR_NS = 3_600 * 10**9
 MINUTE_NS = 60 * 10**9
 
-# Defaults when `bulk.off_hours` is not registered (the schedule is usable on its own).
-DEFAULTS = {
-    "roster_slack_minutes": 60,
-    "infer_min_days": 3,
-    "infer_min_share": 0.2,
-    "infer_min_active_days": 7,
-    "infer_smooth_hours": 1,
-    "infer_lookback_days": 28,
-}
+SCHEDULE = declare_section(Section(
+    "schedule", "The duty schedule / 当班判断",
+    "Was the user on duty when an event happened: the duty roster (shifts), else the hours "
+    "inferred from the user's own history, else the site's office hours. Read by "
+    "bulk.off_hours and the anomaly features.",
+    (
+        Param("roster_slack_minutes", int, 60, "duty extends this long before and after each "
+              "rostered shift (handover, late charting)", "minutes", 0, 720),
+        Param("infer_min_days", int, 3, "an hour of the day is a duty hour of a user without a "
+              "roster when they were active in it on at least this many days", "days", 1, 60),
+        Param("infer_min_share", float, 0.2, "… and on at least this share of their active "
+              "days (a weekly night call is not a night shift)", "", 0.0, 1.0),
+        Param("infer_min_active_days", int, 7, "fewest active days in the look-back to infer "
+              "a schedule; fewer falls back to office hours", "days", 1, 60),
+        Param("infer_smooth_hours", int, 1, "inferred duty hours are widened by this many hours "
+              "each side", "hours", 0, 6),
+        Param("infer_lookback_days", int, 28, "history used to infer duty hours", "days", 1,
+              365),
+    )))
 
 BASES = ("roster", "inferred", "office_hours")
-
-
-def utc_ns(ts: pd.Series) -> np.ndarray:
-    """Instants as int64 nanoseconds since the epoch (UTC); naive times are taken as they are."""
-    if isinstance(ts.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(ts.dtype):
-        if getattr(ts.dtype, "unit", "ns") != "ns":
-            ts = ts.dt.as_unit("ns")
-        return np.asarray(ts.array.asi8, dtype=np.int64)
-    return pd.to_datetime(ts).astype("datetime64[ns]").to_numpy().astype("int64")
-
-
-def local_ns(ts: pd.Series) -> np.ndarray:
-    """Wall-clock nanoseconds in the series' own timezone (so day and hour are local).
-
-    The UTC offset is looked up once per distinct hour (offsets change on hour boundaries),
-    through a dense table over the span, so 10 million events cost one gather, not a tz
-    conversion each."""
-    t = utc_ns(ts)
-    tz = getattr(ts.dtype, "tz", None)
-    if tz is None or len(t) == 0:
-        return t
-    h = t // HOUR_NS
-    h0, h1 = int(h.min()), int(h.max())
-    if h1 - h0 > 2_000_000:         # more than ~228 years: convert directly
-        return local_ns_slow(ts)
-    hours = np.arange(h0, h1 + 1, dtype=np.int64) * HOUR_NS
-    wall = pd.DatetimeIndex(hours.view("datetime64[ns]")).tz_localize("UTC").tz_convert(tz)
-    off = wall.tz_localize(None).asi8 - hours
-    return t + off[h - h0]
-
-
-def local_ns_slow(ts: pd.Series) -> np.ndarray:
-    return ts.dt.tz_localize(None).astype("datetime64[ns]").to_numpy().astype("int64")
 
 
 @dataclass
@@ -104,13 +82,8 @@ class Schedule:
 
 
 def schedule_params(ctx) -> dict:
-    params = dict(DEFAULTS)
-    try:
-        given = ctx.params_for("bulk.off_hours")
-    except Exception:   # registry not importable in a stripped-down context
-        given = {}
-    params.update({k: v for k, v in given.items() if k in DEFAULTS})
-    return params
+    """The [schedule] parameters in force."""
+    return ctx.section("schedule")
 
 
 def _history(ctx) -> pd.DataFrame:

@@ -20,10 +20,10 @@ import pandas as pd
 from emraudit.detectors.base import (Context, Detector, Param, empty_findings, raise_severity,
                                      shared_work)
 from emraudit.detectors.bulk import explanations, user_info
-from emraudit.detectors.explain import EXPLANATIONS, explanation_evidence
+from emraudit.detectors.explain import EXPLANATIONS, explanation_evidence, looked_up_before
 from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
-from emraudit.detectors.schedule import DAY_NS, MINUTE_NS, local_ns, utc_ns
+from emraudit.detectors.schedule import DAY_NS, local_ns
 from emraudit.reports.i18n import N_, Np_
 from emraudit.detectors.surnames import (COMMON_SHARE, is_common, normalize_name, surname,
                                          surname_bits, surname_share)
@@ -86,10 +86,8 @@ def specific(keys: pd.Series, max_share: int) -> pd.Series:
 
 
 # --------------------------------------------------------------------------- shared engine
-SHARED_PARAMS = (
-    Param("lookup_minutes", int, 30, "a name look-up (query) followed within this many minutes "
-          "by opening the record raises the severity", "minutes", 0, 1440),
-)
+# the look-up window each snoop.* table held is now [explain] lookup_minutes
+MOVED_LOOKUP = {"lookup_minutes": "explain.lookup_minutes"}
 
 
 def _accesses(ctx: Context, patients) -> pd.DataFrame:
@@ -125,19 +123,6 @@ def _for_pairs(acc: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     return m.set_index("index")
 
 
-def _looked_up(g: pd.DataFrame, minutes: int) -> bool:
-    """A query on the patient followed within `minutes` by a non-query access."""
-    q = g.loc[g["action"] == "query", "ts"]
-    o = g.loc[g["action"] != "query", "ts"]
-    if q.empty or o.empty:
-        return False
-    qt = np.sort(utc_ns(q))
-    ot = utc_ns(o)
-    i = np.searchsorted(qt, ot, side="right") - 1      # latest query at or before each open
-    ok = i >= 0
-    return bool(((ot[ok] - qt[i[ok]]) <= minutes * MINUTE_NS).any())
-
-
 # appended to every snooping sentence when the record was opened right after a name search
 LOOKUP = Clause("lookup", N_("; the record was opened right after a look-up by name"))
 
@@ -161,12 +146,18 @@ def group_findings(det: Detector, ctx: Context, hits: pd.DataFrame, *, message, 
     win_groups = hits.loc[hits["in_window"].astype(bool), ["user_id", "patient_id", "day"]]
     win_groups = win_groups.drop_duplicates()
     hits = hits.merge(win_groups, on=["user_id", "patient_id", "day"], how="inner")
-    minutes = det.p.get("lookup_minutes", 30)
+    # a name look-up (query) the same local day, at most [explain] lookup_minutes before
+    is_query = hits["action"].eq("query").fillna(False).to_numpy(dtype=bool)
+    found = looked_up_before(hits[~is_query], hits[is_query],
+                             ctx.section("explain")["lookup_minutes"],
+                             ["user_id", "patient_id", "day"])
+    hits["lookup"] = False
+    hits.loc[found.index, "lookup"] = found["lookup"].notna().to_numpy()
     rows = []
     for (uid, pid, day), g in hits.groupby(["user_id", "patient_id", "day"], sort=True):
         g = g.sort_values("ts", kind="stable")
         sev = severity(g) if severity else det.severity
-        lookup = _looked_up(g, minutes) if minutes else False
+        lookup = bool(g["lookup"].any())
         if lookup:
             sev = raise_severity(sev)
         date = str(pd.Timestamp(int(day) * DAY_NS).date())
@@ -234,7 +225,8 @@ class SnoopVip(Detector):
     needs = ("access_log", "patients")
     uses = ("care_relations", "users", "shifts")
     lookback_days = 30
-    params = SHARED_PARAMS
+    params = ()
+    moved = MOVED_LOOKUP
     description = ("Accesses to patients flagged VIP (public figures, officials, famous "
                    "patients) that no care relation, consult, duty or record role explains.")
     note = ("Ask the user why they opened the record; check whether they were asked to help "
@@ -283,7 +275,8 @@ class SnoopCoworker(Detector):
     needs = ("access_log",)
     uses = ("users", "patients", "care_relations", "shifts")
     lookback_days = 30
-    params = SHARED_PARAMS
+    params = ()
+    moved = MOVED_LOOKUP
     description = ("Accesses to a patient who is a member of staff (patients.employee_user_id "
                    "or users.patient_id), by another member of staff, with no explanation. "
                    "Higher when both work in the same department.")
@@ -354,7 +347,8 @@ class SnoopSelf(Detector):
     needs = ("access_log",)
     uses = ("users", "patients")
     lookback_days = 0
-    params = SHARED_PARAMS
+    params = ()
+    moved = MOVED_LOOKUP
     description = ("A user opening their own patient record (users.patient_id or "
                    "patients.employee_user_id). A policy finding: it fires even when the access "
                    "is otherwise explained, because staff obtain their own records through the "
@@ -420,8 +414,9 @@ def household_pairs_in_force(ctx: Context) -> None:
     computation when they agree): a parallel scan does this once, before it forks, instead
     of once in each worker that runs one of them."""
     default = HOUSEHOLD_PARAMS[0].default
-    for det_id in ("snoop.family", "snoop.neighbor"):
-        household_pairs(ctx, int(ctx.params_for(det_id).get("max_shared_by", default)))
+    for det_id in ("snoop.family", "snoop.neighbor"):     # their parameters in force
+        household_pairs(ctx, int(ctx.detector_params.get(det_id, {}).get("max_shared_by",
+                                                                          default)))
 
 
 def _household_pairs(ctx: Context, max_share: int) -> pd.DataFrame:
@@ -539,7 +534,8 @@ class SnoopFamily(Detector):
     needs = ("access_log", "users", "patients")
     uses = ("patient_contacts", "care_relations", "shifts")
     lookback_days = 30
-    params = (*SHARED_PARAMS, *HOUSEHOLD_PARAMS)
+    params = HOUSEHOLD_PARAMS
+    moved = MOVED_LOOKUP
     description = ("Accesses with no explanation to a patient who is family of the user: a "
                    "declared contact in patient_contacts matching the staff member by name and "
                    "phone or address, or the same surname AND the same address or phone. A "
@@ -614,7 +610,8 @@ class SnoopNeighbor(Detector):
     needs = ("access_log", "users", "patients")
     uses = ("care_relations", "shifts")
     lookback_days = 30
-    params = (*SHARED_PARAMS, *HOUSEHOLD_PARAMS)
+    params = HOUSEHOLD_PARAMS
+    moved = MOVED_LOOKUP
     description = ("Accesses with no explanation to a patient who lives at the user's address "
                    "(normalized: spaces, punctuation and full-width forms ignored) and is not "
                    "family by snoop.family's rule.")
@@ -660,10 +657,10 @@ class SnoopDeceased(Detector):
     needs = ("access_log", "patients")
     uses = ("care_relations", "users", "shifts")
     lookback_days = 30
+    moved = MOVED_LOOKUP
     params = (
         Param("days_after_death", int, 30, "accesses this many days or more after the date of "
               "death count", "days", 0, 3650),
-        *SHARED_PARAMS,
     )
     description = ("Accesses to a deceased patient's record at least N days after death with "
                    "no explanation (death reviews, coding and claims by records, quality and "
@@ -726,7 +723,8 @@ class SnoopWatchlist(Detector):
     needs = ("access_log", "patients")
     uses = ("care_relations", "users")
     lookback_days = 0
-    params = SHARED_PARAMS
+    params = ()
+    moved = MOVED_LOOKUP
     description = ("Any access to a patient whose records are sealed after an incident "
                    "(patients.watch), by anyone outside the named team (patients.watch_team, "
                    "user ids separated by ';'), explained or not. Unexplained ones are critical.")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from emraudit.config import Config
 from emraudit.detectors.base import REFERENCE_WORK, SHARED_WORK, Context, empty_findings
-from emraudit.detectors.profile import DetectorSetting
+from emraudit.detectors.profile import DetectorSetting, context_args
 from emraudit.engine import plan
 from emraudit.engine.job import ScanJob, combine_population, pass_one, pass_two, \
     remember_refs
@@ -80,7 +80,7 @@ def parent_context(config: Config, store: Store, lake: Lake, window_start: pd.Ti
 def _context_args(config: Config, settings: dict[str, DetectorSetting]) -> dict:
     return {"office_hours": tuple(config.site.office_hours),
             "workdays": tuple(config.site.workdays),
-            "detector_params": {i: dict(s.params) for i, s in settings.items()},
+            **context_args(settings),
             "site_name": config.site.name, "networks": tuple(config.site.networks)}
 
 

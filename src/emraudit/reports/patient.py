@@ -48,15 +48,14 @@ def _explain(config: Config, events: pd.DataFrame, ws: pd.Timestamp, we: pd.Time
     nothing the scan stored."""
     from emraudit.detectors.base import Context
     from emraudit.detectors.explain import explain_accesses
-    from emraudit.detectors.profile import resolve_detectors
+    from emraudit.detectors.profile import context_args, resolve_detectors
 
-    params = {i: dict(s.params) for i, s in
-              resolve_detectors(config.detectors, config.path).items()}
+    settings = context_args(resolve_detectors(config.detectors, config.path))
     ev = events.copy()
     ev["in_window"] = ((ev["ts"] >= ws) & (ev["ts"] < we)).to_numpy()
     ctx = Context(events=ev, window_start=ws, window_end=we, tz=config.tz,
                   office_hours=tuple(config.site.office_hours),
-                  workdays=tuple(config.site.workdays), detector_params=params,
+                  workdays=tuple(config.site.workdays), **settings,
                   site_name=config.site.name, **refs)
     try:
         return explain_accesses(ctx)

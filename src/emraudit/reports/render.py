@@ -243,7 +243,10 @@ def _records_by(df: pd.DataFrame, key: str) -> dict[str, list[dict]]:
 
 
 def _local_parts(ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(fractional local hour, local day string) for tz-aware timestamps, vectorized."""
+    """(fractional local hour, local day string) for tz-aware timestamps, vectorized. The day
+    is fastops.local_days's; the hour is computed here at second resolution, in the float
+    operations the charts were drawn with (hour + minute / 60 + second / 3600), so the
+    pictures stay identical."""
     wall = ts.dt.tz_localize(None).to_numpy(dtype="datetime64[s]").astype(np.int64)
     sod = wall % 86_400
     # the same float operations as hour + minute / 60 + second / 3600 (charts stay identical)
