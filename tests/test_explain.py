@@ -234,6 +234,39 @@ def test_documentation_modules_limit_what_counts():
     assert explain(events, care_relations=[adm()], params=only)["explained"].all()
 
 
+@pytest.mark.parametrize("module,explained", [
+    ("flowsheet", True), ("医嘱", True), ("体温单", True),     # routine charting, an order
+    ("病程记录", False), (None, False),                        # a free note, or no module
+])
+def test_one_charting_entry_is_a_reason_to_be_on_the_record(module, explained):
+    """Real charting (a vitals entry, a dose given, an order) by someone with no relation in
+    the feed explains itself and the look at the chart that came with it; one free-text note
+    does not (a note to cover a look-up), and neither does a write of unknown kind."""
+    events = [ev("rt", "p1", "2025-07-06 09:00"),
+              ev("rt", "p1", "2025-07-06 09:02", "update", module=module)]
+    x = explain(events, care_relations=[adm()], params={"explain": {"lookback_days": 0.0}})
+    assert x["explanation"].tolist() == (["documentation"] * 2 if explained else ["", ""])
+
+
+def test_care_record_modules_empty_turns_the_charting_rule_off():
+    events = [ev("rt", "p1", "2025-07-06 09:02", "update", module="flowsheet")]
+    x = explain(events, care_relations=[adm()],
+                params={"explain": {"care_record_modules": [], "lookback_days": 0.0}})
+    assert x["explanation"].tolist() == [""]
+    # and a hospital names its own charting modules
+    x = explain(events, care_relations=[adm()],
+                params={"explain": {"care_record_modules": ["flowsheet"]}})
+    assert x["explanation"].tolist() == ["documentation"]
+
+
+def test_charting_explains_only_its_own_writer_and_patient():
+    events = [ev("rt", "p1", "2025-07-06 09:00"),                          # other user
+              ev("rn2", "p1", "2025-07-06 09:05", "update", module="flowsheet"),
+              ev("rt", "p2", "2025-07-06 09:05", "update", module="flowsheet")]   # other patient
+    x = explain(events, care_relations=[adm()], params={"explain": {"lookback_days": 0.0}})
+    assert x["explanation"].tolist() == ["", "documentation", "documentation"]
+
+
 def test_documentation_window_edge_and_switch_off():
     events = [ev("rt", "p1", "2025-07-06 10:00", "sign"), ev("rt", "p1", "2025-07-05 10:00")]
     x = explain(events, care_relations=[adm()])

@@ -16,7 +16,8 @@ order, and the first that holds is recorded (issue 4):
 6. documentation    the user documented on the patient (create/update/sign) within
                     documentation_window_hours or in the same encounter — charting is strong
                     evidence of care, when it is the documentation real care produces: the
-                    writer had another reason to be on the record (1-4), signed it, or wrote
+                    writer had another reason to be on the record (1-4), signed it, charted
+                    in a care_record_modules module (flowsheet, MAR, orders …) or wrote
                     documentation_min_writes times (in documentation_modules, when set). One
                     note after a look-up explains neither: both stay unexplained evidence;
 7. break_glass      the user broke the glass on this patient shortly before (btg.unjustified
@@ -49,6 +50,12 @@ EXPLANATIONS = ("own_relation", "unit_relation", "duty_ward", "request_relation"
                 "record_role")
 REQUEST_KINDS = ("consult", "order", "appointment", "access_request")
 DOC_ACTIONS = ("create", "update", "sign")
+# Modules of routine charting (a flowsheet entry, a dose given, an order): structured work
+# that only someone caring for the patient does, unlike a free-text note that anyone can write
+# to cover a look-up. English names as in MIMIC-style feeds, Chinese as in HIS/EMR menus.
+CARE_RECORD_MODULES = ("flowsheet", "vital signs", "intake/output", "procedures", "medication",
+                       "MAR", "orders", "体温单", "生命体征", "出入量", "护理记录单", "给药记录",
+                       "执行单", "医嘱")
 
 _US = 1_000_000            # microseconds per second
 _FAR = 2 ** 52             # "never ends" in microseconds (exact in float64)
@@ -122,6 +129,10 @@ EXPLAIN = declare_section(Section(
               "has some other reason to be on the record (a relation, duty on the ward, a "
               "request), signed it, or wrote at least this many times on the patient within "
               "the window: one stray note after a look-up does not", "writes", 1, 1000),
+        Param("care_record_modules", list, list(CARE_RECORD_MODULES), "writes in these "
+              "modules are the routine charting real care produces (vital signs, flowsheets, "
+              "intake and output, medication given, orders): one such write is reason enough "
+              "to be on the record, like a signature; a free-text note is not; empty: none"),
         Param("documentation_modules", list, [], "only writes in these modules (parts of the "
               "record, e.g. 病程记录, 护理记录, 医嘱) count as documentation; empty: any module"),
         Param("ward_work_hours", float, 12.0, "worked on the patient's ward: the user has "
@@ -148,7 +159,7 @@ EXPLAIN = declare_section(Section(
 
 # the keys of care.no_relationship's table that were the engine's before [explain] existed
 MOVED_FROM_CARE = {**{p.name: f"explain.{p.name}" for p in EXPLAIN.params
-                      if p.name != "lookup_minutes"},
+                      if p.name not in ("lookup_minutes", "care_record_modules")},
                    "query_window_minutes": "explain.lookup_minutes"}
 
 
@@ -530,7 +541,9 @@ def _explain(ctx: Context) -> pd.DataFrame:
     if p["documentation_explains"] and is_doc.any() and not done.all():
         w = int(p["documentation_window_hours"] * _HOUR_US)
         is_doc = is_doc & _in_modules(acc, p.get("documentation_modules") or [])
-        care_doc = is_doc & (done | (action == "sign").to_numpy(dtype=bool)
+        cr = list(p.get("care_record_modules") or [])
+        charting = _in_modules(acc, cr) if cr else np.zeros(n, dtype=bool)
+        care_doc = is_doc & (done | (action == "sign").to_numpy(dtype=bool) | charting
                              | (_writes_within(akey_up, at, is_doc, w)
                                 >= int(p.get("documentation_min_writes", 1))))
         doc = nearest_within(akey_up, at, care_doc, w, w, amask=~done)
