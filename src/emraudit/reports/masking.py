@@ -80,6 +80,7 @@ class Masker:
         self._ids: set[str] = set()          # of those, ids: whole tokens only
         self._keep: set[str] = set()         # never replaced (staff names)
         self._index: tuple[frozenset, tuple[int, ...]] | None = None
+        self._scrubbed: dict[str, str] = {}   # evidence repeats its keys and codes endlessly
 
     # single values ---------------------------------------------------------------------
     def name(self, value) -> str:
@@ -106,6 +107,7 @@ class Masker:
             if not _blank(v) and len(str(v).strip()) >= 2:
                 self._known[str(v).strip()] = mask_name(v)
         self._index = None
+        self._scrubbed = {}
 
     def keep(self, strings: Iterable) -> None:
         """Strings never replaced (staff names: a patient 王五 must not turn the staff
@@ -115,6 +117,7 @@ class Masker:
         self._keep.update(str(s).strip() for s in strings
                           if not _blank(s) and len(str(s).strip()) >= 2)
         self._index = None
+        self._scrubbed = {}
 
     def learn_patients(self, patients: pd.DataFrame | None, ids: Iterable) -> None:
         """Learn these patient ids and, from the patients table, their names."""
@@ -162,11 +165,24 @@ class Masker:
 
     def scrub(self, text) -> str:
         """Free text with every known patient name or id replaced by its masked form."""
-        if _blank(text):
+        if isinstance(text, str):           # the common case, without pd.isna
+            if not text.strip():
+                return ""
+            s = text
+        elif _blank(text):
             return ""
-        s = str(text)
+        else:
+            s = str(text)
         if not self.enabled or not self._known:
             return s
+        done = self._scrubbed.get(s)
+        if done is None:
+            if len(self._scrubbed) > 500_000:      # bounded: a night's distinct strings
+                self._scrubbed.clear()
+            done = self._scrubbed[s] = self._scrub(s)
+        return done
+
+    def _scrub(self, s: str) -> str:
         starts, lengths = self.pattern()
         known, ids, keep = self._known, self._ids, self._keep
         out: list[str] = []
