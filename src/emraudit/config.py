@@ -38,8 +38,14 @@ def _whole_numbers(v, what: str) -> tuple[int, ...]:
     return tuple(v)
 
 
+_SITE_ID_RULE = r"^[^\x00-\x1f\x7f]{1,64}$"    # an id: 1-64 characters, no control ones
+
+
 class SiteConfig(_Strict):
     name: str = "Hospital"
+    # the site (hospital) id of rows whose source gives none: one store may audit many
+    # hospitals, each row carrying its site_id (docs/SITES.md)
+    id: str = Field(default="default", pattern=_SITE_ID_RULE)
     timezone: str = "Asia/Shanghai"
     office_hours: tuple[int, int] = (8, 18)   # hours [start, end) for users without a roster
     workdays: tuple[int, ...] = (0, 1, 2, 3, 4)  # Monday=0
@@ -133,6 +139,9 @@ class SourceConfig(_Strict):
     batch_rows: int = Field(default=500_000, gt=0)
     expected_daily: bool | None = None  # coverage: warn on days with no events
     enabled: bool = True
+    # the site of this source's rows that carry no site_id (one hospital's feed in a
+    # region); default: [site] id
+    site: str | None = Field(default=None, pattern=_SITE_ID_RULE)
 
     @field_validator("encoding")
     @classmethod
@@ -289,6 +298,10 @@ class Config(BaseModel):
     def source_table(self, name: str) -> str:
         return self.sources[name].table or name
 
+    def source_site(self, name: str) -> str:
+        """The site of a source's rows that name none."""
+        return self.sources[name].site or self.site.id
+
 
 def _format_loc(loc: tuple) -> str:
     return ".".join(str(x) for x in loc)
@@ -311,6 +324,8 @@ def _explain(err: dict) -> str:
         return f"expected {err.get('ctx', {}).get('expected', 'one of the allowed values')}"
     if kind in _EXPECTED:
         return _EXPECTED[kind]
+    if kind == "string_pattern_mismatch":     # the site ids
+        return "expected a site id: 1 to 64 characters, no control characters"
     return err.get("msg", "invalid value").replace("Value error, ", "")
 
 
@@ -353,6 +368,13 @@ def parse_config(data: dict, path: Path) -> Config:
         if src.connector == "sql" and not src.url:
             raise ConfigError("the sql connector needs 'url'", file=str(path),
                               key=f"sources.{name}.url")
+        if src.site is not None and table != "access_log" and \
+                sum(cfg.source_table(n) == table for n in cfg.sources) > 1:
+            # a reference table is one snapshot: a second source would replace this one's
+            raise ConfigError(f"'site' on a {table} source needs it to be the table's only "
+                              "source (each load replaces the table): read every site's "
+                              f"{table} through one source with a site_id column",
+                              file=str(path), key=f"sources.{name}.site")
         if src.connector == "sql" and not (src.query or src.sql_table):
             raise ConfigError("the sql connector needs 'query' or 'sql_table'", file=str(path),
                               key=f"sources.{name}")

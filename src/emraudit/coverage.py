@@ -19,8 +19,10 @@ from emraudit.model import TABLES
 from emraudit.fastops import blank_text, local_days
 
 # optional access_log fields worth measuring (columns with a default are always "present")
+# (site_id too: the ingest fills it from the configuration when a source has none)
 COVERAGE_FIELDS = tuple(c.name for c in TABLES["access_log"].columns
-                        if not c.required and c.default is None and c.name != "event_id")
+                        if not c.required and c.default is None
+                        and c.name not in ("event_id", "site_id"))
 LOW_SHARE_OF_MEDIAN = 0.2    # a day with fewer events than this share of the median is "low"
 
 

@@ -164,7 +164,7 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
                 continue
             run_id = new_run_id()
             _begin_run(store, run_id, name, table, wm, mapped_by)
-            v = validate(table, batch.frame, config.tz, name)
+            v = validate(table, batch.frame, config.tz, name, config.source_site(name))
             acc = v.accepted
             acc[SOURCE] = name
             t = res.timed("validate", t)
@@ -202,7 +202,7 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
                 close()                 # stops the read-ahead thread now, not at collection
     if table != "access_log" and ref_frames:
         frame = pd.concat(ref_frames, ignore_index=True)
-        v = validate(table, frame, config.tz, name)
+        v = validate(table, frame, config.tz, name, config.source_site(name))
         q = pd.concat([x for x in (*ref_quarantine, v.quarantine) if len(x)] or
                       [empty_quarantine()], ignore_index=True)
         if q.empty and _same_as_snapshot(lake, table, v.accepted, committed):

@@ -118,6 +118,12 @@ class TableSchema:
         return [c.name for c in self.columns if c.required]
 
 
+# the site (hospital) of every row: one store can audit many hospitals of a group or a region
+SITE_ID = "site_id"
+SITE_DOC = ("the hospital (site) the row belongs to; [sources.X] site or [site] id when "
+            "absent or blank. Care relations and rosters apply within their site")
+
+
 def _c(name, kind="str", required=False, allowed=None, default=None, doc=""):
     return Column(name, kind, required, allowed, default, doc)
 
@@ -136,6 +142,7 @@ ACCESS_LOG = TableSchema("access_log", (
     _c("acting_user_id", "id", doc="the person acting when recorded apart from the account"),
     _c("outcome", "enum", allowed=OUTCOMES, default="success"),
     _c("reason", "str", doc="reason given (break-the-glass, access request)"),
+    _c("site_id", "id", doc=SITE_DOC),
 ), key=("event_id",), doc="one row per access to the EMR")
 
 USERS = TableSchema("users", (
@@ -144,6 +151,7 @@ USERS = TableSchema("users", (
     _c("status", "enum", allowed=USER_STATUSES, default="active"),
     _c("start_date", "ts"), _c("end_date", "ts"), _c("access_until", "ts"),
     _c("supervisor_id", "id"), _c("patient_id", "id"), _c("address"), _c("phone"),
+    _c("site_id", "id", doc=SITE_DOC),
 ), key=("user_id",), doc="staff master")
 
 PATIENTS = TableSchema("patients", (
@@ -156,6 +164,7 @@ PATIENTS = TableSchema("patients", (
     _c("sensitive_class", "str", doc="record classes needing a grant of their own: "
        "psychiatric, infectious, reproductive, minor, vip, sealed (精神, 传染病/HIV, 生殖, "
        "未成年, VIP, 封存), several separated by ';'; other words kept as written"),
+    _c("site_id", "id", doc=SITE_DOC),
 ), key=("patient_id",), doc="patient master")
 
 CARE_RELATIONS = TableSchema("care_relations", (
@@ -164,19 +173,23 @@ CARE_RELATIONS = TableSchema("care_relations", (
     _c("encounter_id", "id"),
     _c("sensitive_class", "str", doc="record classes of this encounter (a psychiatric "
        "admission of an otherwise ordinary patient), as on patients"),
+    _c("site_id", "id", doc=SITE_DOC),
 ), doc="time-bounded care relationships; empty user_id relates the department or ward")
 
 PATIENT_CONTACTS = TableSchema("patient_contacts", (
     _c("patient_id", "id", True), _c("name"), _c("relation"), _c("phone"), _c("address"),
+    _c("site_id", "id", doc=SITE_DOC),
 ), doc="next of kin and contacts")
 
 SHIFTS = TableSchema("shifts", (
     _c("user_id", "id", True), _c("start", "ts", True), _c("end", "ts", True),
     _c("kind", "enum", allowed=SHIFT_KINDS, default="duty"), _c("ward"), _c("location"),
+    _c("site_id", "id", doc=SITE_DOC),
 ), doc="duty roster, leave, surgery and offsite blocks")
 
 WORKSTATIONS = TableSchema("workstations", (
     _c("workstation", "str", True), _c("ip"), _c("department"), _c("campus"), _c("location"),
+    _c("site_id", "id", doc=SITE_DOC),
 ), doc="where terminals are")
 
 DEPARTMENTS = TableSchema("departments", (
@@ -184,6 +197,7 @@ DEPARTMENTS = TableSchema("departments", (
     _c("parent", "str", doc="the department it belongs to (大科, 职能部门 …)"),
     _c("head_user_id", "id", doc="the head's account (科主任 / 负责人)"),
     _c("head_name", "str", doc="the head's name"),
+    _c("site_id", "id", doc=SITE_DOC),
 ), key=("department",), doc="departments and their heads: the 责任人 of the problem ledger")
 
 GRANTS = TableSchema("grants", (
@@ -205,6 +219,7 @@ GRANTS = TableSchema("grants", (
     _c("revoked_at", "ts", doc="when it was revoked (撤销时间); empty: still held"),
     _c("expires_at", "ts", doc="when it lapses by itself (有效期至)"),
     _c("reason", "str", doc="why it was granted (授权原因)"),
+    _c("site_id", "id", doc=SITE_DOC),
 ), key=("grant_id",), doc="access rights granted to accounts and roles, with who granted "
    "and approved them")
 
@@ -218,6 +233,7 @@ ROLES_TABLE = TableSchema("roles", (
     _c("scope", "str", doc="as grants.scope"),
     _c("approved_by", "id", doc="who approved the role's definition"),
     _c("description", "str"),
+    _c("site_id", "id", doc=SITE_DOC),
 ), key=("role", "permissions", "record_class", "scope"), doc="what each role may do (one "
    "row per role, or several: they add up); users hold their users.role and the roles "
    "granted to them")
@@ -236,7 +252,7 @@ CATEGORICAL = ("action", "outcome", "module", "facility")
 # and takes then move 4-byte codes instead of strings. Not event_id (unique) nor ts.
 CODED_EVENT_COLUMNS = ("user_id", "patient_id", "action", "module", "workstation", "ip",
                        "session_id", "encounter_id", "facility", "acting_user_id", "outcome",
-                       "reason", "_source")
+                       "reason", "_source", "site_id")
 
 EVENT_ID_FIELDS = ("ts", "user_id", "patient_id", "action", "action_raw", "module",
                    "workstation", "ip", "session_id", "record_count", "encounter_id",
@@ -490,12 +506,15 @@ def empty_table(table: str, tz: str = "Asia/Shanghai") -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
+def validate(table: str, df: pd.DataFrame, tz: str, source: str,
+             site: str | None = None) -> Validated:
     """Coerce `df` (canonical column names, strings or typed) to the table's schema.
 
     `df` may carry `_source_ref` (where each row came from); it is kept on accepted rows and
     copied to the quarantine. Rows are quarantined, never dropped silently; duplicates (same
-    event_id, or the same key for keyed reference tables) are counted apart.
+    event_id, or the same key within one site for keyed reference tables) are counted apart.
+    `site`: the site of rows whose `site_id` is absent or blank (the ingest passes the
+    source's or the configuration's); None leaves `site_id` as the source gave it.
     """
     schema = TABLES[table]
     n = len(df)
@@ -602,6 +621,10 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
     if table == "shifts":
         fail(df["end"] <= df["start"], "shift ends before it starts")
 
+    if site is not None:
+        df[SITE_ID] = (df[SITE_ID].fillna(site) if SITE_ID in df.columns
+                       else pd.Series(site, index=df.index, dtype="string"))
+
     bad = reasons.notna()
     quarantine = empty_quarantine()
     if bad.any():
@@ -615,6 +638,8 @@ def validate(table: str, df: pd.DataFrame, tz: str, source: str) -> Validated:
     accepted = df.loc[~bad]
     duplicates = 0
     key = list(schema.key)
+    if key and table != "access_log" and SITE_ID in accepted.columns:
+        key = [SITE_ID] + key        # two hospitals may both have a user 1001
     if key and all(k in accepted.columns for k in key):
         dup = duplicated_text(accepted[key[0]]) if len(key) == 1 else \
             accepted.duplicated(subset=key, keep="first").to_numpy(dtype=bool)

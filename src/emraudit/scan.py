@@ -193,7 +193,8 @@ def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Tim
                   office_hours=tuple(config.site.office_hours),
                   workdays=tuple(config.site.workdays),
                   **context_args(settings),
-                  site_name=config.site.name, networks=tuple(config.site.networks),
+                  site_name=config.site.name, site_id=config.site.id,
+                  networks=tuple(config.site.networks),
                   **refs)
     ctx.baseline = ctx_baseline
     if refs.get("grants") is not None:     # the rights detectors' stored usage

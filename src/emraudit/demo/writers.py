@@ -209,7 +209,7 @@ def truth_table(w, event_ids: pa.Array) -> pd.DataFrame:
 
 def write_all(w, out: Path, formats) -> None:
     cols = event_columns(w)
-    names = TABLES["access_log"].names
+    names = [n for n in TABLES["access_log"].names if n in cols]   # no site_id: one site
     table = pa.table({k: cols[k] for k in names})
     if "canonical" in formats:
         _write_csv(table, out / "access_log.csv")

@@ -310,6 +310,7 @@ class Context:
     # "user_day_features" frame, fitted "models" rows); the detector never writes it itself
     outputs: dict[str, Any] = field(default_factory=dict)
     site_name: str = ""
+    site_id: str = "default"         # [site] id: the site of rows stored without one
     networks: tuple[str, ...] = ()   # [site] networks: the hospital's own address ranges
     # statistics of the whole population (every partition of a site), computed before the
     # detectors run on one partition of the events (emraudit.engine.population); empty when
@@ -402,6 +403,36 @@ def combine_parts(parts: list[Any]) -> Any:
     if isinstance(first, list):
         return [x for p in parts for x in p]
     return sum(parts)
+
+
+def site_keys(ctx: "Context", *frames: pd.DataFrame | None):
+    """`key(frame, col)`: the ids of `col`, qualified by each row's site when the scan holds
+    more than one site (events or reference rows; a row stored without site_id is of
+    ctx.site_id), so that a relation or a shift at one hospital never meets an access at
+    another; with one site, the column itself (the same codes, the same path)."""
+    default = getattr(ctx, "site_id", "default")
+    seen = set()
+    for df in (ctx.events, *frames):
+        if df is not None and len(df):
+            col = df["site_id"] if "site_id" in df.columns else pd.Series([pd.NA])
+            seen.update(str(v) for v in col.dropna().unique())   # categories: by code
+            seen.update([default] if col.isna().any() else [])
+    def plain(df, col):
+        return df[col]
+
+    def qualified(df, col):
+        return site_qualified(df, col, default)
+
+    key = plain if len(seen) <= 1 else qualified
+    key.by_site = key is qualified
+    return key
+
+
+def site_qualified(df: pd.DataFrame, col: str, default: str) -> pd.Series:
+    """The ids of `col` as "site\x1fid" (a row without site_id is of `default`)."""
+    site = (df["site_id"].astype("string").fillna(default) if "site_id" in df.columns
+            else pd.Series(default, index=df.index, dtype="string"))
+    return site + "\x1f" + df[col].astype("string")
 
 
 def finding_id(detector_id: str, key: str) -> str:

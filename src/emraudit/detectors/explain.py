@@ -41,7 +41,8 @@ import pandas as pd
 
 from dataclasses import dataclass
 
-from emraudit.detectors.base import Context, Param, Section, declare_section, shared_work
+from emraudit.detectors.base import (Context, Param, Section, declare_section, shared_work,
+                                     site_keys)
 from emraudit.fastops import cache_order, dense_unique, positions_in, stable_order
 from emraudit.model import PATIENT_ACTIONS, ROLES
 
@@ -411,7 +412,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
     tz = ctx.tz
     mask = ev["patient_id"].notna() & ev["action"].isin(PATIENT_ACTIONS)
     cols = [c for c in ("event_id", "user_id", "patient_id", "ts", "in_window", "action",
-                        "encounter_id", "module") if c in ev.columns]
+                        "encounter_id", "module", "site_id") if c in ev.columns]
     acc = ev.loc[mask, cols]
     n = len(acc)
     out = pd.DataFrame({
@@ -425,8 +426,9 @@ def _explain(ctx: Context) -> pd.DataFrame:
         return _assemble(out, flags, pd.Categorical([], categories=[""]))
 
     # integer codes ---------------------------------------------------------------------------
-    ucode, uidx = pd.factorize(acc["user_id"])
-    pcode, pidx = pd.factorize(acc["patient_id"])
+    key = site_keys(ctx, ctx.care_relations, ctx.users, ctx.shifts)
+    ucode, uidx = pd.factorize(key(acc, "user_id"))
+    pcode, pidx = pd.factorize(key(acc, "patient_id"))
     uidx, pidx = pd.Index(uidx, dtype="string"), pd.Index(pidx, dtype="string")
     ucode = ucode.astype(np.int64)
     pcode = pcode.astype(np.int64)
@@ -439,8 +441,8 @@ def _explain(ctx: Context) -> pd.DataFrame:
         from emraudit.model import empty_table
         rel = empty_table("care_relations", tz)
     rel = complete(rel, "care_relations", tz).reset_index(drop=True)
-    r_u = _codes(rel["user_id"], uidx)
-    r_p = _codes(rel["patient_id"], pidx)
+    r_u = _codes(key(rel, "user_id"), uidx)
+    r_p = _codes(key(rel, "patient_id"), pidx)
     r_start = _us(rel["start"])
     r_end = _us(rel["end"])
     r_kind = rel["kind"].astype("string").fillna("").to_numpy(dtype=object)
@@ -489,8 +491,8 @@ def _explain(ctx: Context) -> pd.DataFrame:
     ], ignore_index=True).dropna().unique(), dtype="string")
     nunit = len(units) + 1
     if users is not None and len(users):
-        uu = users.drop_duplicates("user_id", keep="last")
-        pos = _codes(uu["user_id"], uidx)
+        uu = users.loc[~key(users, "user_id").duplicated(keep="last").to_numpy()]
+        pos = _codes(key(uu, "user_id"), uidx)
         known = pos >= 0
         u_dept[pos[known]] = _codes(uu["department"], units)[known]
         u_ward[pos[known]] = _codes(uu["ward"], units)[known]
@@ -513,7 +515,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
         d = sh[(sh["kind"].astype("string") == "duty") & sh["ward"].notna()]
         if len(d):
             dg = int(p["duty_grace_minutes"] * 60 * _US)
-            s_u = _codes(d["user_id"], uidx)
+            s_u = _codes(key(d, "user_id"), uidx)
             s_w = _codes(d["ward"], units)
             s_id = np.arange(len(d), dtype=np.int64)
             hit, which = interval_hit(np.where(done, -1, ucode), at,

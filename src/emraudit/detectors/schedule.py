@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from emraudit.detectors.base import Param, Section, declare_section, shared_work
+from emraudit.detectors.base import (Param, Section, declare_section, shared_work, site_keys,
+                                     site_qualified)
 from emraudit.fastops import local_ns, stable_order, utc_ns
 
 DAY_NS = 86_400 * 10**9
@@ -71,6 +72,10 @@ class Schedule:
     office_hours: tuple[int, int]
     workdays: tuple[int, ...]
     params: dict
+    # several sites: the roster is keyed by "site\x1fuser" (a shift applies at its site);
+    # events without a site_id are of `default_site`
+    by_site: bool = False
+    default_site: str = "default"
 
     def explain(self, user_id: str) -> dict:
         """The inferred duty hours of one user, for evidence."""
@@ -130,6 +135,7 @@ def build_schedule(ctx) -> Schedule:
         for d in range(1, s + 1):
             hours |= np.roll(regular, d, axis=1) | np.roll(regular, -d, axis=1)
     roster = span_df = None
+    by_site = False
     sh = ctx.shifts
     if sh is not None and len(sh):
         kind = sh["kind"].astype("string").fillna("duty") if "kind" in sh.columns else None
@@ -137,7 +143,9 @@ def build_schedule(ctx) -> Schedule:
         duty = duty[duty["user_id"].notna() & duty["start"].notna() & duty["end"].notna()]
         if len(duty):
             slack = int(p["roster_slack_minutes"]) * MINUTE_NS
-            r = pd.DataFrame({"user_id": duty["user_id"].astype(str).to_numpy(),
+            key = site_keys(ctx, sh)
+            by_site = key.by_site
+            r = pd.DataFrame({"user_id": key(duty, "user_id").astype(str).to_numpy(),
                               "s": utc_ns(duty["start"]), "e": utc_ns(duty["end"])})
             r = r.sort_values(["user_id", "s"], kind="stable")
             r["e"] = r.groupby("user_id", sort=False)["e"].cummax()
@@ -148,7 +156,7 @@ def build_schedule(ctx) -> Schedule:
             r["e"] += slack
             roster = r.sort_values("s", kind="stable").reset_index(drop=True)
     return Schedule(users, hours, active, roster, span_df, tuple(ctx.office_hours),
-                    tuple(ctx.workdays), p)
+                    tuple(ctx.workdays), p, by_site, ctx.site_id)
 
 
 def get_schedule(ctx) -> Schedule:
@@ -188,6 +196,9 @@ def apply_schedule(sched: Schedule, events: pd.DataFrame) -> tuple[pd.Series, pd
 
     # roster
     if sched.roster is not None and n:
+        if sched.by_site:        # the roster's keys: each event's user at its site
+            codes, uniq = pd.factorize(site_qualified(events, "user_id", sched.default_site))
+            uniq = pd.Index(pd.Series(uniq, dtype="string").fillna("").astype(str))
         t = utc_ns(events["ts"])
         span = sched.roster_span
         lo_u = span["lo"].reindex(uniq).to_numpy(dtype="float64", na_value=np.nan)

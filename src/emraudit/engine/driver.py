@@ -81,7 +81,8 @@ def _context_args(config: Config, settings: dict[str, DetectorSetting]) -> dict:
     return {"office_hours": tuple(config.site.office_hours),
             "workdays": tuple(config.site.workdays),
             **context_args(settings),
-            "site_name": config.site.name, "networks": tuple(config.site.networks)}
+            "site_name": config.site.name, "site_id": config.site.id,
+            "networks": tuple(config.site.networks)}
 
 
 def detect(config: Config, store: Store, lake: Lake, window_start: pd.Timestamp,
