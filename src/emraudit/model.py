@@ -759,15 +759,17 @@ def dumps(obj) -> str:
 # -- findings (DESIGN.md "Findings", a contract) ------------------------------------------------
 # message_id / message_args (optional, added later): the sentence as data, rendered per
 # language by emraudit.reports.text; `summary` is its English rendering (unmasked)
+# site_id (added with multi-site): the site of the finding's first event ([site] id when it
+# has none, and on findings stored before it: null)
 FINDING_COLUMNS = ["finding_id", "detector", "severity", "score", "user_id", "patient_id",
                    "start", "end", "event_ids", "rectification_item", "summary", "evidence",
-                   "message_id", "message_args"]
+                   "message_id", "message_args", "site_id"]
 
 
 def finding_to_json(row: dict) -> str:
     """One finding as the JSON line of findings.jsonl (the contract)."""
     out = {c: row.get(c) for c in FINDING_COLUMNS}
-    for c in ("message_id", "message_args"):      # absent on findings stored before them
+    for c in ("message_id", "message_args", "site_id"):  # absent on findings stored before
         if not isinstance(out[c], (str, dict)):
             out[c] = None
     return dumps(out)

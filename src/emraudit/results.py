@@ -71,6 +71,8 @@ def _finding_rows(df: pd.DataFrame, scan_id: str, first_scan: dict[str, str],
             if "message_args" in part else [None] * len(part),
             "suppressed_by": [int(v) if pd.notna(v) else None for v in sup],
             "case_id": part["case_id"].tolist(),
+            "site_id": [s if isinstance(s, str) else None for s in part["site_id"]]
+            if "site_id" in part else [None] * len(part),
             "risk_flags": _json_text(part["risk_flags"]),
         }
         names = list(cols)

@@ -34,7 +34,7 @@ from emraudit.config import Config
 from emraudit.dates import day_range
 from emraudit.detectors.base import SHARED_WORK, Context, empty_findings
 from emraudit.detectors.profile import DetectorSetting, context_args, resolve_detectors
-from emraudit.fastops import id_hashes, in_sorted, local_days
+from emraudit.fastops import id_hashes, in_sorted, local_days, positions_in
 from emraudit.forking import can_fork, fork_pool
 from emraudit.ingest import SourceResult, ingest
 from emraudit.lake import Lake
@@ -277,7 +277,29 @@ def run_detectors(ctx: Context, settings: dict[str, DetectorSetting],
             found_by[det_id] = found
     out = [found_by[d] for d in settings if d in found_by]
     frame = pd.concat(out, ignore_index=True) if out else empty_findings()
-    return frame, {d: status[d] for d in settings if d in status}
+    return finding_sites(frame, ctx), {d: status[d] for d in settings if d in status}
+
+
+def finding_sites(found: pd.DataFrame, ctx: Context) -> pd.DataFrame:
+    """`site_id` of each finding: the site of its earliest event in ctx.events (events are in
+    time order); ctx.site_id when none of its events is there (account findings, rights)."""
+    found["site_id"] = ctx.site_id
+    ev = ctx.events
+    if not len(found) or "site_id" not in ev.columns or not len(ev):
+        return found
+    flat = found["event_ids"].reset_index(drop=True).explode().astype("string")
+    wanted = pd.Index(flat.dropna().unique(), dtype="string")
+    hit = positions_in(ev["event_id"].astype("string"), wanted)   # probe, no 10M hash
+    at = np.full(len(wanted) + 1, len(ev), dtype=np.int64)
+    at[hit[hit >= 0]] = np.flatnonzero(hit >= 0)
+    code = np.asarray(wanted.get_indexer(flat), dtype=np.int64)
+    pos = pd.Series(at[code], index=flat.index)                    # -1 (absent) -> last
+    first = pos.groupby(level=0).min().reindex(range(len(found)),
+                                               fill_value=len(ev)).to_numpy()
+    sites = np.append(ev["site_id"].astype("string").fillna(ctx.site_id)
+                      .to_numpy(dtype=object), ctx.site_id)
+    found["site_id"] = sites[first]
+    return found
 
 
 def _run_one(ctx: Context, st: DetectorSetting) -> tuple[str, DetectorStatus, pd.DataFrame]:

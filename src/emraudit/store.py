@@ -126,6 +126,7 @@ findings = sa.Table(
     sa.Column("risk_flags", sa.Text),                # JSON list: emraudit.risk.finding_flags
     sa.Column("message_id", sa.String(120)),        # the sentence as data (reports.text)
     sa.Column("message_args", sa.Text),             # JSON object
+    sa.Column("site_id", sa.String(200), index=True),  # the site of its first event
 )
 
 cases = sa.Table(
