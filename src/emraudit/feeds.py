@@ -21,8 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-# in the order a held access is attributed to a gap: the most specific data problem first
-DIMENSIONS = ("source", "department", "ward", "role")
+# in the order a held access is attributed to a gap: the most specific data problem first;
+# "site" last: measured for the regional report (sites compared), never judged a gap (a
+# site's accesses are its whole feed: held as one case they would hide every finding)
+DIMENSIONS = ("source", "department", "ward", "role", "site")
+MEASURED_ONLY = ("site",)
 COLUMNS = ["dimension", "value", "accesses", "explained", "share", "others_share", "users",
            "patients", "gap", "reason"]
 
@@ -39,9 +42,9 @@ class FeedRules:
 
 
 def unit_columns(accesses: pd.DataFrame, users: pd.DataFrame | None,
-                 source: pd.Series | None) -> pd.DataFrame:
+                 source: pd.Series | None, site: pd.Series | None = None) -> pd.DataFrame:
     """Each access's unit in every dimension (missing: NA): the accessing user's department,
-    ward and role from the staff master, and the source the event came from."""
+    ward and role from the staff master, the source the event came from and its site."""
     out = pd.DataFrame(index=accesses.index)
     uid = accesses["user_id"].astype("string")
     for col in ("department", "ward", "role"):
@@ -51,8 +54,9 @@ def unit_columns(accesses: pd.DataFrame, users: pd.DataFrame | None,
             out[col] = uid.map(m.astype("string")).astype("string")
         else:
             out[col] = pd.Series(pd.NA, index=accesses.index, dtype="string")
-    out["source"] = (source.reindex(accesses.index).astype("string") if source is not None
-                     else pd.Series(pd.NA, index=accesses.index, dtype="string"))
+    for dim, col in (("source", source), ("site", site)):
+        out[dim] = (col.reindex(accesses.index).astype("string") if col is not None
+                    else pd.Series(pd.NA, index=accesses.index, dtype="string"))
     return out
 
 
@@ -71,6 +75,8 @@ def share_counts(explained: np.ndarray, units: pd.DataFrame, user_id: pd.Series,
     explained = np.asarray(explained, dtype=bool)
     counts, pairs = [], []
     for dim in DIMENSIONS:
+        if dim not in units.columns:        # a caller's frame without sites
+            continue
         v = units[dim]
         has = v.notna().to_numpy()
         if not has.any():
@@ -110,7 +116,7 @@ def shares_from_counts(parts: list[dict], rules: FeedRules) -> pd.DataFrame:
         rest_n, rest_x = total - n, total_x - x
         share = x / np.maximum(n, 1)
         others = np.where(rest_n > 0, rest_x / np.maximum(rest_n, 1), np.nan)
-        judged = n >= rules.min_accesses
+        judged = (n >= rules.min_accesses) & (dim not in MEASURED_ONLY)
         low = judged & (share < rules.floor)
         below = judged & (rest_n >= rules.min_accesses) & ((others - share) >= rules.margin)
         frames.append(pd.DataFrame({
@@ -139,7 +145,7 @@ def held_mask(units: pd.DataFrame, shares: pd.DataFrame) -> tuple[np.ndarray, pd
     best = np.full(n, np.inf)
     for dim in DIMENSIONS:
         g = gaps[gaps["dimension"] == dim]
-        if not len(g):
+        if not len(g) or dim not in units.columns:
             continue
         share = units[dim].map(dict(zip(g["value"].astype(str), g["share"].astype(float))))
         share = pd.to_numeric(share, errors="coerce").to_numpy(dtype=float, na_value=np.inf)

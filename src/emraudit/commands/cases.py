@@ -121,6 +121,8 @@ def cases_group() -> None:
                                              "all"]), default="open", show_default=True)
 @click.option("--detector", help="Only cases with a finding of this detector.")
 @click.option("--user", help="Only cases of this account.")
+@click.option("--site", help="Only cases of this site (hospital): the site of their earliest "
+              "finding.")
 @click.option("--since", type=ISO_TIME,
               help="Only cases seen on or after this day (ISO), e.g. 2026-09-01.")
 @click.option("--below-budget", is_flag=True,
@@ -128,7 +130,8 @@ def cases_group() -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               show_default=True)
 @unmask_option
-def list_cmd(config_path, status, detector, user, since, below_budget, fmt, unmask) -> None:
+def list_cmd(config_path, status, detector, user, site, since, below_budget, fmt,
+             unmask) -> None:
     """Cases: the review queue first (feed gaps, then highest risk), then the rest."""
     from emraudit.cases import list_cases
     from emraudit.store import Store
@@ -143,6 +146,9 @@ def list_cmd(config_path, status, detector, user, since, below_budget, fmt, unma
     store = Store(cfg.store_url)
     df = list_cases(store, status=status, detector=detector, user=user, since=since,
                     below_budget=below_budget)
+    if site is not None and len(df):
+        from emraudit.reports.sites import site_case_ids
+        df = df[df["case_id"].isin(site_case_ids(store, site, cfg.site.id))]
     masker = _case_masker(cfg, store, unmask, "cases list", df.to_dict("records"),
                           target=f"cases list --status {status}")
     mask = masker.pid

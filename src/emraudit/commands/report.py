@@ -191,5 +191,27 @@ def report_rights(config_path, out, lang, as_of, unmask) -> None:
     click.echo(str(xlsx))
 
 
+@report_group.command("sites")
+@config_option
+@click.option("--from", "start", type=ISO_TIME, help="First day (ISO), e.g. 2026-09-01 "
+              "(with --to; default: every stored day).")
+@click.option("--to", "end", type=ISO_TIME, help="Last day (inclusive).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="HTML file to write (the CSV is written beside it; default "
+                   "reports/sites/sites-<from>-<to>.html).")
+@click.option("--lang", type=click.Choice(["zh", "en"]),
+              help="Report language (default: [reports] lang).")
+def report_sites(config_path, start, end, out, lang) -> None:
+    """The regional summary of a hospital group or region: per site, its accesses, the
+    share the care relations explain, findings, cases, cases per 10,000 accesses, and its
+    open and overdue ledger items, sorted by cases per 10,000 accesses (HTML + CSV)."""
+    from emraudit.reports.sites import write_sites
+
+    cfg, store, lake = _open(config_path)
+    html, path_csv = write_sites(cfg, store, lake, start, end, out=out, lang=lang)
+    click.echo(str(html))
+    click.echo(str(path_csv))
+
+
 def register(group: click.Group) -> None:
     group.add_command(report_group)

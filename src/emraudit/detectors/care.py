@@ -145,7 +145,9 @@ class NoRelationship(Detector):
         acc = x.loc[judged, ["user_id", "patient_id"]]
         src = ctx.events.loc[acc.index, "_source"] if "_source" in ctx.events.columns \
             else None
-        units = unit_columns(acc, ctx.users, src)
+        site = ctx.events.loc[acc.index, "site_id"].astype("string").fillna(ctx.site_id) \
+            if "site_id" in ctx.events.columns else pd.Series(ctx.site_id, index=acc.index)
+        units = unit_columns(acc, ctx.users, src, site)
         part = share_counts(x["explained"].to_numpy()[judged], units,
                             acc["user_id"].astype("string"), acc["patient_id"].astype("string"))
         days = local_days(x.loc[judged, "ts"], ctx.tz)

@@ -57,7 +57,7 @@ RISK_FACTOR = {"severity": N_("severity"), "special_patient": N_("protected pati
                "history": N_("earlier confirmed cases")}
 # emraudit.feeds: the unit a feed-gap case is about
 FEED_DIMENSION = {"department": N_("department"), "ward": N_("ward"), "role": N_("role"),
-                  "source": N_("source")}
+                  "source": N_("source"), "site": N_("site")}
 PATIENT_FLAGS = {"vip": N_("VIP"), "employee": N_("employee"), "sensitive": N_("sensitive"),
                  "watch": N_("sealed record"), "deceased": N_("deceased")}
 
