@@ -296,3 +296,22 @@ def test_roster_applies_within_its_site():
                   window_end=ctx.window_end, tz=TZ, shifts=shifts)
     on, basis = duty_mask(one)
     assert on.all() and (basis == "roster").all()
+
+
+def test_his_profile_maps_a_site_column(tmp_path):
+    """his-zh maps 机构代码 (a regional platform's export) onto site_id."""
+    (tmp_path / "log.csv").write_bytes(
+        "操作时间,操作人工号,患者ID,操作类型,机构代码\n"
+        "2026-09-05 10:00:00,U1,P1,查看,H-A\n"
+        "2026-09-05 10:01:00,U1,P1,查看,\n".encode("gb18030"))
+    conf = tmp_path / "emraudit.toml"
+    conf.write_text('[site]\nid = "H-Z"\n[sources.access_log]\npath = "log.csv"\n'
+                    'profile = "his-zh"\n', encoding="utf-8")
+    r = _run("ingest", "--config", conf)
+    assert r.exit_code == 0, r.output
+    from emraudit.config import load_config
+    from emraudit.lake import Lake
+    from emraudit.store import Store
+    cfg = load_config(conf)
+    ev = Lake(cfg.lake_dir, cfg.tz).read_events(Store(cfg.store_url).committed_runs())
+    assert sorted(ev["site_id"].astype(str)) == ["H-A", "H-Z"]   # blank: the default site
