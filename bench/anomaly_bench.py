@@ -74,7 +74,7 @@ def make_events(n: int, users: int, patients: int, days: int, seed: int = 0) -> 
 
 def bench_features(args) -> None:
     from emraudit.detectors.base import Context
-    from emraudit.features import user_day_features
+    from emraudit.detectors.anomaly.features import user_day_features
     t = time.perf_counter()
     cache = f"/tmp/emraudit_bench_events_{args.events}_{args.users}.parquet"
     try:
@@ -98,7 +98,7 @@ def bench_features(args) -> None:
                         + pd.to_timedelta(np.arange(300_000) % 40, unit="D")})
     ctx = Context(events=ev, window_start=ev["ts"].min(), window_end=ev["ts"].max(), tz=TZ,
                   patients=pats, care_relations=rel)
-    from emraudit.features import _engine_explained, _engine_on_duty
+    from emraudit.detectors.anomaly.features import _engine_explained, _engine_on_duty
     if not args.real_engines:        # the engines' own cost is their owners' benchmark
         _engine_explained(ctx)
         _engine_on_duty(ctx, ev)
@@ -110,7 +110,7 @@ def bench_features(args) -> None:
 
 
 def synth_features(users: int, days: int, seed: int = 0) -> pd.DataFrame:
-    from emraudit.features import FEATURE_NAMES
+    from emraudit.detectors.anomaly.features import FEATURE_NAMES
     rng = np.random.default_rng(seed)
     day0 = pd.Timestamp("2025-06-01")
     n = users * (days + 1)
@@ -133,10 +133,10 @@ def synth_features(users: int, days: int, seed: int = 0) -> pd.DataFrame:
 
 
 def bench_model(args) -> None:
-    from emraudit.detectors.anomaly import UserDayAnomaly
-    from emraudit.detectors.anomaly_models import UserDayModel, own_medians
+    from emraudit.detectors.anomaly.user_day import UserDayAnomaly
+    from emraudit.detectors.anomaly.models import UserDayModel, own_medians
     from emraudit.detectors.base import Context
-    from emraudit.features import FEATURE_NAMES
+    from emraudit.detectors.anomaly.features import FEATURE_NAMES
     feats = synth_features(args.users, args.days)
     last = feats["day"].max()
     base, today = feats[feats["day"] < last], feats[feats["day"] == last]

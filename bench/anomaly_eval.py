@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from emraudit.detectors.anomaly import SCORES_MEMO, UserDayAnomaly
-from emraudit.detectors.anomaly_relational import RelationalAnomaly
+from emraudit.detectors.anomaly.user_day import SCORES_MEMO, UserDayAnomaly
+from emraudit.detectors.anomaly.relational import RelationalAnomaly
 from emraudit.detectors.base import Context
 from emraudit.model import TABLES, validate
 

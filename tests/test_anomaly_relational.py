@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emraudit.detectors.anomaly_relational import RelationalAnomaly
+from emraudit.detectors.anomaly.relational import RelationalAnomaly
 from emraudit.detectors.base import Context
 
 TZ = "Asia/Shanghai"

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emraudit.anomaly_state import load_baseline, save_outputs
-from emraudit.features import FEATURE_NAMES
+from emraudit.detectors.anomaly.state import load_baseline, save_outputs
+from emraudit.detectors.anomaly.features import FEATURE_NAMES
 from emraudit.store import Store
 
 

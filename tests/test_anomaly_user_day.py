@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emraudit.anomaly_state import load_baseline, save_outputs
-from emraudit.detectors.anomaly import SCORES_MEMO, UserDayAnomaly
-from emraudit.detectors.anomaly_models import UserDayModel, ecdf_table, ecod_cells
+from emraudit.detectors.anomaly.state import load_baseline, save_outputs
+from emraudit.detectors.anomaly.user_day import SCORES_MEMO, UserDayAnomaly
+from emraudit.detectors.anomaly.models import UserDayModel, ecdf_table, ecod_cells
 from emraudit.detectors.base import Context
-from emraudit.features import FEATURE_NAMES
+from emraudit.detectors.anomaly.features import FEATURE_NAMES
 from emraudit.store import Store
 
 TZ = "Asia/Shanghai"
@@ -261,7 +261,7 @@ def test_nightly_scan_computes_only_recent_days():
 def test_skewness_is_scipys_to_the_bit():
     import numpy as np
     from scipy.stats import skew
-    from emraudit.detectors.anomaly_models import skewness
+    from emraudit.detectors.anomaly.models import skewness
     rng = np.random.default_rng(7)
     X = np.column_stack([rng.exponential(size=500), -rng.exponential(size=500),
                          np.full(500, 3.0), rng.normal(size=500), np.r_[np.zeros(499), 1e-9]])
@@ -307,13 +307,14 @@ def test_privacy_gate(prefix, gate, reported):
     if reported:
         ev = f[f["user_id"] == "n3"].iloc[0]["evidence"]
         assert ev["unusual_features"] == [d["feature"] for d in ev["drivers"]]
-        from emraudit.features import FEATURES      # each driver is worded in both languages
+        # each driver is worded in both languages
+        from emraudit.detectors.anomaly.features import FEATURES
         assert all(FEATURES[d["feature"]]["zh"] and FEATURES[d["feature"]]["en"]
                    for d in ev["drivers"])
 
 
 def test_volume_budget_percentile():
-    from emraudit.detectors.anomaly import volume_percentile
+    from emraudit.detectors.anomaly.user_day import volume_percentile
     base = pd.DataFrame({"events": [3.0] * 1000})          # 3 events a user-day
     # 10 per 100k events over 3,000 events: 0.3 user-days of 1,000 -> q = 0.9997
     assert volume_percentile(base, 10.0) == pytest.approx(1 - 10 * 3000 / (1000 * 1e5))

@@ -4,11 +4,13 @@ property is checked across the whole collection and all offenders are listed tog
 import tomllib
 
 from emraudit.demo import violations
-from emraudit.detectors.base import SECTIONS
+from emraudit.detectors.base import SECTIONS, Detector
 from emraudit.detectors.profile import builtin_profile_path, resolve_detectors
 from emraudit.detectors.profile_doc import render_default_profile
 from emraudit.detectors.registry import all_detectors
 from emraudit.model import RECTIFICATION_ITEMS, SEVERITY_RANK, TABLES
+from emraudit.state import STATE_TABLES
+from emraudit.store import metadata as store_metadata
 
 # the contract's detectors: those the shipped default profile documents (it is generated from
 # the declarations and committed, so a detector that stops registering is missed here); its
@@ -61,6 +63,12 @@ def test_declarations_complete():
         for t in (*cls.needs, *cls.uses):
             if t not in TABLES:
                 offenders.append(f"{det_id}: unknown table {t}")
+        for t in cls.state_tables:           # a loader and a saver, of a table of the store
+            if t not in STATE_TABLES or t not in store_metadata.tables:
+                offenders.append(f"{det_id}: state table {t} not in emraudit.state / the store")
+        if cls.state_tables and cls.baseline_days is Detector.baseline_days and \
+                "baseline_days" in {p.name for p in cls.params}:
+            offenders.append(f"{det_id}: declares a baseline_days parameter it does not read")
         for p in cls.params:
             if not p.doc:
                 offenders.append(f"{det_id}.{p.name}: no doc")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from emraudit.detectors.base import Context
-from emraudit.features import FEATURE_NAMES, FEATURES, user_day_features
+from emraudit.detectors.anomaly.features import FEATURE_NAMES, FEATURES, user_day_features
 
 TZ = "Asia/Shanghai"
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from emraudit.anomaly_state import save_outputs
 from emraudit.cases import (admit_to_queue, annotate, prior_case_ids, update_cases,
                             update_feed_gap_cases)
+from emraudit.state import save_state
 from emraudit.store import feed_health, findings as findings_t, now_utc, upsert
 
 BATCH = 5_000          # findings per INSERT batch: bounded memory for the encoded rows
@@ -161,11 +161,7 @@ def save_scan_results(conn: sa.Connection, found: pd.DataFrame, scan_id: str, *,
             else gap_cases
         if held_dir is not None and outputs.get("feed_gap_events") is not None:
             write_held_events(held_dir, scan_id, outputs["feed_gap_events"])
-    if outputs.get("rights_usage") is not None:      # the rights detectors' usage state
-        from emraudit.rights_state import save_usage
-        save_usage(conn, outputs["rights_usage"], scan_id)
-    if outputs:
-        save_outputs(conn, outputs, scan_id)
+    save_state(conn, outputs, scan_id)           # what detectors keep between scans
     return Saved(n_new, n_gone, touched, q["admitted"], q["below_budget"], gaps)
 
 

@@ -28,7 +28,6 @@ import pandas as pd
 import sqlalchemy as sa
 
 from emraudit.allow import apply_allowlist
-from emraudit.anomaly_state import load_baseline
 from emraudit import progress
 from emraudit.config import Config
 from emraudit.dates import day_range
@@ -38,6 +37,7 @@ from emraudit.fastops import id_hashes, in_sorted, local_days, positions_in
 from emraudit.forking import can_fork, fork_pool
 from emraudit.ingest import SourceResult, ingest
 from emraudit.lake import Lake
+from emraudit.state import load_state
 from emraudit import leftovers
 from emraudit.lock import scan_lock
 from emraudit.storage import check_writable
@@ -172,14 +172,11 @@ def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Tim
     tz = config.tz
     committed = store.committed_runs()
     start = loaded_start(config, window_start, settings)
-    ud = settings.get("anomaly.user_day")
-    days_back = int(ud.params.get("baseline_days", 30)) if ud else 30
     # the stored baseline (SQLite rows and JSON, seconds at a large hospital) is read on a
     # thread while the lake is read here: on two cores that saves ~2 s of ~10 at 10M events
     # (both are CPU work, much of it outside the GIL)
     with _background(_threads_share_store(store)) as run:
-        baseline = run(load_baseline, store, _day(start, tz), _day(window_end, tz),
-                       baseline_days=days_back)
+        baseline = run(load_state, store, settings, _day(start, tz), _day(window_end, tz), tz)
         events = lake.read_events(committed, start, window_end, exclude=NOT_FOR_DETECTORS,
                                   coded=True)
         ctx_baseline = baseline()
@@ -197,9 +194,6 @@ def build_context(config: Config, store: Store, lake: Lake, window_start: pd.Tim
                   networks=tuple(config.site.networks),
                   **refs)
     ctx.baseline = ctx_baseline
-    if refs.get("grants") is not None:     # the rights detectors' stored usage
-        from emraudit.rights_state import load_usage
-        ctx.baseline["rights_usage"] = load_usage(store, tz)
     return ctx
 
 

@@ -135,7 +135,20 @@ def declare_section(section: Section) -> Section:
 
 
 class Detector:
-    """Base class. Subclasses set the class attributes and implement `run`."""
+    """Base class. Subclasses set the class attributes and implement `run`.
+
+    What a detector declares, so the scan needs no word about any one detector:
+    - what it is and evidences: `id`, `name_en`/`name_zh`, `item`, `severity`, `kind`, the
+      prose a reviewer reads (`description`, `note`, `false_positives`, their `_zh`, `measure_*`)
+      and the sentences of its findings (`messages`);
+    - what it reads: the tables it `needs` (skipped without them) and `uses`, the events
+      before the window (`lookback_days`, or `effective_lookback_days()` from its params),
+      the shared work it reads from ctx.memo (`shares`), and how it divides (`partition_key`);
+    - what it keeps between scans: `state_tables`, the store tables (emraudit.state) read into
+      ctx.baseline before it runs and saved from ctx.outputs when the scan commits, and
+      `baseline_days()`, how far before the window's end it reads them;
+    - its parameters (`params`), and the sample's planted cases it must catch (`catches`).
+    """
 
     id: ClassVar[str]
     name_en: ClassVar[str]
@@ -146,6 +159,12 @@ class Detector:
     uses: ClassVar[tuple[str, ...]] = ()      # optional tables that sharpen it
     params: ClassVar[tuple[Param, ...]] = ()
     lookback_days: ClassVar[int] = 0          # history before the scan window it needs
+    # the store tables holding what it keeps from one scan to the next (emraudit.state names
+    # each one's loader and saver): before the detectors run the scan reads each table an
+    # enabled detector declares into ctx.baseline[table], reaching `baseline_days()` before
+    # the window's end; what a detector leaves in ctx.outputs[table] is saved when the scan
+    # commits. The detector itself never touches the store.
+    state_tables: ClassVar[tuple[str, ...]] = ()
     # keys its profile table held before they moved to a section of shared parameters, as
     # old key -> "section.param" (care's explanation settings are now [explain] ones): a
     # profile that still sets one sets the section's parameter, with a deprecation note
@@ -211,6 +230,11 @@ class Detector:
         """Days of history before the window this instance needs (may depend on params)."""
         return self.lookback_days
 
+    def baseline_days(self) -> int:
+        """Days of stored state (`state_tables`) before the window's end this instance reads
+        (may depend on params); the scan loads the most any enabled detector asks for."""
+        return 0
+
     def run(self, ctx: "Context") -> pd.DataFrame:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -249,6 +273,7 @@ class Detector:
             "kind": cls.kind, "enabled_by_default": cls.enabled_by_default,
             "needs": list(cls.needs), "uses": list(cls.uses),
             "lookback_days": cls.lookback_days, "shares": list(cls.shares),
+            "state_tables": list(cls.state_tables),
             "partition_key": cls.partition_key,
             "description": cls.description,
             "note": cls.note, "false_positives": list(cls.false_positives),

@@ -538,6 +538,7 @@ class Unused(Detector):
     item = "9"
     severity = "low"
     needs = ("grants",)
+    state_tables = ("rights_usage",)    # emraudit.rights_state
     uses = ("patients", "care_relations")
     judges_state = True
     params = (

@@ -28,6 +28,7 @@ from emraudit.engine.job import ScanJob, combine_population, pass_one, pass_two,
 from emraudit.feeds import held_outputs
 from emraudit.lake import Lake
 from emraudit.model import REFERENCE_TABLES, code_event_columns, empty_table
+from emraudit.state import load_state
 from emraudit.store import Store
 
 # outputs a partition leaves that are put together from every partition
@@ -50,7 +51,6 @@ def parent_context(config: Config, store: Store, lake: Lake, window_start: pd.Ti
                    days: list[str] | None) -> tuple[Context, ScanJob, dict]:
     """The scan process's context (reference tables and stored baseline, no events) and the
     job every partition starts from; also the history of the loaded days."""
-    from emraudit.anomaly_state import load_baseline
     from emraudit.scan import NOT_FOR_DETECTORS, _day, loaded_start
     tz = config.tz
     committed = store.committed_runs()
@@ -62,10 +62,7 @@ def parent_context(config: Config, store: Store, lake: Lake, window_start: pd.Ti
                       in_window=pd.Series(dtype=bool)),
                   window_start=window_start, window_end=window_end, tz=tz,
                   **_context_args(config, settings), **refs)
-    ud = settings.get("anomaly.user_day")
-    ctx.baseline = load_baseline(store, _day(start, tz), _day(window_end, tz),
-                                 baseline_days=int(ud.params.get("baseline_days", 30))
-                                 if ud else 30)
+    ctx.baseline = load_state(store, settings, _day(start, tz), _day(window_end, tz), tz)
     hist = lake.history(committed, start, window_end)
     ctx.population["history"] = hist
     ref_files = {t: (str(f) if f is not None else None) for t, f in files.items()}

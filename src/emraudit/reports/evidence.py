@@ -258,7 +258,7 @@ _NONE = '<span class="muted">—</span>'
 
 
 def _feature(code, lang: Lang) -> str:
-    from emraudit.features import FEATURES
+    from emraudit.detectors.anomaly.features import FEATURES
     info = FEATURES.get(str(code), {})
     return info.get(lang.code) or info.get("en") or str(code)
 

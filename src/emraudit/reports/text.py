@@ -168,7 +168,7 @@ def render(msg: Message, args: dict, lang: Lang | str, masker: Masker) -> str:
 
 def driver_text(d: dict, lang: Lang, masker: Masker) -> str:
     """One anomaly driver: the feature's label in the language and how it compares."""
-    from emraudit.features import FEATURES
+    from emraudit.detectors.anomaly.features import FEATURES
     f = str(d.get("feature", ""))
     info = FEATURES.get(f, {})
     args = {"feature": info.get(lang.code) or info.get("en") or f,

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from emraudit.features import FEATURE_NAMES, FEATURES
+from emraudit.detectors.anomaly.features import FEATURE_NAMES, FEATURES
 
 MODEL_KINDS = ("ecod", "copod", "iforest", "hbos", "ensemble")
 ENSEMBLE_MEMBERS = ("ecod", "copod", "iforest", "hbos")

@@ -1,11 +1,9 @@
-"""Anomaly detectors: a user's day against their peers and their own past (`anomaly.user_day`),
-and users whose patients no similar colleague shares (`anomaly.relational`, in
-`anomaly_relational`).
+"""`anomaly.user_day`: a user's day against their peers and their own past.
 
-`anomaly.user_day` reads the daily behaviour features (`emraudit.features`). Features of the
-scanned days are computed from `ctx.events`; earlier days come from the stored baseline
-(`ctx.baseline["user_day_features"]`, loaded by `emraudit.anomaly_state.load_baseline`), so a
-nightly scan never re-reads weeks of raw events. When the store has no baseline yet (the
+It reads the daily behaviour features (`features`). Features of the scanned days are computed
+from `ctx.events`; earlier days come from the stored baseline
+(`ctx.baseline["user_day_features"]`, loaded by `state.load_baseline`), so a nightly scan
+never re-reads weeks of raw events. When the store has no baseline yet (the
 first scan, tests), the look-back days of `ctx.events` are used instead and the detector asks
 the pipeline to store them (`ctx.outputs["user_day_features"]`). A scan whose window spans
 several days walks forward: each day is scored by a model fitted on the `baseline_days` before
@@ -32,13 +30,13 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from emraudit.detectors.anomaly_models import MODEL_KINDS, UserDayModel, own_medians, \
+from emraudit.detectors.anomaly.features import ALL_FEATURES, FEATURE_NAMES, FEATURES, \
+    add_trailing, day_event_rows, empty_features, user_day_features, user_rows
+from emraudit.detectors.anomaly.models import MODEL_KINDS, UserDayModel, own_medians, \
     peer_group_of
 from emraudit.detectors.base import Context, Detector, Param
 from emraudit.detectors.message import Message
 from emraudit.detectors.registry import register
-from emraudit.features import ALL_FEATURES, FEATURE_NAMES, FEATURES, add_trailing, \
-    day_event_rows, empty_features, user_day_features, user_rows
 from emraudit.model import OUTPUT_ACTIONS
 from emraudit.reports.i18n import N_
 
@@ -73,11 +71,12 @@ class UserDayAnomaly(Detector):
     needs = ("access_log",)
     uses = ("users", "patients", "care_relations", "shifts")
     lookback_days = 14
+    state_tables = ("user_day_features", "models")    # detectors/anomaly/state.py
     params = (
         Param("model", str, "ecod", "outlier model: ecod, copod, iforest, hbos, or ensemble "
               "(mean baseline rank of all four)", choices=MODEL_KINDS),
         Param("features", list, list(DEFAULT_FEATURES), "features the model uses (see "
-              "emraudit.features.FEATURES)", choices=ALL_FEATURES),
+              "emraudit.detectors.anomaly.features.FEATURES)", choices=ALL_FEATURES),
         Param("baseline_days", int, 30, "days before a scanned day the model is fitted on",
               unit="days", min=7, max=365),
         Param("min_baseline_days", int, 7, "fewer baseline days than this: the day is not "
@@ -163,6 +162,9 @@ class UserDayAnomaly(Detector):
 
     def effective_lookback_days(self) -> int:
         return int(self.p.history_days)
+
+    def baseline_days(self) -> int:
+        return int(self.p.baseline_days)
 
     # ------------------------------------------------------------------------------------
     def features(self, ctx: Context) -> pd.DataFrame:
@@ -600,5 +602,3 @@ def _burst_mask(sub, minutes) -> np.ndarray:
     m[pos[best_lo:best_hi + 1]] = True
     return m
 
-
-from emraudit.detectors import anomaly_relational  # noqa: E402,F401  (registers anomaly.relational)
