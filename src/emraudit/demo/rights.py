@@ -30,6 +30,7 @@ import pandas as pd
 from emraudit.access_rights import ACTION_PERMISSION
 from emraudit.demo.events import A, M, SRC
 from emraudit.demo.roster import DAY, H
+from emraudit.demo.writers import _date
 from emraudit.model import ACTIONS
 
 CLASS_OF_DEPT = {"精神科": "精神", "感染科": "传染病", "生殖医学科": "生殖"}
@@ -370,7 +371,6 @@ def _temporary_grants(w, rng, g: _Grants, holders) -> None:
 
 def _grant_frame(w, g: _Grants) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
     """The grants table in time order with ids G000001…, and the planted truth rows."""
-    from emraudit.demo.writers import _date
     df = pd.DataFrame(g.rows)
     df["_row"] = np.arange(len(df))
     df = df.sort_values(["granted_at", "user", "role", "permission", "record_class"],
@@ -389,27 +389,3 @@ def _grant_frame(w, g: _Grants) -> tuple[pd.DataFrame, list[tuple[str, str, str]
     truth = [(v, key, f"grants:{gid[row]}") for v, key, row in g.truth]
     truth.append(g.role_truth)
     return out, truth
-
-
-# Chinese HIS export of the grants (授权记录), read with the his-grants-zh profile ----------------
-HIS_GRANT_COLUMNS = {"grant_id": "授权编号", "user_id": "用户工号", "role": "角色",
-                     "permission": "权限", "record_class": "病历类别", "scope": "授权范围",
-                     "department": "授权科室", "granted_at": "授权时间", "granted_by": "授权人",
-                     "approved_by": "审批人", "revoked_at": "撤销时间", "expires_at": "有效期至",
-                     "reason": "授权原因"}
-
-
-def write_his_grants(w, path) -> None:
-    """The grants as a HIS permission system exports them: GB18030, Chinese headers, the
-    holder's name beside the id, times without seconds."""
-    from emraudit.demo.writers import _frame_csv
-    g = w.grants_table
-    names = dict(zip(w.users.user_id, w.users.name))
-    out = pd.DataFrame({HIS_GRANT_COLUMNS[c]: g[c] for c in HIS_GRANT_COLUMNS})
-    out.insert(2, "用户姓名", g["user_id"].map(names))
-    for c in ("授权时间", "撤销时间", "有效期至"):
-        out[c] = out[c].map(lambda v: v[:16] if isinstance(v, str) else v)
-    out["授权范围"] = out["授权范围"].fillna("")
-    _frame_csv(out, path)
-    raw = path.read_bytes().decode("utf-8")
-    path.write_bytes(raw.encode("gb18030"))

@@ -218,10 +218,32 @@ def write_all(w, out: Path, formats) -> None:
     _frame_csv(truth_table(w, cols["event_id"]), out / "truth.csv")
     if "his-zh" in formats:
         write_his(w, cols, out / "access_log_his.csv")
-        from emraudit.demo.rights import write_his_grants
         write_his_grants(w, out / "grants_his.csv")
     if "fhir" in formats:
         write_fhir(w, cols, out / "access_log_fhir.ndjson")
+
+
+# Chinese HIS export of the grants (授权记录), read with the his-grants-zh profile ----------------
+HIS_GRANT_COLUMNS = {"grant_id": "授权编号", "user_id": "用户工号", "role": "角色",
+                     "permission": "权限", "record_class": "病历类别", "scope": "授权范围",
+                     "department": "授权科室", "granted_at": "授权时间", "granted_by": "授权人",
+                     "approved_by": "审批人", "revoked_at": "撤销时间", "expires_at": "有效期至",
+                     "reason": "授权原因"}
+
+
+def write_his_grants(w, path) -> None:
+    """The grants as a HIS permission system exports them: GB18030, Chinese headers, the
+    holder's name beside the id, times without seconds."""
+    g = w.grants_table
+    names = dict(zip(w.users.user_id, w.users.name))
+    out = pd.DataFrame({HIS_GRANT_COLUMNS[c]: g[c] for c in HIS_GRANT_COLUMNS})
+    out.insert(2, "用户姓名", g["user_id"].map(names))
+    for c in ("授权时间", "撤销时间", "有效期至"):
+        out[c] = out[c].map(lambda v: v[:16] if isinstance(v, str) else v)
+    out["授权范围"] = out["授权范围"].fillna("")
+    _frame_csv(out, path)
+    raw = path.read_bytes().decode("utf-8")
+    path.write_bytes(raw.encode("gb18030"))
 
 
 # Chinese HIS export ------------------------------------------------------------------------------
