@@ -114,7 +114,7 @@ def test_coded_read_equals_the_plain_read(lake_with_two_runs):
 
 
 def test_scan_reads_the_baseline_beside_the_lake_only_from_a_shared_store(tmp_path):
-    from emraudit.scan import _background, _threads_share_store
+    from emraudit.detection import _background, _threads_share_store
     from emraudit.store import Store
     assert _threads_share_store(Store(f"sqlite:///{tmp_path / 's.db'}"))
     assert not _threads_share_store(Store("sqlite://"))     # one database per thread

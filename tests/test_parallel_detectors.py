@@ -181,7 +181,7 @@ def test_the_first_phase_worker_exits_once_its_detectors_are_done(monkeypatch, t
 
 
 def test_the_memory_estimate_adds_up_the_phases_that_overlap():
-    from emraudit.scan import _phases_peak_mb
+    from emraudit.detection import _phases_peak_mb
     pools = [(None, 1000.0, {}), (None, 1500.0, {})]
     workers = {1: (0, 1000.0, 1800.0), 2: (1, 1500.0, 2100.0), 3: (1, 1500.0, 1900.0)}
     # phase 1: parent's peak 2500 + 800; phase 2: 1500 + 600 + 400

@@ -157,7 +157,7 @@ def test_bad_since_is_a_user_error(site):
 def test_window_membership_is_the_same_from_either_side(n_lookback):
     """The window filter hashes the smaller side (window or look-back): same answer."""
     from detector_frames import ev, make_ctx
-    from emraudit.scan import _window_ids
+    from emraudit.detection import _window_ids
     rows = [ev("u1", "P1", f"2025-07-20 0{i}:00", event_id=f"old{i}") for i in range(n_lookback)]
     rows += [ev("u1", "P1", f"2025-07-22 0{i}:00", event_id=f"new{i}") for i in range(3)]
     ctx = make_ctx(rows, window=("2025-07-22", "2025-07-23"))

@@ -20,6 +20,7 @@ from typing import Callable
 import pandas as pd
 
 from emraudit.config import Config
+from emraudit.detection import NOT_FOR_DETECTORS, DetectorStatus, _day, loaded_start
 from emraudit.detectors.base import REFERENCE_WORK, SHARED_WORK, Context, empty_findings
 from emraudit.detectors.profile import DetectorSetting, context_args
 from emraudit.engine import plan
@@ -51,7 +52,6 @@ def parent_context(config: Config, store: Store, lake: Lake, window_start: pd.Ti
                    days: list[str] | None) -> tuple[Context, ScanJob, dict]:
     """The scan process's context (reference tables and stored baseline, no events) and the
     job every partition starts from; also the history of the loaded days."""
-    from emraudit.scan import NOT_FOR_DETECTORS, _day, loaded_start
     tz = config.tz
     committed = store.committed_runs()
     start = loaded_start(config, window_start, settings)
@@ -87,7 +87,6 @@ def detect(config: Config, store: Store, lake: Lake, window_start: pd.Timestamp,
            days: list[str] | None, executor, *, per_partition: int | None = None,
            on_detector: Callable | None = None) -> Detection:
     """Run every enabled detector over the partitions with `executor` (local or spark)."""
-    from emraudit.scan import DetectorStatus
     t0 = time.perf_counter()
     ctx, job, hist = parent_context(config, store, lake, window_start, window_end, settings,
                                     days)
@@ -121,7 +120,6 @@ def detect(config: Config, store: Store, lake: Lake, window_start: pd.Timestamp,
 
 def _passes(config, settings, executor, ctx, job, hist, status, runnable, per_partition,
             on_detector, t0) -> Detection:
-    from emraudit.scan import DetectorStatus
     events = sum(hist["rows"].values())
     per = per_partition or config.engine.partition_events
     count = plan.partition_count(events, per)
@@ -184,7 +182,6 @@ def _merge(settings: dict[str, DetectorSetting], tasks: list, results: list[dict
            ctx: Context) -> tuple[pd.DataFrame, dict]:
     """Findings of every partition in the declared detector order (each detector's sorted as
     findings_frame sorts them), statuses summed, outputs and notes put together."""
-    from emraudit.scan import DetectorStatus
     frames: dict[str, list[pd.DataFrame]] = defaultdict(list)
     status: dict[str, DetectorStatus] = {}
     collected: dict[str, list] = defaultdict(list)

@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from emraudit.detection import peak_rss_mb, run_detectors
 from emraudit.detectors.base import Context, combine_parts
 from emraudit.detectors.bulk import user_day_activity
 from emraudit.detectors.profile import DetectorSetting
@@ -137,7 +138,6 @@ def pass_one(job: ScanJob, task: Task, events: pd.DataFrame | None = None) -> di
 
 def pass_two(job: ScanJob, task: Task, events: pd.DataFrame | None = None) -> dict:
     """The partition's findings, by detector, with their statuses, outputs and notes."""
-    from emraudit.scan import run_detectors
     t0 = time.perf_counter()
     ev = read_partition(job, task) if events is None else canonical_events(job, events)
     ctx = partition_context(job, ev)
@@ -203,5 +203,4 @@ def failure(exc: BaseException) -> dict:
 
 
 def _peak_mb() -> float:
-    from emraudit.scan import peak_rss_mb
     return peak_rss_mb()
