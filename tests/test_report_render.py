@@ -201,6 +201,9 @@ def test_both_languages_render(tmp_path):
     out = write_scan_reports(cfg, store, lake, SCAN1)
     index, case = _read(out / "index.html"), _read(out / "cases" / f"{CASE_P}.html")
     assert '<html lang="en">' in index and "EMR access audit" in index
+    # the coverage card: each field's fill rate, the field named in the report's language
+    assert '<span class="tag">workstation 90%</span>' in index
+    assert '<span class="tag">IP address 40%</span>' in index
     assert "Why: findings and evidence" in case and "failed" in case
     assert "（八）泄露患者隐私问题" in case            # the official wording stays Chinese
     assert "Item 8 — leaking patient privacy" in case  # with its English gloss
@@ -215,6 +218,8 @@ def test_both_languages_render(tmp_path):
     index2 = _read(out2 / "index.html")
     assert '<html lang="zh-CN">' in index2 and "电子病历访问审计" in index2
     assert "EMR access audit" not in index2
+    assert '<span class="tag">工作站 90%</span>' in index2
+    assert '<span class="tag">IP 地址 40%</span>' in index2
 
 
 def test_reports_only_read_what_the_scan_decided(tmp_path):
@@ -334,7 +339,7 @@ def test_case_pages_written_by_forked_workers_equal_the_serial_ones(tmp_path, mo
 
 def test_time_formatting_is_remembered_per_value_and_format():
     import pandas as pd
-    from emraudit.reports.render import Fmt
+    from emraudit.reports.page import Fmt
     f = Fmt("Asia/Shanghai")
     assert f.ts("2025-07-01T00:30:00Z") == "2025-07-01 08:30:00"
     assert f.day("2025-07-01T00:30:00Z") == "2025-07-01"            # same value, other format

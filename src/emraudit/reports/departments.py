@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from emraudit.config import Config
-from emraudit.reports.render import _s as text
+from emraudit.reports.page import _s as text
 
 
 def _s(v) -> str:

@@ -123,6 +123,4 @@ def make_env(lang: Lang) -> jinja2.Environment:
     env.install_gettext_translations(lang.t, newstyle=True)
     env.filters["safe_json"] = safe_json
     env.globals["lang"] = lang
-    from emraudit.reports.labels import FIELD, label
-    env.globals["field_label"] = lambda code: label(FIELD, code, lang)
     return env

@@ -45,7 +45,7 @@ from emraudit.reports.i18n import N_, Lang, make_env
 from emraudit.reports.labels import (DISPOSITION, RECTIFICATION, ROLE, SEVERITY,
                                      SEVERITY_RANK, detector_info, item_info, label)
 from emraudit.reports.masking import Masker
-from emraudit.reports.render import _json_list, _s
+from emraudit.reports.page import Fmt, _csp, _json_list, _s, _static
 from emraudit.reports.text import case_sentences
 from emraudit.store import Store, cases
 
@@ -328,7 +328,6 @@ def counts(rows: list[dict]) -> dict:
 
 
 def html_page(rows: list[dict], ctx: LedgerContext, *, title: str = "") -> str:
-    from emraudit.reports.render import Fmt, _csp, _static
 
     env = make_env(ctx.lang)
     js = _static("report.js")

@@ -29,7 +29,7 @@ from emraudit.reports.departments import Departments
 from emraudit.reports.i18n import N_, Lang, make_env
 from emraudit.reports.labels import ACTION, ROLE, detector_info, item_info, label
 from emraudit.reports.masking import Masker
-from emraudit.reports.render import Fmt, _json_list, _s, _static
+from emraudit.reports.page import Fmt, _json_list, _s, _static
 from emraudit.reports.text import case_sentence
 from emraudit.store import Store, findings
 

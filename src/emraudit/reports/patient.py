@@ -31,7 +31,8 @@ from emraudit.reports.i18n import N_, Lang, make_env
 from emraudit.reports.labels import ACTION, EXPLANATION_LABELS, detector_info, label
 from emraudit.reports.ledger import neutralize
 from emraudit.reports.masking import Masker
-from emraudit.reports.render import Fmt, Ref, _csp, _s, _static
+from emraudit.reports.page import Fmt, _csp, _s, _static
+from emraudit.reports.render import Ref
 from emraudit.store import Store, findings
 
 log = logging.getLogger("emraudit.reports")

@@ -9,14 +9,10 @@ with the jinja2 templates of this package in the configured language.
 
 from __future__ import annotations
 
-import base64
 import gc
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +27,15 @@ from emraudit.detectors.registry import all_detectors
 from emraudit.fastops import local_days
 from emraudit.forking import can_fork, fork_pool
 from emraudit.lake import Lake
-from emraudit.reports import charts, data, files
+from emraudit.reports import charts, data, files, ledger
 from emraudit.reports.evidence import group_repeats, render_evidence
 from emraudit.reports.i18n import Lang, make_env
-from emraudit.reports.labels import (ACTION, DISPOSITION, FEED_DIMENSION, HISTORY_ACTION,
+from emraudit.reports.labels import (ACTION, DISPOSITION, FEED_DIMENSION, FIELD, HISTORY_ACTION,
                                      KIND, PATIENT_FLAGS, RECTIFICATION, RISK_FACTOR, ROLE,
                                      SCAN_STATUS, SEVERITY, SEVERITY_RANK, STATUS,
                                      USER_STATUS, detector_info, item_info, label)
 from emraudit.reports.masking import Masker
+from emraudit.reports.page import Fmt, _csp, _json_dict, _json_list, _s, _static
 from emraudit.reports.text import (HISTORY_FIELD, case_sentence, finding_sentence,
                                    history_note, history_value, report_record)
 from emraudit.store import Store, scans
@@ -50,94 +47,6 @@ MAX_PATIENTS_SHOWN = 50
 TREND_DAYS = 60
 # below this many cases the pages are written in one process (forking costs more)
 PARALLEL_MIN_CASES = 200
-
-
-# -- helpers ------------------------------------------------------------------------------------
-def _static(name: str) -> str:
-    return (resources.files("emraudit.reports") / "static" / name).read_text("utf-8")
-
-
-def _csp(script: str) -> str:
-    digest = hashlib.sha256(script.encode("utf-8")).digest()
-    h = base64.b64encode(digest).decode("ascii")
-    return ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
-            f"script-src 'sha256-{h}'; base-uri 'none'; form-action 'none'")
-
-
-def _s(v) -> str:
-    """A display string: missing values become ''."""
-    if v is None:
-        return ""
-    try:
-        if pd.isna(v):
-            return ""
-    except (TypeError, ValueError):
-        pass
-    return str(v)
-
-
-def _json_list(v) -> list:
-    if isinstance(v, list):
-        return v
-    if isinstance(v, str) and v:
-        try:
-            out = json.loads(v)
-            return out if isinstance(out, list) else [out]
-        except json.JSONDecodeError:
-            return [v]
-    return []
-
-
-def _json_dict(v) -> dict:
-    if isinstance(v, dict):
-        return v
-    if isinstance(v, str) and v:
-        try:
-            out = json.loads(v)
-            return out if isinstance(out, dict) else {}
-        except json.JSONDecodeError:
-            return {}
-    return {}
-
-
-class Fmt:
-    """Timestamps in the site's timezone, for reading."""
-
-    def __init__(self, tz: str):
-        self.tz = tz
-        # a report formats the same few thousand times ~10 times each (case, finding and
-        # event rows); parsing and converting one costs ~0.1 ms
-        self._seen: dict = {}
-
-    def ts(self, v, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
-        try:
-            return self._seen[(v, fmt)]
-        except KeyError:
-            out = self._seen[(v, fmt)] = self._format(v, fmt)
-            return out
-        except TypeError:       # unhashable
-            return self._format(v, fmt)
-
-    def _format(self, v, fmt: str) -> str:
-        if v is None or _s(v) == "":
-            return ""
-        try:
-            t = pd.Timestamp(v)
-        except (ValueError, TypeError):
-            return str(v)
-        if t is pd.NaT:
-            return ""
-        t = t.tz_localize("UTC") if t.tzinfo is None else t
-        return t.tz_convert(self.tz).strftime(fmt)
-
-    def day(self, v) -> str:
-        return self.ts(v, "%Y-%m-%d")
-
-    def now(self) -> str:
-        return self.ts(datetime.now(timezone.utc), "%Y-%m-%d %H:%M")
-
-    def minute(self, v) -> str:
-        return self.ts(v, "%Y-%m-%d %H:%M")
 
 
 class _Rows:
@@ -589,12 +498,12 @@ def dashboard_model(views: list[dict], ld: Loaded, config: Config, store: Store,
            "urgent": by_sev["critical"] + by_sev["high"]}
     return {"totals": totals, "rows": rows, "trend": trend, "kpi": kpi,
             "feeds": feed_rows(store, ld.scan.get("scan_id"), lang),
-            "coverage": _coverage(store, config), "scans": _recent_scans(store, fmt, lang),
+            "coverage": _coverage(store, config, lang), "scans": _recent_scans(store, fmt, lang),
             "top": [v for v in sorted(views, key=lambda v: (-v["severity_rank"], -v["score"],
                                                             v["id"]))[:5]]}
 
 
-def _coverage(store: Store, config: Config) -> list[dict]:
+def _coverage(store: Store, config: Config, lang: Lang) -> list[dict]:
     try:
         from emraudit.coverage import coverage_report
         rep = coverage_report(store, config)
@@ -617,7 +526,9 @@ def _coverage(store: Store, config: Config) -> list[dict]:
                     "gaps": list(part.loc[part["status"] == "gap", "day"])[:10],
                     "n_gaps": int((part["status"] == "gap").sum()),
                     "n_low": int((part["status"] == "low").sum()),
-                    "fields": {k: round(100 * float(np.mean(v))) for k, v in shares.items()
+                    # the share of events with each field filled, by the field's label
+                    "fields": {label(FIELD, k, lang): round(100 * float(np.mean(v)))
+                               for k, v in shares.items()
                                if k in ("module", "workstation", "ip", "session_id")},
                     "low_fields": low_fields})
     return out
@@ -734,7 +645,6 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
     processes (default: the scan's `workers` when there are at least PARALLEL_MIN_CASES
     cases); the output is the same either way."""
     from emraudit.cases import queue_counts, review_queue
-    from emraudit.reports import ledger
 
     lang = Lang(config.reports.lang)
     masker = Masker(enabled=config.reports.mask_patients and not unmask)

@@ -28,7 +28,7 @@ from emraudit.reports import data, files, rights_snapshot
 from emraudit.reports.i18n import N_, Lang, make_env
 from emraudit.reports.labels import ROLE, SEVERITY, STATUS, detector_info, item_info, label
 from emraudit.reports.masking import Masker
-from emraudit.reports.render import Fmt, _csp, _s, _static
+from emraudit.reports.page import Fmt, _csp, _s, _static
 from emraudit.access_rights import PERMISSIONS
 from emraudit.reports.rights_text import (CLASS, VIA, classes_text, permissions_text,
                                           right_text)

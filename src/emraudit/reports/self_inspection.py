@@ -39,7 +39,7 @@ from emraudit.reports.labels import (DISPOSITION, RECTIFICATION, ROLE, SEVERITY,
                                      SEVERITY_RANK, detector_info, item_info, label)
 from emraudit.reports.ledger import deadline_days, local_time
 from emraudit.reports.masking import Masker
-from emraudit.reports.render import Fmt, _csp, _json_list, _s, _static
+from emraudit.reports.page import Fmt, _csp, _json_list, _s, _static
 from emraudit.reports.summary import build_summary, period_cases
 from emraudit.reports.text import case_sentences
 from emraudit.store import Store, ingest_runs, scans

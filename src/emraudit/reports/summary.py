@@ -28,7 +28,7 @@ from emraudit.reports.i18n import Lang, make_env
 from emraudit.reports.labels import (DISPOSITION, RECTIFICATION, ROLE, SEVERITY, STATUS,
                                      detector_info, item_info, label)
 from emraudit.reports.ledger import PROBLEM
-from emraudit.reports.render import Fmt, _csp, _json_list, _s, _static
+from emraudit.reports.page import Fmt, _csp, _json_list, _s, _static
 from emraudit.store import Store, cases
 
 log = logging.getLogger("emraudit.reports")

@@ -37,7 +37,8 @@ from emraudit.lake import Lake
 from emraudit.reports import data
 from emraudit.reports.i18n import LANGS, Lang, make_env
 from emraudit.reports.masking import Masker
-from emraudit.reports.render import Fmt, Ref, _static
+from emraudit.reports.page import Fmt, _static
+from emraudit.reports.render import Ref
 from emraudit.store import Store
 from emraudit.web import accounts, casepage, downloads, queue, search, trail
 from emraudit.web.roles import ROLE_LABELS, ROLES, may

@@ -25,7 +25,8 @@ from emraudit.errors import UserError
 from emraudit.rectification import STATUSES, STATUS_WORDS, status_of
 from emraudit.reports.labels import DISPOSITION, RECTIFICATION, label
 from emraudit.reports.masking import Masker
-from emraudit.reports.render import Fmt, _json_list, _s, case_view, load_cases
+from emraudit.reports.page import Fmt, _json_list, _s
+from emraudit.reports.render import case_view, load_cases
 from emraudit.store import Store, case_comments
 from emraudit.web.queue import assignments, case_patients
 

@@ -19,7 +19,8 @@ from emraudit.config import Config
 from emraudit.lake import Lake
 from emraudit.reports.i18n import Lang
 from emraudit.reports.masking import Masker
-from emraudit.reports.render import Fmt, case_view, load_cases
+from emraudit.reports.page import Fmt
+from emraudit.reports.render import case_view, load_cases
 from emraudit.store import Store
 from emraudit.web.queue import ordered
 from emraudit.web.search import checked_period

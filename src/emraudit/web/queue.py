@@ -20,7 +20,8 @@ from emraudit.errors import UserError
 from emraudit.model import SEVERITIES
 from emraudit.reports.labels import SEVERITY, STATUS, detector_info, item_info, label
 from emraudit.reports.masking import Masker
-from emraudit.reports.render import Fmt, Ref, _json_list, _s
+from emraudit.reports.page import Fmt, _json_list, _s
+from emraudit.reports.render import Ref
 from emraudit.reports.text import case_sentences
 from emraudit.store import Store, case_assignments
 

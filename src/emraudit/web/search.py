@@ -20,7 +20,8 @@ from emraudit.reports.i18n import Lang
 from emraudit.reports.labels import ACTION, SEVERITY, STATUS, detector_info, label
 from emraudit.reports.masking import Masker
 from emraudit.dates import period
-from emraudit.reports.render import Fmt, Ref, _json_list, _s
+from emraudit.reports.page import Fmt, _json_list, _s
+from emraudit.reports.render import Ref
 from emraudit.reports.text import case_sentences
 from emraudit.store import Store, findings
 
