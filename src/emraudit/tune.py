@@ -5,7 +5,8 @@ findings and cases the detector would raise on the last N stored days (allowlist
 counted apart), the cases it would stop or start raising compared with the value in force,
 and — where reviewers' dispositions or a truth file exist — precision and recall.
 `diff_profiles` compares a whole edited profile with the settings in force. Both call the
-scan pipeline's `build_context` and `run_detectors`, read the allowlist, and write nothing.
+scan's detection (`detection.build_context` and `run_detectors`), read the allowlist, and
+write nothing.
 
 Scoring (documented in `emraudit tune --help` too):
 
@@ -187,7 +188,7 @@ def replay_window(lake_days: list[str], days: int, tz: str) -> tuple[pd.Timestam
 def make_replay(config, settings_for_context: list[dict], days: int) -> Replay:
     """Load the last `days` stored days once (with the longest look-back any of the settings
     needs) and return a function that runs a settings dict on them. Read-only."""
-    from emraudit import scan
+    from emraudit import detection
     from emraudit.allow import active_entries, apply_allowlist
     from emraudit.lake import Lake
     from emraudit.store import Store, now_utc
@@ -208,7 +209,7 @@ def make_replay(config, settings_for_context: list[dict], days: int) -> Replay:
                     if s.enabled] or [0])
 
     widest = max(settings_for_context, key=lookback)
-    ctx = scan.build_context(config, store, lake, ws, we, widest)
+    ctx = detection.build_context(config, store, lake, ws, we, widest)
     try:
         entries = active_entries(store)
     except Exception:  # noqa: BLE001 - a store without the allowlist table: nothing allowed
@@ -226,7 +227,7 @@ def make_replay(config, settings_for_context: list[dict], days: int) -> Replay:
         args = context_args(settings)
         ctx.detector_params.update(args["detector_params"])
         ctx.sections = args["sections"]     # [explain] and [schedule]: a sweep may set one
-        found, status = scan.run_detectors(ctx, settings)
+        found, status = detection.run_detectors(ctx, settings)
         failed = [s for s in status.values() if getattr(s, "status", "") == "failed"]
         if failed:
             raise UserError(f"detector {failed[0].id} failed on the replay: "

@@ -1,10 +1,10 @@
 """A partitioned detection from start to end: plan, pass one, the population, pass two.
 
 The scan's own process holds the reference tables, the stored baseline and the population
-statistics, never the events. It returns what `scan.run_detectors` returns (findings in the
-declared order, one status per detector) and a context without events whose outputs and
-notes are those of the whole population, so the rest of the scan is the same whichever way
-detection ran.
+statistics, never the events. It returns what `detection.run_detectors` returns (findings
+in the declared order, one status per detector) and a context without events whose outputs
+and notes are those of the whole population, so the rest of the scan is the same whichever
+way detection ran.
 """
 
 from __future__ import annotations
