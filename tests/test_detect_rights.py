@@ -251,6 +251,25 @@ def test_too_short_a_watch_is_said_once_and_stored_usage_extends_it():
     assert len(f) == 1 and f.iloc[0]["evidence"]["watched_since"].startswith("2026-04-01")
 
 
+def test_a_partition_judges_with_the_stored_usage_the_scan_process_handed_it():
+    """A partitioned scan gives its partitions the population, not ctx.baseline: without the
+    stored usage the watch looks 21 days long, nothing is judged, and the usage saved after
+    the scan would forget what was seen before."""
+    events = [ev("u1", "p1", "2026-08-20 09:00")]
+    stored = pd.DataFrame({"user_id": ["u1"], "permission": ["*"], "record_class": ["*"],
+                           "first_used": [pd.Timestamp("2026-04-01", tz=TZ)],
+                           "last_used": [pd.Timestamp("2026-04-01", tz=TZ)]})
+    parent = _unused_ctx([], [grant("G1", "u1", "打印")], baseline=stored)
+    get("rights.unused")().population_prepare(parent)     # in the scan's own process
+    part = _unused_ctx(events, [grant("G1", "u1", "打印")])
+    part.population = dict(parent.population)
+    f = run("rights.unused", part)
+    assert len(f) == 1 and f.iloc[0]["evidence"]["watched_since"].startswith("2026-04-01")
+    saved = part.outputs["rights_usage"]
+    anyrow = saved[(saved["permission"] == "*") & (saved["record_class"] == "*")]
+    assert anyrow["first_used"].min() == pd.Timestamp("2026-04-01", tz=TZ)
+
+
 def test_state_findings_are_reproduced_with_the_same_ids_on_another_night():
     g = [grant("S", "u1", granted_by="u1")]
     a = run("rights.unapproved", ctx_of(None, g))

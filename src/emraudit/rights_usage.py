@@ -24,6 +24,9 @@ from emraudit.fastops import is_value, positions_in
 
 USAGE_COLUMNS = ["user_id", "permission", "record_class", "first_used", "last_used"]
 ANY = "*"                 # permission and class of "any activity at all"
+# where a partitioned scan hands the stored usage to the partitions (ctx.population): they get
+# no ctx.baseline (rights.unused puts it there, in population_prepare)
+STORED_USAGE = "rights.usage.stored"
 MAX_CLASSES = 62          # bits of an int64 mask
 
 
@@ -180,6 +183,8 @@ def usage(ctx: Context) -> pd.DataFrame:
     changed are left in ctx.outputs["rights_usage"] for the pipeline to save."""
     def compute():
         stored = ctx.baseline.get("rights_usage")
+        if stored is None:
+            stored = ctx.population.get(STORED_USAGE)
         stored = stored if stored is not None and len(stored) else empty_usage(ctx.tz)
         merged = merge_usage(stored, usage_from_events(ctx), ctx.tz)
         keys = ["user_id", "permission", "record_class"]

@@ -29,7 +29,7 @@ from emraudit.detectors.base import Context, Detector, Param, raise_severity
 from emraudit.detectors.registry import register
 from emraudit.entitlements import grant_held_at, held_at, holdings, in_post, split_grants
 from emraudit.reports.rights_text import message_id, rule_messages
-from emraudit.rights_usage import observed_since, usage
+from emraudit.rights_usage import STORED_USAGE, observed_since, usage
 
 
 # --- shared helpers ------------------------------------------------------------------------
@@ -563,6 +563,11 @@ class Unused(Detector):
     )
     measure_zh = "定期清理长期未使用的权限，未使用超过规定天数的授权予以收回。"
     measure_en = "Review rights periodically and revoke those unused beyond the set period."
+
+    def population_prepare(self, ctx: Context) -> None:
+        """A partitioned scan: the partition that judges the grants gets no ctx.baseline,
+        so the stored usage travels with the population."""
+        ctx.population[STORED_USAGE] = ctx.baseline.get("rights_usage")
 
     def run(self, ctx: Context) -> pd.DataFrame:
         p = self.p
