@@ -6,6 +6,8 @@ blocks are not duty; unit relations have the same grace as the user's own.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from detector_frames import ev, make_ctx
@@ -197,3 +199,74 @@ def test_an_unexplained_access_says_why_each_explanation_failed():
         "own_relation", "unit_relation", "duty_ward", "request_relation", "prior_treatment",
         "documentation", "worked_on_ward", "break_glass", "record_role"]
     assert all(t["result"] == "failed" for t in tried)
+
+
+# ----------------------------------------------------------------------- work on the ward
+FLOATER = {"user_id": "float", "role": "nurse", "ward": "骨科病区"}
+
+
+@pytest.mark.parametrize("hours,expected", [(12.0, "worked_on_ward"), (0.0, "")])
+def test_ward_work_hours_zero_turns_worked_on_ward_off(hours, expected):
+    # the float nurse signs p1's chart on 心内科一病区 and opens p2 there at the same instant:
+    # worked on the ward, unless ward_work_hours = 0 ("0 turns it off", not "same instant")
+    rels = [rel("p1", ward="心内科一病区"), rel("p2", ward="心内科一病区")]
+    events = [ev("float", "p1", "2025-07-06 02:00", "sign"),
+              ev("float", "p2", "2025-07-06 02:00")]
+    over = {"explain": {"lookback_days": 0.0, "ward_work_hours": hours}}
+    got = verdicts(events, users=[FLOATER], care_relations=rels, params=over)
+    assert got == ["documentation", expected]
+
+
+# ----------------------------------------------------------------------- later points
+def test_a_later_break_the_glass_does_not_hide_an_earlier_one():
+    # er breaks the glass on p1 at 09:00 and looks at 10:00 (explained by it); a second
+    # break-the-glass at 15:00 falls in an own relation (15:00-16:00) so it is no longer a
+    # question itself. The later point must not stand in front of the earlier one.
+    events = [ev("er", "p1", "2025-07-20 09:00", "break_glass"),
+              ev("er", "p1", "2025-07-20 10:00"),
+              ev("er", "p1", "2025-07-20 15:00", "break_glass")]
+    over = {"explain": {"lookback_days": 0.0, "grace_before_days": 0.0,
+                        "grace_after_days": 0.0}}
+    got = verdicts(events, care_relations=[rel(user="er", start="2025-07-20 15:00",
+                                               end="2025-07-20 16:00")], params=over)
+    assert got == ["break_glass", "break_glass", "own_relation"]
+
+
+def test_binary_search_of_many_queries_in_order_equals_searchsorted():
+    # the cache-friendly path (>= 500,000 points and >= 100,000 queries) answers exactly as
+    # np.searchsorted, on both sides
+    import numpy as np
+
+    from emraudit.detectors.explain import _search
+    rng = np.random.default_rng(23)
+    pp = np.sort(rng.integers(0, 2_000_000, 500_000))
+    qp = rng.integers(-10, 2_000_010, 100_000)
+    for side in ("left", "right"):
+        assert np.array_equal(_search(pp, qp, side), np.searchsorted(pp, qp, side=side))
+
+
+# ----------------------------------------------------------------------- record role hours
+def _role_hours():
+    from emraudit.detectors.explain import EXPLAIN
+    (param,) = [p for p in EXPLAIN.params if p.name == "record_role_hours"]
+    return param
+
+
+def test_record_role_hours_accepts_a_valid_table():
+    value = {"medical_records": [8, 17.5], "insurance": [0, 24]}
+    assert _role_hours().check(value) == value
+
+
+@pytest.mark.parametrize("value,says", [
+    ({"janitor": [8, 17]}, "unknown role 'janitor'"),
+    ({"medical_records": [8]}, "medical_records: expected [start_hour, end_hour]"),
+    ({"medical_records": [8, 17, 18]}, "medical_records: expected"),
+    ({"medical_records": ["8", 17]}, "medical_records: expected"),
+    ({"medical_records": [True, 17]}, "medical_records: expected"),
+    ({"medical_records": [17, 8]}, "medical_records: expected"),
+    ({"medical_records": [8, 25]}, "medical_records: expected"),
+    ({"medical_records": [-1, 8]}, "medical_records: expected"),
+])
+def test_record_role_hours_rejects_a_bad_table(value, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        _role_hours().check(value)
