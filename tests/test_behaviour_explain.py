@@ -270,3 +270,14 @@ def test_record_role_hours_accepts_a_valid_table():
 def test_record_role_hours_rejects_a_bad_table(value, says):
     with pytest.raises(ValueError, match=re.escape(says)):
         _role_hours().check(value)
+
+
+def test_prior_treatment_says_its_look_back():
+    from emraudit.detectors.explain import explanation_detail
+    events = [ev("cons", "p1", "2025-07-05 10:00"), ev("cons", "p1", "2025-07-25 10:00")]
+    over = {"explain": {"kind_grace_after_days": 0.0, "kind_grace_before_days": 0.0,
+                        "lookback_days": 21.0}}
+    x = explain_accesses(make_ctx(events, window=W, params=over, care_relations=[
+        rel(user="cons", kind="consult", start="2025-07-05 10:00", end="2025-07-05 10:00")]))
+    assert x["explanation"].tolist() == ["request_relation", "prior_treatment"]
+    assert explanation_detail(x.iloc[1]) == {"days": 21.0}
