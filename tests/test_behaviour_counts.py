@@ -169,3 +169,42 @@ def test_a_second_ingest_of_the_same_events_counts_them_as_duplicates(tmp_path):
     ev = lake.read_events(store.committed_runs())
     assert sorted(ev["event_id"]) == ["E1", "E2", "E9"]
     assert pd.Series(ev["event_id"]).is_unique
+
+
+def test_the_summary_table_names_its_columns_and_each_source(tmp_path):
+    from emraudit.ingest import SourceResult
+    ok = SourceResult("his_log", "access_log", read=1234, accepted=1200, quarantined=30,
+                      duplicates=4)
+    bad = SourceResult("users", "users", status="failed", error="users.csv: no such file")
+    lines = format_results([ok, bad]).split("\n")
+    assert len(lines) == 3
+    assert lines[0].split() == ["source", "table", "read", "accepted", "quarantined",
+                                "duplicate", "status"]
+    assert lines[1].split() == ["his_log", "access_log", "1,234", "1,200", "30", "4", "ok"]
+    assert lines[2].split()[:6] == ["users", "users", "0", "0", "0", "0"]
+    assert lines[2].endswith("FAILED: users.csv: no such file")
+
+
+def test_the_stored_run_keeps_the_reader_notes_legible(tmp_path):
+    # a file rewritten (not only appended) is read again from the start; the run stored in
+    # the state database says so, with the file's own (Chinese) name as it is, not escaped
+    import json
+    import os
+    (tmp_path / "访问日志.csv").write_text(CASES["access_log"][0], encoding="utf-8")
+    (tmp_path / "emraudit.toml").write_text(
+        '[sources.access_log]\nconnector = "csv"\npath = "访问日志.csv"\n'
+        'profile = "canonical"\n', encoding="utf-8")
+    cfg = load_config(tmp_path / "emraudit.toml")
+    store, lake = Store(cfg.store_url), Lake(cfg.lake_dir, cfg.tz)
+    ingest(cfg, store, lake)
+    (tmp_path / "访问日志.csv").write_text(CASES["access_log"][0].replace("E1,", "E7,"),
+                                         encoding="utf-8")
+    os.utime(tmp_path / "访问日志.csv", (1, 1))
+    (r,) = ingest(cfg, store, lake)
+    assert (r.read, r.accepted, r.duplicates) == (5, 1, 2)
+    with store.engine.connect() as c:
+        detail = c.execute(sa.select(ingest_runs.c.detail).where(
+            ingest_runs.c.run_id == r.runs[-1])).scalar_one()
+    assert "访问日志.csv changed since the last run" in detail
+    assert json.loads(detail)["notes"] == [
+        "访问日志.csv changed since the last run (not only appended): read again from the start"]

@@ -148,6 +148,8 @@ def test_a_batch_whose_run_was_failed_meanwhile_is_not_committed(tmp_path, monke
     monkeypatch.setattr(Lake, "write_events", write_and_be_failed)
     res = ingest(cfg, store, lake)
     assert res[0].status == "failed" and "marked failed by another process" in res[0].error
+    assert "(a lock removed by force?); this batch was not kept: run the command again" in \
+        res[0].error
     assert store.committed_runs() == set()
 
 
