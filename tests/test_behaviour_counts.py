@@ -120,6 +120,7 @@ def test_every_row_read_is_accepted_quarantined_or_a_duplicate(tmp_path, table):
         runs = c.execute(sa.select(ingest_runs).where(ingest_runs.c.status == "committed")).all()
     assert [(x.read, x.accepted, x.quarantined, x.duplicates) for x in runs] == \
         [(read, accepted, quarantined, duplicates)]
+    assert all(x.profile_digest for x in runs)      # the run names the mapping it used
     # what landed is exactly what was accepted
     if table == "access_log":
         landed = lake.read_events(store.committed_runs())
@@ -208,3 +209,20 @@ def test_the_stored_run_keeps_the_reader_notes_legible(tmp_path):
     assert "访问日志.csv changed since the last run" in detail
     assert json.loads(detail)["notes"] == [
         "访问日志.csv changed since the last run (not only appended): read again from the start"]
+
+
+def test_a_reference_table_in_several_files_is_read_whole(tmp_path):
+    (tmp_path / "users").mkdir()
+    (tmp_path / "users" / "a.csv").write_text("user_id,role\nu1,nurse\nu2,nurse\n",
+                                              encoding="utf-8")
+    (tmp_path / "users" / "b.csv").write_text("user_id,role\nu3,physician\n,nurse\n",
+                                              encoding="utf-8")
+    (tmp_path / "emraudit.toml").write_text(
+        '[sources.users]\nconnector = "csv"\npath = "users"\nprofile = "canonical"\n',
+        encoding="utf-8")
+    cfg = load_config(tmp_path / "emraudit.toml")
+    store, lake = Store(cfg.store_url), Lake(cfg.lake_dir, cfg.tz)
+    (r,) = ingest(cfg, store, lake)
+    assert (r.read, r.accepted, r.quarantined, r.duplicates) == (4, 3, 1, 0)
+    snap = lake.read_snapshot("users", store.committed_runs())
+    assert sorted(snap["user_id"]) == ["u1", "u2", "u3"]

@@ -49,6 +49,7 @@ def test_ingest_shows_each_source_and_its_rows(tmp_path):
     assert "ingest users" in out and "ingest access_log" in out
     assert "30" in out.split("ingest access_log")[-1]          # the rows read
     assert "30rows" in out.split("ingest access_log")[-1]      # counted as rows
+    assert "4rows" in out.split("ingest users")[-1].split("ingest access_log")[0]
     assert progress.current().enabled is False                 # off again after the block
 
 
