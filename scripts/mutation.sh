@@ -44,7 +44,7 @@ unset EMRAUDIT_TEST_PG_URL CI   # fast tests only: the PostgreSQL variants skip
 # functions of that part are mutated.
 MODULES=$(cat <<'EOF'
 explain|detectors/explain.py|tests/test_explain.py tests/test_behaviour_explain.py tests/test_behaviour_detectors.py|
-care|detectors/care.py|tests/test_detect_care.py tests/test_behaviour_detectors.py|
+care|detectors/care.py|tests/test_detect_care.py tests/test_behaviour_detectors.py tests/test_feeds.py|
 cred|detectors/cred.py|tests/test_detect_cred.py tests/test_detect_external.py tests/test_behaviour_detectors.py|
 snoop|detectors/snoop.py|tests/test_detect_snoop.py tests/test_behaviour_detectors.py|
 bulk|detectors/bulk.py|tests/test_detect_bulk.py tests/test_behaviour_detectors.py|

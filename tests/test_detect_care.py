@@ -183,3 +183,30 @@ def test_protected_patients_when_no_access_matches_the_patients_table():
                    patients=[{"patient_id": "p1", "vip": True}])
     pid = ctx.events["patient_id"].astype("string")
     assert _protected(ctx, pid, ctx.events["ts"]).tolist() == [True, False]
+
+
+# ---------------------------------------------------------------- the finding's evidence (issue 23)
+def test_evidence_names_the_user_the_actions_by_count_and_the_lookup_window():
+    events = [ev("snoop", "p1", "2025-07-08 09:55", "query"),
+              ev("snoop", "p1", "2025-07-08 10:00"), ev("snoop", "p1", "2025-07-08 10:01"),
+              ev("snoop", "p1", "2025-07-08 10:02", "print"),
+              ev("snoop", "p1", "2025-07-08 10:03", "export"),
+              ev("snoop", "p1", "2025-07-08 10:04", "export"),
+              ev("snoop", "p1", "2025-07-08 10:05", "export")]
+    (e,) = care(events)["evidence"].tolist()
+    assert e["user"] == {"role": "nurse", "department": None, "ward": "骨科病区"}
+    assert list(e["actions"].items()) == [("export", 3), ("view", 2), ("print", 1)]
+    assert e["query_lookup"]["window_minutes"] == 30.0
+    assert e["query_lookup"]["event_ids"] == [events[0]["event_id"]]
+
+
+def test_an_account_missing_from_the_staff_list_has_empty_user_evidence():
+    (e,) = care([ev("ghost", "p1", "2025-07-08 10:00")])["evidence"].tolist()
+    assert e["user"] == {}
+
+
+def test_a_lookup_adds_one_to_the_score():
+    plain = care([ev("snoop", "p1", "2025-07-08 10:00")])
+    looked = care([ev("snoop", "p1", "2025-07-08 09:59", "query"),
+                   ev("snoop", "p1", "2025-07-08 10:00")])
+    assert looked["score"].iloc[0] == pytest.approx(plain["score"].iloc[0] + 1.0)

@@ -76,14 +76,14 @@ def test_held_access_goes_to_its_least_explained_gap_unit():
     assert held_mask(units, tie)[1].tolist()[0] == "source\x1fs1"
 
 
-def _hospital(n_cardio_explained: int, extra=()):
+def _hospital(n_cardio_explained: int, extra=(), protected=None):
     """Two departments of 3 nurses each; 心内科's 30 accesses explained only
     `n_cardio_explained` times (its admissions feed is missing), 普外科's 30 all. (All are
     nurses: the floor is lowered to 30% so that the role as a whole is not a gap.)"""
     users = [{"user_id": f"c{i}", "role": "nurse", "department": "心内科"} for i in range(3)] + \
         [{"user_id": f"s{i}", "role": "nurse", "department": "普外科"} for i in range(3)]
     patients = [{"patient_id": f"P{i:03d}"} for i in range(60)] + \
-        [{"patient_id": "PVIP", "vip": "true"}]
+        [{"patient_id": "PVIP", **({"vip": "true"} if protected is None else protected)}]
     rel, events = [], []
     for i in range(30):
         events.append(ev(f"c{i % 3}", f"P{i:03d}", f"2025-07-01 09:{i:02d}"))
@@ -202,3 +202,16 @@ def test_coverage_shows_the_feed_check(tmp_path):
     assert "普外科" not in r.output
     r = CliRunner().invoke(main, ["coverage", "--config", cfg, "--units"])
     assert "department 普外科" in r.output and "ok" in r.output
+
+
+@pytest.mark.parametrize("flags,judged", [
+    ({"sensitive": "true"}, True), ({"watch": "true"}, True),
+    ({"employee_user_id": "s1"}, True), ({"deceased_date": "2025-06-01"}, True),
+    ({"deceased_date": "2025-07-02"}, False),    # died after the access: not protected then
+    ({}, False),
+])
+def test_protected_patients_are_never_held(flags, judged):
+    ctx = _hospital(3, protected=flags)
+    found = NoRelationship(feed_min_accesses=20, feed_floor=0.3).run(ctx)
+    assert found["patient_id"].tolist() == (["PVIP"] if judged else [])
+    assert ctx.outputs["feed_gaps"].iloc[0]["held"] == (27 if judged else 28)
