@@ -326,3 +326,35 @@ def test_concurrent_use_ignores_failed_logins():
     events[1] = ev("u1", "p2", "2025-07-22 10:03", workstation="B")
     f = run("cred.concurrent_use", make_ctx(events, window=DAY, users=users, workstations=ws))
     assert len(f) == 1
+
+
+ICU_NURSE = [{"user_id": "d1", "role": "nurse", "department": "ICU"},
+             {"user_id": "x1", "role": "physician", "department": "ICU"}]
+
+
+def test_off_hours_evidence_names_the_patients_the_unit_and_the_peer_group():
+    f = run("bulk.off_hours", make_ctx(history("d1") + burst("d1", 12), window=DAY,
+                                       users=ICU_NURSE))
+    r = f.iloc[0]
+    assert r["patient_id"] == "" and r["user_id"] == "d1"
+    e = r["evidence"]
+    assert (e["distinct_patients"], e["events"], e["department"]) == (12, 12, "ICU")
+    # ICU's nurses are fewer than peer_min_size (5): the peer group falls back to the role
+    assert e["thresholds"]["floor"] == {"value": 10.0, "unit": "patients"}
+    assert e["thresholds"]["peer_percentile"]["group"] == "nurse"
+
+
+def test_volume_evidence_and_score():
+    f = run("bulk.volume", make_ctx(burst("d1", 31, start="2025-07-22 09:00"), window=DAY,
+                                    users=ICU_NURSE))
+    r = f.iloc[0]
+    assert r["score"] == 1.033                       # 31 patients / 30 required, 3 places
+    e = r["evidence"]
+    assert (e["date"], e["distinct_patients"], e["department"]) == ("2025-07-22", 31, "ICU")
+    assert e["thresholds"]["floor"] == {"value": 30.0, "unit": "patients_per_day"}
+
+
+def test_an_account_missing_from_the_staff_list_is_compared_with_role_other():
+    f = run("bulk.volume", make_ctx(burst("zz", 31, start="2025-07-22 09:00"), window=DAY,
+                                    users=ICU_NURSE))
+    assert f.iloc[0]["evidence"]["thresholds"]["peer_percentile"]["group"] == "other"
