@@ -295,6 +295,31 @@ def test_bulk_export_needs_several_patients(n, fires):
     assert (len(f) == 1) is fires
 
 
+
+def test_bulk_export_all_outputs_rule_names_itself():
+    f = run("copy.bulk_export", make_ctx(views("u1", 10) + prints("u1", 10, 6), window=DAY,
+                                         users=[{"user_id": "u1", "role": "nurse"}]))
+    r = f.iloc[0]
+    assert r["message_id"] == "copy.bulk_export"
+    assert r["evidence"]["rule"] == "all_outputs"
+    assert r["evidence"]["thresholds"]["floor"] == {"value": 50.0, "unit": "records_per_window"}
+    assert (r["message_args"]["user"], r["message_args"]["role"]) == ("u1", "nurse")
+
+
+@pytest.mark.parametrize("related,fires", [(0, True), (10, False)])
+def test_bulk_export_of_unrelated_patients_has_its_own_lower_rule(related, fires):
+    # 30 records: under the 50 of all outputs, over the 20 of outputs of unrelated patients
+    rel = [admission(f"p{i}", "u1") for i in range(related)]
+    f = run("copy.bulk_export", make_ctx(prints("u1", 10, 3), window=DAY, care_relations=rel,
+                                         users=[{"user_id": "u1", "role": "nurse"}]))
+    assert (len(f) == 1) is fires
+    if fires:
+        r = f.iloc[0]
+        assert r["message_id"] == "copy.bulk_export.unrelated"
+        assert r["evidence"]["rule"] == "unrelated_outputs"
+        assert (r["message_args"]["user"], r["message_args"]["role"]) == ("u1", "nurse")
+
+
 # =========================================================================== cred
 LEAVE = [{"user_id": "u1", "start": "2025-07-22 00:00", "end": "2025-07-23 00:00",
           "kind": "leave"}]
