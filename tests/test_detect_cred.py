@@ -273,3 +273,13 @@ def test_acting_user_differs_on_coded_and_plain_columns(coded):
     if coded:
         user = user.astype("category")
     assert _acting_differs(acting, user).tolist() == [False, True, False, False, True]
+
+
+@pytest.mark.parametrize("ts,severity", [("2025-07-08 00:00", "medium"),     # 30 days after
+                                         ("2025-07-08 00:00:01", "high"),
+                                         ("2025-07-08 23:00", "high")])
+def test_expired_access_a_month_after_is_high(ts, severity):
+    users = [{"user_id": "t", "role": "实习生", "access_until": "2025-06-08"}]
+    f = cred("cred.expired_access", [ev("t", "p1", ts)], users=users)
+    assert f["severity"].tolist() == [severity]
+    assert f["message_args"].iloc[0]["day"] == ts[:10]

@@ -103,3 +103,11 @@ def test_networks_in_the_configuration_are_checked(tmp_path):
                    '[sources.access_log]\npath = "a.csv"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="networks"):
         load_config(cfg)
+
+
+@pytest.mark.parametrize("ts,severity", [("2025-07-01 10:00", "medium"),    # on duty, day
+                                         ("2025-07-01 05:00", "critical"),  # off duty, night
+                                         ("2025-07-01 06:00", "high")])     # off duty, not night
+def test_night_hours_that_do_not_wrap_midnight(ts, severity):
+    found, _ = run([ev("u1", "p1", ts, ip="198.51.100.9")], night_hours=[0, 6])
+    assert found["severity"].tolist() == [severity]
