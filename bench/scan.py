@@ -19,7 +19,8 @@ alone needs to parse the same day's CSV: the floor no scan can beat.
 look-back (explanations by earlier treatment, 28-day volume and hour baselines, pending
 break-the-glass) load two days instead of one: the cost of each raw look-back day.
 
-`--unexplained 0,0.03,0.2` scans each size once per share: that share of the night's
+`--unexplained 0,0.03,0.2` scans each size once per share (the night is generated once;
+each share's run restores it and moves its own share): that share of the night's
 record views and look-ups is moved to patients lying in *other* departments (a feed that
 explains less, or staff browsing), so the cost of what stays unexplained is measured: the
 scan's time and memory must not grow with it (issue 16).
@@ -239,10 +240,13 @@ def bench_one(n: int, out: Path, seed: int, profile: bool = False,
               unexplained: float = 0.0) -> dict:
     from emraudit.commands.demo import sample_config
     from emraudit.demo.generate import generate
-    work = out / (f"n{n}" if not unexplained else f"n{n}-u{unexplained:g}")
+    work = out / f"n{n}"
     if reuse and _restore_night(work):
         rows = int((work / "baseline_rows").read_text())
-        return _run_night(work, n, out, profile, 0.0, rows, work / "access_log.csv")
+        moved = _redirect(work / "access_log.csv", work, unexplained, seed)
+        res = _run_night(work, n, out, profile, 0.0, rows, work / "access_log.csv")
+        res.update(unexplained=unexplained, moved=moved)
+        return res
     shutil.rmtree(work, ignore_errors=True)
     t = time.perf_counter()
     generate(work, seed=seed, days=3, size=3 * n)
@@ -271,12 +275,12 @@ def bench_one(n: int, out: Path, seed: int, profile: bool = False,
         shutil.rmtree(work / "reports", ignore_errors=True)
         shutil.copy(day2, full)
     from emraudit.store import Store
-    moved = _redirect(full, work, unexplained, seed)
     Store(f"sqlite:///{db}")   # creates the schema
     _store_baseline(f"sqlite:///{db}", baseline)
-    if keep and not raw_history:
-        _save_night(work)
+    if keep and not raw_history:   # the night before any views are moved: every share's
+        _save_night(work)          # run restores it and moves its own share
         (work / "baseline_rows").write_text(str(len(baseline)))
+    moved = _redirect(full, work, unexplained, seed)
     res = _run_night(work, n, out, profile, gen_s, len(baseline), day2 if raw_history else full)
     res.update(unexplained=unexplained, moved=moved)
     return res
@@ -309,14 +313,18 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for n in (int(x) for x in args.sizes.split(",")):
-        for share in (float(x) for x in args.unexplained.split(",")):
-            r = bench_one(n, out, args.seed, args.profile, args.raw_history, args.reuse,
-                          args.keep or args.reuse, unexplained=share)
+        shares = [float(x) for x in args.unexplained.split(",")]
+        for k, share in enumerate(shares):
+            # the night is generated and prepared once per size; each further share
+            # restores it (kept for the run) and moves its own share of the views
+            many = len(shares) > 1 and not args.raw_history
+            r = bench_one(n, out, args.seed, args.profile, args.raw_history,
+                          args.reuse or k > 0 and many, args.keep or args.reuse or many,
+                          unexplained=share)
             results.append(r)
-            if not (args.keep or args.reuse):
-                shutil.rmtree(out / (f"n{n}" if not share else f"n{n}-u{share:g}"),
-                              ignore_errors=True)
             print(f"done {n:,} ({share:.0%} moved): {r['wall_s']:.1f}s", file=sys.stderr)
+        if not (args.keep or args.reuse):
+            shutil.rmtree(out / f"n{n}", ignore_errors=True)
     stages = ["read", "validate", "lake", "commit"]
     det_ids = sorted({d for r in results for d in r["summary"]["detectors"]})
     head = ["stage"] + [f"{r['n']:,} ev" + (f", {r['unexplained']:.0%} moved"

@@ -86,7 +86,7 @@ def scan(cfg: Path) -> None:
 
     from emraudit.cli import main
     res = CliRunner().invoke(main, ["scan", "--config", str(cfg)])
-    if res.exc_info is not None and not isinstance(res.exception, SystemExit):
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
         import traceback
         raise AssertionError("".join(traceback.format_exception(*res.exc_info)))
     assert res.exit_code == 0, (res.exit_code, res.output)
