@@ -122,6 +122,7 @@ def _scan(cfg: Path, profile: Path | None = None) -> tuple[float, int, dict]:
         summary = json.loads(c.execute(sa.text(
             "SELECT summary FROM scans WHERE status='committed' ORDER BY started DESC LIMIT 1"))
             .scalar())
+    eng.dispose()
     summary["tree_pss_peak_mb"] = sampler.peak_mb
     return wall, max(peak, before) * 1024, summary
 
@@ -203,8 +204,17 @@ def _night_files(work: Path) -> list[Path]:
 
 def _save_night(work: Path) -> None:
     """Keep a copy of the prepared night (store + log) so `--reuse` can rerun the scan alone."""
-    for f in _night_files(work):
-        shutil.copy(f, f.with_name(f.name + ".night"))
+    import sqlite3
+    db, log = _night_files(work)
+    saved = db.with_name(db.name + ".night")
+    saved.unlink(missing_ok=True)
+    # the backup API copies what the WAL still holds too (a plain copy of the file would
+    # miss it while this process keeps the store open)
+    with sqlite3.connect(db) as src, sqlite3.connect(saved) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    shutil.copy(log, log.with_name(log.name + ".night"))
 
 
 def _restore_night(work: Path) -> bool:
@@ -212,6 +222,7 @@ def _restore_night(work: Path) -> bool:
     if not all(f.exists() for f in saved):
         return False
     for f, s in zip(_night_files(work), saved):
+        f.unlink(missing_ok=True)     # a new file: a connection still open keeps the old one
         shutil.copy(s, f)
     for extra in ("emraudit.db-wal", "emraudit.db-shm"):
         (work / extra).unlink(missing_ok=True)
