@@ -47,7 +47,8 @@ def _same(single, status, ctx, det):
                                   det.found.reset_index(drop=True))
     assert {d: (s.status, s.findings) for d, s in status.items()} == \
         {d: (s.status, s.findings) for d, s in det.status.items()}
-    for key in ("feed_health", "user_day_features", "feed_gaps", "feed_gap_events"):
+    for key in ("feed_health", "user_day_features", "feed_gaps", "feed_gap_events",
+                "rights_usage"):
         a, b = ctx.outputs.get(key), det.ctx.outputs.get(key)
         assert (a is None) == (b is None), key
         if a is not None:
@@ -142,6 +143,24 @@ def _dies(job, task):
     if task.index == 1:
         os._exit(9)             # what the kernel's OOM killer does to a worker
     return {"ok": task.index}
+
+
+def test_the_task_over_every_user_loads_events_only_when_a_detector_reads_them(sample):
+    """The rights detectors that judge grants read the reference tables and the usage the
+    population pass gathered: their task loads no events (at 10M it loaded every event in
+    one process); rights.outside_grant and generic_account divide by user."""
+    settings = detector_settings(sample[0])
+    runnable = [d for d, s in settings.items() if s.enabled]
+    divided, whole = plan.split_detectors(settings, runnable)
+    assert {"rights.outside_grant", "rights.generic_account"} <= set(divided)
+    assert {"rights.beyond_role", "rights.unapproved", "rights.after_leaving",
+            "rights.unused"} <= set(whole)
+    assert not plan.reads_events(settings, plan.Task(0, 1, tuple(whole)))
+    assert plan.has_population_part(settings["rights.unused"])
+    assert plan.reads_events(settings, plan.Task(0, 1, tuple(whole) + ("anomaly.relational",)))
+    assert plan.reads_events(settings, plan.Task(3, 8, ("rights.unused",)))
+    tasks = plan.tasks(settings, runnable, 8)
+    assert [t.count for t in tasks if not plan.reads_events(settings, t)] == [1]
 
 
 def test_a_worker_that_dies_fails_its_partition_and_the_others_finish():

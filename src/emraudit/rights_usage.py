@@ -27,6 +27,10 @@ ANY = "*"                 # permission and class of "any activity at all"
 # where a partitioned scan hands the stored usage to the partitions (ctx.population): they get
 # no ctx.baseline (rights.unused puts it there, in population_prepare)
 STORED_USAGE = "rights.usage.stored"
+# where a partitioned scan gathers the usage each partition observed in its own events (the
+# population pass): users are disjoint across partitions, so the parts concatenated are
+# usage_from_events of every event, and the task that judges the grants loads no events
+OBSERVED_USAGE = "rights.usage.observed"
 MAX_CLASSES = 62          # bits of an int64 mask
 
 
@@ -186,7 +190,10 @@ def usage(ctx: Context) -> pd.DataFrame:
         if stored is None:
             stored = ctx.population.get(STORED_USAGE)
         stored = stored if stored is not None and len(stored) else empty_usage(ctx.tz)
-        merged = merge_usage(stored, usage_from_events(ctx), ctx.tz)
+        observed = ctx.population.get(OBSERVED_USAGE)
+        if observed is None:
+            observed = usage_from_events(ctx)
+        merged = merge_usage(stored, observed, ctx.tz)
         keys = ["user_id", "permission", "record_class"]
         cmp = merged.merge(_typed(stored, ctx.tz), on=keys, how="left", suffixes=("", "_old"))
         changed = (cmp["first_used_old"].isna() | (cmp["first_used"] != cmp["first_used_old"])

@@ -67,6 +67,7 @@ class GenericAccount(Detector):
     needs = ("access_log",)
     uses = ("users", "workstations")
     lookback_days = 31
+    partition_key = "user"        # an account's own logins and terminals
     params = (
         Param("name_patterns", list, DEFAULT_PATTERNS, "regular expressions (case-"
               "insensitive, searched) that mark a login or a staff name as generic"),

@@ -29,7 +29,8 @@ from emraudit.detectors.base import Context, Detector, Param, raise_severity
 from emraudit.detectors.registry import register
 from emraudit.entitlements import grant_held_at, held_at, holdings, in_post, split_grants
 from emraudit.reports.rights_text import message_id, rule_messages
-from emraudit.rights_usage import STORED_USAGE, observed_since, usage
+from emraudit.rights_usage import (OBSERVED_USAGE, STORED_USAGE, observed_since, usage,
+                                   usage_from_events)
 
 
 # --- shared helpers ------------------------------------------------------------------------
@@ -568,6 +569,11 @@ class Unused(Detector):
         """A partitioned scan: the partition that judges the grants gets no ctx.baseline,
         so the stored usage travels with the population."""
         ctx.population[STORED_USAGE] = ctx.baseline.get("rights_usage")
+
+    def population_part(self, ctx: Context) -> dict:
+        """A partitioned scan: the usage in this partition's events, so the grants are
+        judged without loading every event in one process."""
+        return {OBSERVED_USAGE: usage_from_events(ctx)}
 
     def run(self, ctx: Context) -> pd.DataFrame:
         p = self.p

@@ -92,6 +92,7 @@ class OutsideGrant(Detector):
     item = "9"
     severity = "medium"
     needs = ("access_log", "grants")
+    partition_key = "user"        # an account's accesses against its own grants
     uses = ("patients", "care_relations", "users", "roles")
     shares = ("explain",)
     params = (

@@ -124,19 +124,22 @@ def _passes(config, settings, executor, ctx, job, hist, status, runnable, per_pa
     per = per_partition or config.engine.partition_events
     count = plan.partition_count(events, per)
     divided, whole = plan.split_detectors(settings, runnable)
+    # pass one also runs the population parts of detectors that judge over every user
+    # (rights.unused gathers the usage there, so its own task loads no events)
+    counted = divided + [d for d in whole if plan.has_population_part(settings[d])]
     timings = {"plan": time.perf_counter() - t0}
 
     # pass one: each partition's part of the population statistics
     t1 = time.perf_counter()
     failed: dict[str, str] = {}
     peak = 0.0
-    if divided:
-        first = executor.map(pass_one, job, [plan.Task(r, count, tuple(divided))
+    if counted:
+        first = executor.map(pass_one, job, [plan.Task(r, count, tuple(counted))
                                              for r in range(count)])
         ok = [r for r in first if "error" not in r]
         for r in first:
             if "error" in r:
-                for d in divided:
+                for d in counted:
                     failed.setdefault(d, f"partition failed: {r['error']}")
         peak = max([r.get("peak_mb", 0.0) for r in ok] or [0.0])
         population, part_failed = combine_population(settings, ok)
@@ -145,7 +148,7 @@ def _passes(config, settings, executor, ctx, job, hist, status, runnable, per_pa
         ctx.population.update(population)
     timings["population"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    for det_id in divided:
+    for det_id in counted:
         if det_id in failed:
             continue
         try:

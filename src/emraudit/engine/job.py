@@ -24,10 +24,10 @@ from emraudit.detection import peak_rss_mb, run_detectors
 from emraudit.detectors.base import Context, combine_parts
 from emraudit.detectors.bulk import user_day_activity
 from emraudit.detectors.profile import DetectorSetting
-from emraudit.engine.plan import Task
+from emraudit.engine.plan import Task, reads_events
 from emraudit.fastops import local_days
 from emraudit.lake import Lake
-from emraudit.model import code_event_columns
+from emraudit.model import code_event_columns, empty_table
 
 # per process: reference snapshots already read, by file (a Spark worker runs many tasks)
 _REFS: dict[str, pd.DataFrame] = {}
@@ -88,6 +88,9 @@ def with_window(job: ScanJob, events: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_partition(job: ScanJob, task: Task) -> pd.DataFrame:
+    if not reads_events(job.settings, task):
+        ev = code_event_columns(empty_table("access_log", job.tz))
+        return with_window(job, ev.drop(columns=[c for c in job.exclude if c in ev.columns]))
     lake = Lake(Path(job.lake_root), job.tz)
     ev = lake.read_events(set(job.committed), job.start, job.window_end, exclude=job.exclude,
                           coded=True, part=task.part)

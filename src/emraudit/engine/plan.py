@@ -48,6 +48,22 @@ def split_detectors(settings: dict[str, DetectorSetting], runnable: list[str]
     return divided, whole
 
 
+def has_population_part(setting: DetectorSetting) -> bool:
+    """Does the detector compute a part of the population statistics per partition?"""
+    from emraudit.detectors.base import Detector
+    return setting.cls.population_part is not Detector.population_part
+
+
+def reads_events(settings: dict[str, DetectorSetting], task: Task) -> bool:
+    """Does a task need events? Not one over every user whose detectors read only the
+    reference tables and what the population pass gathered (the rights detectors that
+    judge grants): it loads none instead of the whole night."""
+    if task.count > 1:
+        return True
+    return any("access_log" in settings[d].cls.needs + settings[d].cls.uses
+               for d in task.detectors)
+
+
 def tasks(settings: dict[str, DetectorSetting], runnable: list[str], count: int
           ) -> list[Task]:
     """The tasks of the detection pass: each partition with the divided detectors, and one
