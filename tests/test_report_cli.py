@@ -110,3 +110,43 @@ def test_unmasked_patient_name_is_still_escaped(tmp_path):
     html = out.read_text(encoding="utf-8")
     assert XSS_PATIENT not in html and "&lt;b&gt;王&lt;/b&gt;小明" in html
     assert "P50001" in html and 'id="unmasked-banner"' in html
+
+
+def test_a_scan_without_masking_records_it_on_the_scan(tmp_path):
+    """[reports] mask_patients = false: the scan records on its own row that its reports
+    show patients unmasked (the reports themselves write nothing to the store)."""
+    from web_site import write_site
+    cfg_path = write_site(tmp_path)
+    text = cfg_path.read_text(encoding="utf-8")
+    assert "mask_patients = true" in text
+    cfg_path.write_text(text.replace("mask_patients = true", "mask_patients = false"),
+                        encoding="utf-8")
+    res = _run("scan", "--config", str(cfg_path))
+    assert res.exit_code == 0, res.output
+    from emraudit.config import load_config
+    from emraudit.store import Store
+    store = Store(load_config(cfg_path).store_url)
+    with store.engine.connect() as c:
+        flags = [r[0] for r in c.execute(sa.select(scans.c.unmasked))]
+    assert flags == [True]
+
+
+def test_two_scans_in_one_process_each_log_into_their_own_folder(tmp_path):
+    """The scan's log file is its own: a second scan in the same process (of another
+    configuration, whose first folder is gone) neither fails nor writes into the first's."""
+    import logging
+    import shutil
+    from web_site import write_site
+    first, second = write_site(tmp_path / "a"), write_site(tmp_path / "b")
+    assert _run("scan", "--config", str(first)).exit_code == 0
+    log_a = first.parent / "reports" / "emraudit.log"
+    before = log_a.read_text(encoding="utf-8")
+    assert "scan started" in before
+    res = _run("scan", "--config", str(second))
+    assert res.exit_code == 0, res.output
+    assert log_a.read_text(encoding="utf-8") == before
+    assert "scan started" in (second.parent / "reports" / "emraudit.log").read_text("utf-8")
+    shutil.rmtree(first.parent)
+    assert _run("scan", "--config", str(second)).exit_code == 0
+    assert not [h for h in logging.getLogger("emraudit").handlers
+                if getattr(h, "emraudit_scan_log", False)]

@@ -12,17 +12,28 @@ from emraudit.dates import ISO_TIME, day_range
 from emraudit.progress import quiet_option
 
 
-def _setup_log(cfg) -> None:
-    """A log file beside the reports: counts and stages only, never patient data."""
+def _setup_log(cfg) -> logging.Handler:
+    """A log file beside the reports: counts and stages only, never patient data. One at a
+    time: a process that scans several configurations (tests, a library caller) must not
+    write one hospital's log into another's folder, nor into a folder since removed."""
     import os
     cfg.reports_dir.mkdir(parents=True, exist_ok=True)
     path = cfg.reports_dir / "emraudit.log"
     os.close(os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger("emraudit")
+    for old in [h for h in root.handlers if getattr(h, "emraudit_scan_log", False)]:
+        _drop_log(old)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.emraudit_scan_log = True
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root.setLevel(logging.INFO)
     root.addHandler(handler)
+    return handler
+
+
+def _drop_log(handler: logging.Handler) -> None:
+    logging.getLogger("emraudit").removeHandler(handler)
+    handler.close()
 
 
 @click.command("scan")
@@ -63,19 +74,22 @@ def scan_cmd(config_path, since, until, full, unmask, no_ingest, engine, spark_m
     since, until = (w.text if w else None for w in (since, until))
     day_range(since, until, cfg.tz)       # an end before the start fails before the lock
     check_writable(cfg, reports=True)     # before the log file goes into the reports folder
-    _setup_log(cfg)
-    log = logging.getLogger("emraudit.scan")
-    log.info("scan started (config %s)", cfg.path)
-    with progress.showing(quiet) as shown:
-        # stage lines above the bars; the indented per-source and per-detector lines are
-        # what the bars show
-        res = run_scan(cfg, since=since, until=until, full=full, unmask=unmask,
-                       skip_ingest=no_ingest, engine=engine, spark_master=spark_master,
-                       echo=lambda m: None if m.startswith("  ") else shown.note(m))
-    scrub_failures(cfg, [d for d in res.detectors if d.status == "failed"] + res.sources)
-    click.echo(format_summary(res))
-    log.info("scan %s finished: %d findings, %d cases touched, exit %d", res.scan_id,
-             res.findings, res.cases, res.exit_code)
+    handler = _setup_log(cfg)
+    try:
+        log = logging.getLogger("emraudit.scan")
+        log.info("scan started (config %s)", cfg.path)
+        with progress.showing(quiet) as shown:
+            # stage lines above the bars; the indented per-source and per-detector lines
+            # are what the bars show
+            res = run_scan(cfg, since=since, until=until, full=full, unmask=unmask,
+                           skip_ingest=no_ingest, engine=engine, spark_master=spark_master,
+                           echo=lambda m: None if m.startswith("  ") else shown.note(m))
+        scrub_failures(cfg, [d for d in res.detectors if d.status == "failed"] + res.sources)
+        click.echo(format_summary(res))
+        log.info("scan %s finished: %d findings, %d cases touched, exit %d", res.scan_id,
+                 res.findings, res.cases, res.exit_code)
+    finally:
+        _drop_log(handler)
     raise SystemExit(res.exit_code)
 
 
