@@ -120,10 +120,18 @@ def test_patients_masked_in_pages_and_ledger(rendered):
 
 
 def test_unmask_is_explicit_and_recorded(tmp_path):
+    """The pages show what was asked; recording it is the caller's (the scan, `report scan
+    --unmask`: tests/test_report_cli.py): reports only read the store."""
+    from emraudit.results import mark_unmasked
     cfg, store, lake = build(tmp_path, lang="en")
     out = write_scan_reports(cfg, store, lake, SCAN1, unmask=True)
     case = _read(out / "cases" / f"{CASE_P}.html")
     assert PATIENT_NAME in case and PATIENT in case and 'id="unmasked-banner"' in case
+    with store.engine.connect() as c:
+        assert not c.execute(sa.select(scans.c.unmasked)
+                             .where(scans.c.scan_id == SCAN1)).scalar()
+    with store.begin() as c:
+        mark_unmasked(c, SCAN1)
     with store.engine.connect() as c:
         assert c.execute(sa.select(scans.c.unmasked).where(scans.c.scan_id == SCAN1)).scalar()
 

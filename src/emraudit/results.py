@@ -165,6 +165,12 @@ def save_scan_results(conn: sa.Connection, found: pd.DataFrame, scan_id: str, *,
     return Saved(n_new, n_gone, touched, q["admitted"], q["below_budget"], gaps)
 
 
+def mark_unmasked(conn: sa.Connection, scan_id: str) -> None:
+    """Record on the scan that its reports were written with patients unmasked."""
+    from emraudit.store import scans
+    conn.execute(scans.update().where(scans.c.scan_id == scan_id).values(unmasked=True))
+
+
 def save_feed_health(conn: sa.Connection, shares: pd.DataFrame, scan_id: str) -> None:
     rows = []
     for r in shares.to_dict("records"):

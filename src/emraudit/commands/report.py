@@ -58,6 +58,10 @@ def report_scan(config_path, scan_id, unmask, quiet) -> None:
         record_unmask(store, "report scan --unmask", scan_id)
     with writer_lock(store, "report scan"), progress.showing(quiet):
         # a scan's folder and reports/latest are the scan's to write: not while one runs
+        if unmask or not cfg.reports.mask_patients:
+            from emraudit.results import mark_unmasked
+            with store.begin() as c:
+                mark_unmasked(c, scan_id)
         out = write_scan_reports(cfg, store, lake, scan_id, unmask=unmask)
     click.echo(str(out / "index.html"))
 

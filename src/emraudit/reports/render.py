@@ -648,9 +648,8 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
 
     lang = Lang(config.reports.lang)
     masker = Masker(enabled=config.reports.mask_patients and not unmask)
-    if not masker.enabled:
-        with store.begin() as c:
-            c.execute(scans.update().where(scans.c.scan_id == scan_id).values(unmasked=True))
+    # an unmasked report is recorded on the scan by whoever asked for it (the scan, or
+    # `report scan --unmask`, results.mark_unmasked): reports only read the store
     fmt = Fmt(config.tz)
     scan = data.scan_row(store, scan_id) or {"scan_id": scan_id}
     queue = review_queue(store)
