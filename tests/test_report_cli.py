@@ -149,4 +149,5 @@ def test_two_scans_in_one_process_each_log_into_their_own_folder(tmp_path):
     shutil.rmtree(first.parent)
     assert _run("scan", "--config", str(second)).exit_code == 0
     assert not [h for h in logging.getLogger("emraudit").handlers
-                if getattr(h, "emraudit_scan_log", False)]
+                if isinstance(h, logging.FileHandler)
+                and h.baseFilename.endswith("emraudit.log")]

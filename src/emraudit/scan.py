@@ -130,8 +130,9 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
         with store.begin() as c:
             c.execute(scans.insert().values(
                 scan_id=scan_id, started=now_utc(), status="running", stage="ingest",
-                unmasked=unmask or not config.reports.mask_patients, params=json.dumps({"since": since, "until": until,
-                                                    "full": full, "unmask": unmask})))
+                unmasked=unmask or not config.reports.mask_patients,
+                params=json.dumps({"since": since, "until": until, "full": full,
+                                   "unmask": unmask})))
         on_error.enter_context(leftovers.marks_failed(store, scan_id))
         if not skip_ingest:
             echo("ingesting sources …")

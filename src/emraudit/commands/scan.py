@@ -13,18 +13,16 @@ from emraudit.progress import quiet_option
 
 
 def _setup_log(cfg) -> logging.Handler:
-    """A log file beside the reports: counts and stages only, never patient data. One at a
-    time: a process that scans several configurations (tests, a library caller) must not
-    write one hospital's log into another's folder, nor into a folder since removed."""
+    """A log file beside the reports: counts and stages only, never patient data. The scan
+    command removes it when it ends: a process that scans several configurations (tests, a
+    library caller) must not write one hospital's log into another's folder, nor into a
+    folder since removed."""
     import os
     cfg.reports_dir.mkdir(parents=True, exist_ok=True)
     path = cfg.reports_dir / "emraudit.log"
     os.close(os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))
     root = logging.getLogger("emraudit")
-    for old in [h for h in root.handlers if getattr(h, "emraudit_scan_log", False)]:
-        _drop_log(old)
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.emraudit_scan_log = True
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root.setLevel(logging.INFO)
     root.addHandler(handler)

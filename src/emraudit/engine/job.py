@@ -88,9 +88,8 @@ def with_window(job: ScanJob, events: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_partition(job: ScanJob, task: Task) -> pd.DataFrame:
-    if not reads_events(job.settings, task):
-        ev = code_event_columns(empty_table("access_log", job.tz))
-        return with_window(job, ev.drop(columns=[c for c in job.exclude if c in ev.columns]))
+    if not reads_events(job.settings, task):     # what the lake gives for a day it lacks
+        return with_window(job, code_event_columns(empty_table("access_log", job.tz)))
     lake = Lake(Path(job.lake_root), job.tz)
     ev = lake.read_events(set(job.committed), job.start, job.window_end, exclude=job.exclude,
                           coded=True, part=task.part)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from emraudit.detectors.base import Detector
 from emraudit.detectors.profile import DetectorSetting
 
 MAX_PARTITIONS = 4096
@@ -50,7 +51,6 @@ def split_detectors(settings: dict[str, DetectorSetting], runnable: list[str]
 
 def has_population_part(setting: DetectorSetting) -> bool:
     """Does the detector compute a part of the population statistics per partition?"""
-    from emraudit.detectors.base import Detector
     return setting.cls.population_part is not Detector.population_part
 
 
