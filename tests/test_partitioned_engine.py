@@ -19,6 +19,7 @@ from emraudit.config import load_config
 from emraudit.engine import plan
 from emraudit.engine.driver import detect
 from emraudit.engine.local import LocalExecutor
+from emraudit.packed import unpack
 from emraudit.lake import BUCKETS, Lake, in_partition, user_bucket
 from emraudit.scan import build_context, detector_settings, run_detectors, run_scan
 from emraudit.store import Store
@@ -44,7 +45,7 @@ def _both(cfg, store, lake, per_partition):
 def _same(single, status, ctx, det):
     assert len(single) > 50
     pd.testing.assert_frame_equal(single.reset_index(drop=True),
-                                  det.found.reset_index(drop=True))
+                                  unpack(det.found).reset_index(drop=True))
     assert {d: (s.status, s.findings) for d, s in status.items()} == \
         {d: (s.status, s.findings) for d, s in det.status.items()}
     for key in ("feed_health", "user_day_features", "feed_gaps", "feed_gap_events",

@@ -16,6 +16,7 @@ from engine_fixtures import SAMPLE, multiday, sample  # noqa: F401 - fixtures
 from test_partitioned_engine import _window
 from emraudit.cli import main
 from emraudit.engine.driver import detect
+from emraudit.packed import unpack
 from emraudit.scan import build_context, detector_settings, run_detectors
 
 
@@ -53,7 +54,7 @@ def _same_as_single(spark, cfg, store, lake, per_partition):
     assert det.executor == "spark" and det.partitions >= 4
     assert len(single) > 50
     pd.testing.assert_frame_equal(single.reset_index(drop=True),
-                                  det.found.reset_index(drop=True))
+                                  unpack(det.found).reset_index(drop=True))
     assert {d: (s.status, s.findings) for d, s in status.items()} == \
         {d: (s.status, s.findings) for d, s in det.status.items()}
     pd.testing.assert_frame_equal(ctx.outputs["feed_health"].reset_index(drop=True),

@@ -30,6 +30,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from emraudit.dates import parse as parse_when
+from emraudit.packed import evidence_of
 from emraudit.errors import UserError
 from emraudit.store import Store, allowlist, findings as findings_t, now_utc
 
@@ -147,6 +148,8 @@ def active_entries(conn_or_store: Any) -> pd.DataFrame:
 
 
 def _finding_departments(evidence: Any) -> set[str]:
+    if isinstance(evidence, bytes):             # packed by a partition (emraudit.packed)
+        evidence = evidence_of(evidence)
     if isinstance(evidence, str):
         try:
             evidence = json.loads(evidence) if evidence else {}

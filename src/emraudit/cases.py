@@ -139,7 +139,8 @@ def annotate(findings: pd.DataFrame, tz: str | None = None) -> pd.DataFrame:
     out = findings.copy()
     out["case_id"] = assign_cases(findings, tz)["case_id"].astype(object).to_numpy() \
         if len(findings) else pd.Series(dtype=object)
-    out["risk_flags"] = flag_lists(finding_flags(findings)) if len(findings) else []
+    if "risk_flags" not in findings:    # a partition's worker took them (emraudit.packed)
+        out["risk_flags"] = flag_lists(finding_flags(findings)) if len(findings) else []
     return out
 
 
@@ -265,11 +266,13 @@ def _chunks(items: list, n: int = _CHUNK) -> Iterable[list]:
 
 
 def _select_in(conn: sa.Connection, table: sa.Table, col: str, values: list,
-               columns: list[str] | None = None) -> pd.DataFrame:
+               columns: list[str] | None = None, extra=None) -> pd.DataFrame:
     cols = [table.c[c] for c in columns] if columns else [table]
     frames = []
     for chunk in _chunks(sorted(set(values))):
-        res = conn.execute(sa.select(*cols).where(table.c[col].in_(chunk)))
+        cond = table.c[col].in_(chunk)
+        res = conn.execute(sa.select(*cols).where(cond if extra is None
+                                                  else sa.and_(cond, extra)))
         frames.append(pd.DataFrame(res.fetchall(), columns=list(res.keys())))
     if not frames:
         return pd.DataFrame(columns=columns or [c.name for c in table.columns])
@@ -408,7 +411,12 @@ def _process(conn: sa.Connection, cids: list[str], new: pd.DataFrame, at: dateti
     rows = {r["case_id"]: dict(r) for r in _select_in(
         conn, cases, "case_id", cids).to_dict("records")}
     rows = {k: {c: (None if _isna(v) else v) for c, v in r.items()} for k, r in rows.items()}
-    stored = _select_in(conn, findings_t, "case_id", cids, _FINDING_FIELDS + ["retracted_scan"])
+    # the cases' other members: not retracted, and not written by this scan (those are in
+    # `new`; reading them back would read a night's findings twice)
+    stored = _select_in(conn, findings_t, "case_id", cids, _FINDING_FIELDS + ["retracted_scan"],
+                        extra=sa.and_(findings_t.c.retracted_scan.is_(None),
+                                      sa.or_(findings_t.c.last_scan.is_(None),
+                                             findings_t.c.last_scan != scan_id)))
     stored = stored[stored["retracted_scan"].isna()].drop(columns="retracted_scan")
     # findings produced now replace their stored version; those that moved elsewhere leave
     stored = stored[~stored["finding_id"].isin(set(new["finding_id"]))]

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from emraudit.cases import (admit_to_queue, annotate, prior_case_ids, update_cases,
                             update_feed_gap_cases)
+from emraudit.packed import args_text, events_text, evidence_text
 from emraudit.state import save_state
 from emraudit.store import feed_health, findings as findings_t, now_utc, upsert
 
@@ -59,15 +60,15 @@ def _finding_rows(df: pd.DataFrame, scan_id: str, first_scan: dict[str, str],
             "user_id": part["user_id"].astype(str).tolist(),
             "patient_id": part["patient_id"].astype("string").fillna("").astype(str).tolist(),
             "start": part["start"].tolist(), "end": part["end"].tolist(),
-            "event_ids": _json_text(part["event_ids"].map(list)),
+            "event_ids": [events_text(v) for v in part["event_ids"]],
             "rectification_item": part["rectification_item"].astype(str).tolist(),
             "summary": part["summary"].astype(str).tolist(),
-            "evidence": _json_text(part["evidence"], ensure_ascii=False, default=str,
-                                   sort_keys=True),
+            # objects from a single-process scan, compressed text from a partition's
+            # worker (emraudit.packed): the same text either way
+            "evidence": [evidence_text(v) for v in part["evidence"]],
             "message_id": [m if isinstance(m, str) else None for m in part["message_id"]]
             if "message_id" in part else [None] * len(part),
-            "message_args": [json.dumps(a, ensure_ascii=False, default=str, sort_keys=True)
-                             if isinstance(a, dict) else None for a in part["message_args"]]
+            "message_args": [args_text(a) for a in part["message_args"]]
             if "message_args" in part else [None] * len(part),
             "suppressed_by": [int(v) if pd.notna(v) else None for v in sup],
             "case_id": part["case_id"].tolist(),
