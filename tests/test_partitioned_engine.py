@@ -99,6 +99,30 @@ def test_lake_is_written_by_day_and_user_bucket(bucketed, sample):
     assert {small.bucket_of(f) for f in small.event_files(store.committed_runs())} == {(0, 1)}
 
 
+def test_reports_read_events_by_id_from_their_users_buckets_first(bucketed):
+    """A report's events (reports.data.read_events_by_id): found in the bucket files of the
+    findings' users, read there alone; an id whose event another user wrote is still found,
+    from the day's other files; nothing read twice."""
+    from emraudit.reports import data
+    every, lake = bucketed
+    day = lake.day_of(lake.event_files({"run1"})[0])
+    ev = every[every["ts"].dt.tz_convert(lake.tz).dt.strftime("%Y-%m-%d") == day]
+    user = ev["user_id"].astype(str).value_counts().index[0]
+    mine = sorted(ev.loc[ev["user_id"].astype(str) == user, "event_id"].astype(str))[:5]
+    b = user_bucket(ev["user_id"], BUCKETS)
+    other = ev.loc[b != user_bucket(pd.Series([user]), BUCKETS)[0]]   # in another file
+    other_id = str(other["event_id"].iloc[0])
+    read: set = set()
+    got = data.read_lake(lake, {"run1"}, [day], None, [("event_id", "in", mine)],
+                         users=[user], skip=read)
+    assert sorted(got["event_id"].astype(str)) == mine
+    day_files = [f for f in lake.event_files({"run1"}) if lake.day_of(f) == day]
+    assert 0 < len(read) < len(day_files) / 4          # a few buckets of the day's 32
+    both = data.read_events_by_id(lake, {"run1"}, [day], mine + [other_id], [user])
+    assert sorted(both["event_id"].astype(str)) == sorted(mine + [other_id])
+    assert both["event_id"].is_unique and both["ts"].is_monotonic_increasing
+
+
 def test_partitions_cover_every_event_once(bucketed):
     every, lake = bucketed
     for n in (2, BUCKETS, 2 * BUCKETS):     # whole buckets, one bucket each, half buckets

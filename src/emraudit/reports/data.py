@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from emraudit.lake import Lake
+from emraudit.lake import Lake, user_hashes
 from emraudit.store import (Store, case_history, cases, decode_args, feed_health, findings, scans,
                             user_day_features)
 
@@ -171,14 +172,27 @@ def iter_scan_findings(store: Store, scan_id: str, batch: int = 5_000):
 
 
 def read_lake(lake: Lake, committed: set[str], days: Iterable[str],
-              columns: list[str] | None = None, filters=None) -> pd.DataFrame:
-    """Events of the given site-local days, filtered while reading (pyarrow filters)."""
+              columns: list[str] | None = None, filters=None, *,
+              users: Iterable[str] | None = None, skip: set | None = None) -> pd.DataFrame:
+    """Events of the given site-local days, filtered while reading (pyarrow filters).
+
+    `users`: read only the files whose user bucket may hold one of them (a day of 10M
+    events is 32 bucket files; a report's few hundred users are in a few of them), files
+    written before buckets always. `skip`: files not to read (already read by the caller);
+    the files read are added to it."""
     days = sorted(set(days))
     if not days:
         return pd.DataFrame(columns=columns or [])
     keep = set(days)
     files = [f for f in lake.event_files(committed, days[0], days[-1])
              if lake.day_of(f) in keep]
+    if users is not None:
+        ids = list(users)
+        h = user_hashes(pd.Series(ids, dtype="string")) if ids else np.zeros(0, np.uint64)
+        files = [f for f in files if _may_hold(lake.bucket_of(f), h)]
+    if skip is not None:
+        files = [f for f in files if f not in skip]
+        skip.update(files)
     tables = []
     for f in files:
         try:
@@ -193,6 +207,38 @@ def read_lake(lake: Lake, committed: set[str], days: Iterable[str],
         df = df.sort_values(["ts", "event_id"] if "event_id" in df.columns else ["ts"],
                             kind="stable")
     return df.reset_index(drop=True)
+
+
+def read_events_by_id(lake: Lake, committed: set[str], days: Iterable[str],
+                      event_ids: list[str], users: Iterable[str]) -> pd.DataFrame:
+    """The events with these ids: first from the bucket files of `users` (a finding's
+    events are its user's), then, for ids not found there, from the days' other files."""
+    days = sorted(set(days))
+    if not event_ids or not days:
+        return pd.DataFrame()
+    read: set = set()
+    first = read_lake(lake, committed, days, None, [("event_id", "in", event_ids)],
+                      users=sorted(set(users)), skip=read)
+    missing = sorted(set(event_ids) - set(first["event_id"].astype(str))) \
+        if "event_id" in first.columns else list(event_ids)
+    if not missing:
+        return first
+    rest = read_lake(lake, committed, days, None, [("event_id", "in", missing)], skip=read)
+    if not len(rest):
+        return first
+    if not len(first):
+        return rest
+    df = pd.concat([first, rest], ignore_index=True)
+    return df.sort_values(["ts", "event_id"], kind="stable").reset_index(drop=True)
+
+
+def _may_hold(bucket: tuple[int, int] | None, hashes: np.ndarray) -> bool:
+    """May an event file of bucket (B, M) hold a user of these hashes (lake.user_hashes)?
+    (None: a file written before buckets holds every user.)"""
+    if bucket is None:
+        return True
+    b, m = bucket
+    return bool((hashes % np.uint64(m) == np.uint64(b)).any())
 
 
 # text unique to each row: a dictionary of it would be as large as the column

@@ -93,7 +93,7 @@ def build_notice(config: Config, store: Store, lake: Lake, case_ref: str, lang: 
     fnd = store.read_findings(findings.c.case_id == cid)
     ids = sorted({str(e) for ev in fnd["event_ids"] for e in ev}) if len(fnd) else []
     days = data.days_between(_s(row.get("first_seen")), _s(row.get("last_seen")))
-    ev = data.read_lake(lake, committed, days, None, [("event_id", "in", ids)]) \
+    ev = data.read_events_by_id(lake, committed, days, ids, [uid]) \
         if ids and days else pd.DataFrame()
     pats = [str(p) for p in _json_list(row.get("patients"))] or \
         ([_s(row.get("patient_id"))] if _s(row.get("patient_id")) else [])

@@ -179,8 +179,9 @@ def load_cases(config: Config, store: Store, lake: Lake, case_ids: list[str], la
     days = set()
     for s_, e in zip(cf.get("start", []), cf.get("end", [])):
         days.update(data.days_between(_s(s_), _s(e) or _s(s_)))
-    events = data.read_lake(lake, committed, days, None,
-                            [("event_id", "in", event_ids)]) if event_ids else pd.DataFrame()
+    case_users = {_s(c["user_id"]) for c in cases_list} - {""}
+    events = data.read_events_by_id(lake, committed, days, event_ids, case_users) \
+        if event_ids else pd.DataFrame()
     events_by_id: dict[str, dict] = {}
     if len(events):
         ev = events.copy()
@@ -206,7 +207,8 @@ def load_cases(config: Config, store: Store, lake: Lake, case_ids: list[str], la
     read_days = (days | {d for c in cases_list for d in [_s(c.get("last_seen"))[:10]] if d}) \
         if counts else chart_days
     activity = data.read_lake(lake, committed, read_days, ["ts", "user_id"],
-                              [("user_id", "in", users)]) if users and read_days else \
+                              [("user_id", "in", users)], users=users) \
+        if users and read_days else \
         pd.DataFrame(columns=["ts", "user_id"])
     act_by_user: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if len(activity):
