@@ -38,7 +38,8 @@ def _select_in(store: Store, table: sa.Table, col: str, values: Iterable,
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
-def _decode_findings(df: pd.DataFrame) -> pd.DataFrame:
+def decode_findings(df: pd.DataFrame) -> pd.DataFrame:
+    """Store rows of findings with their JSON columns as objects."""
     if len(df):
         df = df.copy()
         df["event_ids"] = df["event_ids"].map(lambda s: json.loads(s) if s else [])
@@ -82,7 +83,7 @@ def feed_health_rows(store: Store, scan_id: str | None = None) -> pd.DataFrame:
 def case_findings(store: Store, case_ids: Iterable[str]) -> pd.DataFrame:
     """Every live finding of these cases (earlier scans included)."""
     df = _select_in(store, findings, "case_id", case_ids, findings.c.retracted_scan.is_(None))
-    return _decode_findings(df)
+    return decode_findings(df)
 
 
 def resolved_cases_of(store: Store, case_ids: Iterable[str]) -> list[str]:
@@ -154,9 +155,11 @@ def scan_case_ids(store: Store, scan_id: str) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
-def iter_scan_findings(store: Store, scan_id: str, batch: int = 5_000):
+def iter_scan_findings(store: Store, scan_id: str, batch: int = 5_000, *,
+                       decode: bool = True):
     """This scan's live findings in the contract's shape, `batch` at a time by id (a night
-    with hundreds of thousands of findings is never held whole)."""
+    with hundreds of thousands of findings is never held whole); `decode=False` leaves the
+    JSON columns as the store's text (decode_findings)."""
     after = ""
     while True:
         where = sa.and_(findings.c.last_scan == scan_id, findings.c.retracted_scan.is_(None),
@@ -167,7 +170,7 @@ def iter_scan_findings(store: Store, scan_id: str, batch: int = 5_000):
             df = pd.DataFrame(res.fetchall(), columns=list(res.keys()))
         if df.empty:
             return
-        yield _decode_findings(df)
+        yield decode_findings(df) if decode else df
         after = str(df["finding_id"].iloc[-1])
 
 

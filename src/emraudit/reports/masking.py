@@ -25,6 +25,7 @@ import json
 import re
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 
@@ -141,14 +142,18 @@ class Masker:
             ids = patients["patient_id"].astype("string")
             self.learn_patients(patients, ids[ids.isin(tokens)].tolist())
 
-    def learn_findings(self, patients: pd.DataFrame | None, found: pd.DataFrame) -> None:
+    def learn_findings(self, patients: pd.DataFrame | None, found: pd.DataFrame,
+                       evidence_texts: list[str] | None = None) -> None:
         """Learn the patients of these findings: their own, and any the summaries or the
-        evidence name."""
+        evidence name (`evidence_texts`: the evidence's JSON as stored, when the caller has
+        it, instead of encoding the objects again)."""
         if not self.enabled or found is None or not len(found):
             return
         self.learn_patients(patients, found["patient_id"] if "patient_id" in found else [])
         texts = list(found["summary"]) if "summary" in found else []
-        if "evidence" in found:
+        if evidence_texts is not None:
+            texts += evidence_texts
+        elif "evidence" in found:
             texts += [e if isinstance(e, str) else json.dumps(e, ensure_ascii=False,
                                                               default=str)
                       for e in found["evidence"]]
@@ -214,6 +219,55 @@ class Masker:
         out.append(s[last:])
         return "".join(out)
 
+    def unchanged(self, texts: list[str]) -> np.ndarray:
+        """Per JSON text (json.dumps with ensure_ascii=False, as the store keeps evidence):
+        True where `scrub_obj` of its object is certainly the object itself, so the walk
+        can be skipped. Decided for a whole batch at once from the text: no two adjacent
+        characters start a known or kept string (the first thing `scrub` looks for), and no
+        string in it is blank (`scrub` empties those). Text with \\u escapes, or known
+        strings JSON would escape, are never skipped (their characters are not literal)."""
+        n = len(texts)
+        out = np.array([not _BLANK_LITERAL.search(t) and "\\u" not in t for t in texts],
+                       dtype=bool)
+        if not n or not self.enabled or not (self._known or self._keep):
+            return out
+        codes = self._start_codes()
+        if codes is None:
+            return np.zeros(n, dtype=bool)
+        if not len(codes):
+            return out
+        lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
+        a = np.frombuffer("\x00".join(texts).encode("utf-32-le"), dtype=np.uint32) \
+            .astype(np.uint64)
+        if len(a) < 2:
+            return out
+        first = self._firsts[a[:-1]]              # most characters start nothing known
+        cand = np.flatnonzero(first & (a[1:] != 0))
+        pair = (a[cand] << np.uint64(21)) | a[cand + 1]
+        at = np.searchsorted(codes, pair).clip(max=len(codes) - 1)
+        hit = cand[codes[at] == pair]
+        if len(hit):
+            ends = np.cumsum(lens + 1)            # one past each text's separator
+            out[np.searchsorted(ends, hit, side="right")] = False
+        return out
+
+    def _start_codes(self) -> np.ndarray | None:
+        """The first two characters of every known and kept string as sorted codes (None
+        when one holds a character JSON escapes: the text would not show it)."""
+        starts, _ = self.pattern()
+        if getattr(self, "_codes_for", None) is not self._index:
+            strings = set(self._known) | self._keep
+            if any(_ESCAPED.search(x) for x in strings):
+                codes = None
+            else:
+                codes = np.unique(np.array([(ord(x[0]) << 21) | ord(x[1]) for x in starts],
+                                           dtype=np.uint64))
+                self._firsts = np.zeros(0x110000, dtype=bool)
+                self._firsts[[ord(x[0]) for x in starts]] = True
+                self._firsts[0] = False
+            self._codes, self._codes_for = codes, self._index
+        return self._codes
+
     def scrub_obj(self, obj):
         """`scrub` applied to every string inside a JSON-like structure."""
         if isinstance(obj, str):
@@ -267,6 +321,11 @@ class Masker:
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+# a blank JSON string (key or value) that scrub() would empty. Without indent, JSON text
+# has whitespace only inside strings and after the separators' ',' and ':', so a quote,
+# blanks and a quote is such a string (or, harmlessly, something that only looks like it)
+_BLANK_LITERAL = re.compile(r'"(?:\s|\\[nrtf]|\\u00[01][0-9a-fA-F])+"')
+_ESCAPED = re.compile(r'["\\\x00-\x1f]')
 
 
 def id_tokens(text: str) -> set[str]:

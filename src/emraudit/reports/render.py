@@ -704,10 +704,15 @@ def _write_findings_jsonl(path: Path, store: Store, scan_id: str, lang: Lang, ma
     n = 0
     files.write_text(path, "")
     with path.open("a", encoding="utf-8") as fh:
-        for part in data.iter_scan_findings(store, scan_id):
-            masker.learn_findings(patients, part)
-            fh.write("".join(dumps(report_record(r, lang, masker)) + "\n"
-                             for r in part.to_dict("records")))
+        for raw in data.iter_scan_findings(store, scan_id, decode=False):
+            texts = raw["evidence"].fillna("").astype(str).tolist()
+            part = data.decode_findings(raw)
+            masker.learn_findings(patients, part, evidence_texts=texts)
+            same = masker.unchanged(texts)      # after learning this batch's patients
+            names = list(part.columns)
+            rows = (dict(zip(names, v)) for v in zip(*(part[c].tolist() for c in names)))
+            fh.write("".join(dumps(report_record(r, lang, masker, evidence_unchanged=k))
+                             + "\n" for r, k in zip(rows, same.tolist())))
             n += len(part)
     return n
 

@@ -228,10 +228,13 @@ def finding_sentence(row: dict, lang: Lang | str, masker: Masker) -> str:
                        "user": row.get("user_id"), "patient": pid}, lang, masker)
 
 
-def report_record(row: dict, lang: Lang | str, masker: Masker) -> dict:
+def report_record(row: dict, lang: Lang | str, masker: Masker, *,
+                  evidence_unchanged: bool = False) -> dict:
     """One finding as findings.jsonl of a report folder writes it: the contract's fields
     with patient ids and names masked in every field (as on the pages), `summary` the
-    English sentence and, in a Chinese report, `summary_zh` beside it."""
+    English sentence and, in a Chinese report, `summary_zh` beside it.
+    `evidence_unchanged`: the masker found that scrubbing cannot change this evidence
+    (Masker.unchanged), so it is not walked."""
     from emraudit.model import FINDING_COLUMNS
     lang = as_lang(lang)
     out = {c: row.get(c) for c in FINDING_COLUMNS}
@@ -239,7 +242,8 @@ def report_record(row: dict, lang: Lang | str, masker: Masker) -> dict:
     out["summary"] = finding_sentence(row, "en", masker)
     if lang.code != "en":
         out["summary_" + lang.code] = finding_sentence(row, lang, masker)
-    out["evidence"] = masker.scrub_obj(row.get("evidence") or {})
+    out["evidence"] = (row.get("evidence") or {}) if evidence_unchanged else \
+        masker.scrub_obj(row.get("evidence") or {})
     args = row.get("message_args")
     if isinstance(args, dict):
         out["message_args"] = {k: (masker.pid(v) if ARG_KINDS.get(k) == "patient"
