@@ -281,10 +281,10 @@ class NoRelationship(Detector):
         thresholds = {k: given[k] for k in ("min_accesses", "medium_accesses", "high_accesses",
                                         "critical_accesses", "grace_before_days",
                                         "grace_after_days", "lookback_days")}
-        for r, fr in zip(agg.itertuples(index=False), first_rows):    # one per finding
+        for r, fr, pf in zip(agg.itertuples(index=False), first_rows,
+                             flags.tolist()):             # one per finding
             tried = explanation_evidence(fr)
             info = users.get(r.user_id, {})
-            pf = flags.iloc[len(rows)]
             args = {"user": r.user_id, "patient": r.patient_id, "accesses": int(r.n),
                     "day": r.day, "tried": len(EXPLANATIONS), "flags": list(pf),
                     "lookup": bool(pd.notna(r.lookup))}
