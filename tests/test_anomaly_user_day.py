@@ -6,6 +6,8 @@ import sys
 import types
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pandas as pd
 import pytest
 
@@ -332,3 +334,26 @@ def test_volume_budget_holds_a_small_unit_to_the_rate():
                                  require_signal=False), ctx)
     assert len(f_on) < len(f_off) and "n3" in set(f_on["user_id"])
     assert f_on.iloc[0]["evidence"]["threshold_rank"] > 0.5
+
+
+def _densest_brute(t, codes, width):
+    best, best_lo, best_hi = -1, 0, 0
+    for i in range(len(t)):
+        lo = int(np.searchsorted(t, t[i] - width, side="right"))
+        k = len(np.unique(codes[lo:i + 1]))
+        if k > best:
+            best, best_lo, best_hi = k, lo, i
+    return best_lo, best_hi
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 6)), min_size=1, max_size=60),
+       st.integers(0, 20))
+def test_densest_window_equals_counting_every_window(pairs, width):
+    """The burst evidence's one-pass window (anomaly.user_day.densest_window) picks the
+    same first densest window as counting each window's distinct patients afresh, equal
+    times and repeats included."""
+    from emraudit.detectors.anomaly.user_day import densest_window
+    t = np.sort(np.array([p[0] for p in pairs], dtype=np.int64))
+    codes = np.array([p[1] for p in pairs], dtype=np.int64)
+    assert densest_window(t, codes, width) == _densest_brute(t, codes, width)
