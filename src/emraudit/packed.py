@@ -11,7 +11,7 @@ bytes, the store decompresses them into the same text it always wrote. The facts
 weighs before storing (the risk flags) are taken in the worker, from the objects.
 
 `unpack` gives the objects back (tests compare partitioned findings with single-process
-ones; anything that needs the dicts). `evidence_of` reads one value in any of the forms.
+ones; anything that needs the dicts). `evidence_of` decodes one packed value.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import pandas as pd
 
 from emraudit.risk import finding_flags, flag_lists
 
-PACKED = ("evidence", "message_args")      # compressed JSON text (bytes)
 LEVEL = 1                                  # zlib: the fastest level is most of the gain
 
 
@@ -49,14 +48,10 @@ def events_text(v: Any) -> str:
 
 
 def evidence_of(v: Any) -> Any:
-    """An evidence (or arguments) value as objects, whatever form it travels in."""
+    """An evidence (or arguments) value as objects: packed bytes decoded, anything else
+    as it is."""
     if isinstance(v, bytes):
         return json.loads(zlib.decompress(v).decode("utf-8"))
-    if isinstance(v, str):
-        try:
-            return json.loads(v) if v else {}
-        except ValueError:
-            return v
     return v
 
 
@@ -81,11 +76,6 @@ def pack(found: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def is_packed(found: pd.DataFrame) -> bool:
-    return bool(len(found)) and "evidence" in found and isinstance(found["evidence"].iloc[0],
-                                                                    bytes)
-
-
 def unpack(found: pd.DataFrame) -> pd.DataFrame:
     """The findings as detectors made them (objects), from a packed frame; `risk_flags`
     dropped (annotate adds it again)."""
@@ -93,14 +83,12 @@ def unpack(found: pd.DataFrame) -> pd.DataFrame:
     if not len(out):
         return out
     if "evidence" in out:
-        out["evidence"] = [evidence_of(v) if isinstance(v, bytes) else v
-                           for v in out["evidence"]]
+        out["evidence"] = [evidence_of(v) for v in out["evidence"]]
     if "message_args" in out:
-        out["message_args"] = [evidence_of(v) if isinstance(v, bytes) else v
-                               for v in out["message_args"]]
+        out["message_args"] = [evidence_of(v) for v in out["message_args"]]
     out["event_ids"] = [json.loads(v) if isinstance(v, str) else v for v in out["event_ids"]]
     return out
 
 
-__all__ = ["pack", "unpack", "is_packed", "evidence_of", "evidence_text", "args_text",
+__all__ = ["pack", "unpack", "evidence_of", "evidence_text", "args_text",
            "events_text"]

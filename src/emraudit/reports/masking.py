@@ -82,6 +82,11 @@ class Masker:
         self._keep: set[str] = set()         # never replaced (staff names)
         self._index: tuple[frozenset, tuple[int, ...]] | None = None
         self._scrubbed: dict[str, str] = {}   # evidence repeats its keys and codes endlessly
+        # unchanged(): the index's first two characters as codes, for the index they were
+        # built from (None: rebuild), and which characters start a known string at all
+        self._codes: np.ndarray | None = None
+        self._codes_for: tuple | None = None
+        self._firsts: np.ndarray | None = None
 
     # single values ---------------------------------------------------------------------
     def name(self, value) -> str:
@@ -255,7 +260,7 @@ class Masker:
         """The first two characters of every known and kept string as sorted codes (None
         when one holds a character JSON escapes: the text would not show it)."""
         starts, _ = self.pattern()
-        if getattr(self, "_codes_for", None) is not self._index:
+        if self._codes_for is not self._index:
             strings = set(self._known) | self._keep
             if any(_ESCAPED.search(x) for x in strings):
                 codes = None
