@@ -24,6 +24,11 @@ each share's run restores it and moves its own share): that share of the night's
 record views and look-ups is moved to patients lying in *other* departments (a feed that
 explains less, or staff browsing), so the cost of what stays unexplained is measured: the
 scan's time and memory must not grow with it (issue 16).
+
+`--backlog 30` measures a hospital's first self-inspection instead (issue 21): the generator
+builds 30 days of about N events each, and one `emraudit scan` on a fresh store ingests and
+scans all of them (no stored baseline: the backlog builds its own). Its peak memory is to be
+compared with a one-night run of the same N.
 """
 
 from __future__ import annotations
@@ -297,6 +302,35 @@ def bench_one(n: int, out: Path, seed: int, profile: bool = False,
     return res
 
 
+def bench_backlog(n: int, days: int, out: Path, seed: int, reuse: bool = False,
+                  keep: bool = False) -> dict:
+    """Generate `days` days of about `n` events each and scan them all in one run."""
+    work = out / f"backlog{days}x{n}"
+    log = work / "access_log.csv"
+    saved = log.with_name(log.name + ".backlog")
+    gen_s = 0.0
+    if not (reuse and saved.exists()):
+        shutil.rmtree(work, ignore_errors=True)
+        t = time.perf_counter()
+        # in a child process: the generator's 30 days of events in memory (~13 GB at 30M)
+        # are returned to the machine before the scan starts
+        subprocess.run([PY, "-m", "emraudit", "demo", "generate", "--out", str(work),
+                        "--seed", str(seed), "--days", str(days), "--size", str(days * n),
+                        "--reports-dir", "reports"], check=True, stdout=subprocess.DEVNULL)
+        gen_s = time.perf_counter() - t
+        if keep:
+            shutil.copy(log, saved)
+    else:                       # a fresh store over the same generated backlog
+        for f in ("emraudit.db", "emraudit.db-wal", "emraudit.db-shm", "emraudit.lock"):
+            (work / f).unlink(missing_ok=True)
+        for d in ("lake", "reports", "state"):
+            shutil.rmtree(work / d, ignore_errors=True)
+        shutil.copy(saved, log)
+    res = _run_night(work, n, out, False, gen_s, 0, log)
+    res.update(unexplained=0.0, moved=0, backlog_days=days)
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000000,3000000,10000000")
@@ -316,6 +350,9 @@ def main() -> None:
     ap.add_argument("--engine", choices=("local", "spark"),
                     help="detection engine of the night's scan (default: the config's)")
     ap.add_argument("--spark-master", help="with --engine spark: the master (local[2])")
+    ap.add_argument("--backlog", type=int, default=0, metavar="DAYS",
+                    help="generate DAYS days of N events each and scan them in one run "
+                         "on a fresh store (a first self-inspection)")
     args = ap.parse_args()
     if args.engine:
         ENGINE[:] = ["--engine", args.engine] + (
@@ -323,7 +360,11 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for n in (int(x) for x in args.sizes.split(",")):
+    for n in (int(x) for x in args.sizes.split(",")) if args.backlog else ():
+        r = bench_backlog(n, args.backlog, out, args.seed, args.reuse, args.keep)
+        results.append(r)
+        print(f"done backlog {args.backlog} x {n:,}: {r['wall_s']:.1f}s", file=sys.stderr)
+    for n in (int(x) for x in args.sizes.split(",")) if not args.backlog else ():
         shares = [float(x) for x in args.unexplained.split(",")]
         for k, share in enumerate(shares):
             # the night is generated and prepared once per size; each further share
@@ -340,6 +381,7 @@ def main() -> None:
     det_ids = sorted({d for r in results for d in r["summary"]["detectors"]})
     head = ["stage"] + [f"{r['n']:,} ev" + (f", {r['unexplained']:.0%} moved"
                                              if r.get("unexplained") else "")
+                        + (f", {r['backlog_days']} days" if r.get("backlog_days") else "")
                         for r in results]
     rows = [["scan end to end (s)"] + [f"{r['wall_s']:.1f}" for r in results],
             ["pyarrow parse alone (s)"] + [f"{r['pyarrow_s']:.1f}" for r in results],
