@@ -199,6 +199,11 @@ def test_ledger_csv_and_xlsx(rendered):
     assert head == ZH_HEADERS
     cells = [c for row in ws.iter_rows(min_row=2) for c in row]
     assert all(c.data_type != "f" for c in cells)
+    # every data cell wraps at the top; dates (opened, deadline) read as dates, nothing else
+    assert all(c.alignment.wrap_text and c.alignment.vertical == "top" for c in cells)
+    dated = {c.column for c in cells if c.number_format == "yyyy-mm-dd"}
+    assert dated and all(c.is_date for c in cells if c.column in dated and c.value)
+    assert all(c.number_format == "General" for c in cells if c.column not in dated)
     strings = [c.value for c in cells if isinstance(c.value, str)]
     assert "'" + FORMULA_DEPT in strings and "'@owner" in strings
     assert not any(s[:1] in ("=", "+", "-", "@") for s in strings)

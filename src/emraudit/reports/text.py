@@ -369,10 +369,9 @@ def case_sentences(store, cases: list[dict], lang: Lang | str,
     light = light.assign(
         rank=light["severity"].astype(str).map(SEVERITY_RANK).fillna(0).astype(int),
         score_n=pd.to_numeric(light["score"], errors="coerce").fillna(0.0),
-        fid=light["finding_id"].astype(str))
+        fid=light["finding_id"].astype(str), det=light["detector"].astype(str))
     g = light.groupby("case_id")
-    n_active, n_det = g.size().to_dict(), g["detector"].agg(
-        lambda d: d.astype(str).nunique()).to_dict()
+    n_active, n_det = g.size().to_dict(), g["det"].nunique().to_dict()
     ordered = light.sort_values(["case_id", "rank", "score_n", "fid"],
                                 ascending=[True, False, False, True])
     best = ordered.drop_duplicates("case_id")
