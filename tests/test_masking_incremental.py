@@ -1,0 +1,58 @@
+"""The masker's index grows as a night's findings teach it patients, batch after batch; it
+must stay exactly what building it once from everything learned would give (scrubbed text,
+the batch skip of `unchanged`, the index itself)."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emraudit.reports.masking import Masker
+
+ALPHABET = "张王李明华欧阳PQ0123-_\"\\\n"
+piece = st.text(alphabet=ALPHABET, min_size=1, max_size=6)
+step = st.tuples(st.sampled_from(["ids", "names", "keep", "use"]),
+                 st.lists(piece, max_size=4))
+
+
+def _apply(m: Masker, kind: str, values: list[str]) -> None:
+    if kind == "ids":
+        m.learn(ids=values)
+    elif kind == "names":
+        m.learn(names=values)
+    elif kind == "keep":
+        m.keep(values)
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(step, min_size=1, max_size=8),
+       texts=st.lists(st.text(alphabet=ALPHABET + " ", max_size=30), min_size=1, max_size=6))
+def test_a_grown_index_equals_one_built_at_once(steps, texts):
+    grown = Masker()
+    for kind, values in steps:
+        if kind == "use":               # the index and the skip codes exist when learning
+            grown.pattern()
+            grown.unchanged([json.dumps({"t": t}, ensure_ascii=False) for t in texts])
+            grown.scrub(" ".join(texts))
+        _apply(grown, kind, values)
+    once = Masker()
+    for kind, values in steps:          # the same strings learned, nothing built before
+        _apply(once, kind, values)
+    docs = [json.dumps({"t": t}, ensure_ascii=False) for t in texts]
+    assert grown.unchanged(docs).tolist() == once.unchanged(docs).tolist()
+    assert [grown.scrub(t) for t in texts] == [once.scrub(t) for t in texts]
+    assert grown.pattern() == once.pattern()
+
+
+def test_learning_a_new_patient_after_scrubbing_changes_the_cached_answer():
+    m = Masker()
+    m.learn(ids=["P00012367"])
+    assert m.scrub("张三 P00012367") == "张三 P0*****67"
+    assert m.unchanged([json.dumps({"n": "张三"}, ensure_ascii=False)]).tolist() == [True]
+    m.learn(names=["张三"])                 # learned after the index and cache were built
+    assert m.scrub("张三 P00012367") == "张* P0*****67"
+    assert m.unchanged([json.dumps({"n": "张三"}, ensure_ascii=False)]).tolist() == [False]
+    m.learn(ids=["P00012367"], names=["张三"])     # nothing new: the same answers
+    assert m.scrub("张三 P00012367") == "张* P0*****67"
