@@ -207,7 +207,6 @@ class CsvConnector(LineFileConnector):
             qrows.append((int(lines[i]), why, text[:2000]))
         for b in block.bad:
             qrows.append((b.line, b.reason, b.raw))
-        quarantine = self.quarantine_frame(qrows, fname)
 
         n_keep = int(keep.sum())
         if n_keep == 0:
@@ -234,25 +233,42 @@ class CsvConnector(LineFileConnector):
             except pa.ArrowInvalid:
                 table = None
             if table is None or table.num_rows != n_keep:
-                # the scan and pyarrow disagree (an odd byte sequence): Python's csv module
-                # reads the kept records one by one — slow, but only for this block
-                table = self._read_python([buf[int(rec_start[i]):int(min(rec_end[i], len(buf)))]
-                                           for i in np.flatnonzero(keep)], info)
+                # the scan and pyarrow disagree (an odd byte sequence, such as a quote inside
+                # an unquoted field): Python's csv module reads the kept records one by one —
+                # slow, but only for this block. A record it does not split into the
+                # header's number of fields is quarantined, never cut or padded to fit.
+                kept = np.flatnonzero(keep)
+                records = [buf[int(rec_start[i]):int(min(rec_end[i], len(buf)))] for i in kept]
+                table, counts = self._read_python(records, info)
+                for i, rec, n in zip(kept, records, counts):
+                    if n != ncols:
+                        keep[i] = False
+                        why = (f"line has {n} field(s), expected {ncols}" if n < ncols else
+                               f"line has {n} fields, expected {ncols} (extra field)")
+                        text = rec.decode("utf-8", errors="replace").rstrip("\r\n")
+                        qrows.append((int(lines[i]), why, text[:2000]))
+        quarantine = self.quarantine_frame(qrows, fname)
         return self._finish(table, lines[keep], block, fname, quarantine)
 
-    def _read_python(self, records: list[bytes], info: dict) -> pa.Table:
+    def _read_python(self, records: list[bytes], info: dict) -> tuple[pa.Table, list[int]]:
+        """The records' rows, and each record's number of fields: a record with another
+        number than the header's is left out of the rows (the caller quarantines it)."""
         header = info["header"]
         cols: list[list[str]] = [[] for _ in header]
+        counts: list[int] = []
         for rec in records:
             text = rec.decode("utf-8", errors="replace").rstrip("\r\n")
             try:
                 fields = next(pycsv.reader([text], delimiter=info["delim"]), [])
             except pycsv.Error:
                 fields = text.split(info["delim"])
-            fields = (fields + [""] * len(header))[:len(header)]
+            counts.append(len(fields))
+            if len(fields) != len(header):
+                continue
             for c, v in zip(cols, fields):
                 c.append(v)
-        return pa.table({h: pa.array(c, pa.large_string()) for h, c in zip(header, cols)})
+        table = pa.table({h: pa.array(c, pa.large_string()) for h, c in zip(header, cols)})
+        return table, counts
 
     def _read_arrow(self, data: bytes, info: dict, quoted: bool, handler=None) -> pa.Table:
         header = info["header"]

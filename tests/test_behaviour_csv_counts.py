@@ -1,0 +1,112 @@
+"""The CSV connector's counts (issue 23), from the survivors of a run of every mutant of its
+count functions (`_parse`, `_fast`, `_finish` and the line-file base's `batches` and
+`quarantine_frame`): every line read is a row or a quarantined line with its reason and
+line number, on the edges those mutants moved.
+"""
+
+from __future__ import annotations
+
+from test_connector_csv import HEADER, make, read_all
+
+
+def _refs(frame):
+    return frame["_source_ref"].tolist()
+
+
+def _quarantined(quarantine):
+    return list(zip(quarantine["source_ref"], quarantine["reason"]))
+
+
+def test_a_lone_short_line_without_a_final_newline_is_the_truncated_last_line(tmp_path):
+    cfg = make(tmp_path, {"a.csv": HEADER + "e1,2025-07-01 08:00:00,u1"})
+    batches, frame, quarantine = read_all(cfg)
+    assert frame.empty
+    assert _quarantined(quarantine) == [
+        ("a.csv:2", "line has 3 field(s), expected 7 (truncated last line)")]
+    assert quarantine["raw"].tolist() == ["e1,2025-07-01 08:00:00,u1"]
+    assert sum(b.read for b in batches) == 1
+
+
+def test_a_blank_crlf_line_first_after_the_header_is_skipped(tmp_path):
+    row = "e1,2025-07-01 08:00:00,u1,p1,view,病历,10.0.0.1"
+    cfg = make(tmp_path, {"a.csv": HEADER.replace("\n", "\r\n") + "\r\n" + row + "\r\n"})
+    batches, frame, quarantine = read_all(cfg)
+    assert quarantine.empty
+    assert _refs(frame) == ["a.csv:3"]
+    assert frame["ip"].tolist() == ["10.0.0.1"]
+    assert sum(b.read for b in batches) == 1
+
+
+def test_a_carriage_return_before_the_last_character_of_the_file_is_quarantined(tmp_path):
+    good = "e1,2025-07-01 08:00:00,u1,p1,view,病历,10.0.0.1\n"
+    cfg = make(tmp_path, {"a.csv": HEADER + good + "e2,2025-07-01 09:00:00,u2,p2,view,病历,x\ry"})
+    batches, frame, quarantine = read_all(cfg)
+    assert _refs(frame) == ["a.csv:2"]
+    assert _quarantined(quarantine) == [("a.csv:3", "line has a carriage return inside a field")]
+    assert sum(b.read for b in batches) == 2
+
+
+def test_quarantined_lines_keep_their_text_as_read(tmp_path):
+    """The raw text of a rejected line is the line without its line ending: trailing spaces
+    and letters kept, a carriage return inside it kept (CRLF file, scanning path)."""
+    lines = [
+        "e1,2025-07-01 08:00:00,u1,p1,view,病历,10.0.0.1",
+        "e2,2025-07-01 09:00:00,u2,X  ",                              # short
+        "e3,2025-07-01 09:00:00,u3,p3,view,病历,10.0.0.3,extraX",      # extra field
+        "e4,2025-07-01 09:00:00,u4,p4,vi\rew,病历,10.0.0.4  ",         # stray CR
+        "e5,2025-07-01 09:00:00,u5,p5,vi\rew,病历,10.0.0.X",
+        "\re6,2025-07-01 09:00:00,u6,p6,view,病历,10.0.0.6",           # CR first
+        "e7,2025-07-01 10:00:00,u7,p7,view,病历,10.0.0.7",
+    ]
+    cfg = make(tmp_path, {"a.csv": HEADER.replace("\n", "\r\n")
+                          + "".join(x + "\r\n" for x in lines)})
+    batches, frame, quarantine = read_all(cfg)
+    assert _refs(frame) == ["a.csv:2", "a.csv:8"]
+    assert frame["event_id"].tolist() == ["e1", "e7"]
+    cr = "line has a carriage return inside a field"
+    assert _quarantined(quarantine) == [
+        ("a.csv:3", "line has 4 field(s), expected 7"),
+        ("a.csv:4", "line has 8 fields, expected 7 (extra field)"),
+        ("a.csv:5", cr), ("a.csv:6", cr), ("a.csv:7", cr)]
+    assert quarantine["raw"].tolist() == lines[1:6]
+    assert sum(b.read for b in batches) == 7
+
+
+def test_a_long_rejected_line_is_kept_to_its_first_2000_characters(tmp_path):
+    long = "e2,2025-07-01 09:00:00,u2," + "p" * 2500                     # 4 fields
+    good = "e1,2025-07-01 08:00:00,u1,p1,view,病历,10.0.0.1\n"
+    cfg = make(tmp_path, {"a.csv": HEADER + good + long + "\n" + good.replace("e1", "e3")})
+    batches, frame, quarantine = read_all(cfg)
+    assert frame["event_id"].tolist() == ["e1", "e3"]
+    assert _quarantined(quarantine) == [("a.csv:3", "line has 4 field(s), expected 7")]
+    assert quarantine["raw"].tolist() == [long[:2000]]
+
+
+def test_a_batch_says_how_its_action_words_were_mapped(tmp_path):
+    (tmp_path / "mine.toml").write_text('[access_log.values.action]\n"看" = "view"\n',
+                                        encoding="utf-8")
+    rows = ["e1,2025-07-01 08:00:00,u1,p1,看,病历,10.0.0.1\n",
+            "e2,2025-07-01 08:01:00,u1,p1,看,病历,10.0.0.1\n",
+            "e3,2025-07-01 08:02:00,u1,p1,瞄,病历,10.0.0.1\n"]
+    cfg = make(tmp_path, {"a.csv": HEADER + "".join(rows)},
+               'path = "a.csv"\nprofile = "mine.toml"')
+    (batch,), frame, quarantine = read_all(cfg)
+    assert frame["action"].tolist()[:2] == ["view", "view"]
+    assert "action: 2 by value map, 0 by pattern, 1 unmapped" in batch.notes
+
+
+def test_a_quote_inside_an_unquoted_field_never_cuts_a_line_to_fit(tmp_path):
+    """Quotes opened inside a field hide a delimiter from the line scan, but not from the
+    CSV reader: the line has one field too many and is quarantined, not accepted cut short;
+    the other lines of its block are read as they are."""
+    odd = "e2,2025-07-01 09:00:00,u2,p\"2,view\"x,病历,10.0.0.2,extra"
+    rows = ["e1,2025-07-01 08:00:00,u1,p1,view,病历,10.0.0.1", odd,
+            "e3,2025-07-01 10:00:00,u3,p3,print,医嘱,10.0.0.3"]
+    cfg = make(tmp_path, {"a.csv": HEADER + "".join(x + "\n" for x in rows)})
+    batches, frame, quarantine = read_all(cfg)
+    assert _refs(frame) == ["a.csv:2", "a.csv:4"]
+    assert frame[["event_id", "action", "ip"]].values.tolist() == [
+        ["e1", "view", "10.0.0.1"], ["e3", "print", "10.0.0.3"]]
+    assert _quarantined(quarantine) == [("a.csv:3", "line has 8 fields, expected 7 (extra field)")]
+    assert quarantine["raw"].tolist() == [odd]
+    assert sum(b.read for b in batches) == 3
