@@ -110,3 +110,40 @@ def test_a_quote_inside_an_unquoted_field_never_cuts_a_line_to_fit(tmp_path):
     assert _quarantined(quarantine) == [("a.csv:3", "line has 8 fields, expected 7 (extra field)")]
     assert quarantine["raw"].tolist() == [odd]
     assert sum(b.read for b in batches) == 3
+
+
+def test_a_folder_resumes_each_file_where_it_stopped(tmp_path):
+    row = "{},2025-07-01 08:00:00,u1,p1,view,病历,10.0.0.1\n"
+    cfg = make(tmp_path, {"logs/a.csv": HEADER + row.format("a1"),
+                          "logs/b.csv": HEADER + row.format("b1")}, 'path = "logs"')
+    batches, frame, _ = read_all(cfg)
+    assert frame["event_id"].tolist() == ["a1", "b1"]
+    pos = batches[-1].position
+    # nothing new: no batch at all (not an empty one per file)
+    assert read_all(cfg, wm=pos)[0] == []
+    # the second file grows, the first does not: only the new line, after the unchanged file
+    with open(tmp_path / "logs" / "b.csv", "a", encoding="utf-8") as fh:
+        fh.write(row.format("b2"))
+    b2, f2, _ = read_all(cfg, wm=pos)
+    assert f2["event_id"].tolist() == ["b2"] and _refs(f2) == ["b.csv:3"]
+    # and the position after it still holds the first file: nothing is read again
+    assert read_all(cfg, wm=b2[-1].position)[0] == []
+
+
+def test_a_position_of_another_shape_reads_every_file_from_the_start(tmp_path):
+    row = "e1,2025-07-01 08:00:00,u1,p1,view,病历,10.0.0.1\n"
+    cfg = make(tmp_path, {"a.csv": HEADER + row})
+    for wm in ({"value": "2025-07-01", "type": "timestamp"}, {}, "r2025"):
+        batches, frame, quarantine = read_all(cfg, wm=wm)
+        assert _refs(frame) == ["a.csv:2"] and quarantine.empty
+
+
+def test_an_empty_file_filled_later_is_read_as_new_not_as_changed(tmp_path):
+    cfg = make(tmp_path, {"a.csv": ""})
+    (batch,), frame, _ = read_all(cfg)
+    assert frame.empty and batch.notes == ["a.csv is empty (0 bytes)"]
+    (tmp_path / "a.csv").write_text(HEADER + "e1,2025-07-01 08:00:00,u1,p1,view,病历,10.0.0.1\n",
+                                    encoding="utf-8")
+    batches, frame, _ = read_all(cfg, wm=batch.position)
+    assert _refs(frame) == ["a.csv:2"]
+    assert not any("changed" in n for b in batches for n in b.notes)

@@ -59,7 +59,6 @@ class LineFileConnector(Connector):
             dict(watermark.get("files", {}))
         present = {str(f) for f in files}
         state = {k: v for k, v in prev_files.items() if k in present}
-        yielded = False
         for path in files:
             key = str(path)
             action, offset, line = plan_file(path, prev_files.get(key))
@@ -72,7 +71,6 @@ class LineFileConnector(Connector):
             info = self._open(path)
             if info is None:
                 state[key] = file_state(path, path.stat().st_size, 1)
-                yielded = True
                 yield self._empty(self._position(state, files, reference),
                                   notes + [f"{names[path]} is empty (0 bytes)"])
                 continue
@@ -83,7 +81,6 @@ class LineFileConnector(Connector):
             if info.get("whole"):
                 frame, quarantine, read = self._whole_file(path, info, names[path])
                 state[key] = file_state(path, path.stat().st_size, 1)
-                yielded = True
                 yield Batch(frame, self._position(state, files, reference), read, quarantine,
                             notes + info.get("notes", []))
                 continue
@@ -96,16 +93,12 @@ class LineFileConnector(Connector):
                 frame, quarantine, read = self._parse(block, info, names[path])
                 state[key] = file_state(path, block.end_offset, block.end_line)
                 got_rows = True
-                yielded = True
                 yield Batch(frame, self._position(state, files, reference), read, quarantine,
                             notes + block.notes)
                 notes = []
             if not got_rows:
                 state[key] = file_state(path, path.stat().st_size, line)
-                yielded = True
                 yield self._empty(self._position(state, files, reference), notes)
-        if not yielded and reference:
-            yield self._empty(self._position(state, files, reference), [])
 
     def _position(self, state: dict, files: list[Path], reference: bool) -> dict:
         if reference:
