@@ -12,6 +12,11 @@
 #   MUTATION_WORK=/tmp/x scripts/mutation.sh   where the per-module copies go
 #                                              (default: /tmp/emraudit-mutation)
 #   MUTATION_KEEP=1 ...                 reuse earlier results of unchanged mutants
+#   MUTATION_KEEP=1 MUTATION_RERUN=survivors ...
+#                                       run again only the mutants the last run of the
+#                                       module left survived or without tests (after tests
+#                                       were only added, production code unchanged: a
+#                                       killed mutant stays killed)
 #   MUTATION_SAMPLE=300 ...             a fixed random sample of each module's mutants
 #   MUTATION_TIMEBOX=1800 ...           stop each module after this many seconds (the
 #                                       mutants not reached are counted as not checked)
@@ -76,6 +81,10 @@ elif cmd == "sample":
     path, n, patterns = sys.argv[2], int(sys.argv[3]), sys.argv[4:]
     names = sorted(m for m, _ in statuses(path, patterns))
     print(" ".join(sorted(random.Random(23).sample(names, min(n, len(names))))))
+elif cmd == "survivors":
+    path, patterns = sys.argv[2], sys.argv[3:]
+    print(" ".join(sorted(m for m, s in statuses(path, patterns)
+                          if s in ("survived", "suspicious", "no tests"))))
 elif cmd == "row":
     path, name, secs, patterns = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
     counts = collections.Counter(s for _, s in statuses(path, patterns))
@@ -135,6 +144,14 @@ for row in "${rows[@]}"; do
   # tests name: mutmut's own process ignores it (trap), and so do its children
   mm() { ( trap "" HUP; cd "$dir" && nice -n 10 "$@" < /dev/null ); }
   names=$patterns
+  counted=names                     # the row counts the mutants run (a sample) ...
+  if [ "${MUTATION_KEEP:-0}" = 1 ] && [ "${MUTATION_RERUN:-}" = survivors ]; then
+    [ -f "$dir/results.txt" ] || { echo "no earlier run of $name in $dir" >&2; exit 2; }
+    # shellcheck disable=SC2086
+    names=$("$PY" -c "$TABLE_PY" survivors "$dir/results.txt" $patterns)
+    [ -n "$names" ] || names="no-such-mutant"          # nothing left to run
+    counted=patterns                # ... or all of the module's, earlier results included
+  fi
   if [ "$SAMPLE" -gt 0 ]; then
     # generate the mutants and the test map only (a name nothing matches), then draw a
     # fixed sample of the module's mutants (seeded: the same sample on the same code)
@@ -148,7 +165,7 @@ for row in "${rows[@]}"; do
   ( cd "$dir" && "$MUTMUT" results --all true > "$dir/results.txt" 2>&1 ) || true
   # shellcheck disable=SC2086
   "$PY" -c "$TABLE_PY" row "$dir/results.txt" "$name" \
-      "$(( $(date +%s) - start ))" $names >> "$table"
+      "$(( $(date +%s) - start ))" ${!counted} >> "$table"
   tail -1 "$table" >&2
 done < /dev/null
 echo
