@@ -133,12 +133,18 @@ def count_cases(findings: pd.DataFrame, tz: str | None = None) -> int:
     return int(assign_cases(active, tz)["case_id"].nunique()) if len(active) else 0
 
 
+_CASE_COLUMNS = ("case_kind", "case_user", "case_day", "case_id")    # assign_cases's
+
+
 def annotate(findings: pd.DataFrame, tz: str | None = None) -> pd.DataFrame:
     """A copy of the scan's findings with `case_id` (their incident) and `risk_flags` (the
     facts `emraudit.risk` weighs): what is written to the store once, before the cases."""
     out = findings.copy()
-    out["case_id"] = assign_cases(findings, tz)["case_id"].astype(object).to_numpy() \
-        if len(findings) else pd.Series(dtype=object)
+    # the incident columns too: update_cases reads them instead of assigning again
+    assigned = assign_cases(findings, tz)
+    for col in _CASE_COLUMNS:
+        out[col] = assigned[col].astype(object).to_numpy() if len(findings) else \
+            pd.Series(dtype=object)
     if "risk_flags" not in findings:    # a partition's worker took them (emraudit.packed)
         out["risk_flags"] = flag_lists(finding_flags(findings)) if len(findings) else []
     return out
@@ -362,11 +368,13 @@ def update_cases(conn: sa.Connection, findings: pd.DataFrame, scan_id: str, now:
     new = findings if "case_id" in findings and "risk_flags" in findings \
         else annotate(findings, tz)
     new = new.copy()
-    assigned = assign_cases(new, tz)
-    new["case_id"] = new["case_id"].where(new["case_id"].notna(), assigned["case_id"])
+    if not set(_CASE_COLUMNS) <= set(new.columns) or new["case_id"].isna().any():
+        assigned = assign_cases(new, tz)
+        new["case_id"] = new["case_id"].where(new["case_id"].notna(), assigned["case_id"])
+        new = new.drop(columns=[c for c in _CASE_COLUMNS[:3] if c in new]) \
+            .join(assigned.drop(columns=["case_id"]))
     if "suppressed_by" not in new:
         new["suppressed_by"] = None
-    new = new.join(assigned.drop(columns=["case_id"]))
     new["suppressed_by"] = new["suppressed_by"].astype(object).where(
         new["suppressed_by"].notna(), None)
     new = new.drop_duplicates("finding_id", keep="last")
