@@ -69,6 +69,7 @@ def test_quarantined_lines_keep_their_text_as_read(tmp_path):
         ("a.csv:4", "line has 8 fields, expected 7 (extra field)"),
         ("a.csv:5", cr), ("a.csv:6", cr), ("a.csv:7", cr)]
     assert quarantine["raw"].tolist() == lines[1:6]
+    assert set(quarantine["source"]) == {"access_log"}
     assert sum(b.read for b in batches) == 7
 
 
@@ -147,3 +148,52 @@ def test_an_empty_file_filled_later_is_read_as_new_not_as_changed(tmp_path):
     batches, frame, _ = read_all(cfg, wm=batch.position)
     assert _refs(frame) == ["a.csv:2"]
     assert not any("changed" in n for b in batches for n in b.notes)
+
+
+def test_an_empty_file_in_a_folder_is_noted_and_the_next_file_read(tmp_path):
+    row = "b1,2025-07-01 08:00:00,u1,p1,view,病历,10.0.0.1\n"
+    cfg = make(tmp_path, {"logs/a.csv": "", "logs/b.csv": HEADER + row}, 'path = "logs"')
+    batches, frame, _ = read_all(cfg)
+    assert _refs(frame) == ["b.csv:2"]
+    assert batches[0].notes == ["a.csv is empty (0 bytes)"]
+    # the empty file's batch already records it: read from there, only b.csv is new
+    assert str(tmp_path / "logs" / "a.csv") in batches[0].position["files"]
+    again, f2, _ = read_all(cfg, wm=batches[0].position)
+    assert _refs(f2) == ["b.csv:2"] and not any(b.notes for b in again)
+
+
+def test_a_header_only_file_records_where_its_rows_will_start(tmp_path):
+    cfg = make(tmp_path, {"a.csv": HEADER})
+    (batch,), frame, quarantine = read_all(cfg)
+    assert frame.empty and quarantine.empty and batch.read == 0
+    (state,) = batch.position["files"].values()
+    assert state["line"] == 2
+    with open(tmp_path / "a.csv", "a", encoding="utf-8") as fh:
+        fh.write("e1,2025-07-01 08:00:00,u1,p1,view,病历,10.0.0.1\n")
+    batches, frame, _ = read_all(cfg, wm=batch.position)
+    assert _refs(frame) == ["a.csv:2"]
+    assert not any(b.notes for b in batches)                # appended, not changed
+
+
+def test_a_reference_table_s_position_is_the_fingerprint_of_all_its_files(tmp_path):
+    cfg = make(tmp_path, {"users/a.csv": "", "users/b.csv": "user_id,role\n",
+                          "users/c.csv": "user_id,role\nu1,nurse\n"},
+               'path = "users"', table="users")
+    batches, frame, _ = read_all(cfg, name="users")
+    assert frame["user_id"].tolist() == ["u1"]
+    assert len(batches) == 3
+    for b in batches:
+        assert set(b.position) == {"fingerprint", "files"}
+        assert sorted(b.position["files"]) == sorted(
+            str(tmp_path / "users" / n) for n in ("a.csv", "b.csv", "c.csv"))
+    assert len({b.position["fingerprint"] for b in batches}) == 1
+
+
+def test_a_missing_column_error_does_not_echo_the_header(tmp_path):
+    import pytest
+    from emraudit.errors import SourceError
+    cfg = make(tmp_path, {"a.csv": "secret_a,secret_b\nx,y\n"})
+    with pytest.raises(SourceError) as err:
+        read_all(cfg)
+    assert "not shown" in str(err.value)
+    assert "secret_a" not in str(err.value)
