@@ -197,3 +197,49 @@ def test_a_missing_column_error_does_not_echo_the_header(tmp_path):
         read_all(cfg)
     assert "not shown" in str(err.value)
     assert "secret_a" not in str(err.value)
+
+
+def test_a_line_the_csv_reader_finds_short_is_quarantined_as_short(tmp_path):
+    # the line scan sees 4 fields (two quoted stretches hide one comma), the CSV reader 3
+    odd = 'u1,a"b,"c,d,"e"'
+    cfg = make(tmp_path, {"u.csv": f"user_id,role,department,name\n{odd}\nu2,ok,fine,n\n"},
+               table="users")
+    batches, frame, quarantine = read_all(cfg, name="users")
+    assert frame[["user_id", "role", "department", "name"]].values.tolist() == [
+        ["u2", "ok", "fine", "n"]]
+    assert _quarantined(quarantine) == [("u.csv:2", "line has 3 field(s), expected 4")]
+    assert quarantine["raw"].tolist() == [odd]
+
+
+def test_the_last_line_without_a_newline_is_read_after_a_quoted_line_break(tmp_path):
+    rows = ['e1,2025-07-01 08:00:00,u1,p1,view,"病\n历",10.0.0.1',
+            "e2,2025-07-01 09:00:00,u2,p2,view,病历,10.0.0.2"]
+    cfg = make(tmp_path, {"a.csv": HEADER + rows[0] + "\n" + rows[1]})
+    batches, frame, quarantine = read_all(cfg)
+    assert _refs(frame) == ["a.csv:2", "a.csv:4"]
+    assert frame["module"].tolist() == ["病\n历", "病历"]
+    assert frame["ip"].tolist() == ["10.0.0.1", "10.0.0.2"]
+    assert quarantine.empty
+
+
+def test_a_whole_file_source_is_read_once_and_again_only_when_it_changes(tmp_path):
+    # a FHIR Bundle is the line-file base's one whole-file format
+    import json
+    import os
+    from emraudit.connectors import open_connector
+    from test_connector_fhir import EXAMPLES, config
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": json.loads(p.read_text())} for p in EXAMPLES[:2]]}
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle, indent=2), encoding="utf-8")
+    cfg = config(tmp_path, "bundle.json")
+    (first,) = list(open_connector("access_log", cfg).batches(None))
+    assert first.read == 2 and first.notes == []
+    assert list(open_connector("access_log", cfg).batches(first.position)) == []
+    bundle["entry"] = bundle["entry"][:1]
+    path.write_text(json.dumps(bundle, indent=2), encoding="utf-8")
+    os.utime(path, (1, 1))
+    (again,) = list(open_connector("access_log", cfg).batches(first.position))
+    assert again.read == 1
+    assert again.notes == ["bundle.json changed since the last run (not only appended): "
+                           "read again from the start"]
