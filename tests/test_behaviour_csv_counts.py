@@ -173,6 +173,12 @@ def test_a_header_only_file_records_where_its_rows_will_start(tmp_path):
     batches, frame, _ = read_all(cfg, wm=batch.position)
     assert _refs(frame) == ["a.csv:2"]
     assert not any(b.notes for b in batches)                # appended, not changed
+    # rewritten as a header only again: read from the start, and said so
+    (tmp_path / "a.csv").write_text(HEADER, encoding="utf-8")
+    (again,) = read_all(cfg, wm=batches[-1].position)[0]
+    assert again.read == 0
+    assert again.notes == ["a.csv changed since the last run (not only appended): "
+                           "read again from the start"]
 
 
 def test_a_reference_table_s_position_is_the_fingerprint_of_all_its_files(tmp_path):
