@@ -249,3 +249,16 @@ def test_a_whole_file_source_is_read_once_and_again_only_when_it_changes(tmp_pat
     assert again.read == 1
     assert again.notes == ["bundle.json changed since the last run (not only appended): "
                            "read again from the start"]
+
+
+def test_lines_the_csv_reader_rejects_keep_their_text_as_read(tmp_path):
+    odd = 'e{0},2025-07-01 09:00:00,u{0},p"{0},view"x,病历,10.0.0.{0},'
+    lines = ["e1,2025-07-01 08:00:00,u1,p1,view,病历,10.0.0.1",
+             odd.format(2) + "extraX", odd.format(3) + "extra  ", odd.format(4) + "y" * 2100]
+    cfg = make(tmp_path, {"a.csv": HEADER.replace("\n", "\r\n")
+                          + "".join(x + "\r\n" for x in lines)})
+    batches, frame, quarantine = read_all(cfg)
+    assert _refs(frame) == ["a.csv:2"]
+    extra = "line has 8 fields, expected 7 (extra field)"
+    assert _quarantined(quarantine) == [("a.csv:3", extra), ("a.csv:4", extra), ("a.csv:5", extra)]
+    assert quarantine["raw"].tolist() == [lines[1], lines[2], lines[3][:2000]]
