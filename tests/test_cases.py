@@ -28,6 +28,14 @@ def frame(*rows):
     return pd.DataFrame(list(rows))
 
 
+@pytest.fixture(autouse=True, params=["chunk-default", "chunk-2"])
+def case_chunk(request, monkeypatch):
+    """Every test here runs twice: cases recomputed in the default chunks, and two at a
+    time (update_cases chunks a night's cases; the answers must not depend on it)."""
+    if request.param == "chunk-2":
+        monkeypatch.setattr(C, "CASE_CHUNK", 2)
+
+
 @pytest.fixture
 def store(tmp_path):
     s = Store(f"sqlite:///{tmp_path / 'state.db'}")

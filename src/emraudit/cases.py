@@ -133,6 +133,7 @@ def count_cases(findings: pd.DataFrame, tz: str | None = None) -> int:
     return int(assign_cases(active, tz)["case_id"].nunique()) if len(active) else 0
 
 
+CASE_CHUNK = 2_000     # cases recomputed together (update_cases)
 _CASE_COLUMNS = ("case_kind", "case_user", "case_day", "case_id")    # assign_cases's
 
 
@@ -367,7 +368,8 @@ def update_cases(conn: sa.Connection, findings: pd.DataFrame, scan_id: str, now:
         findings = pd.DataFrame(columns=_FINDING_FIELDS[:-2])
     new = findings if "case_id" in findings and "risk_flags" in findings \
         else annotate(findings, tz)
-    new = new.copy()
+    # only what the cases are built from (not the evidence): a narrow copy of a night
+    new = new[[c for c in new.columns if c in _FINDING_FIELDS or c in _CASE_COLUMNS]].copy()
     if not set(_CASE_COLUMNS) <= set(new.columns) or new["case_id"].isna().any():
         assigned = assign_cases(new, tz)
         new["case_id"] = new["case_id"].where(new["case_id"].notna(), assigned["case_id"])
@@ -392,14 +394,25 @@ def update_cases(conn: sa.Connection, findings: pd.DataFrame, scan_id: str, now:
     profile = _user_fields(users, new["case_user"].unique()) if len(new) else {}
 
     result: list[dict] = []
-    pending = touched
-    for _ in range(5):
-        done, pending = _process(conn, pending, new, at, scan_id, prior_case, profile)
-        result += done
-        if not pending:
-            break
-    else:
-        raise CaseConflict(f"case {pending[0]} kept changing under the scan; run it again")
+    produced = set(new["finding_id"])
+    # cases a chunk at a time: a case's members and its aggregation's temporaries are built
+    # for CASE_CHUNK cases, not for every finding of a night at once (at 694,000 findings
+    # that was 1.6 GB over the store stage)
+    chunk_of = {c: i // CASE_CHUNK for i, c in enumerate(touched)}
+    rows_of = new.groupby(new["case_id"].map(chunk_of), sort=False).indices if len(new) \
+        else {}
+    for k in range(0, len(touched), CASE_CHUNK):
+        idx = rows_of.get(k // CASE_CHUNK)
+        part = new.iloc[idx] if idx is not None else new.iloc[:0]
+        pending = touched[k:k + CASE_CHUNK]
+        for _ in range(5):
+            done, pending = _process(conn, pending, part, at, scan_id, prior_case, profile,
+                                     produced)
+            result += done
+            if not pending:
+                break
+        else:
+            raise CaseConflict(f"case {pending[0]} kept changing under the scan; run it again")
     out = pd.DataFrame([r for r in result if r is not None])
     return out if len(out) else _empty_result()
 
@@ -410,10 +423,11 @@ def _empty_result() -> pd.DataFrame:
 
 
 def _process(conn: sa.Connection, cids: list[str], new: pd.DataFrame, at: datetime,
-             scan_id: str, prior_case: dict[str, Any], profile: dict[str, dict]
-             ) -> tuple[list[dict], list[str]]:
+             scan_id: str, prior_case: dict[str, Any], profile: dict[str, dict],
+             produced: set[str] | None = None) -> tuple[list[dict], list[str]]:
     """Recompute and write these cases; returns (results, cases a reviewer changed under
-    us, to be read again and redone)."""
+    us, to be read again and redone). `new`: this scan's findings of these cases (at
+    least); `produced`: the ids of all of this scan's findings (default: `new`'s)."""
     if not cids:
         return [], []
     rows = {r["case_id"]: dict(r) for r in _select_in(
@@ -427,7 +441,8 @@ def _process(conn: sa.Connection, cids: list[str], new: pd.DataFrame, at: dateti
                                              findings_t.c.last_scan != scan_id)))
     stored = stored[stored["retracted_scan"].isna()].drop(columns="retracted_scan")
     # findings produced now replace their stored version; those that moved elsewhere leave
-    stored = stored[~stored["finding_id"].isin(set(new["finding_id"]))]
+    stored = stored[~stored["finding_id"].isin(
+        produced if produced is not None else set(new["finding_id"]))]
     mine = new[new["case_id"].isin(set(cids))]
     members = pd.concat([stored, mine[[c for c in _FINDING_FIELDS if c in mine]]],
                         ignore_index=True)
