@@ -215,3 +215,36 @@ def test_protected_patients_are_never_held(flags, judged):
     found = NoRelationship(feed_min_accesses=20, feed_floor=0.3).run(ctx)
     assert found["patient_id"].tolist() == (["PVIP"] if judged else [])
     assert ctx.outputs["feed_gaps"].iloc[0]["held"] == (27 if judged else 28)
+
+
+def test_shares_from_partitions_equal_the_shares_of_all_accesses():
+    """Partitions are disjoint sets of users but share patients: the distinct patients of
+    a unit are counted once across them (patients travel as hashes), whatever order each
+    partition met the units in."""
+    from emraudit.feeds import share_counts, shares_from_counts
+    acc = pd.DataFrame({
+        "user_id": ["a", "a", "b", "c", "c", "c", "d"],
+        "patient_id": pd.array(["p1", "p2", "p1", "p1", None, "p3", "p2"], dtype="string"),
+        "explained": [True, False, True, False, True, True, False]})
+    units = pd.DataFrame({
+        "source": pd.array(["his"] * 7, dtype="string"),
+        "department": pd.array(["card", "card", "neuro", "neuro", "card", "card", "card"],
+                               dtype="string"),
+        "ward": pd.array([None] * 7, dtype="string"),
+        "role": pd.array(["doctor", "doctor", "nurse", "nurse", "nurse", "nurse", "doctor"],
+                         dtype="string"),
+        "site": pd.array(["s1"] * 7, dtype="string")})
+    rules = FeedRules(min_accesses=1)
+    whole = explained_shares(acc["explained"].to_numpy(), units, acc["user_id"],
+                             acc["patient_id"], rules)
+    parts = []
+    for users in (["c", "d"], ["a", "b"]):       # neuro is met first in one, card in other
+        m = acc["user_id"].isin(users).to_numpy()
+        parts.append(share_counts(acc["explained"].to_numpy()[m], units[m],
+                                  acc["user_id"][m], acc["patient_id"][m]))
+    split = shares_from_counts(parts, rules)
+    pd.testing.assert_frame_equal(split, whole)
+    card = whole[(whole["dimension"] == "department") & (whole["value"] == "card")].iloc[0]
+    assert (card["accesses"], card["patients"], card["users"]) == (5, 3, 3)
+    his = whole[whole["dimension"] == "source"].iloc[0]
+    assert his["patients"] == 3                 # p1 in three partitions' accesses, once

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from emraudit.fastops import id_hashes
+
 # in the order a held access is attributed to a gap: the most specific data problem first;
 # "site" last: measured for the regional report (sites compared), never judged a gap (a
 # site's accesses are its whole feed: held as one case they would hide every finding)
@@ -85,16 +87,39 @@ def share_counts(explained: np.ndarray, units: pd.DataFrame, user_id: pd.Series,
         names = np.asarray(names, dtype=object)
         n = np.bincount(codes, minlength=len(names))
         x = np.bincount(codes, weights=explained[has], minlength=len(names)).astype(np.int64)
-        sub = pd.DataFrame({"c": codes, "u": user_id[has].to_numpy(),
-                            "p": patient_id[has].to_numpy()})
+        sub = pd.DataFrame({"c": codes, "u": user_id[has].to_numpy()})
         users = sub.groupby("c")["u"].nunique().reindex(range(len(names)), fill_value=0)
         counts.append(pd.DataFrame({"dimension": dim, "value": names, "accesses": n,
                                     "explained": x, "users": users.to_numpy()}))
-        pp = sub[["c", "p"]].dropna().drop_duplicates()
-        pairs.append(pd.DataFrame({"dimension": dim, "value": names[pp["c"].to_numpy()],
-                                   "patient_id": pp["p"].astype(str).to_numpy()}))
+        pid = patient_id[has]
+        ok = pid.notna().to_numpy()
+        pp = pd.DataFrame({"c": codes[ok].astype(np.int32),
+                           "p": id_hashes(pid[ok])}).drop_duplicates()
+        pairs.append({"dimension": dim, "names": names, "c": pp["c"].to_numpy(),
+                      "p": pp["p"].to_numpy()})
     return {"total": len(explained), "total_x": int(explained.sum()), "counts": counts,
             "pairs": pairs}
+
+
+def _distinct_patients(pairs: list[dict]) -> pd.Series:
+    """Distinct patients per (dimension, unit) over every partition's (unit code, patient
+    hash) pairs: numbers, not a frame of ids (a 30-day backlog's 32 partitions sent ~60
+    million id strings to the scan's process)."""
+    out = []
+    for dim in DIMENSIONS:
+        mine = [q for q in pairs if q["dimension"] == dim]
+        if not mine:
+            continue
+        names = pd.Index(pd.unique(np.concatenate(
+            [np.asarray(q["names"], dtype=object) for q in mine])))
+        codes = np.concatenate([names.get_indexer(np.asarray(q["names"], dtype=object))[
+            np.asarray(q["c"], dtype=np.int64)] for q in mine])
+        hashes = np.concatenate([np.asarray(q["p"], dtype=np.uint64) for q in mine])
+        d = pd.DataFrame({"c": codes, "p": hashes}).drop_duplicates()
+        n = np.bincount(d["c"].to_numpy(), minlength=len(names))
+        out.append(pd.Series(n, index=pd.MultiIndex.from_arrays(
+            [np.full(len(names), dim, dtype=object), np.asarray(names, dtype=object)])))
+    return pd.concat(out) if out else pd.Series(dtype=np.int64)
 
 
 def shares_from_counts(parts: list[dict], rules: FeedRules) -> pd.DataFrame:
@@ -104,8 +129,7 @@ def shares_from_counts(parts: list[dict], rules: FeedRules) -> pd.DataFrame:
     counts = [c for p in parts for c in p["counts"]]
     if not counts:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
-    pairs = pd.concat([q for p in parts for q in p["pairs"]], ignore_index=True)
-    pats = pairs.drop_duplicates().groupby(["dimension", "value"]).size()
+    pats = _distinct_patients([q for p in parts for q in p["pairs"]])
     agg = pd.concat(counts, ignore_index=True).groupby(["dimension", "value"], sort=False).sum()
     frames = []
     for dim in DIMENSIONS:
