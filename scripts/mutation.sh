@@ -85,6 +85,17 @@ elif cmd == "survivors":
     path, patterns = sys.argv[2], sys.argv[3:]
     print(" ".join(sorted(m for m, s in statuses(path, patterns)
                           if s in ("survived", "suspicious", "no tests"))))
+elif cmd == "merge":
+    # a rerun of some mutants: mutmut resets the others to "not checked"; keep their
+    # earlier verdicts (tests only added, production code unchanged)
+    before, after = sys.argv[2], sys.argv[3]
+    old = dict(statuses(before, []))
+    for line in open(after, encoding="utf-8").read().splitlines():
+        if line.rstrip().endswith(": not checked") and "__mutmut_" in line:
+            mutant = line.rsplit(":", 1)[0].strip()
+            if mutant in old:
+                line = line.rsplit(":", 1)[0] + ": " + old[mutant]
+        print(line)
 elif cmd == "row":
     path, name, secs, patterns = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
     counts = collections.Counter(s for _, s in statuses(path, patterns))
@@ -149,6 +160,7 @@ for row in "${rows[@]}"; do
     [ -f "$dir/results.txt" ] || { echo "no earlier run of $name in $dir" >&2; exit 2; }
     # shellcheck disable=SC2086
     names=$("$PY" -c "$TABLE_PY" survivors "$dir/results.txt" $patterns)
+    cp "$dir/results.txt" "$dir/results.before-rerun.txt"
     [ -n "$names" ] || names="no-such-mutant"          # nothing left to run
     counted=patterns                # ... or all of the module's, earlier results included
   fi
@@ -163,6 +175,10 @@ for row in "${rows[@]}"; do
   mm timeout --signal=INT --kill-after=60 "$TIMEBOX" "$MUTMUT" run --max-children 1 $names \
       > "$dir/run.log" 2>&1 || echo "   mutmut stopped (time box or error): $dir/run.log" >&2
   ( cd "$dir" && "$MUTMUT" results --all true > "$dir/results.txt" 2>&1 ) || true
+  if [ "$counted" = patterns ]; then
+    "$PY" -c "$TABLE_PY" merge "$dir/results.before-rerun.txt" "$dir/results.txt" \
+        > "$dir/results.merged.txt" && mv "$dir/results.merged.txt" "$dir/results.txt"
+  fi
   # shellcheck disable=SC2086
   "$PY" -c "$TABLE_PY" row "$dir/results.txt" "$name" \
       "$(( $(date +%s) - start ))" ${!counted} >> "$table"
