@@ -368,11 +368,12 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    for n in (int(x) for x in args.sizes.split(",")) if args.backlog else ():
+    sizes = [int(x) for x in args.sizes.split(",")]
+    for n in sizes if args.backlog else ():
         r = bench_backlog(n, args.backlog, out, args.seed, args.reuse, args.keep)
         results.append(r)
         print(f"done backlog {args.backlog} x {n:,}: {r['wall_s']:.1f}s", file=sys.stderr)
-    for n in (int(x) for x in args.sizes.split(",")) if not args.backlog else ():
+    for n in () if args.backlog else sizes:
         shares = [float(x) for x in args.unexplained.split(",")]
         for k, share in enumerate(shares):
             # the night is generated and prepared once per size; each further share

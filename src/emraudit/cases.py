@@ -373,7 +373,7 @@ def update_cases(conn: sa.Connection, findings: pd.DataFrame, scan_id: str, now:
     if not set(_CASE_COLUMNS) <= set(new.columns) or new["case_id"].isna().any():
         assigned = assign_cases(new, tz)
         new["case_id"] = new["case_id"].where(new["case_id"].notna(), assigned["case_id"])
-        new = new.drop(columns=[c for c in _CASE_COLUMNS[:3] if c in new]) \
+        new = new.drop(columns=[c for c in _CASE_COLUMNS if c != "case_id" and c in new]) \
             .join(assigned.drop(columns=["case_id"]))
     if "suppressed_by" not in new:
         new["suppressed_by"] = None

@@ -149,11 +149,8 @@ class Masker:
         if self._codes_for is self._index and self._codes is not None:
             if any(_ESCAPED.search(x) for x in added):
                 self._codes = None
-            elif fresh:
-                self._codes = np.union1d(self._codes, np.array(
-                    [(ord(x[0]) << 21) | ord(x[1]) for x in fresh], dtype=np.uint64))
-                self._firsts[[ord(x[0]) for x in fresh]] = True
-                self._firsts[0] = False
+            else:
+                self._add_start_codes(fresh)
             self._codes_for = index
         self._index = index
 
@@ -295,15 +292,24 @@ class Masker:
         if self._codes_for is not self._index:
             strings = set(self._known) | self._keep
             if any(_ESCAPED.search(x) for x in strings):
-                codes = None
+                self._codes = None
             else:
-                codes = np.unique(np.array([(ord(x[0]) << 21) | ord(x[1]) for x in starts],
-                                           dtype=np.uint64))
+                self._codes = np.empty(0, dtype=np.uint64)
                 self._firsts = np.zeros(0x110000, dtype=bool)
-                self._firsts[[ord(x[0]) for x in starts]] = True
-                self._firsts[0] = False
-            self._codes, self._codes_for = codes, self._index
+                self._add_start_codes(starts)
+            self._codes_for = self._index
         return self._codes
+
+    def _add_start_codes(self, starts) -> None:
+        """Add these two-character starts to the sorted codes and to the table of
+        characters that start a known string (the separator, code 0, never does)."""
+        starts = list(starts)
+        if not starts:
+            return
+        self._codes = np.union1d(self._codes, np.array(
+            [(ord(x[0]) << 21) | ord(x[1]) for x in starts], dtype=np.uint64))
+        self._firsts[[ord(x[0]) for x in starts]] = True
+        self._firsts[0] = False
 
     def scrub_obj(self, obj):
         """`scrub` applied to every string inside a JSON-like structure."""

@@ -341,9 +341,11 @@ def _bare_sentence(case: dict, lang: Lang, masker: Masker) -> str:
                              "summary": case.get("summary")}, lang, masker)
 
 
-def _headline(case: dict, top: dict, n_active: int, top_severity: str, n_detectors: int,
+def _headline(case: dict, top: dict, n_active: int, max_severity: str, n_detectors: int,
               lang: Lang, masker: Masker) -> str:
-    base = str(case.get("severity_base") or top_severity)
+    """`max_severity`: the most severe active finding's level, the base when the case has
+    none stored."""
+    base = str(case.get("severity_base") or max_severity)
     return case_headline(top, n_findings=n_active, base=base,
                          severity=str(case.get("severity") or base),
                          reasons=_reasons(case, base, n_detectors), lang=lang, masker=masker)
