@@ -317,13 +317,18 @@ def case_sentence(case: dict, findings: list[dict], lang: Lang | str, masker: Ma
         return SEVERITY_RANK.get(str(f.get("severity")), 0)
 
     def score(f):
+        # as the case builder ranks: a missing score (None, or NaN from a frame) counts as 0
         try:
-            return float(f.get("score") or 0.0)
+            value = float(f.get("score") or 0.0)
         except (TypeError, ValueError):
             return 0.0
+        return 0.0 if math.isnan(value) else value
+    best = min(active, key=lambda f: (-rank(f), -score(f), str(f.get("finding_id"))))
     top = next((f for f in active if f.get("finding_id") == case.get("top_finding")), None) \
-        or min(active, key=lambda f: (-rank(f), -score(f), str(f.get("finding_id"))))
-    return _headline(case, top, len(active), str(max(active, key=rank).get("severity")),
+        or best
+    # the most severe level is the best-ranked finding's: among equal ranks (an unknown level
+    # ranks as "low") the same one `case_sentences` takes, not whichever comes first
+    return _headline(case, top, len(active), str(best.get("severity")),
                      len({str(f.get("detector")) for f in active}), lang, masker)
 
 
