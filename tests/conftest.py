@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+import property_settings  # noqa: F401  (loads the Hypothesis profile)
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 import pandas as pd
 import pytest
 
+from property_settings import examples
+
 from emraudit.detectors.anomaly.state import load_baseline, save_outputs
 from emraudit.detectors.anomaly.user_day import SCORES_MEMO, UserDayAnomaly
 from emraudit.detectors.anomaly.models import UserDayModel, ecdf_table, ecod_cells
@@ -346,7 +348,7 @@ def _densest_brute(t, codes, width):
     return best_lo, best_hi
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 6)), min_size=1, max_size=60),
        st.integers(0, 20))
 def test_densest_window_equals_counting_every_window(pairs, width):

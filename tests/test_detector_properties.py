@@ -2,15 +2,14 @@
 canonical tables (tests/canonical_strategies.py) must not raise, must give valid severities,
 must cite only event ids of its input, and must give the same findings when run again.
 
-Bounded for CI: a fixed number of examples, derandomized (the same examples on every run, no
-example database), no deadline (the first call of a detector imports and warms up). Set
-HYPOTHESIS_PROFILE=explore for a longer random search locally.
+Bounded for CI: a fixed number of examples, derandomized (tests/property_settings.py: the
+same examples on every run, no example database), no deadline (the first call of a detector
+imports and warms up). `scripts/explore.sh` searches longer with fresh randomness.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import tempfile
 from pathlib import Path
 
@@ -22,14 +21,12 @@ from hypothesis import strategies as st
 
 from canonical_strategies import Hospital, hospitals, threshold_edges
 from detector_frames import make_ctx
+from property_settings import examples
 from emraudit.detectors.registry import all_detectors
 from emraudit.model import SEVERITIES
 
-settings.register_profile("ci", max_examples=20, derandomize=True, database=None,
-                          deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("explore", max_examples=500, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+PROPERTY = settings(max_examples=examples(20), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 TZS = ["Asia/Shanghai", "UTC", "America/New_York"]
 
 
@@ -61,7 +58,7 @@ def run_all(ctx, params: dict[str, dict]) -> dict[str, pd.DataFrame]:
     return out
 
 
-@settings(settings.get_profile(PROFILE))
+@settings(PROPERTY)
 @given(h=hospitals(), tz=st.sampled_from(TZS), data=st.data())
 def test_every_detector_never_fails_on_valid_tables(h, tz, data):
     params = {d: data.draw(threshold_edges(cls.params), label=d)
@@ -113,7 +110,7 @@ def findings_of(cfg: Path) -> dict[str, list[str]]:
 
 
 @pytest.mark.slow
-@settings(settings.get_profile(PROFILE), max_examples=6)
+@settings(PROPERTY, max_examples=examples(6))
 @given(h=hospitals(max_days=40).filter(lambda h: len(h.events) > 0),
        tz=st.sampled_from(TZS))
 def test_whole_scan_never_fails_on_valid_tables(h, tz):

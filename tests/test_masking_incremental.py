@@ -9,6 +9,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from property_settings import examples
+
 from emraudit.reports.masking import Masker
 
 ALPHABET = "张王李明华欧阳PQ0123-_\"\\\n"
@@ -26,7 +28,7 @@ def _apply(m: Masker, kind: str, values: list[str]) -> None:
         m.keep(values)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(steps=st.lists(step, min_size=1, max_size=8),
        texts=st.lists(st.text(alphabet=ALPHABET + " ", max_size=30), min_size=1, max_size=6))
 def test_a_grown_index_equals_one_built_at_once(steps, texts):
