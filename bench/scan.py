@@ -129,6 +129,7 @@ def _scan(cfg: Path, profile: Path | None = None) -> tuple[float, int, dict]:
             .scalar())
     eng.dispose()
     summary["tree_pss_peak_mb"] = sampler.peak_mb
+    summary["tree_pss_peak_at"] = [round(sampler.peak_at, 1), sampler.peak_procs]
     return wall, max(peak, before) * 1024, summary
 
 
@@ -139,6 +140,10 @@ class _TreePss(threading.Thread):
     def __init__(self, pid: int):
         super().__init__(daemon=True)
         self.pid, self.stop, self.peak_mb = pid, False, 0.0
+        # when the peak was reached (s after the scan started) and by how many processes:
+        # which stage to look at
+        self.peak_at, self.peak_procs = 0.0, 0
+        self.t0 = time.perf_counter()
 
     def _tree(self, pid: int) -> list[int]:
         out = [pid]
@@ -164,8 +169,11 @@ class _TreePss(threading.Thread):
 
     def run(self) -> None:
         while not self.stop:
-            total = sum(self._pss_kb(p) for p in self._tree(self.pid))
-            self.peak_mb = max(self.peak_mb, total / 1024)
+            tree = self._tree(self.pid)
+            total = sum(self._pss_kb(p) for p in tree)
+            if total / 1024 > self.peak_mb:
+                self.peak_mb = total / 1024
+                self.peak_at, self.peak_procs = time.perf_counter() - self.t0, len(tree)
             time.sleep(0.2)
 
 
@@ -397,7 +405,10 @@ def main() -> None:
             ["ratio to pyarrow"] + [f"{r['wall_s'] / r['pyarrow_s']:.1f}x" for r in results],
             ["peak RSS (GB)"] + [f"{r['peak_gb']:.2f}" for r in results],
             ["peak PSS, scan + workers, sampled (GB)"] + [
-                f"{r['summary'].get('tree_pss_peak_mb', 0) / 1024:.2f}" for r in results]]
+                f"{r['summary'].get('tree_pss_peak_mb', 0) / 1024:.2f}" for r in results],
+            ["  reached at (s after start) / processes"] + [
+                "{} / {}".format(*r["summary"].get("tree_pss_peak_at", ["?", "?"]))
+                for r in results]]
     for s in stages:
         rows.append([f"  ingest: {s} (s)"] + [f"{r['ingest'].get(s, 0):.2f}" for r in results])
     for s in ("load", "detect", "store", "reports"):

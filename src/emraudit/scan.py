@@ -32,6 +32,7 @@ from emraudit.ingest import SourceResult, ingest
 from emraudit.lake import Lake
 from emraudit import leftovers
 from emraudit.lock import scan_lock
+from emraudit.memory import release_memory
 from emraudit.storage import check_writable
 from emraudit.reports import write_scan_reports
 from emraudit.feeds import feed_notes
@@ -141,6 +142,7 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
                 on_stage=stage)
         res.timings["ingest"] = time.perf_counter() - t0
         res.peak_mb["ingest"] = peak_rss_mb()
+        release_memory()      # ingest's batches are gone: detection starts without them
         days, runs = window_days(config, store, lake, since=since, until=until, full=full)
         res.days = days
         if not days:
@@ -214,18 +216,6 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
         _finish(store, scan_id, res, runs=runs)
         res.timings["total"] = time.perf_counter() - t0
         return res
-
-
-def release_memory() -> None:
-    """Collect what was freed and hand glibc's free pages back to the system, so the
-    reports stage starts from what it needs, not from detection's high-water mark."""
-    import ctypes
-    import gc
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):        # not glibc: nothing to hand back this way
-        pass
 
 
 def lake_events(store: Store, lake: Lake, config: Config, ws: pd.Timestamp, we: pd.Timestamp,

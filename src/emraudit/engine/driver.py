@@ -28,6 +28,7 @@ from emraudit.engine.job import ScanJob, combine_population, pass_one, pass_two,
     remember_refs
 from emraudit.feeds import held_outputs
 from emraudit.lake import Lake
+from emraudit.memory import release_memory
 from emraudit.model import REFERENCE_TABLES, code_event_columns, empty_table
 from emraudit.state import load_state
 from emraudit.store import Store
@@ -108,6 +109,7 @@ def detect(config: Config, store: Store, lake: Lake, window_start: pd.Timestamp,
         SHARED_WORK[name](ctx)                      # from the reference tables alone, once
     job.memo = dict(ctx.memo)
     job.population = dict(ctx.population)
+    release_memory()            # before the workers fork: what loading freed is not shared
     if executor.name == "local":
         job.spill_dir = tempfile.mkdtemp(prefix="emraudit-spill-", dir=config.engine.scratch)
     try:
@@ -163,6 +165,7 @@ def _passes(config, settings, executor, ctx, job, hist, status, runnable, per_pa
                       if not k.startswith(("features.", "feed_counts:"))}
     todo = [d for d in runnable if d not in failed]
     tasks = plan.tasks(settings, todo, count)
+    release_memory()            # the population's parts are combined: fork without them
     second = executor.map(pass_two, job, tasks) if tasks else []
     timings["detect"] = time.perf_counter() - t3
     found, merged = _merge(settings, tasks, second, ctx)
