@@ -165,6 +165,38 @@ def test_an_output_a_fraction_of_a_second_inside_the_window_counts():
     assert f.iloc[0]["evidence"]["peak_records_in_window"] == 50
 
 
+def test_an_output_under_a_second_inside_the_far_edge_counts():
+    # found by a mutant that counted exact time: in whole seconds from the first output the
+    # 10:00:00.900 output (20 records) fell out of the window ending 14:00:00.800, and the
+    # window's true 50 records of 3 patients made no finding
+    rows = [out("u1", "p0", "2025-07-22 10:00:00.000", 1),
+            out("u1", "p1", "2025-07-22 10:00:00.900", 20),
+            out("u1", "p2", "2025-07-22 13:00", 1),
+            out("u1", "p3", "2025-07-22 14:00:00.800", 29)]
+    f = copy(rows, explained=ids(rows))
+    assert len(f) == 1
+    assert f.iloc[0]["evidence"]["peak_records_in_window"] == 50
+
+
+def test_window_sums_equal_a_direct_count_to_the_nanosecond():
+    import numpy as np
+
+    from emraudit.detectors.copy import window_sums
+    rng = np.random.default_rng(5)
+    n, window = 400, 3 * 10**9
+    u = np.sort(rng.integers(0, 5, n))
+    t = np.empty(n, dtype=np.int64)
+    for k in np.unique(u):                      # sorted by (u, t); ties and exact edges
+        at = u == k
+        t[at] = np.sort(1_750_000_000 * 10**9 + rng.integers(0, 4, at.sum()) * 10**9
+                        + rng.choice([0, 1, 500_000_000], at.sum()))
+    w = rng.integers(0, 9, n)
+    # each event's window holds the user's events up to it (a tie after it is not yet in)
+    at = np.arange(n)
+    want = [int(w[(u == u[i]) & (t > t[i] - window) & (at <= i)].sum()) for i in range(n)]
+    assert window_sums(u, t, w, window).tolist() == want
+
+
 def test_small_outputs_hours_before_the_burst_are_not_part_of_it():
     # three one-record prints of unrelated patients at 06:00-06:10 and one at 10:00, then the
     # user's own patients' burst at 10:05-10:25: only the windows ending at 10:25 reach 50

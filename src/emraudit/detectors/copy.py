@@ -31,17 +31,26 @@ IMAGING_PATTERN = r"影像|放射|pacs|dicom|imaging|image|radiolog|ct|mri|x-?ra
 
 
 def window_sums(u: np.ndarray, t: np.ndarray, w: np.ndarray, window_ns: int) -> np.ndarray:
-    """Sum of `w` over each user's events in (t - W, t], for every event (sorted by u, t)."""
+    """Sum of `w` over each user's events in (t - W, t], for every event (sorted by u, t).
+
+    Exact to the nanosecond: each event's window start (u, t - W) is merged with the events
+    themselves, so the events at or before it are counted without a combined user-and-time
+    key (whole seconds would fit one, and drop an output a fraction of a second inside the
+    window's far edge)."""
     cs = np.cumsum(w)
-    if len(t) == 0:
+    n = len(t)
+    if n == 0:
         return cs
-    # one sorted key per (user, time): users laid end to end, times in whole seconds
-    sec = (t - t.min()) // 10**9
-    w_sec = max(int(window_ns // 10**9), 1)
-    span = int(sec.max()) + w_sec + 1
-    k = u.astype(np.int64) * span + sec             # monotone when sorted by (u, t)
-    lo = np.searchsorted(k, k - w_sec, side="right")
-    prev = np.where(lo > 0, cs[lo - 1], 0)
+    t = np.asarray(t, dtype=np.int64)
+    uu = np.r_[u, u]
+    tt = np.r_[t, t - np.int64(window_ns)]
+    kind = np.r_[np.zeros(n, np.int8), np.ones(n, np.int8)]   # at a tie, events first
+    o = np.lexsort((kind, tt, uu))
+    is_start = kind[o] == 1
+    before = np.cumsum(~is_start)                   # events sorted at or before each point
+    lo = np.empty(n, dtype=np.int64)
+    lo[o[is_start] - n] = before[is_start]
+    prev = np.where(lo > 0, cs[np.maximum(lo - 1, 0)], 0)
     return cs - prev
 
 
