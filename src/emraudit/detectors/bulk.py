@@ -159,7 +159,8 @@ def distinct_at_events(u: np.ndarray, p: np.ndarray, t: np.ndarray, window_ns: i
 
 
 def episodes(points: pd.DataFrame, window_ns: int) -> pd.DataFrame:
-    """Chain flagged window ends of a user less than a window apart into one episode:
+    """Chain flagged window ends of a user at most a window apart into one episode (windows
+    that touch are one incident, not two):
     columns u, lo (exclusive), hi, peak, peak_t."""
     if points.empty:
         return pd.DataFrame(columns=["u", "lo", "hi", "peak", "peak_t"])
