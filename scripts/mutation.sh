@@ -49,10 +49,10 @@ unset EMRAUDIT_TEST_PG_URL CI   # fast tests only: the PostgreSQL variants skip
 # functions of that part are mutated.
 MODULES=$(cat <<'EOF'
 explain|detectors/explain.py|tests/test_explain.py tests/test_behaviour_explain.py tests/test_behaviour_detectors.py|
-care|detectors/care.py|tests/test_detect_care.py tests/test_behaviour_detectors.py tests/test_feeds.py|
+care|detectors/care.py|tests/test_detect_care.py tests/test_behaviour_detectors.py tests/test_feeds.py tests/test_behaviour_care_all.py|
 cred|detectors/cred.py|tests/test_detect_cred.py tests/test_detect_external.py tests/test_behaviour_detectors.py tests/test_behaviour_cred_evidence.py|
 snoop|detectors/snoop.py|tests/test_detect_snoop.py tests/test_behaviour_detectors.py tests/test_behaviour_snoop_evidence.py|
-bulk|detectors/bulk.py|tests/test_detect_bulk.py tests/test_behaviour_detectors.py|
+bulk|detectors/bulk.py|tests/test_detect_bulk.py tests/test_behaviour_detectors.py tests/test_behaviour_bulk_all.py|
 copy|detectors/copy.py|tests/test_detect_copy.py tests/test_behaviour_detectors.py tests/test_behaviour_copy_all.py|
 ingest|ingest.py|tests/test_ingest.py tests/test_behaviour_counts.py tests/test_one_writer.py tests/test_progress.py tests/test_behaviour_ingest_counts_more.py|emraudit.ingest.x_ingest_source__mutmut_* emraudit.ingest.x__quarantine_rows__mutmut_* emraudit.ingest.x__commit_batch__mutmut_* emraudit.ingest.x__refuse_foreign_copies__mutmut_* emraudit.ingest.xǁSourceResultǁadd__mutmut_* emraudit.ingest.x_format_results__mutmut_*
 connectors|connectors/csv.py connectors/filebase.py|tests/test_connector_csv.py tests/test_behaviour_counts.py tests/test_connector_fhir.py tests/test_behaviour_csv_counts.py|emraudit.connectors.csv.xǁCsvConnectorǁ_parse__mutmut_* emraudit.connectors.csv.xǁCsvConnectorǁ_fast__mutmut_* emraudit.connectors.csv.xǁCsvConnectorǁ_finish__mutmut_* emraudit.connectors.filebase.xǁLineFileConnectorǁbatches__mutmut_* emraudit.connectors.filebase.xǁLineFileConnectorǁquarantine_frame__mutmut_* emraudit.connectors.filebase.xǁLineFileConnectorǁ_whole_file__mutmut_*

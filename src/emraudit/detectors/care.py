@@ -233,12 +233,14 @@ class NoRelationship(Detector):
         u["action"] = action[counted].astype("string").to_numpy()
         u["day"] = local_days(u["ts"], ctx.tz)
 
-        # a look-up by name shortly before opening, itself unexplained
+        # a look-up by name shortly before opening, itself unexplained; only openings have
+        # one (a look-up counted as an access, count_queries, is not its own look-up)
         lookups = x.loc[~x["explained"].to_numpy() & is_query,
                         ["user_id", "patient_id", "ts", "event_id"]]
         window_minutes = ctx.section("explain")["lookup_minutes"]
-        u[["lookup", "lookup_event"]] = looked_up_before(u, lookups, window_minutes,
-                                                         ["user_id", "patient_id"])
+        u[["lookup", "lookup_event"]] = looked_up_before(
+            u.loc[~is_query[counted]], lookups, window_minutes,
+            ["user_id", "patient_id"]).reindex(u.index)
         if gaps is not None:
             u = self._hold(ctx, u, gaps)
             if not len(u):
@@ -299,9 +301,12 @@ class NoRelationship(Detector):
             }
             if class_grants[len(rows)] is not None:   # the sensitive classes' grant check
                 ev_["class_grants"] = class_grants[len(rows)]
+            # a look-up counted as an access itself (count_queries) is listed once
+            ids = list(r.event_ids)
+            seen = set(ids)
             rows.append({"key": f"{r.user_id}|{r.patient_id}|{r.day}", "user_id": r.user_id,
                          "patient_id": r.patient_id, "start": r.start, "end": r.end,
-                         "event_ids": list(r.event_ids) + list(r.lookup_events),
+                         "event_ids": ids + [e for e in r.lookup_events if e not in seen],
                          "severity": r.severity,
                          "score": float(r.score), "message_id": self.id,
                          "message_args": args, "evidence": ev_})
