@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from detector_frames import ev, make_ctx, run
 from test_detect_copy import stub_explain
+
+from emraudit.detectors.copy import window_sums
 
 DAY = ("2025-07-22", "2025-07-23")            # a Tuesday, Asia/Shanghai
 D22 = (date(2025, 7, 22) - date(1970, 1, 1)).days   # its local day code
@@ -155,33 +158,26 @@ def test_an_output_exactly_one_window_earlier_is_outside_it(last, fires):
         assert f.iloc[0]["evidence"]["peak_records_in_window"] == 50
 
 
-def test_an_output_a_fraction_of_a_second_inside_the_window_counts():
+@pytest.mark.parametrize("rows", [
     # the first output falls 0.05 s inside the window of the last one (3 h 59 min 59.95 s)
-    rows = [out("u1", "p0", "2025-07-22 10:00:00.600", 20),
-            out("u1", "p1", "2025-07-22 10:00:00.700", 15),
-            out("u1", "p2", "2025-07-22 14:00:00.550", 15)]
-    f = copy(rows, explained=ids(rows))
-    assert len(f) == 1
-    assert f.iloc[0]["evidence"]["peak_records_in_window"] == 50
-
-
-def test_an_output_under_a_second_inside_the_far_edge_counts():
+    [out("u1", "p0", "2025-07-22 10:00:00.600", 20),
+     out("u1", "p1", "2025-07-22 10:00:00.700", 15),
+     out("u1", "p2", "2025-07-22 14:00:00.550", 15)],
     # found by a mutant that counted exact time: in whole seconds from the first output the
     # 10:00:00.900 output (20 records) fell out of the window ending 14:00:00.800, and the
     # window's true 50 records of 3 patients made no finding
-    rows = [out("u1", "p0", "2025-07-22 10:00:00.000", 1),
-            out("u1", "p1", "2025-07-22 10:00:00.900", 20),
-            out("u1", "p2", "2025-07-22 13:00", 1),
-            out("u1", "p3", "2025-07-22 14:00:00.800", 29)]
+    [out("u1", "p0", "2025-07-22 10:00:00.000", 1),
+     out("u1", "p1", "2025-07-22 10:00:00.900", 20),
+     out("u1", "p2", "2025-07-22 13:00", 1),
+     out("u1", "p3", "2025-07-22 14:00:00.800", 29)]],
+    ids=["first-output-inside", "whole-seconds-dropped-it"])
+def test_an_output_under_a_second_inside_the_far_edge_counts(rows):
     f = copy(rows, explained=ids(rows))
     assert len(f) == 1
     assert f.iloc[0]["evidence"]["peak_records_in_window"] == 50
 
 
 def test_window_sums_equal_a_direct_count_to_the_nanosecond():
-    import numpy as np
-
-    from emraudit.detectors.copy import window_sums
     rng = np.random.default_rng(5)
     n, window = 400, 3 * 10**9
     u = np.sort(rng.integers(0, 5, n))
