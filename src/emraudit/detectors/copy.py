@@ -50,7 +50,7 @@ def window_sums(u: np.ndarray, t: np.ndarray, w: np.ndarray, window_ns: int) -> 
     before = np.cumsum(~is_start)                   # events sorted at or before each point
     lo = np.empty(n, dtype=np.int64)
     lo[o[is_start] - n] = before[is_start]
-    prev = np.where(lo > 0, cs[np.maximum(lo - 1, 0)], 0)
+    prev = np.where(lo > 0, cs[lo - 1], 0)            # lo = 0: nothing before the window
     return cs - prev
 
 
