@@ -48,10 +48,10 @@ unset EMRAUDIT_TEST_PG_URL CI   # fast tests only: the PostgreSQL variants skip
 # (case ids in cases.py, the count invariant in ingest.py and the connectors) only the
 # functions of that part are mutated.
 MODULES=$(cat <<'EOF'
-explain|detectors/explain.py|tests/test_explain.py tests/test_behaviour_explain.py tests/test_behaviour_detectors.py|
+explain|detectors/explain.py|tests/test_explain.py tests/test_behaviour_explain.py tests/test_behaviour_detectors.py tests/test_behaviour_explain_all.py|
 care|detectors/care.py|tests/test_detect_care.py tests/test_behaviour_detectors.py tests/test_feeds.py tests/test_behaviour_care_all.py|
-cred|detectors/cred.py|tests/test_detect_cred.py tests/test_detect_external.py tests/test_behaviour_detectors.py tests/test_behaviour_cred_evidence.py|
-snoop|detectors/snoop.py|tests/test_detect_snoop.py tests/test_behaviour_detectors.py tests/test_behaviour_snoop_evidence.py|
+cred|detectors/cred.py|tests/test_detect_cred.py tests/test_detect_external.py tests/test_behaviour_detectors.py tests/test_behaviour_cred_evidence.py tests/test_behaviour_cred_all.py|
+snoop|detectors/snoop.py|tests/test_detect_snoop.py tests/test_behaviour_detectors.py tests/test_behaviour_snoop_evidence.py tests/test_behaviour_snoop_all.py|
 bulk|detectors/bulk.py|tests/test_detect_bulk.py tests/test_behaviour_detectors.py tests/test_behaviour_bulk_all.py|
 copy|detectors/copy.py|tests/test_detect_copy.py tests/test_behaviour_detectors.py tests/test_behaviour_copy_all.py|
 ingest|ingest.py|tests/test_ingest.py tests/test_behaviour_counts.py tests/test_one_writer.py tests/test_progress.py tests/test_behaviour_ingest_counts_more.py|emraudit.ingest.x_ingest_source__mutmut_* emraudit.ingest.x__quarantine_rows__mutmut_* emraudit.ingest.x__commit_batch__mutmut_* emraudit.ingest.x__refuse_foreign_copies__mutmut_* emraudit.ingest.xǁSourceResultǁadd__mutmut_* emraudit.ingest.x_format_results__mutmut_*
