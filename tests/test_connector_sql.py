@@ -249,3 +249,36 @@ def test_ingest_reads_a_database_source_ahead_on_its_thread(tmp_path):
     assert res.read == 3
     ids = lake.read_events(store.committed_runs())["event_id"]
     assert ids.is_unique and "openemr:log:28" in set(ids)
+
+
+def test_openemr_category_names_the_kind_of_record_written(tmp_path):
+    """OpenEMR 5.0.2+ writes the kind of record in `log.category` (eventCategoryFinder). The
+    kinds routine care writes become the module names `care_record_modules` knows, so one
+    vitals entry explains itself as charting does; a free-text encounter form, clinical mail
+    or an application event keeps its own word."""
+    url = sqlite_url(tmp_path)
+    md = sa.MetaData()
+    log = openemr_log(md)
+    eng = sa.create_engine(url)
+    md.create_all(eng)
+    cats = [("patient-record-insert", "Vitals"), ("order-insert", "Medication"),
+            ("patient-record-insert", "Immunization"), ("lab-order-insert", "Lab Order"),
+            ("patient-record-update", "Encounter Form"), ("patient-record-insert",
+                                                          "Clinical Mail"),
+            ("view", "view"), ("patient-record-update", "VITALS ")]
+    base = dt.datetime(2025, 7, 1, 8, 0, 0)
+    with eng.begin() as c:
+        c.execute(log.insert(), [
+            {"id": i + 1, "date": base + dt.timedelta(minutes=i), "event": ev, "category": cat,
+             "user": "nurse1", "groupname": "Default", "comments": "", "patient_id": 40 + i,
+             "success": 1, "log_from": "open-emr"} for i, (ev, cat) in enumerate(cats)])
+    eng.dispose()
+    cfg = config(tmp_path, url, 'sql_table = "log"\nprofile = "openemr"')
+    _, frame = read_all(cfg)
+    v = model.validate("access_log", frame, cfg.tz, "access_log")
+    assert v.quarantine.empty
+    got = v.accepted.sort_values("event_id")          # openemr:log:1 … openemr:log:8
+    assert got["module"].tolist() == ["vital signs", "medication", "medication", "orders",
+                                      "Encounter Form", "Clinical Mail", "view", "vital signs"]
+    assert got["action"].tolist() == ["create", "create", "create", "create", "update",
+                                      "create", "view", "update"]

@@ -7,6 +7,7 @@ scanned at the size of a real ICU log and scored against the same truth."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,15 @@ REPO = Path(__file__).resolve().parents[2]
 FHIR = REPO / "tests" / "fixtures" / "connectors" / "fhir"
 EVENT_OF_ACTION = {"update": "patient-record-update", "view": "view", "query": "query",
                    "print": "print", "export": "print", "create": "patient-record-insert"}
+# What OpenEMR (5.0.2 and later) writes in `log.category` for a write, by the table its SQL
+# names (EventAuditLogger::eventCategoryFinder): form_vitals -> Vitals, prescriptions ->
+# Medication, procedure_order -> Lab Order, any other form_* or forms -> Encounter Form. Each
+# MIMIC charting source goes to the OpenEMR table most like it; intake/output, procedures and
+# other charting have no table of their own there and land in an encounter form.
+CATEGORY_OF_MODULE = {"flowsheet": "Vitals", "medication": "Medication", "orders": "Lab Order",
+                      "intake/output": "Encounter Form", "procedures": "Encounter Form"}
+TABLE_OF_CATEGORY = {"Vitals": "form_vitals", "Medication": "prescriptions",
+                     "Lab Order": "procedure_order", "Encounter Form": "forms"}
 
 
 def fhir(out: Path) -> dict:
@@ -36,22 +46,35 @@ def openemr_log(tables: dict) -> tuple[pd.DataFrame, pd.Series]:
                          "event": acc["action"].map(EVENT_OF_ACTION).fillna("view"),
                          "user": acc["user_id"], "patient_id": acc["patient_id"].astype("int64"),
                          "success": 1, "src": acc["event_id"]})
-    rows["category"] = rows["event"].str.replace(r"-(select|insert|update|delete)$", "",
-                                                 regex=True)
+    # application events are their own category; SQL-audited writes name the kind of record
+    rows["category"] = rows["event"].where(
+        ~rows["event"].str.startswith("patient-record-"),
+        acc["module"].map(CATEGORY_OF_MODULE).fillna("Encounter Form").to_numpy())
+    table = rows["category"].map(TABLE_OF_CATEGORY)
+    insert = rows["event"].str.endswith("-insert")
+    sql = ("insert into " + table + " (pid, date) values (?, ?)").where(
+        insert, "update " + table + " set date = ? where pid = ?")
+    rows["comments"] = sql.where(table.notna(), "").map(_b64)
     first = acc.assign(day=acc["ts"].dt.normalize()).drop_duplicates(["user_id", "day"])
     logins = pd.DataFrame({"date": (first["ts"] - pd.Timedelta(minutes=1)).dt.floor("s"),
                            "event": "login", "category": "login", "user": first["user_id"],
                            "patient_id": 0, "success": 1, "src": ""})
     admin = pd.DataFrame({"date": [acc["ts"].min().floor("s")] * 2,
                           "event": ["security-administration-update", "login"],
-                          "category": ["security-administration", "login"],
+                          "category": ["Security", "login"],
                           "user": ["admin", "admin"], "patient_id": [0, 0],
                           "success": [1, 0], "src": ["", ""]})
     log = pd.concat([rows, logins, admin], ignore_index=True).sort_values(
         ["date", "src"], kind="stable").reset_index(drop=True)
     log.insert(0, "id", range(1, len(log) + 1))
-    log["groupname"], log["comments"], log["log_from"] = "Default", "", "open-emr"
+    log["comments"] = log["comments"].fillna("")
+    log["groupname"], log["log_from"] = "Default", "open-emr"
     return log.drop(columns="src"), log["src"]
+
+
+def _b64(text: str) -> str:
+    """`log.comments` as OpenEMR stores it when audit-log encryption is off: base64."""
+    return base64.b64encode(text.encode()).decode() if text else ""
 
 
 def openemr(out: Path, tables: dict) -> tuple[dict, dict[str, str]]:
