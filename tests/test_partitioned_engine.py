@@ -33,12 +33,12 @@ def _window(cfg, store, lake):
     return days, ws, pd.Timestamp(days[-1]).tz_localize(cfg.tz) + pd.Timedelta(days=1)
 
 
-def _both(cfg, store, lake, per_partition):
+def _both(cfg, store, lake, per_partition, executor=None):
     days, ws, we = _window(cfg, store, lake)
     ctx = build_context(cfg, store, lake, ws, we, detector_settings(cfg), days)
     single, status = run_detectors(ctx, detector_settings(cfg))
-    det = detect(cfg, store, lake, ws, we, detector_settings(cfg), days, LocalExecutor(2),
-                 per_partition=per_partition)
+    det = detect(cfg, store, lake, ws, we, detector_settings(cfg), days,
+                 executor or LocalExecutor(2), per_partition=per_partition)
     return (single, status, ctx), det
 
 
@@ -63,6 +63,15 @@ def test_sample_hospital_partitioned_equals_single_process(sample):
     _same(single, status, ctx, det)
     # every planted kind the single path finds is found: the comparison is not vacuous
     assert single["detector"].nunique() >= 12
+
+
+def test_partitions_held_back_by_the_memory_budget_give_the_same_findings(sample):
+    """Over its memory budget the engine runs one worker at a time (both passes): slower,
+    never different."""
+    ex = LocalExecutor(2, memory_limit_mb=1)
+    (single, status, ctx), det = _both(*sample, per_partition=6_000, executor=ex)
+    assert det.partitions >= 4 and ex.held_back >= 2 * (det.partitions - 1)
+    _same(single, status, ctx, det)
 
 
 def test_generated_multi_day_hospital_partitioned_equals_single_process(multiday):

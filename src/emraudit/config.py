@@ -239,6 +239,11 @@ class EngineConfig(_Strict):
     # with fewer than [scan] parallel_min_events events run in the scan's own process
     partition_events: int = Field(default=1_000_000, ge=1_000)
     scratch: str | None = None        # folder for workers' results (default: the system's)
+    # local engine: most memory (MB, PSS of the scan's process and its workers) the tree may
+    # hold before another worker starts; a worker always starts when none runs, so the
+    # budget limits how many run at once, never whether the scan runs. Default: 70% of the
+    # memory the system has available when the scan starts (engine/admission.py)
+    memory_limit_mb: int | None = Field(default=None, ge=256)
     spark_conf: dict[str, str] = {}   # extra Spark settings (spark.executor.memory …)
 
 

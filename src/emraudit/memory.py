@@ -26,3 +26,35 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):          # not glibc: nothing to hand back this way
         pass
+
+
+def _proc_kb(path: str, fields: tuple[str, ...]) -> float | None:
+    """The sum of some `Name:  N kB` lines of a /proc file, in MB (None when unreadable)."""
+    try:
+        with open(path, encoding="ascii") as fh:
+            total = sum(int(line.split()[1]) for line in fh if line.split(":")[0] in fields)
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / 1024
+
+
+def pss_mb(pid: int | str = "self") -> float:
+    """A process's proportional set size in MB: its private pages plus its share of the pages
+    it shares with the scan's other processes, so the PSS of a process tree adds up to what
+    the tree really holds (0 when the system does not say)."""
+    return _proc_kb(f"/proc/{pid}/smaps_rollup", ("Pss",)) or 0.0
+
+
+def private_mb(pid: int | str = "self") -> float:
+    """Memory only this process holds, in MB (what a forked worker adds to its parent)."""
+    return _proc_kb(f"/proc/{pid}/smaps_rollup", ("Private_Clean", "Private_Dirty")) or 0.0
+
+
+def available_mb() -> float | None:
+    """Memory the system can still give without swapping (MemAvailable), in MB."""
+    return _proc_kb("/proc/meminfo", ("MemAvailable",))
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, in MB (0 when the system does not say)."""
+    return _proc_kb("/proc/self/status", ("VmRSS",)) or 0.0

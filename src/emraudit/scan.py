@@ -159,11 +159,18 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
         if engine == "spark" or n_events >= config.scan.parallel_min_events:
             from emraudit.engine.driver import detect
             echo(f"detecting over {n_events:,} events in partitions ({engine}) …")
-            det = detect(config, store, lake, ws, we, settings, days,
-                         make_executor(config, engine, spark_master), on_detector=on_det)
+            executor = make_executor(config, engine, spark_master)
+            det = detect(config, store, lake, ws, we, settings, days, executor,
+                         on_detector=on_det)
             ctx, found, status = det.ctx, det.found, det.status
             res.engine = {"kind": det.executor, "partitions": det.partitions,
                           **{k: round(v, 3) for k, v in det.timings.items()}}
+            if getattr(executor, "memory_limit_mb", None):
+                res.engine["memory_limit_mb"] = round(executor.memory_limit_mb)
+                res.engine["held_back"] = executor.held_back
+                if executor.held_back:
+                    echo(f"  memory budget {executor.memory_limit_mb / 1024:.1f} GB: "
+                         f"{executor.held_back} worker starts waited for memory")
             res.timings["load"] = det.timings.get("plan", 0.0)
             res.peak_mb["load"] = peak_rss_mb()
             res.timings["detect"] = time.perf_counter() - t1 - res.timings["load"]
@@ -231,7 +238,8 @@ def make_executor(config: Config, engine: str, master: str | None = None):
         from emraudit.engine.spark import SparkExecutor
         return SparkExecutor.from_config(config, master)
     from emraudit.engine.local import LocalExecutor
-    return LocalExecutor(config.scan.workers, scratch=config.engine.scratch)
+    return LocalExecutor(config.scan.workers, scratch=config.engine.scratch,
+                         memory_limit_mb=config.engine.memory_limit_mb)
 
 
 def _last_costs(store: Store) -> dict[str, float]:

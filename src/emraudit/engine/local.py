@@ -5,8 +5,9 @@ the partitions a long-lived worker has seen (allocators rarely give memory back)
 inherit the scan's small tables (reference snapshots, population statistics) without
 copying them; each reads its own events from the lake and hands back its result as a
 pickle in a scratch folder. A worker that dies (the kernel's OOM killer) is reported as
-that partition's failure, not a hung scan. Without fork (not Linux) partitions run one
-after another in the scan's own process.
+that partition's failure, not a hung scan. Another worker starts only while the process
+tree stays within its memory budget (engine/admission.py). Without fork (not Linux)
+partitions run one after another in the scan's own process.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import warnings
 from multiprocessing.connection import wait
 from typing import Any, Callable, Iterable
 
+from emraudit import memory
+from emraudit.engine.admission import Admission, default_limit_mb
 from emraudit.engine.job import failure
 from emraudit.forking import can_fork
 
@@ -27,9 +30,12 @@ from emraudit.forking import can_fork
 class LocalExecutor:
     name = "local"
 
-    def __init__(self, workers: int = 2, scratch: str | None = None):
+    def __init__(self, workers: int = 2, scratch: str | None = None,
+                 memory_limit_mb: int | None = None):
         self.workers = max(1, int(workers))
         self.scratch = scratch
+        self.memory_limit_mb = default_limit_mb(memory_limit_mb)
+        self.held_back = 0          # worker starts that waited for memory, over every map
 
     def map(self, fn: Callable[..., dict], job: Any, tasks: list,
             on_done: Callable[[int, dict], None] | None = None) -> list[dict]:
@@ -42,7 +48,12 @@ class LocalExecutor:
                 if on_done:
                     on_done(i, out[-1])
             return out
-        return list(_forked(fn, job, tasks, self.workers, self.scratch, on_done))
+        admission = Admission(self.memory_limit_mb)
+        try:
+            return list(_forked(fn, job, tasks, self.workers, self.scratch, on_done,
+                                admission))
+        finally:
+            self.held_back += admission.held_back
 
 
 def _call(fn, job, task) -> dict:
@@ -60,25 +71,27 @@ def _child(fn, job, task, path: str) -> None:
     os.replace(tmp, path)
 
 
-def _forked(fn, job, tasks: list, workers: int, scratch: str | None,
-            on_done) -> Iterable[dict]:
+def _forked(fn, job, tasks: list, workers: int, scratch: str | None, on_done,
+            admission: Admission) -> Iterable[dict]:
     folder = tempfile.mkdtemp(prefix="emraudit-parts-", dir=scratch)
     ctx = mp.get_context("fork")
     results: list[dict | None] = [None] * len(tasks)
-    running: dict[Any, tuple[Any, int, str]] = {}
+    running: dict[Any, tuple[Any, int, str, float]] = {}
     todo = list(enumerate(tasks))
     try:
         while todo or running:
-            while todo and len(running) < workers:
+            while todo and len(running) < workers and \
+                    admission.admit([p.pid for p, *_ in running.values()]):
                 i, task = todo.pop(0)
                 path = os.path.join(folder, f"{i}.pkl")
+                at_fork = memory.rss_mb()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)   # see forking.py
                     proc = ctx.Process(target=_child, args=(fn, job, task, path))
                     proc.start()
-                running[proc.sentinel] = (proc, i, path)
+                running[proc.sentinel] = (proc, i, path, at_fork)
             for sentinel in wait(list(running)):
-                proc, i, path = running.pop(sentinel)
+                proc, i, path, at_fork = running.pop(sentinel)
                 proc.join()
                 if proc.exitcode == 0 and os.path.exists(path):
                     with open(path, "rb") as fh:
@@ -87,10 +100,11 @@ def _forked(fn, job, tasks: list, workers: int, scratch: str | None,
                 else:
                     results[i] = {"error": f"worker process died (exit code {proc.exitcode});"
                                   " out of memory? lower [engine] partition_events"}
+                admission.finished(at_fork, results[i])
                 if on_done:
                     on_done(i, results[i])
     finally:
-        for proc, _, _ in running.values():
+        for proc, *_ in running.values():
             proc.kill()
             proc.join()
         shutil.rmtree(folder, ignore_errors=True)

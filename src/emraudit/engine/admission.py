@@ -1,0 +1,58 @@
+"""When the local engine may start another worker: a memory budget for the process tree.
+
+Workers are forked from the scan's process, so what they add is their private memory: the
+partition's events, the detectors' work, the findings before they are packed. On most nights
+two workers fit beside the scan's process; on a night where much stays unexplained the scan's
+process grows (population statistics, packed findings) and two workers can push the tree
+past what the machine has. Rather than let the kernel kill a worker (and lose its partition),
+the executor starts another worker only when the tree's PSS now, plus the most one worker has
+been seen to add, stays within the budget. A worker always starts when none is running: the
+budget decides how many run at once, never whether the scan runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from emraudit import memory
+
+AUTO_SHARE = 0.7        # of the memory available when the scan starts, without a set limit
+
+
+def default_limit_mb(configured: int | None) -> float | None:
+    """The budget in force: the configured one, else 70% of what the system has available
+    (None when the system does not say: no budget)."""
+    if configured:
+        return float(configured)
+    avail = memory.available_mb()
+    return AUTO_SHARE * avail if avail else None
+
+
+@dataclass
+class Admission:
+    """The budget and what the workers have shown they add (one per executor map)."""
+
+    limit_mb: float | None
+    tree_mb: Callable[[Iterable[int]], float] = field(
+        default=lambda pids: memory.pss_mb() + sum(memory.pss_mb(p) for p in pids))
+    worker_mb: Callable[[int], float] = memory.private_mb
+    grow_mb: float = 0.0        # the most a finished worker's peak rose above its fork
+    held_back: int = 0          # times a worker start waited for memory
+
+    def admit(self, running: list[int]) -> bool:
+        """May one more worker start beside the `running` ones (their pids)?"""
+        if not self.limit_mb or not running:
+            return True
+        need = max([self.grow_mb] + [self.worker_mb(p) for p in running])
+        if self.tree_mb(running) + need <= self.limit_mb:
+            return True
+        self.held_back += 1
+        return False
+
+    def finished(self, rss_at_fork_mb: float, result: dict) -> None:
+        """A worker ended: its peak RSS (reported by itself) above the RSS it was forked
+        with is what one worker adds."""
+        peak = result.get("peak_mb") if isinstance(result, dict) else None
+        if peak:
+            self.grow_mb = max(self.grow_mb, float(peak) - rss_at_fork_mb)

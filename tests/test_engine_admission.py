@@ -1,0 +1,97 @@
+"""The local engine's memory budget (engine/admission.py): another worker starts only while
+the process tree's PSS plus what one worker adds stays within the budget; a worker always
+starts when none runs; partitions held back still run and give the same findings."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from emraudit import memory
+from emraudit.engine import plan
+from emraudit.engine.admission import AUTO_SHARE, Admission, default_limit_mb
+from emraudit.engine.local import LocalExecutor
+
+
+def budget(limit, tree=1000.0, workers=None, grow=0.0):
+    """An Admission whose measurements are given: tree PSS and each worker's private MB."""
+    workers = workers or {}
+    return Admission(limit, tree_mb=lambda pids: tree, worker_mb=lambda p: workers.get(p, 0.0),
+                     grow_mb=grow)
+
+
+def test_no_budget_or_no_running_worker_always_admits():
+    assert budget(None, tree=10**6).admit([1, 2])
+    a = budget(100.0, tree=10**6, grow=10**6)
+    assert a.admit([]) and a.held_back == 0          # the scan never stalls for memory
+
+
+def test_admits_while_tree_plus_one_worker_fits_and_counts_what_it_holds_back():
+    a = budget(1500.0, tree=1000.0, workers={7: 500.0})
+    assert a.admit([7])                               # 1000 + 500 = 1500: at the budget
+    a = budget(1500.0, tree=1000.0, workers={7: 500.5})
+    assert not a.admit([7]) and not a.admit([7]) and a.held_back == 2
+
+
+def test_what_one_worker_adds_is_the_most_seen_finished_or_running():
+    a = budget(1500.0, tree=1000.0, workers={7: 100.0}, grow=600.0)
+    assert not a.admit([7])                           # a finished worker rose 600 MB
+    a = budget(1500.0, tree=1000.0, workers={7: 100.0, 8: 501.0}, grow=200.0)
+    assert not a.admit([7, 8])                        # a running one holds 501 MB already
+
+
+def test_a_finished_worker_teaches_its_peak_above_the_fork():
+    a = budget(5000.0)
+    a.finished(800.0, {"peak_mb": 1300.0})
+    assert a.grow_mb == 500.0
+    a.finished(900.0, {"peak_mb": 1200.0})            # smaller: the most is kept
+    assert a.grow_mb == 500.0
+    a.finished(800.0, {"error": "worker process died"})
+    assert a.grow_mb == 500.0
+
+
+def test_default_budget_is_the_configured_one_else_a_share_of_what_is_available(monkeypatch):
+    assert default_limit_mb(3000) == 3000.0
+    monkeypatch.setattr(memory, "available_mb", lambda: 10_000.0)
+    assert default_limit_mb(None) == AUTO_SHARE * 10_000.0 == 7000.0
+    monkeypatch.setattr(memory, "available_mb", lambda: None)
+    assert default_limit_mb(None) is None
+
+
+def test_this_process_has_a_pss_and_private_memory():
+    """The measurements read /proc (Linux): a Python process holds tens of MB."""
+    assert memory.pss_mb() > 10 and memory.private_mb() > 10 and memory.rss_mb() > 10
+    assert memory.pss_mb(999_999_999) == 0.0          # a process that is gone
+
+
+def _span(job, task):
+    t0 = time.time()
+    time.sleep(0.3)
+    return {"span": (t0, time.time()), "pid": os.getpid()}
+
+
+def _meet(folder: Path, task):
+    """Each of two tasks says it started and waits (at most 20 s) for the other."""
+    (folder / f"started-{task.index}").touch()
+    other = folder / f"started-{1 - task.index}"
+    deadline = time.time() + 20
+    while not other.exists() and time.time() < deadline:
+        time.sleep(0.01)
+    return {"met": other.exists()}
+
+
+def test_over_budget_partitions_run_one_at_a_time_and_all_finish():
+    tasks = [plan.Task(r, 3, ("x",)) for r in range(3)]
+    ex = LocalExecutor(2, memory_limit_mb=1)          # any tree is over 1 MB
+    out = ex.map(_span, None, tasks)
+    spans = sorted(o["span"] for o in out)
+    assert len(spans) == 3 and len({o["pid"] for o in out}) == 3
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))    # never two at once
+    assert ex.held_back >= 2
+
+
+def test_within_budget_two_workers_run_together(tmp_path):
+    ex = LocalExecutor(2, memory_limit_mb=10**7)
+    out = ex.map(_meet, tmp_path, [plan.Task(r, 2, ("x",)) for r in range(2)])
+    assert [o["met"] for o in out] == [True, True] and ex.held_back == 0
