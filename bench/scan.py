@@ -98,6 +98,8 @@ def _store_baseline(db_url: str, rows: pd.DataFrame) -> None:
 
 
 ENGINE: list[str] = []     # extra `emraudit scan` arguments (--engine spark …)
+MEMORY_LIMIT: list[int] = []   # --memory-limit-mb: [engine] memory_limit_mb of the night's scan
+_LIMIT_MARK = "# bench: memory budget of the night's scan\n"
 
 
 def _scan(cfg: Path, profile: Path | None = None) -> tuple[float, int, dict]:
@@ -254,9 +256,18 @@ def _parse_floor(csv: Path) -> float:
     return float(out.strip())
 
 
+def _set_memory_limit(cfg: Path) -> None:
+    """The night's config with the budget asked for (or without any the bench added)."""
+    text = cfg.read_text(encoding="utf-8").split(_LIMIT_MARK)[0]
+    if MEMORY_LIMIT:
+        text += f"{_LIMIT_MARK}[engine]\nmemory_limit_mb = {MEMORY_LIMIT[0]}\n"
+    cfg.write_text(text, encoding="utf-8")
+
+
 def _run_night(work: Path, n: int, out: Path, profile: bool, gen_s: float,
                baseline_rows: int, night_csv: Path) -> dict:
     floor = _parse_floor(night_csv)
+    _set_memory_limit(work / "emraudit.toml")
     wall, peak, summary = _scan(work / "emraudit.toml",
                                 out / f"profile-{n}.txt" if profile else None)
     src = summary["sources"]["access_log"]
@@ -366,6 +377,9 @@ def main() -> None:
     ap.add_argument("--engine", choices=("local", "spark"),
                     help="detection engine of the night's scan (default: the config's)")
     ap.add_argument("--spark-master", help="with --engine spark: the master (local[2])")
+    ap.add_argument("--memory-limit-mb", type=int, metavar="MB",
+                    help="[engine] memory_limit_mb of the night's scan (default: the engine's, "
+                         "70%% of the memory available)")
     ap.add_argument("--backlog", type=int, default=0, metavar="DAYS",
                     help="generate DAYS days of N events each and scan them in one run "
                          "on a fresh store (a first self-inspection)")
@@ -373,6 +387,8 @@ def main() -> None:
     if args.engine:
         ENGINE[:] = ["--engine", args.engine] + (
             ["--spark-master", args.spark_master] if args.spark_master else [])
+    if args.memory_limit_mb:
+        MEMORY_LIMIT[:] = [args.memory_limit_mb]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
@@ -408,6 +424,10 @@ def main() -> None:
                 f"{r['summary'].get('tree_pss_peak_mb', 0) / 1024:.2f}" for r in results],
             ["  reached at (s after start) / processes"] + [
                 "{} / {}".format(*r["summary"].get("tree_pss_peak_at", ["?", "?"]))
+                for r in results],
+            ["  memory budget (MB) / worker starts held back"] + [
+                "{} / {}".format(r["summary"].get("engine", {}).get("memory_limit_mb", "-"),
+                                 r["summary"].get("engine", {}).get("held_back", "-"))
                 for r in results]]
     for s in stages:
         rows.append([f"  ingest: {s} (s)"] + [f"{r['ingest'].get(s, 0):.2f}" for r in results])
