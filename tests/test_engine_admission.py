@@ -95,3 +95,39 @@ def test_within_budget_two_workers_run_together(tmp_path):
     ex = LocalExecutor(2, memory_limit_mb=10**7)
     out = ex.map(_meet, tmp_path, [plan.Task(r, 2, ("x",)) for r in range(2)])
     assert [o["met"] for o in out] == [True, True] and ex.held_back == 0
+
+
+READ_AT: list[float] = []
+
+
+class _Marker:
+    """Records when the scan's process unpickles it (a partition's result being read)."""
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        READ_AT.append(time.time())
+
+
+def _finds(job, task):
+    time.sleep(0.2 * task.index)
+    return {"found": _Marker(), "ended": time.time(), "peak_mb": 100.0}
+
+
+def test_no_result_is_read_while_a_worker_still_runs():
+    """A partition's findings wait on disk until every worker has ended: the scan's process
+    does not hold the findings of finished partitions beside the workers still running."""
+    READ_AT.clear()
+    ex = LocalExecutor(2, memory_limit_mb=10**7)
+    out = ex.map(_finds, None, [plan.Task(r, 4, ("x",)) for r in range(4)])
+    assert len(READ_AT) == 4 and all(o["peak_mb"] == 100.0 for o in out)
+    assert min(READ_AT) >= max(o["ended"] for o in out)
+
+
+def test_with_on_done_each_result_is_handed_over_as_it_ends():
+    READ_AT.clear()
+    seen: list[int] = []
+    LocalExecutor(1).map(_finds, None, [plan.Task(r, 2, ("x",)) for r in range(2)],
+                         on_done=lambda i, r: seen.append((i, len(READ_AT))))
+    assert seen == [(0, 1), (1, 2)]

@@ -68,14 +68,34 @@ def _child(fn, job, task, path: str) -> None:
     tmp = path + ".tmp"
     with open(tmp, "wb") as fh:
         pickle.dump(res, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    with open(path + ".peak", "w", encoding="ascii") as fh:    # read before the result is
+        fh.write(str(res.get("peak_mb", 0.0)))                  # (the budget needs it now)
     os.replace(tmp, path)
+
+
+def _load(path: str) -> dict:
+    with open(path, "rb") as fh:
+        res = pickle.load(fh)
+    os.unlink(path)
+    return res
+
+
+def _peak(path: str) -> dict:
+    try:
+        with open(path + ".peak", encoding="ascii") as fh:
+            return {"peak_mb": float(fh.read())}
+    except (OSError, ValueError):
+        return {}
 
 
 def _forked(fn, job, tasks: list, workers: int, scratch: str | None, on_done,
             admission: Admission) -> Iterable[dict]:
+    """Results are read once every worker has ended (unless `on_done` wants each at once):
+    a partition's findings wait on disk, so the scan's process does not hold them beside
+    the workers still running."""
     folder = tempfile.mkdtemp(prefix="emraudit-parts-", dir=scratch)
     ctx = mp.get_context("fork")
-    results: list[dict | None] = [None] * len(tasks)
+    results: list[dict | str | None] = [None] * len(tasks)
     running: dict[Any, tuple[Any, int, str, float]] = {}
     todo = list(enumerate(tasks))
     try:
@@ -94,15 +114,14 @@ def _forked(fn, job, tasks: list, workers: int, scratch: str | None, on_done,
                 proc, i, path, at_fork = running.pop(sentinel)
                 proc.join()
                 if proc.exitcode == 0 and os.path.exists(path):
-                    with open(path, "rb") as fh:
-                        results[i] = pickle.load(fh)
-                    os.unlink(path)
+                    admission.finished(at_fork, _peak(path))
+                    results[i] = _load(path) if on_done else path
                 else:
                     results[i] = {"error": f"worker process died (exit code {proc.exitcode});"
                                   " out of memory? lower [engine] partition_events"}
-                admission.finished(at_fork, results[i])
                 if on_done:
                     on_done(i, results[i])
+        results = [_load(r) if isinstance(r, str) else r for r in results]
     finally:
         for proc, *_ in running.values():
             proc.kill()
