@@ -14,11 +14,12 @@ from emraudit.engine.admission import AUTO_SHARE, Admission, default_limit_mb
 from emraudit.engine.local import LocalExecutor
 
 
-def budget(limit, tree=1000.0, workers=None, grow=0.0):
-    """An Admission whose measurements are given: tree PSS and each worker's private MB."""
+def budget(limit, tree=1000.0, workers=None, grow=0.0, known=True, prior=700.0):
+    """An Admission whose measurements are given: tree PSS, each worker's private MB, and
+    the scan's own PSS (assumed for a worker before any has ended)."""
     workers = workers or {}
     return Admission(limit, tree_mb=lambda pids: tree, worker_mb=lambda p: workers.get(p, 0.0),
-                     grow_mb=grow)
+                     prior_mb=lambda: prior, grow_mb=grow, known=known)
 
 
 def test_no_budget_or_no_running_worker_always_admits():
@@ -41,10 +42,21 @@ def test_what_one_worker_adds_is_the_most_seen_finished_or_running():
     assert not a.admit([7, 8])                        # a running one holds 501 MB already
 
 
+def test_before_any_worker_ended_a_worker_is_assumed_to_add_what_the_scan_holds():
+    a = budget(1700.0, tree=1000.0, workers={7: 50.0}, known=False, prior=700.0)
+    assert a.admit([7])                               # 1000 + 700 fits
+    a = budget(1699.0, tree=1000.0, workers={7: 50.0}, known=False, prior=700.0)
+    assert not a.admit([7])                           # the second waits for the first
+    a = budget(1699.0, tree=1000.0, workers={7: 50.0}, known=True, grow=300.0, prior=700.0)
+    assert a.admit([7])                               # once known, what was seen counts
+
+
 def test_a_finished_worker_teaches_its_peak_above_the_fork():
-    a = budget(5000.0)
+    a = budget(5000.0, known=False)
+    a.finished(800.0, {"error": "worker process died"})
+    assert not a.known
     a.finished(800.0, {"peak_mb": 1300.0})
-    assert a.grow_mb == 500.0
+    assert a.grow_mb == 500.0 and a.known
     a.finished(900.0, {"peak_mb": 1200.0})            # smaller: the most is kept
     assert a.grow_mb == 500.0
     a.finished(800.0, {"error": "worker process died"})

@@ -37,14 +37,19 @@ class Admission:
     tree_mb: Callable[[Iterable[int]], float] = field(
         default=lambda pids: memory.pss_mb() + sum(memory.pss_mb(p) for p in pids))
     worker_mb: Callable[[int], float] = memory.private_mb
+    # before any worker has ended: what a worker may add is not known yet, so assume as much
+    # as the scan's own process holds (a partition's events and work are usually less)
+    prior_mb: Callable[[], float] = memory.pss_mb
     grow_mb: float = 0.0        # the most a finished worker's peak rose above its fork
+    known: bool = False         # has a worker ended (here or in an earlier pass)?
     held_back: int = 0          # times a worker start waited for memory
 
     def admit(self, running: list[int]) -> bool:
         """May one more worker start beside the `running` ones (their pids)?"""
         if not self.limit_mb or not running:
             return True
-        need = max([self.grow_mb] + [self.worker_mb(p) for p in running])
+        seen = [self.worker_mb(p) for p in running]
+        need = max([self.grow_mb if self.known else self.prior_mb()] + seen)
         if self.tree_mb(running) + need <= self.limit_mb:
             return True
         self.held_back += 1
@@ -56,3 +61,4 @@ class Admission:
         peak = result.get("peak_mb") if isinstance(result, dict) else None
         if peak:
             self.grow_mb = max(self.grow_mb, float(peak) - rss_at_fork_mb)
+            self.known = True
