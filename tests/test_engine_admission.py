@@ -28,26 +28,31 @@ def test_no_budget_or_no_running_worker_always_admits():
     assert a.admit([]) and a.held_back == 0          # the scan never stalls for memory
 
 
-def test_admits_while_tree_plus_one_worker_fits_and_counts_what_it_holds_back():
-    a = budget(1500.0, tree=1000.0, workers={7: 500.0})
-    assert a.admit([7])                               # 1000 + 500 = 1500: at the budget
-    a = budget(1500.0, tree=1000.0, workers={7: 500.5})
+def test_admits_while_each_worker_at_its_expected_size_fits_and_counts_what_it_holds_back():
+    """tree 1000 MB of which the running worker holds 500 privately: the rest (500) plus that
+    worker at max(500, what a worker adds) plus the new one at what a worker adds."""
+    assert budget(1500.0, tree=1000.0, workers={7: 500.0}, grow=250.0).admit([7])   # 1250
+    assert budget(1500.0, tree=1000.0, workers={7: 500.0}, grow=500.0).admit([7])   # 1500
+    a = budget(1500.0, tree=1000.0, workers={7: 500.0}, grow=500.5)                  # 1501
     assert not a.admit([7]) and not a.admit([7]) and a.held_back == 2
 
 
-def test_what_one_worker_adds_is_the_most_seen_finished_or_running():
-    a = budget(1500.0, tree=1000.0, workers={7: 100.0}, grow=600.0)
-    assert not a.admit([7])                           # a finished worker rose 600 MB
-    a = budget(1500.0, tree=1000.0, workers={7: 100.0, 8: 501.0}, grow=200.0)
-    assert not a.admit([7, 8])                        # a running one holds 501 MB already
+def test_a_worker_just_forked_is_expected_to_grow_like_the_others():
+    # 990 + 600 (the running one, still at 10 MB, will reach 600) + 600 (the new one)
+    assert not budget(2189.0, tree=1000.0, workers={7: 10.0}, grow=600.0).admit([7])
+    assert budget(2190.0, tree=1000.0, workers={7: 10.0}, grow=600.0).admit([7])
+    # two running: 600 + max(100, 500) + max(900, 500) + 500
+    assert budget(2500.0, tree=1600.0, workers={7: 100.0, 8: 900.0}, grow=500.0).admit([7, 8])
+    assert not budget(2499.0, tree=1600.0, workers={7: 100.0, 8: 900.0},
+                      grow=500.0).admit([7, 8])
 
 
 def test_before_any_worker_ended_a_worker_is_assumed_to_add_what_the_scan_holds():
-    a = budget(1700.0, tree=1000.0, workers={7: 50.0}, known=False, prior=700.0)
-    assert a.admit([7])                               # 1000 + 700 fits
-    a = budget(1699.0, tree=1000.0, workers={7: 50.0}, known=False, prior=700.0)
+    # 950 + 700 + 700: the scan's own 700 MB stands for each worker until one has ended
+    assert budget(2350.0, tree=1000.0, workers={7: 50.0}, known=False, prior=700.0).admit([7])
+    a = budget(2349.0, tree=1000.0, workers={7: 50.0}, known=False, prior=700.0)
     assert not a.admit([7])                           # the second waits for the first
-    a = budget(1699.0, tree=1000.0, workers={7: 50.0}, known=True, grow=300.0, prior=700.0)
+    a = budget(2349.0, tree=1000.0, workers={7: 50.0}, known=True, grow=300.0, prior=700.0)
     assert a.admit([7])                               # once known, what was seen counts
 
 

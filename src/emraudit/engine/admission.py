@@ -6,8 +6,10 @@ two workers fit beside the scan's process; on a night where much stays unexplain
 process grows (population statistics, packed findings) and two workers can push the tree
 past what the machine has. Rather than let the kernel kill a worker (and lose its partition),
 the executor starts another worker only when the tree's PSS now, plus the most one worker has
-been seen to add, stays within the budget. A worker always starts when none is running: the
-budget decides how many run at once, never whether the scan runs.
+been seen to add for each running worker and for the new one, stays within the budget (before
+any worker of a pass has ended, a worker is assumed to add as much as the scan's process
+holds). A worker always starts when none is running: the budget decides how many run at
+once, never whether the scan runs.
 """
 
 from __future__ import annotations
@@ -48,9 +50,12 @@ class Admission:
         """May one more worker start beside the `running` ones (their pids)?"""
         if not self.limit_mb or not running:
             return True
-        seen = [self.worker_mb(p) for p in running]
-        need = max([self.grow_mb if self.known else self.prior_mb()] + seen)
-        if self.tree_mb(running) + need <= self.limit_mb:
+        est = self.grow_mb if self.known else self.prior_mb()
+        held = [self.worker_mb(p) for p in running]
+        # the tree without the workers' own memory, each running worker at the most it is
+        # expected to reach (a worker just forked has not grown yet), and the new one
+        base = self.tree_mb(running) - sum(held)
+        if base + sum(max(h, est) for h in held) + est <= self.limit_mb:
             return True
         self.held_back += 1
         return False

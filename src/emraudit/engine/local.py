@@ -36,7 +36,6 @@ class LocalExecutor:
         self.scratch = scratch
         self.memory_limit_mb = default_limit_mb(memory_limit_mb)
         self.held_back = 0          # worker starts that waited for memory, over every map
-        self._grow: float | None = None     # what a worker added in an earlier map (pass)
 
     def map(self, fn: Callable[..., dict], job: Any, tasks: list,
             on_done: Callable[[int, dict], None] | None = None) -> list[dict]:
@@ -49,16 +48,13 @@ class LocalExecutor:
                 if on_done:
                     on_done(i, out[-1])
             return out
+        # per map: a pass's workers do other work than the last pass's and grow otherwise
         admission = Admission(self.memory_limit_mb)
-        if self._grow is not None:          # pass two starts knowing what pass one's took
-            admission.grow_mb, admission.known = self._grow, True
         try:
             return list(_forked(fn, job, tasks, self.workers, self.scratch, on_done,
                                 admission))
         finally:
             self.held_back += admission.held_back
-            if admission.known:
-                self._grow = admission.grow_mb
 
 
 def _call(fn, job, task) -> dict:
