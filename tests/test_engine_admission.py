@@ -56,16 +56,37 @@ def test_before_any_worker_ended_a_worker_is_assumed_to_add_what_the_scan_holds(
     assert a.admit([7])                               # once known, what was seen counts
 
 
-def test_a_finished_worker_teaches_its_peak_above_the_fork():
+def test_a_finished_worker_teaches_how_much_it_grew():
     a = budget(5000.0, known=False)
-    a.finished(800.0, {"error": "worker process died"})
+    a.finished(None)                                  # a worker that died says nothing
     assert not a.known
-    a.finished(800.0, {"peak_mb": 1300.0})
+    a.finished(500.0)
     assert a.grow_mb == 500.0 and a.known
-    a.finished(900.0, {"peak_mb": 1200.0})            # smaller: the most is kept
+    a.finished(300.0)                                 # smaller: the most is kept
     assert a.grow_mb == 500.0
-    a.finished(800.0, {"error": "worker process died"})
-    assert a.grow_mb == 500.0
+
+
+def _grows(job, task):
+    """A worker that holds about 60 MB more at its peak than when it started."""
+    block = bytearray(60 * 2**20)
+    block[::4096] = b"x" * len(block[::4096])         # touch every page
+    return {"n": len(block)}
+
+
+def test_the_executor_learns_what_its_workers_grew():
+    seen: list[float | None] = []
+    orig = Admission.finished
+
+    def spy(self, grew):
+        seen.append(grew)
+        orig(self, grew)
+    try:
+        Admission.finished = spy
+        LocalExecutor(2, memory_limit_mb=10**7).map(_grows, None,
+                                                    [plan.Task(r, 2, ("x",)) for r in range(2)])
+    finally:
+        Admission.finished = orig
+    assert len(seen) == 2 and all(55 <= g <= 200 for g in seen), seen
 
 
 def test_default_budget_is_the_configured_one_else_a_share_of_what_is_available(monkeypatch):

@@ -40,9 +40,9 @@ class Admission:
         default=lambda pids: memory.pss_mb() + sum(memory.pss_mb(p) for p in pids))
     worker_mb: Callable[[int], float] = memory.private_mb
     # before any worker has ended: what a worker may add is not known yet, so assume as much
-    # as the scan's own process holds (a partition's events and work are usually less)
-    prior_mb: Callable[[], float] = memory.pss_mb
-    grow_mb: float = 0.0        # the most a finished worker's peak rose above its fork
+    # as the scan's own process holds (its RSS: its PSS halves once a child shares its pages)
+    prior_mb: Callable[[], float] = memory.rss_mb
+    grow_mb: float = 0.0        # the most a finished worker grew above its start
     known: bool = False         # has a worker ended (here or in an earlier pass)?
     held_back: int = 0          # times a worker start waited for memory
 
@@ -60,10 +60,9 @@ class Admission:
         self.held_back += 1
         return False
 
-    def finished(self, rss_at_fork_mb: float, result: dict) -> None:
-        """A worker ended: its peak RSS (reported by itself) above the RSS it was forked
-        with is what one worker adds."""
-        peak = result.get("peak_mb") if isinstance(result, dict) else None
-        if peak:
-            self.grow_mb = max(self.grow_mb, float(peak) - rss_at_fork_mb)
+    def finished(self, grew_mb: float | None) -> None:
+        """A worker ended, having grown `grew_mb` above its own resident memory when it
+        started (its peak, as it measured itself; None: it did not say)."""
+        if grew_mb is not None:
+            self.grow_mb = max(self.grow_mb, float(grew_mb))
             self.known = True

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable
 
 from emraudit import memory
 from emraudit.engine.admission import Admission, default_limit_mb
+from emraudit.detection import peak_rss_mb
 from emraudit.engine.job import failure
 from emraudit.forking import can_fork
 
@@ -65,12 +66,15 @@ def _call(fn, job, task) -> dict:
 
 
 def _child(fn, job, task, path: str) -> None:
+    start = memory.rss_mb()
     res = _call(fn, job, task)
     tmp = path + ".tmp"
     with open(tmp, "wb") as fh:
         pickle.dump(res, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    with open(path + ".peak", "w", encoding="ascii") as fh:    # read before the result is
-        fh.write(str(res.get("peak_mb", 0.0)))                  # (the budget needs it now)
+    # how much this worker grew (its peak, as VmHWM says, above where it started): the
+    # budget reads it at once, the result only after every worker has ended
+    with open(path + ".grew", "w", encoding="ascii") as fh:
+        fh.write(str(max(0.0, peak_rss_mb() - start)))
     os.replace(tmp, path)
 
 
@@ -81,12 +85,12 @@ def _load(path: str) -> dict:
     return res
 
 
-def _peak(path: str) -> dict:
+def _grew(path: str) -> float | None:
     try:
-        with open(path + ".peak", encoding="ascii") as fh:
-            return {"peak_mb": float(fh.read())}
+        with open(path + ".grew", encoding="ascii") as fh:
+            return float(fh.read())
     except (OSError, ValueError):
-        return {}
+        return None
 
 
 def _forked(fn, job, tasks: list, workers: int, scratch: str | None, on_done,
@@ -97,7 +101,7 @@ def _forked(fn, job, tasks: list, workers: int, scratch: str | None, on_done,
     folder = tempfile.mkdtemp(prefix="emraudit-parts-", dir=scratch)
     ctx = mp.get_context("fork")
     results: list[dict | str | None] = [None] * len(tasks)
-    running: dict[Any, tuple[Any, int, str, float]] = {}
+    running: dict[Any, tuple[Any, int, str]] = {}
     todo = list(enumerate(tasks))
     try:
         while todo or running:
@@ -105,17 +109,16 @@ def _forked(fn, job, tasks: list, workers: int, scratch: str | None, on_done,
                     admission.admit([p.pid for p, *_ in running.values()]):
                 i, task = todo.pop(0)
                 path = os.path.join(folder, f"{i}.pkl")
-                at_fork = memory.rss_mb()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)   # see forking.py
                     proc = ctx.Process(target=_child, args=(fn, job, task, path))
                     proc.start()
-                running[proc.sentinel] = (proc, i, path, at_fork)
+                running[proc.sentinel] = (proc, i, path)
             for sentinel in wait(list(running)):
-                proc, i, path, at_fork = running.pop(sentinel)
+                proc, i, path = running.pop(sentinel)
                 proc.join()
                 if proc.exitcode == 0 and os.path.exists(path):
-                    admission.finished(at_fork, _peak(path))
+                    admission.finished(_grew(path))
                     results[i] = _load(path) if on_done else path
                 else:
                     results[i] = {"error": f"worker process died (exit code {proc.exitcode});"
