@@ -56,6 +56,21 @@ def test_before_any_worker_ended_a_worker_is_assumed_to_add_what_the_scan_holds(
     assert a.admit([7])                               # once known, what was seen counts
 
 
+def test_a_configured_budget_lets_no_second_worker_start_before_one_has_ended():
+    """Without a worker's size, a set budget is not gambled on a guess."""
+    a = Admission(10**6, tree_mb=lambda pids: 10.0, worker_mb=lambda p: 0.0, prior_mb=None)
+    assert a.admit([]) and not a.admit([7]) and a.held_back == 1
+    a.finished(40.0)
+    assert a.admit([7])
+
+
+def test_the_executor_with_a_configured_budget_runs_its_first_two_one_after_the_other():
+    ex = LocalExecutor(2, memory_limit_mb=10**7)      # plenty, but set: the first pair waits
+    out = ex.map(_span, None, [plan.Task(r, 2, ("x",)) for r in range(2)])
+    (a0, a1), (b0, b1) = sorted(o["span"] for o in out)
+    assert a1 <= b0 and ex.held_back == 1
+
+
 def test_a_finished_worker_teaches_how_much_it_grew():
     a = budget(5000.0, known=False)
     a.finished(None)                                  # a worker that died says nothing
@@ -82,8 +97,7 @@ def test_the_executor_learns_what_its_workers_grew():
         orig(self, grew)
     try:
         Admission.finished = spy
-        LocalExecutor(2, memory_limit_mb=10**7).map(_grows, None,
-                                                    [plan.Task(r, 2, ("x",)) for r in range(2)])
+        LocalExecutor(2).map(_grows, None, [plan.Task(r, 2, ("x",)) for r in range(2)])
     finally:
         Admission.finished = orig
     assert len(seen) == 2 and all(55 <= g <= 200 for g in seen), seen
@@ -129,8 +143,9 @@ def test_over_budget_partitions_run_one_at_a_time_and_all_finish():
     assert ex.held_back >= 2
 
 
-def test_within_budget_two_workers_run_together(tmp_path):
-    ex = LocalExecutor(2, memory_limit_mb=10**7)
+def test_within_the_default_budget_two_workers_run_together(tmp_path, monkeypatch):
+    monkeypatch.setattr(memory, "available_mb", lambda: 10.0**7)
+    ex = LocalExecutor(2)
     out = ex.map(_meet, tmp_path, [plan.Task(r, 2, ("x",)) for r in range(2)])
     assert [o["met"] for o in out] == [True, True] and ex.held_back == 0
 
@@ -157,7 +172,7 @@ def test_no_result_is_read_while_a_worker_still_runs():
     """A partition's findings wait on disk until every worker has ended: the scan's process
     does not hold the findings of finished partitions beside the workers still running."""
     READ_AT.clear()
-    ex = LocalExecutor(2, memory_limit_mb=10**7)
+    ex = LocalExecutor(2)
     out = ex.map(_finds, None, [plan.Task(r, 4, ("x",)) for r in range(4)])
     assert len(READ_AT) == 4 and all(o["peak_mb"] == 100.0 for o in out)
     assert min(READ_AT) >= max(o["ended"] for o in out)

@@ -6,10 +6,11 @@ two workers fit beside the scan's process; on a night where much stays unexplain
 process grows (population statistics, packed findings) and two workers can push the tree
 past what the machine has. Rather than let the kernel kill a worker (and lose its partition),
 the executor starts another worker only when the tree's PSS now, plus the most one worker has
-been seen to add for each running worker and for the new one, stays within the budget (before
-any worker of a pass has ended, a worker is assumed to add as much as the scan's process
-holds). A worker always starts when none is running: the budget decides how many run at
-once, never whether the scan runs.
+been seen to grow for each running worker and for the new one, stays within the budget. Before
+any worker of a pass has ended its size is unknown: under a configured budget the second
+worker waits for the first; under the default one a worker is assumed to add as much as the
+scan's process holds. A worker always starts when none is running: the budget decides how
+many run at once, never whether the scan runs.
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ class Admission:
     tree_mb: Callable[[Iterable[int]], float] = field(
         default=lambda pids: memory.pss_mb() + sum(memory.pss_mb(p) for p in pids))
     worker_mb: Callable[[int], float] = memory.private_mb
-    # before any worker has ended: what a worker may add is not known yet, so assume as much
-    # as the scan's own process holds (its RSS: its PSS halves once a child shares its pages)
-    prior_mb: Callable[[], float] = memory.rss_mb
+    # before any worker of the pass has ended, what a worker may add is not known: with a
+    # budget the configuration sets, a second worker waits until one has ended (None); with
+    # the default budget a worker is assumed to add as much as the scan's own process holds
+    # (its RSS: its PSS halves once a child shares its pages)
+    prior_mb: Callable[[], float] | None = memory.rss_mb
     grow_mb: float = 0.0        # the most a finished worker grew above its start
     known: bool = False         # has a worker ended (here or in an earlier pass)?
     held_back: int = 0          # times a worker start waited for memory
@@ -50,6 +53,9 @@ class Admission:
         """May one more worker start beside the `running` ones (their pids)?"""
         if not self.limit_mb or not running:
             return True
+        if not self.known and self.prior_mb is None:
+            self.held_back += 1
+            return False
         est = self.grow_mb if self.known else self.prior_mb()
         held = [self.worker_mb(p) for p in running]
         # the tree without the workers' own memory, each running worker at the most it is
@@ -66,3 +72,4 @@ class Admission:
         if grew_mb is not None:
             self.grow_mb = max(self.grow_mb, float(grew_mb))
             self.known = True
+

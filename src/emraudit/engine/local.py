@@ -35,6 +35,7 @@ class LocalExecutor:
                  memory_limit_mb: int | None = None):
         self.workers = max(1, int(workers))
         self.scratch = scratch
+        self.configured_mb = memory_limit_mb
         self.memory_limit_mb = default_limit_mb(memory_limit_mb)
         self.held_back = 0          # worker starts that waited for memory, over every map
 
@@ -50,7 +51,9 @@ class LocalExecutor:
                     on_done(i, out[-1])
             return out
         # per map: a pass's workers do other work than the last pass's and grow otherwise
-        admission = Admission(self.memory_limit_mb)
+        # a configured budget: a second worker waits until the pass's first has shown its size
+        admission = Admission(self.memory_limit_mb, prior_mb=None) if self.configured_mb \
+            else Admission(self.memory_limit_mb)
         try:
             return list(_forked(fn, job, tasks, self.workers, self.scratch, on_done,
                                 admission))
