@@ -1148,7 +1148,9 @@ class ExternalAccess(Detector):
         local = ev["ts"].dt.tz_convert(ctx.tz)
         hour = (local.dt.hour + local.dt.minute / 60.0).to_numpy()
         a, b = p.night_hours
-        night = (hour >= a) & (hour < b) if a < b else (hour >= a) | (hour < b)
+        # [from, to) as the schedule's office hours: from = to is no hour, from > to crosses
+        # midnight
+        night = (hour >= a) & (hour < b) if a <= b else (hour >= a) | (hour < b)
         patient = ev["patient_id"].notna().to_numpy() & ~is_value(
             ev["action"], "login") & ~is_value(ev["action"], "logout")
         output = np.zeros(len(ev), dtype=bool)
