@@ -14,12 +14,13 @@ from emraudit.engine.admission import AUTO_SHARE, Admission, default_limit_mb
 from emraudit.engine.local import LocalExecutor
 
 
-def budget(limit, tree=1000.0, workers=None, grow=0.0, known=True, prior=700.0):
-    """An Admission whose measurements are given: tree PSS, each worker's private MB, and
-    the scan's own PSS (assumed for a worker before any has ended)."""
+def budget(limit, tree=1000.0, workers=None, grow=0.0, prior=700.0):
+    """An Admission whose measurements are given: tree PSS, each worker's private MB, the
+    scan's own size (assumed for a worker before any has ended) and what a finished worker
+    grew (None: none has ended yet)."""
     workers = workers or {}
     return Admission(limit, tree_mb=lambda pids: tree, worker_mb=lambda p: workers.get(p, 0.0),
-                     prior_mb=lambda: prior, grow_mb=grow, known=known)
+                     prior_mb=lambda: prior, grow_mb=grow)
 
 
 def test_no_budget_or_no_running_worker_always_admits():
@@ -49,10 +50,10 @@ def test_a_worker_just_forked_is_expected_to_grow_like_the_others():
 
 def test_before_any_worker_ended_a_worker_is_assumed_to_add_what_the_scan_holds():
     # 950 + 700 + 700: the scan's own 700 MB stands for each worker until one has ended
-    assert budget(2350.0, tree=1000.0, workers={7: 50.0}, known=False, prior=700.0).admit([7])
-    a = budget(2349.0, tree=1000.0, workers={7: 50.0}, known=False, prior=700.0)
+    assert budget(2350.0, tree=1000.0, workers={7: 50.0}, grow=None, prior=700.0).admit([7])
+    a = budget(2349.0, tree=1000.0, workers={7: 50.0}, grow=None, prior=700.0)
     assert not a.admit([7])                           # the second waits for the first
-    a = budget(2349.0, tree=1000.0, workers={7: 50.0}, known=True, grow=300.0, prior=700.0)
+    a = budget(2349.0, tree=1000.0, workers={7: 50.0}, grow=300.0, prior=700.0)
     assert a.admit([7])                               # once known, what was seen counts
 
 
@@ -72,11 +73,11 @@ def test_the_executor_with_a_configured_budget_runs_its_first_two_one_after_the_
 
 
 def test_a_finished_worker_teaches_how_much_it_grew():
-    a = budget(5000.0, known=False)
+    a = budget(5000.0, grow=None)
     a.finished(None)                                  # a worker that died says nothing
-    assert not a.known
+    assert a.grow_mb is None
     a.finished(500.0)
-    assert a.grow_mb == 500.0 and a.known
+    assert a.grow_mb == 500.0
     a.finished(300.0)                                 # smaller: the most is kept
     assert a.grow_mb == 500.0
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from emraudit import progress
+from emraudit.memory import peak_rss_mb, rss_mb
 from emraudit.config import Config
 from emraudit.detectors.base import SHARED_WORK, Context, empty_findings
 from emraudit.detectors.profile import DetectorSetting, context_args
@@ -41,31 +41,6 @@ class DetectorStatus:
     seconds: float = 0.0
     message: str = ""
     peak_mb: float = 0.0     # the process's peak resident memory once this detector ran
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MB.
-
-    On Linux from VmHWM: ru_maxrss survives exec, so a scan started by a large parent (cron
-    wrapper, benchmark) would report the parent's high-water mark as its own."""
-    return _proc_status_mb("VmHWM") or \
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def rss_mb() -> float:
-    """Current resident memory of this process, in MB (0 when /proc is not there)."""
-    return _proc_status_mb("VmRSS")
-
-
-def _proc_status_mb(field_name: str) -> float:
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def _day(ts: pd.Timestamp, tz: str) -> str:

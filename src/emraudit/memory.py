@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import resource
 
 
 def release_memory() -> None:
@@ -58,3 +59,12 @@ def available_mb() -> float | None:
 def rss_mb() -> float:
     """This process's resident memory now, in MB (0 when the system does not say)."""
     return _proc_kb("/proc/self/status", ("VmRSS",)) or 0.0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB.
+
+    On Linux from VmHWM: ru_maxrss survives exec, so a scan started by a large parent (cron
+    wrapper, benchmark) would report the parent's high-water mark as its own."""
+    return _proc_kb("/proc/self/status", ("VmHWM",)) or \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -45,18 +45,17 @@ class Admission:
     # the default budget a worker is assumed to add as much as the scan's own process holds
     # (its RSS: its PSS halves once a child shares its pages)
     prior_mb: Callable[[], float] | None = memory.rss_mb
-    grow_mb: float = 0.0        # the most a finished worker grew above its start
-    known: bool = False         # has a worker ended (here or in an earlier pass)?
-    held_back: int = 0          # times a worker start waited for memory
+    grow_mb: float | None = None    # the most a finished worker grew above its start
+    held_back: int = 0              # times a worker start waited for memory
 
     def admit(self, running: list[int]) -> bool:
         """May one more worker start beside the `running` ones (their pids)?"""
         if not self.limit_mb or not running:
             return True
-        if not self.known and self.prior_mb is None:
+        if self.grow_mb is None and self.prior_mb is None:
             self.held_back += 1
             return False
-        est = self.grow_mb if self.known else self.prior_mb()
+        est = self.prior_mb() if self.grow_mb is None else self.grow_mb
         held = [self.worker_mb(p) for p in running]
         # the tree without the workers' own memory, each running worker at the most it is
         # expected to reach (a worker just forked has not grown yet), and the new one
@@ -70,6 +69,4 @@ class Admission:
         """A worker ended, having grown `grew_mb` above its own resident memory when it
         started (its peak, as it measured itself; None: it did not say)."""
         if grew_mb is not None:
-            self.grow_mb = max(self.grow_mb, float(grew_mb))
-            self.known = True
-
+            self.grow_mb = max(self.grow_mb or 0.0, float(grew_mb))

@@ -23,7 +23,6 @@ from typing import Any, Callable, Iterable
 
 from emraudit import memory
 from emraudit.engine.admission import Admission, default_limit_mb
-from emraudit.detection import peak_rss_mb
 from emraudit.engine.job import failure
 from emraudit.forking import can_fork
 
@@ -77,7 +76,7 @@ def _child(fn, job, task, path: str) -> None:
     # how much this worker grew (its peak, as VmHWM says, above where it started): the
     # budget reads it at once, the result only after every worker has ended
     with open(path + ".grew", "w", encoding="ascii") as fh:
-        fh.write(str(max(0.0, peak_rss_mb() - start)))
+        fh.write(str(max(0.0, memory.peak_rss_mb() - start)))
     os.replace(tmp, path)
 
 
