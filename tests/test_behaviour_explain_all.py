@@ -898,14 +898,40 @@ def test_interval_hit_on_exact_edges_and_far_times():
     assert hit.all()
 
 
-def test_interval_hit_compares_exact_starts_when_times_are_packed_in_milliseconds():
-    # accesses 2**62 µs apart are packed in ms: an interval starting 1 µs after an access
-    # (same millisecond) has not started for it
+def test_interval_hit_compares_exact_starts_when_times_do_not_fit_in_microseconds():
+    # accesses 2**62 µs apart: times are packed as ranks. An interval starting 1 µs after
+    # an access (same millisecond) has not started for it, and one starting 1 µs later does
+    # not hide an earlier one that covers the access
     at = np.array([500, 1500, 2 ** 62 - 10 ** 7])
     akey = np.zeros(3, dtype=np.int64)
     hit, which = interval_hit(akey, at, np.array([0]), np.array([501]), np.array([10 ** 6]),
                               np.array([7]))
     assert hit.tolist() == [False, True, False] and which.tolist() == [-1, 7, 7]
+    hit, which = interval_hit(akey, at, np.array([0, 0]), np.array([0, 1501]),
+                              np.array([10 ** 6, 10 ** 6]), np.array([7, 8]))
+    assert hit.tolist() == [True, True, False] and which.tolist() == [7, 7, 8]
+
+
+def test_nearest_within_is_exact_to_the_microsecond_when_times_do_not_fit():
+    far = 2 ** 62 - 10 ** 7
+    at = np.array([1000, 1001, 1002, 1999, far])
+    key = np.zeros(5, dtype=np.int64)
+    points = np.array([True, False, False, False, False])
+    # the point at 1000 lies 1 µs before 1001 and 2 µs before 1002, all in one millisecond
+    assert nearest_within(key, at, points, 1, 0).tolist() == [True, True, False, False, False]
+    assert nearest_within(key, at, points, 1, 0, strict_before=True).tolist() == \
+        [False, True, False, False, False]
+    points = np.array([False, False, True, False, False])
+    assert nearest_within(key, at, points, 0, 1).tolist() == [False, True, True, False, False]
+    assert nearest_within(key, at, points, 0, 0).tolist() == [False, False, True, False, False]
+
+
+def test_writes_within_counts_to_the_microsecond_when_times_do_not_fit():
+    far = 2 ** 62 - 10 ** 7
+    at = np.array([1000, 1001, 1003, far])
+    key = np.zeros(4, dtype=np.int64)
+    got = _writes_within(key, at, np.ones(4, dtype=bool), 1)
+    assert got.tolist() == [2, 2, 1, 1]
 
 
 def test_nearest_within_edges_before_after_and_strict():
@@ -970,14 +996,15 @@ def test_fmt_day_is_the_site_day_and_empty_when_open():
     assert _fmt_day(us, "UTC").tolist() == ["2025-07-01", "2025-07-01", ""]
 
 
-def test_packing_picks_the_finest_unit_that_fits():
-    assert _packing(np.array([0, 10]), 3) == (1, 0, 14, 4)
-    assert _packing(np.array([110, 100, 105]), 3) == (1, 100, 14, 4)
-    assert _packing(np.array([], dtype=np.int64), 1) == (1, 0, 4, 3)
-    span = 2 ** 60 // 1000 + 4
-    assert _packing(np.array([5, 2 ** 60 + 5]), 3) == (1000, 5, span, span.bit_length())
-    span = 2 ** 61 // 1_000_000 + 4
-    assert _packing(np.array([0, 2 ** 61]), 2 ** 10) == (1_000_000, 0, span, span.bit_length())
+def test_packing_is_in_microseconds_while_they_fit_and_ranks_beyond():
+    none = np.array([], dtype=np.int64)
+    assert _packing(np.array([0, 10]), 3, none) == (0, 14, 4, None)
+    assert _packing(np.array([110, 100, 105]), 3, none) == (100, 14, 4, None)
+    assert _packing(none, 1, none) == (0, 4, 3, None)
+    span = 2 ** 60 + 4                        # 61 bits of µs and 1 bit of keys: just fits
+    assert _packing(np.array([5, 2 ** 60 + 5]), 1, none) == (5, span, 61, None)
+    base, span, tbits, ranks = _packing(np.array([5, 2 ** 60 + 5]), 2, np.array([9, 3, 9]))
+    assert (base, span, tbits, ranks.tolist()) == (0, 8, 4, [3, 9])
 
 
 def test_search_of_many_queries_gives_integer_positions():
@@ -992,11 +1019,15 @@ def test_search_of_many_queries_gives_integer_positions():
 
 
 def test_pack_puts_the_key_above_the_clipped_time_offset():
-    packing = (1, 100, 14, 4)            # times 100..110
+    packing = (100, 14, 4, None)            # times 100..110
     got = _pack(np.array([0, 1, 1, 2, 2]), np.array([100, 105, 50, 200, 98]), packing)
     assert got.tolist() == [2, 16 + 7, 16 + 0, 32 + 13, 32 + 0]
-    got = _pack(np.array([3]), np.array([2100]), (1000, 100, 14, 4))
-    assert got.tolist() == [48 + 4]
+
+
+def test_pack_as_ranks_keeps_every_comparison_with_the_points():
+    packing = (0, 8, 4, np.array([3, 9]))   # distinct point times 3 and 9
+    got = _pack(np.array([0, 0, 0, 0, 0, 1]), np.array([2, 3, 4, 9, 10, 3]), packing)
+    assert got.tolist() == [1, 2, 3, 4, 5, 16 + 2]
 
 
 def test_queries_keeps_the_accesses_whose_key_has_points():

@@ -228,23 +228,38 @@ def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
     return positions_in(values, index)
 
 
-def _packing(t: np.ndarray, nkeys: int) -> tuple[int, int, int, int]:
-    """(unit, base, span, tbits): key codes in the high bits, time offsets from `base` in
-    units of µs, ms or s — the finest that fits in 62 bits with `nkeys` keys."""
+def _packing(t: np.ndarray, nkeys: int, points: np.ndarray
+             ) -> tuple[int, int, int, np.ndarray | None]:
+    """(base, span, tbits, ranks): key codes in the high bits, times below them. Times are
+    µs offsets from `base` when the queries' span fits in 62 bits with `nkeys` keys;
+    otherwise (billions of keys, or years) they are ranks among the distinct times of the
+    `points` searched, which keep every comparison of a point with a query exact. (A coarser
+    unit would not: a point later in the same millisecond would hide an earlier one.)"""
     lo, hi = (int(t.min()), int(t.max())) if len(t) else (0, 0)
     kbits = max(int(nkeys).bit_length(), 1)
-    for unit in (1, 1000, 1_000_000):
-        span = (hi - lo) // unit + 4
-        if span.bit_length() + kbits <= 62:
-            return unit, lo, span, span.bit_length()
-    raise ValueError("too many keys for a packed sort")   # pragma: no cover - > 2**30 keys
+    span = hi - lo + 4
+    if span.bit_length() + kbits <= 62:
+        return lo, span, span.bit_length(), None
+    ranks = np.unique(points)
+    span = 2 * len(ranks) + 4
+    if span.bit_length() + kbits > 62:                     # pragma: no cover - > 2**30 keys
+        raise ValueError("too many keys for a packed sort")
+    return 0, span, span.bit_length(), ranks
 
 
-def _pack(code: np.ndarray, t: np.ndarray, packing: tuple[int, int, int, int]) -> np.ndarray:
-    """Key code and time in one sortable int64; point times outside the queries' span are
-    clipped to just beyond it, which keeps every comparison with a query time intact."""
-    unit, base, span, tbits = packing
-    off = np.clip((t - base) // unit + 2, 0, span - 1)
+def _pack(code: np.ndarray, t: np.ndarray,
+          packing: tuple[int, int, int, np.ndarray | None]) -> np.ndarray:
+    """Key code and time in one sortable int64. In µs, point times outside the queries'
+    span are clipped to just beyond it; as ranks, a time equal to the i-th distinct point
+    time packs as 2i + 2 and one between the (i-1)-th and the i-th as 2i + 1. Either way
+    every comparison with a query time stays intact."""
+    base, span, tbits, ranks = packing
+    if ranks is None:
+        off = np.clip(t - base + 2, 0, span - 1)
+    else:
+        i = np.searchsorted(ranks, t, side="left")
+        at_point = ranks[np.minimum(i, len(ranks) - 1)] == t
+        off = 2 * i + 1 + at_point
     return (code.astype(np.int64) << tbits) | off
 
 
@@ -294,14 +309,14 @@ def interval_hit(akey: np.ndarray, at: np.ndarray, rkey: np.ndarray, rlo: np.nda
     if not len(pos):
         return hit, which
     t = at[pos]
-    packing = _packing(t, len(keys))
+    packing = _packing(t, len(keys), rlo[r])
     pcode = np.searchsorted(keys, rkey[r])
     pp = _pack(pcode, rlo[r], packing)
     # stable: relations of one key starting together stay in row order, so the one cited
     # is the same whichever other users' accesses are searched with them (partitions)
     order = stable_order(pp)
     pp = pp[order]
-    lo_s, hi_s, rid_s = rlo[r][order], rhi[r][order], rid[r][order]
+    hi_s, rid_s = rhi[r][order], rid[r][order]
     k = pcode[order]
     cm = pd.Series(hi_s).groupby(k, sort=False).cummax().to_numpy()
     holder = pd.Series(np.where(hi_s == cm, np.arange(len(cm)), -1))
@@ -310,7 +325,7 @@ def interval_hit(akey: np.ndarray, at: np.ndarray, rkey: np.ndarray, rlo: np.nda
     j = _search(pp, _pack(qc, t, packing), "right") - 1
     ok = j >= 0
     jj = np.where(ok, j, 0)
-    ok &= (k[jj] == qc) & (lo_s[jj] <= t)     # same key; exact start, whatever the unit
+    ok &= k[jj] == qc                         # same key: then its start is <= t (exact pack)
     hit[pos] = ok & (cm[jj] >= t)
     h = holder[jj]
     which[pos] = np.where(ok & (h >= 0), rid_s[np.clip(h, 0, None)], -1)
@@ -342,7 +357,7 @@ def nearest_within(akey: np.ndarray, at: np.ndarray, pmask: np.ndarray, before_u
     if not len(ppos):
         return hit
     t = at[pos]
-    packing = _packing(t, len(qkeys))
+    packing = _packing(t, len(qkeys), at[ppos])
     pp = _pack(pc, at[ppos], packing)
     order = np.argsort(pp)
     pp, bt, bk = pp[order], at[ppos][order], pc[order]
@@ -374,7 +389,7 @@ def _writes_within(akey: np.ndarray, at: np.ndarray, pmask: np.ndarray, w_us: in
         return out
     code, keys = pd.factorize(akey[pos])
     t = at[pos]
-    packing = _packing(t, len(keys))
+    packing = _packing(t, len(keys), t)
     pp = _pack(code.astype(np.int64), t, packing)
     sp = np.sort(pp)
     lo = _pack(code.astype(np.int64), t - w_us, packing)
