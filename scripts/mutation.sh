@@ -17,6 +17,10 @@
 #                                       module left survived or without tests (after tests
 #                                       were only added, production code unchanged: a
 #                                       killed mutant stays killed)
+#   MUTATION_KEEP=1 MUTATION_RERUN=survivors MUTATION_TESTS="tests/x.py" ...
+#                                       the same, the survivors run against these test files
+#                                       only (they already survived the module's other
+#                                       tests): a quick screen of new tests
 #   MUTATION_SAMPLE=300 ...             a fixed random sample of each module's mutants
 #   MUTATION_TIMEBOX=1800 ...           stop each module after this many seconds (the
 #                                       mutants not reached are counted as not checked)
@@ -126,6 +130,11 @@ for row in "${rows[@]}"; do
   IFS='|' read -r name globs tests patterns <<< "$row"
   [ -n "$name" ] || continue
   selected "$name" || continue
+  if [ -n "${MUTATION_TESTS:-}" ]; then
+    [ "${MUTATION_RERUN:-}" = survivors ] || {
+      echo "MUTATION_TESTS is only for MUTATION_RERUN=survivors" >&2; exit 2; }
+    tests=$MUTATION_TESTS
+  fi
   dir="$WORK/$name"
   [ "${MUTATION_KEEP:-0}" = 1 ] || rm -rf "$dir"
   mkdir -p "$dir"
