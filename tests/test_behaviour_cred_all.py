@@ -1024,12 +1024,12 @@ def test_off_duty_use_surgery_allowed_places_by_location_department_or_name():
     events = [at("s", "2025-07-08 10:00", "OR1"),                       # department 手术室
               ev("s", "p1", "2025-07-08 10:01", workstation="MZ-麻醉-2"),
               ev("s", "p1", "2025-07-08 10:02", workstation="OR-9"),
-              ev("s", "p1", "2025-07-08 10:03", workstation="door-1"),   # "or" is not "OR"
+              ev("s", "p1", "2025-07-08 10:03", workstation="door-1"),   # "or" inside a word
               ev("s", "p1", "2025-07-08 10:04", workstation="theatre 2"),
-              ev("s", "p1", "2025-07-08 10:05", workstation="Theatre 3"),
+              ev("s", "p1", "2025-07-08 10:05", workstation="Theatre 3"),  # case is ignored
               at("s", "2025-07-08 10:06", "B1")]
     f = cred(OD, events, shifts=[SURG])
-    assert f["event_ids"].tolist() == [ids([events[3], events[5], events[6]])]
+    assert f["event_ids"].tolist() == [ids([events[3], events[6]])]
     # the allowed words are the parameter's (OR1 is the block's own location 手术室3)
     f = cred(OD, events, shifts=[SURG], over={"surgery_allowed_places": ["骨科"]})
     assert f["event_ids"].tolist() == [ids(events[1:6])]
@@ -1047,6 +1047,20 @@ def test_off_duty_use_surgery_allowed_places_by_location_department_or_name():
     f = cred(OD, [at("s", "2025-07-08 10:00", "B1")], shifts=[SURG],
              over={"surgery_allowed_places": ["."]})
     assert len(f) == 1
+
+
+def test_off_duty_use_a_latin_place_word_is_a_word_not_part_of_one():
+    # "OR" in CORRIDOR-PC, WORKSTATION-12 or ORTHO is not the operating room; OR2, OR-3 and
+    # "main or" are (case is ignored); 手术 inside 手术室 is (Chinese has no word boundary)
+    names = ["CORRIDOR-PC", "WORKSTATION-12", "ORTHO-1", "OR2", "OR-3", "main or", "手术室PC",
+             "Theatre5", "theatres"]
+    events = [ev("s", "p1", f"2025-07-08 10:{i:02d}", workstation=n)
+              for i, n in enumerate(names)]
+    f = cred(OD, events, shifts=[SURG])
+    assert f["event_ids"].tolist() == [ids(events[:3] + events[8:])]
+    assert f["message_args"].iloc[0]["count"] == 4
+    f = cred(OD, events, shifts=[SURG], over={"surgery_allowed_places": ["", "术室"]})
+    assert f["event_ids"].tolist() == [ids(events[:6] + events[7:])]
 
 
 def test_off_duty_use_surgery_in_the_blocks_own_location():

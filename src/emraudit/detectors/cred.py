@@ -562,6 +562,21 @@ class ImpossibleTravel(Detector):
 _FROM_PLACES = Clause("places", N_(" from %(places)s"))
 
 
+def place_words_pattern(words: list[str]) -> str:
+    """One regular expression for place words: each taken literally, and where it begins or
+    ends with a Latin letter, not inside a longer Latin word (the default "OR" must not match
+    CORRIDOR or WORKSTATION). Chinese words have no such boundary: 手术 matches 手术室."""
+    parts = []
+    for word in words:
+        w = str(word)
+        if not w:
+            continue
+        head = r"(?<![A-Za-z])" if w[0].isascii() and w[0].isalpha() else ""
+        tail = r"(?![A-Za-z])" if w[-1].isascii() and w[-1].isalpha() else ""
+        parts.append(head + re.escape(w) + tail)
+    return "|".join(parts)
+
+
 @register
 class OffDutyUse(Detector):
     id = "cred.off_duty_use"
@@ -580,8 +595,10 @@ class OffDutyUse(Detector):
               "block is ignored (clocks, handover, a block entered to the hour)", "minutes",
               0, 240),
         Param("surgery_allowed_places", list, ["手术", "麻醉", "OR", "theatre"], "during "
-              "surgery, use from a workstation whose location or department contains one of "
-              "these (the operating theatre) is legitimate; so is the block's own location"),
+              "surgery, use from a workstation whose location, department or name contains one "
+              "of these (the operating theatre) is legitimate; so is the block's own location. "
+              "Case is ignored, and a Latin word is matched as a word: OR matches OR-3 and "
+              "Main OR 2, not CORRIDOR"),
         Param("min_events", int, 1, "events in one block needed for a finding", "events",
               1, 1000),
     ) + SHARED_HOST_PARAMS
@@ -661,8 +678,10 @@ class OffDutyUse(Detector):
             if "workstation" in sel.columns:
                 where = where + " " + sel["workstation"].astype("string").fillna("")
             allowed = np.zeros(len(sel), dtype=bool)
-            for word in p.surgery_allowed_places:
-                allowed |= where.str.contains(word, regex=False).fillna(False).to_numpy()
+            pattern = place_words_pattern(p.surgery_allowed_places)
+            if pattern:
+                allowed = where.str.contains(pattern, regex=True, case=False
+                                             ).fillna(False).to_numpy(dtype=bool)
             own = blocks["location"].astype("string").to_numpy()[sel["block"].to_numpy()]
             # the block's own location (few rows: only events inside surgery blocks)
             own_ok = np.array([isinstance(o, str) and bool(o) and o in str(w)
