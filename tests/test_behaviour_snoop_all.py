@@ -246,6 +246,18 @@ def test_employee_links_come_from_both_masters_without_gaps_or_repeats():
     assert list(links.columns) == ["patient_id", "employee_user_id"]
 
 
+def test_employee_links_take_the_first_row_of_a_user_or_patient_listed_twice():
+    # validation keeps one row per id; a master handed over with an id twice (no validation)
+    # counts its first row
+    ctx = make_ctx([], window=DAY, users=[{"user_id": "u1", "patient_id": "P1"}],
+                   patients=[{"patient_id": "P3", "employee_user_id": "u3"}])
+    ctx.users = pd.concat([ctx.users, ctx.users.assign(patient_id="P2")], ignore_index=True)
+    ctx.patients = pd.concat([ctx.patients, ctx.patients.assign(employee_user_id="u4")],
+                             ignore_index=True)
+    links = S.employee_links(ctx)
+    assert sorted(map(tuple, links.values.tolist())) == [("P1", "u1"), ("P3", "u3")]
+
+
 def test_employee_links_from_one_master_or_none():
     ctx = make_ctx([], window=DAY, users=[{"user_id": "u1", "patient_id": "P1"}])
     assert S.employee_links(ctx).values.tolist() == [["P1", "u1"]]
@@ -541,6 +553,13 @@ def test_the_masters_first_row_of_a_user_or_patient_is_the_one_that_counts():
             {"patient_id": "B", "name": "赵敏", "address": "广州市1号"}]
     assert as_rows(pairs_of(pats, users=users)) == [("u1", "A", True, False, False, "", False,
                                                      "")]
+    # validation keeps the first row of an id; handed over twice without it, the user's
+    # second row's address is not theirs either: no neighbour there
+    ctx = make_ctx([], window=DAY, users=users[:1],
+                   patients=pats + [{"patient_id": "C", "name": "赵敏", "address": "广州市1号"}])
+    ctx.users = pd.concat([ctx.users, ctx.users.assign(address="广州市1号")], ignore_index=True)
+    assert as_rows(S.household_pairs(ctx, 5)) == [("u1", "A", True, False, False, "", False,
+                                                   "")]
     # a patient listed twice is one holder of the address, not two
     pats = [{"patient_id": "A", "name": "赵敏", "address": ADDR1},
             {"patient_id": "A", "name": "赵敏", "address": ADDR1}]
@@ -627,6 +646,38 @@ def test_unnamed_patient_and_staff_share_no_surname():
     p = pairs_of([{"patient_id": "A", "address": ADDR1}], users=users)
     assert as_rows(p) == [("x", "A", True, False, False, "", False, "")]
 
+
+def test_a_declared_contacts_address_must_be_the_staff_members():
+    # the contact's address is another one, or the namesake on the staff has none on file
+    pats = [{"patient_id": "D", "name": "张三"}]
+    assert pairs_of(pats, [{"patient_id": "D", "name": "王伟", "address": "广州市1号"}]).empty
+    assert pairs_of(pats, [{"patient_id": "D", "name": "李娜", "address": ADDR1}]).empty
+    assert pairs_of(pats, [{"patient_id": "D", "name": "李娜", "address": ADDR1,
+                            "phone": "13800000001"}]).empty
+    # the same contact row, matched by address, is declared
+    p = pairs_of(pats, [{"patient_id": "D", "name": "王伟", "address": ADDR1,
+                         "phone": "13900000009"}])
+    assert as_rows(p) == [("u1", "D", False, False, False, "", True, "")]
+
+
+@pytest.mark.parametrize("name", ["王伟", "Xxxx", "Ann XXXX"])
+def test_a_patient_master_without_names_shares_no_surname_whatever_the_staff_name(name):
+    users = [{"user_id": "x", "name": name, "address": ADDR1}]
+    p = pairs_of([{"patient_id": "A", "address": ADDR1}], users=users)
+    assert as_rows(p) == [("x", "A", True, False, False, "", False, "")]
+
+
+def test_user_and_patient_ids_spelled_alike_are_no_own_record():
+    # the two masters' ids are separate: only employee_user_id / users.patient_id link them,
+    # so staff member "XXXX" and patient "XXXX" at one address are neighbours
+    users = [{"user_id": "XXXX", "name": "赵磊", "address": ADDR1}]
+    p = pairs_of([{"patient_id": "XXXX", "name": "李娜", "address": ADDR1}], users=users)
+    assert as_rows(p) == [("XXXX", "XXXX", True, False, False, "", False, "")]
+    # linked through either master, it is their own record: no pair
+    for u, pat in (({"patient_id": "XXXX"}, {}), ({}, {"employee_user_id": "XXXX"})):
+        p = pairs_of([{"patient_id": "XXXX", "name": "李娜", "address": ADDR1, **pat}],
+                     users=[{**users[0], **u}])
+        assert p.empty
 
 @pytest.mark.parametrize("declared,same_surname,addr,phone,family", [
     (True, False, False, False, True), (False, True, True, False, True),
