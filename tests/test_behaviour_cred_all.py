@@ -1063,6 +1063,20 @@ def test_off_duty_use_a_latin_place_word_is_a_word_not_part_of_one():
     assert f["event_ids"].tolist() == [ids(events[:6] + events[7:])]
 
 
+def test_place_words_pattern_bounds_latin_ends_only():
+    from emraudit.detectors.cred import place_words_pattern
+    assert place_words_pattern(["OR", "手术", "", "C3", "3C", "a.b"]) == (
+        r"(?<![A-Za-z])OR(?![A-Za-z])|手术|(?<![A-Za-z])C3|3C(?![A-Za-z])"
+        r"|(?<![A-Za-z])a\.b(?![A-Za-z])")
+    assert place_words_pattern(["手", "A"]) == r"手|(?<![A-Za-z])A(?![A-Za-z])"
+    assert place_words_pattern([]) == ""
+    # a Chinese word right after Latin letters still matches (ICU手术室)
+    events = [ev("s", "p1", "2025-07-08 10:00", workstation="ICU手术室"),
+              ev("s", "p1", "2025-07-08 10:01", workstation="ICU-9")]
+    f = cred(OD, events, shifts=[SURG])
+    assert f["event_ids"].tolist() == [ids(events[1:])]
+
+
 def test_off_duty_use_surgery_in_the_blocks_own_location():
     block = {**SURG, "location": "骨科护士站"}
     events = [at("s", "2025-07-08 10:00", "B1"), at("s", "2025-07-08 10:01", "A1")]
