@@ -576,6 +576,28 @@ def test_duty_needs_a_duty_block_with_a_ward_where_the_patient_lies():
         "kind": "transfer", "start": "2025-07-05", "end": None, "ward": "W2"}})
 
 
+@pytest.mark.parametrize("rels,cited", [
+    # units WB 0, D1 1, D2 2, W0x 3, WA 4: pA lies on WA (relation 1), pB on WB (relation 2)
+    ([rel("pX", department="WB", ward="W0x"), rel("pA", department="D1", ward="WA"),
+      rel("pB", department="D2", ward="WB")], (1, 2)),
+    # units WA 0, WB 1: pA lies on WA (relation 1), pB on WB (relation 0)
+    ([rel("pB", department="WA", ward="WB"), rel("pA", ward="WA")], (1, 0))])
+def test_duty_on_two_wards_cites_each_access_its_own_ward_and_relation(rels, cited):
+    shifts = [{"user_id": u, "start": "2025-07-06 08:00", "end": "2025-07-06 16:00",
+               "kind": "duty", "ward": w} for u, w in (("f", "WA"), ("g", "WB"))]
+    events = [ev("f", "pA", "2025-07-06 10:00", event_id="a"),
+              ev("g", "pB", "2025-07-06 10:00", event_id="b")]
+    x = explain(events, NO_LOOKBACK, shifts=shifts, care_relations=rels)
+    got = rows(x)
+    # the detail's categories are the details in use, no more
+    assert sorted(x["detail"].cat.categories) == sorted(set(x["detail"]))
+    desc = [{"kind": "admission", "start": "2025-07-05", "end": "2025-07-10",
+             **({"department": r["department"]} if r["department"] else {}),
+             "ward": r["ward"]} for r in rels]
+    assert got["a"] == ("duty_ward", ["duty_ward"], {"ward": "WA", "relation": desc[cited[0]]})
+    assert got["b"] == ("duty_ward", ["duty_ward"], {"ward": "WB", "relation": desc[cited[1]]})
+
+
 def test_worked_on_ward_needs_the_patient_on_that_ward_at_that_moment():
     # p2 left W1 on 07-06 12:00 (no grace for where a patient lies)
     rels = [rel("p1", ward="W1"), rel("p2", ward="W1", start="2025-07-01",
@@ -827,6 +849,15 @@ def test_looked_up_before_finds_none_without_minutes_opens_or_queries(minutes, n
     assert out["lookup"].dtype == opens["ts"].dtype and out["lookup_event"].dtype == "string"
 
 
+def test_looked_up_before_without_any_lookup_rows_needs_no_column_types():
+    # no look-ups at all, as a bare frame of the named columns: none found, nothing joined
+    opens = pd.DataFrame({"user_id": ["u1"], "ts": [_t("2025-07-06 10:00")]}, index=[7])
+    out = looked_up_before(opens, pd.DataFrame(columns=["event_id", "user_id", "ts"]), 30.0,
+                           ["user_id"])
+    assert list(out.index) == [7]
+    assert out["lookup"].isna().all() and out["lookup_event"].isna().all()
+
+
 def test_looked_up_before_within_half_a_minute():
     opens = pd.DataFrame({"user_id": ["u1", "u2"], "ts": [_t("2025-07-06 10:00:30")] * 2})
     queries = pd.DataFrame({"event_id": ["q1", "q2"], "user_id": ["u1", "u2"],
@@ -1007,6 +1038,18 @@ def test_packing_is_in_microseconds_while_they_fit_and_ranks_beyond():
     assert (base, span, tbits, ranks.tolist()) == (0, 8, 4, [3, 9])
 
 
+def test_packing_as_ranks_refuses_only_beyond_62_bits_of_key_and_rank():
+    # 3 distinct point times: ranks need span 2 * 3 + 4 = 10, 4 bits; with 2**57 keys
+    # (58 bits) that makes 62 bits: still packed; with 2**58 keys (59 bits) it does not fit
+    t, points = np.array([0, 100]), np.array([1, 5, 9])
+    base, span, tbits, ranks = _packing(t, 2 ** 57, points)
+    assert (base, span, tbits, ranks.tolist()) == (0, 10, 4, [1, 5, 9])
+    for nkeys in (2 ** 58, 2 ** 59, 2 ** 62):
+        with pytest.raises(ValueError) as e:
+            _packing(t, nkeys, points)
+        assert str(e.value) == "too many keys for a packed sort"
+
+
 def test_search_of_many_queries_gives_integer_positions():
     from emraudit.detectors.explain import _search
     pp = np.arange(0, 1_000_000, 2, dtype=np.int64)                  # 500,000 points
@@ -1079,6 +1122,7 @@ def test_relation_json_writes_the_set_fields_only():
         '{"kind":"consult","start":"2025-07-06","end":"2025-07-08","department":"心内科",'
         '"user":"doc"}']
     assert _relation_json(rels.iloc[:0], TZ).tolist() == []
+    assert _relation_json(rels.iloc[:0], TZ).dtype == object     # texts, also when none
 
 
 @pytest.mark.parametrize("detail,parsed", [
@@ -1113,6 +1157,11 @@ def test_explanation_evidence_of_an_unexplained_row_gives_each_its_own_facts():
             ("documentation", "failed", {}), ("worked_on_ward", "failed", {}),
             ("break_glass", "failed", {"hours": 12.0}), ("record_role", "failed", {})]
     assert [g["result"] for g in explanation_evidence({})] == ["failed"] * 9
+    # a row that names no explanation at all is read as unexplained: each its own facts
+    got = explanation_evidence({"detail": detail, "x_break_glass": True})
+    assert [(g["explanation"], g["result"], g["detail"]) for g in got][7] == \
+        ("break_glass", "held", {"hours": 12.0})
+    assert got[0]["detail"] == {"grace_after_days": 30.0}
 
 
 def test_explanation_params_are_the_sections_defaults_and_overrides():
