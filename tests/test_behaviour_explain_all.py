@@ -437,6 +437,14 @@ def test_record_role_hours_per_role_to_the_minute_others_use_office_hours():
     assert got["ins0"][2] == {"role": "insurance"}
 
 
+def test_record_role_hours_start_is_the_roles_own_not_the_offices():
+    # the role's day starts an hour before the office's (8:00): 07:30 is inside for it only
+    users = [{"user_id": "mr", "role": "medical_records"}, {"user_id": "ins", "role": "insurance"}]
+    events = [ev("mr", "p1", "2025-07-08 07:30"), ev("ins", "p1", "2025-07-08 07:30")]
+    got = verdicts(events, {"record_role_hours": {"medical_records": [7, 17.5]}}, users=users)
+    assert got == ["record_role", ""]
+
+
 @pytest.mark.parametrize("workdays_only,workdays,held", [
     (True, (0, 1, 2, 3, 4), False), (False, (0, 1, 2, 3, 4), True),
     (True, (0, 1, 2, 3, 4, 5), True)])
