@@ -123,6 +123,17 @@ def test_an_output_of_zero_records_counts_as_one(first, fires):
         assert f.iloc[0]["evidence"]["peak_records_in_window"] == 50
 
 
+@pytest.mark.parametrize("first,fires", [(47, False), (48, True)])
+def test_an_output_of_unknown_size_counts_as_one(first, fires):
+    # validation gives a missing record_count its default, 1
+    rows = [out("u1", "p0", "2025-07-22 10:00", first), out("u1", "p1", "2025-07-22 10:05", 1),
+            out("u1", "p2", "2025-07-22 10:10", None)]
+    f = copy(rows, explained=ids(rows))
+    assert (len(f) == 1) is fires
+    if fires:
+        assert f.iloc[0]["evidence"]["peak_records_in_window"] == 50
+
+
 def test_outputs_without_any_module_are_no_imaging_and_name_no_module():
     rows = [out("u1", f"p{i}", f"2025-07-22 10:{5 * i:02d}", 20) for i in range(3)]
     f = copy(rows, explained=ids(rows))
