@@ -394,10 +394,17 @@ def test_feed_health_figures_of_one_context():
 def test_feed_parameters_decide_the_gap():
     # 心内科 is 10% explained against 100%: a gap at the default floor and margin, but its
     # 30 accesses are fewer than the 200 a unit needs by default
-    assert len(NoRelationship(feed_floor=0.3).run(hctx(hospital()))) == 27
+    # (a finding per patient, not one for the night: spread_patients=0)
+    assert len(NoRelationship(feed_floor=0.3, spread_patients=0).run(hctx(hospital()))) == 27
+    # by default each of 心内科's three nurses, who opened 9 patients' records without a
+    # reason that day, has one finding for the night naming all 9
+    night = NoRelationship(feed_floor=0.3).run(hctx(hospital()))
+    assert sorted(night["user_id"]) == ["c0", "c1", "c2"]
+    assert [len(v) for v in night["patient_ids"]] == [9, 9, 9]
+    assert sum(len(v) for v in night["event_ids"]) == 27
     # a floor of 5% and a margin of 100%: not a gap
-    assert len(NoRelationship(feed_min_accesses=20, feed_floor=0.05, feed_margin=1.0)
-               .run(hctx(hospital()))) == 27
+    assert len(NoRelationship(feed_min_accesses=20, feed_floor=0.05, feed_margin=1.0,
+                              spread_patients=0).run(hctx(hospital()))) == 27
     # a margin of 80% alone makes it one (90 points below the rest)
     assert NoRelationship(feed_min_accesses=20, feed_floor=0.05, feed_margin=0.8) \
         .run(hctx(hospital())).empty
@@ -499,7 +506,7 @@ def test_a_source_with_an_incomplete_feed_is_held_by_source():
     # without the source column the same accesses are judged one by one
     ctx = make_ctx(events, window=("2025-07-01", "2025-07-02"), users=users,
                    care_relations=rel)
-    assert len(NoRelationship(**FEED).run(ctx)) == 27
+    assert len(NoRelationship(**FEED, spread_patients=0).run(ctx)) == 27
     assert "feed_gaps" not in ctx.outputs
 
 

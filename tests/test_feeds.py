@@ -125,8 +125,13 @@ def test_a_complete_feed_holds_nothing_and_judging_can_be_turned_off():
     assert "feed_gaps" not in ctx.outputs
     assert not ctx.outputs["feed_health"]["gap"].any()
     ctx = _hospital(n_cardio_explained=3)
-    found = NoRelationship(feed_min_accesses=20, feed_floor=0.3, hold_feed_gaps=False).run(ctx)
+    found = NoRelationship(feed_min_accesses=20, feed_floor=0.3, hold_feed_gaps=False,
+                           spread_patients=0).run(ctx)
     assert len(found) == 28          # 27 patients and the VIP: judged one by one
+    # by default each cardiology nurse's unexplained day is one finding, the VIP its own
+    found = NoRelationship(feed_min_accesses=20, feed_floor=0.3, hold_feed_gaps=False).run(ctx)
+    assert sorted(len(v) for v in found["patient_ids"] if isinstance(v, list)) == [9, 9, 9]
+    assert found["patient_id"].tolist().count("PVIP") == 1
     assert "feed_gaps" not in ctx.outputs and ctx.outputs["feed_health"]["gap"].any()
 
 

@@ -91,7 +91,7 @@ def test_scan_runs_incrementally_and_reports_failures(site):
     assert set(first) == {"finding_id", "detector", "severity", "score", "user_id",
                           "patient_id", "start", "end", "event_ids", "rectification_item",
                           "summary", "evidence", "message_id", "message_args",
-                          "site_id"} | (
+                          "site_id", "patient_ids"} | (
         {"summary_zh"} if cfg.reports.lang == "zh" else set())   # the report's language too
     assert first["message_id"] is None        # a test detector that writes its own summary
     assert first["site_id"] == cfg.site.id    # no site_id in the source: the default site

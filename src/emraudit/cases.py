@@ -47,7 +47,7 @@ import sqlalchemy as sa
 
 from emraudit.errors import UserError
 from emraudit.fastops import local_days
-from emraudit.model import SEVERITIES, SEVERITY_RANK
+from emraudit.model import SEVERITIES, SEVERITY_RANK, patient_list
 from emraudit.risk import FLAGS, case_risk, finding_flags, flag_lists, queue_order
 from emraudit.store import Store, case_history, cases, findings as findings_t, now_utc
 
@@ -181,6 +181,24 @@ def _flags_of(v: Any) -> set[str]:
     return {str(x) for x in v}
 
 
+def _case_patients(b: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(case id, patient) pairs of the findings in `b`: each finding's `patient_id` and,
+    for one that concerns several (a spread night), every one of its `patient_ids`."""
+    keys = b["case_id"]
+    pid = b["patient_id"].astype("string").fillna("").astype(str)
+    if "patient_ids" not in b:
+        return keys, pid
+    many = [patient_list(v) for v in b["patient_ids"]]
+    has = np.fromiter((m is not None for m in many), dtype=bool, count=len(many))
+    if not has.any():
+        return keys, pid
+    lists = [m for m in many if m is not None]
+    extra_k = np.repeat(keys.to_numpy()[has], [len(m) for m in lists])
+    extra_p = [p for m in lists for p in m]
+    return (pd.concat([keys, pd.Series(extra_k, dtype=object)], ignore_index=True),
+            pd.concat([pid, pd.Series(extra_p, dtype=object)], ignore_index=True))
+
+
 def _aggregate_all(members: pd.DataFrame, prior: dict[str, int]) -> dict[str, dict]:
     """The case fields of every case in `members` (one row per finding, with `case_id`),
     computed in one vectorized pass. Suppressed findings count only in a case that has
@@ -207,7 +225,7 @@ def _aggregate_all(members: pd.DataFrame, prior: dict[str, int]) -> dict[str, di
     anyflag = g[["f_" + n for n in FLAGS]].any()
     dets = _lists(b["case_id"], b["detector"].astype(str))
     items = _lists(b["case_id"], b["rectification_item"].fillna("").astype(str))
-    pats = _lists(b["case_id"], b["patient_id"].astype("string").fillna("").astype(str))
+    pats = _lists(*_case_patients(b))
     first = b.sort_values(["case_id", "ts_start"], kind="stable", na_position="last") \
         .groupby("case_id")["start"].first()
     last = b.sort_values(["case_id", "ts_end"], kind="stable", na_position="first") \
@@ -288,7 +306,7 @@ def _select_in(conn: sa.Connection, table: sa.Table, col: str, values: list,
 
 _FINDING_FIELDS = ["finding_id", "detector", "severity", "score", "user_id", "patient_id",
                    "start", "end", "event_ids", "rectification_item", "summary",
-                   "suppressed_by", "risk_flags", "case_id"]
+                   "patient_ids", "suppressed_by", "risk_flags", "case_id"]
 
 
 def prior_case_ids(conn: sa.Connection, finding_ids: Iterable[str]) -> dict[str, Any]:

@@ -761,9 +761,12 @@ def dumps(obj) -> str:
 # language by emraudit.reports.text; `summary` is its English rendering (unmasked)
 # site_id (added with multi-site): the site of the finding's first event ([site] id when it
 # has none, and on findings stored before it: null)
+# patient_ids (added with the spread night of care.no_relationship): every patient of a
+# finding that concerns several (a list, sorted); null on the others, whose patient is
+# patient_id
 FINDING_COLUMNS = ["finding_id", "detector", "severity", "score", "user_id", "patient_id",
                    "start", "end", "event_ids", "rectification_item", "summary", "evidence",
-                   "message_id", "message_args", "site_id"]
+                   "message_id", "message_args", "site_id", "patient_ids"]
 
 
 def finding_to_json(row: dict) -> str:
@@ -772,4 +775,15 @@ def finding_to_json(row: dict) -> str:
     for c in ("message_id", "message_args", "site_id"):  # absent on findings stored before
         if not isinstance(out[c], (str, dict)):
             out[c] = None
+    out["patient_ids"] = patient_list(out["patient_ids"])
     return dumps(out)
+
+
+def patient_list(v) -> list[str] | None:
+    """A finding's `patient_ids` as a list (stored as JSON text), None when it has none."""
+    if isinstance(v, str):
+        v = json.loads(v) if v else None
+    if v is None or isinstance(v, float):
+        return None
+    out = [str(i) for i in v]
+    return out or None

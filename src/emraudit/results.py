@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from emraudit.cases import (admit_to_queue, annotate, prior_case_ids, update_cases,
                             update_feed_gap_cases)
+from emraudit.model import patient_list
 from emraudit.packed import args_text, events_text, evidence_text
 from emraudit.state import save_state
 from emraudit.store import feed_health, findings as findings_t, now_utc, upsert
@@ -42,6 +43,12 @@ class Saved:
 
 def _json_text(values: pd.Series, **kw) -> list[str]:
     return [json.dumps(v, **kw) for v in values]
+
+
+def _ids_text(v) -> str | None:
+    """A finding's patient list as the store keeps it (JSON text; None when it has none)."""
+    v = patient_list(v)
+    return json.dumps(v, ensure_ascii=False) if v else None
 
 
 def _finding_rows(df: pd.DataFrame, scan_id: str, first_scan: dict[str, str],
@@ -75,6 +82,8 @@ def _finding_rows(df: pd.DataFrame, scan_id: str, first_scan: dict[str, str],
             "site_id": [s if isinstance(s, str) else None for s in part["site_id"]]
             if "site_id" in part else [None] * len(part),
             "risk_flags": _json_text(part["risk_flags"]),
+            "patient_ids": [_ids_text(v) for v in part["patient_ids"]]
+            if "patient_ids" in part else [None] * len(part),
         }
         names = list(cols)
         for values in zip(*(cols[c] for c in names)):

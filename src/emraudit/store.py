@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from emraudit.errors import ConfigError
+from emraudit.model import patient_list
 
 metadata = sa.MetaData()
 
@@ -127,6 +128,7 @@ findings = sa.Table(
     sa.Column("message_id", sa.String(120)),        # the sentence as data (reports.text)
     sa.Column("message_args", sa.Text),             # JSON object
     sa.Column("site_id", sa.String(200), index=True),  # the site of its first event
+    sa.Column("patient_ids", sa.Text),              # JSON list, when several (model)
 )
 
 cases = sa.Table(
@@ -416,6 +418,7 @@ class Store:
             df["event_ids"] = df["event_ids"].map(lambda s: json.loads(s) if s else [])
             df["evidence"] = df["evidence"].map(lambda s: json.loads(s) if s else {})
             df["message_args"] = df["message_args"].map(decode_args)
+            df["patient_ids"] = df["patient_ids"].map(patient_list)
         return df
 
     def committed_runs(self) -> set[str]:

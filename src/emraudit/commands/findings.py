@@ -44,6 +44,8 @@ def findings_cmd(config_path, fmt, detector, include_retracted) -> None:
             v = row.get(c)
             if c == "event_ids":
                 v = " ".join(v)
+            elif c == "patient_ids":
+                v = " ".join(v) if isinstance(v, list) else None
             elif c == "evidence":
                 v = json.dumps(v, ensure_ascii=False, sort_keys=True)
             vals.append(_neutral(v))

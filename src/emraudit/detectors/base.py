@@ -479,7 +479,8 @@ def findings_frame(detector_id: str, rows: pd.DataFrame | list[dict], *,
     "user|patient|day"), `user_id`, `event_ids` (list), `start`, `end`, and either
     `message_id` with `message_args` (dict) — the sentence as data; `summary` is then its
     English rendering — or a ready `summary` (third-party detectors); optional `patient_id`,
-    `severity`, `score`, `rectification_item`, `evidence` (dict).
+    `patient_ids` (a list, for a finding that concerns several patients), `severity`,
+    `score`, `rectification_item`, `evidence` (dict).
     """
     df = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
     if df.empty:
@@ -518,12 +519,22 @@ def findings_frame(detector_id: str, rows: pd.DataFrame | list[dict], *,
         "message_id": (df["message_id"].astype(object).where(df["message_id"].notna(), None)
                        if "message_id" in df else None),
         "message_args": df["message_args"] if "message_args" in df else None,
+        # every patient of a finding that names more than one (care.no_relationship's
+        # spread night); None on the others, whose patient is `patient_id`
+        "patient_ids": ([_id_list(v) for v in df["patient_ids"]] if "patient_ids" in df
+                        else None),
     })
     bad = ~out["severity"].isin(SEVERITIES)
     if bad.any():
         raise ValueError(f"{detector_id}: unknown severity {out.loc[bad, 'severity'].iloc[0]!r}")
     out = out.drop_duplicates("finding_id", keep="last")
     return out.sort_values(["start", "finding_id"]).reset_index(drop=True)
+
+
+def _id_list(v) -> list[str] | None:
+    if isinstance(v, (list, tuple, np.ndarray)) and len(v):
+        return sorted({str(i) for i in v})
+    return None
 
 
 def empty_findings() -> pd.DataFrame:

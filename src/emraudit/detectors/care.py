@@ -51,10 +51,22 @@ DETECTOR_PARAMS = (
           "hospital's", "share", 0.01, 1),
     Param("feed_min_accesses", int, 200, "accesses a unit needs before its share is judged",
           "accesses", 1, 10_000_000),
+    Param("spread_patients", int, 5, "a user's unexplained openings of more patients than "
+          "this in one site-local day (none of them a protected patient or after a name "
+          "look-up) make one finding for that night, naming every patient and access in "
+          "its evidence, instead of a finding per patient; 0: always a finding per patient",
+          "patients", 0, 100000),
+    Param("spread_high_patients", int, 20, "patients from which such a night's finding is "
+          "high (it is at least medium)", "patients", 1, 1000000),
+    Param("spread_critical_patients", int, 100, "patients from which it is critical",
+          "patients", 1, 10000000),
     Param("hold_feed_gaps", bool, True, "hold the no-relation accesses of a unit with an "
           "incomplete feed as one feed-gap case (with its figures) instead of a finding per "
           "person; accesses to protected patients and after a name look-up are never held"),
 )
+
+
+SPREAD = "care.no_relationship.spread"     # one night, many patients: one finding
 
 
 @register
@@ -83,7 +95,10 @@ class NoRelationship(Detector):
         "work on the patient's ward that shift inferred from the user's other explained "
         "accesses, a break-the-glass just before, and record-reading roles within office "
         "hours. Accesses "
-        "no reason explains are grouped per user, patient and site-local day.")
+        "no reason explains are grouped per user, patient and site-local day; a user who "
+        "opened more than `spread_patients` patients' records in one day without a reason "
+        "gets one finding for that night naming them all (a protected patient, or an "
+        "opening after a name look-up, keeps a finding of its own).")
     note = (
         "Read the explanations tried: a relation that ended just before the grace period, a "
         "department name spelled differently in the staff master and the ADT feed, or a "
@@ -102,7 +117,9 @@ class NoRelationship(Detector):
                       "、用户所在科室或病区、在患者所在病区当班（支援）、会诊/医嘱/预约/权限申请"
                       "、回溯期内的既往诊疗、为该患者书写过病历、由其他有正当理由的查阅推断的当班"
                       "病区工作、查阅前刚进行的紧急授权，以及病案等阅档岗位在工作时间内的查阅。任"
-                      "何理由都不能解释的查阅，按用户、患者和本地日期归并为一项发现。")
+                      "何理由都不能解释的查阅，按用户、患者和本地日期归并为一项发现；同一用户一天内无正当理由查阅"
+                      "的患者超过 spread_patients 名时，当晚合并为一项发现并列出全部患者（重点保护"
+                      "患者和按姓名检索后打开的病历仍各自单列）。")
     note_zh = ("先看已核对的理由：诊疗关系刚在宽限期前结束、人员主数据与出入院（ADT）数据中的科室"
                "名称写法不一致、排班缺失，通常都能在这里看出来。向用户所在科室负责人了解该用户是"
                "否在照护该患者；打开病历前刚按姓名检索（证据中注明），以及重点人员、职工或已故患"
@@ -128,6 +145,14 @@ class NoRelationship(Detector):
             count="accesses",
             clauses=(Clause("flags", N_("; patient flagged: %(flags)s")),
                      Clause("lookup", N_("; looked the patient up by name just before")))),
+        SPREAD: Message(
+            Np_("%(user)s opened the records of %(n_patients)s patient with no care "
+                "relationship on %(day)s (%(accesses)s accesses; %(tried)s explanations "
+                "tried, none held)",
+                "%(user)s opened the records of %(n_patients)s patients with no care "
+                "relationship on %(day)s (%(accesses)s accesses; %(tried)s explanations "
+                "tried, none held)"),
+            count="n_patients"),
     }
 
     def effective_lookback_days(self) -> int:
@@ -251,6 +276,11 @@ class NoRelationship(Detector):
         u = u[big >= p.min_accesses].dropna(subset=keys)  # the per-group lists only for findings
         if not len(u):
             return self.findings([])
+        spread = _spread_rows(ctx, u, p.spread_patients)
+        rows = self._spread_findings(ctx, u.loc[spread]) if spread.any() else []
+        u = u.loc[~spread]
+        if not len(u):
+            return self.findings(rows)
         # one stable sort by the keys: each finding's accesses are a slice, in their order
         u = u.sort_values(keys, kind="stable")
         agg = u.groupby(keys, sort=True, observed=True).agg(
@@ -278,11 +308,8 @@ class NoRelationship(Detector):
         users = _user_info(ctx, agg["user_id"])
         from emraudit.detectors.rights_use import class_grant_evidence
         class_grants = class_grant_evidence(ctx, agg["user_id"], agg["patient_id"], agg["start"])
-        rows = []
-        given = {**ctx.section("explain"), **p}     # the evidence names both kinds
-        thresholds = {k: given[k] for k in ("min_accesses", "medium_accesses", "high_accesses",
-                                        "critical_accesses", "grace_before_days",
-                                        "grace_after_days", "lookback_days")}
+        first = len(rows)
+        thresholds = self._thresholds(ctx)
         for r, fr, pf in zip(agg.itertuples(index=False), first_rows,
                              flags.tolist()):             # one per finding
             tried = explanation_evidence(fr)
@@ -299,8 +326,8 @@ class NoRelationship(Detector):
                                   "window_minutes": window_minutes}
                                  if pd.notna(r.lookup) else None),
             }
-            if class_grants[len(rows)] is not None:   # the sensitive classes' grant check
-                ev_["class_grants"] = class_grants[len(rows)]
+            if class_grants[len(rows) - first] is not None:   # the classes' grant check
+                ev_["class_grants"] = class_grants[len(rows) - first]
             # a look-up counted as an access itself (count_queries) is listed once
             ids = list(r.event_ids)
             seen = set(ids)
@@ -311,6 +338,88 @@ class NoRelationship(Detector):
                          "score": float(r.score), "message_id": self.id,
                          "message_args": args, "evidence": ev_})
         return self.findings(rows)
+
+
+    def _thresholds(self, ctx: Context) -> dict:
+        given = {**ctx.section("explain"), **self.p}     # the evidence names both kinds
+        return {k: given[k] for k in ("min_accesses", "medium_accesses", "high_accesses",
+                                      "critical_accesses", "grace_before_days",
+                                      "grace_after_days", "lookback_days")}
+
+    def _spread_findings(self, ctx: Context, u: pd.DataFrame) -> list[dict]:
+        """One finding per user and day for the nights `_spread_rows` chose: every patient
+        with its accesses (most first) and every event id in the evidence. Graded by the
+        patients touched: medium, high from `spread_high_patients`, critical from
+        `spread_critical_patients`."""
+        p = self.p
+        keys = ["user_id", "day"]
+        u = u.sort_values(keys + ["ts", "event_id"], kind="stable")
+        bounds = np.append(np.flatnonzero(_key_changes(u, keys)), len(u))
+        per = u.groupby(keys + ["patient_id"], sort=True, observed=True).agg(
+            n=("event_id", "size"), start=("ts", "min"), end=("ts", "max")).reset_index()
+        per = per.sort_values(keys + ["n", "patient_id"], ascending=[True, True, False, True],
+                              kind="stable")
+        night = u.groupby(keys, sort=True, observed=True).agg(
+            n=("event_id", "size"), start=("ts", "min"), end=("ts", "max"),
+            k=("patient_id", "nunique")).reset_index()
+        k = night["k"].to_numpy()
+        sev = np.where(k >= p.spread_critical_patients, "critical",
+                       np.where(k >= p.spread_high_patients, "high", "medium"))
+        score = np.log2(1 + night["n"].to_numpy()) + np.log2(np.maximum(k, 1))
+        ids = _slices(u["event_id"].astype(object).to_numpy(), bounds)
+        actions = _action_counts(u, keys, bounds)
+        first_rows = u.iloc[bounds[:-1]].to_dict("records")
+        pbounds = np.append(np.flatnonzero(_key_changes(per, keys)), len(per))
+        plist = [[{"patient_id": pid, "accesses": int(n), "first": pd.Timestamp(a).isoformat(),
+                   "last": pd.Timestamp(b).isoformat()}
+                  for pid, n, a, b in zip(per["patient_id"].iloc[lo:hi].astype(object),
+                                          per["n"].iloc[lo:hi], per["start"].iloc[lo:hi],
+                                          per["end"].iloc[lo:hi])]
+                 for lo, hi in zip(pbounds[:-1], pbounds[1:])]
+        users = _user_info(ctx, night["user_id"])
+        thresholds = {**self._thresholds(ctx), "spread_patients": p.spread_patients,
+                      "spread_high_patients": p.spread_high_patients,
+                      "spread_critical_patients": p.spread_critical_patients}
+        rows = []
+        for i, r in enumerate(night.itertuples(index=False)):    # one per user-night
+            pats = plist[i]
+            rows.append({
+                "key": f"{r.user_id}||{r.day}|spread", "user_id": r.user_id, "patient_id": None,
+                "patient_ids": sorted(str(q["patient_id"]) for q in pats),
+                "start": r.start, "end": r.end, "event_ids": ids[i], "severity": sev[i],
+                "score": float(score[i]), "message_id": SPREAD,
+                "message_args": {"user": r.user_id, "n_patients": len(pats),
+                                 "accesses": int(r.n), "day": r.day,
+                                 "tried": len(EXPLANATIONS)},
+                "evidence": {"day": r.day, "accesses": int(r.n), "actions": actions[i],
+                             "patients": pats,
+                             "explanations": explanation_evidence(first_rows[i]),
+                             # the night's first access: the one those explanations are of
+                             "explanations_for": {
+                                 "event_id": str(first_rows[i]["event_id"]),
+                                 "patient_id": str(first_rows[i]["patient_id"])},
+                             "user": users.get(r.user_id, {}), "thresholds": thresholds}})
+        return rows
+
+
+def _spread_rows(ctx: Context, u: pd.DataFrame, limit: int) -> np.ndarray:
+    """Per unexplained access: does it belong to a night spread over many patients? A user's
+    plain patients of one day (none of their accesses that day to a protected patient or
+    after a name look-up), when more than `limit` (0: never)."""
+    if limit <= 0 or not len(u):
+        return np.zeros(len(u), dtype=bool)
+    marked = pd.Series(_protected(ctx, u["patient_id"], u["ts"])
+                       | u["lookup"].notna().to_numpy(), index=u.index)
+    plain = ~marked.groupby([u["user_id"], u["patient_id"], u["day"]], sort=False,
+                            observed=True).transform("any").to_numpy(dtype=bool)
+    if not plain.any():
+        return plain
+    q = u.loc[plain, ["user_id", "day", "patient_id"]]
+    k = q.groupby(["user_id", "day"], sort=False, observed=True)["patient_id"] \
+        .transform("nunique").to_numpy()
+    out = np.zeros(len(u), dtype=bool)
+    out[np.flatnonzero(plain)] = k > limit
+    return out
 
 
 def _key_changes(u: pd.DataFrame, keys: list[str]) -> np.ndarray:

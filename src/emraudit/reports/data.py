@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from emraudit.lake import Lake, user_hashes
+from emraudit.model import patient_list
 from emraudit.store import (Store, case_history, cases, decode_args, feed_health, findings, scans,
                             user_day_features)
 
@@ -45,6 +46,8 @@ def decode_findings(df: pd.DataFrame) -> pd.DataFrame:
         df["event_ids"] = df["event_ids"].map(lambda s: json.loads(s) if s else [])
         df["evidence"] = df["evidence"].map(lambda s: json.loads(s) if s else {})
         df["message_args"] = df["message_args"].map(decode_args)
+        if "patient_ids" in df:
+            df["patient_ids"] = df["patient_ids"].map(patient_list)
     return df
 
 
@@ -122,6 +125,8 @@ def sentence_findings(store: Store, case_ids: Iterable[str] | None = None, *,
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     if len(df) and "message_args" in df:
         df["message_args"] = df["message_args"].map(decode_args)
+    if len(df) and "patient_ids" in df:
+        df["patient_ids"] = df["patient_ids"].map(patient_list)
     return df
 
 

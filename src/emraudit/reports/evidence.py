@@ -55,6 +55,11 @@ KEY_LABELS = {
     "grace_after_days": N_("grace after a relation (days)"),
     "lookback_days": N_("prior treatment look-back (days)"),
     "patient_relations": N_("the patient's relations"), "more": N_("more"),
+    "explanations_for": N_("reasons checked for the access"),
+    "first": N_("first access"), "last": N_("last access"),
+    "spread_patients": N_("patients above which a day is one finding"),
+    "spread_high_patients": N_("patients for high severity"),
+    "spread_critical_patients": N_("patients for critical severity"),
     # snooping
     "explained": N_("a legitimate reason found"), "explained_by": N_("explained by"),
     "name_lookup_then_open": N_("opened right after a name search"),

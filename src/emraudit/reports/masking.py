@@ -184,6 +184,9 @@ class Masker:
         if not self.enabled or found is None or not len(found):
             return
         self.learn_patients(patients, found["patient_id"] if "patient_id" in found else [])
+        if "patient_ids" in found:          # a finding of several patients names them all
+            self.learn_patients(patients, [p for v in found["patient_ids"]
+                                           if isinstance(v, list) for p in v])
         texts = list(found["summary"]) if "summary" in found else []
         if evidence_texts is not None:
             texts += evidence_texts

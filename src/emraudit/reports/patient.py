@@ -15,10 +15,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
 from pathlib import Path
 
 import pandas as pd
+import sqlalchemy as sa
 
 from emraudit.config import Config
 from emraudit.dates import period
@@ -67,6 +69,15 @@ def _explain(config: Config, events: pd.DataFrame, ws: pd.Timestamp, we: pd.Time
         return None
 
 
+def _about(patient_id: str):
+    """The findings that concern this patient: its own, and the nights of several patients
+    (`patient_ids`, JSON text) that name it."""
+    quoted = json.dumps(str(patient_id), ensure_ascii=False)
+    like = quoted.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return sa.or_(findings.c.patient_id == str(patient_id),
+                  findings.c.patient_ids.like(f"%{like}%", escape="\\"))
+
+
 def build_patient_report(config: Config, store: Store, lake: Lake, patient_id: str,
                          start: str, end: str, *, unmask: bool = False,
                          lang: Lang | None = None) -> dict:
@@ -105,7 +116,7 @@ def build_patient_report(config: Config, store: Store, lake: Lake, patient_id: s
         for r in expl[["event_id", "explained", "explanation", "detail"]].to_dict("records"):
             by_event[str(r["event_id"])] = r
     flagged: dict[str, list[str]] = {}
-    fdf = store.read_findings(findings.c.patient_id == str(patient_id))
+    fdf = store.read_findings(_about(patient_id))
     for r in fdf.to_dict("records") if len(fdf) else []:
         for e in r["event_ids"]:
             flagged.setdefault(str(e), []).append(r["detector"])

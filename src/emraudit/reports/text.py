@@ -239,6 +239,9 @@ def report_record(row: dict, lang: Lang | str, masker: Masker, *,
     lang = as_lang(lang)
     out = {c: row.get(c) for c in FINDING_COLUMNS}
     out["patient_id"] = masker.pid(row.get("patient_id"))
+    many = row.get("patient_ids")
+    out["patient_ids"] = [masker.pid(p) for p in many] if isinstance(many, list) and many \
+        else None
     out["summary"] = finding_sentence(row, "en", masker)
     if lang.code != "en":
         out["summary_" + lang.code] = finding_sentence(row, lang, masker)
