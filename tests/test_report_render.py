@@ -272,6 +272,48 @@ def test_below_budget_cases_get_no_page_but_render_on_demand(tmp_path):
     assert "低于当晚审核额度" in html
 
 
+def test_the_ledger_counts_below_budget_cases_and_lists_them_on_request(tmp_path):
+    """An open case below the review budget is not a ledger row (nobody was given it to
+    verify); the ledger's HTML and XLSX say how many such cases it leaves out, and
+    `emraudit report ledger --include-below-budget` lists them. Resolved problems below the
+    budget stay rows: a reviewer decided them."""
+    from click.testing import CliRunner
+    from openpyxl import load_workbook
+
+    from emraudit.cli import main
+    from emraudit.store import cases as cases_t
+    cfg, store, lake = build(tmp_path, lang="zh")
+    with store.begin() as c:
+        c.execute(cases_t.update().where(cases_t.c.case_id == CASE_P).values(queued=False))
+    out = write_scan_reports(cfg, store, lake, SCAN1)
+    html = _read(out / "ledger.html")
+    assert f'id="row-{CASE_A}"' in html and f'id="row-{CASE_P}"' not in html
+    assert "另有 1 个待复核案例低于每晚复核预算" in html
+    wb = load_workbook(out / "ledger.xlsx")
+    assert wb.sheetnames == ["问题台账", "说明"]
+    assert wb["说明"]["A1"].value.startswith("另有 1 个待复核案例")
+    ids = [r[1] for r in wb["问题台账"].iter_rows(min_row=2, values_only=True)]
+    assert CASE_A in ids and CASE_P not in ids
+    with open(out / "ledger.csv", encoding="utf-8-sig") as fh:
+        assert CASE_P not in fh.read()
+
+    page = tmp_path / "all.html"
+    r = CliRunner().invoke(main, ["report", "ledger", "--config", str(cfg.path),
+                                  "--include-below-budget", "--out", str(page)])
+    assert r.exit_code == 0, r.output
+    html = _read(page)
+    assert f'id="row-{CASE_P}"' in html and "低于每晚复核预算" not in html
+    assert load_workbook(page.with_suffix(".xlsx")).sheetnames == ["问题台账"]
+
+    # decided below the budget: a problem row again
+    with store.begin() as c:
+        c.execute(cases_t.update().where(cases_t.c.case_id == CASE_P).values(
+            status="resolved", disposition="confirmed"))
+    out = write_scan_reports(cfg, store, lake, SCAN1)
+    html = _read(out / "ledger.html")
+    assert f'id="row-{CASE_P}"' in html and 'id="below-budget"' not in html
+
+
 def test_a_crash_leaves_no_half_report(tmp_path, monkeypatch):
     cfg, store, lake = build(tmp_path, lang="en")
     first = write_scan_reports(cfg, store, lake, SCAN1)

@@ -123,10 +123,20 @@ def deadline_days(config: Config, severity: str) -> int:
                        config.ledger.deadline_days.medium))
 
 
-def problem_cases(store: Store, *, include_rectified: bool = False) -> pd.DataFrame:
+def problem_cases(store: Store, *, include_rectified: bool = False,
+                  include_below_budget: bool = False) -> pd.DataFrame:
     """The cases that are problems: open (awaiting verification), or confirmed / training
-    and (unless `include_rectified`) not rectified; most severe and oldest first."""
-    cond = sa.or_(cases.c.status == "open",
+    and (unless `include_rectified`) not rectified; most severe and oldest first.
+
+    An open case below the nightly review budget (`queued` false: stored and counted, not
+    yet given to a reviewer) is listed only with `include_below_budget`: at 3% of a large
+    hospital's accesses unexplained that is thousands a night, which no office verifies
+    and a ledger handed upward must not pose as problems (the ledger says how many)."""
+    opened = cases.c.status == "open"
+    if not include_below_budget:
+        opened = sa.and_(opened, sa.or_(cases.c.kind == "feed_gap",
+                                        cases.c.queued.is_not(False)))
+    cond = sa.or_(opened,
                   sa.and_(cases.c.status == "resolved", cases.c.disposition.in_(PROBLEM)))
     df = store.read_table(cases, cond)
     if df.empty:
@@ -315,13 +325,18 @@ def write_sheet(ws, head: list[str], rows: list[list], widths: list[int] | None 
         ws.column_dimensions[get_column_letter(j)].width = wdt
 
 
-def write_xlsx(path: Path, rows: list[dict], lang: Lang, *, title: str = "") -> None:
+def write_xlsx(path: Path, rows: list[dict], lang: Lang, *, title: str = "",
+               below_budget: int = 0) -> None:
     from openpyxl import Workbook
 
     wb = Workbook()
     ws = wb.active
     ws.title = lang.gettext("Problem ledger")[:31]
     write_sheet(ws, headers(lang), [[r[k] for k, _ in COLUMNS] for r in rows], LEDGER_WIDTHS)
+    if below_budget:            # the sheet stays one table; what it leaves out, beside it
+        notes = wb.create_sheet(lang.gettext("Notes")[:31])
+        notes.append([neutralize(lang.gettext(BELOW_BUDGET, n=below_budget))])
+        notes.column_dimensions["A"].width = 120
     wb.properties.title = title
     buf = io.BytesIO()
     wb.save(buf)
@@ -337,7 +352,8 @@ def counts(rows: list[dict]) -> dict:
                 no_responsible=sum(1 for r in rows if r["_source"] == "none"))
 
 
-def html_page(rows: list[dict], ctx: LedgerContext, *, title: str = "") -> str:
+def html_page(rows: list[dict], ctx: LedgerContext, *, title: str = "",
+              below_budget: int = 0) -> str:
 
     env = make_env(ctx.lang)
     js = _static("report.js")
@@ -346,7 +362,8 @@ def html_page(rows: list[dict], ctx: LedgerContext, *, title: str = "") -> str:
         masked=ctx.masker.enabled, scan={}, window=("", ""),
         generated=Fmt(ctx.config.tz).now(), title=title,
         head=[(k, ctx.lang.gettext(h)) for k, h in COLUMNS], rows=rows, n=counts(rows),
-        today=ctx.today.isoformat())
+        today=ctx.today.isoformat(),
+        below=ctx.lang.gettext(BELOW_BUDGET, n=below_budget) if below_budget else "")
 
 
 def _patient_ids(df: pd.DataFrame) -> set[str]:
@@ -371,22 +388,35 @@ def rows_for_cases(config: Config, store: Store, lake: Lake, case_ids: list[str]
 
 def write_ledger(config: Config, store: Store, lake: Lake, folder: Path, *,
                  masker: Masker | None = None, include_rectified: bool = False,
+                 include_below_budget: bool = False,
                  evidence: dict[str, list[dict]] | None = None, stem: str = "ledger",
                  today: date | None = None) -> list[Path]:
-    """Write `<stem>.xlsx`, `.csv` and `.html` into `folder`; returns the three paths."""
+    """Write `<stem>.xlsx`, `.csv` and `.html` into `folder`; returns the three paths. The
+    HTML and the XLSX say how many open cases below the review budget are not listed."""
+    from emraudit.cases import queue_counts
+
     lang = Lang(config.reports.lang)
     masker = masker or Masker(enabled=config.reports.mask_patients)
-    problems = problem_cases(store, include_rectified=include_rectified)
+    problems = problem_cases(store, include_rectified=include_rectified,
+                             include_below_budget=include_below_budget)
     ctx = LedgerContext.load(config, store, lake, lang, masker, _patient_ids(problems),
                              today=today, cases=problems)
     rows = ledger_rows(problems, ctx, evidence)
+    below = 0 if include_below_budget else queue_counts(store)["below_budget"]
     title = f"{config.site.name} {lang.gettext('Problem ledger')} {ctx.today.isoformat()}"
     out = [folder / f"{stem}.xlsx", folder / f"{stem}.csv", folder / f"{stem}.html"]
-    write_xlsx(out[0], rows, lang, title=title)
+    write_xlsx(out[0], rows, lang, title=title, below_budget=below)
     write_csv(out[1], rows, lang)
-    files.write_text(out[2], html_page(rows, ctx, title=title))
-    log.info("ledger written: %d problems", len(rows))
+    files.write_text(out[2], html_page(rows, ctx, title=title, below_budget=below))
+    log.info("ledger written: %d problems (%d open cases below the review budget not "
+             "listed)", len(rows), below)
     return out
+
+
+BELOW_BUDGET = N_("%(n)s open cases below the nightly review budget are not listed: stored "
+                  "and counted, not yet given to a reviewer (emraudit cases list "
+                  "--below-budget; emraudit report ledger --include-below-budget lists them "
+                  "too).")
 
 
 __all__ = ["write_ledger", "ledger_rows", "rows_for_cases", "problem_cases", "neutralize",

@@ -87,6 +87,7 @@ class Masker:
         self._codes: np.ndarray | None = None
         self._codes_for: tuple | None = None
         self._firsts: np.ndarray | None = None
+        self._pt: tuple[pd.DataFrame, dict[str, list[str]]] | None = None   # _patient_table
 
     # single values ---------------------------------------------------------------------
     def name(self, value) -> str:
@@ -154,13 +155,30 @@ class Masker:
             self._codes_for = index
         self._index = index
 
+    def _patient_table(self, patients: pd.DataFrame) -> dict[str, list[str]]:
+        """The patients table as {id: [names]}, built once per table: a report learns
+        batch after batch from the same 300,000-row table, and scanning it per batch was
+        most of the learning."""
+        if self._pt is None or self._pt[0] is not patients:
+            ids = patients["patient_id"].astype("string")
+            names = patients["name"] if "name" in patients.columns else \
+                pd.Series(None, index=patients.index, dtype=object)
+            table: dict[str, list[str]] = {}
+            for i, n in zip(ids.tolist(), names.tolist()):
+                if not _blank(i):
+                    lst = table.setdefault(str(i), [])
+                    if not _blank(n):
+                        lst.append(n)
+            self._pt = (patients, table)      # the frame held: its id is not reused
+        return self._pt[1]
+
     def learn_patients(self, patients: pd.DataFrame | None, ids: Iterable) -> None:
         """Learn these patient ids and, from the patients table, their names."""
         ids = [str(i) for i in ids if not _blank(i)]
         names: list = []
-        if patients is not None and len(patients) and "name" in patients.columns:
-            sel = patients[patients["patient_id"].astype("string").isin(ids)]
-            names = list(sel["name"].dropna())
+        if self.enabled and patients is not None and len(patients) and ids:
+            table = self._patient_table(patients)
+            names = [n for i in dict.fromkeys(ids) for n in table.get(i, ())]
         self.learn(ids, names)
 
     def learn_mentioned(self, patients: pd.DataFrame | None, texts: Iterable) -> None:
@@ -173,8 +191,8 @@ class Masker:
             if not _blank(t):
                 tokens.update(id_tokens(str(t)))
         if tokens:
-            ids = patients["patient_id"].astype("string")
-            self.learn_patients(patients, ids[ids.isin(tokens)].tolist())
+            table = self._patient_table(patients)
+            self.learn_patients(patients, sorted(t for t in tokens if t in table))
 
     def learn_findings(self, patients: pd.DataFrame | None, found: pd.DataFrame,
                        evidence_texts: list[str] | None = None) -> None:
