@@ -161,14 +161,14 @@ class Masker:
         most of the learning."""
         if self._pt is None or self._pt[0] is not patients:
             ids = patients["patient_id"].astype("string")
-            names = patients["name"] if "name" in patients.columns else \
-                pd.Series(None, index=patients.index, dtype=object)
-            table: dict[str, list[str]] = {}
-            for i, n in zip(ids.tolist(), names.tolist()):
-                if not _blank(i):
-                    lst = table.setdefault(str(i), [])
-                    if not _blank(n):
-                        lst.append(n)
+            ok = (ids.notna() & (ids.str.strip() != "")).fillna(False).to_numpy(dtype=bool)
+            table: dict[str, list[str]] = {i: [] for i in ids[ok].tolist()}
+            if "name" in patients.columns:
+                names = patients["name"].astype("string")
+                named = ok & (names.notna() & (names.str.strip() != "")).fillna(False) \
+                    .to_numpy(dtype=bool)
+                for i, n in zip(ids[named].tolist(), patients["name"][named].tolist()):
+                    table[i].append(n)
             self._pt = (patients, table)      # the frame held: its id is not reused
         return self._pt[1]
 
