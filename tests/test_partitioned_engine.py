@@ -130,6 +130,20 @@ def test_reports_read_events_by_id_from_their_users_buckets_first(bucketed):
     both = data.read_events_by_id(lake, {"run1"}, [day], mine + [other_id], [user])
     assert sorted(both["event_id"].astype(str)) == sorted(mine + [other_id])
     assert both["event_id"].is_unique and both["ts"].is_monotonic_increasing
+    # another user's event in the very bucket file of `user` (read there by user first):
+    # still found, by id, from that file
+    same = ev.loc[(b == user_bucket(pd.Series([user]), BUCKETS)[0])
+                  & (ev["user_id"].astype(str) != user)]
+    assert len(same)
+    nb = str(same["event_id"].iloc[0])
+    got = data.read_events_by_id(lake, {"run1"}, [day], mine + [nb, nb], [user])
+    assert sorted(got["event_id"].astype(str)) == sorted(mine + [nb])
+    # every event of the user, wanted or not: only the wanted ones come back
+    assert sorted(data.read_events_by_id(lake, {"run1"}, [day], mine[:2], [user])[
+        "event_id"].astype(str)) == mine[:2]
+    # no user given: by id alone
+    assert sorted(data.read_events_by_id(lake, {"run1"}, [day], mine, [])["event_id"]
+                  .astype(str)) == mine
 
 
 def test_partitions_cover_every_event_once(bucketed):
