@@ -88,6 +88,8 @@ class Masker:
         self._codes_for: tuple | None = None
         self._firsts: np.ndarray | None = None
         self._pt: tuple[pd.DataFrame, dict[str, list[str]]] | None = None   # _patient_table
+        self._named: set[str] = set()        # ids learned with their names from that table
+        self._first_chars: tuple | None = None   # (index, characters that start a string)
 
     # single values ---------------------------------------------------------------------
     def name(self, value) -> str:
@@ -170,16 +172,24 @@ class Masker:
                 for i, n in zip(ids[named].tolist(), patients["name"][named].tolist()):
                     table[i].append(n)
             self._pt = (patients, table)      # the frame held: its id is not reused
+            self._named = set()               # names looked up in this table
         return self._pt[1]
 
     def learn_patients(self, patients: pd.DataFrame | None, ids: Iterable) -> None:
-        """Learn these patient ids and, from the patients table, their names."""
-        ids = [str(i) for i in ids if not _blank(i)]
-        names: list = []
-        if self.enabled and patients is not None and len(patients) and ids:
-            table = self._patient_table(patients)
-            names = [n for i in dict.fromkeys(ids) for n in table.get(i, ())]
-        self.learn(ids, names)
+        """Learn these patient ids and, from the patients table, their names. An id this
+        masker already learned from the same table is not learned again: a night's report
+        meets the same patients batch after batch."""
+        if not self.enabled:
+            return
+        ids = [i if isinstance(i, str) else str(i) for i in ids
+               if (i.strip() if isinstance(i, str) else not _blank(i))]
+        if patients is None or not len(patients) or not ids:
+            self.learn(ids, [])
+            return
+        table = self._patient_table(patients)
+        fresh = [i for i in dict.fromkeys(ids) if i not in self._named]
+        self._named.update(fresh)
+        self.learn(fresh, [n for i in fresh for n in table.get(i, ())])
 
     def learn_mentioned(self, patients: pd.DataFrame | None, texts: Iterable) -> None:
         """Learn the patients of the patients table whose id appears as a token in `texts`
@@ -234,6 +244,11 @@ class Masker:
         else:
             s = str(text)
         if not self.enabled or not self._known:
+            return s
+        index = self.pattern()
+        if self._first_chars is None or self._first_chars[0] is not index:
+            self._first_chars = (index, frozenset(x[0] for x in index[0]))
+        if self._first_chars[1].isdisjoint(s):     # most strings (times, codes, keys)
             return s
         done = self._scrubbed.get(s)
         if done is None:
@@ -292,13 +307,12 @@ class Masker:
         if not len(codes):
             return out
         lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=n)
-        a = np.frombuffer("\x00".join(texts).encode("utf-32-le"), dtype=np.uint32) \
-            .astype(np.uint64)
+        a = np.frombuffer("\x00".join(texts).encode("utf-32-le"), dtype=np.uint32)
         if len(a) < 2:
             return out
         first = self._firsts[a[:-1]]              # most characters start nothing known
         cand = np.flatnonzero(first & (a[1:] != 0))
-        pair = (a[cand] << np.uint64(21)) | a[cand + 1]
+        pair = (a[cand].astype(np.uint64) << np.uint64(21)) | a[cand + 1].astype(np.uint64)
         at = np.searchsorted(codes, pair).clip(max=len(codes) - 1)
         hit = cand[codes[at] == pair]
         if len(hit):

@@ -262,8 +262,9 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
     user = ld.ref.user(row.get("user_id"))
     pids = [str(p) for p in _json_list(row.get("patients"))] or \
         ([_s(row.get("patient_id"))] if _s(row.get("patient_id")) else [])
-    patients = [ld.ref.patient(p) for p in pids]
-    patient = patients[0] if len(patients) == 1 else None
+    # only those the page lists: a bulk user's night names tens of thousands
+    patients = [ld.ref.patient(p) for p in pids[:MAX_PATIENTS_SHOWN]]
+    patient = patients[0] if len(pids) == 1 else None
     sev = _s(row.get("severity")) or "low"
     found_at = row.get("created") or row.get("first_seen")
     view = {
@@ -274,8 +275,8 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
         "score": float(row["score"]) if _s(row.get("score")) else 0.0,
         "summary": case_sentence(row, cf, lang, masker),
         "detectors": det, "rect_items": [item_info(i, lang) for i in item_codes],
-        "user": user, "patient": patient, "patients": patients[:MAX_PATIENTS_SHOWN],
-        "n_patients": len(patients), "day": _s(row.get("day")),
+        "user": user, "patient": patient, "patients": patients,
+        "n_patients": len(pids), "day": _s(row.get("day")),
         "risk": round(float(row["risk"]), 1) if _s(row.get("risk")) else None,
         "risk_factors": [{"label": label(RISK_FACTOR, k, lang), "points": v}
                          for k, v in sorted(_json_dict(row.get("risk_factors")).items(),
