@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from emraudit.reports.masking import Masker
+from emraudit.reports.masking import Masker, mask_id, mask_name
 
 PATIENTS = pd.DataFrame({"patient_id": pd.Series(["P001", "P002", "P003"], dtype="string"),
                          "name": pd.Series(["王小明", "李四", "张三丰"], dtype="string")})
@@ -118,3 +118,43 @@ def test_case_patient_ids_are_its_patient_then_its_incidents_list():
     assert case_patient_ids({"patient_id": "P1", "patients": ["P2", 3]}) == ["P1", "P2", "3"]
     assert case_patient_ids({"patient_id": "P1", "patients": '["P2"]'}) == ["P1", "P2"]
     assert case_patient_ids({"patient_id": None, "patients": "not json"}) == []
+
+
+def test_patient_ids_of_spread_findings_are_learned_with_their_names():
+    m = Masker()
+    found = pd.DataFrame({"patient_id": ["", None],
+                          "patient_ids": [["P001", "P003"], None],
+                          "summary": ["U1 opened 2 records", "x"]})
+    m.learn_findings(PATIENTS, found)
+    assert m.scrub("P001 王小明 P003 张三丰 P002 李四") == \
+        f"{mask_id('P001')} 王*明 {mask_id('P003')} 张*丰 P002 李四"
+
+
+def test_a_patient_learned_from_one_table_gets_the_names_of_another():
+    m = Masker()
+    m.learn_patients(PATIENTS, ["P001", "P001"])
+    assert m.scrub("王小明") == "王*明"
+    # the same table again teaches nothing new, and scrubbing stays right
+    m.learn_patients(PATIENTS, ["P001"])
+    assert m.scrub("P001 王小明") == f"{mask_id('P001')} 王*明"
+    # a different table (a later snapshot) naming P001 otherwise: that name is learned too
+    other = pd.DataFrame({"patient_id": ["P001"], "name": ["赵小红"]})
+    m.learn_patients(other, ["P001"])
+    assert m.scrub("赵小红 王小明") == "赵*红 王*明"
+    # ids learned without a table first still get their names from one later
+    n = Masker()
+    n.learn_patients(None, ["P002"])
+    assert n.scrub("李四") == "李四"
+    n.learn_patients(PATIENTS, ["P002"])
+    assert n.scrub("P002 李四") == f"{mask_id('P002')} {mask_name('李四')}"
+
+
+def test_strings_sharing_no_first_character_pass_and_the_check_follows_new_patients():
+    m = Masker()
+    m.learn(ids=["P001"])
+    assert m.scrub("2026-09-07T11:32:00+08:00") == "2026-09-07T11:32:00+08:00"
+    assert m.scrub("Q7 met P001") == f"Q7 met {mask_id('P001')}"
+    m.learn(ids=["Q7"])                       # a new first character: Q
+    assert m.scrub("Q7 met P001") == f"{mask_id('Q7')} met {mask_id('P001')}"
+    m.keep(["Q7X"])                           # kept strings start matches too
+    assert m.scrub("Q7X") == "Q7X"
