@@ -780,10 +780,11 @@ def finding_to_json(row: dict) -> str:
 
 
 def patient_list(v) -> list[str] | None:
-    """A finding's `patient_ids` as a list (stored as JSON text), None when it has none."""
+    """A finding's `patient_ids` as a list of ids (stored as JSON text; a detector's list,
+    tuple or array), None when it has none (None, NaN, empty)."""
     if isinstance(v, str):
         v = json.loads(v) if v else None
-    if v is None or isinstance(v, float):
+    if not isinstance(v, (list, tuple, np.ndarray)):
         return None
     out = [str(i) for i in v]
     return out or None

@@ -19,7 +19,7 @@ import pandas as pd
 
 from emraudit.detectors.message import Message
 from emraudit.model import (FINDING_COLUMNS, RECTIFICATION_ITEMS, SEVERITIES, SEVERITY_RANK,
-                            finding_to_json)
+                            finding_to_json, patient_list)
 
 
 @dataclass(frozen=True)
@@ -532,9 +532,9 @@ def findings_frame(detector_id: str, rows: pd.DataFrame | list[dict], *,
 
 
 def _id_list(v) -> list[str] | None:
-    if isinstance(v, (list, tuple, np.ndarray)) and len(v):
-        return sorted({str(i) for i in v})
-    return None
+    """A detector's patient list as the contract keeps it: distinct ids, sorted."""
+    ids = patient_list(v)
+    return sorted(set(ids)) if ids else None
 
 
 def empty_findings() -> pd.DataFrame:
