@@ -11,7 +11,7 @@ import re
 import pytest
 
 from detector_frames import ev, make_ctx
-from emraudit.detectors.explain import explain_accesses, explanation_evidence
+from emraudit.detectors.explain import explain_accesses, explanation_evidence, with_details
 
 W = ("2025-07-01", "2025-09-01")
 DOC = {"user_id": "doc", "role": "physician", "department": "心内科"}
@@ -191,9 +191,13 @@ def test_documentation_window_on_both_sides(sign_at, explains):
 
 # ----------------------------------------------------------------------- what was tried
 def test_an_unexplained_access_says_why_each_explanation_failed():
-    x = explain_accesses(make_ctx([ev("er", "p1", "2025-07-20 10:00"),
-                                   ev("er", "p1", "2025-07-20 10:01", "break_glass")],
-                                  window=W, care_relations=[rel()], params=NO_LOOKBACK))
+    ctx = make_ctx([ev("er", "p1", "2025-07-20 10:00"),
+                    ev("er", "p1", "2025-07-20 10:01", "break_glass")],
+                   window=W, care_relations=[rel()], params=NO_LOOKBACK)
+    x = explain_accesses(ctx)
+    with pytest.raises(ValueError, match="with_details"):    # the relations are pending
+        explanation_evidence(x.iloc[0])
+    x = with_details(ctx, x)
     tried = explanation_evidence(x.iloc[0])
     assert [t["explanation"] for t in tried] == [
         "own_relation", "unit_relation", "duty_ward", "request_relation", "prior_treatment",

@@ -23,7 +23,7 @@ from emraudit.detectors.explain import (
     EXPLANATIONS, _FAR, _dedupe, _first, _first_code, _fmt_day, _in_modules, _jq, _obj,
     _pack, _packing, _queries, _relation_json, _us, _writes_within, complete,
     explain_accesses, explanation_detail, explanation_evidence, explanation_params,
-    interval_hit, looked_up_before, nearest_within)
+    interval_hit, looked_up_before, nearest_within, with_details)
 
 W = ("2025-07-01", "2025-09-01")
 DOC = {"user_id": "doc", "role": "physician", "department": "心内科"}
@@ -46,7 +46,8 @@ def rel(patient="p1", user=None, start="2025-07-05", end="2025-07-10", kind="adm
 
 def explain(events, params=None, **kw):
     kw.setdefault("window", W)
-    return explain_accesses(make_ctx(events, params={"explain": params or {}}, **kw))
+    ctx = make_ctx(events, params={"explain": params or {}}, **kw)
+    return with_details(ctx, explain_accesses(ctx))
 
 
 def rows(x):
@@ -513,7 +514,7 @@ def test_the_users_last_row_in_the_staff_master_counts_and_unknown_users_have_no
     ctx = make_ctx(events, window=W, care_relations=[rel(ward="心内科一病区")],
                    params={"explain": NO_LOOKBACK})
     ctx.users = users
-    got = rows(explain_accesses(ctx))
+    got = rows(with_details(ctx, explain_accesses(ctx)))
     assert got["a"][0] == "unit_relation"
     assert got["b"][0] == ""
     assert got["b"][2]["unit_relation"]["department"] is None
@@ -1223,3 +1224,45 @@ def test_a_reason_a_microsecond_after_the_access_is_no_reason_for_it():
     got = rows(explain(events, {"ward_work_hours": 0.0}))
     assert got["A_btg"][:2] == ("", [])
     assert got["A_prior"][0] == "documentation"          # the signature, not prior treatment
+
+
+# --- the patient's relations, filled in for the rows a finding shows (with_details) ---------
+def test_unexplained_details_leave_the_patients_relations_to_with_details():
+    # 40 patients opened without a reason by one user: the engine's detail column holds one
+    # text for all of them (the user's units, role and duty), not one per patient
+    events = [ev("u", f"p{i}", "2025-07-12 10:00", event_id=f"e{i}") for i in range(40)]
+    rels = [rel(patient=f"p{i}", user="doc", start=f"2025-07-0{1 + k}")
+            for i in range(40) for k in range(i % 5)]
+    ctx = make_ctx(events, window=W, care_relations=rels)
+    x = explain_accesses(ctx)
+    assert not x["explained"].any()
+    assert len(x["detail"].cat.categories) == 1
+    # three rows completed: each gets its own patient's last three relations and the count
+    pick = [int(np.flatnonzero(x["event_id"].to_numpy() == e)[0]) for e in ("e4", "e3", "e0")]
+    part = with_details(ctx, x.iloc[pick])
+    assert list(part.index) == list(x.index[pick])
+    got = [explanation_detail(r)["unit_relation"] for r in part.to_dict("records")]
+    assert [(len(g["patient_relations"]), g["more"]) for g in got] == [(3, 1), (3, 0), (0, 0)]
+    # the last three by start, oldest first
+    assert [r["start"] for r in got[0]["patient_relations"]] == [
+        "2025-07-02", "2025-07-03", "2025-07-04"]
+    # completing every row gives what completing any subset gives for its rows
+    whole = rows(with_details(ctx, x))
+    assert {k: whole[k] for k in ("e4", "e3", "e0")} == rows(part)
+    # rows with nothing pending come back as they are
+    done = with_details(ctx, part)
+    assert done["detail"].astype(str).tolist() == part["detail"].astype(str).tolist()
+
+
+def test_with_details_names_only_the_relations_of_the_accesss_own_site():
+    events = [ev("u", "p1", "2025-07-12 10:00", site_id="A", event_id="a"),
+              ev("u", "p1", "2025-07-12 10:00", site_id="B", event_id="b")]
+    rels = [{**rel(user="doc", department="X"), "site_id": "A"}]
+    ctx = make_ctx(events, window=W, care_relations=rels)
+    x = explain_accesses(ctx)
+    assert not x["explained"].any()
+    got = rows(with_details(ctx, x.iloc[::-1]))
+    assert got["a"][2]["unit_relation"]["patient_relations"] == [
+        {"kind": "admission", "start": "2025-07-05", "end": "2025-07-10", "user": "doc",
+         "department": "X"}]
+    assert got["b"][2]["unit_relation"]["patient_relations"] == []

@@ -8,7 +8,7 @@ import pytest
 
 from detector_frames import ev, make_ctx
 from emraudit.detectors.explain import (
-    EXPLANATIONS, explain_accesses, explanation_detail, explanation_evidence,
+    EXPLANATIONS, explain_accesses, explanation_detail, explanation_evidence, with_details,
     interval_hit, nearest_within,
 )
 from emraudit.reports.explanations import explanation_text
@@ -21,7 +21,8 @@ NURSE = {"user_id": "rn", "role": "nurse", "ward": "心内科一病区"}
 
 def explain(events, **kw):
     kw.setdefault("window", W)
-    return explain_accesses(make_ctx(events, **kw))
+    ctx = make_ctx(events, **kw)
+    return with_details(ctx, explain_accesses(ctx))
 
 
 def adm(patient="p1", user=None, start="2025-07-05", end="2025-07-10", kind="admission",

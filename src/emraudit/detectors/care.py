@@ -18,7 +18,7 @@ import pandas as pd
 
 from emraudit.detectors.base import Context, Detector, Param, raise_severity
 from emraudit.detectors.explain import (EXPLANATIONS, MOVED_FROM_CARE, explain_accesses,
-                                        explanation_evidence, looked_up_before)
+                                        explanation_evidence, looked_up_before, with_details)
 from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
 from emraudit.reports.i18n import N_, Np_
@@ -290,7 +290,7 @@ class NoRelationship(Detector):
         agg["event_ids"] = _slices(u["event_id"].astype(object).to_numpy(), bounds)
         agg["actions"] = _action_counts(u, keys, bounds)
         agg["lookup_events"] = _lookup_events(u, keys, agg)
-        first_rows = u.iloc[bounds[:-1]].to_dict("records")
+        first_rows = with_details(ctx, u.iloc[bounds[:-1]]).to_dict("records")
         n = agg["n"].to_numpy()
         sev = np.where(n >= p.critical_accesses, "critical",
                        np.where(n >= p.high_accesses, "high",
@@ -368,7 +368,7 @@ class NoRelationship(Detector):
         score = np.log2(1 + night["n"].to_numpy()) + np.log2(np.maximum(k, 1))
         ids = _slices(u["event_id"].astype(object).to_numpy(), bounds)
         actions = _action_counts(u, keys, bounds)
-        first_rows = u.iloc[bounds[:-1]].to_dict("records")
+        first_rows = with_details(ctx, u.iloc[bounds[:-1]]).to_dict("records")
         pbounds = np.append(np.flatnonzero(_key_changes(per, keys)), len(per))
         # the columns as lists once, then sliced per night (slicing the frame per night was
         # most of the detector on a night where thousands of users browse)

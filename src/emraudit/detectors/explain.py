@@ -671,8 +671,7 @@ def _explain(ctx: Context) -> pd.DataFrame:
     put(rrm, '{"role":' + _jq(acc_role[rrm]) + "}")
     none = first == ""
     if none.any():
-        put(none, _why_not(p, none, rel, r_p, r_start, pcode, acc_dept, acc_ward, units,
-                           acc_role, duty_ward, roles, tz))
+        put(none, _why_not(p, none, acc_dept, acc_ward, units, acc_role, duty_ward, roles))
     put(codes < 0, "")
     categories = _dedupe(cats, codes)
     detail = pd.Categorical.from_codes(codes, categories=categories)
@@ -753,38 +752,22 @@ def _relation_json(rel: pd.DataFrame, tz: str) -> np.ndarray:
     return (s + "}").astype(object)
 
 
-def _why_not(p, none, rel, r_p, r_start, pcode, acc_dept, acc_ward, units, acc_role,
-             duty_ward, roles, tz) -> np.ndarray:
+# An unexplained access's detail names the patient's relations (where the patient was
+# instead): per access that is the one high-cardinality part of the detail, and a night where a
+# fifth of the accesses stay unexplained has hundreds of thousands of patients to describe.
+# The engine leaves this marker in their place and `with_details` fills it in for the few rows
+# a finding shows.
+_PENDING = '"patient_relations":"<pending>","more":-1'
+
+
+def _why_not(p, none, acc_dept, acc_ward, units, acc_role, duty_ward, roles) -> np.ndarray:
     """Why each unexplained access failed every explanation (vectorized over them), as one
-    JSON object: explanation -> the facts that made it fail."""
+    JSON object: explanation -> the facts that made it fail, the patient's relations left
+    pending (_PENDING). Few distinct texts: they depend on the user's unit, role and duty."""
     idx = np.flatnonzero(none)
     unit_names = np.asarray(list(units) + [""], dtype=object)
     dept = np.where(acc_dept[idx] >= 0, unit_names[acc_dept[idx]], "")
     ward = np.where(acc_ward[idx] >= 0, unit_names[acc_ward[idx]], "")
-    # the patient's relations, to say where the patient was instead
-    wanted = np.unique(pcode[idx])
-    sel = np.flatnonzero(np.isin(r_p, wanted))
-    pr = pd.DataFrame({"p": r_p[sel], "start": r_start[sel],
-                       "desc": _relation_json(rel.iloc[sel], tz) if len(sel)
-                       else np.array([], dtype=object)})
-    uniq = np.unique(pcode[idx])
-    per_uniq = np.full(len(uniq), '[],"more":0', dtype=object)
-    if len(pr):
-        # per unexplained patient: its last three relations and how many more, with column
-        # operations (a group-by loop per patient was most of the engine on a night where
-        # a fifth of the accesses stay unexplained)
-        pr = pr.sort_values(["p", "start"])
-        pv = pr["p"].to_numpy()
-        n = len(pv)
-        first = np.flatnonzero(np.r_[True, pv[1:] != pv[:-1]])
-        sizes = np.diff(np.r_[first, n])
-        group = np.repeat(np.arange(len(first)), sizes)
-        last3 = (np.repeat(first + sizes, sizes) - np.arange(n) - 1) < 3
-        joined = pd.Series(pr["desc"].to_numpy(dtype=object)[last3]) \
-            .groupby(group[last3], sort=True).agg(",".join).to_numpy(dtype=object)
-        more = np.maximum(sizes - 3, 0).astype(str).astype(object)
-        per_uniq[np.searchsorted(uniq, pv[first])] = "[" + joined + '],"more":' + more
-    pat_rel = per_uniq[np.searchsorted(uniq, pcode[idx])]
     dw = duty_ward[idx]
     duty_json = np.where(dw < 0, "null", _jq(unit_names[np.clip(dw, 0, None)]))
     role = acc_role[idx].astype(str)
@@ -794,7 +777,7 @@ def _why_not(p, none, rel, r_p, r_start, pcode, acc_dept, acc_ward, units, acc_r
     text = ('{"own_relation":' + _obj(grace_before_days=float(p["grace_before_days"]),
                                       grace_after_days=float(p["grace_after_days"]))
             + ',"unit_relation":{"department":' + _jq(dept) + ',"ward":' + _jq(ward)
-            + ',"patient_relations":' + pat_rel.astype(str) + "}"
+            + "," + _PENDING + "}"
             + ',"duty_ward":{"ward":' + duty_json + "}"
             + ',"request_relation":'
             + _obj(grace_before_days=float(p["kind_grace_before_days"]),
@@ -807,11 +790,85 @@ def _why_not(p, none, rel, r_p, r_start, pcode, acc_dept, acc_ward, units, acc_r
     return np.asarray(text, dtype=object)
 
 
+def _relations_summary(r_p: np.ndarray, r_start: np.ndarray, desc: np.ndarray,
+                       npat: int) -> np.ndarray:
+    """Per patient code 0..npat-1: its last three relations (by start, ties in table order)
+    and how many more, as the JSON fragment '[...],"more":k', with column operations (a
+    group-by loop per patient was most of the engine on a night where a fifth of the accesses
+    stay unexplained). `r_p`: each relation's patient code (-1: none of these patients)."""
+    out = np.full(npat, '[],"more":0', dtype=object)
+    keep = np.flatnonzero(r_p >= 0)
+    if not len(keep):
+        return out
+    order = keep[np.lexsort((r_start[keep], r_p[keep]))]        # stable: ties in table order
+    pv = r_p[order]
+    n = len(pv)
+    first = np.flatnonzero(np.r_[True, pv[1:] != pv[:-1]])
+    sizes = np.diff(np.r_[first, n])
+    group = np.repeat(np.arange(len(first)), sizes)
+    last3 = (np.repeat(first + sizes, sizes) - np.arange(n) - 1) < 3
+    joined = pd.Series(desc[order][last3]).groupby(group[last3], sort=True) \
+        .agg(",".join).to_numpy(dtype=object)
+    more = np.maximum(sizes - 3, 0).astype(str).astype(object)
+    out[pv[first]] = "[" + joined + '],"more":' + more
+    return out
+
+
+def _relations_by_patient(ctx: Context, key) -> tuple:
+    """The care relations (completed), each row's patient as a code into the distinct
+    patient keys, and the starts in µs: made once per context for `with_details`, which
+    detectors call many times on a few rows each."""
+    rel = complete(ctx.care_relations, "care_relations", ctx.tz)
+    if rel is None or not len(rel):
+        return None, np.zeros(0, dtype=np.int64), pd.Index([], dtype="string"), \
+            np.zeros(0, dtype=np.int64)
+    codes, uniq = pd.factorize(key(rel, "patient_id"))
+    return rel, codes.astype(np.int64), pd.Index(uniq, dtype="string"), _us(rel["start"])
+
+
+def with_details(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` (explain rows with the index of ctx.events: the few a finding shows) with the
+    `detail` of their unexplained accesses complete: the patient's last relations, looked up
+    here for these rows instead of for every unexplained access of the night."""
+    if not len(rows) or "detail" not in rows.columns:
+        return rows
+    det = rows["detail"].astype(object).fillna("").astype(str)
+    pend = det.str.contains(_PENDING, regex=False).to_numpy(dtype=bool)
+    if not pend.any():
+        return rows
+    key = site_keys(ctx, ctx.care_relations, ctx.users, ctx.shifts)
+    at = rows.loc[pend, ["patient_id"]]
+    if "site_id" in ctx.events.columns:
+        at = at.assign(site_id=ctx.events.loc[at.index, "site_id"])
+    pcode, pidx = pd.factorize(key(at, "patient_id"))
+    fill = np.full(len(pidx), '[],"more":0', dtype=object)
+    rel, r_pat, r_keys, r_start = ctx.cached("explain_relations_by_patient",
+                                             lambda: _relations_by_patient(ctx, key))
+    if len(r_keys):
+        want = _codes(pd.Series(pidx, dtype="string"), r_keys)     # -1: no relation at all
+        to_p = np.full(len(r_keys), -1, dtype=np.int64)
+        to_p[want[want >= 0]] = np.flatnonzero(want >= 0)
+        sel = np.flatnonzero(to_p[r_pat] >= 0)
+        if len(sel):
+            r_p = to_p[r_pat[sel]]
+            fill = _relations_summary(r_p, r_start[sel], _relation_json(rel.iloc[sel], ctx.tz),
+                                      len(pidx))
+    done = det.to_numpy(dtype=object).copy()
+    parts = np.char.partition(done[pend].astype(str), _PENDING)
+    done[np.flatnonzero(pend)] = (parts[:, 0].astype(object) + '"patient_relations":'
+                                  + fill[pcode] + parts[:, 2].astype(object))
+    if isinstance(rows["detail"].dtype, pd.CategoricalDtype):
+        return rows.assign(detail=pd.Categorical(done))
+    return rows.assign(detail=done)
+
+
 def explanation_detail(row: pd.Series | dict) -> dict:
     """The `detail` of one explain row as a dict (empty when there is none)."""
     d = row.get("detail", "")
     if not isinstance(d, str) or not d:
         return {}
+    if _PENDING in d:       # a programming error: the row did not go through with_details
+        raise ValueError("explanation detail read before with_details completed it")
     try:
         out = json.loads(d)
     except json.JSONDecodeError:

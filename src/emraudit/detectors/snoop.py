@@ -20,7 +20,8 @@ import pandas as pd
 from emraudit.detectors.base import (Context, Detector, Param, empty_findings, raise_severity,
                                      shared_work)
 from emraudit.detectors.bulk import explanations, user_info
-from emraudit.detectors.explain import EXPLANATIONS, explanation_evidence, looked_up_before
+from emraudit.detectors.explain import (EXPLANATIONS, explanation_evidence, looked_up_before,
+                                        with_details)
 from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
 from emraudit.detectors.schedule import DAY_NS, local_ns
@@ -101,7 +102,8 @@ def _accesses(ctx: Context, patients) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in [*cols, "action", "failed"]})
     wanted = pd.Series(list(patients), dtype="string").dropna().unique()
     cols += [c for c in ("detail", *("x_" + n for n in EXPLANATIONS)) if c in ex.columns]
-    acc = ex.loc[ex["patient_id"].isin(wanted).to_numpy(dtype=bool), cols].copy()
+    acc = with_details(ctx, ex.loc[ex["patient_id"].isin(wanted).to_numpy(dtype=bool), cols]
+                       .copy())
     acc["action"] = ctx.events["action"].reindex(acc.index).astype("string")
     acc["user_id"] = acc["user_id"].astype("string")
     acc["patient_id"] = acc["patient_id"].astype("string")
