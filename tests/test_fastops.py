@@ -3,8 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from emraudit.fastops import isin, local_days
+from emraudit.fastops import isin, iso_strings, local_days
 
 
 def test_local_days_match_strftime_across_midnight():
@@ -169,3 +170,27 @@ def test_trimmed_ids_match_the_pandas_route():
     masked = text_missing_where(s, np.array([True] + [False] * 8))
     assert masked.isna().tolist() == [True, False, False, True] + [False] * 5
     assert masked.dtype == s.dtype
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(-2_500_000_000_000_000_000, 4_000_000_000_000_000_000)
+                | st.sampled_from([0, 1, 999, 1000, 1_000_000_000, 1_711_846_800_000_000_000]),
+                max_size=30),
+       st.sampled_from([None, "UTC", "Asia/Shanghai", "Europe/London", "America/St_Johns",
+                        "Asia/Kolkata", "Pacific/Chatham"]),
+       st.booleans())
+def test_iso_strings_are_what_isoformat_writes(ns, tz, microseconds):
+    s = pd.Series(pd.to_datetime(np.asarray(ns, dtype="int64")))
+    if microseconds:
+        s = s.dt.floor("us")
+    if tz:
+        s = s.dt.tz_localize("UTC").dt.tz_convert(tz)
+    assert list(iso_strings(s)) == [t.isoformat() for t in s]
+
+
+def test_iso_strings_keep_missing_times_as_nat_and_offsets_with_seconds():
+    s = pd.Series(pd.to_datetime(["1890-01-01 12:00:00", None, "2026-09-07 08:00:00.000000500"],
+                                 format="ISO8601")
+                  ).dt.tz_localize("Asia/Shanghai")
+    assert list(iso_strings(s)) == [t.isoformat() for t in s]
+    assert iso_strings(s)[0].endswith("+08:05:43") and iso_strings(s)[1] == "NaT"

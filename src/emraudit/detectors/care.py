@@ -22,7 +22,7 @@ from emraudit.detectors.explain import (EXPLANATIONS, MOVED_FROM_CARE, explain_a
 from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
 from emraudit.reports.i18n import N_, Np_
-from emraudit.fastops import is_value, local_days
+from emraudit.fastops import is_value, iso_strings, local_days
 from emraudit.feeds import (FeedRules, held_mask, held_outputs, share_counts,
                             shares_from_counts, unit_columns)
 
@@ -372,11 +372,11 @@ class NoRelationship(Detector):
         pbounds = np.append(np.flatnonzero(_key_changes(per, keys)), len(per))
         # the columns as lists once, then sliced per night (slicing the frame per night was
         # most of the detector on a night where thousands of users browse)
-        entries = [{"patient_id": pid, "accesses": int(n), "first": a.isoformat(),
-                    "last": b.isoformat()}
+        entries = [{"patient_id": pid, "accesses": n, "first": a, "last": b}
                    for pid, n, a, b in zip(per["patient_id"].astype(object).tolist(),
-                                           per["n"].tolist(), per["start"].tolist(),
-                                           per["end"].tolist())]
+                                           per["n"].astype(int).tolist(),
+                                           iso_strings(per["start"]).tolist(),
+                                           iso_strings(per["end"]).tolist())]
         plist = [entries[lo:hi] for lo, hi in zip(pbounds[:-1].tolist(), pbounds[1:].tolist())]
         users = _user_info(ctx, night["user_id"])
         thresholds = {**self._thresholds(ctx), "spread_patients": p.spread_patients,
