@@ -156,8 +156,22 @@ def group_findings(det: Detector, ctx: Context, hits: pd.DataFrame, *, message, 
     hits["lookup"] = False
     hits.loc[found.index, "lookup"] = found["lookup"].notna().to_numpy()
     rows = []
-    for (uid, pid, day), g in hits.groupby(["user_id", "patient_id", "day"], sort=True):
-        g = g.sort_values("ts", kind="stable")
+    # one stable sort by the keys then the time: each group is a slice, its accesses in time
+    # order (ties as they came), the groups in key order (a group-by and a sort per group
+    # cost more than the finding itself)
+    keys = ["user_id", "patient_id", "day"]
+    hits = hits.dropna(subset=keys).sort_values([*keys, "ts"], kind="stable")
+    change = np.zeros(len(hits), dtype=bool)
+    change[:1] = True
+    for k in keys:
+        v = hits[k].to_numpy(dtype=object)
+        change[1:] |= v[1:] != v[:-1]
+    bounds = np.append(np.flatnonzero(change), len(hits))
+    first = hits.iloc[bounds[:-1]]
+    for (lo, hi), uid, pid, day in zip(zip(bounds[:-1].tolist(), bounds[1:].tolist()),
+                                       first["user_id"].tolist(), first["patient_id"].tolist(),
+                                       first["day"].tolist()):
+        g = hits.iloc[lo:hi]
         sev = severity(g) if severity else det.severity
         lookup = bool(g["lookup"].any())
         if lookup:
