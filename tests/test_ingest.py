@@ -182,11 +182,45 @@ def test_known_ids_see_batches_in_flight_until_they_land(tmp_path):
     from emraudit.lake import Lake
     known = _KnownIds(Lake(tmp_path / "lake", "Asia/Shanghai"), set())
     first = pd.Series(["E1", "E2"], dtype="string")
-    known.add("r1", first, id_hashes(first))
+    known.duplicates(first, ["2025-07-01"], id_hashes(first))
+    known.add("r1", first, id_hashes(first), pd.Series(["2025-07-01"] * 2))
     nxt = pd.Series(["E2", "E3"], dtype="string")
     assert list(known.duplicates(nxt, ["2025-07-01"], id_hashes(nxt))) == [True, False]
     known.landed("r1")    # nothing in the lake: once landed, only the lake confirms a hit
     assert list(known.duplicates(nxt, ["2025-07-01"], id_hashes(nxt))) == [False, False]
+
+
+def test_known_ids_hold_a_bounded_number_and_reload_a_day_touched_again(site, monkeypatch):
+    """A backlog delivered day by day: past KNOWN_IDS_MAX the days touched longest ago are
+    let go; a day touched again is read from the lake again, so its re-delivered rows are
+    still dropped, once."""
+    from emraudit import ingest as ingest_mod
+    from emraudit.connectors import files
+    monkeypatch.setattr(files, "MIN_BLOCK", 64)
+    monkeypatch.setattr(ingest_mod, "KNOWN_IDS_MAX", 3)
+    held = []
+    real = ingest_mod._KnownIds.duplicates
+
+    def spy(self, ids, days, hashes):
+        out = real(self, ids, days, hashes)
+        held.append((set(self.by_day), set(days), self.held))
+        return out
+
+    monkeypatch.setattr(ingest_mod._KnownIds, "duplicates", spy)
+    days = [f"2025-07-{d:02d}" for d in range(1, 6)]
+    rows = [f"E{d}{i},{day} 08:0{i}:00,u1,p{i},view,ws1\n"
+            for d, day in enumerate(days) for i in range(3)]
+    again = [rows[0], rows[4]]          # day one and day two, re-delivered at the end
+    (site / "access_log.csv").write_text(HEADER + "".join(rows + again), encoding="utf-8")
+    _batch_rows(site, 3)
+    cfg, store, lake, res = _run(site)
+    r = res["access_log"]
+    assert (r.read, r.accepted, r.duplicates) == (17, 15, 2)
+    assert len(lake.read_events(store.committed_runs())) == 15
+    # never more than the bound, beyond the days of the batch at hand
+    assert all(n <= 3 or kept <= batch for kept, batch, n in held)
+    assert max(len(kept - batch) for kept, batch, _ in held) <= 1
+    assert len(held) >= 5
 
 
 def test_read_ahead_hands_over_batches_in_order_then_the_error():

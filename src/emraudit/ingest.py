@@ -173,7 +173,7 @@ def ingest_source(config: Config, store: Store, lake: Lake, name: str,
             hashes = id_hashes(acc["event_id"])
             dup = known.duplicates(acc["event_id"], days, hashes)
             acc, day = acc.loc[~dup], day.loc[~dup]
-            known.add(run_id, acc["event_id"], hashes[~dup])
+            known.add(run_id, acc["event_id"], hashes[~dup], day)
             q = pd.concat([x for x in (batch.quarantine, v.quarantine) if len(x)] or
                           [empty_quarantine()], ignore_index=True)
             nxt = _Pending(run_id, batch, q, day_coverage(acc, name, config.tz, day=day),
@@ -386,35 +386,55 @@ def _refuse_foreign_copies(conn: sa.Connection, lake: Lake, p: _Pending, files: 
     return kept
 
 
+KNOWN_IDS_MAX = 16_000_000    # hashes of stored event ids held at once (128 MB)
+
+
 class _KnownIds:
     """Event ids already in the lake for the days a source's batches touch, to drop
     re-delivered rows.
 
-    Kept as sorted 64-bit hashes, loaded once per day and grown with each written batch, so a
-    large file in many batches is not re-read from the lake batch after batch (that was
-    quadratic). A hash hit is confirmed against the stored ids themselves, so a collision
-    never drops an event: only true duplicates are counted.
+    Kept per site-local day as sorted 64-bit hashes, loaded when a batch first touches the
+    day and grown with each written batch, so a large file in many batches is not re-read
+    from the lake batch after batch (that was quadratic). At most KNOWN_IDS_MAX hashes are
+    held: past that the days touched longest ago are let go and read again if touched again,
+    so a month's backlog delivered in order holds a few days' ids, not the month's (30
+    million ids, merged into one array per batch, were most of a backlog ingest's memory).
+    Batches written but not committed yet are checked whatever their day. A hash hit is
+    confirmed against the stored ids themselves, so a collision never drops an event: only
+    true duplicates are counted.
     """
 
     def __init__(self, lake: Lake, committed: set[str]):
         self.lake, self.committed = lake, committed
-        self.days: set[str] = set()
-        self.hashes = np.empty(0, dtype=np.uint64)
+        self.by_day: dict[str, np.ndarray] = {}       # least recently touched first
         # ids of batches added but not yet committed (their files are still being written)
         self.in_flight: dict[str, pd.Series] = {}
+        self._flying: dict[str, np.ndarray] = {}       # their hashes, sorted
 
-    def _merge(self, h: np.ndarray) -> None:
-        # timsort on two sorted runs is a linear merge (np.unique would re-sort everything)
-        if len(h):
-            self.hashes = np.sort(np.concatenate([self.hashes, np.sort(h)]), kind="stable")
+    @property
+    def held(self) -> int:
+        return sum(len(h) for h in self.by_day.values())
+
+    def _touch(self, days: list[str]) -> None:
+        """Load the days not held, mark all of them recently touched, let old days go."""
+        for d in days:
+            h = self.by_day.pop(d, None)
+            if h is None:
+                h = np.sort(id_hashes(self.lake.existing_event_ids(self.committed, [d])))
+            self.by_day[d] = h
+        keep = set(days)
+        for d in list(self.by_day):
+            if self.held <= KNOWN_IDS_MAX:
+                break
+            if d not in keep:
+                del self.by_day[d]
 
     def duplicates(self, ids: pd.Series, days: list[str], hashes: np.ndarray) -> np.ndarray:
         """Which of `ids` (whose `id_hashes` are `hashes`) are stored."""
-        new_days = [d for d in days if d not in self.days]
-        if new_days:
-            self._merge(id_hashes(self.lake.existing_event_ids(self.committed, new_days)))
-            self.days.update(new_days)
-        hit = in_sorted(self.hashes, hashes)
+        self._touch(days)
+        hit = np.zeros(len(hashes), dtype=bool)
+        for h in [*(self.by_day[d] for d in days), *self._flying.values()]:
+            hit |= in_sorted(h, hashes)
         if hit.any():   # confirm exactly (rare outside a re-delivered file)
             stored = pd.Series(self.lake.existing_event_ids(self.committed, days),
                                dtype="string")
@@ -423,18 +443,27 @@ class _KnownIds:
             hit[hit] = isin(ids[hit], exact)
         return hit
 
-    def add(self, run_id: str, ids: pd.Series, hashes: np.ndarray) -> None:
-        """A batch about to be written: its ids count as known from now on."""
-        self._merge(hashes)
+    def add(self, run_id: str, ids: pd.Series, hashes: np.ndarray, day: pd.Series) -> None:
+        """A batch about to be written (`day`: each row's site-local day): its ids count as
+        known from now on."""
         self.in_flight[run_id] = ids
+        self._flying[run_id] = np.sort(hashes)
+        codes, days = pd.factorize(pd.Series(day).astype("string"))
+        for i, d in enumerate(days):
+            held = self.by_day.get(d)
+            if held is not None:     # timsort on two sorted runs is a linear merge
+                self.by_day[d] = np.sort(np.concatenate([held, np.sort(hashes[codes == i])]),
+                                         kind="stable")
 
     def landed(self, run_id: str) -> None:
         """The batch committed: its ids are read from the lake from now on."""
         self.in_flight.pop(run_id, None)
+        self._flying.pop(run_id, None)
 
     def forget(self, days: list[str]) -> None:
         """Load these days again when next touched (another writer added to them)."""
-        self.days.difference_update(days)
+        for d in days:
+            self.by_day.pop(d, None)
 
 
 def _same_as_snapshot(lake: Lake, table: str, frame: pd.DataFrame, committed: set[str]) -> bool:
