@@ -158,3 +158,29 @@ def test_strings_sharing_no_first_character_pass_and_the_check_follows_new_patie
     assert m.scrub("Q7 met P001") == f"{mask_id('Q7')} met {mask_id('P001')}"
     m.keep(["Q7X"])                           # kept strings start matches too
     assert m.scrub("Q7X") == "Q7X"
+
+
+def test_findings_patients_are_the_lists_learn_findings_learns_and_teach_nothing():
+    m = Masker()
+    found = pd.DataFrame({"patient_id": ["P001", ""], "patient_ids": [None, ["P003"]],
+                          "summary": ["viewed", "also opened P002 and P009"]})
+    texts = [_j({"others": ["P003", "P001x"]}), ""]
+    assert m.findings_patients(PATIENTS, found, evidence_texts=texts) == \
+        [["P001", ""], ["P003"], ["P002", "P003"]]      # P009: not in the patients table
+    assert m.scrub("P001 P002 王小明") == "P001 P002 王小明"
+    assert m.findings_patients(PATIENTS, found.iloc[:0]) == []
+    assert m.findings_patients(None, found, evidence_texts=texts)[2] == []
+    m.learn_findings(PATIENTS, found, evidence_texts=texts)
+    assert m.scrub("P001 P002 P003 P009 王小明") == \
+        f"{mask_id('P001')} {mask_id('P002')} {mask_id('P003')} P009 王*明"
+
+
+def test_ready_builds_the_lookups_a_forked_worker_inherits():
+    m = Masker()
+    m.learn(ids=["P001"])
+    m.ready(PATIENTS)
+    assert m._index is not None and m._first_chars is not None and m._codes is not None
+    assert m._pt is not None and m._pt[0] is PATIENTS
+    off = Masker(enabled=False)
+    off.ready(PATIENTS)
+    assert off._pt is None and off._index is None

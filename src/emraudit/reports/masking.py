@@ -40,11 +40,19 @@ def _blank(value) -> bool:
     return str(value).strip() == ""
 
 
+def _stripped(value) -> str:
+    """The value as text without surrounding blanks, "" when `_blank` (str without the
+    pandas check: learning a night's patients meets hundreds of thousands)."""
+    if type(value) is str:
+        return value.strip()
+    return "" if _blank(value) else str(value).strip()
+
+
 def mask_name(name) -> str:
     """张三明 → 张*明, 张三 → 张*, 欧阳小明 → 欧**明; Latin words keep their first letter."""
-    if _blank(name):
+    s = _stripped(name)
+    if not s:
         return ""
-    s = str(name).strip()
     if " " in s:
         return " ".join(w[:1] + "*" * (len(w) - 1) for w in s.split())
     if len(s) == 1:
@@ -56,9 +64,9 @@ def mask_name(name) -> str:
 
 def mask_id(value) -> str:
     """P00012367 → P0*****67: keep two characters at each end (one for short ids)."""
-    if _blank(value):
+    s = _stripped(value)
+    if not s:
         return ""
-    s = str(value).strip()
     n = len(s)
     if n <= 2:
         return "*" * n
@@ -109,16 +117,17 @@ class Masker:
             return
         added: list[str] = []
         for v in ids:
-            if not _blank(v) and len(str(v).strip()) >= 2:
-                s = str(v).strip()
+            s = _stripped(v)
+            if len(s) >= 2:
                 m = mask_id(s)
                 if s not in self._ids or self._known.get(s) != m:
                     self._known[s] = m
                     self._ids.add(s)
                     added.append(s)
         for v in names:
-            if not _blank(v) and len(str(v).strip()) >= 2:
-                s, m = str(v).strip(), mask_name(v)
+            s = _stripped(v)
+            if len(s) >= 2:
+                m = mask_name(s)
                 if self._known.get(s) != m:
                     self._known[s] = m
                     added.append(s)
@@ -191,30 +200,38 @@ class Masker:
         self._named.update(fresh)
         self.learn(fresh, [n for i in fresh for n in table.get(i, ())])
 
+    def mentioned(self, patients: pd.DataFrame | None, texts: Iterable) -> list[str]:
+        """The ids of the patients table that appear as a token in `texts`, sorted."""
+        if patients is None or not len(patients):
+            return []
+        present = [t if isinstance(t, str) else str(t) for t in texts
+                   if (t.strip() if isinstance(t, str) else not _blank(t))]
+        tokens = id_tokens("\n".join(present))       # no token spans the separator
+        if not tokens:
+            return []
+        return sorted(self._patient_table(patients).keys() & tokens)
+
     def learn_mentioned(self, patients: pd.DataFrame | None, texts: Iterable) -> None:
         """Learn the patients of the patients table whose id appears as a token in `texts`
         (evidence lists and sentences that name other patients than the record's own)."""
-        if not self.enabled or patients is None or not len(patients):
+        if not self.enabled:
             return
-        tokens: set[str] = set()
-        for t in texts:
-            if not _blank(t):
-                tokens.update(id_tokens(str(t)))
-        if tokens:
-            table = self._patient_table(patients)
-            self.learn_patients(patients, sorted(t for t in tokens if t in table))
+        ids = self.mentioned(patients, texts)
+        if ids:
+            self.learn_patients(patients, ids)
 
-    def learn_findings(self, patients: pd.DataFrame | None, found: pd.DataFrame,
-                       evidence_texts: list[str] | None = None) -> None:
-        """Learn the patients of these findings: their own, and any the summaries or the
+    def findings_patients(self, patients: pd.DataFrame | None, found: pd.DataFrame,
+                          evidence_texts: list[str] | None = None) -> list[list]:
+        """The patients of these findings, as the id lists `learn_findings` learns in turn:
+        their own, those of findings of several patients, and those the summaries or the
         evidence name (`evidence_texts`: the evidence's JSON as stored, when the caller has
-        it, instead of encoding the objects again)."""
-        if not self.enabled or found is None or not len(found):
-            return
-        self.learn_patients(patients, found["patient_id"] if "patient_id" in found else [])
-        if "patient_ids" in found:          # a finding of several patients names them all
-            self.learn_patients(patients, [p for v in found["patient_ids"]
-                                           if isinstance(v, list) for p in v])
+        it, instead of encoding the objects again). Learns nothing, so forked workers can
+        find them for the parent's masker."""
+        if found is None or not len(found):
+            return []
+        own = found["patient_id"].tolist() if "patient_id" in found else []
+        many = [p for v in found["patient_ids"] if isinstance(v, list) for p in v] \
+            if "patient_ids" in found else []
         texts = list(found["summary"]) if "summary" in found else []
         if evidence_texts is not None:
             texts += evidence_texts
@@ -222,7 +239,15 @@ class Masker:
             texts += [e if isinstance(e, str) else json.dumps(e, ensure_ascii=False,
                                                               default=str)
                       for e in found["evidence"]]
-        self.learn_mentioned(patients, texts)
+        return [own, many, self.mentioned(patients, texts)]
+
+    def learn_findings(self, patients: pd.DataFrame | None, found: pd.DataFrame,
+                       evidence_texts: list[str] | None = None) -> None:
+        """Learn the patients of these findings (`findings_patients`)."""
+        if not self.enabled:
+            return
+        for ids in self.findings_patients(patients, found, evidence_texts):
+            self.learn_patients(patients, ids)
 
     # free text ---------------------------------------------------------------------------
     def pattern(self):
@@ -232,6 +257,17 @@ class Masker:
             self._index = (frozenset(s[:2] for s in strings),
                            tuple(sorted({len(s) for s in strings}, reverse=True)))
         return self._index
+
+    def ready(self, patients: pd.DataFrame | None = None) -> None:
+        """Build every lookup scrubbing uses, and the index of `patients` when given, now
+        (before forking workers: each inherits them instead of building its own)."""
+        if not self.enabled:
+            return
+        if patients is not None and len(patients):
+            self._patient_table(patients)
+        if self._known or self._keep:
+            self._starts()
+            self._start_codes()
 
     def scrub(self, text) -> str:
         """Free text with every known patient name or id replaced by its masked form."""
