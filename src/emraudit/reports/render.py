@@ -9,7 +9,6 @@ with the jinja2 templates of this package in the configured language.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from emraudit.connectors.provenance import ProfileTrail
 from emraudit.model import dumps
 from emraudit.detectors.registry import all_detectors
 from emraudit.fastops import local_days
-from emraudit.forking import can_fork, fork_pool
+from emraudit.forking import can_fork, forked_map
 from emraudit.lake import Lake
 from emraudit.reports import charts, data, files, ledger
 from emraudit.reports.evidence import group_repeats, render_evidence
@@ -597,12 +596,8 @@ class _CasePages:
         return views
 
 
-# what a forked page writer inherits: set just before the pool forks
-_PAGES: _CasePages | None = None
-
-
-def _render_slice(bounds: tuple[int, int]) -> list[dict]:
-    return _PAGES.render(*bounds)
+def _render_slice(job: _CasePages, bounds: tuple[int, int]) -> list[dict]:
+    return job.render(*bounds)
 
 
 def _render_case_pages(job: _CasePages, workers: int) -> list[dict]:
@@ -617,24 +612,16 @@ def _render_case_pages(job: _CasePages, workers: int) -> list[dict]:
             views += job.render(lo, min(lo + 20, n))
             bar.track("case pages", len(views), n, unit="pages")
         return views
-    global _PAGES
     # what every page needs and each worker would otherwise build again after the fork
     all_detectors()
     job.masker.pattern()
     step = max(1, -(-n // (workers * 4)))      # a few slices a worker evens out slow cases
     bounds = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-    _PAGES = job
-    gc.freeze()     # the workers' collector must not touch (and so copy) the inherited objects
-    try:
-        with fork_pool(workers) as pool:
-            views = []
-            for part in pool.map(_render_slice, bounds):    # in order, as slices finish
-                views += part
-                bar.track("case pages", len(views), n, unit="pages")
-            return views
-    finally:
-        _PAGES = None
-        gc.unfreeze()
+    views = []
+    for part in forked_map(_render_slice, job, bounds, workers):   # in order, as they finish
+        views += part
+        bar.track("case pages", len(views), n, unit="pages")
+    return views
 
 
 def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *,
