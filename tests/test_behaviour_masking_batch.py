@@ -6,11 +6,16 @@ patient id or name left in clear in a report."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from emraudit.reports.masking import Masker, mask_id, mask_name
+from property_settings import examples
+
+from emraudit.reports.masking import Masker, id_tokens, mask_id, mask_name
 
 PATIENTS = pd.DataFrame({"patient_id": pd.Series(["P001", "P002", "P003"], dtype="string"),
                          "name": pd.Series(["王小明", "李四", "张三丰"], dtype="string")})
@@ -184,3 +189,10 @@ def test_ready_builds_the_lookups_a_forked_worker_inherits():
     off = Masker(enabled=False)
     off.ready(PATIENTS)
     assert off._pt is None and off._index is None
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(text=st.text(alphabet=st.one_of(st.sampled_from("aZ09_-. \t\n\"\\,:王é\x00\x7f\x80\ud800"),
+                                       st.characters()), max_size=40))
+def test_id_tokens_are_the_runs_of_ascii_letters_digits_underscores_and_dashes(text):
+    assert id_tokens(text) == set(re.findall(r"[A-Za-z0-9_-]+", text))

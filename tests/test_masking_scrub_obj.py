@@ -1,6 +1,7 @@
 """`Masker.scrub_obj` decides most strings without calling `scrub` (a night's evidence holds
 over a million); its result must stay exactly the plain walk's: `scrub` on every key and
-string, tuples as lists, every other value as it is."""
+string, tuples as lists, every other value as it is. `scrub`'s own shortcuts (no character
+that starts a known string; the whole text a known string) must answer as its scan does."""
 
 from __future__ import annotations
 
@@ -83,3 +84,13 @@ def test_scrub_obj_calls_scrub_only_for_strings_it_may_change():
     out = m.scrub_obj(obj)
     assert out["who"] == ["P***1", ""]
     assert sorted(calls) == [" ", "P0001"]
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(text=strings, also_kept=st.booleans())
+def test_scrub_shortcuts_answer_as_the_scan(text, also_kept):
+    m = _masker("kept")
+    if also_kept:
+        m.keep(["王五", "P0001"])          # kept and known: kept wins
+    want = m._scrub(text) if text.strip() else ""
+    assert m.scrub(text) == want
