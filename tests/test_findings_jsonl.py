@@ -6,6 +6,7 @@ an earlier batch's line too)."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 
 import pandas as pd
@@ -151,3 +152,17 @@ def test_a_scan_without_findings_writes_an_empty_file(tmp_path, forks):
     finally:
         store.dispose()
     assert path.read_text() == "" and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_forked_worker_leaves_the_parent_s_connections_alone(tmp_path):
+    store = _store(tmp_path)
+    try:
+        pool = store.engine.pool
+        store.after_fork()
+        assert store.engine.pool is pool            # the process that made it: as it is
+        store._pid = -1                              # as seen from a forked child
+        store.after_fork()
+        assert store.engine.pool is not pool and store._pid == os.getpid()
+        assert data.scan_finding_ids(store, "s1") == ["F1", "F2", "F3"]
+    finally:
+        store.dispose()
