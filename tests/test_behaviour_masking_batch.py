@@ -6,11 +6,16 @@ patient id or name left in clear in a report."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from emraudit.reports.masking import Masker, mask_id, mask_name
+from property_settings import examples
+
+from emraudit.reports.masking import Masker, id_tokens, mask_id, mask_name
 
 PATIENTS = pd.DataFrame({"patient_id": pd.Series(["P001", "P002", "P003"], dtype="string"),
                          "name": pd.Series(["王小明", "李四", "张三丰"], dtype="string")})
@@ -158,3 +163,36 @@ def test_strings_sharing_no_first_character_pass_and_the_check_follows_new_patie
     assert m.scrub("Q7 met P001") == f"{mask_id('Q7')} met {mask_id('P001')}"
     m.keep(["Q7X"])                           # kept strings start matches too
     assert m.scrub("Q7X") == "Q7X"
+
+
+def test_findings_patients_are_the_lists_learn_findings_learns_and_teach_nothing():
+    m = Masker()
+    found = pd.DataFrame({"patient_id": ["P001", ""], "patient_ids": [None, ["P003"]],
+                          "summary": ["viewed", "also opened P002 and P009"]})
+    texts = [_j({"others": ["P003", "P001x"]}), ""]
+    assert m.findings_patients(PATIENTS, found, evidence_texts=texts) == \
+        [["P001", ""], ["P003"], ["P002", "P003"]]      # P009: not in the patients table
+    assert m.scrub("P001 P002 王小明") == "P001 P002 王小明"
+    assert m.findings_patients(PATIENTS, found.iloc[:0]) == []
+    assert m.findings_patients(None, found, evidence_texts=texts)[2] == []
+    m.learn_findings(PATIENTS, found, evidence_texts=texts)
+    assert m.scrub("P001 P002 P003 P009 王小明") == \
+        f"{mask_id('P001')} {mask_id('P002')} {mask_id('P003')} P009 王*明"
+
+
+def test_ready_builds_the_lookups_a_forked_worker_inherits():
+    m = Masker()
+    m.learn(ids=["P001"])
+    m.ready(PATIENTS)
+    assert m._index is not None and m._first_chars is not None and m._codes is not None
+    assert m._pt is not None and m._pt[0] is PATIENTS
+    off = Masker(enabled=False)
+    off.ready(PATIENTS)
+    assert off._pt is None and off._index is None
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(text=st.text(alphabet=st.one_of(st.sampled_from("aZ09_-. \t\n\"\\,:王é\x00\x7f\x80\ud800"),
+                                       st.characters()), max_size=40))
+def test_id_tokens_are_the_runs_of_ascii_letters_digits_underscores_and_dashes(text):
+    assert id_tokens(text) == set(re.findall(r"[A-Za-z0-9_-]+", text))

@@ -379,6 +379,7 @@ def test_private_dir_tightens_our_folder_but_never_a_shared_one(tmp_path):
 
 def test_case_pages_written_by_forked_workers_equal_the_serial_ones(tmp_path, monkeypatch):
     """Two processes writing the case pages give the same folder, page for page."""
+    from emraudit import forking
     from emraudit.reports import render
     monkeypatch.setattr(render.Fmt, "now", lambda self: "2026-01-01 00:00")
     outs = {}
@@ -389,7 +390,7 @@ def test_case_pages_written_by_forked_workers_equal_the_serial_ones(tmp_path, mo
                          for p in out.rglob("*") if p.is_file() and p.suffix != ".xlsx"}
     assert len([n for n in outs[2] if n.startswith("cases/")]) == 2
     assert outs[1] == outs[2]
-    assert render._PAGES is None     # nothing of the run is left for a later fork
+    assert forking._JOB is None      # nothing of the run is left for a later fork
 
 
 def test_time_formatting_is_remembered_per_value_and_format():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import multiprocessing as mp
 import os
 import signal
@@ -19,8 +20,11 @@ import threading
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable, Iterable, Iterator
 
 _PR_SET_PDEATHSIG = 1
+# what the workers of forked_map inherit: set just before its pool forks
+_JOB: Any = None
 
 
 def can_fork() -> bool:
@@ -35,6 +39,27 @@ def fork_pool(workers: int) -> ProcessPoolExecutor:
         warnings.simplefilter("ignore", DeprecationWarning)
         return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"),
                                    initializer=die_with_parent, initargs=(os.getpid(),))
+
+
+def forked_map(fn: Callable[[Any, Any], Any], job: Any, items: Iterable,
+               workers: int) -> Iterator:
+    """fn(job, item) for each item, the results in order as they come, computed by
+    `workers` processes forked now: they inherit `job`, and everything this process has
+    built, without copying it. `fn` is pickled: a function of a module or a class."""
+    global _JOB
+    _JOB = job
+    gc.freeze()     # the workers' collector must not touch (and so copy) the inherited objects
+    try:
+        with fork_pool(workers) as pool:
+            yield from pool.map(_run_job, [(fn, item) for item in items])
+    finally:
+        _JOB = None
+        gc.unfreeze()
+
+
+def _run_job(task: tuple) -> Any:
+    fn, item = task
+    return fn(_JOB, item)
 
 
 def die_with_parent(parent: int) -> None:

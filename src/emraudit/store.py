@@ -10,6 +10,7 @@ in the Parquet lake (`emraudit.lake`), not here.
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterator
@@ -355,6 +356,7 @@ class Store:
 
     def __init__(self, url: str, *, create: bool = True):
         self.url = url
+        self._pid = os.getpid()
         try:
             kwargs: dict[str, Any] = {"future": True}
             if url.startswith("sqlite"):
@@ -382,6 +384,13 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def after_fork(self) -> None:
+        """In a forked worker: leave the connections pooled by the parent to the parent
+        (sharing one across processes corrupts it) and open its own from now on."""
+        if self._pid != os.getpid():
+            self.engine.dispose(close=False)
+            self._pid = os.getpid()
 
     # watermarks ---------------------------------------------------------------------------
     def get_watermark(self, source: str) -> Any:
@@ -460,7 +469,6 @@ def add_missing_columns(engine: Engine) -> list[str]:
 
 def _private_sqlite_file(url: str) -> None:
     """The state database holds patient ids: create it readable by its owner only."""
-    import os
     path = sa.engine.make_url(url).database
     if path and path != ":memory:" and not os.path.exists(path):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

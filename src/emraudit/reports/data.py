@@ -167,22 +167,36 @@ def scan_case_ids(store: Store, scan_id: str) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
+def _scan_live(scan_id: str):
+    return sa.and_(findings.c.last_scan == scan_id, findings.c.retracted_scan.is_(None))
+
+
+def scan_finding_ids(store: Store, scan_id: str) -> list[str]:
+    """The ids of this scan's live findings, in order (to split them into ranges)."""
+    with store.engine.connect() as c:
+        return list(c.execute(sa.select(findings.c.finding_id).where(_scan_live(scan_id))
+                              .order_by(findings.c.finding_id)).scalars())
+
+
 def iter_scan_findings(store: Store, scan_id: str, batch: int = 5_000, *,
-                       decode: bool = True):
+                       decode: bool = True, after: str = "", until: str | None = None,
+                       columns: Iterable[str] | None = None):
     """This scan's live findings in the contract's shape, `batch` at a time by id (a night
     with hundreds of thousands of findings is never held whole); `decode=False` leaves the
-    JSON columns as the store's text (decode_findings)."""
-    after = ""
+    JSON columns as the store's text (decode_findings). Only ids above `after` and up to
+    `until` (a range of them); only `columns` when named (not decoded then)."""
+    cols = [findings.c[c] for c in columns] if columns is not None else [findings]
     while True:
-        where = sa.and_(findings.c.last_scan == scan_id, findings.c.retracted_scan.is_(None),
-                        findings.c.finding_id > after)
+        where = sa.and_(_scan_live(scan_id), findings.c.finding_id > after)
+        if until is not None:
+            where = sa.and_(where, findings.c.finding_id <= until)
         with store.engine.connect() as c:
-            res = c.execute(sa.select(findings).where(where)
+            res = c.execute(sa.select(*cols).where(where)
                             .order_by(findings.c.finding_id).limit(batch))
             df = pd.DataFrame(res.fetchall(), columns=list(res.keys()))
         if df.empty:
             return
-        yield decode_findings(df) if decode else df
+        yield decode_findings(df) if decode and columns is None else df
         after = str(df["finding_id"].iloc[-1])
 
 

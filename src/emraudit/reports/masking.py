@@ -40,11 +40,19 @@ def _blank(value) -> bool:
     return str(value).strip() == ""
 
 
+def _stripped(value) -> str:
+    """The value as text without surrounding blanks, "" when `_blank` (str without the
+    pandas check: learning a night's patients meets hundreds of thousands)."""
+    if type(value) is str:
+        return value.strip()
+    return "" if _blank(value) else str(value).strip()
+
+
 def mask_name(name) -> str:
     """张三明 → 张*明, 张三 → 张*, 欧阳小明 → 欧**明; Latin words keep their first letter."""
-    if _blank(name):
+    s = _stripped(name)
+    if not s:
         return ""
-    s = str(name).strip()
     if " " in s:
         return " ".join(w[:1] + "*" * (len(w) - 1) for w in s.split())
     if len(s) == 1:
@@ -56,9 +64,9 @@ def mask_name(name) -> str:
 
 def mask_id(value) -> str:
     """P00012367 → P0*****67: keep two characters at each end (one for short ids)."""
-    if _blank(value):
+    s = _stripped(value)
+    if not s:
         return ""
-    s = str(value).strip()
     n = len(s)
     if n <= 2:
         return "*" * n
@@ -98,9 +106,10 @@ class Masker:
         return mask_name(value) if self.enabled else str(value)
 
     def pid(self, value) -> str:
-        if _blank(value):
+        s = _stripped(value)
+        if not s:
             return ""
-        return mask_id(value) if self.enabled else str(value)
+        return mask_id(s) if self.enabled else str(value)
 
     # what to scrub ---------------------------------------------------------------------
     def learn(self, ids: Iterable = (), names: Iterable = ()) -> None:
@@ -109,16 +118,17 @@ class Masker:
             return
         added: list[str] = []
         for v in ids:
-            if not _blank(v) and len(str(v).strip()) >= 2:
-                s = str(v).strip()
+            s = _stripped(v)
+            if len(s) >= 2:
                 m = mask_id(s)
                 if s not in self._ids or self._known.get(s) != m:
                     self._known[s] = m
                     self._ids.add(s)
                     added.append(s)
         for v in names:
-            if not _blank(v) and len(str(v).strip()) >= 2:
-                s, m = str(v).strip(), mask_name(v)
+            s = _stripped(v)
+            if len(s) >= 2:
+                m = mask_name(s)
                 if self._known.get(s) != m:
                     self._known[s] = m
                     added.append(s)
@@ -191,30 +201,38 @@ class Masker:
         self._named.update(fresh)
         self.learn(fresh, [n for i in fresh for n in table.get(i, ())])
 
+    def mentioned(self, patients: pd.DataFrame | None, texts: Iterable) -> list[str]:
+        """The ids of the patients table that appear as a token in `texts`, sorted."""
+        if patients is None or not len(patients):
+            return []
+        present = [t if isinstance(t, str) else str(t) for t in texts
+                   if (t.strip() if isinstance(t, str) else not _blank(t))]
+        tokens = id_tokens("\n".join(present))       # no token spans the separator
+        if not tokens:
+            return []
+        return sorted(self._patient_table(patients).keys() & tokens)
+
     def learn_mentioned(self, patients: pd.DataFrame | None, texts: Iterable) -> None:
         """Learn the patients of the patients table whose id appears as a token in `texts`
         (evidence lists and sentences that name other patients than the record's own)."""
-        if not self.enabled or patients is None or not len(patients):
+        if not self.enabled:
             return
-        tokens: set[str] = set()
-        for t in texts:
-            if not _blank(t):
-                tokens.update(id_tokens(str(t)))
-        if tokens:
-            table = self._patient_table(patients)
-            self.learn_patients(patients, sorted(t for t in tokens if t in table))
+        ids = self.mentioned(patients, texts)
+        if ids:
+            self.learn_patients(patients, ids)
 
-    def learn_findings(self, patients: pd.DataFrame | None, found: pd.DataFrame,
-                       evidence_texts: list[str] | None = None) -> None:
-        """Learn the patients of these findings: their own, and any the summaries or the
+    def findings_patients(self, patients: pd.DataFrame | None, found: pd.DataFrame,
+                          evidence_texts: list[str] | None = None) -> list[list]:
+        """The patients of these findings, as the id lists `learn_findings` learns in turn:
+        their own, those of findings of several patients, and those the summaries or the
         evidence name (`evidence_texts`: the evidence's JSON as stored, when the caller has
-        it, instead of encoding the objects again)."""
-        if not self.enabled or found is None or not len(found):
-            return
-        self.learn_patients(patients, found["patient_id"] if "patient_id" in found else [])
-        if "patient_ids" in found:          # a finding of several patients names them all
-            self.learn_patients(patients, [p for v in found["patient_ids"]
-                                           if isinstance(v, list) for p in v])
+        it, instead of encoding the objects again). Learns nothing, so forked workers can
+        find them for the parent's masker."""
+        if found is None or not len(found):
+            return []
+        own = found["patient_id"].tolist() if "patient_id" in found else []
+        many = [p for v in found["patient_ids"] if isinstance(v, list) for p in v] \
+            if "patient_ids" in found else []
         texts = list(found["summary"]) if "summary" in found else []
         if evidence_texts is not None:
             texts += evidence_texts
@@ -222,7 +240,15 @@ class Masker:
             texts += [e if isinstance(e, str) else json.dumps(e, ensure_ascii=False,
                                                               default=str)
                       for e in found["evidence"]]
-        self.learn_mentioned(patients, texts)
+        return [own, many, self.mentioned(patients, texts)]
+
+    def learn_findings(self, patients: pd.DataFrame | None, found: pd.DataFrame,
+                       evidence_texts: list[str] | None = None) -> None:
+        """Learn the patients of these findings (`findings_patients`)."""
+        if not self.enabled:
+            return
+        for ids in self.findings_patients(patients, found, evidence_texts):
+            self.learn_patients(patients, ids)
 
     # free text ---------------------------------------------------------------------------
     def pattern(self):
@@ -232,6 +258,17 @@ class Masker:
             self._index = (frozenset(s[:2] for s in strings),
                            tuple(sorted({len(s) for s in strings}, reverse=True)))
         return self._index
+
+    def ready(self, patients: pd.DataFrame | None = None) -> None:
+        """Build every lookup scrubbing uses, and the index of `patients` when given, now
+        (before forking workers: each inherits them instead of building its own)."""
+        if not self.enabled:
+            return
+        if patients is not None and len(patients):
+            self._patient_table(patients)
+        if self._known or self._keep:
+            self._starts()
+            self._start_codes()
 
     def scrub(self, text) -> str:
         """Free text with every known patient name or id replaced by its masked form."""
@@ -245,17 +282,25 @@ class Masker:
             s = str(text)
         if not self.enabled or not self._known:
             return s
-        index = self.pattern()
-        if self._first_chars is None or self._first_chars[0] is not index:
-            self._first_chars = (index, frozenset(x[0] for x in index[0]))
-        if self._first_chars[1].isdisjoint(s):     # most strings (times, codes, keys)
+        if self._starts().isdisjoint(s):     # most strings (times, codes, keys)
             return s
+        whole = self._known.get(s)          # a patient's id or name alone (evidence lists)
+        if whole is not None and s not in self._keep:
+            return whole
         done = self._scrubbed.get(s)
         if done is None:
             if len(self._scrubbed) > 500_000:      # bounded: a night's distinct strings
                 self._scrubbed.clear()
             done = self._scrubbed[s] = self._scrub(s)
         return done
+
+    def _starts(self) -> frozenset:
+        """The characters a known or kept string starts with: text holding none of them
+        is left as it is."""
+        index = self.pattern()
+        if self._first_chars is None or self._first_chars[0] is not index:
+            self._first_chars = (index, frozenset(x[0] for x in index[0]))
+        return self._first_chars[1]
 
     def _scrub(self, s: str) -> str:
         starts, lengths = self.pattern()
@@ -347,14 +392,12 @@ class Masker:
         self._firsts[0] = False
 
     def scrub_obj(self, obj):
-        """`scrub` applied to every string inside a JSON-like structure."""
-        if isinstance(obj, str):
-            return self.scrub(obj)
-        if isinstance(obj, dict):
-            return {self.scrub(k): self.scrub_obj(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [self.scrub_obj(v) for v in obj]
-        return obj
+        """`scrub` applied to every key and string inside a JSON-like structure (tuples
+        become lists). A night's evidence holds over a million strings, nearly all sharing
+        no character with the start of a known string: those are decided here, once per
+        call, and only the others (and blanks, which scrub empties) go through `scrub`."""
+        starts = self._starts() if self.enabled and self._known else frozenset()
+        return _walk(obj, starts, self.scrub)
 
     # records -----------------------------------------------------------------------------
     def finding(self, row: dict) -> dict:
@@ -398,7 +441,9 @@ class Masker:
         return out
 
 
-_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+# id_tokens: every byte that is not an ASCII letter, digit, '_' or '-' made a space
+_TOKEN_BYTES = bytes(c if chr(c).isascii() and (chr(c).isalnum() or chr(c) in "_-") else 32
+                     for c in range(256))
 # a blank JSON string (key or value) that scrub() would empty. Without indent, JSON text
 # has whitespace only inside strings and after the separators' ',' and ':', so a quote,
 # blanks and a quote is such a string (or, harmlessly, something that only looks like it)
@@ -406,9 +451,30 @@ _BLANK_LITERAL = re.compile(r'"(?:\s|\\[nrtf]|\\u00[01][0-9a-fA-F])+"')
 _ESCAPED = re.compile(r'["\\\x00-\x1f]')
 
 
+def _walk(obj, starts: frozenset, scrub):
+    """scrub_obj's walk: a non-blank string with none of `starts` is what scrub would
+    return; strings inside lists and dicts are decided without a call of their own."""
+    if isinstance(obj, str):
+        return obj if obj.strip() and starts.isdisjoint(obj) else scrub(obj)
+    if isinstance(obj, dict):
+        return {(k if isinstance(k, str) and k.strip() and starts.isdisjoint(k) else scrub(k)):
+                ((v if v.strip() and starts.isdisjoint(v) else scrub(v)) if isinstance(v, str)
+                 else _walk(v, starts, scrub) if isinstance(v, (dict, list, tuple)) else v)
+                for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [(v if v.strip() and starts.isdisjoint(v) else scrub(v)) if isinstance(v, str)
+                else _walk(v, starts, scrub) if isinstance(v, (dict, list, tuple)) else v
+                for v in obj]
+    return obj
+
+
 def id_tokens(text: str) -> set[str]:
-    """The id-like tokens of a text (runs of ASCII letters, digits, '_' and '-')."""
-    return set(_TOKEN.findall(text))
+    """The id-like tokens of a text (runs of ASCII letters, digits, '_' and '-'). Split
+    from its UTF-8 bytes (a character beyond ASCII is bytes of 0x80 and above, never part
+    of a token): a night's evidence is hundreds of millions of characters, and a regular
+    expression took half again as long."""
+    runs = text.encode("utf-8", "surrogatepass").translate(_TOKEN_BYTES).split()
+    return {t.decode("ascii") for t in set(runs)}
 
 
 def case_patient_ids(row: dict) -> list[str]:

@@ -9,7 +9,6 @@ with the jinja2 templates of this package in the configured language.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 from dataclasses import dataclass, field
@@ -22,13 +21,13 @@ import sqlalchemy as sa
 from emraudit import progress
 from emraudit.config import Config
 from emraudit.connectors.provenance import ProfileTrail
-from emraudit.model import dumps
 from emraudit.detectors.registry import all_detectors
 from emraudit.fastops import local_days
-from emraudit.forking import can_fork, fork_pool
+from emraudit.forking import can_fork, forked_map
 from emraudit.lake import Lake
 from emraudit.reports import charts, data, files, ledger
 from emraudit.reports.evidence import group_repeats, render_evidence
+from emraudit.reports.findings_jsonl import write_findings_jsonl
 from emraudit.reports.i18n import Lang, make_env
 from emraudit.reports.labels import (ACTION, DISPOSITION, FEED_DIMENSION, FIELD, HISTORY_ACTION,
                                      KIND, PATIENT_FLAGS, RECTIFICATION, RISK_FACTOR, ROLE,
@@ -37,7 +36,7 @@ from emraudit.reports.labels import (ACTION, DISPOSITION, FEED_DIMENSION, FIELD,
 from emraudit.reports.masking import Masker
 from emraudit.reports.page import Fmt, _csp, _json_dict, _json_list, _s, _static
 from emraudit.reports.text import (HISTORY_FIELD, case_sentence, finding_sentence,
-                                   history_note, history_value, report_record)
+                                   history_note, history_value)
 from emraudit.store import Store, scans
 
 log = logging.getLogger("emraudit.reports")
@@ -597,12 +596,8 @@ class _CasePages:
         return views
 
 
-# what a forked page writer inherits: set just before the pool forks
-_PAGES: _CasePages | None = None
-
-
-def _render_slice(bounds: tuple[int, int]) -> list[dict]:
-    return _PAGES.render(*bounds)
+def _render_slice(job: _CasePages, bounds: tuple[int, int]) -> list[dict]:
+    return job.render(*bounds)
 
 
 def _render_case_pages(job: _CasePages, workers: int) -> list[dict]:
@@ -617,24 +612,16 @@ def _render_case_pages(job: _CasePages, workers: int) -> list[dict]:
             views += job.render(lo, min(lo + 20, n))
             bar.track("case pages", len(views), n, unit="pages")
         return views
-    global _PAGES
     # what every page needs and each worker would otherwise build again after the fork
     all_detectors()
     job.masker.pattern()
     step = max(1, -(-n // (workers * 4)))      # a few slices a worker evens out slow cases
     bounds = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-    _PAGES = job
-    gc.freeze()     # the workers' collector must not touch (and so copy) the inherited objects
-    try:
-        with fork_pool(workers) as pool:
-            views = []
-            for part in pool.map(_render_slice, bounds):    # in order, as slices finish
-                views += part
-                bar.track("case pages", len(views), n, unit="pages")
-            return views
-    finally:
-        _PAGES = None
-        gc.unfreeze()
+    views = []
+    for part in forked_map(_render_slice, job, bounds, workers):   # in order, as they finish
+        views += part
+        bar.track("case pages", len(views), n, unit="pages")
+    return views
 
 
 def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *,
@@ -646,7 +633,8 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
     risk first); the other cases are counted and rendered on demand (`emraudit report case`).
     findings.jsonl holds this scan's findings. Case pages are written by `workers` forked
     processes (default: the scan's `workers` when there are at least PARALLEL_MIN_CASES
-    cases); the output is the same either way."""
+    cases), findings.jsonl by as many (default: the scan's `workers`) when it holds at
+    least findings_jsonl.PARALLEL_MIN_FINDINGS; the output is the same either way."""
     from emraudit.cases import queue_counts, review_queue
 
     lang = Lang(config.reports.lang)
@@ -665,8 +653,9 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
         masker.keep(ld.ref.users["name"])      # staff names stay whole in scrubbed text
     env = make_env(lang)
     g = _page_globals(config, lang, masker, ld.scan, fmt)
+    pool = config.scan.workers if workers is None else workers
     if workers is None:
-        workers = config.scan.workers if len(ld.cases) >= PARALLEL_MIN_CASES else 1
+        workers = pool if len(ld.cases) >= PARALLEL_MIN_CASES else 1
 
     root = files.private_dir(config.reports_dir)
     tmp = files.temp_dir(root, scan_id)
@@ -675,8 +664,8 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
         case_dir.mkdir(mode=files.DIR_MODE)
         job = _CasePages(ld, config, lang, masker, fmt, scan_id, g, case_dir)
         views = _render_case_pages(job, workers)
-        ld.n_findings = _write_findings_jsonl(tmp / "findings.jsonl", store, scan_id, lang,
-                                              masker, ld.ref.patients)
+        ld.n_findings = write_findings_jsonl(tmp / "findings.jsonl", store, scan_id, lang,
+                                             masker, ld.ref.patients, workers=pool)
         dash = dashboard_model(views, ld, config, store, lang, fmt)
         dash["queue"] = dict(queue_counts(store), shown=len(views),
                              not_shown=len(queue) - len(views))
@@ -694,28 +683,6 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
     files.point_latest(root, final)
     log.info("report written: %s (%d case pages)", final, len(views))
     return final
-
-
-def _write_findings_jsonl(path: Path, store: Store, scan_id: str, lang: Lang, masker: Masker,
-                          patients: pd.DataFrame | None) -> int:
-    """This scan's findings, one JSON line each (the contract file), streamed from the store
-    a batch at a time, masked as the pages are (DESIGN: patient ids and names in every field
-    follow mask_patients), sentences in English and the report's language; returns how
-    many."""
-    n = 0
-    files.write_text(path, "")
-    with path.open("a", encoding="utf-8") as fh:
-        for raw in data.iter_scan_findings(store, scan_id, decode=False):
-            texts = raw["evidence"].fillna("").astype(str).tolist()
-            part = data.decode_findings(raw)
-            masker.learn_findings(patients, part, evidence_texts=texts)
-            same = masker.unchanged(texts)      # after learning this batch's patients
-            names = list(part.columns)
-            rows = (dict(zip(names, v)) for v in zip(*(part[c].tolist() for c in names)))
-            fh.write("".join(dumps(report_record(r, lang, masker, evidence_unchanged=k))
-                             + "\n" for r, k in zip(rows, same.tolist())))
-            n += len(part)
-    return n
 
 
 def write_case_page(config: Config, store: Store, lake: Lake, case_id: str, out: Path, *,

@@ -1,0 +1,158 @@
+"""findings.jsonl of a report folder: this scan's findings, one JSON line each in finding id
+order (the contract file), masked as the pages are (DESIGN: patient ids and names in every
+field follow mask_patients), sentences in English and the report's language.
+
+Every line is masked with every patient the file names: the patients of all the scan's
+findings (their own, those of findings of several patients, those the summaries and the
+evidence name) are learned before the first line is written, so no line depends on the
+batch it was read in or on how many processes wrote the file. From PARALLEL_MIN_FINDINGS
+findings on, both passes are split between forked workers, a range of finding ids a task:
+this process learns what they found range by range, in order, then joins the part files
+they wrote, in order.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pandas as pd
+
+from emraudit.forking import can_fork, forked_map
+from emraudit.model import FINDING_COLUMNS, dumps, patient_list
+from emraudit.reports import data, files
+from emraudit.reports.i18n import Lang
+from emraudit.reports.masking import Masker
+from emraudit.reports.text import report_record
+from emraudit.store import Store
+
+# below this many findings one process writes the file (forking costs more)
+PARALLEL_MIN_FINDINGS = 5_000
+BATCH = 5_000
+# what learning the findings' patients reads: not their event ids or sentence arguments
+LEARN_COLUMNS = ("finding_id", "patient_id", "patient_ids", "summary", "evidence")
+
+Range = tuple[str, str]     # the finding ids above the first, up to the second
+
+
+@dataclass
+class _FindingsFile:
+    """What writing the file needs: built once, inherited by forked workers."""
+
+    store: Store
+    scan_id: str
+    lang: Lang
+    masker: Masker
+    patients: pd.DataFrame | None
+    batch: int
+
+    def _rows(self, bounds: Range, columns: Iterable[str] | None = None):
+        self.store.after_fork()
+        return data.iter_scan_findings(self.store, self.scan_id, self.batch, decode=False,
+                                       after=bounds[0], until=bounds[1], columns=columns)
+
+    def patients_of(self, bounds: Range) -> list[list]:
+        """The id lists this range's findings teach the masker, in the order it learns
+        them (Masker.findings_patients, a batch at a time)."""
+        out: list[list] = []
+        for raw in self._rows(bounds, LEARN_COLUMNS):
+            found = raw.assign(patient_ids=raw["patient_ids"].map(patient_list))
+            out += self.masker.findings_patients(self.patients, found, _texts(raw))
+        return out
+
+    def lines(self, bounds: Range) -> Iterator[tuple[str, int]]:
+        """This range's lines, a batch at a time: (text, how many findings)."""
+        for raw in self._rows(bounds, FINDING_COLUMNS):     # what a record shows, no more
+            texts = _texts(raw)
+            part = data.decode_findings(raw)
+            same = self.masker.unchanged(texts).tolist()
+            names = list(part.columns)
+            rows = (dict(zip(names, v)) for v in zip(*(part[c].tolist() for c in names)))
+            yield "".join(dumps(report_record(r, self.lang, self.masker, evidence_unchanged=k))
+                          + "\n" for r, k in zip(rows, same)), len(part)
+
+    def write_part(self, task: tuple[Path, Range]) -> int:
+        """In a worker: this range's lines in a part file of their own; how many."""
+        path, bounds = task
+        return _write(path, self.lines(bounds))
+
+
+def write_findings_jsonl(path: Path, store: Store, scan_id: str, lang: Lang, masker: Masker,
+                         patients: pd.DataFrame | None, *, workers: int = 1,
+                         batch: int = BATCH) -> int:
+    """Write this scan's findings.jsonl, `batch` findings read at a time (a night with
+    hundreds of thousands is never held whole), by `workers` forked processes when there
+    are PARALLEL_MIN_FINDINGS or more; returns how many findings it holds."""
+    ids = data.scan_finding_ids(store, scan_id)
+    if workers < 2 or len(ids) < PARALLEL_MIN_FINDINGS or not can_fork():
+        workers = 1
+    size = batch if workers == 1 else _task_size(len(ids), batch, workers)
+    ranges = [(ids[i - 1] if i else "", ids[min(i + size, len(ids)) - 1])
+              for i in range(0, len(ids), size)]
+    job = _FindingsFile(store, scan_id, lang, masker, patients, batch)
+    _learn(job, ranges, workers)
+    if workers == 1:
+        return _write(path, (x for bounds in ranges for x in job.lines(bounds)))
+    return _write_parts(job, path, ranges, workers)
+
+
+def _task_size(n: int, batch: int, workers: int) -> int:
+    """Findings a task: at most a batch, in tasks of one size, as many as a multiple of the
+    workers and at least four each (the worker that finishes last sets the time)."""
+    tasks = max(-(-n // batch), workers * 4)
+    tasks = -(-tasks // workers) * workers
+    return max(1, -(-n // tasks))
+
+
+def _learn(job: _FindingsFile, ranges: list[Range], workers: int) -> None:
+    """Teach the masker the patients of every finding of the file, range by range in
+    order (as the workers find them)."""
+    if not job.masker.enabled:
+        return
+    if workers == 1:
+        found = map(job.patients_of, ranges)
+    else:
+        job.masker.ready(job.patients)      # the patients table's index, inherited
+        found = forked_map(_FindingsFile.patients_of, job, ranges, workers)
+    for lists in found:
+        for ids in lists:
+            job.masker.learn_patients(job.patients, ids)
+
+
+def _write_parts(job: _FindingsFile, path: Path, ranges: list[Range], workers: int) -> int:
+    """Workers write the ranges' lines to part files; they are joined here, in order."""
+    job.masker.ready()                  # built once, before the fork
+    folder = Path(tempfile.mkdtemp(prefix=".findings-", dir=path.parent))
+    try:
+        tasks = [(folder / f"{i:06d}.jsonl", bounds) for i, bounds in enumerate(ranges)]
+        files.write_text(path, "")
+        n = 0
+        with path.open("ab") as out:
+            for (part, _), k in zip(tasks, forked_map(_FindingsFile.write_part, job, tasks,
+                                                      workers)):
+                with part.open("rb") as fh:
+                    shutil.copyfileobj(fh, out, 1 << 20)
+                part.unlink()
+                n += k
+        return n
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write(path: Path, chunks: Iterable[tuple[str, int]]) -> int:
+    """The chunks' text in a new private file; how many findings they held."""
+    files.write_text(path, "")
+    n = 0
+    with path.open("a", encoding="utf-8") as fh:
+        for text, k in chunks:
+            fh.write(text)
+            n += k
+    return n
+
+
+def _texts(raw: pd.DataFrame) -> list[str]:
+    """The evidence of store rows as its JSON text."""
+    return raw["evidence"].fillna("").astype(str).tolist()
