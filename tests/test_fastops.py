@@ -194,3 +194,18 @@ def test_iso_strings_keep_missing_times_as_nat_and_offsets_with_seconds():
                   ).dt.tz_localize("Asia/Shanghai")
     assert list(iso_strings(s)) == [t.isoformat() for t in s]
     assert iso_strings(s)[0].endswith("+08:05:43") and iso_strings(s)[1] == "NaT"
+
+
+def test_findings_times_by_column_are_the_value_by_value_ones():
+    """findings_frame writes a datetime column with iso_strings: the same text as `_iso`
+    value by value, missing times empty, other columns value by value."""
+    from emraudit.detectors.base import _iso, _iso_column
+    aware = pd.Series(pd.to_datetime(["2026-09-07 08:00:00.000123", None,
+                                      "2026-09-07 23:59:59"], format="ISO8601")
+                      ).dt.tz_localize("Asia/Shanghai")
+    naive = pd.Series(pd.to_datetime(["2026-09-07 08:00:00", None]))
+    mixed = pd.Series([pd.Timestamp("2026-09-07 08:00", tz="UTC"), None, "2026-09-07"],
+                      dtype=object)
+    for col in (aware, naive, mixed, aware.iloc[:0]):
+        assert _iso_column(col) == [_iso(t) for t in col]
+    assert _iso_column(aware)[1] == "" and _iso_column(aware)[0].endswith(".000123+08:00")

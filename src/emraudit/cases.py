@@ -164,10 +164,12 @@ def _lists(keys: pd.Series, values: pd.Series) -> dict[str, list[str]]:
     """key -> sorted distinct non-empty values (one pass over the distinct pairs)."""
     pairs = pd.DataFrame({"k": keys.values, "v": values.values}).drop_duplicates()
     pairs = pairs[pairs["v"] != ""].sort_values(["k", "v"])
-    out: dict[str, list[str]] = {}
-    for k, v in zip(pairs["k"], pairs["v"]):
-        out.setdefault(k, []).append(v)
-    return out
+    if not len(pairs):
+        return {}
+    k = pairs["k"].to_numpy(dtype=object)
+    v = pairs["v"].tolist()
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]]).tolist()
+    return {k[a]: v[a:b] for a, b in zip(starts, starts[1:] + [len(v)])}
 
 
 def _flags_of(v: Any) -> set[str]:

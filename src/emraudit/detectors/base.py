@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from emraudit.detectors.message import Message
+from emraudit.fastops import iso_strings
 from emraudit.model import (FINDING_COLUMNS, RECTIFICATION_ITEMS, SEVERITIES, SEVERITY_RANK,
                             finding_to_json, patient_list)
 
@@ -471,6 +472,16 @@ def _iso(ts: Any) -> str:
     return pd.Timestamp(ts).isoformat()
 
 
+def _iso_column(col: pd.Series) -> list[str]:
+    """`_iso` of every value: a datetime column with column operations (a night of tens of
+    thousands of findings), anything else value by value."""
+    if len(col) and pd.api.types.is_datetime64_any_dtype(col.dtype):
+        out = iso_strings(col)
+        out[col.isna().to_numpy()] = ""
+        return out.tolist()
+    return [_iso(t) for t in col]
+
+
 def findings_frame(detector_id: str, rows: pd.DataFrame | list[dict], *,
                    default_item: str, default_severity: str) -> pd.DataFrame:
     """Normalize a detector's output to the findings contract.
@@ -509,8 +520,8 @@ def findings_frame(detector_id: str, rows: pd.DataFrame | list[dict], *,
         "user_id": df["user_id"].astype("string"),
         "patient_id": (df["patient_id"].astype("string").fillna("")
                        if "patient_id" in df else ""),
-        "start": [_iso(t) for t in df["start"]],
-        "end": [_iso(t) for t in df["end"]],
+        "start": _iso_column(df["start"]),
+        "end": _iso_column(df["end"]),
         "event_ids": [sorted(map(str, e)) for e in df["event_ids"]],
         "rectification_item": (df["rectification_item"].astype(str)
                                if "rectification_item" in df else default_item),

@@ -671,7 +671,9 @@ def _explain(ctx: Context) -> pd.DataFrame:
     put(rrm, '{"role":' + _jq(acc_role[rrm]) + "}")
     none = first == ""
     if none.any():
-        put(none, _why_not(p, none, acc_dept, acc_ward, units, acc_role, duty_ward, roles))
+        c, texts = _why_not(p, none, acc_dept, acc_ward, units, acc_role, duty_ward, roles)
+        codes[none] = c + len(cats)
+        cats.extend(texts.tolist())
     put(codes < 0, "")
     categories = _dedupe(cats, codes)
     detail = pd.Categorical.from_codes(codes, categories=categories)
@@ -760,11 +762,28 @@ def _relation_json(rel: pd.DataFrame, tz: str) -> np.ndarray:
 _PENDING = '"patient_relations":"<pending>","more":-1'
 
 
-def _why_not(p, none, acc_dept, acc_ward, units, acc_role, duty_ward, roles) -> np.ndarray:
-    """Why each unexplained access failed every explanation (vectorized over them), as one
-    JSON object: explanation -> the facts that made it fail, the patient's relations left
-    pending (_PENDING). Few distinct texts: they depend on the user's unit, role and duty."""
-    idx = np.flatnonzero(none)
+def _why_not(p, none, acc_dept, acc_ward, units, acc_role, duty_ward, roles
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Why each unexplained access failed every explanation, as one JSON object:
+    explanation -> the facts that made it fail, the patient's relations left pending
+    (_PENDING). Returns (code of each access where `none` holds, the distinct texts in order
+    of first appearance): they depend only on the user's unit, ward, duty ward and role, so
+    each distinct one is written once (a fifth of a 10M night unexplained is two million
+    accesses and a few thousand texts)."""
+    at = np.flatnonzero(none)
+    role_all = acc_role[at].astype(str)
+    code, combos = pd.MultiIndex.from_arrays(
+        [acc_dept[at], acc_ward[at], duty_ward[at], role_all]).factorize()
+    first = np.full(len(combos), len(at), dtype=np.int64)
+    np.minimum.at(first, code, np.arange(len(at)))
+    idx = at[first]
+    return code.astype(np.int64), _why_not_texts(p, idx, acc_dept, acc_ward, units, acc_role,
+                                                 duty_ward, roles)
+
+
+def _why_not_texts(p, idx, acc_dept, acc_ward, units, acc_role, duty_ward, roles
+                   ) -> np.ndarray:
+    """The why-not texts of the accesses at positions `idx` (vectorized over them)."""
     unit_names = np.asarray(list(units) + [""], dtype=object)
     dept = np.where(acc_dept[idx] >= 0, unit_names[acc_dept[idx]], "")
     ward = np.where(acc_ward[idx] >= 0, unit_names[acc_ward[idx]], "")
