@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from emraudit.fastops import isin
 from emraudit.lake import Lake, user_hashes
 from emraudit.model import patient_list
 from emraudit.store import (Store, case_history, cases, decode_args, feed_health, findings, scans,
@@ -257,12 +258,11 @@ def read_events_by_id(lake: Lake, committed: set[str], days: Iterable[str],
         first = read_lake(lake, committed, days, None, [("user_id", "in", who)], users=who,
                           skip=read)
         if "event_id" in first.columns and len(first):
-            first = first[first["event_id"].astype(str).isin(wanted).to_numpy()] \
-                .reset_index(drop=True)
+            first = first[isin(first["event_id"], wanted)].reset_index(drop=True)
     else:
         first = pd.DataFrame()
-    missing = sorted(set(wanted) - set(first["event_id"].astype(str))) \
-        if "event_id" in first.columns else list(wanted)
+    missing = sorted(wanted[~isin(wanted, first["event_id"])]) \
+        if "event_id" in first.columns and len(first) else sorted(wanted)
     if not missing:
         return first
     rest = read_lake(lake, committed, days, None, [("event_id", "in", missing)])
