@@ -58,3 +58,18 @@ def test_learning_a_new_patient_after_scrubbing_changes_the_cached_answer():
     assert m.unchanged([json.dumps({"n": "张三"}, ensure_ascii=False)]).tolist() == [False]
     m.learn(ids=["P00012367"], names=["张三"])     # nothing new: the same answers
     assert m.scrub("张三 P00012367") == "张* P0*****67"
+
+
+def test_learn_patients_takes_repeats_once_and_a_new_table_its_own_names():
+    """learn_patients drops repeated and blank ids before any work per id, and a masker
+    handed another patients table learns the names that table gives the same ids."""
+    import pandas as pd
+    first = pd.DataFrame({"patient_id": ["P00012367", "P00099999"], "name": ["张三", "李四"]})
+    m = Masker()
+    m.learn_patients(first, ["P00012367", " ", None, "P00012367", 12345])
+    assert m.scrub("张三 P00012367 12345 李四") == "张* P0*****67 1***5 李四"
+    m.learn_patients(first, ["P00012367"])          # nothing new
+    assert m.scrub("张三 P00012367") == "张* P0*****67"
+    second = pd.DataFrame({"patient_id": ["P00012367"], "name": ["王五明"]})
+    m.learn_patients(second, ["P00012367"])         # the same id, another table's name
+    assert m.scrub("王五明") == "王*明"

@@ -64,7 +64,11 @@ def mask_name(name) -> str:
 
 def mask_id(value) -> str:
     """P00012367 → P0*****67: keep two characters at each end (one for short ids)."""
-    s = _stripped(value)
+    return _mask_stripped_id(_stripped(value))
+
+
+def _mask_stripped_id(s: str) -> str:
+    """mask_id of a value already stripped."""
     if not s:
         return ""
     n = len(s)
@@ -117,13 +121,14 @@ class Masker:
         if not self.enabled:
             return
         added: list[str] = []
+        known, id_set = self._known, self._ids
         for v in ids:
-            s = _stripped(v)
+            s = v.strip() if type(v) is str else _stripped(v)
             if len(s) >= 2:
-                m = mask_id(s)
-                if s not in self._ids or self._known.get(s) != m:
-                    self._known[s] = m
-                    self._ids.add(s)
+                m = _mask_stripped_id(s)
+                if s not in id_set or known.get(s) != m:
+                    known[s] = m
+                    id_set.add(s)
                     added.append(s)
         for v in names:
             s = _stripped(v)
@@ -191,14 +196,20 @@ class Masker:
         meets the same patients batch after batch."""
         if not self.enabled:
             return
-        ids = [i if isinstance(i, str) else str(i) for i in ids
-               if (i.strip() if isinstance(i, str) else not _blank(i))]
-        if patients is None or not len(patients) or not ids:
-            self.learn(ids, [])
+        if patients is None or not len(patients):
+            self.learn([i if isinstance(i, str) else str(i) for i in ids
+                        if (i.strip() if isinstance(i, str) else not _blank(i))], [])
             return
-        table = self._patient_table(patients)
-        fresh = [i for i in dict.fromkeys(ids) if i not in self._named]
-        self._named.update(fresh)
+        # a night's findings name the same patients over and over: the repeats are dropped
+        # before anything is done per id
+        table = self._patient_table(patients)       # first: a new table resets _named
+        named = self._named
+        fresh = [i for i in dict.fromkeys(
+            i if type(i) is str else str(i) for i in dict.fromkeys(ids)
+            if (i.strip() if type(i) is str else not _blank(i))) if i not in named]
+        if not fresh:
+            return
+        named.update(fresh)
         self.learn(fresh, [n for i in fresh for n in table.get(i, ())])
 
     def mentioned(self, patients: pd.DataFrame | None, texts: Iterable) -> list[str]:
