@@ -429,6 +429,15 @@ def main() -> None:
                 "{} / {}".format(r["summary"].get("engine", {}).get("memory_limit_mb", "-"),
                                  r["summary"].get("engine", {}).get("held_back", "-"))
                 for r in results]]
+    for phase in ("plan", "population", "global", "detect"):
+        # the scan's own process after each engine phase: RSS then / high-water so far
+        rows.append([f"  scan's process after {phase}: RSS / peak (GB)"] + [
+            "{:.2f} / {:.2f}".format(m.get("rss", 0) / 1024, m.get("peak", 0) / 1024)
+            if (m := r["summary"].get("engine", {}).get("parent_mb", {}).get(phase))
+            else "-" for r in results])
+    for s in ("population", "global", "detect"):
+        rows.append([f"  engine: {s} pass (s)" if s != "global" else "  engine: global step (s)"]
+                    + [f"{r['summary'].get('engine', {}).get(s, 0):.2f}" for r in results])
     for s in stages:
         rows.append([f"  ingest: {s} (s)"] + [f"{r['ingest'].get(s, 0):.2f}" for r in results])
     for s in ("load", "detect", "store", "reports"):

@@ -233,6 +233,11 @@ def test_scan_through_the_cli_partitions_and_says_so(tmp_path):
     with eng.connect() as c:
         summary = json.loads(c.execute(sa.text("SELECT summary FROM scans")).scalar())
     assert summary["engine"]["kind"] == "local" and summary["engine"]["partitions"] >= 4
+    # the scan's own memory after each phase, to tell which phase a parent's growth is in
+    parent = summary["engine"]["parent_mb"]
+    assert list(parent) == ["plan", "population", "global", "detect"]
+    assert all(0 < m["rss"] <= m["peak"] for m in parent.values())
+    assert [m["peak"] for m in parent.values()] == sorted(m["peak"] for m in parent.values())
 
 
 def test_spark_master_without_spark_is_a_usage_error(tmp_path):

@@ -164,7 +164,8 @@ def run_scan(config: Config, *, since: str | None = None, until: str | None = No
                          on_detector=on_det)
             ctx, found, status = det.ctx, det.found, det.status
             res.engine = {"kind": det.executor, "partitions": det.partitions,
-                          **{k: round(v, 3) for k, v in det.timings.items()}}
+                          **{k: round(v, 3) for k, v in det.timings.items()},
+                          "parent_mb": det.parent_mb}
             if getattr(executor, "memory_limit_mb", None):
                 res.engine["memory_limit_mb"] = round(executor.memory_limit_mb)
                 res.engine["held_back"] = executor.held_back

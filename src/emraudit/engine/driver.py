@@ -28,7 +28,7 @@ from emraudit.engine.job import ScanJob, combine_population, pass_one, pass_two,
     remember_refs
 from emraudit.feeds import held_outputs
 from emraudit.lake import Lake
-from emraudit.memory import release_memory
+from emraudit.memory import peak_rss_mb, release_memory, rss_mb
 from emraudit.model import REFERENCE_TABLES, code_event_columns, empty_table
 from emraudit.state import load_state
 from emraudit.store import Store
@@ -46,6 +46,9 @@ class Detection:
     executor: str = "local"
     timings: dict[str, float] = field(default_factory=dict)
     peak_mb: float = 0.0               # the largest worker's peak
+    # the scan's own process after each phase: its resident memory then and its high-water
+    # mark so far (MB), to tell which phase a parent's growth belongs to
+    parent_mb: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def parent_context(config: Config, store: Store, lake: Lake, window_start: pd.Timestamp,
@@ -130,6 +133,7 @@ def _passes(config, settings, executor, ctx, job, hist, status, runnable, per_pa
     # (rights.unused gathers the usage there, so its own task loads no events)
     counted = divided + [d for d in whole if plan.has_population_part(settings[d])]
     timings = {"plan": time.perf_counter() - t0}
+    parent = {"plan": _parent_memory()}
 
     # pass one: each partition's part of the population statistics
     t1 = time.perf_counter()
@@ -149,6 +153,7 @@ def _passes(config, settings, executor, ctx, job, hist, status, runnable, per_pa
             failed.setdefault(d, msg)
         ctx.population.update(population)
     timings["population"] = time.perf_counter() - t1
+    parent["population"] = _parent_memory()
     t2 = time.perf_counter()
     for det_id in counted:
         if det_id in failed:
@@ -158,6 +163,7 @@ def _passes(config, settings, executor, ctx, job, hist, status, runnable, per_pa
         except Exception as exc:  # noqa: BLE001 - one detector must not sink the scan
             failed[det_id] = f"{type(exc).__name__}: {exc}"
     timings["global"] = time.perf_counter() - t2
+    parent["global"] = _parent_memory()
 
     # pass two: the findings of each partition
     t3 = time.perf_counter()
@@ -169,6 +175,7 @@ def _passes(config, settings, executor, ctx, job, hist, status, runnable, per_pa
     second = executor.map(pass_two, job, tasks) if tasks else []
     timings["detect"] = time.perf_counter() - t3
     found, merged = _merge(settings, tasks, second, ctx)
+    parent["detect"] = _parent_memory()
     for det_id, msg in failed.items():
         merged[det_id] = DetectorStatus(det_id, "failed", message=msg)
     for r in second:
@@ -181,7 +188,11 @@ def _passes(config, settings, executor, ctx, job, hist, status, runnable, per_pa
         for st in ordered.values():
             on_detector(st)
     return Detection(found, ordered, ctx, partitions=count, executor=executor.name,
-                     timings=timings, peak_mb=peak)
+                     timings=timings, peak_mb=peak, parent_mb=parent)
+
+
+def _parent_memory() -> dict[str, float]:
+    return {"rss": round(rss_mb(), 1), "peak": round(peak_rss_mb(), 1)}
 
 
 def _merge(settings: dict[str, DetectorSetting], tasks: list, results: list[dict],
