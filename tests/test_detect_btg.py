@@ -112,3 +112,30 @@ def test_relations_without_optional_columns():
     rels = [{"patient_id": "P1", "kind": "admission", "start": "2025-07-22 05:00"}]  # no user
     f = run("btg.unjustified", btg_ctx(rels, window=("2025-07-22", "2025-07-24")))
     assert len(f) == 1 and f.iloc[0]["patient_id"] == "P1"
+
+
+def test_each_btg_lists_only_its_own_user_and_patients_accesses_within_the_period():
+    """Two unjustified break-the-glass events: each finding lists the same user's accesses
+    to the same patient from the event to justify_hours after it, in time order, and ends
+    at the last of them; another user's access, another patient's and a later one are
+    not its evidence. Relations of other patients do not matter."""
+    evs = [ev("e1", "P1", "2025-07-22 02:00", action="break_glass", event_id="b1"),
+           ev("e1", "P1", "2025-07-22 03:00", event_id="v1"),
+           ev("e1", "P1", "2025-07-22 05:00", action="print", event_id="p1"),
+           ev("e1", "P1", "2025-07-23 03:00", event_id="late"),        # 25 h after
+           ev("e1", "P2", "2025-07-22 04:00", event_id="other_patient"),
+           ev("e2", "P1", "2025-07-22 04:00", event_id="other_user"),
+           ev("e2", "P3", "2025-07-22 06:00", action="break_glass", event_id="b2")]
+    rels = OTHER + [{"patient_id": "P9", "user_id": "e1", "kind": "admission",
+                     "start": "2025-07-22 01:00"}]
+    f = run("btg.unjustified", btg_ctx(rels, evs, window=("2025-07-22", "2025-07-25")))
+    by = {r["user_id"]: r for _, r in f.iterrows()}
+    assert set(by) == {"e1", "e2"}
+    e1 = by["e1"]
+    assert sorted(e1["event_ids"]) == ["b1", "p1", "v1"]
+    assert e1["evidence"]["accesses_after"] == 2 and e1["evidence"]["outputs_after"] is True
+    assert e1["end"].startswith("2025-07-22T05:00") and e1["severity"] == "high"
+    e2 = by["e2"]
+    assert e2["event_ids"] == ["b2"] and e2["evidence"]["accesses_after"] == 0
+    assert e2["end"] == e2["start"] and e2["evidence"]["outputs_after"] is False
+    assert e2["evidence"]["judged_after_window_start"] is False

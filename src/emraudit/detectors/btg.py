@@ -25,6 +25,7 @@ from emraudit.detectors.bulk import (PEER_PARAMS, in_window, patient_days, patie
                                      peer_groups, user_info)
 from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
+from emraudit.fastops import isin
 from emraudit.model import OUTPUT_ACTIONS
 from emraudit.reports.i18n import N_, Np_
 
@@ -141,6 +142,11 @@ class BtgUnjustified(Detector):
         justified = np.zeros(len(b), dtype=bool)
         how = np.full(len(b), "", dtype=object)
         if rel is not None and len(rel):
+            # only the relations of these events' patients: a month's backlog holds
+            # millions of relations, and a frame of all of them as text was a worker's
+            # largest allocation for a few hundred break-the-glass events
+            rel = rel[isin(rel["patient_id"].astype("string"), b["patient_id"].unique())]
+
             def text(c):
                 return (rel[c].astype("string").fillna("") if c in rel.columns
                         else pd.Series("", index=rel.index, dtype="string")).to_numpy()
@@ -168,37 +174,56 @@ class BtgUnjustified(Detector):
         bad = b[~justified]
         if bad.empty:
             return []
-        # what the user did with the patient during the justification period
+        # what the user did with the patient during the justification period: every
+        # access of the same user and patient from the event to justify_hours after it
         acc = patient_events(ctx, ("view", "query", "create", "update", "sign", *OUTPUT_ACTIONS))
-        acc = acc[acc["user_id"].astype(str).isin(bad["user_id"]) &
-                  acc["patient_id"].astype(str).isin(bad["patient_id"])]
-        rows = []
+        acc = acc[isin(acc["user_id"].astype("string"), bad["user_id"].unique()) &
+                  isin(acc["patient_id"].astype("string"), bad["patient_id"].unique())]
         src = btg.iloc[bad["bi"].to_numpy()]
-        for (_, r), (_, e) in zip(bad.iterrows(), src.iterrows()):
-            after = acc[(acc["user_id"].astype(str) == r["user_id"]) &
-                        (acc["patient_id"].astype(str) == r["patient_id"]) &
-                        (acc["ts"] >= e["ts"]) & (acc["ts"] <= e["ts"] + justify)]
-            outputs = bool(after["action"].isin(list(OUTPUT_ACTIONS)).any())
+        k = pd.DataFrame({"k": np.arange(len(bad)), "user_id": bad["user_id"].to_numpy(),
+                          "patient_id": bad["patient_id"].to_numpy(),
+                          "t0": src["ts"].reset_index(drop=True)})
+        a = pd.DataFrame({"pos": np.arange(len(acc)),
+                          "user_id": acc["user_id"].astype(str).to_numpy(),
+                          "patient_id": acc["patient_id"].astype(str).to_numpy(),
+                          "ts": acc["ts"].reset_index(drop=True),
+                          "eid": acc["event_id"].astype(str).to_numpy(),
+                          "out": acc["action"].isin(list(OUTPUT_ACTIONS)).to_numpy(dtype=bool)})
+        m = k.merge(a, on=["user_id", "patient_id"], how="inner")
+        m = m[((m["ts"] >= m["t0"]) & (m["ts"] <= m["t0"] + justify)).to_numpy(dtype=bool)]
+        m = m.sort_values(["k", "pos"], kind="stable")
+        g = m.groupby("k", sort=True)
+        after_ids = g["eid"].agg(list).to_dict()
+        after_last = g["ts"].max().to_dict()
+        after_out = g["out"].any().to_dict()
+        inwin = in_window(ctx, src)
+        reasons = (src["reason"].tolist() if "reason" in src.columns else [None] * len(src))
+        rows = []
+        for i, (user, patient, dept, ward, t0, eid, reason) in enumerate(zip(
+                bad["user_id"].tolist(), bad["patient_id"].tolist(), bad["dept"].tolist(),
+                bad["ward"].tolist(), src["ts"].tolist(), src["event_id"].astype(str).tolist(),
+                reasons)):
+            ids = after_ids.get(i, [])
+            outputs = bool(after_out.get(i, False))
             sev = raise_severity(self.severity) if outputs else self.severity
-            reason = str(e["reason"]) if "reason" in e.index and pd.notna(e["reason"]) else ""
             rows.append({
-                "key": f"event|{e['event_id']}", "user_id": r["user_id"],
-                "patient_id": r["patient_id"],
-                "event_ids": [str(e["event_id"]), *after["event_id"].astype(str).tolist()],
-                "start": e["ts"], "end": max([e["ts"], *after["ts"].tolist()]),
+                "key": f"event|{eid}", "user_id": user, "patient_id": patient,
+                "event_ids": [eid, *ids],
+                "start": t0, "end": max(t0, after_last[i]) if i in after_last else t0,
                 "severity": sev, "score": 2.0 + (1.0 if outputs else 0.0),
                 "message_id": self.id,
-                "message_args": {"user": r["user_id"], "patient": r["patient_id"],
+                "message_args": {"user": user, "patient": patient,
                                  "hours": float(p.justify_hours), "outputs": outputs},
                 "evidence": {
                     "pattern": "no_relation_after",
-                    "reason_given": reason, "justify_hours": float(p.justify_hours),
+                    "reason_given": str(reason) if reason is not None and not pd.isna(reason)
+                    else "",
+                    "justify_hours": float(p.justify_hours),
                     # relations of these, active then or starting within justify_hours
-                    "relations_looked_for": {"user": r["user_id"],
-                                             "department": _name(r["dept"]),
-                                             "ward": _name(r["ward"])},
-                    "accesses_after": int(len(after)), "outputs_after": outputs,
-                    "judged_after_window_start": not bool(in_window(ctx, src.loc[[e.name]])[0]),
+                    "relations_looked_for": {"user": user, "department": _name(dept),
+                                             "ward": _name(ward)},
+                    "accesses_after": len(ids), "outputs_after": outputs,
+                    "judged_after_window_start": not bool(inwin[i]),
                 },
             })
         return rows
