@@ -435,8 +435,9 @@ def main() -> None:
             "{:.2f} / {:.2f}".format(m.get("rss", 0) / 1024, m.get("peak", 0) / 1024)
             if (m := r["summary"].get("engine", {}).get("parent_mb", {}).get(phase))
             else "-" for r in results])
-    for s in ("population", "global", "detect"):
-        rows.append([f"  engine: {s} pass (s)" if s != "global" else "  engine: global step (s)"]
+    for s, label in (("population", "population pass"), ("global", "global step"),
+                     ("detect", "detect pass")):
+        rows.append([f"  engine: {label} (s)"]
                     + [f"{r['summary'].get('engine', {}).get(s, 0):.2f}" for r in results])
     for s in stages:
         rows.append([f"  ingest: {s} (s)"] + [f"{r['ingest'].get(s, 0):.2f}" for r in results])

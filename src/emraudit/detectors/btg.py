@@ -209,7 +209,7 @@ class BtgUnjustified(Detector):
             rows.append({
                 "key": f"event|{eid}", "user_id": user, "patient_id": patient,
                 "event_ids": [eid, *ids],
-                "start": t0, "end": max(t0, after_last[i]) if i in after_last else t0,
+                "start": t0, "end": after_last.get(i, t0),     # accesses from t0 on
                 "severity": sev, "score": 2.0 + (1.0 if outputs else 0.0),
                 "message_id": self.id,
                 "message_args": {"user": user, "patient": patient,

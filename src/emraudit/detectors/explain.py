@@ -771,14 +771,12 @@ def _why_not(p, none, acc_dept, acc_ward, units, acc_role, duty_ward, roles
     each distinct one is written once (a fifth of a 10M night unexplained is two million
     accesses and a few thousand texts)."""
     at = np.flatnonzero(none)
-    role_all = acc_role[at].astype(str)
-    code, combos = pd.MultiIndex.from_arrays(
-        [acc_dept[at], acc_ward[at], duty_ward[at], role_all]).factorize()
-    first = np.full(len(combos), len(at), dtype=np.int64)
-    np.minimum.at(first, code, np.arange(len(at)))
-    idx = at[first]
-    return code.astype(np.int64), _why_not_texts(p, idx, acc_dept, acc_ward, units, acc_role,
-                                                 duty_ward, roles)
+    code, _ = pd.MultiIndex.from_arrays(
+        [acc_dept[at], acc_ward[at], duty_ward[at], acc_role[at].astype(str)]).factorize()
+    code = code.astype(np.int64)
+    _, one_of_each, _ = dense_unique(code)      # codes 0..k-1: one access of each
+    return code, _why_not_texts(p, at[one_of_each], acc_dept, acc_ward, units, acc_role,
+                                duty_ward, roles)
 
 
 def _why_not_texts(p, idx, acc_dept, acc_ward, units, acc_role, duty_ward, roles

@@ -123,7 +123,7 @@ class Masker:
         added: list[str] = []
         known, id_set = self._known, self._ids
         for v in ids:
-            s = v.strip() if type(v) is str else _stripped(v)
+            s = _stripped(v)
             if len(s) >= 2:
                 m = _mask_stripped_id(s)
                 if s not in id_set or known.get(s) != m:
@@ -196,17 +196,16 @@ class Masker:
         meets the same patients batch after batch."""
         if not self.enabled:
             return
-        if patients is None or not len(patients):
-            self.learn([i if isinstance(i, str) else str(i) for i in ids
-                        if (i.strip() if isinstance(i, str) else not _blank(i))], [])
-            return
         # a night's findings name the same patients over and over: the repeats are dropped
         # before anything is done per id
+        ids = list(dict.fromkeys(i if type(i) is str else str(i) for i in dict.fromkeys(ids)
+                                 if (i.strip() if type(i) is str else not _blank(i))))
+        if patients is None or not len(patients):
+            self.learn(ids, [])
+            return
         table = self._patient_table(patients)       # first: a new table resets _named
         named = self._named
-        fresh = [i for i in dict.fromkeys(
-            i if type(i) is str else str(i) for i in dict.fromkeys(ids)
-            if (i.strip() if type(i) is str else not _blank(i))) if i not in named]
+        fresh = [i for i in ids if i not in named]
         if not fresh:
             return
         named.update(fresh)
