@@ -18,6 +18,8 @@ FLAG = "#c62828"
 BAR = "#90a4ae"
 SHADE = "#e8f5e9"
 AXIS = "#455a64"
+# flagged accesses drawn one tick each up to this many; beyond, one tick per pixel column
+MAX_TICKS = 300
 
 
 def _num(v: float) -> str:
@@ -31,14 +33,15 @@ def day_chart(hours: Sequence[float], flagged_hours: Sequence[float], *,
     """Accesses per hour of one day (0..24, site time) with the flagged ones marked.
 
     `hours`: the local time of every access of the user that day, as fractional hours;
-    `flagged_hours`: those of the flagged accesses (drawn as red ticks below the bars).
+    `flagged_hours`: those of the flagged accesses (drawn as red ticks below the bars, in
+    time order; `tooltips`: their times, read only for the ticks drawn, see `_ticks`).
     """
     w, h, left, right, top, bottom = 720, 200, 36, 24, 22, 46
     pw, ph = w - left - right, h - top - bottom
-    hrs = np.asarray(list(hours), dtype=float)
+    hrs = np.asarray(hours, dtype=float).reshape(-1)
     counts = np.bincount(np.clip(hrs.astype(int), 0, 23), minlength=24) if len(hrs) else \
         np.zeros(24, dtype=int)
-    flagged = np.asarray(list(flagged_hours), dtype=float)
+    flagged = np.asarray(flagged_hours, dtype=float).reshape(-1)
     fcounts = np.bincount(np.clip(flagged.astype(int), 0, 23), minlength=24) if len(flagged) \
         else np.zeros(24, dtype=int)
     ymax = max(1, int(counts.max()) if len(counts) else 1)
@@ -63,9 +66,7 @@ def day_chart(hours: Sequence[float], flagged_hours: Sequence[float], *,
     base = top + ph
     out.append(f'<line x1="{left}" y1="{base}" x2="{left + pw}" y2="{base}" '
                f'stroke="{AXIS}" stroke-width="1"/>')
-    tips = list(tooltips) if tooltips is not None else [""] * len(flagged)
-    for hr, tip in zip(flagged, tips):
-        xx = _num(x(hr))
+    for xx, tip in _ticks(x, flagged, tooltips, flagged_label):
         out.append(f'<line class="flag" x1="{xx}" y1="{base + 3}" x2="{xx}" y2="{base + 15}" '
                    f'stroke="{FLAG}" stroke-width="2"><title>{escape(tip)}</title></line>')
     for i in range(0, 25, 3):
@@ -84,6 +85,33 @@ def day_chart(hours: Sequence[float], flagged_hours: Sequence[float], *,
                f"{escape(office_label)}</text>")
     out.append("</svg>")
     return Markup("".join(out))
+
+
+def _ticks(x, flagged: np.ndarray, tooltips: Sequence[str] | None,
+           flagged_label: str) -> list[tuple[str, str]]:
+    """(x, tooltip) of each red tick: one per flagged access up to MAX_TICKS; beyond, one
+    per pixel column, its tooltip the first and last time there and how many (a bulk
+    user's day flags hundreds of thousands of accesses: one tick each made pages of 40 MB).
+    `tooltips` is read only where a tick needs it."""
+    if len(flagged) <= MAX_TICKS:
+        tips = list(tooltips) if tooltips is not None else [""] * len(flagged)
+        return [(_num(x(hr)), tip) for hr, tip in zip(flagged, tips)]
+    px = np.round(x(flagged)).astype(np.int64)
+    order = np.argsort(px, kind="stable")           # in time order already: no change
+    col = px[order]
+    starts = np.flatnonzero(np.r_[True, col[1:] != col[:-1]])
+    ends = np.r_[starts[1:], len(col)]
+    out = []
+    for a, b in zip(starts.tolist(), ends.tolist()):    # one per pixel column: at most ~700
+        first, last = int(order[a]), int(order[b - 1])
+        t0 = tooltips[first] if tooltips is not None else ""
+        if b - a == 1:
+            out.append((_num(col[a]), t0))
+            continue
+        t1 = tooltips[last] if tooltips is not None else ""
+        span = t0 if t0 == t1 else f"{t0}–{t1}"
+        out.append((_num(col[a]), f"{span} ({b - a} {flagged_label})".strip()))
+    return out
 
 
 def days_chart(days: Sequence[str], counts: Sequence[int], flagged_days: Iterable[str], *,

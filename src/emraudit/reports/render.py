@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,69 @@ class Ref:
 
 
 # -- loading ------------------------------------------------------------------------------------
+class _Events:
+    """The events behind the cases shown, kept as columns. A case of a bulk user's night
+    holds hundreds of thousands of events and its page lists MAX_EVENTS_SHOWN of them: the
+    choice is made on the columns (`flagged`), and only the rows a page lists become dicts
+    (`rows`)."""
+
+    def __init__(self, ev: pd.DataFrame):
+        ev = ev.reset_index(drop=True)
+        ids = ev["event_id"].astype(str).to_numpy(dtype=object)
+        if len(ids) and not pd.Index(ids).is_unique:     # an id seen twice: its last row
+            keep = ~pd.Index(ids).duplicated(keep="last")
+            ev, ids = ev[keep].reset_index(drop=True), ids[keep]
+        self.ids = ids
+        self._index = pd.Index(ids)
+        self.hour, self.day = _local_parts(ev["ts"])
+        # local wall-clock seconds: the order of the pages' "YYYY-MM-DD HH:MM:SS" times
+        self.sec = ev["ts"].dt.tz_localize(None).to_numpy(dtype="datetime64[s]") \
+            .astype(np.int64)
+        self._ts = ev["ts"]
+        self._df = ev.drop(columns="ts")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def flagged(self, event_ids) -> np.ndarray:
+        """Positions of these event ids that were read, in page order (time to the second,
+        then event id)."""
+        want = pd.unique(pd.Series(list(event_ids), dtype=object))
+        pos = self._index.get_indexer(want)
+        pos = pos[pos >= 0]
+        return pos[np.lexsort((self.ids[pos].astype(str), self.sec[pos]))] if len(pos) \
+            else pos.astype(np.int64)
+
+    def rows(self, pos: np.ndarray) -> list[dict]:
+        """The events at these positions as dicts: their columns, `_time` (local, to the
+        second), `_hour` (fractional local hour) and `_day` (local day)."""
+        pos = np.asarray(pos, dtype=np.int64)
+        if not len(pos):
+            return []
+        sub = self._df.iloc[pos]
+        names = list(sub.columns)
+        times = self._ts.iloc[pos].dt.strftime("%Y-%m-%d %H:%M:%S").tolist()
+        out = [dict(zip(names, vals)) for vals in zip(*(sub[c].tolist() for c in names))]
+        for r, t, h, d in zip(out, times, self.hour[pos].tolist(), self.day[pos].tolist()):
+            r.update(_time=t, _hour=h, _day=d)
+        return out
+
+
+class _Times:
+    """The "HH:MM:SS" of events by position, made only for the ones asked for (a chart's
+    merged ticks name the first and last of each)."""
+
+    def __init__(self, sec: np.ndarray):
+        self.sec = sec
+
+    def __len__(self) -> int:
+        return len(self.sec)
+
+    def __getitem__(self, i: int) -> str:
+        s = int(self.sec[i]) % 86_400
+        return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 @dataclass
 class Loaded:
     """What one report shows, indexed once so that building a case page is plain Python
@@ -131,7 +195,7 @@ class Loaded:
     cases: list[dict]                       # the cases shown, highest risk first
     ref: Ref
     findings_by_case: dict[str, list[dict]] = field(default_factory=dict)
-    events_by_id: dict[str, dict] = field(default_factory=dict)
+    events: "_Events | None" = None          # the events behind the cases, as columns
     activity_by_user: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     day_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     earlier_by_user: dict[str, list[dict]] = field(default_factory=dict)
@@ -181,17 +245,7 @@ def load_cases(config: Config, store: Store, lake: Lake, case_ids: list[str], la
     case_users = {_s(c["user_id"]) for c in cases_list} - {""}
     events = data.read_events_by_id(lake, committed, days, event_ids, case_users) \
         if event_ids else pd.DataFrame()
-    events_by_id: dict[str, dict] = {}
-    if len(events):
-        ev = events.copy()
-        ev["_hour"], ev["_day"] = _local_parts(ev["ts"])
-        ev["_time"] = ev["ts"].dt.strftime("%Y-%m-%d %H:%M:%S")
-        # column lists zipped into rows: to_dict("records") on Arrow strings and tz-aware
-        # stamps takes ~100 µs a row, a second for the events of a few hundred cases
-        ev = ev.drop(columns="ts")
-        names = list(ev.columns)
-        rows_ = (dict(zip(names, vals)) for vals in zip(*(ev[c].tolist() for c in names)))
-        events_by_id = {str(r["event_id"]): r for r in rows_}
+    ev_cols = _Events(events) if len(events) and "event_id" in events.columns else None
 
     users = sorted({_s(c["user_id"]) for c in cases_list} - {""})
     chart_days = set()
@@ -227,7 +281,7 @@ def load_cases(config: Config, store: Store, lake: Lake, case_ids: list[str], la
     masker.learn_patients(ref.patients, pids)
     history = data.read_history(store, case_ids)
     return Loaded(scan or {}, cases_list, ref, findings_by_case=by_case,
-                  events_by_id=events_by_id, activity_by_user=act_by_user,
+                  events=ev_cols, activity_by_user=act_by_user,
                   day_counts=counts,
                   earlier_by_user=_records_by(data.user_cases(store, users), "user_id"),
                   history_by_case=_records_by(history, "case_id"),
@@ -290,15 +344,18 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
         "status": _status(row, lang), "reviewer": _s(row.get("reviewer")),
         "note": masker.scrub(row.get("note")), "resolved_at": fmt.minute(row.get("resolved_at")),
     }
-    # what: the events behind the findings, oldest first
-    flagged_by: dict[str, set[str]] = {}
-    for f in cf:
-        for e in f["event_ids"]:
-            flagged_by.setdefault(str(e), set()).add(f["detector"])
-    mine = sorted((ld.events_by_id[e] for e in flagged_by if e in ld.events_by_id),
-                  key=lambda r: (r["_time"], str(r["event_id"])))
-    view["events_total"] = len(flagged_by)
-    view["events_missing"] = len(flagged_by) - len(mine)
+    # what: the events behind the findings, oldest first; only those the page lists
+    # become rows (a bulk user's night flags hundreds of thousands)
+    flagged = dict.fromkeys(map(str, chain.from_iterable(f["event_ids"] for f in cf)))
+    evs = ld.events
+    pos = evs.flagged(flagged) if evs is not None else np.zeros(0, dtype=np.int64)
+    shown = evs.rows(pos[:MAX_EVENTS_SHOWN]) if evs is not None else []
+    flagged_by: dict[str, set[str]] = {str(r["event_id"]): set() for r in shown}
+    for f in cf:                    # which detectors flagged each listed event
+        for e in flagged_by.keys() & set(map(str, f["event_ids"])):
+            flagged_by[e].add(f["detector"])
+    view["events_total"] = len(flagged)
+    view["events_missing"] = len(flagged) - len(pos)
     view["events"] = [{
         "time": r["_time"], "action": label(ACTION, _s(r.get("action")), lang),
         "action_raw": _s(r.get("action_raw")), "module": _s(r.get("module")),
@@ -307,8 +364,8 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
         "patient": masker.pid(r.get("patient_id")), "record_count": _s(r.get("record_count")),
         "reason": masker.scrub(r.get("reason")),
         "by": ", ".join(sorted(names.get(d, d) for d in flagged_by[str(r["event_id"])])),
-    } for r in mine[:MAX_EVENTS_SHOWN]]
-    view["mappings"] = ld.trail.for_events(mine[:MAX_EVENTS_SHOWN]) if ld.trail else []
+    } for r in shown]
+    view["mappings"] = ld.trail.for_events(shown) if ld.trail else []
 
     # why: each finding with its evidence, most severe first
     order = sorted(cf, key=lambda f: (-SEVERITY_RANK.get(f["severity"], 0), _s(f["start"]),
@@ -330,26 +387,28 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
     # activity charts: the day with most flagged events, and the 30 days up to it
     uid = user["id"]
     hours, days_arr = ld.activity_by_user.get(uid, (np.zeros(0), np.zeros(0, dtype=object)))
-    fdays = [r["_day"] for r in mine]
-    if fdays:
-        focus = max(sorted(set(fdays)), key=fdays.count)
+    fdays = evs.day[pos].astype(str) if len(pos) else np.zeros(0, dtype=str)
+    if len(fdays):       # the day with most flagged events (the earliest of a tie)
+        uniq, n_day = np.unique(fdays, return_counts=True)
+        focus = str(uniq[int(np.argmax(n_day))])
     else:
         focus = _s(row.get("last_seen"))[:10] or _s(row.get("first_seen"))[:10]
     view["chart_day"] = focus
     if focus:
         on_day = days_arr == focus
-        fl = [r for r in mine if r["_day"] == focus]
+        fl = pos[fdays == focus] if len(pos) else pos
         view["day_chart"] = charts.day_chart(
-            hours[on_day], [r["_hour"] for r in fl],
+            hours[on_day], evs.hour[fl] if len(fl) else [],
             office_hours=tuple(config.site.office_hours),
             title=lang.gettext("Accesses by %(user)s on %(day)s, by hour", user=uid, day=focus),
             flagged_label=lang.gettext("flagged access"),
-            office_label=lang.gettext("office hours"), tooltips=[r["_time"][11:] for r in fl])
+            office_label=lang.gettext("office hours"),
+            tooltips=_Times(evs.sec[fl]) if len(fl) else [])
         view["day_total"] = int(on_day.sum())
         days = list(pd.date_range(end=focus, periods=30).strftime("%Y-%m-%d"))
         per_day = ld.day_counts.get(uid, {})
         view["days_chart"] = charts.days_chart(
-            days, [int(per_day.get(d, 0)) for d in days], set(fdays) or {focus},
+            days, [int(per_day.get(d, 0)) for d in days], set(fdays.tolist()) or {focus},
             title=lang.gettext("Accesses by %(user)s per day, last 30 days", user=uid),
             flagged_label=lang.gettext("day with flagged accesses"),
             median_label=lang.gettext("median"))
