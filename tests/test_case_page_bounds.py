@@ -34,7 +34,7 @@ CASE = "Cbulknight000001"
 
 
 def _events() -> pd.DataFrame:
-    """U9's 760 events: 330 on 07-02 (several within one second, ids against their
+    """U9's 760 events and U8's look-up: 330 on 07-02 (several within one second, ids against their
     sub-second order), 430 on 07-03 (the most flagged day), random order of rows."""
     rows = []
     for k in range(330):
@@ -49,6 +49,11 @@ def _events() -> pd.DataFrame:
     df = pd.DataFrame([dict(event_id=rows[i][0], ts=rows[i][1], user_id="U9",
                             patient_id=f"P{i % 97:05d}", action="view", module="病历",
                             workstation="WS-9", ip="10.0.0.9") for i in order])
+    # a look-up by another account, cited by the finding: read by id, not by user
+    df = pd.concat([df, pd.DataFrame([dict(
+        event_id="x-other", ts="2025-07-02 06:59:59", user_id="U8", patient_id="P00001",
+        action="query", module="检索", workstation="WS-8", ip="10.0.0.8")])],
+        ignore_index=True)
     df["_source_ref"] = [f"access_log.csv:{i + 2}" for i in range(len(df))]
     df["_source"] = "access_log"
     return df
@@ -100,7 +105,12 @@ def _build(tmp):
     return cfg, store, lake, ev
 
 
-def test_a_case_page_lists_the_first_events_of_its_case_in_page_order(tmp_path):
+def test_a_case_page_lists_the_first_events_of_its_case_in_page_order(tmp_path, monkeypatch):
+    from emraudit.reports import data
+    read = []
+    real = data.read_event_rows
+    monkeypatch.setattr(data, "read_event_rows",
+                        lambda lake, ids, files: read.append(len(ids)) or real(lake, ids, files))
     cfg, store, lake, ev = _build(tmp_path)
     lang, masker = Lang("en"), Masker(enabled=False)
     ld = load_cases(cfg, store, lake, [CASE], lang, masker)
@@ -112,11 +122,16 @@ def test_a_case_page_lists_the_first_events_of_its_case_in_page_order(tmp_path):
     assert len(view["events"]) == MAX_EVENTS_SHOWN < len(ev)
     assert [e["time"] for e in view["events"]] == [t for t, _ in want[:MAX_EVENTS_SHOWN]]
     # within one second the event id decides, whatever the sub-second order
-    assert [t for t, _ in want[:3]] == ["2025-07-02 07:00:00"] * 3
-    assert [e["source_ref"] for e in view["events"][:3]] == [
-        ev.loc[ev["event_id"] == i, "_source_ref"].item() for i in ("tie-a", "tie-m", "tie-z")]
+    assert [t for t, _ in want[:4]] == ["2025-07-02 06:59:59"] + ["2025-07-02 07:00:00"] * 3
+    assert [e["source_ref"] for e in view["events"][:4]] == [
+        ev.loc[ev["event_id"] == i, "_source_ref"].item()
+        for i in ("x-other", "tie-a", "tie-m", "tie-z")]
+    assert view["events"][0]["workstation"] == "WS-8"     # the other account's whole row
+    assert all(e["module"] == "病历" and e["source_ref"] for e in view["events"][1:])
+    # whole rows were read for the listed events of the user, not for the case's 760
+    assert sum(read) == MAX_EVENTS_SHOWN - 1
     # which detectors flagged each listed event
-    by = [e["by"] for e in view["events"][:3]]
+    by = [e["by"] for e in view["events"][1:4]]
     assert "," in by[0] and "," in by[2] and "," not in by[1]
     # the chart is of the day with most flagged events; every day flagged is marked
     assert view["chart_day"] == "2025-07-03"

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from emraudit.fastops import isin
+from emraudit.fastops import isin, local_days
 from emraudit.lake import Lake, user_hashes
 from emraudit.model import patient_list
 from emraudit.store import (Store, case_history, cases, decode_args, feed_health, findings, scans,
@@ -203,13 +203,15 @@ def iter_scan_findings(store: Store, scan_id: str, batch: int = 5_000, *,
 
 def read_lake(lake: Lake, committed: set[str], days: Iterable[str],
               columns: list[str] | None = None, filters=None, *,
-              users: Iterable[str] | None = None, skip: set | None = None) -> pd.DataFrame:
+              users: Iterable[str] | None = None, skip: set | None = None,
+              source: bool = False) -> pd.DataFrame:
     """Events of the given site-local days, filtered while reading (pyarrow filters).
 
     `users`: read only the files whose user bucket may hold one of them (a day of 10M
     events is 32 bucket files; a report's few hundred users are in a few of them), files
     written before buckets always. `skip`: files not to read (already read by the caller);
-    the files read are added to it."""
+    the files read are added to it. `source`: add `_file`, the file each row was read
+    from (read_event_rows reads the rest of a row there)."""
     days = sorted(set(days))
     if not days:
         return pd.DataFrame(columns=columns or [])
@@ -226,9 +228,18 @@ def read_lake(lake: Lake, committed: set[str], days: Iterable[str],
     tables = []
     for f in files:
         try:
-            tables.append(_read_filtered(f, columns, filters))
+            t = _read_filtered(f, columns, filters)
         except (pa.ArrowInvalid, KeyError):
             continue
+        if source:
+            t = t.append_column("_file", pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(t.num_rows, dtype=np.int32)), pa.array([str(f)])))
+        tables.append(t)
+    return _frame(lake, tables, columns)
+
+
+def _frame(lake: Lake, tables: list[pa.Table], columns: list[str] | None) -> pd.DataFrame:
+    """Tables read from event files as one frame in the site's time, sorted by time."""
     if not tables:
         return pd.DataFrame(columns=columns or [])
     df = pa.concat_tables(tables, promote_options="permissive").to_pandas()
@@ -272,6 +283,62 @@ def read_events_by_id(lake: Lake, committed: set[str], days: Iterable[str],
         return rest
     df = pd.concat([first, rest], ignore_index=True)
     return df.sort_values(["ts", "event_id"], kind="stable").reset_index(drop=True)
+
+
+# what choosing a case page's events needs of each: the rest of a row is read for the few
+# listed (read_event_rows)
+EVENT_KEYS = ["event_id", "ts", "user_id", "patient_id"]
+
+
+def read_case_events(lake: Lake, committed: set[str], days: Iterable[str],
+                     event_ids: list[str], users: Iterable[str],
+                     activity_days: Iterable[str] = ()
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The events behind some cases, for their pages, and their users' activity, reading
+    the users' bucket files once and only the columns each part needs.
+
+    Returns (keys, rows, activity):
+    - keys: EVENT_KEYS and `_file` (where the rest of the row is: read_event_rows) of the
+      wanted events found among `users`' events of `days`;
+    - rows: whole rows of the wanted events found elsewhere (another user's, read by id);
+    - activity: ts and user_id of every event of `users` on `activity_days`.
+    A bulk user's night is hundreds of thousands of events: their whole rows were most of
+    a 10M night's report reading, where a page lists a few hundred."""
+    days, act = set(days), set(activity_days)
+    who = sorted({str(u) for u in users} - {""})
+    empty = pd.DataFrame(columns=EVENT_KEYS + ["_file"])
+    mine = read_lake(lake, committed, days | act, EVENT_KEYS, [("user_id", "in", who)],
+                     users=who, source=True) if who and (days | act) else empty
+    if len(mine):
+        day = local_days(mine["ts"], lake.tz).to_numpy(dtype=object)
+        activity = mine.loc[np.isin(day, list(act)), ["ts", "user_id"]] \
+            .reset_index(drop=True) if act else pd.DataFrame(columns=["ts", "user_id"])
+    else:
+        activity = pd.DataFrame(columns=["ts", "user_id"])
+    wanted = pd.Index(pd.unique(pd.Series(event_ids, dtype=object).astype(str)))
+    keys = mine[isin(mine["event_id"], wanted)].reset_index(drop=True) if len(mine) \
+        and len(wanted) else empty
+    missing = sorted(wanted[~isin(wanted, keys["event_id"])]) if len(keys) \
+        else sorted(wanted)
+    rows = read_lake(lake, committed, days, None, [("event_id", "in", missing)]) \
+        if missing and days else pd.DataFrame()
+    return keys, rows, activity
+
+
+def read_event_rows(lake: Lake, event_ids: Iterable[str], files: Iterable[str]
+                    ) -> pd.DataFrame:
+    """Whole rows of events whose keys read_case_events found, each id read in the file
+    it was found in (`files`, one per id): only the files holding them, filtered by id."""
+    by_file: dict[str, list[str]] = {}
+    for e, f in zip(event_ids, files):
+        by_file.setdefault(str(f), []).append(str(e))
+    tables = []
+    for f, ids in sorted(by_file.items()):
+        try:
+            tables.append(_read_filtered(f, None, [("event_id", "in", sorted(set(ids)))]))
+        except (pa.ArrowInvalid, KeyError, OSError):
+            continue
+    return _frame(lake, tables, None)
 
 
 def _may_hold(bucket: tuple[int, int] | None, hashes: np.ndarray) -> bool:

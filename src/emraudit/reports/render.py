@@ -126,11 +126,13 @@ class Ref:
 class _Events:
     """The events behind the cases shown, kept as columns. A case of a bulk user's night
     holds hundreds of thousands of events and its page lists MAX_EVENTS_SHOWN of them: the
-    choice is made on the columns (`flagged`), and only the rows a page lists become dicts
-    (`rows`)."""
+    choice is made on the key columns (`flagged`), and only the rows a page lists are read
+    whole and made dicts (`rows`, by `fetch`: event ids -> their whole rows)."""
 
-    def __init__(self, ev: pd.DataFrame):
-        ev = ev.reset_index(drop=True)
+    def __init__(self, keys: pd.DataFrame, fetch=None):
+        """`keys`: event_id, ts, patient_id and `_file` (where `fetch` reads the rest of a
+        row: fetch(ids, files) -> their whole rows); without `fetch`, whole rows."""
+        ev = keys.reset_index(drop=True)
         ids = ev["event_id"].astype(str).to_numpy(dtype=object)
         if len(ids) and not pd.Index(ids).is_unique:     # an id seen twice: its last row
             keep = ~pd.Index(ids).duplicated(keep="last")
@@ -142,10 +144,25 @@ class _Events:
         self.sec = ev["ts"].dt.tz_localize(None).to_numpy(dtype="datetime64[s]") \
             .astype(np.int64)
         self._ts = ev["ts"]
-        self._df = ev.drop(columns="ts")
+        self.patients = ev["patient_id"] if "patient_id" in ev else pd.Series(dtype=object)
+        self._files = ev["_file"].astype(object).to_numpy() if "_file" in ev else None
+        self._fetch = fetch
+        self._whole: dict[str, dict] = {}      # event id -> its row, all columns but ts
+        if fetch is None:
+            self.add_rows(ev)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def add_rows(self, df: pd.DataFrame) -> None:
+        """Whole rows (with event_id; ts is dropped), kept for `rows`."""
+        if df is None or not len(df):
+            return
+        df = df.drop(columns=[c for c in ("ts",) if c in df.columns])
+        names = list(df.columns)
+        for vals in zip(*(df[c].tolist() for c in names)):
+            r = dict(zip(names, vals))
+            self._whole[str(r["event_id"])] = r
 
     def flagged(self, event_ids) -> np.ndarray:
         """Positions of these event ids that were read, in page order (time to the second,
@@ -156,18 +173,27 @@ class _Events:
         return pos[np.lexsort((self.ids[pos].astype(str), self.sec[pos]))] if len(pos) \
             else pos.astype(np.int64)
 
+    def prefetch(self, pos: np.ndarray) -> None:
+        """Read the whole rows of these positions not read yet, in one read."""
+        pos = np.asarray(pos, dtype=np.int64)
+        need = pos[[e not in self._whole for e in self.ids[pos].tolist()]]
+        if len(need) and self._fetch is not None and self._files is not None:
+            self.add_rows(self._fetch(self.ids[need].tolist(), self._files[need].tolist()))
+
     def rows(self, pos: np.ndarray) -> list[dict]:
         """The events at these positions as dicts: their columns, `_time` (local, to the
         second), `_hour` (fractional local hour) and `_day` (local day)."""
         pos = np.asarray(pos, dtype=np.int64)
         if not len(pos):
             return []
-        sub = self._df.iloc[pos]
-        names = list(sub.columns)
+        self.prefetch(pos)
         times = self._ts.iloc[pos].dt.strftime("%Y-%m-%d %H:%M:%S").tolist()
-        out = [dict(zip(names, vals)) for vals in zip(*(sub[c].tolist() for c in names))]
-        for r, t, h, d in zip(out, times, self.hour[pos].tolist(), self.day[pos].tolist()):
+        out = []
+        for e, t, h, d in zip(self.ids[pos].tolist(), times, self.hour[pos].tolist(),
+                              self.day[pos].tolist()):
+            r = dict(self._whole.get(e) or {"event_id": e})
             r.update(_time=t, _hour=h, _day=d)
+            out.append(r)
         return out
 
 
@@ -240,13 +266,10 @@ def load_cases(config: Config, store: Store, lake: Lake, case_ids: list[str], la
 
     event_ids = sorted({str(e) for ids in cf["event_ids"] for e in ids}) if len(cf) else []
     days = set()
-    for s_, e in zip(cf.get("start", []), cf.get("end", [])):
-        days.update(data.days_between(_s(s_), _s(e) or _s(s_)))
-    case_users = {_s(c["user_id"]) for c in cases_list} - {""}
-    events = data.read_events_by_id(lake, committed, days, event_ids, case_users) \
-        if event_ids else pd.DataFrame()
-    ev_cols = _Events(events) if len(events) and "event_id" in events.columns else None
-
+    spans = {(_s(s_)[:10], (_s(e) or _s(s_))[:10])          # a night's findings share a few
+             for s_, e in zip(cf.get("start", []), cf.get("end", []))}
+    for a, b in spans:
+        days.update(data.days_between(a, b))
     users = sorted({_s(c["user_id"]) for c in cases_list} - {""})
     chart_days = set()
     for c in cases_list:
@@ -259,10 +282,22 @@ def load_cases(config: Config, store: Store, lake: Lake, case_ids: list[str], la
         if users and chart_days else {}
     read_days = (days | {d for c in cases_list for d in [_s(c.get("last_seen"))[:10]] if d}) \
         if counts else chart_days
-    activity = data.read_lake(lake, committed, read_days, ["ts", "user_id"],
-                              [("user_id", "in", users)], users=users) \
-        if users and read_days else \
-        pd.DataFrame(columns=["ts", "user_id"])
+    # the users' bucket files read once: the events' keys, their days' activity
+    keys, elsewhere, activity = data.read_case_events(
+        lake, committed, days if event_ids else (), event_ids, users,
+        read_days if users else ())
+    ev_cols = None
+    if len(keys) or len(elsewhere):
+        parts = [f for f in (keys, elsewhere[[c for c in data.EVENT_KEYS if c in elsewhere]]
+                             if len(elsewhere) else elsewhere) if len(f)]
+        ev_cols = _Events(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0],
+                          fetch=lambda ids, files_: data.read_event_rows(lake, ids, files_))
+        ev_cols.add_rows(elsewhere)
+        # the rows the pages list, read whole in one go
+        shown = [ev_cols.flagged(map(str, chain.from_iterable(f["event_ids"] for f in
+                                                         by_case.get(c["case_id"], []))))
+                 [:MAX_EVENTS_SHOWN] for c in cases_list]
+        ev_cols.prefetch(np.concatenate(shown) if shown else np.zeros(0, dtype=np.int64))
     act_by_user: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if len(activity):
         hours, dstr = _local_parts(activity["ts"])
@@ -276,8 +311,8 @@ def load_cases(config: Config, store: Store, lake: Lake, case_ids: list[str], la
               data.snapshot(lake, committed, "patients"), lang, masker)
     pids = {p for c in cases_list for p in _json_list(c.get("patients"))}
     pids |= {_s(c.get("patient_id")) for c in cases_list} - {""}
-    if len(events) and "patient_id" in events.columns:
-        pids |= set(events["patient_id"].dropna().astype(str))
+    if ev_cols is not None:
+        pids |= set(ev_cols.patients.dropna().astype(str))
     masker.learn_patients(ref.patients, pids)
     history = data.read_history(store, case_ids)
     return Loaded(scan or {}, cases_list, ref, findings_by_case=by_case,
