@@ -484,3 +484,13 @@ def test_with_the_pipelines_own_findings_upsert(store):
     assert rows.loc[c2, "status"] == "retracted" and rows.loc[c2, "n_findings"] == 0
     stored = store.read_findings(include_retracted=True).set_index("finding_id")
     assert stored.loc["F3", "case_id"] == c1 and stored.loc["F2", "retracted_scan"] == "S3"
+
+
+def test_a_case_counts_each_event_its_findings_cite_once():
+    """n_events: distinct event ids over a case's findings (stored JSON text or lists, ids
+    compared as text), 0 for a case whose findings cite none."""
+    from emraudit.cases import _distinct_events
+    cids = pd.Series(["C1", "C1", "C2", "C3"])
+    ids = pd.Series(['["e1", "e2"]', ["e2", "e3", 7], "[]", ["7", 7]])
+    got = _distinct_events(cids, ids, pd.Index(["C1", "C2", "C3", "C4"]))
+    assert got == {"C1": 4, "C2": 0, "C3": 1, "C4": 0}

@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
+from itertools import chain
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -172,6 +173,16 @@ def _lists(keys: pd.Series, values: pd.Series) -> dict[str, list[str]]:
     return {k[a]: v[a:b] for a, b in zip(starts, starts[1:] + [len(v)])}
 
 
+def _distinct_events(case_ids: pd.Series, event_ids: pd.Series, cases_: pd.Index
+                     ) -> dict[str, int]:
+    """case id -> how many distinct event ids its findings cite (a night of a bulk user's
+    hundreds of thousands: one set per case, not a frame row per event id)."""
+    per: dict[str, list] = {c: [] for c in cases_}
+    for c, v in zip(case_ids.tolist(), event_ids.tolist()):
+        per.setdefault(c, []).append(_event_list(v))
+    return {c: len(set(map(str, chain.from_iterable(lists)))) for c, lists in per.items()}
+
+
 def _flags_of(v: Any) -> set[str]:
     if isinstance(v, str):
         try:
@@ -232,16 +243,13 @@ def _aggregate_all(members: pd.DataFrame, prior: dict[str, int]) -> dict[str, di
         .groupby("case_id")["start"].first()
     last = b.sort_values(["case_id", "ts_end"], kind="stable", na_position="first") \
         .groupby("case_id")["end_s"].last()
-    ev = pd.DataFrame({"case_id": b["case_id"].values,
-                       "e": [[str(x) for x in _event_list(v)] for v in b["event_ids"]]})
-    ex = ev.explode("e").dropna().drop_duplicates()
-    n_events = ex.groupby("case_id").size().reindex(n_find.index, fill_value=0)
+    n_events = _distinct_events(b["case_id"], b["event_ids"], n_find.index)
     top = b.sort_values(["case_id", "rank", "score_n", "finding_id"],
                         ascending=[True, False, False, True]).groupby("case_id")[
         ["summary", "finding_id"]].first()
     all_sup = (~m.groupby("case_id")["active"].any()).to_dict()
     base_rank, score, n_find = base_rank.to_dict(), score.to_dict(), n_find.to_dict()
-    first, last, n_events = first.to_dict(), last.to_dict(), n_events.to_dict()
+    first, last = first.to_dict(), last.to_dict()
     top_summary, top_id = top["summary"].to_dict(), top["finding_id"].to_dict()
     anyflag = anyflag.to_dict("index")
     out = {}
