@@ -25,6 +25,10 @@ record views and look-ups is moved to patients lying in *other* departments (a f
 explains less, or staff browsing), so the cost of what stays unexplained is measured: the
 scan's time and memory must not grow with it (issue 16).
 
+`--repeat 3` scans each share's night three times, the shares interleaved, and reports the
+run of median time (with every run's time): the same night's time swings by a fifth on a
+shared machine, and the bound is a ratio of two nights.
+
 `--backlog 30` measures a hospital's first self-inspection instead (issue 21): the generator
 builds 30 days of about N events each, and one `emraudit scan` on a fresh store ingests and
 scans all of them (no stored baseline: the backlog builds its own). Its peak memory is to be
@@ -358,6 +362,20 @@ def bench_backlog(n: int, days: int, out: Path, seed: int, reuse: bool = False,
     return res
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """The run of median time (the lower of the middle two: a run that happened, with all
+    its stages), carrying every run's time as `runs_s`."""
+    chosen = sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
+    return dict(chosen, runs_s=[r["wall_s"] for r in runs])
+
+
+def _against_zero(r: dict, results: list[dict]) -> str:
+    """This night's time over the time of the same size's night with nothing moved."""
+    base = next((b for b in results if b["n"] == r["n"] and not b.get("unexplained")
+                 and not b.get("backlog_days")), None)
+    return f"{r['wall_s'] / base['wall_s']:.2f}x" if base and base["wall_s"] else "-"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000000,3000000,10000000")
@@ -380,6 +398,10 @@ def main() -> None:
     ap.add_argument("--memory-limit-mb", type=int, metavar="MB",
                     help="[engine] memory_limit_mb of the night's scan (default: the engine's, "
                          "70%% of the memory available)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="scan each share's night N times, the shares interleaved (0%%, "
+                         "20%%, 0%%, 20%% …); the table shows each share's median run and "
+                         "every run's time (a shared machine swings one night by a fifth)")
     ap.add_argument("--backlog", type=int, default=0, metavar="DAYS",
                     help="generate DAYS days of N events each and scan them in one run "
                          "on a fresh store (a first self-inspection)")
@@ -399,15 +421,21 @@ def main() -> None:
         print(f"done backlog {args.backlog} x {n:,}: {r['wall_s']:.1f}s", file=sys.stderr)
     for n in () if args.backlog else sizes:
         shares = [float(x) for x in args.unexplained.split(",")]
-        for k, share in enumerate(shares):
-            # the night is generated and prepared once per size; each further share
-            # restores it (kept for the run) and moves its own share of the views
-            many = len(shares) > 1 and not args.raw_history
-            r = bench_one(n, out, args.seed, args.profile, args.raw_history,
-                          args.reuse or k > 0 and many, args.keep or args.reuse or many,
-                          unexplained=share)
-            results.append(r)
-            print(f"done {n:,} ({share:.0%} moved): {r['wall_s']:.1f}s", file=sys.stderr)
+        runs: dict[float, list[dict]] = {share: [] for share in shares}
+        # the night is generated and prepared once per size; each further run restores it
+        # (kept for the run) and moves its own share of the views
+        many = (len(shares) > 1 or args.repeat > 1) and not args.raw_history
+        k = 0
+        for _ in range(max(1, args.repeat)):
+            for share in shares:
+                r = bench_one(n, out, args.seed, args.profile, args.raw_history,
+                              args.reuse or k > 0 and many, args.keep or args.reuse or many,
+                              unexplained=share)
+                k += 1
+                runs[share].append(r)
+                print(f"done {n:,} ({share:.0%} moved): {r['wall_s']:.1f}s", file=sys.stderr)
+        for share in shares:
+            results.append(_median_run(runs[share]))
         if not (args.keep or args.reuse):
             shutil.rmtree(out / f"n{n}", ignore_errors=True)
     stages = ["read", "validate", "lake", "commit"]
@@ -417,6 +445,9 @@ def main() -> None:
                         + (f", {r['backlog_days']} days" if r.get("backlog_days") else "")
                         for r in results]
     rows = [["scan end to end (s)"] + [f"{r['wall_s']:.1f}" for r in results],
+            ["  every run, in order (s)"] + [
+                ", ".join(f"{w:.1f}" for w in r.get("runs_s", [r["wall_s"]])) for r in results],
+            ["  against the size's 0% night"] + [_against_zero(r, results) for r in results],
             ["pyarrow parse alone (s)"] + [f"{r['pyarrow_s']:.1f}" for r in results],
             ["ratio to pyarrow"] + [f"{r['wall_s'] / r['pyarrow_s']:.1f}x" for r in results],
             ["peak RSS (GB)"] + [f"{r['peak_gb']:.2f}" for r in results],
