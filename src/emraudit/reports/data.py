@@ -264,7 +264,7 @@ def read_events_by_id(lake: Lake, committed: set[str], days: Iterable[str],
         return pd.DataFrame()
     read: set = set()
     who = sorted({str(u) for u in users} - {""})
-    wanted = pd.Index(pd.unique(pd.Series(event_ids, dtype=object).astype(str)))
+    wanted = _wanted(event_ids)
     if who:
         first = read_lake(lake, committed, days, None, [("user_id", "in", who)], users=who,
                           skip=read)
@@ -272,11 +272,8 @@ def read_events_by_id(lake: Lake, committed: set[str], days: Iterable[str],
             first = first[isin(first["event_id"], wanted)].reset_index(drop=True)
     else:
         first = pd.DataFrame()
-    missing = sorted(wanted[~isin(wanted, first["event_id"])]) \
-        if "event_id" in first.columns and len(first) else sorted(wanted)
-    if not missing:
-        return first
-    rest = read_lake(lake, committed, days, None, [("event_id", "in", missing)])
+    rest = _read_missing(lake, committed, days, wanted,
+                         first["event_id"] if "event_id" in first.columns else None)
     if not len(rest):
         return first
     if not len(first):
@@ -315,14 +312,26 @@ def read_case_events(lake: Lake, committed: set[str], days: Iterable[str],
             .reset_index(drop=True) if act else pd.DataFrame(columns=["ts", "user_id"])
     else:
         activity = pd.DataFrame(columns=["ts", "user_id"])
-    wanted = pd.Index(pd.unique(pd.Series(event_ids, dtype=object).astype(str)))
+    wanted = _wanted(event_ids)
     keys = mine[isin(mine["event_id"], wanted)].reset_index(drop=True) if len(mine) \
         and len(wanted) else empty
-    missing = sorted(wanted[~isin(wanted, keys["event_id"])]) if len(keys) \
+    return keys, _read_missing(lake, committed, days, wanted, keys["event_id"]), activity
+
+
+def _wanted(event_ids) -> pd.Index:
+    """Event ids as distinct text."""
+    return pd.Index(pd.unique(pd.Series(list(event_ids), dtype=object).astype(str)))
+
+
+def _read_missing(lake: Lake, committed: set[str], days: Iterable[str], wanted: pd.Index,
+                  found: pd.Series | None) -> pd.DataFrame:
+    """Whole rows of the `wanted` events not among `found` (another user's: not in the
+    bucket files read by user), read from the days' files by id."""
+    missing = sorted(wanted[~isin(wanted, found)]) if found is not None and len(found) \
         else sorted(wanted)
-    rows = read_lake(lake, committed, days, None, [("event_id", "in", missing)]) \
+    days = set(days)
+    return read_lake(lake, committed, days, None, [("event_id", "in", missing)]) \
         if missing and days else pd.DataFrame()
-    return keys, rows, activity
 
 
 def read_event_rows(lake: Lake, event_ids: Iterable[str], files: Iterable[str]

@@ -129,9 +129,9 @@ class _Events:
     choice is made on the key columns (`flagged`), and only the rows a page lists are read
     whole and made dicts (`rows`, by `fetch`: event ids -> their whole rows)."""
 
-    def __init__(self, keys: pd.DataFrame, fetch=None):
+    def __init__(self, keys: pd.DataFrame, fetch):
         """`keys`: event_id, ts, patient_id and `_file` (where `fetch` reads the rest of a
-        row: fetch(ids, files) -> their whole rows); without `fetch`, whole rows."""
+        row: fetch(ids, files) -> their whole rows)."""
         ev = keys.reset_index(drop=True)
         ids = ev["event_id"].astype(str).to_numpy(dtype=object)
         if len(ids) and not pd.Index(ids).is_unique:     # an id seen twice: its last row
@@ -148,17 +148,12 @@ class _Events:
         self._files = ev["_file"].astype(object).to_numpy() if "_file" in ev else None
         self._fetch = fetch
         self._whole: dict[str, dict] = {}      # event id -> its row, all columns but ts
-        if fetch is None:
-            self.add_rows(ev)
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
     def add_rows(self, df: pd.DataFrame) -> None:
         """Whole rows (with event_id; ts is dropped), kept for `rows`."""
         if df is None or not len(df):
             return
-        df = df.drop(columns=[c for c in ("ts",) if c in df.columns])
+        df = df.drop(columns="ts", errors="ignore")
         names = list(df.columns)
         for vals in zip(*(df[c].tolist() for c in names)):
             r = dict(zip(names, vals))
@@ -177,7 +172,7 @@ class _Events:
         """Read the whole rows of these positions not read yet, in one read."""
         pos = np.asarray(pos, dtype=np.int64)
         need = pos[[e not in self._whole for e in self.ids[pos].tolist()]]
-        if len(need) and self._fetch is not None and self._files is not None:
+        if len(need) and self._files is not None:
             self.add_rows(self._fetch(self.ids[need].tolist(), self._files[need].tolist()))
 
     def rows(self, pos: np.ndarray) -> list[dict]:
@@ -222,6 +217,8 @@ class Loaded:
     ref: Ref
     findings_by_case: dict[str, list[dict]] = field(default_factory=dict)
     events: "_Events | None" = None          # the events behind the cases, as columns
+    # case id -> positions in `events` of its flagged events that were read, page order
+    event_pos: dict[str, np.ndarray] = field(default_factory=dict)
     activity_by_user: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     day_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     earlier_by_user: dict[str, list[dict]] = field(default_factory=dict)
@@ -286,17 +283,17 @@ def load_cases(config: Config, store: Store, lake: Lake, case_ids: list[str], la
     keys, elsewhere, activity = data.read_case_events(
         lake, committed, days if event_ids else (), event_ids, users,
         read_days if users else ())
-    ev_cols = None
+    ev_cols, event_pos = None, {}
     if len(keys) or len(elsewhere):
         parts = [f for f in (keys, elsewhere[[c for c in data.EVENT_KEYS if c in elsewhere]]
                              if len(elsewhere) else elsewhere) if len(f)]
         ev_cols = _Events(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0],
                           fetch=lambda ids, files_: data.read_event_rows(lake, ids, files_))
         ev_cols.add_rows(elsewhere)
+        event_pos = {c["case_id"]: ev_cols.flagged(map(str, chain.from_iterable(
+            f["event_ids"] for f in by_case.get(c["case_id"], [])))) for c in cases_list}
         # the rows the pages list, read whole in one go
-        shown = [ev_cols.flagged(map(str, chain.from_iterable(f["event_ids"] for f in
-                                                         by_case.get(c["case_id"], []))))
-                 [:MAX_EVENTS_SHOWN] for c in cases_list]
+        shown = [pos[:MAX_EVENTS_SHOWN] for pos in event_pos.values()]
         ev_cols.prefetch(np.concatenate(shown) if shown else np.zeros(0, dtype=np.int64))
     act_by_user: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if len(activity):
@@ -316,7 +313,7 @@ def load_cases(config: Config, store: Store, lake: Lake, case_ids: list[str], la
     masker.learn_patients(ref.patients, pids)
     history = data.read_history(store, case_ids)
     return Loaded(scan or {}, cases_list, ref, findings_by_case=by_case,
-                  events=ev_cols, activity_by_user=act_by_user,
+                  events=ev_cols, event_pos=event_pos, activity_by_user=act_by_user,
                   day_counts=counts,
                   earlier_by_user=_records_by(data.user_cases(store, users), "user_id"),
                   history_by_case=_records_by(history, "case_id"),
@@ -383,8 +380,8 @@ def case_view(row: dict, ld: Loaded, config: Config, lang: Lang, masker: Masker,
     # become rows (a bulk user's night flags hundreds of thousands)
     flagged = dict.fromkeys(map(str, chain.from_iterable(f["event_ids"] for f in cf)))
     evs = ld.events
-    pos = evs.flagged(flagged) if evs is not None else np.zeros(0, dtype=np.int64)
-    shown = evs.rows(pos[:MAX_EVENTS_SHOWN]) if evs is not None else []
+    pos = ld.event_pos.get(cid, np.zeros(0, dtype=np.int64))
+    shown = evs.rows(pos[:MAX_EVENTS_SHOWN]) if len(pos) else []
     flagged_by: dict[str, set[str]] = {str(r["event_id"]): set() for r in shown}
     for f in cf:                    # which detectors flagged each listed event
         for e in flagged_by.keys() & set(map(str, f["event_ids"])):
