@@ -28,10 +28,13 @@ LEVEL = 1                                  # zlib: the fastest level is most of 
 
 
 def evidence_text(v: Any) -> str:
-    """The store's text of an evidence value (objects, or packed)."""
+    """The store's text of an evidence value (objects, or packed): compact, as
+    `model.dumps` writes it, so findings.jsonl can carry the text of an evidence masking
+    leaves alone as it is (findings_jsonl) instead of decoding and encoding it again."""
     if isinstance(v, bytes):
         return zlib.decompress(v).decode("utf-8")
-    return json.dumps(v, ensure_ascii=False, default=str, sort_keys=True)
+    return json.dumps(v, ensure_ascii=False, default=str, sort_keys=True,
+                      separators=(",", ":"))
 
 
 def args_text(v: Any) -> str | None:

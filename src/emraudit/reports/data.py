@@ -40,12 +40,17 @@ def _select_in(store: Store, table: sa.Table, col: str, values: Iterable,
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
-def decode_findings(df: pd.DataFrame) -> pd.DataFrame:
-    """Store rows of findings with their JSON columns as objects."""
+def decode_findings(df: pd.DataFrame, evidence: np.ndarray | None = None) -> pd.DataFrame:
+    """Store rows of findings with their JSON columns as objects; `evidence` (a mask): only
+    those rows' evidence decoded, the others' left as the store's text."""
     if len(df):
         df = df.copy()
         df["event_ids"] = df["event_ids"].map(lambda s: json.loads(s) if s else [])
-        df["evidence"] = df["evidence"].map(lambda s: json.loads(s) if s else {})
+        if evidence is None:
+            df["evidence"] = df["evidence"].map(lambda s: json.loads(s) if s else {})
+        else:
+            df["evidence"] = [(json.loads(s) if s else {}) if d else s
+                              for s, d in zip(df["evidence"].tolist(), evidence.tolist())]
         df["message_args"] = df["message_args"].map(decode_args)
         if "patient_ids" in df:
             df["patient_ids"] = df["patient_ids"].map(patient_list)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import numpy as np
 import pandas as pd
 
 from emraudit.forking import can_fork, forked_map
@@ -67,12 +68,12 @@ class _FindingsFile:
         """This range's lines, a batch at a time: (text, how many findings)."""
         for raw in self._rows(bounds, FINDING_COLUMNS):     # what a record shows, no more
             texts = _texts(raw)
-            part = data.decode_findings(raw)
-            same = self.masker.unchanged(texts).tolist()
+            same = self.masker.unchanged(texts) & _compact(texts)
+            part = data.decode_findings(raw, evidence=~same)
             names = list(part.columns)
             rows = (dict(zip(names, v)) for v in zip(*(part[c].tolist() for c in names)))
-            yield "".join(dumps(report_record(r, self.lang, self.masker, evidence_unchanged=k))
-                          + "\n" for r, k in zip(rows, same)), len(part)
+            yield "".join(_line(report_record(r, self.lang, self.masker, evidence_unchanged=k),
+                                k) + "\n" for r, k in zip(rows, same.tolist())), len(part)
 
     def write_part(self, task: tuple[Path, Range]) -> int:
         """In a worker: this range's lines in a part file of their own; how many."""
@@ -151,6 +152,32 @@ def _write(path: Path, chunks: Iterable[tuple[str, int]]) -> int:
             fh.write(text)
             n += k
     return n
+
+
+def _compact(texts: list[str]) -> np.ndarray:
+    """Per stored evidence text: is it an object as `dumps` writes it (compact), so that a
+    line can carry it as it is? Text stored before evidence was kept compact has a blank
+    after its first key; it is decoded and written again instead."""
+    out = np.zeros(len(texts), dtype=bool)
+    for i, t in enumerate(texts):
+        if t == "{}":
+            out[i] = True
+        elif t[:2] == '{"':
+            k = t.find('":')
+            out[i] = k > 0 and t[k + 2:k + 3] not in (" ", "")
+    return out
+
+
+def _line(record: dict, spliced: bool) -> str:
+    """`dumps(record)`; with `spliced`, its evidence is the stored JSON text (compact, keys
+    sorted: what dumps would write for the decoded object) put in the key's sorted place
+    rather than decoded and encoded again."""
+    if not spliced:
+        return dumps(record)
+    head = dumps({k: v for k, v in record.items() if k < "evidence"})[:-1]
+    tail = dumps({k: v for k, v in record.items() if k > "evidence"})[1:]
+    return (head + ("," if len(head) > 1 else "") + '"evidence":' + record["evidence"]
+            + ("," if len(tail) > 1 else "") + tail)
 
 
 def _texts(raw: pd.DataFrame) -> list[str]:
