@@ -166,3 +166,32 @@ def test_a_forked_worker_leaves_the_parent_s_connections_alone(tmp_path):
         assert data.scan_finding_ids(store, "s1") == ["F1", "F2", "F3"]
     finally:
         store.dispose()
+
+
+@pytest.mark.parametrize("text", [
+    json.dumps({"b": [1, 2.5, None], "a": {"z": "无", "y": True}}, ensure_ascii=False,
+               sort_keys=True),                                    # spaced: stored earlier
+    dumps({"b": [1, 2.5, None], "a": {"z": "无", "y": True}}),      # compact: stored now
+    "{}", "", None])
+def test_evidence_left_alone_is_written_as_the_decoded_object_would_be(tmp_path, text):
+    """An evidence masking does not change is carried as the stored text when that text is
+    compact, decoded otherwise: the line is the same either way."""
+    base = {"detector": "care.no_relationship", "severity": "low", "user_id": "U1",
+            "last_scan": "s1", "event_ids": '["E1"]', "message_id": None,
+            "message_args": None, "summary": "U1 opened a record"}
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    with store.begin() as c:
+        c.execute(findings.insert(), [dict(base, finding_id="F1", patient_id="P1",
+                                           evidence=text)])
+    path = tmp_path / "f.jsonl"
+    try:
+        write_findings_jsonl(path, store, "s1", Lang("zh"), Masker(), PATIENTS)
+        raw = pd.concat(list(data.iter_scan_findings(store, "s1", decode=False)))
+    finally:
+        store.dispose()
+    m = Masker()
+    m.learn_patients(PATIENTS, ["P1"])
+    row = data.decode_findings(raw).iloc[0].to_dict()
+    assert path.read_text(encoding="utf-8") == dumps(report_record(row, Lang("zh"), m)) + "\n"
+    assert json.loads(path.read_text(encoding="utf-8"))["evidence"] == \
+        (json.loads(text) if text else {})
