@@ -75,3 +75,27 @@ def test_rows_the_fast_path_cannot_take_go_through_the_statement(tmp_path, monke
             assert c.execute(sa.select(scans.c.unmasked)).scalar() is False
     finally:
         st.dispose()
+
+
+def test_insert_many_stores_what_the_insert_statement_stores(tmp_path, monkeypatch):
+    """case_history: an autoincrement id the rows leave to the database, datetimes and
+    nulls; the same rows and ids either way."""
+    from emraudit.store import case_history, insert_many
+    when = datetime(2026, 12, 7, 1, 2, 3, 4, tzinfo=timezone.utc)
+    rows = [{"case_id": f"C{i}", "at": when + timedelta(seconds=i), "by": "scan",
+             "action": "opened", "field": "status", "old": None, "new": "open",
+             "note": f"{i} finding(s) — 无", "scan_id": "s1"}
+            for i in range(store_mod._RAW_MIN_ROWS + 5)]
+    out = {}
+    for name, minimum in (("raw", 1), ("statement", 10 ** 9)):
+        monkeypatch.setattr(store_mod, "_RAW_MIN_ROWS", minimum)
+        st = Store(f"sqlite:///{tmp_path / (name + '.db')}")
+        try:
+            with st.begin() as c:
+                insert_many(c, case_history, rows)
+            with st.engine.connect() as c:
+                out[name] = list(c.exec_driver_sql("SELECT * FROM case_history ORDER BY id"))
+        finally:
+            st.dispose()
+    assert out["raw"] == out["statement"] and len(out["raw"]) == len(rows)
+    assert [r[0] for r in out["raw"]] == list(range(1, len(rows) + 1))

@@ -50,7 +50,8 @@ from emraudit.errors import UserError
 from emraudit.fastops import local_days
 from emraudit.model import SEVERITIES, SEVERITY_RANK, patient_list
 from emraudit.risk import FLAGS, case_risk, finding_flags, flag_lists, queue_order
-from emraudit.store import Store, case_history, cases, findings as findings_t, now_utc
+from emraudit.store import Store, case_history, cases, findings as findings_t, insert_many, \
+    now_utc
 
 DISPOSITIONS = ("confirmed", "false_positive", "justified", "training")
 STATUSES = ("open", "resolved", "suppressed", "retracted")
@@ -566,10 +567,8 @@ def _process(conn: sa.Connection, cids: list[str], new: pd.DataFrame, at: dateti
             conflicts.append(cid)
         else:
             results.append(res)
-    if inserts:
-        conn.execute(cases.insert(), inserts)
-    if hist:
-        conn.execute(case_history.insert(), hist)
+    insert_many(conn, cases, inserts)
+    insert_many(conn, case_history, hist)
     return results, conflicts
 
 

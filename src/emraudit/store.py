@@ -520,11 +520,23 @@ def upsert(conn: sa.Connection, table: sa.Table, row: dict | list[dict],
 _RAW_MIN_ROWS = 100
 
 
+def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
+    """Insert these rows (one executemany; on SQLite from _RAW_MIN_ROWS rows by the driver
+    itself, as `upsert` does)."""
+    if not rows:
+        return
+    if conn.dialect.name == "sqlite" and len(rows) >= _RAW_MIN_ROWS and \
+            _sqlite_many(conn, table, rows, None):
+        return
+    conn.execute(table.insert(), rows)
+
+
 def _sqlite_many(conn: sa.Connection, table: sa.Table, rows: list[dict],
-                 key: list[str]) -> bool:
-    """The upsert as SQLAlchemy would run it, written once and executed by the driver with
-    each column's own bind conversion; False (nothing done) when the rows do not all name
-    the same columns or a column they leave out has a default SQLAlchemy would fill in."""
+                 key: list[str] | None) -> bool:
+    """The insert (an upsert by `key`, unless None) as SQLAlchemy would run it, written
+    once and executed by the driver with each column's own bind conversion; False (nothing
+    done) when the rows do not all name the same columns or a column they leave out has a
+    default SQLAlchemy would fill in."""
     names = list(rows[0])
     if any(len(r) != len(names) or r.keys() != rows[0].keys() for r in rows):
         return False
@@ -532,12 +544,13 @@ def _sqlite_many(conn: sa.Connection, table: sa.Table, rows: list[dict],
            for c in table.columns):
         return False
     q = conn.dialect.identifier_preparer
-    cols = [c for c in names if c not in key]
-    conflict = (" DO UPDATE SET " + ", ".join(f"{q.quote(c)} = excluded.{q.quote(c)}"
-                                              for c in cols)) if cols else " DO NOTHING"
     sql = (f"INSERT INTO {q.format_table(table)} ({', '.join(q.quote(c) for c in names)}) "
-           f"VALUES ({', '.join('?' for _ in names)}) ON CONFLICT "
-           f"({', '.join(q.quote(k) for k in key)}){conflict}")
+           f"VALUES ({', '.join('?' for _ in names)})")
+    if key is not None:
+        cols = [c for c in names if c not in key]
+        sql += f" ON CONFLICT ({', '.join(q.quote(k) for k in key)})" + (
+            (" DO UPDATE SET " + ", ".join(f"{q.quote(c)} = excluded.{q.quote(c)}"
+                                           for c in cols)) if cols else " DO NOTHING")
     procs = [table.c[c].type._cached_bind_processor(conn.dialect) for c in names]
     values = [[r[c] for r in rows] for c in names]
     for i, proc in enumerate(procs):
