@@ -34,22 +34,33 @@ def _raw_text(st: Store) -> list[tuple]:
             "FROM findings ORDER BY finding_id"))
 
 
-def test_raw_and_statement_upserts_store_the_same(tmp_path, monkeypatch):
-    when = datetime(2026, 12, 7, 17, 18, 8, 123456, tzinfo=timezone.utc)
-    n = store_mod._RAW_MIN_ROWS + 20
+def _both_ways(tmp_path, monkeypatch, write) -> dict:
+    """What `write` reads back from a new store, by the driver's executemany ("raw") and by
+    SQLAlchemy's statement ("statement")."""
     out = {}
     for name, minimum in (("raw", 1), ("statement", 10 ** 9)):
         monkeypatch.setattr(store_mod, "_RAW_MIN_ROWS", minimum)
         st = Store(f"sqlite:///{tmp_path / (name + '.db')}")
         try:
-            with st.begin() as c:
-                upsert(c, findings, _rows(n, when, "first"), ["finding_id"])
-            with st.begin() as c:           # half of them again: the conflict branch
-                upsert(c, findings, _rows(n // 2, when + timedelta(days=1), "again"),
-                       ["finding_id"])
-            out[name] = (_stored(st), _raw_text(st))
+            out[name] = write(st)
         finally:
             st.dispose()
+    return out
+
+
+def test_raw_and_statement_upserts_store_the_same(tmp_path, monkeypatch):
+    when = datetime(2026, 12, 7, 17, 18, 8, 123456, tzinfo=timezone.utc)
+    n = store_mod._RAW_MIN_ROWS + 20
+
+    def write(st: Store) -> tuple:
+        with st.begin() as c:
+            upsert(c, findings, _rows(n, when, "first"), ["finding_id"])
+        with st.begin() as c:               # half of them again: the conflict branch
+            upsert(c, findings, _rows(n // 2, when + timedelta(days=1), "again"),
+                   ["finding_id"])
+        return _stored(st), _raw_text(st)
+
+    out = _both_ways(tmp_path, monkeypatch, write)
     assert out["raw"] == out["statement"]
     stored, raw = out["raw"]
     assert len(stored) == n
@@ -86,16 +97,13 @@ def test_insert_many_stores_what_the_insert_statement_stores(tmp_path, monkeypat
              "action": "opened", "field": "status", "old": None, "new": "open",
              "note": f"{i} finding(s) — 无", "scan_id": "s1"}
             for i in range(store_mod._RAW_MIN_ROWS + 5)]
-    out = {}
-    for name, minimum in (("raw", 1), ("statement", 10 ** 9)):
-        monkeypatch.setattr(store_mod, "_RAW_MIN_ROWS", minimum)
-        st = Store(f"sqlite:///{tmp_path / (name + '.db')}")
-        try:
-            with st.begin() as c:
-                insert_many(c, case_history, rows)
-            with st.engine.connect() as c:
-                out[name] = list(c.exec_driver_sql("SELECT * FROM case_history ORDER BY id"))
-        finally:
-            st.dispose()
+
+    def write(st: Store) -> list:
+        with st.begin() as c:
+            insert_many(c, case_history, rows)
+        with st.engine.connect() as c:
+            return list(c.exec_driver_sql("SELECT * FROM case_history ORDER BY id"))
+
+    out = _both_ways(tmp_path, monkeypatch, write)
     assert out["raw"] == out["statement"] and len(out["raw"]) == len(rows)
     assert [r[0] for r in out["raw"]] == list(range(1, len(rows) + 1))
