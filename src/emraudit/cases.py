@@ -369,10 +369,8 @@ def _user_fields(users: pd.DataFrame | None, user_ids: Iterable[str]) -> dict[st
     cols = [c for c in _USER_FIELDS if c in users.columns]
     u = users.drop_duplicates("user_id", keep="last")
     u = u[u["user_id"].astype(str).isin(set(map(str, user_ids)))]
-    out = {}
-    for r in u.to_dict("records"):
-        out[str(r["user_id"])] = {c: (None if _isna(r.get(c)) else str(r[c])) for c in cols}
-    return out
+    values = [[None if _isna(v) else str(v) for v in u[c].tolist()] for c in cols]
+    return {str(uid): dict(zip(cols, vs)) for uid, *vs in zip(u["user_id"].tolist(), *values)}
 
 
 # -- the scan's entry point -------------------------------------------------------------------
