@@ -168,34 +168,56 @@ def group_findings(det: Detector, ctx: Context, hits: pd.DataFrame, *, message, 
         change[1:] |= v[1:] != v[:-1]
     bounds = np.append(np.flatnonzero(change), len(hits))
     first = hits.iloc[bounds[:-1]]
+    # what every finding reads, as arrays once: a column of a frame slice per finding cost
+    # more than the finding (the callbacks still get the slice, `g`)
+    col = _GroupColumns(hits)
     for (lo, hi), uid, pid, day in zip(zip(bounds[:-1].tolist(), bounds[1:].tolist()),
                                        first["user_id"].tolist(), first["patient_id"].tolist(),
                                        first["day"].tolist()):
         g = hits.iloc[lo:hi]
         sev = severity(g) if severity else det.severity
-        lookup = bool(g["lookup"].any())
+        lookup = bool(col.lookup[lo:hi].any())
         if lookup:
             sev = raise_severity(sev)
         date = str(pd.Timestamp(int(day) * DAY_NS).date())
-        ev = {"date": date, "accesses": int(len(g)),
-              "actions": sorted(set(g["action"].astype(str))),
-              "explained": bool(g["explained"].any()),
-              "explained_by": sorted(set(g["explanation"].astype(str)) - {""}),
+        explained = col.explained[lo:hi]
+        ev = {"date": date, "accesses": hi - lo,
+              "actions": sorted(set(col.action[lo:hi].tolist())),
+              "explained": bool(explained.any()),
+              "explained_by": sorted(set(col.explanation[lo:hi].tolist()) - {""}),
               "name_lookup_then_open": lookup}
-        if "detail" in g.columns:
+        if col.verdict:
             # the verdicts on the first access no reason explains (else the first access)
-            unexpl = g[~g["explained"].astype(bool)]
-            ev["explanations"] = explanation_evidence((unexpl if len(unexpl) else g).iloc[0])
+            unexpl = np.flatnonzero(~explained)
+            at = lo + (int(unexpl[0]) if len(unexpl) else 0)
+            ev["explanations"] = explanation_evidence({c: v[at] for c, v in col.verdict.items()})
         ev.update(evidence(g))
         mid, args = message(g)
-        args = {"user": uid, "patient": pid, "accesses": int(len(g)), **args,
+        args = {"user": uid, "patient": pid, "accesses": hi - lo, **args,
                 "lookup": lookup}
         rows.append({"key": f"{uid}|{pid}|{date}", "user_id": uid, "patient_id": pid,
-                     "event_ids": g["event_id"].astype(str).tolist(), "start": g["ts"].min(),
-                     "end": g["ts"].max(), "severity": sev,
+                     "event_ids": col.event_id[lo:hi].tolist(), "start": col.ts[lo:hi].min(),
+                     "end": col.ts[lo:hi].max(), "severity": sev,
                      "score": float(ev.get("score", 1.0)) + (1.0 if lookup else 0.0),
                      "message_id": mid, "message_args": args, "evidence": ev})
     return det.findings(rows)
+
+
+class _GroupColumns:
+    """The columns of `group_findings`' hits that every finding reads, as arrays (values
+    as a frame row would give them); `verdict`: the explain columns of a row, when the
+    hits carry the engine's details."""
+
+    def __init__(self, hits: pd.DataFrame):
+        self.lookup = hits["lookup"].to_numpy(dtype=bool)
+        self.explained = hits["explained"].astype(bool).to_numpy()
+        self.action = hits["action"].astype(str).to_numpy(dtype=object)
+        self.explanation = hits["explanation"].astype(str).to_numpy(dtype=object)
+        self.event_id = hits["event_id"].astype(str).to_numpy(dtype=object)
+        self.ts = hits["ts"].array
+        names = ("detail", "explanation", *("x_" + n for n in EXPLANATIONS))
+        self.verdict = {c: hits[c].to_numpy(dtype=object) for c in names
+                        if c in hits.columns} if "detail" in hits.columns else {}
 
 
 def _patients(ctx: Context) -> pd.DataFrame:
@@ -334,10 +356,15 @@ class SnoopCoworker(Detector):
         hits = hits[~hits.index.duplicated(keep="first")]
         info = user_info(ctx, pd.concat([hits["user_id"], hits["employee_user_id"]]))
 
+        known: dict[tuple[str, str], bool] = {}     # asked three times a finding
+
         def same_dept(g):
-            a = info.loc[str(g["user_id"].iloc[0]), "department"]
-            b = info.loc[str(g["employee_user_id"].iloc[0]), "department"]
-            return bool(a) and a == b
+            pair = (str(g["user_id"].iloc[0]), str(g["employee_user_id"].iloc[0]))
+            if pair not in known:
+                a = info.loc[pair[0], "department"]
+                b = info.loc[pair[1], "department"]
+                known[pair] = bool(a) and a == b
+            return known[pair]
 
         return group_findings(
             self, ctx, hits,
