@@ -121,12 +121,9 @@ def format_arg(name: str, value, lang: Lang, masker: Masker) -> str:
     if kind == "actions" and isinstance(value, dict):     # {action: times}
         return joiner(lang).join(f"{label(ACTION, a, lang)} {number(n)}"
                                  for a, n in sorted(value.items()))
-    tables = {"role": ROLE, "flags": PATIENT_FLAGS, "actions": ACTION, "duty_basis": DUTY_BASIS,
-              "family_basis": FAMILY_BASIS, "contact_relation": CONTACT_RELATION,
-              "relation_kind": RELATION_KIND}
-    if kind in tables:
+    if kind in _LABELLED:
         vals = value if isinstance(value, (list, tuple)) else [value]
-        return joiner(lang).join(label(tables[kind], v, lang) for v in vals)
+        return joiner(lang).join(label(_LABELLED[kind], v, lang) for v in vals)
     if kind == "group":
         return peer_group_label(value, lang)
     if kind == "drivers":
@@ -137,6 +134,12 @@ def format_arg(name: str, value, lang: Lang, masker: Masker) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return number(value)
     return masker.scrub(str(value))
+
+
+# argument kinds that are codes, with the table of their labels
+_LABELLED = {"role": ROLE, "flags": PATIENT_FLAGS, "actions": ACTION, "duty_basis": DUTY_BASIS,
+             "family_basis": FAMILY_BASIS, "contact_relation": CONTACT_RELATION,
+             "relation_kind": RELATION_KIND}
 
 
 class _Args(dict):
@@ -158,7 +161,13 @@ def render(msg: Message, args: dict, lang: Lang | str, masker: Masker) -> str:
     """A message with its arguments in `lang`: template, then each clause whose argument is
     set."""
     lang = as_lang(lang)
-    fmt = _Args({k: format_arg(k, v, lang, masker) for k, v in args.items()})
+    return _sentence(msg, args, _Args({k: format_arg(k, v, lang, masker)
+                                       for k, v in args.items()}), lang)
+
+
+def _sentence(msg: Message, args: dict, fmt: _Args, lang: Lang) -> str:
+    """The message's template, then each clause whose argument is set, with `fmt` (the
+    arguments formatted)."""
     out = _part(msg.text, msg.count, args, fmt, lang)
     for c in msg.clauses:
         if args.get(c.when):
@@ -202,13 +211,38 @@ def _index() -> dict[str, Message]:
     return messages()
 
 
+# english_summary's masker, made once (one per finding was a night's worth of objects): a
+# disabled Masker learns nothing and keeps no state, so sharing it changes no sentence
+_UNMASKED = Masker(enabled=False)
+# english_summary's formatted arguments by (name, type, value): a night's findings repeat
+# their users, days and counts
+_ENGLISH_ARGS: dict[tuple, str] = {}
+
+
+def _english_arg(name: str, value, lang: Lang) -> str:
+    """format_arg in English, unmasked; remembered for str, int and bool values only (two
+    equal ones of the same type read the same; a float's or a list's text may not)."""
+    t = type(value)
+    if t is not str and t is not int and t is not bool:
+        return format_arg(name, value, lang, _UNMASKED)
+    key = (name, t, value)
+    text = _ENGLISH_ARGS.get(key)
+    if text is None:
+        if len(_ENGLISH_ARGS) >= 500_000:      # bounded: about a night's distinct values
+            _ENGLISH_ARGS.clear()
+        text = _ENGLISH_ARGS[key] = format_arg(name, value, lang, _UNMASKED)
+    return text
+
+
 def english_summary(message_id: str, args: dict) -> str:
     """The stored `summary`: the English sentence, unmasked (made when a finding is built).
     An undeclared message id is a programming error, caught when the detector runs."""
     msg = message(message_id)
     if msg is None:
         raise ValueError(f"message id {message_id!r} is not declared by any detector")
-    return render(msg, args, "en", Masker(enabled=False))
+    lang = as_lang("en")
+    return _sentence(msg, args, _Args({k: _english_arg(k, v, lang) for k, v in args.items()}),
+                     lang)
 
 
 def finding_sentence(row: dict, lang: Lang | str, masker: Masker) -> str:
