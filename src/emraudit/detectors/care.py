@@ -18,7 +18,7 @@ import pandas as pd
 
 from emraudit.detectors.base import Context, Detector, Param, raise_severity
 from emraudit.detectors.explain import (EXPLANATIONS, MOVED_FROM_CARE, explain_accesses,
-                                        explanation_evidence, looked_up_before, with_details)
+                                        explanations_tried, looked_up_before, with_details)
 from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
 from emraudit.reports.i18n import N_, Np_
@@ -290,7 +290,7 @@ class NoRelationship(Detector):
         agg["event_ids"] = _slices(u["event_id"].astype(object).to_numpy(), bounds)
         agg["actions"] = _action_counts(u, keys, bounds)
         agg["lookup_events"] = _lookup_events(u, keys, agg)
-        first_rows = with_details(ctx, u.iloc[bounds[:-1]]).to_dict("records")
+        tried = explanations_tried(with_details(ctx, u.iloc[bounds[:-1]]))
         n = agg["n"].to_numpy()
         sev = np.where(n >= p.critical_accesses, "critical",
                        np.where(n >= p.high_accesses, "high",
@@ -308,34 +308,34 @@ class NoRelationship(Detector):
         users = _user_info(ctx, agg["user_id"])
         from emraudit.detectors.rights_use import class_grant_evidence
         class_grants = class_grant_evidence(ctx, agg["user_id"], agg["patient_id"], agg["start"])
-        first = len(rows)
         thresholds = self._thresholds(ctx)
-        for r, fr, pf in zip(agg.itertuples(index=False), first_rows,
-                             flags.tolist()):             # one per finding
-            tried = explanation_evidence(fr)
-            info = users.get(r.user_id, {})
-            args = {"user": r.user_id, "patient": r.patient_id, "accesses": int(r.n),
-                    "day": r.day, "tried": len(EXPLANATIONS), "flags": list(pf),
-                    "lookup": bool(pd.notna(r.lookup))}
+        # the columns as lists once: a row tuple or pandas scalar per finding costs more than
+        # the finding's own work
+        cols = ("user_id", "patient_id", "day", "n", "start", "end", "actions", "event_ids",
+                "lookup_events", "severity", "score")
+        for (uid, pid, day, k, start, end, actions, event_ids, lookup_events, sev_, score), \
+                pf, tried_, grants, looked, at in zip(
+                    zip(*(agg[c].tolist() for c in cols)), flags.tolist(), tried,
+                    class_grants, has_lookup.tolist(),
+                    iso_strings(agg["lookup"]).tolist()):     # one per finding
+            args = {"user": uid, "patient": pid, "accesses": int(k), "day": day,
+                    "tried": len(EXPLANATIONS), "flags": list(pf), "lookup": looked}
             ev_ = {
-                "day": r.day, "accesses": int(r.n), "actions": r.actions,
-                "explanations": tried, "patient_flags": pf,
-                "user": info, "thresholds": thresholds,
-                "query_lookup": ({"at": pd.Timestamp(r.lookup).isoformat(),
-                                  "event_ids": list(r.lookup_events),
-                                  "window_minutes": window_minutes}
-                                 if pd.notna(r.lookup) else None),
+                "day": day, "accesses": int(k), "actions": actions,
+                "explanations": tried_, "patient_flags": pf,
+                "user": users.get(uid, {}), "thresholds": thresholds,
+                "query_lookup": ({"at": at, "event_ids": list(lookup_events),
+                                  "window_minutes": window_minutes} if looked else None),
             }
-            if class_grants[len(rows) - first] is not None:   # the classes' grant check
-                ev_["class_grants"] = class_grants[len(rows) - first]
+            if grants is not None:                  # the classes' grant check
+                ev_["class_grants"] = grants
             # a look-up counted as an access itself (count_queries) is listed once
-            ids = list(r.event_ids)
+            ids = list(event_ids)
             seen = set(ids)
-            rows.append({"key": f"{r.user_id}|{r.patient_id}|{r.day}", "user_id": r.user_id,
-                         "patient_id": r.patient_id, "start": r.start, "end": r.end,
-                         "event_ids": ids + [e for e in r.lookup_events if e not in seen],
-                         "severity": r.severity,
-                         "score": float(r.score), "message_id": self.id,
+            rows.append({"key": f"{uid}|{pid}|{day}", "user_id": uid,
+                         "patient_id": pid, "start": start, "end": end,
+                         "event_ids": ids + [e for e in lookup_events if e not in seen],
+                         "severity": sev_, "score": float(score), "message_id": self.id,
                          "message_args": args, "evidence": ev_})
         return self.findings(rows)
 
@@ -368,7 +368,10 @@ class NoRelationship(Detector):
         score = np.log2(1 + night["n"].to_numpy()) + np.log2(np.maximum(k, 1))
         ids = _slices(u["event_id"].astype(object).to_numpy(), bounds)
         actions = _action_counts(u, keys, bounds)
-        first_rows = with_details(ctx, u.iloc[bounds[:-1]]).to_dict("records")
+        first = with_details(ctx, u.iloc[bounds[:-1]])
+        tried = explanations_tried(first)
+        first_ids = [str(e) for e in first["event_id"].astype(object).tolist()]
+        first_patients = [str(q) for q in first["patient_id"].astype(object).tolist()]
         pbounds = np.append(np.flatnonzero(_key_changes(per, keys)), len(per))
         # the columns as lists once, then sliced per night (slicing the frame per night was
         # most of the detector on a night where thousands of users browse)
@@ -383,24 +386,23 @@ class NoRelationship(Detector):
                       "spread_high_patients": p.spread_high_patients,
                       "spread_critical_patients": p.spread_critical_patients}
         rows = []
-        for i, r in enumerate(night.itertuples(index=False)):    # one per user-night
-            pats = plist[i]
+        for i, (uid, day, k, start, end) in enumerate(zip(
+                *(night[c].tolist() for c in ("user_id", "day", "n", "start", "end")))):
+            pats = plist[i]                                       # one per user-night
             rows.append({
-                "key": f"{r.user_id}||{r.day}|spread", "user_id": r.user_id, "patient_id": None,
+                "key": f"{uid}||{day}|spread", "user_id": uid, "patient_id": None,
                 "patient_ids": sorted(str(q["patient_id"]) for q in pats),
-                "start": r.start, "end": r.end, "event_ids": ids[i], "severity": sev[i],
+                "start": start, "end": end, "event_ids": ids[i], "severity": sev[i],
                 "score": float(score[i]), "message_id": SPREAD,
-                "message_args": {"user": r.user_id, "n_patients": len(pats),
-                                 "accesses": int(r.n), "day": r.day,
+                "message_args": {"user": uid, "n_patients": len(pats),
+                                 "accesses": int(k), "day": day,
                                  "tried": len(EXPLANATIONS)},
-                "evidence": {"day": r.day, "accesses": int(r.n), "actions": actions[i],
-                             "patients": pats,
-                             "explanations": explanation_evidence(first_rows[i]),
+                "evidence": {"day": day, "accesses": int(k), "actions": actions[i],
+                             "patients": pats, "explanations": tried[i],
                              # the night's first access: the one those explanations are of
-                             "explanations_for": {
-                                 "event_id": str(first_rows[i]["event_id"]),
-                                 "patient_id": str(first_rows[i]["patient_id"])},
-                             "user": users.get(r.user_id, {}), "thresholds": thresholds}})
+                             "explanations_for": {"event_id": first_ids[i],
+                                                  "patient_id": first_patients[i]},
+                             "user": users.get(uid, {}), "thresholds": thresholds}})
         return rows
 
 

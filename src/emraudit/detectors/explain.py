@@ -879,7 +879,11 @@ def with_details(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:
 
 def explanation_detail(row: pd.Series | dict) -> dict:
     """The `detail` of one explain row as a dict (empty when there is none)."""
-    d = row.get("detail", "")
+    return _detail_dict(row.get("detail", ""))
+
+
+def _detail_dict(d) -> dict:
+    """One `detail` text as a dict (empty when there is none)."""
     if not isinstance(d, str) or not d:
         return {}
     if _PENDING in d:       # a programming error: the row did not go through with_details
@@ -895,15 +899,32 @@ def explanation_evidence(row: pd.Series | dict, params: dict | None = None) -> l
     """The structured list [{explanation, result, detail}] for one explain row (evidence):
     `detail` holds the facts (relation found, grace, ward, role …) that made each
     explanation hold or fail; emraudit.reports.explanations puts them in words."""
-    d = explanation_detail(row)
-    first = str(row.get("explanation", "") or "")
+    return _evidence(row.get("detail", ""), row.get("explanation", ""),
+                     [row.get("x_" + name, False) for name in EXPLANATIONS])
+
+
+def explanations_tried(rows: pd.DataFrame) -> list[list[dict]]:
+    """`explanation_evidence` of each of `rows` (completed by with_details), each column
+    read once as a list rather than each row as a dict: a night has thousands of findings."""
+    def col(name: str, default) -> list:
+        return rows[name].astype(object).tolist() if name in rows.columns \
+            else [default] * len(rows)
+    held = zip(*(col("x_" + name, False) for name in EXPLANATIONS))
+    return [_evidence(d, first, h) for d, first, h in
+            zip(col("detail", ""), col("explanation", ""), held)]
+
+
+def _evidence(detail, first, held) -> list[dict]:
+    """The evidence list of one row from its detail text, first explanation that held and
+    one held flag per explanation (in EXPLANATIONS order)."""
+    d = _detail_dict(detail)
+    first = str(first or "")
     res = []
-    for name in EXPLANATIONS:
-        held = bool(row.get("x_" + name, False))
+    for name, h in zip(EXPLANATIONS, held):
         if first:
-            detail = d if name == first else {}
+            sub = d if name == first else {}
         else:
-            detail = d.get(name) if isinstance(d.get(name), dict) else {}
-        res.append({"explanation": name, "result": "held" if held else "failed",
-                    "detail": detail})
+            sub = d.get(name)
+            sub = sub if isinstance(sub, dict) else {}
+        res.append({"explanation": name, "result": "held" if h else "failed", "detail": sub})
     return res
