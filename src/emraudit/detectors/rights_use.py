@@ -63,9 +63,12 @@ def class_grant_evidence(ctx: Context, users, patients, times) -> list[dict | No
         return out
     cls = pt.dropna(subset=["sensitive_class"]).drop_duplicates("patient_id", keep="last") \
         .set_index("patient_id")["sensitive_class"]
+    # a dict's get, not Series.get, per finding: thousands a night, they cost more than the
+    # check itself
+    of = dict(zip(cls.index, cls.tolist())).get
     rows = []
     for i, (u, p, t) in enumerate(zip(users, patients, times)):   # one per finding
-        for c in split_list(cls.get(p)):
+        for c in split_list(of(p)):
             rows.append((i, str(u), c, t))
     if not rows:
         return out
