@@ -18,7 +18,7 @@ import pandas as pd
 
 from emraudit.detectors.base import Context, Detector, Param, raise_severity
 from emraudit.detectors.explain import (EXPLANATIONS, MOVED_FROM_CARE, explain_accesses,
-                                        explanations_tried, looked_up_before, with_details)
+                                        explanations_tried, looked_up_before)
 from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
 from emraudit.reports.i18n import N_, Np_
@@ -290,7 +290,7 @@ class NoRelationship(Detector):
         agg["event_ids"] = _slices(u["event_id"].astype(object).to_numpy(), bounds)
         agg["actions"] = _action_counts(u, keys, bounds)
         agg["lookup_events"] = _lookup_events(u, keys, agg)
-        tried = explanations_tried(with_details(ctx, u.iloc[bounds[:-1]]))
+        tried = explanations_tried(ctx, u.iloc[bounds[:-1]])
         n = agg["n"].to_numpy()
         sev = np.where(n >= p.critical_accesses, "critical",
                        np.where(n >= p.high_accesses, "high",
@@ -368,8 +368,8 @@ class NoRelationship(Detector):
         score = np.log2(1 + night["n"].to_numpy()) + np.log2(np.maximum(k, 1))
         ids = _slices(u["event_id"].astype(object).to_numpy(), bounds)
         actions = _action_counts(u, keys, bounds)
-        first = with_details(ctx, u.iloc[bounds[:-1]])
-        tried = explanations_tried(first)
+        first = u.iloc[bounds[:-1]]
+        tried = explanations_tried(ctx, first)
         first_ids = [str(e) for e in first["event_id"].astype(object).tolist()]
         first_patients = [str(q) for q in first["patient_id"].astype(object).tolist()]
         pbounds = np.append(np.flatnonzero(_key_changes(per, keys)), len(per))

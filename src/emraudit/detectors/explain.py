@@ -842,8 +842,19 @@ def with_details(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:
     """`rows` (explain rows with the index of ctx.events: the few a finding shows) with the
     `detail` of their unexplained accesses complete: the patient's last relations, looked up
     here for these rows instead of for every unexplained access of the night."""
-    if not len(rows) or "detail" not in rows.columns:
+    done = _completed_details(ctx, rows)
+    if done is None:
         return rows
+    if isinstance(rows["detail"].dtype, pd.CategoricalDtype):
+        return rows.assign(detail=pd.Categorical(done))
+    return rows.assign(detail=done)
+
+
+def _completed_details(ctx: Context, rows: pd.DataFrame) -> np.ndarray | None:
+    """The `detail` texts of `rows` completed as with_details does (object array); None when
+    none is pending."""
+    if not len(rows) or "detail" not in rows.columns:
+        return None
     col = rows["detail"]
     if isinstance(col.dtype, pd.CategoricalDtype):       # the engine's: few texts
         marked = np.asarray([_PENDING in str(c) for c in col.cat.categories] + [False])
@@ -852,7 +863,7 @@ def with_details(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:
         pend = np.fromiter((isinstance(d, str) and _PENDING in d for d in col),
                            dtype=bool, count=len(col))
     if not pend.any():
-        return rows
+        return None
     key = site_keys(ctx, ctx.care_relations, ctx.users, ctx.shifts)
     at = rows.loc[pend, ["patient_id"]]
     if "site_id" in ctx.events.columns:
@@ -872,9 +883,7 @@ def with_details(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:
     done = col.astype(object).to_numpy(copy=True)
     done[pend] = [d.replace(_PENDING, '"patient_relations":' + f, 1)
                   for d, f in zip(done[pend].tolist(), fill[pcode].tolist())]
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        return rows.assign(detail=pd.Categorical(done))
-    return rows.assign(detail=done)
+    return done
 
 
 def explanation_detail(row: pd.Series | dict) -> dict:
@@ -903,15 +912,19 @@ def explanation_evidence(row: pd.Series | dict, params: dict | None = None) -> l
                      [row.get("x_" + name, False) for name in EXPLANATIONS])
 
 
-def explanations_tried(rows: pd.DataFrame) -> list[list[dict]]:
-    """`explanation_evidence` of each of `rows` (completed by with_details), each column
-    read once as a list rather than each row as a dict: a night has thousands of findings."""
+def explanations_tried(ctx: Context, rows: pd.DataFrame) -> list[list[dict]]:
+    """`explanation_evidence` of each of `rows` (explain rows, completed here as by
+    with_details), each column read once as a list rather than each row as a dict: a night
+    has thousands of findings, and their completed details are too many distinct texts to be
+    worth a categorical."""
     def col(name: str, default) -> list:
         return rows[name].astype(object).tolist() if name in rows.columns \
             else [default] * len(rows)
+    done = _completed_details(ctx, rows)
+    details = done.tolist() if done is not None else col("detail", "")
     held = zip(*(col("x_" + name, False) for name in EXPLANATIONS))
     return [_evidence(d, first, h) for d, first, h in
-            zip(col("detail", ""), col("explanation", ""), held)]
+            zip(details, col("explanation", ""), held)]
 
 
 def _evidence(detail, first, held) -> list[dict]:
