@@ -11,7 +11,8 @@ import re
 import pytest
 
 from detector_frames import ev, make_ctx
-from emraudit.detectors.explain import explain_accesses, explanation_evidence, with_details
+from emraudit.detectors.explain import (explain_accesses, explanation_evidence,
+                                        explanations_tried, with_details)
 
 W = ("2025-07-01", "2025-09-01")
 DOC = {"user_id": "doc", "role": "physician", "department": "心内科"}
@@ -203,6 +204,21 @@ def test_an_unexplained_access_says_why_each_explanation_failed():
         "own_relation", "unit_relation", "duty_ward", "request_relation", "prior_treatment",
         "documentation", "worked_on_ward", "break_glass", "record_role"]
     assert all(t["result"] == "failed" for t in tried)
+
+
+def test_explanations_of_many_rows_are_those_of_each_row():
+    # explanations_tried (column lists, details completed once) gives what
+    # explanation_evidence gives row by row after with_details, explained rows and not
+    ctx = make_ctx([ev("er", "p1", "2025-07-20 10:00"), ev("doc", "p1", "2025-07-06 10:00"),
+                    ev("er", "p2", "2025-07-20 10:05"), ev("er", "p1", "2025-07-21 10:00")],
+                   window=W, care_relations=[rel(user="doc"), rel("p2", start="2025-06-01")],
+                   params=NO_LOOKBACK)
+    x = explain_accesses(ctx)
+    assert set(x["explanation"]) == {"", "own_relation"}
+    done = with_details(ctx, x)
+    assert explanations_tried(ctx, x) == [explanation_evidence(done.iloc[i])
+                                          for i in range(len(done))]
+    assert explanations_tried(ctx, x.iloc[:0]) == []
 
 
 # ----------------------------------------------------------------------- work on the ward

@@ -116,6 +116,16 @@ def test_the_stored_summary_is_the_english_sentence_unmasked():
         english_summary("snoop.vipp", {})
 
 
+def test_the_summary_remembers_argument_texts_by_type_too():
+    # english_summary keeps each argument's text by (name, type, value): True and 1 are equal
+    # keys to a dict but read differently, and a remembered text must read as a fresh one
+    from emraudit.reports.text import message
+    for accesses in (1, True, 1, 1.0, True, "1"):
+        args = {"user": "U1", "patient": "P00012367", "accesses": accesses}
+        assert english_summary("snoop.vip", args) == render(
+            message("snoop.vip"), args, "en", Masker(enabled=False))
+
+
 def test_findings_stored_before_messages_fall_back_without_english_on_zh_pages():
     old = {"detector": "snoop.vip", "user_id": "U1", "patient_id": "P00012367",
            "summary": "U1 looked at P00012367", "message_id": None, "message_args": None}
