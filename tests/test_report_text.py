@@ -126,6 +126,23 @@ def test_the_summary_remembers_argument_texts_by_type_too():
             message("snoop.vip"), args, "en", Masker(enabled=False))
 
 
+def test_a_memo_of_masked_argument_texts_reads_as_a_fresh_render():
+    # findings.jsonl shares one memo over a night's lines: keyed by language and type too,
+    # and patients masked in it as without it
+    from emraudit.reports.text import message
+    m = Masker()
+    m.learn(["P00012367"], ["赵小红"])
+    memo: dict = {}
+    for lang in ("en", "zh", "en"):
+        for accesses in (1, True, 1.0, "1", 1):
+            for user in ("U1", "U2"):
+                args = {"user": user, "patient": "P00012367", "accesses": accesses}
+                fresh = render(message("snoop.vip"), args, lang, m)
+                assert render(message("snoop.vip"), args, lang, m, memo) == fresh
+                assert "P00012367" not in fresh and "P0*****67" in fresh
+    assert {k[0] for k in memo} == {"en", "zh"}
+
+
 def test_findings_stored_before_messages_fall_back_without_english_on_zh_pages():
     old = {"detector": "snoop.vip", "user_id": "U1", "patient_id": "P00012367",
            "summary": "U1 looked at P00012367", "message_id": None, "message_args": None}

@@ -66,14 +66,16 @@ class _FindingsFile:
 
     def lines(self, bounds: Range) -> Iterator[tuple[str, int]]:
         """This range's lines, a batch at a time: (text, how many findings)."""
+        memo: dict = {}         # the sentences' formatted arguments: the masker is complete
         for raw in self._rows(bounds, FINDING_COLUMNS):     # what a record shows, no more
             texts = _texts(raw)
             same = self.masker.unchanged(texts) & _compact(texts)
             part = data.decode_findings(raw, evidence=~same)
             names = list(part.columns)
             rows = (dict(zip(names, v)) for v in zip(*(part[c].tolist() for c in names)))
-            yield "".join(_line(report_record(r, self.lang, self.masker, evidence_unchanged=k),
-                                k) + "\n" for r, k in zip(rows, same.tolist())), len(part)
+            yield "".join(_line(report_record(r, self.lang, self.masker, evidence_unchanged=k,
+                                              memo=memo), k) + "\n"
+                          for r, k in zip(rows, same.tolist())), len(part)
 
     def write_part(self, task: tuple[Path, Range]) -> int:
         """In a worker: this range's lines in a part file of their own; how many."""

@@ -157,12 +157,33 @@ def _part(text, count: str | None, args: dict, fmt: _Args, lang: Lang) -> str:
     return lang.t.gettext(text) % fmt
 
 
-def render(msg: Message, args: dict, lang: Lang | str, masker: Masker) -> str:
+def render(msg: Message, args: dict, lang: Lang | str, masker: Masker,
+           memo: dict | None = None) -> str:
     """A message with its arguments in `lang`: template, then each clause whose argument is
-    set."""
+    set. `memo`: a dict of formatted arguments to reuse, for a caller whose masker learns
+    nothing meanwhile (findings.jsonl writes a night's lines with one)."""
     lang = as_lang(lang)
-    return _sentence(msg, args, _Args({k: format_arg(k, v, lang, masker)
-                                       for k, v in args.items()}), lang)
+    if memo is None:
+        fmt = _Args({k: format_arg(k, v, lang, masker) for k, v in args.items()})
+    else:
+        fmt = _Args({k: _remembered(memo, k, v, lang, masker) for k, v in args.items()})
+    return _sentence(msg, args, fmt, lang)
+
+
+def _remembered(memo: dict, name: str, value, lang: Lang, masker: Masker) -> str:
+    """format_arg, remembered in `memo` by (language, name, type, value) for str, int and
+    bool values (two equal ones of the same type read the same; a float's or a list's text
+    may not). Bounded: about a night's distinct values."""
+    t = type(value)
+    if t is not str and t is not int and t is not bool:
+        return format_arg(name, value, lang, masker)
+    key = (lang.code, name, t, value)
+    text = memo.get(key)
+    if text is None:
+        if len(memo) >= 500_000:
+            memo.clear()
+        text = memo[key] = format_arg(name, value, lang, masker)
+    return text
 
 
 def _sentence(msg: Message, args: dict, fmt: _Args, lang: Lang) -> str:
@@ -245,14 +266,15 @@ def english_summary(message_id: str, args: dict) -> str:
                      lang)
 
 
-def finding_sentence(row: dict, lang: Lang | str, masker: Masker) -> str:
+def finding_sentence(row: dict, lang: Lang | str, masker: Masker,
+                     memo: dict | None = None) -> str:
     """The sentence of one finding (a store row, a findings-frame row or a findings.jsonl
-    object) in `lang`, patient fields masked by `masker`."""
+    object) in `lang`, patient fields masked by `masker` (`memo`: as for render)."""
     lang = as_lang(lang)
     msg = message(row.get("message_id"))
     args = row.get("message_args")
     if msg is not None and isinstance(args, dict):
-        return render(msg, args, lang, masker)
+        return render(msg, args, lang, masker, memo)
     if lang.code == "en" and not _blank(row.get("summary")):
         return masker.scrub(row.get("summary"))
     from emraudit.reports.labels import detector_info
@@ -263,12 +285,12 @@ def finding_sentence(row: dict, lang: Lang | str, masker: Masker) -> str:
 
 
 def report_record(row: dict, lang: Lang | str, masker: Masker, *,
-                  evidence_unchanged: bool = False) -> dict:
+                  evidence_unchanged: bool = False, memo: dict | None = None) -> dict:
     """One finding as findings.jsonl of a report folder writes it: the contract's fields
     with patient ids and names masked in every field (as on the pages), `summary` the
     English sentence and, in a Chinese report, `summary_zh` beside it.
     `evidence_unchanged`: the masker found that scrubbing cannot change this evidence
-    (Masker.unchanged), so it is not walked."""
+    (Masker.unchanged), so it is not walked. `memo`: as for render."""
     from emraudit.model import FINDING_COLUMNS
     lang = as_lang(lang)
     out = {c: row.get(c) for c in FINDING_COLUMNS}
@@ -276,9 +298,9 @@ def report_record(row: dict, lang: Lang | str, masker: Masker, *,
     many = row.get("patient_ids")
     out["patient_ids"] = [masker.pid(p) for p in many] if isinstance(many, list) and many \
         else None
-    out["summary"] = finding_sentence(row, "en", masker)
+    out["summary"] = finding_sentence(row, "en", masker, memo)
     if lang.code != "en":
-        out["summary_" + lang.code] = finding_sentence(row, lang, masker)
+        out["summary_" + lang.code] = finding_sentence(row, lang, masker, memo)
     out["evidence"] = (row.get("evidence") or {}) if evidence_unchanged else \
         masker.scrub_obj(row.get("evidence") or {})
     args = row.get("message_args")
