@@ -416,3 +416,50 @@ def test_local_hours_and_days_of_events_for_the_charts():
     assert days.tolist() == ["2025-07-01", "2025-07-01", "2025-07-01"]
     want = (ts.dt.hour + ts.dt.minute / 60.0 + ts.dt.second / 3600.0).to_numpy(float)
     assert np.array_equal(hours, want) and hours[0] == 23 + 59 / 60 + 59 / 3600
+
+
+def test_pages_written_beside_a_parallel_findings_file_equal_the_serial_ones(tmp_path,
+                                                                            monkeypatch):
+    """With findings.jsonl written by forked workers, the case pages are written by a
+    process of their own meanwhile, forked before the file's patients are learned: the same
+    folder, file for file, as pages then file in one process."""
+    from emraudit import forking
+    from emraudit.reports import findings_jsonl, render
+    monkeypatch.setattr(render.Fmt, "now", lambda self: "2026-01-01 00:00")
+    forked = []
+    real = forking.Forked.__init__
+
+    def spy(self, fn, job, folder):
+        forked.append(fn.__name__)
+        real(self, fn, job, folder)
+
+    monkeypatch.setattr(forking.Forked, "__init__", spy)
+    outs = {}
+    for name, minimum in (("plain", 10 ** 9), ("beside", 1)):
+        monkeypatch.setattr(findings_jsonl, "PARALLEL_MIN_FINDINGS", minimum)
+        cfg, store, lake = build(tmp_path / name, lang="zh")
+        out = write_scan_reports(cfg, store, lake, SCAN1, workers=None)
+        outs[name] = {p.relative_to(out).as_posix(): p.read_bytes()
+                      for p in out.rglob("*") if p.is_file() and p.suffix != ".xlsx"}
+    assert forked == ["_render_all"]
+    assert len([n for n in outs["beside"] if n.startswith("cases/")]) == 2
+    assert outs["plain"] == outs["beside"]
+
+
+@pytest.mark.parametrize("where", ["pages", "findings"])
+def test_a_failure_beside_the_pages_leaves_no_half_report(tmp_path, monkeypatch, where):
+    """A failure in the pages' process is raised in the report's; one in findings.jsonl
+    kills the pages' process: either way no temporary folder is left."""
+    from emraudit.forking import ForkedError
+    from emraudit.reports import findings_jsonl, render
+    monkeypatch.setattr(findings_jsonl, "PARALLEL_MIN_FINDINGS", 1)
+    cfg, store, lake = build(tmp_path, lang="en")
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(render, "_render_case_pages" if where == "pages" else "_findings_file",
+                        boom)
+    with pytest.raises(ForkedError if where == "pages" else RuntimeError, match="disk full"):
+        write_scan_reports(cfg, store, lake, SCAN1, workers=None)
+    assert not list(cfg.reports_dir.glob(".tmp-*"))
+    assert not (cfg.reports_dir / "latest").exists()

@@ -14,10 +14,14 @@ import ctypes.util
 import gc
 import multiprocessing as mp
 import os
+import pickle
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
+import traceback
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Iterable, Iterator
@@ -55,6 +59,63 @@ def forked_map(fn: Callable[[Any, Any], Any], job: Any, items: Iterable,
     finally:
         _JOB = None
         gc.unfreeze()
+
+
+class Forked:
+    """fn(job) in one process forked now, beside what this process goes on doing: it
+    inherits `job` and everything built so far without copying it (a snapshot: what this
+    process changes afterwards, it does not see). `result()` waits and returns the value
+    (pickled back through a file in `folder`); `cancel()` kills it. A failure in it is
+    raised here as ForkedError with its traceback."""
+
+    def __init__(self, fn: Callable[[Any], Any], job: Any, folder: str | os.PathLike):
+        self._dir = tempfile.mkdtemp(prefix=".forked-", dir=folder)
+        self._path = os.path.join(self._dir, "result.pkl")
+        gc.freeze()     # as for forked_map: the child's collector leaves inherited objects
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)   # see fork_pool
+                self._proc = mp.get_context("fork").Process(
+                    target=_call_to_file, args=(fn, job, self._path, os.getpid()),
+                    daemon=True)
+                self._proc.start()
+        finally:
+            gc.unfreeze()
+
+    def result(self) -> Any:
+        self._proc.join()
+        try:
+            with open(self._path, "rb") as fh:
+                ok, value = pickle.load(fh)
+        except OSError:
+            raise ForkedError(f"forked process died (exit code {self._proc.exitcode})") \
+                from None
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)
+        if not ok:
+            raise ForkedError(value)
+        return value
+
+    def cancel(self) -> None:
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._proc.join()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+class ForkedError(RuntimeError):
+    """What failed in a Forked process (its traceback as the message)."""
+
+
+def _call_to_file(fn, job, path: str, parent: int) -> None:
+    die_with_parent(parent)
+    try:
+        out = (True, fn(job))
+    except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
+        out = (False, "".join(traceback.format_exception(exc))[-8000:])
+    with open(path + ".tmp", "wb") as fh:
+        pickle.dump(out, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(path + ".tmp", path)
 
 
 def _run_job(task: tuple) -> Any:

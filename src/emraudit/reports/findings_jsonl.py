@@ -85,12 +85,13 @@ class _FindingsFile:
 
 def write_findings_jsonl(path: Path, store: Store, scan_id: str, lang: Lang, masker: Masker,
                          patients: pd.DataFrame | None, *, workers: int = 1,
-                         batch: int = BATCH) -> int:
+                         batch: int = BATCH, ids: list[str] | None = None) -> int:
     """Write this scan's findings.jsonl, `batch` findings read at a time (a night with
     hundreds of thousands is never held whole), by `workers` forked processes when there
-    are PARALLEL_MIN_FINDINGS or more; returns how many findings it holds."""
-    ids = data.scan_finding_ids(store, scan_id)
-    if workers < 2 or len(ids) < PARALLEL_MIN_FINDINGS or not can_fork():
+    are PARALLEL_MIN_FINDINGS or more; returns how many findings it holds. `ids`: the
+    scan's finding ids (data.scan_finding_ids), when the caller has read them."""
+    ids = data.scan_finding_ids(store, scan_id) if ids is None else ids
+    if not in_parallel(len(ids), workers):
         workers = 1
     size = batch if workers == 1 else _task_size(len(ids), batch, workers)
     ranges = [(ids[i - 1] if i else "", ids[min(i + size, len(ids)) - 1])
@@ -100,6 +101,11 @@ def write_findings_jsonl(path: Path, store: Store, scan_id: str, lang: Lang, mas
     if workers == 1:
         return _write(path, (x for bounds in ranges for x in job.lines(bounds)))
     return _write_parts(job, path, ranges, workers)
+
+
+def in_parallel(findings: int, workers: int) -> bool:
+    """Whether a file of this many findings is written by forked workers."""
+    return workers >= 2 and findings >= PARALLEL_MIN_FINDINGS and can_fork()
 
 
 def _task_size(n: int, batch: int, workers: int) -> int:

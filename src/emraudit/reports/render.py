@@ -24,11 +24,11 @@ from emraudit.config import Config
 from emraudit.connectors.provenance import ProfileTrail
 from emraudit.detectors.registry import all_detectors
 from emraudit.fastops import local_days
-from emraudit.forking import can_fork, forked_map
+from emraudit.forking import Forked, can_fork, forked_map
 from emraudit.lake import Lake
 from emraudit.reports import charts, data, files, ledger
 from emraudit.reports.evidence import group_repeats, render_evidence
-from emraudit.reports.findings_jsonl import write_findings_jsonl
+from emraudit.reports.findings_jsonl import in_parallel, write_findings_jsonl
 from emraudit.reports.i18n import Lang, make_env
 from emraudit.reports.labels import (ACTION, DISPOSITION, FEED_DIMENSION, FIELD, HISTORY_ACTION,
                                      KIND, PATIENT_FLAGS, RECTIFICATION, RISK_FACTOR, ROLE,
@@ -691,6 +691,16 @@ def _render_slice(job: _CasePages, bounds: tuple[int, int]) -> list[dict]:
     return job.render(*bounds)
 
 
+def _render_all(job: _CasePages) -> list[dict]:
+    return _render_case_pages(job, 1)
+
+
+def _findings_file(folder: Path, store: Store, scan_id: str, lang: Lang, masker: Masker,
+                   ld: Loaded, workers: int, ids: list[str]) -> int:
+    return write_findings_jsonl(folder / "findings.jsonl", store, scan_id, lang, masker,
+                                ld.ref.patients, workers=workers, ids=ids)
+
+
 def _render_case_pages(job: _CasePages, workers: int) -> list[dict]:
     """Case pages are independent of one another (masking is a pure function of the value,
     the charts of the case's own data), so with `workers` > 1 they are written by forked
@@ -725,7 +735,8 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
     findings.jsonl holds this scan's findings. Case pages are written by `workers` forked
     processes (default: the scan's `workers` when there are at least PARALLEL_MIN_CASES
     cases), findings.jsonl by as many (default: the scan's `workers`) when it holds at
-    least findings_jsonl.PARALLEL_MIN_FINDINGS; the output is the same either way."""
+    least findings_jsonl.PARALLEL_MIN_FINDINGS, and then the pages (when one process writes
+    them) by a process of their own meanwhile; the output is the same either way."""
     from emraudit.cases import queue_counts, review_queue
 
     lang = Lang(config.reports.lang)
@@ -754,9 +765,22 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
         case_dir = tmp / "cases"
         case_dir.mkdir(mode=files.DIR_MODE)
         job = _CasePages(ld, config, lang, masker, fmt, scan_id, g, case_dir)
-        views = _render_case_pages(job, workers)
-        ld.n_findings = write_findings_jsonl(tmp / "findings.jsonl", store, scan_id, lang,
-                                             masker, ld.ref.patients, workers=pool)
+        ids = data.scan_finding_ids(store, scan_id)
+        if workers == 1 and in_parallel(len(ids), pool):
+            # the pages in a process of their own, forked before findings.jsonl teaches the
+            # masker this scan's patients (the pages see what they always saw), while the
+            # file's workers write it: the pages fill the core the file's serial parts leave
+            pages = Forked(_render_all, job, tmp)
+            try:
+                ld.n_findings = _findings_file(tmp, store, scan_id, lang, masker, ld, pool,
+                                               ids)
+                views = pages.result()
+            finally:
+                pages.cancel()
+            progress.current().track("case pages", len(views), len(views), unit="pages")
+        else:
+            views = _render_case_pages(job, workers)
+            ld.n_findings = _findings_file(tmp, store, scan_id, lang, masker, ld, pool, ids)
         dash = dashboard_model(views, ld, config, store, lang, fmt)
         dash["queue"] = dict(queue_counts(store), shown=len(views),
                              not_shown=len(queue) - len(views))
