@@ -74,6 +74,29 @@ def test_partitions_held_back_by_the_memory_budget_give_the_same_findings(sample
     _same(single, status, ctx, det)
 
 
+def test_detectors_run_with_the_partition_frozen_and_leave_nothing_frozen(sample,
+                                                                          monkeypatch):
+    """pass_two keeps the partition's events out of the collector's full passes while the
+    detectors build their findings, and unfreezes them after (a long-lived worker, or the
+    scan's own process without fork, must free them): same findings, nothing left frozen."""
+    import gc
+    from emraudit.engine import job, local
+    monkeypatch.setattr(local, "can_fork", lambda: False)     # pass_two in this process
+    seen = []
+    real = job.run_detectors
+
+    def spy(ctx, settings):
+        seen.append(gc.get_freeze_count())
+        return real(ctx, settings)
+
+    monkeypatch.setattr(job, "run_detectors", spy)
+    before = gc.get_freeze_count()
+    (single, status, ctx), det = _both(*sample, per_partition=6_000)
+    assert gc.get_freeze_count() == before
+    assert len(seen) >= det.partitions and min(seen) > before + 1000
+    _same(single, status, ctx, det)
+
+
 def test_generated_multi_day_hospital_partitioned_equals_single_process(multiday):
     (single, status, ctx), det = _both(*multiday, per_partition=5_000)
     assert det.partitions >= 4

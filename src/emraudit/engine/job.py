@@ -11,12 +11,14 @@ handed over (Spark reads the lake itself and gives each group's rows).
 
 from __future__ import annotations
 
+import gc
 import pickle
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -146,13 +148,27 @@ def pass_two(job: ScanJob, task: Task, events: pd.DataFrame | None = None) -> di
     ctx = partition_context(job, ev)
     ctx.memo.update(_unspill(job, task, len(ev)))
     settings = {d: job.settings[d] for d in task.detectors}
-    found, status = run_detectors(ctx, settings)
-    found = pack(found)         # bytes, not nested dicts, in the scan's process
+    with _events_frozen():
+        found, status = run_detectors(ctx, settings)
+        found = pack(found)     # bytes, not nested dicts, in the scan's process
     by_det = {d: f.reset_index(drop=True) for d, f in found.groupby("detector", sort=False)} \
         if len(found) else {}
     return {"found": by_det, "status": status, "outputs": ctx.outputs,
             "notes": list(ctx.notes), "rows": len(ev), "seconds": time.perf_counter() - t0,
             "peak_mb": _peak_mb()}
+
+
+@contextmanager
+def _events_frozen() -> Iterator[None]:
+    """The partition's events and context left out of the collector's full passes while
+    its detectors run: a night where thousands of findings are built set off full
+    collections that walked every object column of the events each time (about 1 s a
+    partition at 1M/20%). Unfrozen after, so a long-lived worker (Spark's) frees them."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _spill_path(job: ScanJob, task: Task) -> Path | None:
