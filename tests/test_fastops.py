@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from emraudit.fastops import isin, iso_strings, local_days
+from emraudit.fastops import isin, iso_strings, local_days, text_fields
 
 
 def test_local_days_match_strftime_across_midnight():
@@ -209,3 +209,13 @@ def test_findings_times_by_column_are_the_value_by_value_ones():
     for col in (aware, naive, mixed, aware.iloc[:0]):
         assert _iso_column(col) == [_iso(t) for t in col]
     assert _iso_column(aware)[1] == "" and _iso_column(aware)[0].endswith(".000123+08:00")
+
+
+def test_text_fields_of_the_wanted_keys_last_row_winning():
+    users = pd.DataFrame({"user_id": pd.Series(["U1", "U2", "U1", "7", None], dtype="string"),
+                          "role": ["nurse", "doctor", "head_nurse", None, "x"],
+                          "department": [None, "内科", "外科", 3, "y"]})
+    out = text_fields(users, "user_id", ["U1", 7, "U9"], ("role", "department", "ward"))
+    assert out == {"U1": {"role": "head_nurse", "department": "外科"},   # the last row of U1
+                   "7": {"role": None, "department": "3"}}              # ids compared as text
+    assert text_fields(users, "user_id", [], ("role",)) == {}

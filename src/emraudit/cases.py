@@ -47,7 +47,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from emraudit.errors import UserError
-from emraudit.fastops import local_days
+from emraudit.fastops import local_days, text_fields
 from emraudit.model import SEVERITIES, SEVERITY_RANK, patient_list
 from emraudit.risk import FLAGS, case_risk, finding_flags, flag_lists, queue_order
 from emraudit.store import Store, case_history, cases, findings as findings_t, insert_many, \
@@ -366,11 +366,7 @@ def _user_fields(users: pd.DataFrame | None, user_ids: Iterable[str]) -> dict[st
     """user -> {department, role} from the staff master (empty when not loaded)."""
     if users is None or not len(users):
         return {}
-    cols = [c for c in _USER_FIELDS if c in users.columns]
-    u = users.drop_duplicates("user_id", keep="last")
-    u = u[u["user_id"].astype(str).isin(set(map(str, user_ids)))]
-    values = [[None if _isna(v) else str(v) for v in u[c].tolist()] for c in cols]
-    return {str(uid): dict(zip(cols, vs)) for uid, *vs in zip(u["user_id"].tolist(), *values)}
+    return text_fields(users, "user_id", user_ids, _USER_FIELDS)
 
 
 # -- the scan's entry point -------------------------------------------------------------------

@@ -140,6 +140,17 @@ def isin(values: pd.Series | pd.Index | np.ndarray, value_set) -> np.ndarray:
     return res.to_numpy(zero_copy_only=False).astype(bool)
 
 
+def text_fields(df: pd.DataFrame, key: str, wanted, cols) -> dict[str, dict]:
+    """{key: {col: text or None}} of the rows of `df` whose `key` is among `wanted` (the last
+    row of a key wins), for the `cols` it has: a night's thousands of users with findings,
+    read as column lists rather than a dict per row."""
+    cols = [c for c in cols if c in df.columns]
+    rows = df.loc[isin(df[key].astype(str), set(map(str, wanted))), [key, *cols]] \
+        .drop_duplicates(key, keep="last")
+    texts = [[None if pd.isna(v) else str(v) for v in rows[c].tolist()] for c in cols]
+    return {str(k): dict(zip(cols, vals)) for k, *vals in zip(rows[key].tolist(), *texts)}
+
+
 def map_values(s: pd.Series, mapping) -> pd.Series:
     """`s.map(mapping)` with a plain (non-categorical) result, on `s`'s index."""
     if not isinstance(s.dtype, pd.CategoricalDtype):

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from emraudit.model import dumps
 from emraudit.risk import finding_flags, flag_lists
 
 LEVEL = 1                                  # zlib: the fastest level is most of the gain
@@ -33,8 +34,7 @@ def evidence_text(v: Any) -> str:
     leaves alone as it is (findings_jsonl) instead of decoding and encoding it again."""
     if isinstance(v, bytes):
         return zlib.decompress(v).decode("utf-8")
-    return json.dumps(v, ensure_ascii=False, default=str, sort_keys=True,
-                      separators=(",", ":"))
+    return dumps(v)
 
 
 def args_text(v: Any) -> str | None:

@@ -490,10 +490,9 @@ def upsert(conn: sa.Connection, table: sa.Table, row: dict | list[dict],
     rows = row if isinstance(row, list) else [row]
     if not rows:
         return
-    dialect = conn.dialect.name
-    if dialect == "sqlite" and len(rows) >= _RAW_MIN_ROWS and _sqlite_many(conn, table, rows,
-                                                                           key):
+    if _sqlite_many(conn, table, rows, key):
         return
+    dialect = conn.dialect.name
     if dialect in ("sqlite", "postgresql"):
         if dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert
@@ -523,22 +522,20 @@ _RAW_MIN_ROWS = 100
 def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
     """Insert these rows (one executemany; on SQLite from _RAW_MIN_ROWS rows by the driver
     itself, as `upsert` does)."""
-    if not rows:
-        return
-    if conn.dialect.name == "sqlite" and len(rows) >= _RAW_MIN_ROWS and \
-            _sqlite_many(conn, table, rows, None):
-        return
-    conn.execute(table.insert(), rows)
+    if rows and not _sqlite_many(conn, table, rows, None):
+        conn.execute(table.insert(), rows)
 
 
 def _sqlite_many(conn: sa.Connection, table: sa.Table, rows: list[dict],
                  key: list[str] | None) -> bool:
     """The insert (an upsert by `key`, unless None) as SQLAlchemy would run it, written
     once and executed by the driver with each column's own bind conversion; False (nothing
-    done) when the rows do not all name the same columns or a column they leave out has a
-    default SQLAlchemy would fill in."""
+    done) off SQLite, below _RAW_MIN_ROWS rows, or when the rows do not all name the same
+    columns or a column they leave out has a default SQLAlchemy would fill in."""
+    if conn.dialect.name != "sqlite" or len(rows) < _RAW_MIN_ROWS:
+        return False
     names = list(rows[0])
-    if any(len(r) != len(names) or r.keys() != rows[0].keys() for r in rows):
+    if any(r.keys() != rows[0].keys() for r in rows):
         return False
     if any((c.default is not None or c.onupdate is not None) and c.name not in rows[0]
            for c in table.columns):

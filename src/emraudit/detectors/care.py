@@ -22,7 +22,7 @@ from emraudit.detectors.explain import (EXPLANATIONS, MOVED_FROM_CARE, explain_a
 from emraudit.detectors.message import Clause, Message
 from emraudit.detectors.registry import register
 from emraudit.reports.i18n import N_, Np_
-from emraudit.fastops import is_value, iso_strings, local_days
+from emraudit.fastops import is_value, iso_strings, local_days, text_fields
 from emraudit.feeds import (FeedRules, held_mask, held_outputs, share_counts,
                             shares_from_counts, unit_columns)
 
@@ -519,9 +519,5 @@ def _user_info(ctx: Context, wanted: pd.Series) -> dict[str, dict]:
     users = ctx.users
     if users is None or not len(users):
         return {}
-    cols = [c for c in ("role", "department", "ward") if c in users.columns]
-    u = users.loc[users["user_id"].isin(pd.Series(wanted, dtype="string").unique()),
-                  ["user_id", *cols]].drop_duplicates("user_id", keep="last")
-    # column lists, not to_dict("index"): one dict per user with findings, thousands a night
-    texts = [[None if pd.isna(v) else str(v) for v in u[c].tolist()] for c in cols]
-    return {k: dict(zip(cols, vals)) for k, *vals in zip(u["user_id"].tolist(), *texts)}
+    return text_fields(users, "user_id", wanted.dropna().unique(),
+                       ("role", "department", "ward"))

@@ -167,7 +167,11 @@ def render(msg: Message, args: dict, lang: Lang | str, masker: Masker,
         fmt = _Args({k: format_arg(k, v, lang, masker) for k, v in args.items()})
     else:
         fmt = _Args({k: _remembered(memo, k, v, lang, masker) for k, v in args.items()})
-    return _sentence(msg, args, fmt, lang)
+    out = _part(msg.text, msg.count, args, fmt, lang)
+    for c in msg.clauses:
+        if args.get(c.when):
+            out += _part(c.text, c.count, args, fmt, lang)
+    return out
 
 
 def _remembered(memo: dict, name: str, value, lang: Lang, masker: Masker) -> str:
@@ -184,16 +188,6 @@ def _remembered(memo: dict, name: str, value, lang: Lang, masker: Masker) -> str
             memo.clear()
         text = memo[key] = format_arg(name, value, lang, masker)
     return text
-
-
-def _sentence(msg: Message, args: dict, fmt: _Args, lang: Lang) -> str:
-    """The message's template, then each clause whose argument is set, with `fmt` (the
-    arguments formatted)."""
-    out = _part(msg.text, msg.count, args, fmt, lang)
-    for c in msg.clauses:
-        if args.get(c.when):
-            out += _part(c.text, c.count, args, fmt, lang)
-    return out
 
 
 def driver_text(d: dict, lang: Lang, masker: Masker) -> str:
@@ -235,24 +229,9 @@ def _index() -> dict[str, Message]:
 # english_summary's masker, made once (one per finding was a night's worth of objects): a
 # disabled Masker learns nothing and keeps no state, so sharing it changes no sentence
 _UNMASKED = Masker(enabled=False)
-# english_summary's formatted arguments by (name, type, value): a night's findings repeat
-# their users, days and counts
+# english_summary's formatted arguments (render's memo): a night's findings repeat their
+# users, days and counts
 _ENGLISH_ARGS: dict[tuple, str] = {}
-
-
-def _english_arg(name: str, value, lang: Lang) -> str:
-    """format_arg in English, unmasked; remembered for str, int and bool values only (two
-    equal ones of the same type read the same; a float's or a list's text may not)."""
-    t = type(value)
-    if t is not str and t is not int and t is not bool:
-        return format_arg(name, value, lang, _UNMASKED)
-    key = (name, t, value)
-    text = _ENGLISH_ARGS.get(key)
-    if text is None:
-        if len(_ENGLISH_ARGS) >= 500_000:      # bounded: about a night's distinct values
-            _ENGLISH_ARGS.clear()
-        text = _ENGLISH_ARGS[key] = format_arg(name, value, lang, _UNMASKED)
-    return text
 
 
 def english_summary(message_id: str, args: dict) -> str:
@@ -261,9 +240,7 @@ def english_summary(message_id: str, args: dict) -> str:
     msg = message(message_id)
     if msg is None:
         raise ValueError(f"message id {message_id!r} is not declared by any detector")
-    lang = as_lang("en")
-    return _sentence(msg, args, _Args({k: _english_arg(k, v, lang) for k, v in args.items()}),
-                     lang)
+    return render(msg, args, "en", _UNMASKED, _ENGLISH_ARGS)
 
 
 def finding_sentence(row: dict, lang: Lang | str, masker: Masker,
