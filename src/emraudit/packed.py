@@ -10,6 +10,12 @@ text (zlib: evidence repeats its keys and codes, ~6× smaller); the scan's proce
 bytes, the store decompresses them into the same text it always wrote. The facts the scan
 weighs before storing (the risk flags) are taken in the worker, from the objects.
 
+Compressing costs a worker about 40 µs a finding; a partition whose text is small travels
+it plain (UTF-8 bytes) instead: `pack(found, plain_bytes)` compresses only above that many
+bytes of text, and the scan divides a fixed budget (PLAIN_BUDGET) among its tasks, so its
+process never holds more plain text than that whatever the night. A zlib stream starts
+with b"x" and JSON text never does: either form is read back by `text_of`.
+
 `unpack` gives the objects back (tests compare partitioned findings with single-process
 ones; anything that needs the dicts). `evidence_of` decodes one packed value.
 """
@@ -26,6 +32,13 @@ from emraudit.model import dumps
 from emraudit.risk import finding_flags, flag_lists
 
 LEVEL = 1                                  # zlib: the fastest level is most of the gain
+PLAIN_BUDGET = 256 * 2**20                 # plain text the scan's process may hold, in all
+_ZLIB = b"x"                               # the first byte of a zlib stream (32K window)
+
+
+def text_of(v: bytes) -> str:
+    """The JSON text of a packed value, compressed or plain."""
+    return zlib.decompress(v).decode("utf-8") if v[:1] == _ZLIB else v.decode("utf-8")
 
 
 def evidence_text(v: Any) -> str:
@@ -33,14 +46,14 @@ def evidence_text(v: Any) -> str:
     `model.dumps` writes it, so findings.jsonl can carry the text of an evidence masking
     leaves alone as it is (findings_jsonl) instead of decoding and encoding it again."""
     if isinstance(v, bytes):
-        return zlib.decompress(v).decode("utf-8")
+        return text_of(v)
     return dumps(v)
 
 
 def args_text(v: Any) -> str | None:
     """The store's text of message arguments, objects or packed (None when none)."""
     if isinstance(v, bytes):
-        return zlib.decompress(v).decode("utf-8")
+        return text_of(v)
     return json.dumps(v, ensure_ascii=False, default=str, sort_keys=True) \
         if isinstance(v, dict) else None
 
@@ -54,27 +67,36 @@ def evidence_of(v: Any) -> Any:
     """An evidence (or arguments) value as objects: packed bytes decoded, anything else
     as it is."""
     if isinstance(v, bytes):
-        return json.loads(zlib.decompress(v).decode("utf-8"))
+        return json.loads(text_of(v))
     return v
 
 
-def _pack(text: str | None) -> bytes | None:
-    return None if text is None else zlib.compress(text.encode("utf-8"), LEVEL)
+def _encoded(texts: list[str | None]) -> list[bytes | None]:
+    return [None if t is None else t.encode("utf-8") for t in texts]
 
 
-def pack(found: pd.DataFrame) -> pd.DataFrame:
+def _squeezed(values: list[bytes | None], squeeze: bool) -> list[bytes | None]:
+    if not squeeze:
+        return values
+    return [None if v is None else zlib.compress(v, LEVEL) for v in values]
+
+
+def pack(found: pd.DataFrame, plain_bytes: int = 0) -> pd.DataFrame:
     """A findings frame (the contract's shape, objects) packed for the trip to the store:
-    `risk_flags` taken from the objects, evidence and message arguments as compressed text,
-    event ids as their JSON text."""
+    `risk_flags` taken from the objects, evidence and message arguments as their text in
+    UTF-8, compressed when there is more than `plain_bytes` of it, event ids as their JSON
+    text."""
     out = found.copy()
     if not len(out):
         return out
     if "risk_flags" not in out:
         out["risk_flags"] = flag_lists(finding_flags(found))
-    if "evidence" in out:
-        out["evidence"] = [_pack(evidence_text(v)) for v in out["evidence"]]
-    if "message_args" in out:
-        out["message_args"] = [_pack(args_text(v)) for v in out["message_args"]]
+    cols = {c: _encoded([evidence_text(v) for v in out["evidence"]] if c == "evidence"
+                        else [args_text(v) for v in out["message_args"]])
+            for c in ("evidence", "message_args") if c in out}
+    size = sum(len(v) for values in cols.values() for v in values if v is not None)
+    for c, values in cols.items():
+        out[c] = _squeezed(values, size > plain_bytes)
     out["event_ids"] = [events_text(v) for v in out["event_ids"]]
     return out
 
@@ -94,4 +116,4 @@ def unpack(found: pd.DataFrame) -> pd.DataFrame:
 
 
 __all__ = ["pack", "unpack", "evidence_of", "evidence_text", "args_text",
-           "events_text"]
+           "events_text", "text_of", "PLAIN_BUDGET"]

@@ -30,7 +30,7 @@ from emraudit.engine.plan import Task, reads_events
 from emraudit.fastops import local_days
 from emraudit.lake import Lake
 from emraudit.model import code_event_columns, empty_table
-from emraudit.packed import pack
+from emraudit.packed import PLAIN_BUDGET, pack
 
 # per process: reference snapshots already read, by file (a Spark worker runs many tasks)
 _REFS: dict[str, pd.DataFrame] = {}
@@ -150,7 +150,9 @@ def pass_two(job: ScanJob, task: Task, events: pd.DataFrame | None = None) -> di
     settings = {d: job.settings[d] for d in task.detectors}
     with _events_frozen():
         found, status = run_detectors(ctx, settings)
-        found = pack(found)     # bytes, not nested dicts, in the scan's process
+        # bytes, not nested dicts, in the scan's process: the plain budget shared by the
+        # partitions and the task over every event
+        found = pack(found, PLAIN_BUDGET // (task.count + 1))
     by_det = {d: f.reset_index(drop=True) for d, f in found.groupby("detector", sort=False)} \
         if len(found) else {}
     return {"found": by_det, "status": status, "outputs": ctx.outputs,
