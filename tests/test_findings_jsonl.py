@@ -26,13 +26,13 @@ from emraudit.store import Store, findings
 def forks(monkeypatch):
     """What each pool findings_jsonl forks runs; any number of findings is enough."""
     ran: list[str] = []
-    real = findings_jsonl.forked_map
+    real = findings_jsonl.ForkedMap
 
     def spy(fn, job, items, workers):
         ran.append(fn.__name__)
         return real(fn, job, items, workers)
 
-    monkeypatch.setattr(findings_jsonl, "forked_map", spy)
+    monkeypatch.setattr(findings_jsonl, "ForkedMap", spy)
     monkeypatch.setattr(findings_jsonl, "PARALLEL_MIN_FINDINGS", 1)
     return ran
 

@@ -435,15 +435,87 @@ def test_pages_written_beside_a_parallel_findings_file_equal_the_serial_ones(tmp
 
     monkeypatch.setattr(forking.Forked, "__init__", spy)
     outs = {}
-    for name, minimum in (("plain", 10 ** 9), ("beside", 1)):
+    # plain: one process; beside: the pages' own process beside the file's workers;
+    # pooled: the pages by a pool of workers, then the file's workers beside the ledger
+    for name, minimum, workers in (("plain", 10 ** 9, None), ("beside", 1, None),
+                                   ("pooled", 1, 2)):
         monkeypatch.setattr(findings_jsonl, "PARALLEL_MIN_FINDINGS", minimum)
         cfg, store, lake = build(tmp_path / name, lang="zh")
-        out = write_scan_reports(cfg, store, lake, SCAN1, workers=None)
+        out = write_scan_reports(cfg, store, lake, SCAN1, workers=workers)
         outs[name] = {p.relative_to(out).as_posix(): p.read_bytes()
                       for p in out.rglob("*") if p.is_file() and p.suffix != ".xlsx"}
     assert forked == ["_render_all"]
     assert len([n for n in outs["beside"] if n.startswith("cases/")]) == 2
-    assert outs["plain"] == outs["beside"]
+    assert outs["plain"] == outs["beside"] == outs["pooled"]
+    assert not [n for n in outs["pooled"] if ".findings-" in n or ".forked-" in n]
+
+
+def test_the_file_s_workers_run_beside_the_cases_loading_and_the_ledger(tmp_path,
+                                                                       monkeypatch):
+    """findings.jsonl's learners fork before the cases load and its writers before the
+    ledger is written; the parts are joined after it."""
+    from emraudit.reports import findings_jsonl, ledger, render
+    monkeypatch.setattr(findings_jsonl, "PARALLEL_MIN_FINDINGS", 1)
+    steps: list[str] = []
+    real_map, real_load = findings_jsonl.ForkedMap, render.load_cases
+    real_ledger, real_join = ledger.write_ledger, findings_jsonl.FindingsFile._join
+
+    def fork(fn, job, items, workers):
+        steps.append(fn.__name__)
+        return real_map(fn, job, items, workers)
+
+    def load(*a, **k):
+        steps.append("load_cases")
+        return real_load(*a, **k)
+
+    def write_ledger(*a, **k):
+        steps.append("ledger")
+        return real_ledger(*a, **k)
+
+    def join(self):
+        steps.append("join")
+        return real_join(self)
+
+    counted: list[int] = []
+    real_dash = render.dashboard_model
+
+    def dash(views, ld, *a, **k):
+        counted.append(ld.n_findings)
+        return real_dash(views, ld, *a, **k)
+    monkeypatch.setattr(render, "dashboard_model", dash)
+    monkeypatch.setattr(findings_jsonl, "ForkedMap", fork)
+    monkeypatch.setattr(render, "load_cases", load)
+    monkeypatch.setattr(ledger, "write_ledger", write_ledger)
+    monkeypatch.setattr(findings_jsonl.FindingsFile, "_join", join)
+    cfg, store, lake = build(tmp_path, lang="en")
+    out = write_scan_reports(cfg, store, lake, SCAN1, workers=None)
+    assert steps == ["patients_of", "load_cases", "write_part", "ledger", "join"]
+    lines = (out / "findings.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == counted[0] >= 2      # the dashboard's count, before the file ended
+
+
+@pytest.mark.parametrize("where", ["ledger", "join"])
+def test_a_failure_while_the_file_s_workers_write_leaves_no_half_report(tmp_path, monkeypatch,
+                                                                       where):
+    """The ledger failing while the file's workers write, or the joining of their parts:
+    the workers are ended, and neither the report's folder nor a part folder is left."""
+    import multiprocessing as mp
+    from emraudit.reports import findings_jsonl, ledger
+    monkeypatch.setattr(findings_jsonl, "PARALLEL_MIN_FINDINGS", 1)
+    cfg, store, lake = build(tmp_path, lang="en")
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+    if where == "ledger":
+        monkeypatch.setattr(ledger, "write_ledger", boom)
+    else:
+        monkeypatch.setattr(findings_jsonl.FindingsFile, "_join", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_scan_reports(cfg, store, lake, SCAN1, workers=None)
+    assert not list(cfg.reports_dir.glob(".tmp-*"))
+    assert not list(cfg.reports_dir.rglob(".findings-*"))
+    assert not (cfg.reports_dir / "latest").exists()
+    assert not mp.active_children()
 
 
 @pytest.mark.parametrize("where", ["pages", "findings"])
@@ -457,8 +529,10 @@ def test_a_failure_beside_the_pages_leaves_no_half_report(tmp_path, monkeypatch,
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(render, "_render_case_pages" if where == "pages" else "_findings_file",
-                        boom)
+    if where == "pages":
+        monkeypatch.setattr(render, "_render_case_pages", boom)
+    else:       # after the pages' process has forked
+        monkeypatch.setattr(findings_jsonl.FindingsFile, "write", boom)
     with pytest.raises(ForkedError if where == "pages" else RuntimeError, match="disk full"):
         write_scan_reports(cfg, store, lake, SCAN1, workers=None)
     assert not list(cfg.reports_dir.glob(".tmp-*"))

@@ -50,15 +50,41 @@ def forked_map(fn: Callable[[Any, Any], Any], job: Any, items: Iterable,
     """fn(job, item) for each item, the results in order as they come, computed by
     `workers` processes forked now: they inherit `job`, and everything this process has
     built, without copying it. `fn` is pickled: a function of a module or a class."""
-    global _JOB
-    _JOB = job
-    gc.freeze()     # the workers' collector must not touch (and so copy) the inherited objects
-    try:
-        with fork_pool(workers) as pool:
-            yield from pool.map(_run_job, [(fn, item) for item in items])
-    finally:
-        _JOB = None
-        gc.unfreeze()
+    yield from ForkedMap(fn, job, items, workers)
+
+
+class ForkedMap:
+    """forked_map begun at once: its workers fork and start on the items now, while this
+    process goes on with other work; iterating gives the results in order (each waits for
+    its own) and ends the pool. `close()` ends it early: items not begun are dropped, the
+    running ones finish."""
+
+    def __init__(self, fn: Callable[[Any, Any], Any], job: Any, items: Iterable,
+                 workers: int):
+        global _JOB
+        _JOB = job
+        gc.freeze()     # the workers' collector must not touch (and so copy) what they inherit
+        try:
+            self._pool = fork_pool(workers)
+            try:
+                # a fork pool starts every worker at the first submit: they have forked
+                # (with _JOB) when map returns
+                self._results = self._pool.map(_run_job, [(fn, item) for item in items])
+            except BaseException:
+                self.close()
+                raise
+        finally:
+            _JOB = None
+            gc.unfreeze()
+
+    def __iter__(self) -> Iterator:
+        try:
+            yield from self._results
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Forked:

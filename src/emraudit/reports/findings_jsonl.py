@@ -8,7 +8,8 @@ evidence name) are learned before the first line is written, so no line depends 
 batch it was read in or on how many processes wrote the file. From PARALLEL_MIN_FINDINGS
 findings on, both passes are split between forked workers, a range of finding ids a task:
 this process learns what they found range by range, in order, then joins the part files
-they wrote, in order.
+they wrote, in order. A report takes these steps one at a time (FindingsFile) and does its
+own work while the workers do theirs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from emraudit.forking import can_fork, forked_map
+from emraudit.forking import ForkedMap, can_fork
 from emraudit.model import FINDING_COLUMNS, dumps, patient_list
 from emraudit.reports import data, files
 from emraudit.reports.i18n import Lang
@@ -90,17 +91,114 @@ def write_findings_jsonl(path: Path, store: Store, scan_id: str, lang: Lang, mas
     hundreds of thousands is never held whole), by `workers` forked processes when there
     are PARALLEL_MIN_FINDINGS or more; returns how many findings it holds. `ids`: the
     scan's finding ids (data.scan_finding_ids), when the caller has read them."""
-    ids = data.scan_finding_ids(store, scan_id) if ids is None else ids
-    if not in_parallel(len(ids), workers):
-        workers = 1
-    size = batch if workers == 1 else _task_size(len(ids), batch, workers)
-    ranges = [(ids[i - 1] if i else "", ids[min(i + size, len(ids)) - 1])
-              for i in range(0, len(ids), size)]
-    job = _FindingsFile(store, scan_id, lang, masker, patients, batch)
-    _learn(job, ranges, workers)
-    if workers == 1:
-        return _write(path, (x for bounds in ranges for x in job.lines(bounds)))
-    return _write_parts(job, path, ranges, workers)
+    f = FindingsFile(path, store, scan_id, lang, masker, patients, workers=workers,
+                     batch=batch, ids=ids)
+    try:
+        f.learn()
+        f.write()
+        return f.finish()
+    finally:
+        f.close()
+
+
+class FindingsFile:
+    """findings.jsonl written in steps, so that a report can do its own work while the
+    file's workers do theirs (write_findings_jsonl takes the steps one after the other):
+
+    - `start()`: the workers that find the file's patients fork and begin (parallel only);
+    - `collect()`: their id lists are gathered, the masker left as it was;
+    - `learn()`: the masker learns them, range by range in order;
+    - `write()`: one process writes the whole file now, or the writers fork and begin;
+    - `finish()`: their parts are joined, in order; returns how many findings it holds.
+
+    The lines see the masker as it is at `write()`; `close()` ends whatever is running."""
+
+    def __init__(self, path: Path, store: Store, scan_id: str, lang: Lang, masker: Masker,
+                 patients: pd.DataFrame | None, *, workers: int = 1, batch: int = BATCH,
+                 ids: list[str] | None = None):
+        ids = data.scan_finding_ids(store, scan_id) if ids is None else ids
+        self.count = len(ids)
+        self.workers = workers if in_parallel(len(ids), workers) else 1
+        size = batch if self.workers == 1 else _task_size(len(ids), batch, self.workers)
+        self.ranges = [(ids[i - 1] if i else "", ids[min(i + size, len(ids)) - 1])
+                       for i in range(0, len(ids), size)]
+        self.path = path
+        self.job = _FindingsFile(store, scan_id, lang, masker, patients, batch)
+        self._finding: ForkedMap | None = None      # the learners, while they run
+        self._found: list[list[list]] | None = None
+        self._writing: ForkedMap | None = None
+        self._folder: Path | None = None
+        self._tasks: list[tuple[Path, Range]] = []
+        self._written: int | None = None
+
+    @property
+    def parallel(self) -> bool:
+        return self.workers > 1
+
+    def start(self) -> None:
+        if self._finding is None and self._found is None and self.parallel \
+                and self.job.masker.enabled:
+            self.job.masker.ready(self.job.patients)    # the patients table's index, inherited
+            self._finding = ForkedMap(_FindingsFile.patients_of, self.job, self.ranges,
+                                      self.workers)
+
+    def collect(self) -> None:
+        if self._found is not None or not self.job.masker.enabled:
+            return
+        if self.parallel:
+            self.start()
+            self._found, self._finding = list(self._finding), None
+        else:
+            self._found = [self.job.patients_of(bounds) for bounds in self.ranges]
+
+    def learn(self) -> None:
+        """Teach the masker the patients of every finding of the file, in order."""
+        self.collect()
+        for lists in self._found or ():
+            for ids in lists:
+                self.job.masker.learn_patients(self.job.patients, ids)
+
+    def write(self) -> None:
+        job = self.job
+        if not self.parallel:
+            self._written = _write(self.path, (x for bounds in self.ranges
+                                               for x in job.lines(bounds)))
+            return
+        job.masker.ready()                  # built once, before the fork
+        self._folder = Path(tempfile.mkdtemp(prefix=".findings-", dir=self.path.parent))
+        self._tasks = [(self._folder / f"{i:06d}.jsonl", bounds)
+                       for i, bounds in enumerate(self.ranges)]
+        self._writing = ForkedMap(_FindingsFile.write_part, job, self._tasks, self.workers)
+
+    def finish(self) -> int:
+        try:
+            if self._written is None:
+                self._written = self._join()
+            return self._written
+        finally:
+            self.close()
+
+    def _join(self) -> int:
+        """The workers' part files joined here, in order, as each is done."""
+        files.write_text(self.path, "")
+        n = 0
+        with self.path.open("ab") as out:
+            for (part, _), k in zip(self._tasks, self._writing):
+                with part.open("rb") as fh:
+                    shutil.copyfileobj(fh, out, 1 << 20)
+                part.unlink()
+                n += k
+        self._writing = None
+        return n
+
+    def close(self) -> None:
+        for running in (self._finding, self._writing):
+            if running is not None:
+                running.close()
+        self._finding = self._writing = None
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
 
 def in_parallel(findings: int, workers: int) -> bool:
@@ -114,41 +212,6 @@ def _task_size(n: int, batch: int, workers: int) -> int:
     tasks = max(-(-n // batch), workers * 4)
     tasks = -(-tasks // workers) * workers
     return max(1, -(-n // tasks))
-
-
-def _learn(job: _FindingsFile, ranges: list[Range], workers: int) -> None:
-    """Teach the masker the patients of every finding of the file, range by range in
-    order (as the workers find them)."""
-    if not job.masker.enabled:
-        return
-    if workers == 1:
-        found = map(job.patients_of, ranges)
-    else:
-        job.masker.ready(job.patients)      # the patients table's index, inherited
-        found = forked_map(_FindingsFile.patients_of, job, ranges, workers)
-    for lists in found:
-        for ids in lists:
-            job.masker.learn_patients(job.patients, ids)
-
-
-def _write_parts(job: _FindingsFile, path: Path, ranges: list[Range], workers: int) -> int:
-    """Workers write the ranges' lines to part files; they are joined here, in order."""
-    job.masker.ready()                  # built once, before the fork
-    folder = Path(tempfile.mkdtemp(prefix=".findings-", dir=path.parent))
-    try:
-        tasks = [(folder / f"{i:06d}.jsonl", bounds) for i, bounds in enumerate(ranges)]
-        files.write_text(path, "")
-        n = 0
-        with path.open("ab") as out:
-            for (part, _), k in zip(tasks, forked_map(_FindingsFile.write_part, job, tasks,
-                                                      workers)):
-                with part.open("rb") as fh:
-                    shutil.copyfileobj(fh, out, 1 << 20)
-                part.unlink()
-                n += k
-        return n
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _write(path: Path, chunks: Iterable[tuple[str, int]]) -> int:

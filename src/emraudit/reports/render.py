@@ -28,7 +28,7 @@ from emraudit.forking import Forked, can_fork, forked_map
 from emraudit.lake import Lake
 from emraudit.reports import charts, data, files, ledger
 from emraudit.reports.evidence import group_repeats, render_evidence
-from emraudit.reports.findings_jsonl import in_parallel, write_findings_jsonl
+from emraudit.reports.findings_jsonl import FindingsFile
 from emraudit.reports.i18n import Lang, make_env
 from emraudit.reports.labels import (ACTION, DISPOSITION, FEED_DIMENSION, FIELD, HISTORY_ACTION,
                                      KIND, PATIENT_FLAGS, RECTIFICATION, RISK_FACTOR, ROLE,
@@ -250,9 +250,11 @@ def _local_parts(ts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_cases(config: Config, store: Store, lake: Lake, case_ids: list[str], lang: Lang,
-               masker: Masker, scan: dict | None = None) -> Loaded:
+               masker: Masker, scan: dict | None = None, *,
+               patients: pd.DataFrame | None = None) -> Loaded:
     """Everything the pages of these cases show, read from what the scan stored (the
-    scan's reports, `emraudit report case`, the review app)."""
+    scan's reports, `emraudit report case`, the review app). `patients`: the patients
+    snapshot, when the caller has read it."""
     committed = store.committed_runs()
     stored = data.read_cases(store, case_ids)
     rows = {r["case_id"]: r for r in stored.to_dict("records")}
@@ -305,7 +307,8 @@ def load_cases(config: Config, store: Store, lake: Lake, case_ids: list[str], la
             per_day.update({str(d): int(n) for d, n in zip(days_u, n_u)})
 
     ref = Ref(data.snapshot(lake, committed, "users"),
-              data.snapshot(lake, committed, "patients"), lang, masker)
+              data.snapshot(lake, committed, "patients") if patients is None else patients,
+              lang, masker)
     pids = {p for c in cases_list for p in _json_list(c.get("patients"))}
     pids |= {_s(c.get("patient_id")) for c in cases_list} - {""}
     if ev_cols is not None:
@@ -696,9 +699,9 @@ def _render_all(job: _CasePages) -> list[dict]:
 
 
 def _findings_file(folder: Path, store: Store, scan_id: str, lang: Lang, masker: Masker,
-                   ld: Loaded, workers: int, ids: list[str]) -> int:
-    return write_findings_jsonl(folder / "findings.jsonl", store, scan_id, lang, masker,
-                                ld.ref.patients, workers=workers, ids=ids)
+                   patients: pd.DataFrame | None, workers: int) -> FindingsFile:
+    return FindingsFile(folder / "findings.jsonl", store, scan_id, lang, masker, patients,
+                        workers=workers)
 
 
 def _render_case_pages(job: _CasePages, workers: int) -> list[dict]:
@@ -750,48 +753,59 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
     # (context: what was decided about this night); open cases below the budget get none
     decided = data.resolved_cases_of(store, data.scan_case_ids(store, scan_id))
     shown = (queue + [c for c in decided if c not in set(queue)])[:config.review.max_pages]
-    ld = load_cases(config, store, lake, shown, lang, masker, scan)
-    if ld.ref.users is not None and "name" in ld.ref.users:
-        masker.keep(ld.ref.users["name"])      # staff names stay whole in scrubbed text
-    env = make_env(lang)
-    g = _page_globals(config, lang, masker, ld.scan, fmt)
     pool = config.scan.workers if workers is None else workers
-    if workers is None:
-        workers = pool if len(ld.cases) >= PARALLEL_MIN_CASES else 1
+    patients = data.snapshot(lake, store.committed_runs(), "patients")
 
     root = files.private_dir(config.reports_dir)
     tmp = files.temp_dir(root, scan_id)
+    jsonl = None
     try:
+        # findings.jsonl's workers find the file's patients while the cases load
+        jsonl = _findings_file(tmp, store, scan_id, lang, masker, patients, pool)
+        jsonl.start()
+        ld = load_cases(config, store, lake, shown, lang, masker, scan, patients=patients)
+        ld.n_findings = jsonl.count
+        if ld.ref.users is not None and "name" in ld.ref.users:
+            masker.keep(ld.ref.users["name"])      # staff names stay whole in scrubbed text
+        env = make_env(lang)
+        g = _page_globals(config, lang, masker, ld.scan, fmt)
+        if workers is None:
+            workers = pool if len(ld.cases) >= PARALLEL_MIN_CASES else 1
+        jsonl.collect()         # their lists, not learned yet: the pages must not see them
         case_dir = tmp / "cases"
         case_dir.mkdir(mode=files.DIR_MODE)
         job = _CasePages(ld, config, lang, masker, fmt, scan_id, g, case_dir)
-        ids = data.scan_finding_ids(store, scan_id)
-        if workers == 1 and in_parallel(len(ids), pool):
+        if workers == 1 and jsonl.parallel:
             # the pages in a process of their own, forked before findings.jsonl teaches the
             # masker this scan's patients (the pages see what they always saw), while the
             # file's workers write it: the pages fill the core the file's serial parts leave
             pages = Forked(_render_all, job, tmp)
             try:
-                ld.n_findings = _findings_file(tmp, store, scan_id, lang, masker, ld, pool,
-                                               ids)
+                jsonl.learn()
+                jsonl.write()
                 views = pages.result()
             finally:
                 pages.cancel()
             progress.current().track("case pages", len(views), len(views), unit="pages")
         else:
             views = _render_case_pages(job, workers)
-            ld.n_findings = _findings_file(tmp, store, scan_id, lang, masker, ld, pool, ids)
+            jsonl.learn()
+            jsonl.write()
         dash = dashboard_model(views, ld, config, store, lang, fmt)
         dash["queue"] = dict(queue_counts(store), shown=len(views),
                              not_shown=len(queue) - len(views))
         files.write_text(tmp / "index.html",
                          env.get_template("index.html").render(**g, d=dash, cases=views))
         # the ledger covers every open problem, not only this scan's; the events loaded
-        # for this scan's cases give their rows source references
+        # for this scan's cases give their rows source references. Written while the
+        # file's workers write (they have the masker as it was; the ledger teaches it more)
         ledger.write_ledger(config, store, lake, tmp, masker=masker,
                             evidence={v["id"]: v["events"] for v in views})
+        jsonl.finish()
     except BaseException:
         import shutil
+        if jsonl is not None:
+            jsonl.close()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     final = files.swap_into_place(tmp, root / scan_id)
