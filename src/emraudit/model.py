@@ -751,9 +751,14 @@ def describe_schema() -> str:
     return "\n".join(out)
 
 
+# json.dumps with arguments builds an encoder per call: a night's findings are encoded by one
+_COMPACT = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str,
+                            separators=(",", ":"))
+
+
 def dumps(obj) -> str:
     """Compact, stable JSON used for evidence and ids."""
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str, separators=(",", ":"))
+    return _COMPACT.encode(obj)
 
 
 # -- findings (DESIGN.md "Findings", a contract) ------------------------------------------------

@@ -36,6 +36,10 @@ PLAIN_BUDGET = 256 * 2**20                 # plain text the scan's process may h
 _ZLIB = b"x"                               # the first byte of a zlib stream (32K window)
 
 
+# message arguments as the store has always kept them (json.dumps's separators)
+_ARGS = json.JSONEncoder(ensure_ascii=False, default=str, sort_keys=True)
+
+
 def text_of(v: bytes) -> str:
     """The JSON text of a packed value, compressed or plain."""
     return zlib.decompress(v).decode("utf-8") if v[:1] == _ZLIB else v.decode("utf-8")
@@ -54,8 +58,7 @@ def args_text(v: Any) -> str | None:
     """The store's text of message arguments, objects or packed (None when none)."""
     if isinstance(v, bytes):
         return text_of(v)
-    return json.dumps(v, ensure_ascii=False, default=str, sort_keys=True) \
-        if isinstance(v, dict) else None
+    return _ARGS.encode(v) if isinstance(v, dict) else None
 
 
 def events_text(v: Any) -> str:
