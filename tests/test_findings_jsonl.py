@@ -9,6 +9,7 @@ import json
 import os
 import stat
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -195,3 +196,20 @@ def test_evidence_left_alone_is_written_as_the_decoded_object_would_be(tmp_path,
     assert path.read_text(encoding="utf-8") == dumps(report_record(row, Lang("zh"), m)) + "\n"
     assert json.loads(path.read_text(encoding="utf-8"))["evidence"] == \
         (json.loads(text) if text else {})
+
+
+@pytest.mark.parametrize("dtype", ["string[pyarrow]", object])
+def test_store_rows_decode_alike_from_arrow_or_object_columns(dtype):
+    """decode_findings reads the JSON columns value by value: an Arrow string column and an
+    object one give the same objects, a missing or empty value the empty one."""
+    raw = pd.DataFrame({
+        "event_ids": ['["E1","E2"]', "", None], "evidence": ['{"day":"2026-09-09"}', "", None],
+        "message_args": ['{"user":"U1"}', None, ""], "patient_ids": ['["P1","P2"]', None, ""],
+    }).astype(dtype)
+    got = data.decode_findings(raw)
+    assert got["event_ids"].tolist() == [["E1", "E2"], [], []]
+    assert got["evidence"].tolist() == [{"day": "2026-09-09"}, {}, {}]
+    assert got["message_args"].tolist() == [{"user": "U1"}, None, None]
+    assert got["patient_ids"].tolist() == [["P1", "P2"], None, None]
+    kept = data.decode_findings(raw, evidence=np.array([False, True, True]))
+    assert kept["evidence"].tolist() == ['{"day":"2026-09-09"}', {}, {}]

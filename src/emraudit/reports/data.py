@@ -44,17 +44,27 @@ def decode_findings(df: pd.DataFrame, evidence: np.ndarray | None = None) -> pd.
     """Store rows of findings with their JSON columns as objects; `evidence` (a mask): only
     those rows' evidence decoded, the others' left as the store's text."""
     if len(df):
+        # lists of values, not Series.map: on Arrow strings map tries to make an Arrow
+        # column of what it returns (a night's findings.jsonl reads every finding)
         df = df.copy()
-        df["event_ids"] = df["event_ids"].map(lambda s: json.loads(s) if s else [])
+        df["event_ids"] = [json.loads(s) if s else [] for s in _values(df["event_ids"])]
         if evidence is None:
-            df["evidence"] = df["evidence"].map(lambda s: json.loads(s) if s else {})
+            df["evidence"] = [json.loads(s) if s else {} for s in _values(df["evidence"])]
         else:
             df["evidence"] = [(json.loads(s) if s else {}) if d else s
-                              for s, d in zip(df["evidence"].tolist(), evidence.tolist())]
-        df["message_args"] = df["message_args"].map(decode_args)
+                              for s, d in zip(_values(df["evidence"]), evidence.tolist())]
+        df["message_args"] = [decode_args(v) for v in _values(df["message_args"])]
         if "patient_ids" in df:
-            df["patient_ids"] = df["patient_ids"].map(patient_list)
+            df["patient_ids"] = [patient_list(v) for v in _values(df["patient_ids"])]
     return df
+
+
+def _values(col: pd.Series) -> list:
+    """A column's values as a list, missing ones (None, NaN, NA) as None."""
+    values = col.tolist()
+    for i in np.flatnonzero(col.isna().to_numpy()).tolist():
+        values[i] = None
+    return values
 
 
 def scan_row(store: Store, scan_id: str) -> dict | None:
