@@ -219,3 +219,11 @@ def test_text_fields_of_the_wanted_keys_last_row_winning():
     assert out == {"U1": {"role": "head_nurse", "department": "外科"},   # the last row of U1
                    "7": {"role": None, "department": "3"}}              # ids compared as text
     assert text_fields(users, "user_id", [], ("role",)) == {}
+
+
+def test_values_of_gives_none_for_every_kind_of_missing_value():
+    from emraudit.fastops import values_of
+    assert values_of(pd.Series(["a", None, "b"], dtype="string[pyarrow]")) == ["a", None, "b"]
+    assert values_of(pd.Series(["a", float("nan"), None], dtype=object)) == ["a", None, None]
+    assert values_of(pd.Series([1.5, float("nan")])) == [1.5, None]
+    assert values_of(pd.Series([], dtype=object)) == []

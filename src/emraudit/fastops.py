@@ -140,6 +140,16 @@ def isin(values: pd.Series | pd.Index | np.ndarray, value_set) -> np.ndarray:
     return res.to_numpy(zero_copy_only=False).astype(bool)
 
 
+def values_of(col: pd.Series) -> list:
+    """A column's values as a list, missing ones (None, NaN, NA) as None: for a loop over
+    a night's values, where Series.map on Arrow strings tries to make an Arrow column of
+    what it returns."""
+    values = col.tolist()
+    for i in np.flatnonzero(col.isna().to_numpy()).tolist():
+        values[i] = None
+    return values
+
+
 def text_fields(df: pd.DataFrame, key: str, wanted, cols) -> dict[str, dict]:
     """{key: {col: text or None}} of the rows of `df` whose `key` is among `wanted` (the last
     row of a key wins), for the `cols` it has: a night's thousands of users with findings,

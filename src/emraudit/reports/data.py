@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from emraudit.fastops import isin, local_days
+from emraudit.fastops import isin, local_days, values_of
 from emraudit.lake import Lake, user_hashes
 from emraudit.model import patient_list
 from emraudit.store import (Store, case_history, cases, decode_args, feed_health, findings, scans,
@@ -47,24 +47,17 @@ def decode_findings(df: pd.DataFrame, evidence: np.ndarray | None = None) -> pd.
         # lists of values, not Series.map: on Arrow strings map tries to make an Arrow
         # column of what it returns (a night's findings.jsonl reads every finding)
         df = df.copy()
-        df["event_ids"] = [json.loads(s) if s else [] for s in _values(df["event_ids"])]
+        df["event_ids"] = [json.loads(s) if s else [] for s in values_of(df["event_ids"])]
         if evidence is None:
-            df["evidence"] = [json.loads(s) if s else {} for s in _values(df["evidence"])]
+            df["evidence"] = [json.loads(s) if s else {} for s in values_of(df["evidence"])]
         else:
             df["evidence"] = [(json.loads(s) if s else {}) if d else s
-                              for s, d in zip(_values(df["evidence"]), evidence.tolist())]
-        df["message_args"] = [decode_args(v) for v in _values(df["message_args"])]
+                              for s, d in zip(values_of(df["evidence"]), evidence.tolist())]
+        df["message_args"] = [decode_args(v) for v in values_of(df["message_args"])]
         if "patient_ids" in df:
-            df["patient_ids"] = [patient_list(v) for v in _values(df["patient_ids"])]
+            df["patient_ids"] = [patient_list(v) for v in values_of(df["patient_ids"])]
     return df
 
-
-def _values(col: pd.Series) -> list:
-    """A column's values as a list, missing ones (None, NaN, NA) as None."""
-    values = col.tolist()
-    for i in np.flatnonzero(col.isna().to_numpy()).tolist():
-        values[i] = None
-    return values
 
 
 def scan_row(store: Store, scan_id: str) -> dict | None:

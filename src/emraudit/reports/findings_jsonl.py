@@ -23,6 +23,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import pandas as pd
 
+from emraudit.fastops import values_of
 from emraudit.forking import ForkedMap, can_fork
 from emraudit.model import FINDING_COLUMNS, dumps, patient_list
 from emraudit.reports import data, files
@@ -61,7 +62,8 @@ class _FindingsFile:
         them (Masker.findings_patients, a batch at a time)."""
         out: list[list] = []
         for raw in self._rows(bounds, LEARN_COLUMNS):
-            found = raw.assign(patient_ids=raw["patient_ids"].map(patient_list))
+            found = raw.assign(patient_ids=[patient_list(v)
+                                             for v in values_of(raw["patient_ids"])])
             out += self.masker.findings_patients(self.patients, found, _texts(raw))
         return out
 
