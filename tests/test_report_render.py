@@ -494,46 +494,28 @@ def test_the_file_s_workers_run_beside_the_cases_loading_and_the_ledger(tmp_path
     assert len(lines) == counted[0] >= 2      # the dashboard's count, before the file ended
 
 
-@pytest.mark.parametrize("where", ["ledger", "join"])
-def test_a_failure_while_the_file_s_workers_write_leaves_no_half_report(tmp_path, monkeypatch,
-                                                                       where):
-    """The ledger failing while the file's workers write, or the joining of their parts:
-    the workers are ended, and neither the report's folder nor a part folder is left."""
+@pytest.mark.parametrize("where", ["pages", "findings", "ledger", "join"])
+def test_a_failure_anywhere_in_the_report_leaves_no_half_report(tmp_path, monkeypatch, where):
+    """A failure in the pages' process is raised in the report's; one in findings.jsonl
+    (after the pages' process has forked) kills that process; the ledger failing while the
+    file's workers write, or the joining of their parts, ends those workers. Either way
+    neither the report's folder nor a part folder is left, nor any worker."""
     import multiprocessing as mp
-    from emraudit.reports import findings_jsonl, ledger
+    from emraudit.forking import ForkedError
+    from emraudit.reports import findings_jsonl, ledger, render
     monkeypatch.setattr(findings_jsonl, "PARALLEL_MIN_FINDINGS", 1)
     cfg, store, lake = build(tmp_path, lang="en")
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
-    if where == "ledger":
-        monkeypatch.setattr(ledger, "write_ledger", boom)
-    else:
-        monkeypatch.setattr(findings_jsonl.FindingsFile, "_join", boom)
-    with pytest.raises(RuntimeError, match="disk full"):
+    owner, name = {"pages": (render, "_render_case_pages"),
+                   "findings": (findings_jsonl.FindingsFile, "write"),
+                   "ledger": (ledger, "write_ledger"),
+                   "join": (findings_jsonl.FindingsFile, "_join")}[where]
+    monkeypatch.setattr(owner, name, boom)
+    with pytest.raises(ForkedError if where == "pages" else RuntimeError, match="disk full"):
         write_scan_reports(cfg, store, lake, SCAN1, workers=None)
     assert not list(cfg.reports_dir.glob(".tmp-*"))
     assert not list(cfg.reports_dir.rglob(".findings-*"))
     assert not (cfg.reports_dir / "latest").exists()
     assert not mp.active_children()
-
-
-@pytest.mark.parametrize("where", ["pages", "findings"])
-def test_a_failure_beside_the_pages_leaves_no_half_report(tmp_path, monkeypatch, where):
-    """A failure in the pages' process is raised in the report's; one in findings.jsonl
-    kills the pages' process: either way no temporary folder is left."""
-    from emraudit.forking import ForkedError
-    from emraudit.reports import findings_jsonl, render
-    monkeypatch.setattr(findings_jsonl, "PARALLEL_MIN_FINDINGS", 1)
-    cfg, store, lake = build(tmp_path, lang="en")
-
-    def boom(*a, **k):
-        raise RuntimeError("disk full")
-    if where == "pages":
-        monkeypatch.setattr(render, "_render_case_pages", boom)
-    else:       # after the pages' process has forked
-        monkeypatch.setattr(findings_jsonl.FindingsFile, "write", boom)
-    with pytest.raises(ForkedError if where == "pages" else RuntimeError, match="disk full"):
-        write_scan_reports(cfg, store, lake, SCAN1, workers=None)
-    assert not list(cfg.reports_dir.glob(".tmp-*"))
-    assert not (cfg.reports_dir / "latest").exists()

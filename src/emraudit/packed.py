@@ -94,9 +94,9 @@ def pack(found: pd.DataFrame, plain_bytes: int = 0) -> pd.DataFrame:
         return out
     if "risk_flags" not in out:
         out["risk_flags"] = flag_lists(finding_flags(found))
-    cols = {c: _encoded([evidence_text(v) for v in out["evidence"]] if c == "evidence"
-                        else [args_text(v) for v in out["message_args"]])
-            for c in ("evidence", "message_args") if c in out}
+    cols = {c: _encoded([text(v) for v in out[c]])
+            for c, text in (("evidence", evidence_text), ("message_args", args_text))
+            if c in out}
     size = sum(len(v) for values in cols.values() for v in values if v is not None)
     for c, values in cols.items():
         out[c] = _squeezed(values, size > plain_bytes)

@@ -59,7 +59,6 @@ def decode_findings(df: pd.DataFrame, evidence: np.ndarray | None = None) -> pd.
     return df
 
 
-
 def scan_row(store: Store, scan_id: str) -> dict | None:
     with store.engine.connect() as c:
         row = c.execute(sa.select(scans).where(scans.c.scan_id == scan_id)).mappings().first()

@@ -698,12 +698,6 @@ def _render_all(job: _CasePages) -> list[dict]:
     return _render_case_pages(job, 1)
 
 
-def _findings_file(folder: Path, store: Store, scan_id: str, lang: Lang, masker: Masker,
-                   patients: pd.DataFrame | None, workers: int) -> FindingsFile:
-    return FindingsFile(folder / "findings.jsonl", store, scan_id, lang, masker, patients,
-                        workers=workers)
-
-
 def _render_case_pages(job: _CasePages, workers: int) -> list[dict]:
     """Case pages are independent of one another (masking is a pure function of the value,
     the charts of the case's own data), so with `workers` > 1 they are written by forked
@@ -761,7 +755,8 @@ def write_scan_reports(config: Config, store: Store, lake: Lake, scan_id: str, *
     jsonl = None
     try:
         # findings.jsonl's workers find the file's patients while the cases load
-        jsonl = _findings_file(tmp, store, scan_id, lang, masker, patients, pool)
+        jsonl = FindingsFile(tmp / "findings.jsonl", store, scan_id, lang, masker, patients,
+                             workers=pool)
         jsonl.start()
         ld = load_cases(config, store, lake, shown, lang, masker, scan, patients=patients)
         ld.n_findings = jsonl.count
